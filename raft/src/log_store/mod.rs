@@ -1,0 +1,315 @@
+//! The durable Raft log: segment files of framed WAL records.
+//!
+//! `append` indexes the entries in memory (so they are readable at once, as
+//! openraft requires) and hands the frames to the writer thread, which
+//! group-commits them and fires the callback after the fsync. Reads come from a
+//! bounded cache of recent frames or from the segment files.
+//!
+//! Directory layout: `seg-<first index>.wal` segments, `vote`, `purged`.
+
+mod index;
+mod meta_file;
+mod recovery;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{self, File};
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+use tokio::sync::{mpsc, oneshot};
+
+pub use self::meta_file::{read as read_meta_file, sync_dir, write_atomic as write_meta_file_atomic};
+use self::index::{LogIndex, Loc, Slot};
+use self::writer::{Command, Writer, PURGED_FILE, VOTE_FILE};
+use crate::frame;
+use crate::types::{Entry, LogId, TypeConfig, Vote};
+
+#[derive(Clone, Debug)]
+pub struct LogStoreOptions {
+    /// A segment is closed and a new one started beyond this size.
+    pub segment_max_bytes: u64,
+    /// Upper bound on recent frames kept in memory for replication.
+    pub cache_max_bytes: usize,
+    /// Upper bound on bytes written by one group commit (and so on a torn tail).
+    pub max_write_batch_bytes: usize,
+    /// Upper bound on commands queued for the writer.
+    pub queue_depth: usize,
+}
+
+impl Default for LogStoreOptions {
+    fn default() -> Self {
+        LogStoreOptions {
+            segment_max_bytes: 64 * 1024 * 1024,
+            cache_max_bytes: 64 * 1024 * 1024,
+            max_write_batch_bytes: 16 * 1024 * 1024,
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// Deliberate defects, for proving the fault harness catches them. Only the
+/// `mutations` cargo feature can switch them on; release builds cannot.
+#[derive(Debug, Default)]
+pub struct LogFaults {
+    #[cfg(feature = "mutations")]
+    pub skip_fsync: std::sync::atomic::AtomicBool,
+    #[cfg(feature = "mutations")]
+    pub vote_in_memory_only: std::sync::atomic::AtomicBool,
+}
+
+impl LogFaults {
+    #[inline]
+    pub fn skip_fsync(&self) -> bool {
+        #[cfg(feature = "mutations")]
+        return self.skip_fsync.load(Ordering::Relaxed);
+        #[cfg(not(feature = "mutations"))]
+        false
+    }
+
+    #[inline]
+    pub fn vote_in_memory_only(&self) -> bool {
+        #[cfg(feature = "mutations")]
+        return self.vote_in_memory_only.load(Ordering::Relaxed);
+        #[cfg(not(feature = "mutations"))]
+        false
+    }
+}
+
+/// Counters for operators: exported on `/metrics` and in `status`.
+#[derive(Debug, Default)]
+pub struct LogStoreStats {
+    pub torn_tail_repairs: AtomicU64,
+    pub torn_tail_bytes: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub fsync_micros_total: AtomicU64,
+    pub fsync_micros_max: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub entries_appended: AtomicU64,
+    /// Fsync latency histogram; bucket upper bounds in [`FSYNC_BUCKETS_MICROS`].
+    pub fsync_buckets: [AtomicU64; FSYNC_BUCKETS_MICROS.len() + 1],
+}
+
+pub const FSYNC_BUCKETS_MICROS: [u64; 10] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000];
+
+impl LogStoreStats {
+    fn record_fsync(&self, took: Duration, bytes: usize) {
+        let micros = took.as_micros() as u64;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.fsync_micros_total.fetch_add(micros, Ordering::Relaxed);
+        self.fsync_micros_max.fetch_max(micros, Ordering::Relaxed);
+        self.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
+        let bucket = FSYNC_BUCKETS_MICROS.iter().position(|&b| micros <= b).unwrap_or(FSYNC_BUCKETS_MICROS.len());
+        self.fsync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// State shared by the store handles and the writer thread.
+pub(crate) struct Shared {
+    dir: PathBuf,
+    index: Mutex<LogIndex>,
+    /// Read handles by segment first index; a removed segment stays readable
+    /// through handles already taken.
+    files: Mutex<BTreeMap<u64, Arc<File>>>,
+    vote: Mutex<Option<Vote>>,
+    cache_max_bytes: usize,
+    pub(crate) stats: LogStoreStats,
+    pub(crate) fault: LogFaults,
+}
+
+/// Handle to the durable log; cheap to clone (it is also the log reader).
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, scanning and repairing its tail.
+    pub fn open(dir: &Path, opts: LogStoreOptions) -> io::Result<LogStore> {
+        fs::create_dir_all(dir)?;
+        let vote: Option<Vote> = meta_file::read(dir, VOTE_FILE)?;
+        let purged: Option<LogId> = meta_file::read::<Option<LogId>>(dir, PURGED_FILE)?.flatten();
+        let recovered = recovery::recover(dir, purged, opts.max_write_batch_bytes as u64 + frame::MAX_BODY_BYTES as u64)?;
+
+        let mut files = BTreeMap::new();
+        for &first in recovered.segments.keys() {
+            files.insert(first, Arc::new(File::open(recovery::segment_path(dir, first))?));
+        }
+        let stats = LogStoreStats::default();
+        if recovered.torn_tail_bytes > 0 {
+            stats.torn_tail_repairs.fetch_add(1, Ordering::Relaxed);
+            stats.torn_tail_bytes.fetch_add(recovered.torn_tail_bytes, Ordering::Relaxed);
+        }
+        let first_index_if_empty = recovered.index.next_index();
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            index: Mutex::new(recovered.index),
+            files: Mutex::new(files),
+            vote: Mutex::new(vote),
+            cache_max_bytes: opts.cache_max_bytes,
+            stats,
+            fault: LogFaults::default(),
+        });
+        let writer = Writer::new(
+            shared.clone(),
+            recovered.segments,
+            first_index_if_empty,
+            opts.segment_max_bytes,
+            opts.max_write_batch_bytes,
+        )?;
+        let (tx, rx) = mpsc::channel(opts.queue_depth);
+        std::thread::Builder::new().name("raft-log-writer".into()).spawn(move || writer.run(rx))?;
+        Ok(LogStore { shared, tx })
+    }
+
+    pub fn stats(&self) -> &LogStoreStats {
+        &self.shared.stats
+    }
+
+    pub fn faults(&self) -> &LogFaults {
+        &self.shared.fault
+    }
+
+    /// Last log id and purge point, without going through openraft.
+    pub fn bounds(&self) -> (Option<LogId>, Option<LogId>) {
+        let index = self.shared.index.lock().unwrap();
+        (index.purged, index.last_log_id())
+    }
+
+    async fn send(&self, cmd: Command) -> io::Result<()> {
+        self.tx.send(cmd).await.map_err(|_| io::Error::other("raft log writer has stopped"))
+    }
+
+    async fn call(&self, make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Command) -> io::Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.send(make(done)).await?;
+        rx.await.map_err(|_| io::Error::other("raft log writer has stopped"))?
+    }
+
+    fn read_frames(&self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
+        enum Src {
+            Mem(Arc<Vec<u8>>),
+            Disk(Loc),
+        }
+        let sources: Vec<(LogId, Src)> = {
+            let index = self.shared.index.lock().unwrap();
+            index
+                .range(start, end)
+                .map(|s: &Slot| {
+                    let src = match (&s.frame, s.loc) {
+                        (Some(f), _) => Src::Mem(f.clone()),
+                        (None, Some(loc)) => Src::Disk(loc),
+                        (None, None) => unreachable!("an unwritten slot always holds its frame"),
+                    };
+                    (s.log_id, src)
+                })
+                .collect()
+        };
+        let mut out = Vec::with_capacity(sources.len());
+        let mut buf = Vec::new();
+        for (log_id, src) in sources {
+            let bytes: &[u8] = match &src {
+                Src::Mem(f) => f,
+                Src::Disk(loc) => {
+                    let file = self.shared.files.lock().unwrap().get(&loc.segment).cloned().ok_or_else(|| {
+                        io::Error::other(format!("log segment {} vanished while reading {log_id}", loc.segment))
+                    })?;
+                    buf.resize(loc.len as usize, 0);
+                    file.read_exact_at(&mut buf, loc.offset)?;
+                    &buf
+                }
+            };
+            let (_, entry) = frame::decode_entry(bytes).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("log entry {log_id} failed its check on read: {e}"))
+            })?;
+            debug_assert_eq!(entry.log_id, log_id);
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+fn range_to_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_to_bounds(&range);
+        let store = self.clone();
+        // Disk reads and checksums off the async workers.
+        tokio::task::spawn_blocking(move || store.read_frames(start, end)).await.map_err(io::Error::other)?
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(*self.shared.vote.lock().unwrap())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let (last_purged_log_id, last_log_id) = self.bounds();
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let vote = *vote;
+        self.call(|done| Command::SaveVote { vote, done }).await
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let frames: Vec<(LogId, Arc<Vec<u8>>)> =
+            entries.into_iter().map(|e| (e.log_id, Arc::new(frame::encode_entry(&e)))).collect();
+        {
+            let mut index = self.shared.index.lock().unwrap();
+            for (log_id, f) in &frames {
+                index.push(Slot { log_id: *log_id, loc: None, frame: Some(f.clone()) });
+            }
+        }
+        self.shared.stats.entries_appended.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        self.send(Command::Append { frames, callback }).await
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        self.call(|done| Command::TruncateAfter { keep_upto: last_log_id, done }).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        self.call(|done| Command::Purge { upto: log_id, done }).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

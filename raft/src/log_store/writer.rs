@@ -1,0 +1,289 @@
+//! The single log writer thread: every write to the log directory happens here,
+//! in the order openraft issued it.
+//!
+//! Consecutive appends are group-committed: their frames are written with one
+//! `write` and made durable with one `fdatasync`, and only then are their
+//! callbacks fired. Any other command (vote, truncate, purge) first makes every
+//! earlier append durable, so a vote is never on disk ahead of log entries that
+//! were appended before it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use openraft::storage::IOFlushed;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::log_store::index::Loc;
+use crate::log_store::meta_file;
+use crate::log_store::recovery::segment_path;
+use crate::log_store::Shared;
+use crate::types::{LogId, TypeConfig, Vote};
+
+pub const VOTE_FILE: &str = "vote";
+pub const PURGED_FILE: &str = "purged";
+
+pub enum Command {
+    Append { frames: Vec<(LogId, Arc<Vec<u8>>)>, callback: IOFlushed<TypeConfig> },
+    SaveVote { vote: Vote, done: oneshot::Sender<io::Result<()>> },
+    TruncateAfter { keep_upto: Option<LogId>, done: oneshot::Sender<io::Result<()>> },
+    Purge { upto: LogId, done: oneshot::Sender<io::Result<()>> },
+}
+
+impl Command {
+    fn bytes(&self) -> usize {
+        match self {
+            Command::Append { frames, .. } => frames.iter().map(|(_, f)| f.len()).sum(),
+            _ => 0,
+        }
+    }
+}
+
+pub struct Writer {
+    shared: Arc<Shared>,
+    /// Segment first index → length in bytes. The last one is the active segment.
+    segments: BTreeMap<u64, u64>,
+    active: File,
+    active_first: u64,
+    segment_max_bytes: u64,
+    max_write_batch_bytes: usize,
+    /// Set after an I/O error: the file state is unknown, so nothing more is written.
+    failed: Option<String>,
+}
+
+/// Frames written but not yet fsynced, with the callbacks waiting for them.
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    locs: Vec<(LogId, Loc)>,
+    callbacks: Vec<IOFlushed<TypeConfig>>,
+}
+
+impl Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        mut segments: BTreeMap<u64, u64>,
+        first_index_if_empty: u64,
+        segment_max_bytes: u64,
+        max_write_batch_bytes: usize,
+    ) -> io::Result<Self> {
+        if segments.is_empty() {
+            create_segment(&shared, first_index_if_empty)?;
+            segments.insert(first_index_if_empty, 0);
+        }
+        let (&active_first, &len) = segments.iter().next_back().unwrap();
+        let active = OpenOptions::new().write(true).open(segment_path(&shared.dir, active_first))?;
+        debug_assert_eq!(active.metadata()?.len(), len, "recovery left the active segment at its scanned length");
+        Ok(Writer { shared, segments, active, active_first, segment_max_bytes, max_write_batch_bytes, failed: None })
+    }
+
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut bytes = first.bytes();
+            let mut batch = vec![first];
+            while bytes < self.max_write_batch_bytes {
+                match rx.try_recv() {
+                    Ok(cmd) => {
+                        bytes += cmd.bytes();
+                        batch.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+        }
+        tracing::debug!("log writer stopped");
+    }
+
+    fn process(&mut self, batch: Vec<Command>) {
+        let mut pending = Pending::default();
+        for cmd in batch {
+            match cmd {
+                Command::Append { frames, callback } => {
+                    for (log_id, frame) in frames {
+                        if let Err(e) = self.stage(&mut pending, log_id, &frame) {
+                            self.fail(&e);
+                        }
+                    }
+                    pending.callbacks.push(callback);
+                }
+                Command::SaveVote { vote, done } => {
+                    self.flush(&mut pending);
+                    let _ = done.send(self.guarded(|w| w.save_vote(&vote)));
+                }
+                Command::TruncateAfter { keep_upto, done } => {
+                    self.flush(&mut pending);
+                    let _ = done.send(self.guarded(|w| w.truncate_after(keep_upto)));
+                }
+                Command::Purge { upto, done } => {
+                    self.flush(&mut pending);
+                    let _ = done.send(self.guarded(|w| w.purge(upto)));
+                }
+            }
+        }
+        self.flush(&mut pending);
+    }
+
+    fn guarded(&mut self, op: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(io::Error::other(format!("log writer stopped after an earlier I/O error: {why}")));
+        }
+        let result = op(self);
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        if self.failed.is_none() {
+            tracing::error!(error = %e, "raft log I/O failed; the log accepts no more writes");
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    fn active_len(&self) -> u64 {
+        self.segments[&self.active_first]
+    }
+
+    /// Adds one frame to the pending write, rolling to a new segment when full.
+    fn stage(&mut self, pending: &mut Pending, log_id: LogId, frame: &[u8]) -> io::Result<()> {
+        let used = self.active_len() + pending.buf.len() as u64;
+        if used > 0 && used + frame.len() as u64 > self.segment_max_bytes {
+            self.flush(pending);
+            self.rotate(log_id.index)?;
+        }
+        let offset = self.active_len() + pending.buf.len() as u64;
+        pending.locs.push((log_id, Loc { segment: self.active_first, offset, len: frame.len() as u32 }));
+        pending.buf.extend_from_slice(frame);
+        Ok(())
+    }
+
+    /// Writes and fsyncs everything pending, then fires the callbacks.
+    fn flush(&mut self, pending: &mut Pending) {
+        if pending.callbacks.is_empty() && pending.buf.is_empty() {
+            return;
+        }
+        let result = self.guarded(|w| w.write_durable(&pending.buf));
+        if result.is_ok() {
+            let mut index = self.shared.index.lock().unwrap();
+            for (log_id, loc) in pending.locs.drain(..) {
+                index.set_loc(log_id, loc);
+            }
+            index.evict(self.shared.cache_max_bytes);
+        }
+        pending.buf.clear();
+        pending.locs.clear();
+        for cb in pending.callbacks.drain(..) {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            cb.io_completed(r);
+        }
+    }
+
+    fn write_durable(&mut self, buf: &[u8]) -> io::Result<()> {
+        let at = self.active_len();
+        if !buf.is_empty() {
+            self.active.write_all_at(buf, at)?;
+        }
+        let started = Instant::now();
+        if !self.shared.fault.skip_fsync() {
+            self.active.sync_data()?;
+        }
+        self.shared.stats.record_fsync(started.elapsed(), buf.len());
+        *self.segments.get_mut(&self.active_first).unwrap() = at + buf.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self, first_index: u64) -> io::Result<()> {
+        debug_assert!(!self.segments.contains_key(&first_index) || self.segments[&first_index] == 0);
+        let file = create_segment(&self.shared, first_index)?;
+        self.segments.insert(first_index, 0);
+        self.active = file;
+        self.active_first = first_index;
+        Ok(())
+    }
+
+    fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        if self.shared.fault.vote_in_memory_only() {
+            *self.shared.vote.lock().unwrap() = Some(*vote);
+            return Ok(());
+        }
+        meta_file::write_atomic(&self.shared.dir, VOTE_FILE, vote)?;
+        *self.shared.vote.lock().unwrap() = Some(*vote);
+        Ok(())
+    }
+
+    /// Removes entries after `keep_upto`, newest segment first, so a crash part
+    /// way leaves a prefix of the log and never a hole.
+    fn truncate_after(&mut self, keep_upto: Option<LogId>) -> io::Result<()> {
+        let first_removed = keep_upto.map_or(0, |l| l.index + 1);
+        let cut = {
+            let index = self.shared.index.lock().unwrap();
+            match index.get(first_removed) {
+                None => None, // nothing after keep_upto
+                Some(slot) => Some(slot.loc.expect("every earlier append was flushed before a truncate")),
+            }
+        };
+        if let Some(cut) = cut {
+            let later: Vec<u64> = self.segments.range(cut.segment + 1..).map(|(&k, _)| k).rev().collect();
+            for seg in later {
+                self.remove_segment(seg)?;
+            }
+            if self.active_first != cut.segment {
+                self.active = OpenOptions::new().write(true).open(segment_path(&self.shared.dir, cut.segment))?;
+                self.active_first = cut.segment;
+            }
+            self.active.set_len(cut.offset)?;
+            self.active.sync_all()?;
+            self.segments.insert(cut.segment, cut.offset);
+            meta_file::sync_dir(&self.shared.dir)?;
+        }
+        self.shared.index.lock().unwrap().truncate_after(keep_upto.map(|l| l.index));
+        Ok(())
+    }
+
+    /// Records the purge point durably, then deletes whole segments behind it.
+    fn purge(&mut self, upto: LogId) -> io::Result<()> {
+        meta_file::write_atomic(&self.shared.dir, PURGED_FILE, &Some(upto))?;
+        let log_empty = {
+            let mut index = self.shared.index.lock().unwrap();
+            index.purge(upto);
+            index.len() == 0
+        };
+        if log_empty && self.active_len() > 0 {
+            // Everything in the active segment is purged: start a fresh one so
+            // the old segments can all go.
+            self.rotate(upto.index + 1)?;
+        }
+        let firsts: Vec<u64> = self.segments.keys().copied().collect();
+        for pair in firsts.windows(2) {
+            let (seg, next_first) = (pair[0], pair[1]);
+            if next_first <= upto.index + 1 {
+                self.remove_segment(seg)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_segment(&mut self, first: u64) -> io::Result<()> {
+        self.segments.remove(&first);
+        self.shared.files.lock().unwrap().remove(&first);
+        fs::remove_file(segment_path(&self.shared.dir, first))?;
+        meta_file::sync_dir(&self.shared.dir)
+    }
+}
+
+fn create_segment(shared: &Shared, first_index: u64) -> io::Result<File> {
+    let path = segment_path(&shared.dir, first_index);
+    let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    file.sync_all()?;
+    meta_file::sync_dir(&shared.dir)?;
+    shared.files.lock().unwrap().insert(first_index, Arc::new(File::open(&path)?));
+    Ok(file)
+}
