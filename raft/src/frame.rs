@@ -17,7 +17,9 @@
 
 use std::fmt;
 
-use crate::types::{Entry, EntryPayload, LeaderId, LogId, Membership, Record, BATCH_KEY_LEN, FIRST_APP_TAG};
+use crate::types::{
+    Entry, EntryPayload, LeaderId, LogId, Membership, Record, BATCH_KEY_LEN, FIRST_APP_TAG,
+};
 
 pub const FORMAT_VERSION: u8 = 1;
 pub const TAG_BLANK: u8 = 0;
@@ -35,11 +37,17 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 #[derive(Debug, PartialEq, Eq)]
 pub enum FrameError {
     /// Fewer bytes than the frame needs: a torn write or the end of the data.
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        needed: usize,
+        available: usize,
+    },
     /// The length field is impossible (zero-filled or garbage).
     BadLength(usize),
     /// The checksum does not match the body.
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        stored: u32,
+        computed: u32,
+    },
     UnknownVersion(u8),
     /// The body decoded but does not describe a valid entry.
     Malformed(String),
@@ -49,11 +57,17 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::Truncated { needed, available } => {
-                write!(f, "truncated record: needs {needed} bytes, {available} available")
+                write!(
+                    f,
+                    "truncated record: needs {needed} bytes, {available} available"
+                )
             }
             FrameError::BadLength(n) => write!(f, "impossible record length {n}"),
             FrameError::Checksum { stored, computed } => {
-                write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
             FrameError::UnknownVersion(v) => write!(f, "unknown record format version {v}"),
             FrameError::Malformed(m) => write!(f, "malformed record: {m}"),
@@ -65,19 +79,27 @@ impl std::error::Error for FrameError {}
 
 /// Encodes one entry as a framed record.
 pub fn encode_entry(entry: &Entry) -> Vec<u8> {
-    let (tag, batch_key, payload): (u8, [u8; BATCH_KEY_LEN], std::borrow::Cow<'_, [u8]>) = match &entry.payload {
-        EntryPayload::Blank => (TAG_BLANK, [0; BATCH_KEY_LEN], (&[][..]).into()),
-        EntryPayload::Membership(m) => {
-            let json = serde_json::to_vec(m).expect("membership always serializes");
-            (TAG_MEMBERSHIP, [0; BATCH_KEY_LEN], json.into())
-        }
-        EntryPayload::Normal(r) => {
-            debug_assert!(r.tag >= FIRST_APP_TAG, "application tag {} collides with internal tags", r.tag);
-            (r.tag, r.batch_key, (&r.payload[..]).into())
-        }
-    };
+    let (tag, batch_key, payload): (u8, [u8; BATCH_KEY_LEN], std::borrow::Cow<'_, [u8]>) =
+        match &entry.payload {
+            EntryPayload::Blank => (TAG_BLANK, [0; BATCH_KEY_LEN], (&[][..]).into()),
+            EntryPayload::Membership(m) => {
+                let json = serde_json::to_vec(m).expect("membership always serializes");
+                (TAG_MEMBERSHIP, [0; BATCH_KEY_LEN], json.into())
+            }
+            EntryPayload::Normal(r) => {
+                debug_assert!(
+                    r.tag >= FIRST_APP_TAG,
+                    "application tag {} collides with internal tags",
+                    r.tag
+                );
+                (r.tag, r.batch_key, (&r.payload[..]).into())
+            }
+        };
     let body_len = BODY_HEADER_BYTES + payload.len();
-    assert!(body_len <= MAX_BODY_BYTES, "record of {body_len} bytes exceeds MAX_BODY_BYTES");
+    assert!(
+        body_len <= MAX_BODY_BYTES,
+        "record of {body_len} bytes exceeds MAX_BODY_BYTES"
+    );
     let mut out = Vec::with_capacity(LEN_BYTES + body_len + CRC_BYTES);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.push(FORMAT_VERSION);
@@ -97,7 +119,10 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
 /// field only (no checksum). Used to walk a buffer of frames.
 pub fn frame_len(buf: &[u8]) -> Result<usize, FrameError> {
     if buf.len() < LEN_BYTES {
-        return Err(FrameError::Truncated { needed: LEN_BYTES, available: buf.len() });
+        return Err(FrameError::Truncated {
+            needed: LEN_BYTES,
+            available: buf.len(),
+        });
     }
     let body_len = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
     if !(BODY_HEADER_BYTES..=MAX_BODY_BYTES).contains(&body_len) {
@@ -110,7 +135,10 @@ pub fn frame_len(buf: &[u8]) -> Result<usize, FrameError> {
 fn checked_body(buf: &[u8]) -> Result<(usize, &[u8]), FrameError> {
     let total = frame_len(buf)?;
     if buf.len() < total {
-        return Err(FrameError::Truncated { needed: total, available: buf.len() });
+        return Err(FrameError::Truncated {
+            needed: total,
+            available: buf.len(),
+        });
     }
     let body = &buf[LEN_BYTES..total - CRC_BYTES];
     let stored = u32::from_le_bytes(buf[total - CRC_BYTES..total].try_into().unwrap());
@@ -132,7 +160,13 @@ pub fn decode_log_id(buf: &[u8]) -> Result<(usize, LogId), FrameError> {
 
 fn header_log_id(body: &[u8]) -> LogId {
     let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap());
-    LogId::new(LeaderId { term: u64_at(2), node_id: u64_at(10) }, u64_at(18))
+    LogId::new(
+        LeaderId {
+            term: u64_at(2),
+            node_id: u64_at(10),
+        },
+        u64_at(18),
+    )
 }
 
 /// Decodes the frame at the start of `buf` into an entry; returns the frame length.
@@ -146,11 +180,15 @@ pub fn decode_entry(buf: &[u8]) -> Result<(usize, Entry), FrameError> {
     let payload = match tag {
         TAG_BLANK => EntryPayload::Blank,
         TAG_MEMBERSHIP => {
-            let m: Membership =
-                serde_json::from_slice(payload).map_err(|e| FrameError::Malformed(format!("membership: {e}")))?;
+            let m: Membership = serde_json::from_slice(payload)
+                .map_err(|e| FrameError::Malformed(format!("membership: {e}")))?;
             EntryPayload::Membership(m)
         }
-        t if t >= FIRST_APP_TAG => EntryPayload::Normal(Record { tag: t, batch_key, payload: payload.to_vec() }),
+        t if t >= FIRST_APP_TAG => EntryPayload::Normal(Record {
+            tag: t,
+            batch_key,
+            payload: payload.to_vec(),
+        }),
         t => return Err(FrameError::Malformed(format!("reserved tag {t}"))),
     };
     Ok((total, Entry { log_id, payload }))
@@ -162,17 +200,44 @@ mod tests {
 
     fn app_entry(index: u64, payload: &[u8]) -> Entry {
         Entry {
-            log_id: LogId::new(LeaderId { term: 3, node_id: 2 }, index),
-            payload: EntryPayload::Normal(Record { tag: FIRST_APP_TAG, batch_key: [7; 16], payload: payload.to_vec() }),
+            log_id: LogId::new(
+                LeaderId {
+                    term: 3,
+                    node_id: 2,
+                },
+                index,
+            ),
+            payload: EntryPayload::Normal(Record {
+                tag: FIRST_APP_TAG,
+                batch_key: [7; 16],
+                payload: payload.to_vec(),
+            }),
         }
     }
 
     #[test]
     fn round_trips_every_payload_kind() {
-        let blank = Entry { log_id: LogId::new(LeaderId { term: 1, node_id: 1 }, 0), payload: EntryPayload::Blank };
+        let blank = Entry {
+            log_id: LogId::new(
+                LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                0,
+            ),
+            payload: EntryPayload::Blank,
+        };
         let members = Membership::new_with_defaults(vec![[1, 2, 3].into()], []);
-        let member =
-            Entry { log_id: LogId::new(LeaderId { term: 1, node_id: 1 }, 1), payload: EntryPayload::Membership(members) };
+        let member = Entry {
+            log_id: LogId::new(
+                LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                1,
+            ),
+            payload: EntryPayload::Membership(members),
+        };
         for e in [blank, member, app_entry(2, b"hello")] {
             let buf = encode_entry(&e);
             let (len, back) = decode_entry(&buf).unwrap();
@@ -189,7 +254,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(decode_entry(&bad).is_err(), "flip at byte {byte} bit {bit} went unnoticed");
+                assert!(
+                    decode_entry(&bad).is_err(),
+                    "flip at byte {byte} bit {bit} went unnoticed"
+                );
             }
         }
     }

@@ -21,7 +21,10 @@ impl ClusterIdentity {
     pub fn load(dir: &Path) -> io::Result<ClusterIdentity> {
         std::fs::create_dir_all(dir)?;
         let id = read_meta_file::<String>(dir, CLUSTER_ID_FILE)?;
-        Ok(ClusterIdentity { dir: dir.to_path_buf(), id: RwLock::new(id) })
+        Ok(ClusterIdentity {
+            dir: dir.to_path_buf(),
+            id: RwLock::new(id),
+        })
     }
 
     pub fn get(&self) -> Option<String> {

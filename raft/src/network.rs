@@ -14,8 +14,8 @@ use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError, StreamAppendResult,
-    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError,
+    StreamAppendResult, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use tokio::io::AsyncReadExt;
@@ -113,9 +113,14 @@ fn status_to_rpc_error(s: Status) -> RpcError {
 
 impl PeerConnection {
     fn prepare(&self) -> Result<(RaftTransportClient<Channel>, String), RpcError> {
-        let client = self.client.clone().map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))?;
+        let client = self
+            .client
+            .clone()
+            .map_err(|e| RPCError::Unreachable(Unreachable::from_string(e)))?;
         let cluster_id = self.identity.get().ok_or_else(|| {
-            RPCError::Unreachable(Unreachable::from_string("this node has not joined a cluster yet"))
+            RPCError::Unreachable(Unreachable::from_string(
+                "this node has not joined a cluster yet",
+            ))
         })?;
         Ok((client, cluster_id))
     }
@@ -138,16 +143,25 @@ impl PeerConnection {
     }
 }
 
-fn stream_result_from_pb(r: pb::AppendResponse) -> Result<StreamAppendResult<TypeConfig>, RpcError> {
+fn stream_result_from_pb(
+    r: pb::AppendResponse,
+) -> Result<StreamAppendResult<TypeConfig>, RpcError> {
     use pb::append_response::Result as R;
     let bad = |m: &str| RPCError::Network(NetworkError::from_string(m.to_string()));
-    match r.result.ok_or_else(|| bad("stream append response without a result"))? {
+    match r
+        .result
+        .ok_or_else(|| bad("stream append response without a result"))?
+    {
         R::PartialSuccess(p) => Ok(Ok(log_id_from_pb(p.last).map_err(|e| bad(e.message()))?)),
         R::Conflict(l) => {
-            let l = log_id_from_pb(Some(l)).map_err(|e| bad(e.message()))?.expect("Some in, Some out");
+            let l = log_id_from_pb(Some(l))
+                .map_err(|e| bad(e.message()))?
+                .expect("Some in, Some out");
             Ok(Err(StreamAppendError::Conflict(l)))
         }
-        R::HigherVote(v) => Ok(Err(StreamAppendError::HigherVote(vote_from_pb(Some(v)).map_err(|e| bad(e.message()))?))),
+        R::HigherVote(v) => Ok(Err(StreamAppendError::HigherVote(
+            vote_from_pb(Some(v)).map_err(|e| bad(e.message()))?,
+        ))),
         R::Success(_) => Err(bad("stream append answered with a unary success")),
     }
 }
@@ -170,14 +184,20 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         &'s mut self,
         input: S,
         _option: RPCOption,
-    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RpcError>>, RpcError>>
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RpcError>>, RpcError>,
+    >
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
             let (mut client, cluster_id) = self.prepare()?;
             let requests = input.map(move |r| append_request_to_pb(cluster_id.clone(), &r));
-            let resp = client.stream_append(requests).await.map_err(status_to_rpc_error)?;
+            let resp = client
+                .stream_append(requests)
+                .await
+                .map_err(status_to_rpc_error)?;
             let out = resp.into_inner().map(|item| match item {
                 Ok(r) => stream_result_from_pb(r),
                 Err(status) => Err(status_to_rpc_error(status)),
@@ -186,9 +206,15 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         })
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RpcError> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RpcError> {
         let (mut client, cluster_id) = self.prepare()?;
-        let resp = self.deadline(&option, client.vote(vote_request_to_pb(cluster_id, &rpc))).await?;
+        let resp = self
+            .deadline(&option, client.vote(vote_request_to_pb(cluster_id, &rpc)))
+            .await?;
         vote_response_from_pb(resp).map_err(status_to_rpc_error)
     }
 
@@ -198,7 +224,12 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RpcError> {
         let (mut client, cluster_id) = self.prepare()?;
-        let resp = self.deadline(&option, client.pre_vote(vote_request_to_pb(cluster_id, &rpc))).await?;
+        let resp = self
+            .deadline(
+                &option,
+                client.pre_vote(vote_request_to_pb(cluster_id, &rpc)),
+            )
+            .await?;
         vote_response_from_pb(resp).map_err(status_to_rpc_error)
     }
 
@@ -236,7 +267,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             to_node_id: *req.to_node_id(),
             last_log_id: req.last_log_id().map(log_id_to_pb),
         };
-        self.deadline(&option, client.transfer_leader(pb_req)).await?;
+        self.deadline(&option, client.transfer_leader(pb_req))
+            .await?;
         Ok(Ok(()))
     }
 
@@ -256,8 +288,14 @@ async fn snapshot_chunks(
     let meta = pb::SnapshotMeta {
         vote: Some(vote_to_pb(&vote)),
         last_log_id: snapshot.meta.last_log_id.as_ref().map(log_id_to_pb),
-        last_membership_json: serde_json::to_vec(&snapshot.meta.last_membership).map_err(std::io::Error::other)?,
-        snapshot_id: snapshot.snapshot.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        last_membership_json: serde_json::to_vec(&snapshot.meta.last_membership)
+            .map_err(std::io::Error::other)?,
+        snapshot_id: snapshot
+            .snapshot
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         total_bytes,
     };
     struct State {
@@ -267,7 +305,13 @@ async fn snapshot_chunks(
         done: bool,
         cluster_id: String,
     }
-    let state = State { file, offset: 0, meta: Some(meta), done: false, cluster_id };
+    let state = State {
+        file,
+        offset: 0,
+        meta: Some(meta),
+        done: false,
+        cluster_id,
+    };
     Ok(futures::stream::unfold(state, |mut st| async move {
         if st.done {
             return None;

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use openraft::async_runtime::WatchReceiver;
 use openraft::raft::StreamAppendError;
 use openraft::storage::RaftStateMachine;
-use openraft::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -16,7 +16,10 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::convert::*;
 use crate::pb;
 use crate::pb::raft_transport_server::RaftTransport;
-use crate::types::{Raft, Record, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, BATCH_KEY_LEN, FIRST_APP_TAG};
+use crate::types::{
+    Raft, Record, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, BATCH_KEY_LEN,
+    FIRST_APP_TAG,
+};
 use crate::{ClusterIdentity, LogStore, SnapshotFile};
 
 /// Upper bound on a received snapshot, to refuse a runaway sender.
@@ -54,7 +57,9 @@ fn check_cluster(identity: &ClusterIdentity, cluster_id: &str) -> Result<(), Sta
         Some(ours) => Err(Status::failed_precondition(format!(
             "request for cluster {cluster_id:?} refused: this node belongs to cluster {ours}"
         ))),
-        None => Err(Status::failed_precondition("this node has not joined a cluster yet")),
+        None => Err(Status::failed_precondition(
+            "this node has not joined a cluster yet",
+        )),
     }
 }
 
@@ -67,24 +72,45 @@ impl<SM> RaftTransport for RaftService<SM>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
 {
-    async fn vote(&self, req: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
+    async fn vote(
+        &self,
+        req: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
-        let resp = self.raft.vote(vote_request_from_pb(req)?).await.map_err(fatal)?;
+        let resp = self
+            .raft
+            .vote(vote_request_from_pb(req)?)
+            .await
+            .map_err(fatal)?;
         Ok(Response::new(vote_response_to_pb(&resp)))
     }
 
-    async fn pre_vote(&self, req: Request<pb::VoteRequest>) -> Result<Response<pb::VoteResponse>, Status> {
+    async fn pre_vote(
+        &self,
+        req: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
-        let resp = self.raft.pre_vote(vote_request_from_pb(req)?).await.map_err(fatal)?;
+        let resp = self
+            .raft
+            .pre_vote(vote_request_from_pb(req)?)
+            .await
+            .map_err(fatal)?;
         Ok(Response::new(vote_response_to_pb(&resp)))
     }
 
-    async fn append(&self, req: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+    async fn append(
+        &self,
+        req: Request<pb::AppendRequest>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
-        let resp = self.raft.append_entries(append_request_from_pb(req)?).await.map_err(fatal)?;
+        let resp = self
+            .raft
+            .append_entries(append_request_from_pb(req)?)
+            .await
+            .map_err(fatal)?;
         Ok(Response::new(append_response_to_pb(&resp)))
     }
 
@@ -99,7 +125,9 @@ where
         // cluster; the leader sees the stream end and starts over.
         let input = req.into_inner().scan((), move |_, item| {
             let next = match item {
-                Ok(r) => match check_cluster(&identity, &r.cluster_id).and_then(|_| append_request_from_pb(r)) {
+                Ok(r) => match check_cluster(&identity, &r.cluster_id)
+                    .and_then(|_| append_request_from_pb(r))
+                {
                     Ok(r) => Some(r),
                     Err(status) => {
                         tracing::warn!(%status, "stream append: refusing request");
@@ -113,11 +141,15 @@ where
         let output = self.raft.stream_append(Box::pin(input)).map(|item| {
             use pb::append_response::Result as R;
             let result = match item.map_err(fatal)? {
-                Ok(last) => R::PartialSuccess(pb::PartialSuccess { last: last.as_ref().map(log_id_to_pb) }),
+                Ok(last) => R::PartialSuccess(pb::PartialSuccess {
+                    last: last.as_ref().map(log_id_to_pb),
+                }),
                 Err(StreamAppendError::Conflict(l)) => R::Conflict(log_id_to_pb(&l)),
                 Err(StreamAppendError::HigherVote(v)) => R::HigherVote(vote_to_pb(&v)),
             };
-            Ok(pb::AppendResponse { result: Some(result) })
+            Ok(pb::AppendResponse {
+                result: Some(result),
+            })
         });
         Ok(Response::new(Box::pin(output)))
     }
@@ -127,31 +159,58 @@ where
         req: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
         let mut chunks = req.into_inner();
-        let first = chunks.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         self.check_cluster(&first.cluster_id)?;
-        let meta = first.meta.clone().ok_or_else(|| Status::invalid_argument("first snapshot chunk has no meta"))?;
+        let meta = first
+            .meta
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("first snapshot chunk has no meta"))?;
         if meta.total_bytes > MAX_SNAPSHOT_BYTES {
-            return Err(Status::resource_exhausted(format!("snapshot of {} bytes is too large", meta.total_bytes)));
+            return Err(Status::resource_exhausted(format!(
+                "snapshot of {} bytes is too large",
+                meta.total_bytes
+            )));
         }
         let vote = vote_from_pb(meta.vote)?;
         let last_log_id = log_id_from_pb(meta.last_log_id)?;
         let last_membership: StoredMembership = serde_json::from_slice(&meta.last_membership_json)
             .map_err(|e| Status::invalid_argument(format!("snapshot membership: {e}")))?;
 
-        tokio::fs::create_dir_all(&self.incoming_snapshot_dir).await.map_err(fatal)?;
+        tokio::fs::create_dir_all(&self.incoming_snapshot_dir)
+            .await
+            .map_err(fatal)?;
         let n = self.snapshots_received.fetch_add(1, Ordering::Relaxed);
-        let path = self.incoming_snapshot_dir.join(format!("incoming-{}-{n}.snap", std::process::id()));
+        let path = self
+            .incoming_snapshot_dir
+            .join(format!("incoming-{}-{n}.snap", std::process::id()));
         let received = receive_chunks(&path, first, &mut chunks, meta.total_bytes).await;
         if let Err(status) = received {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(status);
         }
-        let snapshot = Snapshot { meta: SnapshotMeta { last_log_id, last_membership }, snapshot: SnapshotFile { path } };
-        let resp = self.raft.install_full_snapshot(vote, snapshot).await.map_err(fatal)?;
-        Ok(Response::new(pb::SnapshotResponse { vote: Some(vote_to_pb(&resp.vote)) }))
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                last_log_id,
+                last_membership,
+            },
+            snapshot: SnapshotFile { path: path.clone() },
+        };
+        let resp = self.raft.install_full_snapshot(vote, snapshot).await;
+        // The state machine keeps its own copy; the received file is ours to remove.
+        let _ = tokio::fs::remove_file(&path).await;
+        let resp = resp.map_err(fatal)?;
+        Ok(Response::new(pb::SnapshotResponse {
+            vote: Some(vote_to_pb(&resp.vote)),
+        }))
     }
 
-    async fn transfer_leader(&self, req: Request<pb::TransferLeaderRequest>) -> Result<Response<pb::Empty>, Status> {
+    async fn transfer_leader(
+        &self,
+        req: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
         let r = openraft::raft::TransferLeaderRequest::new(
@@ -159,36 +218,69 @@ where
             req.to_node_id,
             log_id_from_pb(req.last_log_id)?,
         );
-        self.raft.handle_transfer_leader(r).await.map_err(fatal)?.map_err(|e| Status::aborted(e.to_string()))?;
+        self.raft
+            .handle_transfer_leader(r)
+            .await
+            .map_err(fatal)?
+            .map_err(|e| Status::aborted(e.to_string()))?;
         Ok(Response::new(pb::Empty {}))
     }
 
-    async fn forward(&self, req: Request<pb::ForwardRequest>) -> Result<Response<pb::ForwardResponse>, Status> {
+    async fn forward(
+        &self,
+        req: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
         let tag = u8::try_from(req.tag)
             .ok()
             .filter(|t| *t >= FIRST_APP_TAG)
             .ok_or_else(|| Status::invalid_argument(format!("invalid record tag {}", req.tag)))?;
-        let batch_key: [u8; BATCH_KEY_LEN] =
-            req.batch_key.as_slice().try_into().map_err(|_| Status::invalid_argument("batch key must be 16 bytes"))?;
-        let record = Record { tag, batch_key, payload: req.payload };
+        let batch_key: [u8; BATCH_KEY_LEN] = req
+            .batch_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| Status::invalid_argument("batch key must be 16 bytes"))?;
+        let record = Record {
+            tag,
+            batch_key,
+            payload: req.payload,
+        };
         match self.raft.client_write(record).await {
-            Ok(resp) => Ok(Response::new(pb::ForwardResponse { log_index: resp.log_id.index, response: resp.data.0 })),
+            Ok(resp) => Ok(Response::new(pb::ForwardResponse {
+                log_index: resp.log_id.index,
+                response: resp.data.0,
+            })),
             Err(e) => Err(write_error_status(&e)),
         }
     }
 
-    async fn read_index(&self, req: Request<pb::ReadIndexRequest>) -> Result<Response<pb::ReadIndexResponse>, Status> {
+    async fn read_index(
+        &self,
+        req: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
-        let policy = if req.lease { ReadPolicy::LeaseRead } else { ReadPolicy::ReadIndex };
-        let linearizer =
-            self.raft.get_read_linearizer(policy).await.map_err(|e| Status::unavailable(format!("read index: {e}")))?;
-        Ok(Response::new(pb::ReadIndexResponse { read_index: linearizer.read_log_id().index(), leader_id: self.node_id }))
+        let policy = if req.lease {
+            ReadPolicy::LeaseRead
+        } else {
+            ReadPolicy::ReadIndex
+        };
+        let linearizer = self
+            .raft
+            .get_read_linearizer(policy)
+            .await
+            .map_err(|e| Status::unavailable(format!("read index: {e}")))?;
+        Ok(Response::new(pb::ReadIndexResponse {
+            read_index: linearizer.read_log_id().index(),
+            leader_id: self.node_id,
+        }))
     }
 
-    async fn node_status(&self, req: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatusResponse>, Status> {
+    async fn node_status(
+        &self,
+        req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
         self.check_cluster(&req.into_inner().cluster_id)?;
         let m = self.raft.metrics().borrow_watched().clone();
         let state = match m.state {
@@ -214,7 +306,10 @@ where
         }))
     }
 
-    async fn adopt_cluster(&self, req: Request<pb::AdoptClusterRequest>) -> Result<Response<pb::Empty>, Status> {
+    async fn adopt_cluster(
+        &self,
+        req: Request<pb::AdoptClusterRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
         let req = req.into_inner();
         if req.node_id != self.node_id {
             return Err(Status::invalid_argument(format!(
@@ -222,7 +317,9 @@ where
                 self.node_id, req.node_id
             )));
         }
-        self.identity.adopt(&req.cluster_id).map_err(Status::failed_precondition)?;
+        self.identity
+            .adopt(&req.cluster_id)
+            .map_err(Status::failed_precondition)?;
         Ok(Response::new(pb::Empty {}))
     }
 }
@@ -261,14 +358,21 @@ async fn receive_chunks(
                 .ok_or_else(|| Status::aborted("snapshot stream ended before its last chunk"))?,
         };
         if chunk.offset != offset {
-            return Err(Status::invalid_argument(format!("snapshot chunk at {} where {offset} was expected", chunk.offset)));
+            return Err(Status::invalid_argument(format!(
+                "snapshot chunk at {} where {offset} was expected",
+                chunk.offset
+            )));
         }
         if crc32c::crc32c(&chunk.data) != chunk.crc32c {
-            return Err(Status::data_loss(format!("snapshot chunk at offset {offset} failed its checksum")));
+            return Err(Status::data_loss(format!(
+                "snapshot chunk at offset {offset} failed its checksum"
+            )));
         }
         offset += chunk.data.len() as u64;
         if offset > total_bytes {
-            return Err(Status::invalid_argument("snapshot is longer than announced"));
+            return Err(Status::invalid_argument(
+                "snapshot is longer than announced",
+            ));
         }
         file.write_all(&chunk.data).await.map_err(fatal)?;
         if chunk.done {
@@ -276,7 +380,9 @@ async fn receive_chunks(
         }
     }
     if offset != total_bytes {
-        return Err(Status::invalid_argument(format!("snapshot has {offset} bytes, {total_bytes} announced")));
+        return Err(Status::invalid_argument(format!(
+            "snapshot has {offset} bytes, {total_bytes} announced"
+        )));
     }
     file.sync_all().await.map_err(fatal)?;
     Ok(())

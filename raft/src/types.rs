@@ -34,7 +34,13 @@ impl fmt::Debug for Record {
 
 impl fmt::Display for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "record(tag={}, key={}, {} bytes)", self.tag, hex(&self.batch_key), self.payload.len())
+        write!(
+            f,
+            "record(tag={}, key={}, {} bytes)",
+            self.tag,
+            hex(&self.batch_key),
+            self.payload.len()
+        )
     }
 }
 

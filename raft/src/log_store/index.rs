@@ -34,7 +34,12 @@ pub struct LogIndex {
 
 impl LogIndex {
     pub fn new(purged: Option<LogId>) -> Self {
-        LogIndex { purged, first: purged.map_or(0, |p| p.index + 1), slots: VecDeque::new(), cached_bytes: 0 }
+        LogIndex {
+            purged,
+            first: purged.map_or(0, |p| p.index + 1),
+            slots: VecDeque::new(),
+            cached_bytes: 0,
+        }
     }
 
     pub fn last_log_id(&self) -> Option<LogId> {
@@ -54,8 +59,15 @@ impl LogIndex {
         if self.slots.is_empty() {
             self.first = slot.log_id.index;
         }
-        assert_eq!(slot.log_id.index, self.first + self.slots.len() as u64, "log index must be consecutive");
-        debug_assert!(slot.loc.is_some() || slot.frame.is_some(), "an unwritten slot must hold its frame");
+        assert_eq!(
+            slot.log_id.index,
+            self.first + self.slots.len() as u64,
+            "log index must be consecutive"
+        );
+        debug_assert!(
+            slot.loc.is_some() || slot.frame.is_some(),
+            "an unwritten slot must hold its frame"
+        );
         self.cached_bytes += slot.frame.as_ref().map_or(0, |f| f.len());
         self.slots.push_back(slot);
     }
@@ -67,7 +79,9 @@ impl LogIndex {
 
     /// Slots with `start <= index < end`, clamped to what exists.
     pub fn range(&self, start: u64, end: u64) -> impl Iterator<Item = &Slot> {
-        let from = start.saturating_sub(self.first).min(self.slots.len() as u64) as usize;
+        let from = start
+            .saturating_sub(self.first)
+            .min(self.slots.len() as u64) as usize;
         let to = end.saturating_sub(self.first).min(self.slots.len() as u64) as usize;
         self.slots.range(from..to.max(from))
     }
@@ -101,7 +115,9 @@ impl LogIndex {
     pub fn truncate_after(&mut self, keep_upto: Option<u64>) {
         let keep = match keep_upto {
             None => 0,
-            Some(i) => (i + 1).saturating_sub(self.first).min(self.slots.len() as u64) as usize,
+            Some(i) => (i + 1)
+                .saturating_sub(self.first)
+                .min(self.slots.len() as u64) as usize,
         };
         for slot in self.slots.drain(keep..) {
             self.cached_bytes -= slot.frame.map_or(0, |f| f.len());

@@ -17,7 +17,11 @@ pub fn write_atomic<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Resu
     bytes.extend_from_slice(&json);
 
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&tmp)?;
     f.write_all(&bytes)?;
     f.sync_all()?;
     drop(f);
@@ -40,11 +44,16 @@ pub fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> io::Result<Option<T>
     if stored != crc32c::crc32c(&bytes[4..]) {
         return Err(corrupt(&path, "checksum mismatch"));
     }
-    serde_json::from_slice(&bytes[4..]).map(Some).map_err(|e| corrupt(&path, &e.to_string()))
+    serde_json::from_slice(&bytes[4..])
+        .map(Some)
+        .map_err(|e| corrupt(&path, &e.to_string()))
 }
 
 fn corrupt(path: &Path, why: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{} is corrupt: {why}", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{} is corrupt: {why}", path.display()),
+    )
 }
 
 /// Makes a create, rename or unlink inside `dir` durable.
@@ -67,6 +76,9 @@ mod tests {
         let mut b = fs::read(&p).unwrap();
         *b.last_mut().unwrap() ^= 1;
         fs::write(&p, b).unwrap();
-        assert!(read::<u64>(dir.path(), "v").unwrap_err().to_string().contains("checksum"));
+        assert!(read::<u64>(dir.path(), "v")
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
     }
 }

@@ -27,8 +27,10 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 use tokio::sync::{mpsc, oneshot};
 
-pub use self::meta_file::{read as read_meta_file, sync_dir, write_atomic as write_meta_file_atomic};
-use self::index::{LogIndex, Loc, Slot};
+use self::index::{Loc, LogIndex, Slot};
+pub use self::meta_file::{
+    read as read_meta_file, sync_dir, write_atomic as write_meta_file_atomic,
+};
 use self::writer::{Command, Writer, PURGED_FILE, VOTE_FILE};
 use crate::frame;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
@@ -98,7 +100,9 @@ pub struct LogStoreStats {
     pub fsync_buckets: [AtomicU64; FSYNC_BUCKETS_MICROS.len() + 1],
 }
 
-pub const FSYNC_BUCKETS_MICROS: [u64; 10] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000];
+pub const FSYNC_BUCKETS_MICROS: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
 
 impl LogStoreStats {
     fn record_fsync(&self, took: Duration, bytes: usize) {
@@ -106,8 +110,12 @@ impl LogStoreStats {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.fsync_micros_total.fetch_add(micros, Ordering::Relaxed);
         self.fsync_micros_max.fetch_max(micros, Ordering::Relaxed);
-        self.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
-        let bucket = FSYNC_BUCKETS_MICROS.iter().position(|&b| micros <= b).unwrap_or(FSYNC_BUCKETS_MICROS.len());
+        self.bytes_written
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        let bucket = FSYNC_BUCKETS_MICROS
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(FSYNC_BUCKETS_MICROS.len());
         self.fsync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -138,16 +146,25 @@ impl LogStore {
         fs::create_dir_all(dir)?;
         let vote: Option<Vote> = meta_file::read(dir, VOTE_FILE)?;
         let purged: Option<LogId> = meta_file::read::<Option<LogId>>(dir, PURGED_FILE)?.flatten();
-        let recovered = recovery::recover(dir, purged, opts.max_write_batch_bytes as u64 + frame::MAX_BODY_BYTES as u64)?;
+        let recovered = recovery::recover(
+            dir,
+            purged,
+            opts.max_write_batch_bytes as u64 + frame::MAX_BODY_BYTES as u64,
+        )?;
 
         let mut files = BTreeMap::new();
         for &first in recovered.segments.keys() {
-            files.insert(first, Arc::new(File::open(recovery::segment_path(dir, first))?));
+            files.insert(
+                first,
+                Arc::new(File::open(recovery::segment_path(dir, first))?),
+            );
         }
         let stats = LogStoreStats::default();
         if recovered.torn_tail_bytes > 0 {
             stats.torn_tail_repairs.fetch_add(1, Ordering::Relaxed);
-            stats.torn_tail_bytes.fetch_add(recovered.torn_tail_bytes, Ordering::Relaxed);
+            stats
+                .torn_tail_bytes
+                .fetch_add(recovered.torn_tail_bytes, Ordering::Relaxed);
         }
         let first_index_if_empty = recovered.index.next_index();
         let shared = Arc::new(Shared {
@@ -167,7 +184,9 @@ impl LogStore {
             opts.max_write_batch_bytes,
         )?;
         let (tx, rx) = mpsc::channel(opts.queue_depth);
-        std::thread::Builder::new().name("raft-log-writer".into()).spawn(move || writer.run(rx))?;
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer.run(rx))?;
         Ok(LogStore { shared, tx })
     }
 
@@ -186,13 +205,20 @@ impl LogStore {
     }
 
     async fn send(&self, cmd: Command) -> io::Result<()> {
-        self.tx.send(cmd).await.map_err(|_| io::Error::other("raft log writer has stopped"))
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| io::Error::other("raft log writer has stopped"))
     }
 
-    async fn call(&self, make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Command) -> io::Result<()> {
+    async fn call(
+        &self,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Command,
+    ) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
         self.send(make(done)).await?;
-        rx.await.map_err(|_| io::Error::other("raft log writer has stopped"))?
+        rx.await
+            .map_err(|_| io::Error::other("raft log writer has stopped"))?
     }
 
     fn read_frames(&self, start: u64, end: u64) -> io::Result<Vec<Entry>> {
@@ -220,16 +246,29 @@ impl LogStore {
             let bytes: &[u8] = match &src {
                 Src::Mem(f) => f,
                 Src::Disk(loc) => {
-                    let file = self.shared.files.lock().unwrap().get(&loc.segment).cloned().ok_or_else(|| {
-                        io::Error::other(format!("log segment {} vanished while reading {log_id}", loc.segment))
-                    })?;
+                    let file = self
+                        .shared
+                        .files
+                        .lock()
+                        .unwrap()
+                        .get(&loc.segment)
+                        .cloned()
+                        .ok_or_else(|| {
+                            io::Error::other(format!(
+                                "log segment {} vanished while reading {log_id}",
+                                loc.segment
+                            ))
+                        })?;
                     buf.resize(loc.len as usize, 0);
                     file.read_exact_at(&mut buf, loc.offset)?;
                     &buf
                 }
             };
             let (_, entry) = frame::decode_entry(bytes).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("log entry {log_id} failed its check on read: {e}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("log entry {log_id} failed its check on read: {e}"),
+                )
             })?;
             debug_assert_eq!(entry.log_id, log_id);
             out.push(entry);
@@ -260,7 +299,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let (start, end) = range_to_bounds(&range);
         let store = self.clone();
         // Disk reads and checksums off the async workers.
-        tokio::task::spawn_blocking(move || store.read_frames(start, end)).await.map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || store.read_frames(start, end))
+            .await
+            .map_err(io::Error::other)?
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -273,7 +314,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let (last_purged_log_id, last_log_id) = self.bounds();
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -285,29 +329,47 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.call(|done| Command::SaveVote { vote, done }).await
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let frames: Vec<(LogId, Arc<Vec<u8>>)> =
-            entries.into_iter().map(|e| (e.log_id, Arc::new(frame::encode_entry(&e)))).collect();
+        let frames: Vec<(LogId, Arc<Vec<u8>>)> = entries
+            .into_iter()
+            .map(|e| (e.log_id, Arc::new(frame::encode_entry(&e))))
+            .collect();
         {
             let mut index = self.shared.index.lock().unwrap();
             for (log_id, f) in &frames {
-                index.push(Slot { log_id: *log_id, loc: None, frame: Some(f.clone()) });
+                index.push(Slot {
+                    log_id: *log_id,
+                    loc: None,
+                    frame: Some(f.clone()),
+                });
             }
         }
-        self.shared.stats.entries_appended.fetch_add(frames.len() as u64, Ordering::Relaxed);
+        self.shared
+            .stats
+            .entries_appended
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
         self.send(Command::Append { frames, callback }).await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        self.call(|done| Command::TruncateAfter { keep_upto: last_log_id, done }).await
+        self.call(|done| Command::TruncateAfter {
+            keep_upto: last_log_id,
+            done,
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        self.call(|done| Command::Purge { upto: log_id, done }).await
+        self.call(|done| Command::Purge { upto: log_id, done })
+            .await
     }
 }
 

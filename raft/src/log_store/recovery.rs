@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::frame::{self, FrameError};
-use crate::log_store::index::{LogIndex, Loc, Slot};
+use crate::log_store::index::{Loc, LogIndex, Slot};
 use crate::types::LogId;
 
 pub const SEGMENT_PREFIX: &str = "seg-";
@@ -29,12 +29,18 @@ pub fn list_segments(dir: &Path) -> io::Result<BTreeMap<u64, PathBuf>> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(num) = name.strip_prefix(SEGMENT_PREFIX).and_then(|n| n.strip_suffix(SEGMENT_SUFFIX)) else {
+        let Some(num) = name
+            .strip_prefix(SEGMENT_PREFIX)
+            .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
+        else {
             continue;
         };
-        let first: u64 = num
-            .parse()
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("unexpected log file name {name}")))?;
+        let first: u64 = num.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected log file name {name}"),
+            )
+        })?;
         out.insert(first, entry.path());
     }
     Ok(out)
@@ -52,7 +58,11 @@ pub struct Recovered {
 /// Scans every segment. `max_torn_tail_bytes` bounds how much data a torn tail
 /// may hold: more than one write batch can never be un-fsynced at once, so a
 /// larger damaged region is corruption, not a torn write.
-pub fn recover(dir: &Path, purged: Option<LogId>, max_torn_tail_bytes: u64) -> io::Result<Recovered> {
+pub fn recover(
+    dir: &Path,
+    purged: Option<LogId>,
+    max_torn_tail_bytes: u64,
+) -> io::Result<Recovered> {
     let paths = list_segments(dir)?;
     let mut index = LogIndex::new(purged);
     let mut segments = BTreeMap::new();
@@ -67,8 +77,16 @@ pub fn recover(dir: &Path, purged: Option<LogId>, max_torn_tail_bytes: u64) -> i
                 Ok((len, log_id)) => {
                     accept(&mut index, path, offset, log_id)?;
                     if purged.is_none_or(|p| log_id.index > p.index) {
-                        let loc = Loc { segment: first, offset: offset as u64, len: len as u32 };
-                        index.push(Slot { log_id, loc: Some(loc), frame: None });
+                        let loc = Loc {
+                            segment: first,
+                            offset: offset as u64,
+                            len: len as u32,
+                        };
+                        index.push(Slot {
+                            log_id,
+                            loc: Some(loc),
+                            frame: None,
+                        });
                     }
                     offset += len;
                 }
@@ -104,7 +122,11 @@ pub fn recover(dir: &Path, purged: Option<LogId>, max_torn_tail_bytes: u64) -> i
         }
         segments.insert(first, offset as u64);
     }
-    Ok(Recovered { index, segments, torn_tail_bytes })
+    Ok(Recovered {
+        index,
+        segments,
+        torn_tail_bytes,
+    })
 }
 
 /// Checks that `log_id` continues the log without a hole or an overlap.
@@ -131,7 +153,9 @@ fn accept(index: &LogIndex, path: &Path, offset: usize, log_id: LogId) -> io::Re
 /// True when the bytes after a damaged frame still hold a valid frame, which
 /// means the damage is in the middle of written data rather than at its end.
 fn valid_frame_follows(rest: &[u8], err: &FrameError) -> bool {
-    let Ok(claimed) = frame::frame_len(rest) else { return false };
+    let Ok(claimed) = frame::frame_len(rest) else {
+        return false;
+    };
     if matches!(err, FrameError::Truncated { .. }) || claimed >= rest.len() {
         return false;
     }

@@ -15,12 +15,20 @@ fn entry(term: u64, index: u64) -> Entry {
     let payload = format!("payload of entry {index}").into_bytes();
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Record { tag: crate::FIRST_APP_TAG, batch_key: [index as u8; 16], payload }),
+        payload: EntryPayload::Normal(Record {
+            tag: crate::FIRST_APP_TAG,
+            batch_key: [index as u8; 16],
+            payload,
+        }),
     }
 }
 
 fn small_segments() -> LogStoreOptions {
-    LogStoreOptions { segment_max_bytes: 300, cache_max_bytes: 0, ..Default::default() }
+    LogStoreOptions {
+        segment_max_bytes: 300,
+        cache_max_bytes: 0,
+        ..Default::default()
+    }
 }
 
 async fn append(store: &mut LogStore, entries: Vec<Entry>) {
@@ -30,7 +38,13 @@ async fn append(store: &mut LogStore, entries: Vec<Entry>) {
 }
 
 async fn indexes(store: &mut LogStore) -> Vec<u64> {
-    store.try_get_log_entries(0..u64::MAX).await.unwrap().iter().map(|e| e.log_id.index).collect()
+    store
+        .try_get_log_entries(0..u64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.log_id.index)
+        .collect()
 }
 
 #[tokio::test]
@@ -43,19 +57,31 @@ async fn entries_vote_truncate_and_purge_survive_reopen() {
         s.truncate_after(Some(log_id(1, 14))).await.unwrap();
         append(&mut s, (15..18).map(|i| entry(2, i)).collect()).await;
         s.purge(log_id(1, 4)).await.unwrap();
-        assert!(list_segments(dir.path()).unwrap().len() > 1, "small segments should have rolled over");
+        assert!(
+            list_segments(dir.path()).unwrap().len() > 1,
+            "small segments should have rolled over"
+        );
     }
     let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
     assert_eq!(indexes(&mut s).await, (5..18).collect::<Vec<_>>());
     let got = s.try_get_log_entries(15..18).await.unwrap();
-    assert!(got.iter().all(|e| e.log_id.leader_id.term == 2), "entries after the truncation are the new ones");
-    assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new_committed(2, 1)));
+    assert!(
+        got.iter().all(|e| e.log_id.leader_id.term == 2),
+        "entries after the truncation are the new ones"
+    );
+    assert_eq!(
+        s.read_vote().await.unwrap(),
+        Some(Vote::new_committed(2, 1))
+    );
     let state = s.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, Some(log_id(1, 4)));
     assert_eq!(state.last_log_id, Some(log_id(2, 17)));
     // Purged segments are gone from disk, not just hidden.
     let first_segment = *list_segments(dir.path()).unwrap().keys().next().unwrap();
-    assert!(first_segment > 0, "the segment holding entries 0.. should have been deleted");
+    assert!(
+        first_segment > 0,
+        "the segment holding entries 0.. should have been deleted"
+    );
 }
 
 #[tokio::test]
@@ -69,11 +95,18 @@ async fn purge_beyond_the_last_entry_empties_the_log() {
     }
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
     assert_eq!(indexes(&mut s).await, vec![101]);
-    assert_eq!(s.get_log_state().await.unwrap().last_purged_log_id, Some(log_id(3, 100)));
+    assert_eq!(
+        s.get_log_state().await.unwrap().last_purged_log_id,
+        Some(log_id(3, 100))
+    );
 }
 
 fn last_segment(dir: &Path) -> PathBuf {
-    list_segments(dir).unwrap().into_values().next_back().unwrap()
+    list_segments(dir)
+        .unwrap()
+        .into_values()
+        .next_back()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -85,7 +118,12 @@ async fn torn_tail_is_cut_off_and_counted() {
     }
     let seg = last_segment(dir.path());
     let len = fs::metadata(&seg).unwrap().len();
-    OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 7).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
 
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
     assert_eq!(indexes(&mut s).await, (0..9).collect::<Vec<_>>());
@@ -95,7 +133,11 @@ async fn torn_tail_is_cut_off_and_counted() {
     drop(s);
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
     assert_eq!(indexes(&mut s).await, (0..10).collect::<Vec<_>>());
-    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0, "the repair was durable");
+    assert_eq!(
+        s.stats().torn_tail_repairs.load(Ordering::Relaxed),
+        0,
+        "the repair was durable"
+    );
 }
 
 #[tokio::test]
@@ -128,9 +170,15 @@ async fn corruption_in_the_middle_refuses_to_start() {
     bytes[60] ^= 0x01; // inside the second record, valid records follow
     fs::write(&seg, &bytes).unwrap();
 
-    let err = LogStore::open(dir.path(), LogStoreOptions::default()).err().expect("must refuse to start");
+    let err = LogStore::open(dir.path(), LogStoreOptions::default())
+        .err()
+        .expect("must refuse to start");
     assert!(err.to_string().contains("refusing to start"), "{err}");
-    assert_eq!(fs::read(&seg).unwrap(), bytes, "a refused start changes nothing on disk");
+    assert_eq!(
+        fs::read(&seg).unwrap(),
+        bytes,
+        "a refused start changes nothing on disk"
+    );
 }
 
 #[tokio::test]
@@ -140,9 +188,18 @@ async fn corruption_in_an_older_segment_refuses_to_start() {
         let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
         append(&mut s, (0..20).map(|i| entry(1, i)).collect()).await;
     }
-    let first = list_segments(dir.path()).unwrap().into_values().next().unwrap();
+    let first = list_segments(dir.path())
+        .unwrap()
+        .into_values()
+        .next()
+        .unwrap();
     let len = fs::metadata(&first).unwrap().len();
-    OpenOptions::new().write(true).open(&first).unwrap().set_len(len - 3).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
     assert!(LogStore::open(dir.path(), small_segments()).is_err());
 }
 
@@ -157,7 +214,9 @@ async fn a_gap_between_segments_refuses_to_start() {
     assert!(segs.len() >= 3);
     let middle = segs.values().nth(1).unwrap();
     fs::remove_file(middle).unwrap();
-    let err = LogStore::open(dir.path(), small_segments()).err().expect("a hole must be refused");
+    let err = LogStore::open(dir.path(), small_segments())
+        .err()
+        .expect("a hole must be refused");
     assert!(err.to_string().contains("hole"), "{err}");
 }
 
@@ -168,14 +227,19 @@ async fn many_concurrent_appends_share_fsyncs() {
     let mut waits = Vec::new();
     for i in 0..200 {
         let (tx, rx) = TypeConfig::oneshot();
-        s.append(vec![entry(1, i)], IOFlushed::signal(tx)).await.unwrap();
+        s.append(vec![entry(1, i)], IOFlushed::signal(tx))
+            .await
+            .unwrap();
         waits.push(rx);
     }
     for w in waits {
         w.await.unwrap().unwrap();
     }
     let fsyncs = s.stats().fsyncs.load(Ordering::Relaxed);
-    assert!(fsyncs < 200, "200 queued appends took {fsyncs} fsyncs; group commit is not batching");
+    assert!(
+        fsyncs < 200,
+        "200 queued appends took {fsyncs} fsyncs; group commit is not batching"
+    );
     assert_eq!(indexes(&mut s).await.len(), 200);
 }
 
@@ -183,7 +247,9 @@ async fn many_concurrent_appends_share_fsyncs() {
 async fn appended_entries_are_readable_before_they_are_durable() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
-    s.append(vec![entry(1, 0), entry(1, 1)], IOFlushed::noop()).await.unwrap();
+    s.append(vec![entry(1, 0), entry(1, 1)], IOFlushed::noop())
+        .await
+        .unwrap();
     assert_eq!(indexes(&mut s).await, vec![0, 1]);
 }
 

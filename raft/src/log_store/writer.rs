@@ -27,10 +27,22 @@ pub const VOTE_FILE: &str = "vote";
 pub const PURGED_FILE: &str = "purged";
 
 pub enum Command {
-    Append { frames: Vec<(LogId, Arc<Vec<u8>>)>, callback: IOFlushed<TypeConfig> },
-    SaveVote { vote: Vote, done: oneshot::Sender<io::Result<()>> },
-    TruncateAfter { keep_upto: Option<LogId>, done: oneshot::Sender<io::Result<()>> },
-    Purge { upto: LogId, done: oneshot::Sender<io::Result<()>> },
+    Append {
+        frames: Vec<(LogId, Arc<Vec<u8>>)>,
+        callback: IOFlushed<TypeConfig>,
+    },
+    SaveVote {
+        vote: Vote,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    TruncateAfter {
+        keep_upto: Option<LogId>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    Purge {
+        upto: LogId,
+        done: oneshot::Sender<io::Result<()>>,
+    },
 }
 
 impl Command {
@@ -75,9 +87,23 @@ impl Writer {
             segments.insert(first_index_if_empty, 0);
         }
         let (&active_first, &len) = segments.iter().next_back().unwrap();
-        let active = OpenOptions::new().write(true).open(segment_path(&shared.dir, active_first))?;
-        debug_assert_eq!(active.metadata()?.len(), len, "recovery left the active segment at its scanned length");
-        Ok(Writer { shared, segments, active, active_first, segment_max_bytes, max_write_batch_bytes, failed: None })
+        let active = OpenOptions::new()
+            .write(true)
+            .open(segment_path(&shared.dir, active_first))?;
+        debug_assert_eq!(
+            active.metadata()?.len(),
+            len,
+            "recovery left the active segment at its scanned length"
+        );
+        Ok(Writer {
+            shared,
+            segments,
+            active,
+            active_first,
+            segment_max_bytes,
+            max_write_batch_bytes,
+            failed: None,
+        })
     }
 
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -129,7 +155,9 @@ impl Writer {
 
     fn guarded(&mut self, op: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
         if let Some(why) = &self.failed {
-            return Err(io::Error::other(format!("log writer stopped after an earlier I/O error: {why}")));
+            return Err(io::Error::other(format!(
+                "log writer stopped after an earlier I/O error: {why}"
+            )));
         }
         let result = op(self);
         if let Err(e) = &result {
@@ -157,7 +185,14 @@ impl Writer {
             self.rotate(log_id.index)?;
         }
         let offset = self.active_len() + pending.buf.len() as u64;
-        pending.locs.push((log_id, Loc { segment: self.active_first, offset, len: frame.len() as u32 }));
+        pending.locs.push((
+            log_id,
+            Loc {
+                segment: self.active_first,
+                offset,
+                len: frame.len() as u32,
+            },
+        ));
         pending.buf.extend_from_slice(frame);
         Ok(())
     }
@@ -201,7 +236,9 @@ impl Writer {
     }
 
     fn rotate(&mut self, first_index: u64) -> io::Result<()> {
-        debug_assert!(!self.segments.contains_key(&first_index) || self.segments[&first_index] == 0);
+        debug_assert!(
+            !self.segments.contains_key(&first_index) || self.segments[&first_index] == 0
+        );
         let file = create_segment(&self.shared, first_index)?;
         self.segments.insert(first_index, 0);
         self.active = file;
@@ -227,16 +264,26 @@ impl Writer {
             let index = self.shared.index.lock().unwrap();
             match index.get(first_removed) {
                 None => None, // nothing after keep_upto
-                Some(slot) => Some(slot.loc.expect("every earlier append was flushed before a truncate")),
+                Some(slot) => Some(
+                    slot.loc
+                        .expect("every earlier append was flushed before a truncate"),
+                ),
             }
         };
         if let Some(cut) = cut {
-            let later: Vec<u64> = self.segments.range(cut.segment + 1..).map(|(&k, _)| k).rev().collect();
+            let later: Vec<u64> = self
+                .segments
+                .range(cut.segment + 1..)
+                .map(|(&k, _)| k)
+                .rev()
+                .collect();
             for seg in later {
                 self.remove_segment(seg)?;
             }
             if self.active_first != cut.segment {
-                self.active = OpenOptions::new().write(true).open(segment_path(&self.shared.dir, cut.segment))?;
+                self.active = OpenOptions::new()
+                    .write(true)
+                    .open(segment_path(&self.shared.dir, cut.segment))?;
                 self.active_first = cut.segment;
             }
             self.active.set_len(cut.offset)?;
@@ -244,7 +291,11 @@ impl Writer {
             self.segments.insert(cut.segment, cut.offset);
             meta_file::sync_dir(&self.shared.dir)?;
         }
-        self.shared.index.lock().unwrap().truncate_after(keep_upto.map(|l| l.index));
+        self.shared
+            .index
+            .lock()
+            .unwrap()
+            .truncate_after(keep_upto.map(|l| l.index));
         Ok(())
     }
 
@@ -281,9 +332,17 @@ impl Writer {
 
 fn create_segment(shared: &Shared, first_index: u64) -> io::Result<File> {
     let path = segment_path(&shared.dir, first_index);
-    let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
     file.sync_all()?;
     meta_file::sync_dir(&shared.dir)?;
-    shared.files.lock().unwrap().insert(first_index, Arc::new(File::open(&path)?));
+    shared
+        .files
+        .lock()
+        .unwrap()
+        .insert(first_index, Arc::new(File::open(&path)?));
     Ok(file)
 }

@@ -1,0 +1,186 @@
+//! A small HTTP/1.1 client for the CLI and tests: one request per
+//! connection, JSON in and out, bounded response size.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            format!(
+                "response is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Splits `http://host:port/path` into (`host:port`, `/path`).
+pub fn split_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok((host.to_string(), path.to_string()))
+}
+
+pub async fn request(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<HttpResponse, String> {
+    tokio::time::timeout(timeout, request_inner(method, url, content_type, body))
+        .await
+        .map_err(|_| format!("{method} {url} timed out after {timeout:?}"))?
+}
+
+async fn request_inner(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<HttpResponse, String> {
+    let (host, path) = split_url(url)?;
+    let mut stream = TcpStream::connect(&host)
+        .await
+        .map_err(|e| format!("connecting to {host}: {e}"))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.write_all(body).await.map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream
+        .take(MAX_RESPONSE_BYTES as u64 + 1)
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("reading response: {e}"))?;
+    if raw.len() > MAX_RESPONSE_BYTES {
+        return Err("response too large".into());
+    }
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed response: no header end")?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "malformed response head")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or("empty response")?;
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("malformed status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("malformed chunk")?;
+        let size_str =
+            std::str::from_utf8(&data[..line_end]).map_err(|_| "malformed chunk size")?;
+        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "malformed chunk size")?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+pub async fn get(url: &str) -> Result<HttpResponse, String> {
+    request("GET", url, None, b"", Duration::from_secs(30)).await
+}
+
+pub async fn post_json(url: &str, body: &serde_json::Value) -> Result<HttpResponse, String> {
+    let bytes = serde_json::to_vec(body).expect("JSON values serialize");
+    request(
+        "POST",
+        url,
+        Some("application/json"),
+        &bytes,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_chunked_responses() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
+        let r = parse_response(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (404, &b"abcde"[..]));
+        assert!(parse_response(b"garbage").is_err());
+        assert_eq!(
+            split_url("http://h:1/x?y=1").unwrap(),
+            ("h:1".into(), "/x?y=1".into())
+        );
+        assert!(split_url("https://h").is_err());
+    }
+}

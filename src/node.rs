@@ -1,0 +1,442 @@
+//! One tael-raft node: log store, state machine, Raft, and its three servers
+//! (node-to-node gRPC, OTLP gRPC, REST).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Config, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
+use tael_consensus::network::{NetworkFactory, PeerChannels, MAX_MESSAGE_BYTES};
+use tael_consensus::pb;
+use tael_consensus::pb::raft_transport_server::RaftTransportServer;
+use tael_consensus::server::RaftService;
+use tael_consensus::{
+    ClusterIdentity, LogStore, LogStoreOptions, Node as RaftNodeAddr, Raft, Record, TypeConfig,
+};
+use tokio::sync::watch;
+use tonic::Code;
+
+use crate::config::ServeConfig;
+use crate::ingest::IngestMetrics;
+use crate::state::{self, StateMachine, StateMachineOptions};
+
+/// How long a write may wait for commit before the client is told to retry.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read may wait for a read index and for local apply.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No leader, no quorum, or the outcome is unknown: the client should retry.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Lease,
+    Local,
+}
+
+impl Consistency {
+    pub fn parse(s: &str) -> Option<Consistency> {
+        match s {
+            "linearizable" => Some(Consistency::Linearizable),
+            "lease" => Some(Consistency::Lease),
+            "local" => Some(Consistency::Local),
+            _ => None,
+        }
+    }
+}
+
+/// What a read was served from: returned with every query response.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadBarrier {
+    pub node_id: u64,
+    pub applied_index: u64,
+}
+
+pub struct Node {
+    pub id: u64,
+    pub config: ServeConfig,
+    pub raft: Raft<StateMachine>,
+    pub sm: Arc<state::Shared>,
+    pub log: LogStore,
+    pub identity: Arc<ClusterIdentity>,
+    pub peers: PeerChannels,
+    pub ingest: IngestMetrics,
+}
+
+pub struct RunningNode {
+    pub node: Arc<Node>,
+    shutdown_tx: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn raft_config(c: &ServeConfig) -> Result<Config, String> {
+    let config = Config {
+        cluster_name: "tael-raft".into(),
+        heartbeat_interval: c.heartbeat_interval_ms,
+        election_timeout_min: c.election_timeout_min_ms,
+        election_timeout_max: c.election_timeout_max_ms,
+        install_snapshot_timeout: 60_000,
+        max_payload_entries: 64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: c.log_entries_kept_after_snapshot,
+        purge_batch_size: 256,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map_err(|e| format!("raft configuration: {e}"))
+}
+
+async fn bind(addr: &str, what: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("binding the {what} address {addr}: {e}"))
+    })
+}
+
+impl Node {
+    pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
+        let data_dir: PathBuf = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+        let identity = Arc::new(
+            ClusterIdentity::load(&data_dir).map_err(|e| format!("reading cluster id: {e}"))?,
+        );
+        let log = LogStore::open(&data_dir.join("raft-log"), LogStoreOptions::default())
+            .map_err(|e| format!("opening the raft log: {e}"))?;
+        let sm_opts = StateMachineOptions {
+            fjall_worker_threads: config.storage_threads,
+            fjall_cache_bytes: config.cache_mb * 1024 * 1024,
+        };
+        let sm = StateMachine::open(&data_dir, sm_opts)
+            .map_err(|e| format!("opening the state machine: {e}"))?;
+        let sm_shared = sm.shared.clone();
+        let peers = PeerChannels::default();
+        let network = NetworkFactory::new(identity.clone(), peers.clone());
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config(&config)?),
+            network,
+            log.clone(),
+            sm,
+        )
+        .await
+        .map_err(|e| format!("starting raft: {e}"))?;
+
+        // Bind every socket before serving, so a port conflict fails start-up.
+        let raft_listener = bind(&config.raft_addr, "raft")
+            .await
+            .map_err(|e| e.to_string())?;
+        let otlp_listener = bind(&config.otlp_grpc_addr, "OTLP gRPC")
+            .await
+            .map_err(|e| e.to_string())?;
+        let rest_listener = bind(&config.rest_addr, "REST")
+            .await
+            .map_err(|e| e.to_string())?;
+
+        let node = Arc::new(Node {
+            id: config.node_id,
+            config: config.clone(),
+            raft: raft.clone(),
+            sm: sm_shared,
+            log: log.clone(),
+            identity: identity.clone(),
+            peers,
+            ingest: IngestMetrics::default(),
+        });
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut servers = Vec::new();
+
+        let raft_service = RaftService {
+            raft: raft.clone(),
+            node_id: config.node_id,
+            identity,
+            log,
+            incoming_snapshot_dir: data_dir.join("snapshots-incoming"),
+            rest_addr: config.rest_addr.clone(),
+            snapshots_received: Arc::new(AtomicU64::new(0)),
+        };
+        let svc = RaftTransportServer::new(raft_service)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        servers.push(spawn_grpc(
+            tonic::transport::Server::builder().add_service(svc),
+            raft_listener,
+            shutdown_rx.clone(),
+            "raft",
+        ));
+        servers.push(spawn_grpc(
+            crate::otlp::grpc::router(node.clone()),
+            otlp_listener,
+            shutdown_rx.clone(),
+            "otlp-grpc",
+        ));
+        let app = crate::rest::router(node.clone());
+        let mut rx = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(rest_listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "REST server failed");
+            }
+        }));
+        tracing::info!(
+            node_id = config.node_id,
+            raft = %config.raft_addr,
+            rest = %config.rest_addr,
+            otlp_grpc = %config.otlp_grpc_addr,
+            "node started"
+        );
+        Ok(RunningNode {
+            node,
+            shutdown_tx,
+            servers,
+        })
+    }
+
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    fn cluster_id(&self) -> Result<String, ClusterError> {
+        self.identity.get().ok_or_else(|| {
+            ClusterError::Unavailable(
+                "this node is not part of an initialized cluster yet (run `tael-raft init`)".into(),
+            )
+        })
+    }
+
+    fn leader_addr(&self, m: &RaftMetrics<TypeConfig>) -> Result<(u64, String), ClusterError> {
+        let leader = m
+            .current_leader
+            .ok_or_else(|| ClusterError::Unavailable("no leader is known".into()))?;
+        let node = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .ok_or_else(|| {
+                ClusterError::Unavailable(format!("leader {leader} is not in the known membership"))
+            })?;
+        Ok((leader, node.addr.clone()))
+    }
+
+    /// Commits `record` through the leader (this node or a forward) and
+    /// returns its log index once it is committed and applied on the leader.
+    pub async fn propose(&self, record: Record) -> Result<u64, ClusterError> {
+        let cluster_id = self.cluster_id()?;
+        let m = self.metrics();
+        if m.current_leader == Some(self.id) {
+            return match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(record)).await {
+                Ok(Ok(resp)) => Ok(resp.log_id.index),
+                Ok(Err(e)) => Err(ClusterError::Unavailable(
+                    tael_consensus::server::write_error_status(&e)
+                        .message()
+                        .into(),
+                )),
+                Err(_) => Err(ClusterError::Unavailable(
+                    "timed out waiting for commit; the write may or may not apply".into(),
+                )),
+            };
+        }
+        let (leader, addr) = self.leader_addr(&m)?;
+        let mut client = self.peers.client(&addr).map_err(ClusterError::Internal)?;
+        let req = pb::ForwardRequest {
+            cluster_id,
+            tag: record.tag as u32,
+            batch_key: record.batch_key.to_vec(),
+            payload: record.payload,
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, client.forward(req)).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner().log_index),
+            Ok(Err(s)) if s.code() == Code::InvalidArgument => {
+                Err(ClusterError::Invalid(s.message().into()))
+            }
+            Ok(Err(s)) => Err(ClusterError::Unavailable(format!(
+                "forwarding to leader {leader}: {}",
+                s.message()
+            ))),
+            Err(_) => Err(ClusterError::Unavailable(format!(
+                "timed out forwarding to leader {leader}; the write may or may not apply"
+            ))),
+        }
+    }
+
+    /// Makes the local state machine fresh enough for `level` and says what
+    /// it reflects.
+    pub async fn read_barrier(&self, level: Consistency) -> Result<ReadBarrier, ClusterError> {
+        let m = self.metrics();
+        if level == Consistency::Local {
+            return Ok(ReadBarrier {
+                node_id: self.id,
+                applied_index: m.last_applied.map_or(0, |l| l.index),
+            });
+        }
+        let lease = level == Consistency::Lease;
+        let read_index = if m.current_leader == Some(self.id) {
+            let policy = if lease {
+                ReadPolicy::LeaseRead
+            } else {
+                ReadPolicy::ReadIndex
+            };
+            let lin = tokio::time::timeout(READ_TIMEOUT, self.raft.get_read_linearizer(policy))
+                .await
+                .map_err(|_| ClusterError::Unavailable("timed out confirming leadership".into()))?
+                .map_err(|e| ClusterError::Unavailable(format!("confirming leadership: {e}")))?;
+            lin.read_log_id().index()
+        } else {
+            let cluster_id = self.cluster_id()?;
+            let (leader, addr) = self.leader_addr(&m)?;
+            let mut client = self.peers.client(&addr).map_err(ClusterError::Internal)?;
+            let req = pb::ReadIndexRequest { cluster_id, lease };
+            match tokio::time::timeout(READ_TIMEOUT, client.read_index(req)).await {
+                Ok(Ok(r)) => r.into_inner().read_index,
+                Ok(Err(s)) => {
+                    return Err(ClusterError::Unavailable(format!(
+                        "read index from leader {leader}: {}",
+                        s.message()
+                    )))
+                }
+                Err(_) => {
+                    return Err(ClusterError::Unavailable(format!(
+                        "timed out asking leader {leader} for a read index"
+                    )))
+                }
+            }
+        };
+        let m = self
+            .raft
+            .wait(Some(READ_TIMEOUT))
+            .applied_index_at_least(Some(read_index), "read barrier")
+            .await
+            .map_err(|e| {
+                ClusterError::Unavailable(format!(
+                    "waiting to apply up to the read index {read_index}: {e}"
+                ))
+            })?;
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        debug_assert!(applied >= read_index);
+        Ok(ReadBarrier {
+            node_id: self.id,
+            applied_index: applied,
+        })
+    }
+
+    /// `tael-raft init`: joins every member to a new cluster id, then
+    /// initializes Raft with them. Refused if this node is already in a cluster.
+    pub async fn init_cluster(
+        &self,
+        members: BTreeMap<u64, String>,
+    ) -> Result<String, ClusterError> {
+        if !members.contains_key(&self.id) {
+            return Err(ClusterError::Invalid(format!(
+                "the member list must include this node ({})",
+                self.id
+            )));
+        }
+        if self.identity.get().is_some()
+            || self
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| ClusterError::Internal(e.to_string()))?
+        {
+            return Err(ClusterError::Invalid("cluster already initialized".into()));
+        }
+        let cluster_id = tael_consensus::hex(&rand::random::<[u8; 16]>());
+        // Claim this node first: a concurrent second init fails here.
+        self.identity
+            .adopt(&cluster_id)
+            .map_err(ClusterError::Invalid)?;
+        for (&id, addr) in &members {
+            if id == self.id {
+                continue;
+            }
+            let mut client = self.peers.client(addr).map_err(ClusterError::Invalid)?;
+            let req = pb::AdoptClusterRequest {
+                cluster_id: cluster_id.clone(),
+                node_id: id,
+            };
+            match tokio::time::timeout(Duration::from_secs(5), client.adopt_cluster(req)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(s)) => {
+                    return Err(ClusterError::Invalid(format!(
+                        "member {id} at {addr}: {}",
+                        s.message()
+                    )))
+                }
+                Err(_) => {
+                    return Err(ClusterError::Unavailable(format!(
+                        "member {id} at {addr} did not answer"
+                    )))
+                }
+            }
+        }
+        let nodes: BTreeMap<u64, RaftNodeAddr> = members
+            .into_iter()
+            .map(|(id, addr)| (id, RaftNodeAddr { addr }))
+            .collect();
+        self.raft
+            .initialize(nodes)
+            .await
+            .map_err(|e| ClusterError::Invalid(format!("initializing raft: {e}")))?;
+        Ok(cluster_id)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.metrics().state == ServerState::Leader
+    }
+}
+
+fn spawn_grpc(
+    router: tonic::transport::server::Router,
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!(error = %e, server = what, "gRPC server failed");
+        }
+    })
+}
+
+impl RunningNode {
+    /// Stops serving, then stops Raft (which flushes nothing more: every
+    /// acknowledged write is already durable).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        for s in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+        if let Err(e) = self.node.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    pub fn local_addr_hint(&self) -> Option<SocketAddr> {
+        self.node.config.rest_addr.parse().ok()
+    }
+}

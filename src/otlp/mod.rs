@@ -1,0 +1,4 @@
+//! OpenTelemetry protocol ingest.
+
+pub mod convert;
+pub mod grpc;

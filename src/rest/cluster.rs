@@ -1,0 +1,290 @@
+//! Cluster status, bootstrap, readiness and Prometheus metrics.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use tael_consensus::pb;
+
+use super::ApiError;
+use crate::node::Node;
+
+const PEER_STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    /// Node id → node-to-node address.
+    pub members: BTreeMap<u64, String>,
+}
+
+pub async fn init(
+    State(node): State<Arc<Node>>,
+    body: Result<Json<InitRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body
+        .map_err(|e| ApiError::bad_request(format!("invalid init request: {}", e.body_text())))?;
+    if req.members.is_empty() || req.members.len() > 9 {
+        return Err(ApiError::bad_request("members must list 1 to 9 nodes"));
+    }
+    if req.members.contains_key(&0) {
+        return Err(ApiError::bad_request("node ids start at 1"));
+    }
+    match node.init_cluster(req.members.clone()).await {
+        Ok(cluster_id) => Ok((
+            StatusCode::OK,
+            Json(json!({ "cluster_id": cluster_id, "members": req.members })),
+        )
+            .into_response()),
+        Err(crate::node::ClusterError::Invalid(m))
+            if m.contains("already initialized") || m.contains("already belongs") =>
+        {
+            Err(ApiError::new(StatusCode::CONFLICT, m))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn local_status(node: &Node) -> pb::NodeStatusResponse {
+    let m = node.metrics();
+    let (purged, _) = node.log.bounds();
+    pb::NodeStatusResponse {
+        node_id: node.id,
+        term: m.current_term,
+        state: format!("{:?}", m.state).to_lowercase(),
+        current_leader: m.current_leader.unwrap_or(0),
+        has_leader: m.current_leader.is_some(),
+        last_log_index: m.last_log_index.unwrap_or(0),
+        committed_index: m.local_committed.map_or(0, |l| l.index),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        snapshot_index: m.snapshot.map_or(0, |l| l.index),
+        purged_index: purged.map_or(0, |l| l.index),
+        rest_addr: node.config.rest_addr.clone(),
+    }
+}
+
+pub async fn status(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let m = node.metrics();
+    let membership = m.membership_config.membership().clone();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let learners: Vec<u64> = membership.learner_ids().collect();
+    let cluster_id = node.identity.get();
+
+    let mut statuses = Vec::new();
+    for (id, addr) in membership.nodes() {
+        let s = if *id == node.id {
+            Some(local_status(&node))
+        } else {
+            match (cluster_id.clone(), node.peers.client(&addr.addr)) {
+                (Some(cid), Ok(mut c)) => {
+                    match tokio::time::timeout(
+                        PEER_STATUS_TIMEOUT,
+                        c.node_status(pb::NodeStatusRequest { cluster_id: cid }),
+                    )
+                    .await
+                    {
+                        Ok(Ok(r)) => Some(r.into_inner()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        };
+        statuses.push((*id, addr.addr.clone(), s));
+    }
+    let leader_last_log = statuses
+        .iter()
+        .filter_map(|(id, _, s)| {
+            s.as_ref()
+                .filter(|_| Some(*id) == m.current_leader)
+                .map(|s| s.last_log_index)
+        })
+        .next();
+    let nodes: Vec<serde_json::Value> = statuses
+        .into_iter()
+        .map(|(id, raft_addr, s)| {
+            let role = if voters.contains(&id) { "voter" } else { "learner" };
+            match s {
+                None => json!({ "id": id, "raft_addr": raft_addr, "role": role, "reachable": false }),
+                Some(s) => json!({
+                    "id": id, "raft_addr": raft_addr, "rest_addr": s.rest_addr, "role": role, "reachable": true,
+                    "state": s.state, "term": s.term,
+                    "leader": if s.has_leader { Some(s.current_leader) } else { None },
+                    "last_log_index": s.last_log_index, "committed_index": s.committed_index,
+                    "applied_index": s.applied_index, "snapshot_index": s.snapshot_index, "purged_index": s.purged_index,
+                    "lag": leader_last_log.map(|l| l.saturating_sub(s.applied_index)),
+                }),
+            }
+        })
+        .collect();
+    let body = json!({
+        "cluster_id": cluster_id,
+        "node_id": node.id,
+        "leader": m.current_leader,
+        "term": m.current_term,
+        "voters": voters,
+        "learners": learners,
+        "nodes": nodes,
+    });
+    Ok(Json(body).into_response())
+}
+
+pub async fn ready(State(node): State<Arc<Node>>) -> Response {
+    let m = node.metrics();
+    let committed = m.local_committed.map_or(0, |l| l.index);
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    let ready = m.current_leader.is_some() && applied >= committed;
+    let body = json!({ "ready": ready, "leader": m.current_leader, "committed_index": committed, "applied_index": applied });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+pub async fn prometheus(State(node): State<Arc<Node>>) -> Response {
+    let m = node.metrics();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    let ing = &node.ingest;
+    metric(
+        "tael_ingest_records_total",
+        "counter",
+        "Telemetry records by signal, transport and outcome.",
+        &[
+            (
+                "{signal=\"traces\",transport=\"grpc\",outcome=\"accepted\"}".into(),
+                ing.spans_accepted_grpc.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "{signal=\"traces\",transport=\"grpc\",outcome=\"rejected\"}".into(),
+                ing.spans_rejected_grpc.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "{signal=\"traces\",transport=\"grpc\",outcome=\"unavailable\"}".into(),
+                ing.spans_unavailable_grpc.load(Ordering::Relaxed) as f64,
+            ),
+        ],
+    );
+    metric(
+        "tael_raft_term",
+        "gauge",
+        "Current Raft term.",
+        &one(m.current_term),
+    );
+    metric(
+        "tael_raft_is_leader",
+        "gauge",
+        "1 on the leader.",
+        &one((m.current_leader == Some(node.id)) as u64),
+    );
+    metric(
+        "tael_raft_last_log_index",
+        "gauge",
+        "Last log index.",
+        &one(m.last_log_index.unwrap_or(0)),
+    );
+    metric(
+        "tael_raft_commit_index",
+        "gauge",
+        "Commit index known here.",
+        &one(m.local_committed.map_or(0, |l| l.index)),
+    );
+    metric(
+        "tael_raft_applied_index",
+        "gauge",
+        "Applied index.",
+        &one(m.last_applied.map_or(0, |l| l.index)),
+    );
+    if let Some(repl) = &m.replication {
+        let last = m.last_log_index.unwrap_or(0);
+        let lags: Vec<(String, f64)> = repl
+            .iter()
+            .map(|(id, matched)| {
+                (
+                    format!("{{follower=\"{id}\"}}"),
+                    last.saturating_sub(matched.map_or(0, |l| l.index)) as f64,
+                )
+            })
+            .collect();
+        metric(
+            "tael_raft_replication_lag_entries",
+            "gauge",
+            "Entries a follower is behind the leader.",
+            &lags,
+        );
+    }
+    let ls = node.log.stats();
+    metric(
+        "tael_wal_fsyncs_total",
+        "counter",
+        "Raft log fsyncs.",
+        &one(ls.fsyncs.load(Ordering::Relaxed)),
+    );
+    let mut cumulative = 0u64;
+    let mut buckets = Vec::new();
+    for (i, bound) in tael_consensus::log_store::FSYNC_BUCKETS_MICROS
+        .iter()
+        .enumerate()
+    {
+        cumulative += ls.fsync_buckets[i].load(Ordering::Relaxed);
+        buckets.push((
+            format!("_bucket{{le=\"{}\"}}", *bound as f64 / 1e6),
+            cumulative as f64,
+        ));
+    }
+    let total = ls.fsyncs.load(Ordering::Relaxed);
+    buckets.push(("_bucket{le=\"+Inf\"}".into(), total as f64));
+    buckets.push((
+        "_sum".into(),
+        ls.fsync_micros_total.load(Ordering::Relaxed) as f64 / 1e6,
+    ));
+    buckets.push(("_count".into(), total as f64));
+    metric(
+        "tael_wal_fsync_seconds",
+        "histogram",
+        "Raft log fsync latency.",
+        &buckets,
+    );
+    metric(
+        "tael_wal_torn_tail_repairs_total",
+        "counter",
+        "Torn log tails cut off at start-up.",
+        &one(ls.torn_tail_repairs.load(Ordering::Relaxed)),
+    );
+    let ss = &node.sm.stats;
+    metric(
+        "tael_apply_entries_total",
+        "counter",
+        "Log entries applied.",
+        &one(ss.entries_applied.load(Ordering::Relaxed)),
+    );
+    metric(
+        "tael_snapshots_built_total",
+        "counter",
+        "Snapshots built.",
+        &one(ss.snapshots_built.load(Ordering::Relaxed)),
+    );
+    metric(
+        "tael_snapshots_installed_total",
+        "counter",
+        "Snapshots installed from the leader.",
+        &one(ss.snapshots_installed.load(Ordering::Relaxed)),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

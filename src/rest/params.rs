@@ -1,0 +1,153 @@
+//! Query-string parsing: every malformed value is a 400 that names it.
+
+use super::ApiError;
+use crate::node::Consistency;
+
+/// Longest `last=` window accepted: ten years.
+const MAX_WINDOW_SECS: u64 = 10 * 365 * 86_400;
+pub const MAX_LIMIT: usize = 10_000;
+const MAX_PARAMS: usize = 64;
+
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    pub fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        if pairs.len() > MAX_PARAMS {
+            return Err(ApiError::bad_request(format!(
+                "too many query parameters (limit {MAX_PARAMS})"
+            )));
+        }
+        Ok(Params { pairs })
+    }
+
+    /// A parameter that may appear once.
+    pub fn one(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut it = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(ApiError::bad_request(format!(
+                "parameter {name} given more than once"
+            )));
+        }
+        Ok(first)
+    }
+
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn consistency(&self) -> Result<Consistency, ApiError> {
+        match self.one("consistency")? {
+            None => Ok(Consistency::Linearizable),
+            Some(s) => Consistency::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "consistency must be linearizable, lease or local, not {s:?}"
+                ))
+            }),
+        }
+    }
+
+    pub fn limit(&self, default: usize) -> Result<usize, ApiError> {
+        match self.one("limit")? {
+            None => Ok(default),
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request(format!(
+                    "limit must be an integer from 1 to {MAX_LIMIT}, not {s:?}"
+                ))),
+            },
+        }
+    }
+
+    /// A non-negative number of milliseconds.
+    pub fn millis(&self, name: &str) -> Result<Option<f64>, ApiError> {
+        match self.one(name)? {
+            None => Ok(None),
+            Some(s) => match s.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+                _ => Err(ApiError::bad_request(format!(
+                    "{name} must be a non-negative number, not {s:?}"
+                ))),
+            },
+        }
+    }
+
+    pub fn window_secs(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        match self.one(name)? {
+            None => Ok(None),
+            Some(s) => parse_duration_secs(s).map(Some).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{name} must look like 30s, 5m, 2h, 7d or bare seconds, not {s:?}"
+                ))
+            }),
+        }
+    }
+}
+
+/// `30s`, `5m`, `2h`, `7d` or bare seconds; positive and at most ten years.
+pub fn parse_duration_secs(s: &str) -> Option<u64> {
+    let (num, unit) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let secs = n.checked_mul(mult)?;
+    (1..=MAX_WINDOW_SECS).contains(&secs).then_some(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("30s"), Some(30));
+        assert_eq!(parse_duration_secs("5m"), Some(300));
+        assert_eq!(parse_duration_secs("2h"), Some(7200));
+        assert_eq!(parse_duration_secs("7d"), Some(604_800));
+        assert_eq!(parse_duration_secs("45"), Some(45));
+        for bad in [
+            "",
+            "s",
+            "-5m",
+            "5x",
+            "1.5h",
+            "0",
+            "99999999999999999999d",
+            "5 m",
+            "3650000d",
+        ] {
+            assert_eq!(parse_duration_secs(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_single_parameter_is_rejected() {
+        let p = Params::parse(Some("limit=1&limit=2")).unwrap();
+        assert!(p.limit(100).is_err());
+        let p = Params::parse(Some("attribute=a%3Db&attribute=c%3Dd")).unwrap();
+        assert_eq!(p.all("attribute").collect::<Vec<_>>(), vec!["a=b", "c=d"]);
+    }
+}

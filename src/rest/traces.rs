@@ -1,0 +1,177 @@
+//! Trace queries.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+
+use super::{answer, blocking, ApiError, Params};
+use crate::model::{parse_hex, SpanJson, SpanStatus, TraceId};
+use crate::node::Node;
+use crate::state::hot::{AttributeFilter, SpanQuery};
+
+const DEFAULT_LIMIT: usize = 100;
+/// Candidates one search may examine before it answers with what it found.
+const MAX_SCANNED: usize = 2_000_000;
+const MAX_REGEX_BYTES: usize = 1024;
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+pub fn now_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// `k=v` exact, `k~=v` contains, `k=~re` regex.
+pub fn parse_attribute_filter(s: &str) -> Result<AttributeFilter, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "attribute filter {s:?} must be k=v, k~=v or k=~regex"
+        ))
+    };
+    let at = s.find(['=', '~']).ok_or_else(bad)?;
+    let key = &s[..at];
+    if key.is_empty() {
+        return Err(bad());
+    }
+    let rest = &s[at..];
+    if let Some(v) = rest.strip_prefix("~=") {
+        Ok(AttributeFilter::Contains(key.into(), v.into()))
+    } else if let Some(re) = rest.strip_prefix("=~") {
+        if re.len() > MAX_REGEX_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "regex longer than {MAX_REGEX_BYTES} bytes"
+            )));
+        }
+        let re = regex::RegexBuilder::new(re)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| {
+                ApiError::bad_request(format!("invalid regex in attribute filter: {e}"))
+            })?;
+        Ok(AttributeFilter::Regex(key.into(), re))
+    } else if let Some(v) = rest.strip_prefix('=') {
+        Ok(AttributeFilter::Exact(key.into(), v.into()))
+    } else {
+        Err(bad())
+    }
+}
+
+pub async fn search(
+    State(node): State<Arc<Node>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let consistency = p.consistency()?;
+    if p.one("text")?.is_some() {
+        return Err(ApiError::bad_request(
+            "full-text search (text=) is not available in this version",
+        ));
+    }
+    let status = match p.one("status")? {
+        None => None,
+        Some(s) => Some(SpanStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!("status must be ok, error or unset, not {s:?}"))
+        })?),
+    };
+    let ms_to_nanos = |ms: f64| (ms * 1e6).min(u64::MAX as f64) as u64;
+    let since = p
+        .window_secs("last")?
+        .map(|secs| now_unix_nanos().saturating_sub(secs * 1_000_000_000));
+    let query = SpanQuery {
+        service: p.one("service")?.map(str::to_string),
+        operation_contains: p.one("operation")?.map(str::to_string),
+        status,
+        min_duration_nanos: p.millis("min_duration_ms")?.map(ms_to_nanos),
+        max_duration_nanos: p.millis("max_duration_ms")?.map(ms_to_nanos),
+        since_unix_nanos: since,
+        until_unix_nanos: None,
+        attributes: p
+            .all("attribute")
+            .map(parse_attribute_filter)
+            .collect::<Result<_, _>>()?,
+        limit: p.limit(DEFAULT_LIMIT)?,
+        max_scanned: MAX_SCANNED,
+    };
+    let barrier = node.read_barrier(consistency).await?;
+    let store = node.sm.store();
+    let result = blocking(move || store.search(&query)).await?;
+    let spans: Vec<SpanJson> = result.spans.iter().map(SpanJson::from).collect();
+    Ok(answer(barrier, json!({ "spans": spans })))
+}
+
+pub async fn by_id(
+    State(node): State<Arc<Node>>,
+    Path(trace_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let consistency = p.consistency()?;
+    let id: TraceId = parse_hex(&trace_id).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid trace id {trace_id:?}: expected 32 hex characters"
+        ))
+    })?;
+    let barrier = node.read_barrier(consistency).await?;
+    let store = node.sm.store();
+    let spans = blocking(move || store.trace(&id)).await?;
+    if spans.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "trace not found"));
+    }
+    let json_spans: Vec<SpanJson> = spans.iter().map(SpanJson::from).collect();
+    Ok(answer(
+        barrier,
+        json!({ "trace_id": crate::model::hex_lower(&id), "span_count": json_spans.len(), "spans": json_spans }),
+    ))
+}
+
+pub async fn services(
+    State(node): State<Arc<Node>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let barrier = node.read_barrier(p.consistency()?).await?;
+    let store = node.sm.store();
+    let services = blocking(move || store.services()).await?;
+    let list: Vec<serde_json::Value> = services
+        .into_iter()
+        .map(|(name, s)| {
+            let spans = s.span_count.max(1) as f64;
+            json!({
+                "name": name,
+                "span_count": s.span_count,
+                "trace_count": s.trace_count,
+                "avg_duration_ms": s.duration_sum_nanos as f64 / 1e6 / spans,
+                "error_rate": s.error_count as f64 / spans,
+            })
+        })
+        .collect();
+    Ok(answer(barrier, json!({ "services": list })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_filters() {
+        assert!(
+            matches!(parse_attribute_filter("http.method=GET").unwrap(), AttributeFilter::Exact(k, v) if k == "http.method" && v == "GET")
+        );
+        assert!(
+            matches!(parse_attribute_filter("url~=/api").unwrap(), AttributeFilter::Contains(k, v) if k == "url" && v == "/api")
+        );
+        assert!(
+            matches!(parse_attribute_filter("code=~^5..$").unwrap(), AttributeFilter::Regex(k, _) if k == "code")
+        );
+        assert!(
+            matches!(parse_attribute_filter("k=").unwrap(), AttributeFilter::Exact(_, v) if v.is_empty())
+        );
+        for bad in ["", "novalue", "=v", "k~v", "k=~(unclosed"] {
+            assert!(parse_attribute_filter(bad).is_err(), "{bad:?}");
+        }
+    }
+}

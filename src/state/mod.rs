@@ -1,0 +1,397 @@
+//! The replicated state machine: applies committed records to the hot tier.
+//!
+//! Layout under the node's data directory:
+//! - `sm/CURRENT` names the live fjall database directory (`sm/db-N`);
+//! - `snapshots/snap-<index>-<term>-<node>.snap` are snapshot files.
+//!
+//! Installing a snapshot loads it into a new `db-N+1`, fsyncs it, then switches
+//! `CURRENT` with an atomic rename: a crash leaves the old state or the new one.
+
+pub mod hot;
+pub mod snapshot;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::OptionalSend;
+use tael_consensus::log_store::{read_meta_file, sync_dir, write_meta_file_atomic};
+use tael_consensus::{
+    Applied, Entry, EntryPayload, LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership,
+    TypeConfig,
+};
+
+use self::hot::{HotStore, StoreError, StoreResult};
+use crate::payload;
+
+const CURRENT_FILE: &str = "CURRENT";
+/// Snapshot files kept: the newest, plus one that may still be streaming out.
+const SNAPSHOTS_KEPT: usize = 2;
+
+#[derive(Clone, Debug)]
+pub struct StateMachineOptions {
+    pub fjall_worker_threads: usize,
+    pub fjall_cache_bytes: u64,
+}
+
+impl Default for StateMachineOptions {
+    fn default() -> Self {
+        StateMachineOptions {
+            fjall_worker_threads: 1,
+            fjall_cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct StateMachineStats {
+    pub entries_applied: AtomicU64,
+    pub spans_applied: AtomicU64,
+    pub apply_batches: AtomicU64,
+    pub apply_micros_total: AtomicU64,
+    pub snapshots_built: AtomicU64,
+    pub snapshots_installed: AtomicU64,
+}
+
+/// State shared by the state machine (owned by openraft), its snapshot
+/// builders and the query engine.
+pub struct Shared {
+    sm_dir: PathBuf,
+    snapshot_dir: PathBuf,
+    opts: StateMachineOptions,
+    store: RwLock<Arc<HotStore>>,
+    generation: AtomicU64,
+    current_snapshot: Mutex<Option<(SnapshotMeta, PathBuf)>>,
+    pub stats: StateMachineStats,
+}
+
+impl Shared {
+    /// The live hot store. Queries hold this `Arc` for their duration; an
+    /// install swaps in a new store without disturbing them.
+    pub fn store(&self) -> Arc<HotStore> {
+        self.store.read().unwrap().clone()
+    }
+
+    pub fn current_snapshot_meta(&self) -> Option<SnapshotMeta> {
+        self.current_snapshot
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(m, _)| m.clone())
+    }
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    pub shared: Arc<Shared>,
+}
+
+fn db_dir_name(generation: u64) -> String {
+    format!("db-{generation}")
+}
+
+impl StateMachine {
+    pub fn open(data_dir: &Path, opts: StateMachineOptions) -> io::Result<StateMachine> {
+        let sm_dir = data_dir.join("sm");
+        let snapshot_dir = data_dir.join("snapshots");
+        fs::create_dir_all(&sm_dir)?;
+        fs::create_dir_all(&snapshot_dir)?;
+        let generation: u64 = match read_meta_file::<u64>(&sm_dir, CURRENT_FILE)? {
+            Some(g) => g,
+            None => {
+                write_meta_file_atomic(&sm_dir, CURRENT_FILE, &0u64)?;
+                0
+            }
+        };
+        // Directories of other generations are leftovers of an install that
+        // crashed before its switch, or of a store replaced by one.
+        for entry in fs::read_dir(&sm_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("db-") && name != db_dir_name(generation) {
+                tracing::info!(dir = %entry.path().display(), "removing stale state machine directory");
+                fs::remove_dir_all(entry.path())?;
+            }
+        }
+        let store = HotStore::open(
+            &sm_dir.join(db_dir_name(generation)),
+            opts.fjall_worker_threads,
+            opts.fjall_cache_bytes,
+        )?;
+        let current_snapshot = latest_snapshot(&snapshot_dir)?;
+        Ok(StateMachine {
+            shared: Arc::new(Shared {
+                sm_dir,
+                snapshot_dir,
+                opts,
+                store: RwLock::new(Arc::new(store)),
+                generation: AtomicU64::new(generation),
+                current_snapshot: Mutex::new(current_snapshot),
+                stats: StateMachineStats::default(),
+            }),
+        })
+    }
+}
+
+/// The newest readable snapshot file; removes temporary and older files.
+fn latest_snapshot(dir: &Path) -> io::Result<Option<(SnapshotMeta, PathBuf)>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("snap") => files.push(path),
+            Some("tmp") => fs::remove_file(&path)?,
+            _ => {}
+        }
+    }
+    files.sort();
+    while let Some(path) = files.pop() {
+        match snapshot::read_meta(&path) {
+            Ok(meta) => return Ok(Some((meta, path))),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable snapshot file")
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn prune_snapshots(dir: &Path) -> io::Result<()> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .collect();
+    files.sort();
+    let excess = files.len().saturating_sub(SNAPSHOTS_KEPT);
+    for p in &files[..excess] {
+        fs::remove_file(p)?;
+    }
+    Ok(())
+}
+
+impl Shared {
+    fn apply_entries(&self, entries: &[Entry]) -> StoreResult<Vec<Applied>> {
+        let started = std::time::Instant::now();
+        let store = self.store();
+        let mut batch = store.begin();
+        let mut last = None;
+        let mut membership = None;
+        let mut spans = 0u64;
+        let mut responses = Vec::with_capacity(entries.len());
+        for e in entries {
+            debug_assert!(
+                last.is_none_or(|l: LogId| l.index + 1 == e.log_id.index),
+                "entries apply in log order"
+            );
+            match &e.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(record) => {
+                    spans += payload::apply(&mut batch, record)?;
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(e.log_id), m.clone()))
+                }
+            }
+            last = Some(e.log_id);
+            responses.push(Applied::default());
+        }
+        batch.commit(last, membership.as_ref())?;
+        let s = &self.stats;
+        s.entries_applied
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        s.spans_applied.fetch_add(spans, Ordering::Relaxed);
+        s.apply_batches.fetch_add(1, Ordering::Relaxed);
+        s.apply_micros_total
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(responses)
+    }
+
+    fn build_snapshot(&self) -> StoreResult<Snapshot> {
+        let store = self.store();
+        let view = store.read_view();
+        let (last_log_id, last_membership) = store.applied_state_in(&view)?;
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+        };
+        let path = self.snapshot_dir.join(snapshot::snapshot_file_name(&meta));
+        snapshot::export(&store, &view, &meta, &path)?;
+        // Logs are purged behind this snapshot next: everything it covers
+        // must be durable in the store too, not only in the file.
+        store.persist()?;
+        self.set_current_snapshot(meta.clone(), path.clone());
+        prune_snapshots(&self.snapshot_dir)?;
+        self.stats.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        Ok(Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        })
+    }
+
+    fn set_current_snapshot(&self, meta: SnapshotMeta, path: PathBuf) {
+        let mut cur = self.current_snapshot.lock().unwrap();
+        if cur
+            .as_ref()
+            .is_none_or(|(m, _)| m.last_log_id <= meta.last_log_id)
+        {
+            *cur = Some((meta, path));
+        }
+    }
+
+    fn install_snapshot(&self, meta: &SnapshotMeta, file: &Path) -> StoreResult<()> {
+        let generation = self.generation.load(Ordering::SeqCst) + 1;
+        let new_dir = self.sm_dir.join(db_dir_name(generation));
+        if new_dir.exists() {
+            fs::remove_dir_all(&new_dir)?;
+        }
+        let loaded = HotStore::open(
+            &new_dir,
+            self.opts.fjall_worker_threads,
+            self.opts.fjall_cache_bytes,
+        )
+        .and_then(|store| snapshot::import(file, &store).map(|m| (store, m)));
+        let (store, file_meta) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&new_dir);
+                return Err(e);
+            }
+        };
+        if file_meta.last_log_id != meta.last_log_id {
+            let _ = fs::remove_dir_all(&new_dir);
+            return Err(StoreError::Corrupt(format!(
+                "snapshot file covers {:?}, the leader announced {:?}",
+                file_meta.last_log_id, meta.last_log_id
+            )));
+        }
+        // The switch: from here on a restart opens the new store.
+        write_meta_file_atomic(&self.sm_dir, CURRENT_FILE, &generation)?;
+        self.generation.store(generation, Ordering::SeqCst);
+        let old = std::mem::replace(&mut *self.store.write().unwrap(), Arc::new(store));
+        let old_dir = self.sm_dir.join(db_dir_name(generation - 1));
+        retire_store(old, old_dir);
+
+        // Keep a copy to serve to other nodes; the received file belongs to the transport.
+        let kept = self.snapshot_dir.join(snapshot::snapshot_file_name(meta));
+        if file != kept {
+            let tmp = kept.with_extension("tmp");
+            fs::copy(file, &tmp)?;
+            fs::File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, &kept)?;
+            sync_dir(&self.snapshot_dir)?;
+        }
+        self.set_current_snapshot(meta.clone(), kept);
+        prune_snapshots(&self.snapshot_dir)?;
+        self.stats
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Drops a replaced store once no query holds it, then deletes its files.
+/// If that takes too long the directory is left for the next start-up.
+fn retire_store(old: Arc<HotStore>, dir: PathBuf) {
+    std::thread::spawn(move || {
+        for _ in 0..600 {
+            if Arc::strong_count(&old) == 1 {
+                drop(old);
+                if let Err(e) = fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing replaced state machine directory");
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
+        .map_err(io::Error::from)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let shared = self.shared.clone();
+        blocking(move || shared.store().applied_state()).await
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut batch = Vec::new();
+        let mut responders = Vec::new();
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            batch.push(entry);
+            responders.push(responder);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let shared = self.shared.clone();
+        let responses = blocking(move || shared.apply_entries(&batch)).await?;
+        for (responder, response) in responders.into_iter().zip(responses) {
+            if let Some(r) = responder {
+                r.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        blocking(move || shared.install_snapshot(&meta, &snapshot.path)).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        Ok(self
+            .shared
+            .current_snapshot
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(meta, path)| Snapshot {
+                meta: meta.clone(),
+                snapshot: SnapshotFile { path: path.clone() },
+            }))
+    }
+}
+
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let shared = self.shared.clone();
+        blocking(move || shared.build_snapshot()).await
+    }
+}

@@ -1,0 +1,195 @@
+//! The state machine's snapshot file: a consistent export of every keyspace.
+//!
+//! ```text
+//! "TAELSNP1"
+//! u32 LE meta_len, meta (JSON SnapshotMeta)
+//! records: u8 keyspace, u32 LE key_len, key, u32 LE value_len, value
+//! u8 0xFF end marker
+//! u32 LE CRC32C of everything before it
+//! ```
+//!
+//! Written to a temporary name, fsynced, renamed, directory fsynced.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use fjall::Readable;
+use tael_consensus::log_store::sync_dir;
+use tael_consensus::SnapshotMeta;
+
+use super::hot::{HotStore, StoreError, StoreResult, KEYSPACES};
+
+const MAGIC: &[u8; 8] = b"TAELSNP1";
+const END: u8 = 0xFF;
+/// Bounds that no valid snapshot exceeds; larger values mean a damaged file.
+const MAX_META_BYTES: u32 = 64 * 1024 * 1024;
+const MAX_KEY_BYTES: u32 = 64 * 1024;
+const MAX_VALUE_BYTES: u32 = 512 * 1024 * 1024;
+/// Entries per write batch while importing.
+const IMPORT_BATCH_ENTRIES: usize = 20_000;
+
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: u32,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct CrcReader<R: Read> {
+    inner: R,
+    crc: u32,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+}
+
+fn corrupt(path: &Path, why: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("snapshot {}: {why}", path.display()))
+}
+
+/// Writes `view` of `store` to `path` (atomically) and returns its size.
+pub fn export(
+    store: &HotStore,
+    view: &fjall::Snapshot,
+    meta: &SnapshotMeta,
+    path: &Path,
+) -> StoreResult<u64> {
+    let tmp = path.with_extension("tmp");
+    let file = File::create(&tmp)?;
+    let mut w = CrcWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        crc: 0,
+    };
+    w.write_all(MAGIC)?;
+    let meta_json = serde_json::to_vec(meta).expect("snapshot meta serializes");
+    w.write_all(&(meta_json.len() as u32).to_le_bytes())?;
+    w.write_all(&meta_json)?;
+    for (i, ks) in store.keyspaces.iter().enumerate() {
+        for g in view.iter(ks) {
+            let (k, v) = g.into_inner()?;
+            w.write_all(&[i as u8])?;
+            w.write_all(&(k.len() as u32).to_le_bytes())?;
+            w.write_all(&k)?;
+            w.write_all(&(v.len() as u32).to_le_bytes())?;
+            w.write_all(&v)?;
+        }
+    }
+    w.write_all(&[END])?;
+    let crc = w.crc;
+    let mut buf = w.inner;
+    buf.write_all(&crc.to_le_bytes())?;
+    let file = buf.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let len = file.metadata()?.len();
+    drop(file);
+    fs::rename(&tmp, path)?;
+    sync_dir(path.parent().expect("snapshot path has a directory"))?;
+    Ok(len)
+}
+
+/// Reads only the meta of a snapshot file.
+pub fn read_meta(path: &Path) -> StoreResult<SnapshotMeta> {
+    let mut r = BufReader::new(File::open(path)?);
+    read_header(&mut r, path)
+}
+
+fn read_header(r: &mut impl Read, path: &Path) -> StoreResult<SnapshotMeta> {
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(corrupt(path, "not a tael-raft snapshot (bad magic)"));
+    }
+    let len = read_u32(r)?;
+    if len > MAX_META_BYTES {
+        return Err(corrupt(path, format!("meta of {len} bytes")));
+    }
+    let mut meta = vec![0u8; len as usize];
+    r.read_exact(&mut meta)?;
+    serde_json::from_slice(&meta).map_err(|e| corrupt(path, e))
+}
+
+fn read_u32(r: &mut impl Read) -> io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Loads a snapshot file into an empty store and verifies its checksum. The
+/// caller discards `into` if this fails.
+pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
+    let mut r = CrcReader {
+        inner: BufReader::with_capacity(1 << 20, File::open(path)?),
+        crc: 0,
+    };
+    let meta = read_header(&mut r, path)?;
+    let mut batch = into.db.batch();
+    let mut in_batch = 0;
+    loop {
+        let mut tag = [0u8; 1];
+        r.read_exact(&mut tag)?;
+        if tag[0] == END {
+            break;
+        }
+        let ks = into
+            .keyspaces
+            .get(tag[0] as usize)
+            .ok_or_else(|| corrupt(path, format!("keyspace {}", tag[0])))?;
+        let klen = read_u32(&mut r)?;
+        if klen > MAX_KEY_BYTES {
+            return Err(corrupt(path, format!("key of {klen} bytes")));
+        }
+        let mut k = vec![0u8; klen as usize];
+        r.read_exact(&mut k)?;
+        let vlen = read_u32(&mut r)?;
+        if vlen > MAX_VALUE_BYTES {
+            return Err(corrupt(path, format!("value of {vlen} bytes")));
+        }
+        let mut v = vec![0u8; vlen as usize];
+        r.read_exact(&mut v)?;
+        batch.insert(ks, k, v);
+        in_batch += 1;
+        if in_batch >= IMPORT_BATCH_ENTRIES {
+            batch.commit()?;
+            batch = into.db.batch();
+            in_batch = 0;
+        }
+    }
+    let computed = r.crc;
+    let stored = read_u32(&mut r.inner)?;
+    if computed != stored {
+        return Err(corrupt(
+            path,
+            format!("checksum mismatch: stored {stored:#x}, computed {computed:#x}"),
+        ));
+    }
+    let mut trailing = [0u8; 1];
+    if r.inner.read(&mut trailing)? != 0 {
+        return Err(corrupt(path, "trailing bytes after the checksum"));
+    }
+    batch.commit()?;
+    into.persist()?;
+    debug_assert_eq!(KEYSPACES.len(), into.keyspaces.len());
+    Ok(meta)
+}
+
+pub fn snapshot_file_name(meta: &SnapshotMeta) -> PathBuf {
+    let (term, node, index) = meta.last_log_id.map_or((0, 0, 0), |l| {
+        (l.leader_id.term, l.leader_id.node_id, l.index)
+    });
+    PathBuf::from(format!("snap-{index:020}-{term}-{node}.snap"))
+}
