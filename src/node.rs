@@ -92,7 +92,9 @@ fn raft_config(c: &ServeConfig) -> Result<Config, String> {
         max_payload_entries: 64,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every_entries),
         max_in_snapshot_log_to_keep: c.log_entries_kept_after_snapshot,
-        purge_batch_size: 256,
+        // Purge in steps no larger than half a snapshot interval, so small
+        // intervals (used by tests) still purge.
+        purge_batch_size: (c.snapshot_every_entries / 2).clamp(1, 256),
         enable_pre_vote: Some(true),
         ..Default::default()
     };

@@ -1,0 +1,406 @@
+//! A real cluster for integration tests: `tael-raft serve` processes on
+//! loopback ports, each with its own data directory, killed on drop.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use tael_raft::http_client::{self, HttpResponse};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tael-raft");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct TestNode {
+    pub id: u64,
+    pub rest: String,
+    pub raft: String,
+    pub otlp: String,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl TestNode {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.rest, path)
+    }
+
+    pub fn wal_segments(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.data_dir.join("raft-log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+}
+
+/// Fast timeouts and small footprints: several nodes share two cores.
+pub fn default_node_args() -> Vec<String> {
+    [
+        "--heartbeat-interval-ms",
+        "100",
+        "--election-timeout-min-ms",
+        "700",
+        "--election-timeout-max-ms",
+        "1400",
+        "--runtime-threads",
+        "2",
+        "--storage-threads",
+        "1",
+        "--cache-mb",
+        "16",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl TestCluster {
+    /// Starts `n` nodes (not yet initialized).
+    pub fn start(n: u64, extra_args: &[&str]) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let mut args = default_node_args();
+            args.extend(extra_args.iter().map(|s| s.to_string()));
+            nodes.push(TestNode {
+                id,
+                rest: format!("127.0.0.1:{}", free_port()),
+                raft: format!("127.0.0.1:{}", free_port()),
+                otlp: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(format!("node{id}")),
+                log_path: dir.path().join(format!("node{id}.log")),
+                child: None,
+                extra_args: args,
+            });
+        }
+        let mut c = TestCluster { dir, nodes };
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c
+    }
+
+    pub fn node(&self, id: u64) -> &TestNode {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn spawn(&mut self, id: u64) {
+        let n = &mut self.nodes[(id - 1) as usize];
+        assert!(n.child.is_none(), "node {id} already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log_path)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--node-id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(&n.data_dir)
+            .args([
+                "--raft-addr",
+                &n.raft,
+                "--rest-addr",
+                &n.rest,
+                "--otlp-grpc-addr",
+                &n.otlp,
+            ])
+            .args(&n.extra_args)
+            .env("TAEL_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn tael-raft");
+        n.child = Some(child);
+    }
+
+    /// SIGKILL: the process dies at once, mid-whatever.
+    pub fn kill(&mut self, id: u64) {
+        let n = &mut self.nodes[(id - 1) as usize];
+        let mut child = n.child.take().expect("node is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Waits for a node that is expected to exit by itself; returns its status.
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let n = &mut self.nodes[(id - 1) as usize];
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = n.child.as_mut().unwrap().try_wait().unwrap() {
+                n.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn wait_healthy(&self, id: u64) {
+        let n = self.node(id);
+        wait_until(
+            Duration::from_secs(30),
+            &format!("node {id} healthy"),
+            || async {
+                matches!(http_client::get(&n.url("/healthz")).await, Ok(r) if r.status == 200)
+            },
+        )
+        .await;
+    }
+
+    pub async fn init(&self) {
+        for n in &self.nodes {
+            self.wait_healthy(n.id).await;
+        }
+        let members: Vec<(u64, String)> =
+            self.nodes.iter().map(|n| (n.id, n.raft.clone())).collect();
+        tael_raft::cmd::init::run(
+            &format!("http://{}", self.nodes[0].rest),
+            &members,
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("init");
+    }
+
+    pub async fn cluster_status(&self, id: u64) -> Option<serde_json::Value> {
+        let r = http_client::get(&self.node(id).url("/api/v1/cluster"))
+            .await
+            .ok()?;
+        (r.status == 200).then(|| r.json().ok()).flatten()
+    }
+
+    /// Waits until every running node agrees on one leader, and returns it.
+    pub async fn wait_leader(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut leaders = Vec::new();
+            for n in self.nodes.iter().filter(|n| n.is_running()) {
+                let r = http_client::get(&n.url("/readyz"))
+                    .await
+                    .ok()
+                    .and_then(|r| r.json().ok());
+                leaders.push(r.and_then(|v| v["leader"].as_u64()));
+            }
+            if let Some(Some(l)) = leaders.first() {
+                let running = self.node(*l).is_running();
+                if running && leaders.iter().all(|x| *x == Some(*l)) {
+                    return *l;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within 30s: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64) {
+        let n = self.node(id);
+        wait_until(
+            Duration::from_secs(60),
+            &format!("node {id} applied {index}"),
+            || async {
+                let r = http_client::get(&n.url("/readyz"))
+                    .await
+                    .ok()
+                    .and_then(|r| r.json().ok());
+                r.and_then(|v| v["applied_index"].as_u64())
+                    .is_some_and(|a| a >= index)
+            },
+        )
+        .await;
+    }
+
+    pub async fn get(&self, id: u64, path: &str) -> HttpResponse {
+        http_client::get(&self.node(id).url(path))
+            .await
+            .expect("GET")
+    }
+
+    pub async fn otlp_client(&self, id: u64) -> TraceServiceClient<tonic::transport::Channel> {
+        TraceServiceClient::connect(format!("http://{}", self.node(id).otlp))
+            .await
+            .expect("connect OTLP")
+    }
+
+    pub fn dump_logs(&self) {
+        for n in &self.nodes {
+            eprintln!("===== node {} log =====\n{}", n.id, n.log_text());
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn kv(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        key_strindex: 0,
+    }
+}
+
+/// One trace of `spans` spans, ids derived from `trace_no`, for `service`.
+pub fn trace_request(service: &str, trace_no: u64, spans: u64) -> ExportTraceServiceRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans = (0..spans)
+        .map(|i| Span {
+            trace_id: trace_id(trace_no).to_vec(),
+            span_id: span_id(trace_no, i).to_vec(),
+            parent_span_id: if i == 0 {
+                vec![]
+            } else {
+                span_id(trace_no, 0).to_vec()
+            },
+            name: format!("op-{i}"),
+            kind: 2,
+            start_time_unix_nano: now - 1_000_000,
+            end_time_unix_nano: now,
+            attributes: vec![kv("test.trace_no", &trace_no.to_string())],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+pub fn trace_id(trace_no: u64) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    t[0] = 0xab;
+    t[8..].copy_from_slice(&trace_no.to_be_bytes());
+    t
+}
+
+pub fn span_id(trace_no: u64, i: u64) -> [u8; 8] {
+    ((trace_no << 8) | (i + 1)).to_be_bytes()
+}
+
+pub fn trace_hex(trace_no: u64) -> String {
+    tael_consensus::hex(&trace_id(trace_no))
+}
+
+pub async fn export(
+    client: &mut TraceServiceClient<tonic::transport::Channel>,
+    req: ExportTraceServiceRequest,
+) -> Result<ExportTraceServiceResponse, tonic::Status> {
+    let mut r = tonic::Request::new(req);
+    r.set_timeout(Duration::from_secs(15));
+    client.export(r).await.map(|r| r.into_inner())
+}
+
+/// Trace ids (hex) of every span of `service` that node `id` returns.
+pub async fn traces_of_service(
+    c: &TestCluster,
+    id: u64,
+    service: &str,
+    consistency: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let r = http_client::get(&c.node(id).url(&format!(
+        "/api/v1/traces?service={service}&limit=10000&consistency={consistency}"
+    )))
+    .await?;
+    if r.status != 200 {
+        return Err(format!(
+            "status {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ));
+    }
+    let v = r.json()?;
+    Ok(v["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["trace_id"].as_str().unwrap().to_string(),
+                s["span_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect())
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}

@@ -1,0 +1,113 @@
+//! A node that missed entries the leader has since purged catches up by
+//! snapshot, and its state is then complete.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+
+const SERVICE: &str = "snapcatch";
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse::<f64>().ok())
+        })
+        .unwrap_or_else(|| panic!("metric {name} missing")) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_node_catches_up_by_snapshot() {
+    let mut c = TestCluster::start(
+        3,
+        &[
+            "--snapshot-every-entries",
+            "20",
+            "--log-entries-kept-after-snapshot",
+            "5",
+        ],
+    );
+    c.init().await;
+    let leader = c.wait_leader().await;
+    let lagging = (1..=3).find(|&n| n != leader).unwrap();
+    let writer = (1..=3).find(|&n| n != leader && n != lagging).unwrap();
+
+    let mut client = c.otlp_client(writer).await;
+    export(&mut client, trace_request(SERVICE, 0, 3))
+        .await
+        .unwrap();
+    c.kill(lagging);
+
+    let mut acked = BTreeSet::new();
+    for i in 1..=150u64 {
+        export(&mut client, trace_request(SERVICE, i, 3))
+            .await
+            .unwrap();
+        acked.insert(trace_hex(i));
+    }
+    acked.insert(trace_hex(0));
+
+    // The leader has purged entries the lagging node never received.
+    let status = c.cluster_status(leader).await.unwrap();
+    let me = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == leader)
+        .unwrap()
+        .clone();
+    let purged = me["purged_index"].as_u64().unwrap();
+    let commit = me["committed_index"].as_u64().unwrap();
+    assert!(
+        purged > 10,
+        "leader should have purged its log behind a snapshot: {me}"
+    );
+
+    c.spawn(lagging);
+    c.wait_healthy(lagging).await;
+    c.wait_applied(lagging, commit).await;
+
+    let m = c.get(lagging, "/metrics").await;
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(
+        metric(&text, "tael_snapshots_installed_total") >= 1,
+        "the lagging node must have installed a snapshot"
+    );
+
+    let spans = traces_of_service(&c, lagging, SERVICE, "local")
+        .await
+        .unwrap();
+    let got: BTreeSet<String> = spans.iter().map(|(t, _)| t.clone()).collect();
+    assert_eq!(got, acked, "state after snapshot install + log catch-up");
+    assert_eq!(spans.len(), acked.len() * 3, "no span lost or duplicated");
+
+    // And it keeps applying new entries after the snapshot.
+    export(&mut client, trace_request(SERVICE, 999, 3))
+        .await
+        .unwrap();
+    let r = c
+        .get(
+            lagging,
+            &format!("/api/v1/traces/{}?consistency=linearizable", trace_hex(999)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // The snapshot survives a restart of the node that installed it.
+    c.kill(lagging);
+    c.spawn(lagging);
+    c.wait_healthy(lagging).await;
+    common::wait_until(
+        Duration::from_secs(30),
+        "restarted node serves local reads",
+        || async {
+            traces_of_service(&c, lagging, SERVICE, "local")
+                .await
+                .is_ok_and(|s| s.len() == (acked.len() + 1) * 3)
+        },
+    )
+    .await;
+}
