@@ -96,6 +96,11 @@ fn raft_config(c: &ServeConfig) -> Result<Config, String> {
         // intervals (used by tests) still purge.
         purge_batch_size: (c.snapshot_every_entries / 2).clamp(1, 256),
         enable_pre_vote: Some(true),
+        // A follower whose log lost acknowledged entries (a damaged tail cut
+        // off at start-up, a disk that lied about fsync) is re-replicated
+        // rather than crashing the leader. Data is safe as long as a quorum
+        // of disks keeps what it acknowledged.
+        allow_log_reversion: Some(true),
         ..Default::default()
     };
     config

@@ -37,17 +37,37 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 type RpcError = RPCError<TypeConfig>;
 
-/// Channels to peers, keyed by address, created lazily and kept for the
-/// life of the process (tonic reconnects a broken channel by itself).
+/// What a connection carries. Each purpose gets its own HTTP/2 connection to
+/// a peer, so a heartbeat never waits behind megabytes of replication or a
+/// snapshot transfer on the same TCP stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    Replication,
+    Heartbeat,
+    Snapshot,
+    /// Forwarded writes, read index requests, status.
+    Client,
+}
+
+/// Channels to peers, keyed by address and purpose, created lazily and kept
+/// for the life of the process (tonic reconnects a broken channel by itself).
 #[derive(Clone, Default)]
 pub struct PeerChannels {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<Mutex<HashMap<(String, Purpose), Channel>>>,
 }
 
 impl PeerChannels {
     pub fn client(&self, addr: &str) -> Result<RaftTransportClient<Channel>, String> {
+        self.client_for(addr, Purpose::Client)
+    }
+
+    pub fn client_for(
+        &self,
+        addr: &str,
+        purpose: Purpose,
+    ) -> Result<RaftTransportClient<Channel>, String> {
         let mut map = self.channels.lock().unwrap();
-        let channel = match map.get(addr) {
+        let channel = match map.get(&(addr.to_string(), purpose)) {
             Some(c) => c.clone(),
             None => {
                 let endpoint = Endpoint::from_shared(format!("http://{addr}"))
@@ -59,7 +79,7 @@ impl PeerChannels {
                     .initial_stream_window_size(Some(4 * 1024 * 1024))
                     .initial_connection_window_size(Some(16 * 1024 * 1024));
                 let c = endpoint.connect_lazy();
-                map.insert(addr.to_string(), c.clone());
+                map.insert((addr.to_string(), purpose), c.clone());
                 c
             }
         };
@@ -85,10 +105,24 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
+        self.connection(target, node, Purpose::Replication)
+    }
+
+    async fn new_heartbeat_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
+        self.connection(target, node, Purpose::Heartbeat)
+    }
+
+    async fn new_snapshot_client(&mut self, target: NodeId, node: &Node) -> PeerConnection {
+        self.connection(target, node, Purpose::Snapshot)
+    }
+}
+
+impl NetworkFactory {
+    fn connection(&self, target: NodeId, node: &Node, purpose: Purpose) -> PeerConnection {
         PeerConnection {
             target,
             addr: node.addr.clone(),
-            client: self.channels.client(&node.addr),
+            client: self.channels.client_for(&node.addr, purpose),
             identity: self.identity.clone(),
         }
     }

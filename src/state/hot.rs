@@ -80,7 +80,6 @@ pub const KEYSPACES: [&str; 7] = [
 ];
 const META_LAST_APPLIED: &[u8] = b"last_applied";
 const MAX_JOURNAL_BYTES: u64 = 128 * 1024 * 1024;
-const MAX_WRITE_BUFFER_BYTES: u64 = 96 * 1024 * 1024;
 const META_MEMBERSHIP: &[u8] = b"membership";
 
 pub struct HotStore {
@@ -127,12 +126,11 @@ impl HotStore {
     pub fn open(dir: &Path, worker_threads: usize, cache_bytes: u64) -> StoreResult<HotStore> {
         // Small keyspaces (stats, meta) rarely fill a memtable and would pin
         // every journal file until fjall's 512 MiB journal limit forces a
-        // stall; a smaller journal and write buffer flush them steadily.
+        // stall; a smaller journal limit flushes them steadily.
         let db = Database::builder(dir)
             .worker_threads(worker_threads.max(1))
             .cache_size(cache_bytes)
             .max_journaling_size(MAX_JOURNAL_BYTES)
-            .max_write_buffer_size(Some(MAX_WRITE_BUFFER_BYTES))
             .open()?;
         let mut keyspaces = Vec::with_capacity(KEYSPACES.len());
         for name in KEYSPACES {

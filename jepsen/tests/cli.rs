@@ -1,0 +1,104 @@
+//! The command line's output and exit codes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tael-jepsen"))
+}
+
+/// A scratch file unique to this test process.
+fn scratch(name: &str, contents: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("tael-jepsen-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn check_history_exit_codes() {
+    let valid = scratch(
+        "valid.jsonl",
+        r#"{"process":0,"type":"invoke","f":"write","value":1}
+{"process":0,"type":"ok","f":"write","value":1}
+{"process":1,"type":"invoke","f":"read","value":null}
+{"process":1,"type":"ok","f":"read","value":1}
+"#,
+    );
+    let invalid = scratch(
+        "invalid.jsonl",
+        r#"{"process":0,"type":"invoke","f":"write","value":1}
+{"process":0,"type":"ok","f":"write","value":1}
+{"process":1,"type":"invoke","f":"read","value":null}
+{"process":1,"type":"ok","f":"read","value":2}
+"#,
+    );
+    let garbage = scratch("garbage.jsonl", "not json\n");
+
+    let out = bin().arg("check-history").arg(&valid).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("linearizable"));
+
+    let out = bin().arg("check-history").arg(&invalid).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not linearizable"));
+
+    let out = bin().arg("check-history").arg(&garbage).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    let out = bin().arg("check-history").output().unwrap();
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+
+    for path in [valid, invalid, garbage] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[test]
+fn check_golden_reports_agreement() {
+    let dir = match std::env::var_os("TAEL_JEPSEN_GOLDEN") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/jepsen-golden"),
+    };
+    assert!(
+        dir.is_dir(),
+        "golden directory {} is missing",
+        dir.display()
+    );
+    // The knossos subset alone keeps this quick; the full set is covered by
+    // tests/golden.rs.
+    let out = bin()
+        .arg("check-golden")
+        .arg(dir.join("knossos-cas"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap();
+    let (agreed, total) = last
+        .strip_prefix("agreement: ")
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    assert_eq!(agreed, total);
+    assert!(total.parse::<usize>().unwrap() > 0);
+    // One tab-separated line per file: path, expected, verdict, ms.
+    let per_file: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.ends_with(char::is_numeric) && l.contains(".edn\t"))
+        .collect();
+    assert_eq!(per_file.len().to_string(), total);
+    assert!(per_file.iter().all(|l| l.split('\t').count() == 4));
+
+    // A missing directory is a failure, not an empty success.
+    let out = bin()
+        .arg("check-golden")
+        .arg(dir.join("no-such-subdir"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
