@@ -34,7 +34,9 @@ impl Default for ServeConfig {
             heartbeat_interval_ms: 200,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
-            snapshot_every_entries: 20_000,
+            // Snapshots are mostly triggered by log size (see node.rs); this
+            // count is an upper bound for logs of many tiny entries.
+            snapshot_every_entries: 500_000,
             log_entries_kept_after_snapshot: 5_000,
             storage_threads: 2,
             cache_mb: 128,

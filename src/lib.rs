@@ -16,3 +16,4 @@ pub mod otlp;
 pub mod payload;
 pub mod rest;
 pub mod state;
+pub mod sys;

@@ -205,6 +205,14 @@ impl Node {
                 tracing::error!(error = %e, "REST server failed");
             }
         }));
+        servers.push(tokio::spawn(snapshot_by_size(
+            node.clone(),
+            shutdown_rx.clone(),
+        )));
+        servers.push(tokio::spawn(storage_maintenance(
+            node.clone(),
+            shutdown_rx.clone(),
+        )));
         tracing::info!(
             node_id = config.node_id,
             raft = %config.raft_addr,
@@ -409,6 +417,72 @@ impl Node {
 
     pub fn is_leader(&self) -> bool {
         self.metrics().state == ServerState::Leader
+    }
+}
+
+const STORAGE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(250);
+/// fjall names its flush and compaction threads like this.
+const STORAGE_THREAD_PREFIX: &str = "fjall:";
+const STORAGE_THREAD_NICE: i32 = 10;
+
+/// Keeps the state machine's journal mostly on disk and its small keyspaces
+/// flushed. The Raft log is the durable copy of every write, so the state
+/// machine never needs to fsync on the apply path; but fjall fsyncs a journal
+/// file when it rotates it, under the journal lock, and a journal full of
+/// unsynced data then stalls every apply for hundreds of milliseconds. Syncing
+/// in the background, in small steps, leaves rotations little to do.
+async fn storage_maintenance(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STORAGE_MAINTENANCE_INTERVAL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let store = node.sm.store();
+        // Compaction must not take CPU from consensus and apply: on a busy
+        // host a starved apply thread stalls acknowledgements for hundreds of
+        // milliseconds. (Renewed each tick: a snapshot install starts new
+        // storage threads.)
+        crate::sys::renice_threads(STORAGE_THREAD_PREFIX, STORAGE_THREAD_NICE);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.maintain()).await {
+            tracing::warn!(error = %e, "storage maintenance");
+        }
+    }
+}
+
+/// Below this much log, no size-triggered snapshot.
+const SNAPSHOT_MIN_LOG_BYTES: u64 = 256 * 1024 * 1024;
+const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Triggers a snapshot when the retained log outgrows the state it would
+/// replace (and at least [`SNAPSHOT_MIN_LOG_BYTES`]). A snapshot copies the
+/// whole state, so tying it to the bytes written since the last one keeps its
+/// cost at about one copy per state-size of writes, however large the state
+/// grows; a fixed entry count would copy a growing state ever more often.
+async fn snapshot_by_size(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SNAPSHOT_CHECK_INTERVAL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let log_bytes = node.log.disk_bytes();
+        if log_bytes < SNAPSHOT_MIN_LOG_BYTES {
+            continue;
+        }
+        let store = node.sm.store();
+        let state_bytes = match tokio::task::spawn_blocking(move || store.db.disk_space()).await {
+            Ok(Ok(b)) => b,
+            _ => continue,
+        };
+        if log_bytes > state_bytes {
+            tracing::info!(
+                log_bytes,
+                state_bytes,
+                "log outgrew the state: building a snapshot"
+            );
+            if node.raft.trigger().snapshot().await.is_err() {
+                return; // raft stopped
+            }
+        }
     }
 }
 

@@ -113,7 +113,7 @@ pub async fn run(dir: PathBuf, nodes: u64) -> Result<(), String> {
     for c in &children {
         if let Some(pid) = c.id() {
             // SIGTERM lets each node stop serving and shut Raft down cleanly.
-            unsafe { libc_kill(pid as i32, 15) };
+            let _ = crate::sys::send_signal(pid, crate::sys::SIGTERM);
         }
     }
     for mut c in children {
@@ -125,9 +125,4 @@ pub async fn run(dir: PathBuf, nodes: u64) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

@@ -15,7 +15,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode, Readable};
+use fjall::{
+    Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, OwnedWriteBatch, PersistMode,
+    Readable,
+};
 use serde::{Deserialize, Serialize};
 use tael_consensus::{LogId, StoredMembership};
 
@@ -79,7 +82,11 @@ pub const KEYSPACES: [&str; 7] = [
     "meta",
 ];
 const META_LAST_APPLIED: &[u8] = b"last_applied";
-const MAX_JOURNAL_BYTES: u64 = 128 * 1024 * 1024;
+/// Journal files beyond which the small keyspaces are flushed (see [`HotStore::maintain`]).
+const MAX_PINNED_JOURNALS: usize = 2;
+/// Keyspaces that stay small: stats, per-trace counters, errors, meta.
+const SMALL_KEYSPACES: [usize; 4] = [3, 4, 5, 6];
+const SPAN_SEPARATION_THRESHOLD_BYTES: u32 = 128;
 const META_MEMBERSHIP: &[u8] = b"membership";
 
 pub struct HotStore {
@@ -110,8 +117,21 @@ fn service_prefix(service: &str) -> Vec<u8> {
     k
 }
 
+/// Width of the time buckets that lead `by_service` keys.
+const SERVICE_BUCKET_NANOS: u64 = 3600 * 1_000_000_000;
+
+/// `by_service` keys lead with the hour, so new keys only ever overlap the
+/// current hour's tables and compaction never re-merges older history (a
+/// service-first key would interleave every new table with all of it).
+fn service_bucket_prefix(bucket: u64, service: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + 2 + service.len() + 32);
+    k.extend_from_slice(&bucket.to_be_bytes());
+    k.extend_from_slice(&service_prefix(service));
+    k
+}
+
 fn service_key(service: &str, start: u64, span: &[u8; 24]) -> Vec<u8> {
-    let mut k = service_prefix(service);
+    let mut k = service_bucket_prefix(start / SERVICE_BUCKET_NANOS, service);
     k.extend_from_slice(&time_key(start, span));
     k
 }
@@ -124,17 +144,26 @@ fn svc_trace_key(service: &str, trace: &TraceId) -> Vec<u8> {
 
 impl HotStore {
     pub fn open(dir: &Path, worker_threads: usize, cache_bytes: u64) -> StoreResult<HotStore> {
-        // Small keyspaces (stats, meta) rarely fill a memtable and would pin
-        // every journal file until fjall's 512 MiB journal limit forces a
-        // stall; a smaller journal limit flushes them steadily.
         let db = Database::builder(dir)
             .worker_threads(worker_threads.max(1))
             .cache_size(cache_bytes)
-            .max_journaling_size(MAX_JOURNAL_BYTES)
             .open()?;
         let mut keyspaces = Vec::with_capacity(KEYSPACES.len());
         for name in KEYSPACES {
-            keyspaces.push(db.keyspace(name, KeyspaceCreateOptions::default)?);
+            let options = if name == "spans" {
+                // Span bodies are keyed by random trace ids, so leveled
+                // compaction would rewrite them again and again; stored in
+                // blob files, only their small keys are compacted.
+                || {
+                    KeyspaceCreateOptions::default().with_kv_separation(Some(KvSeparationOptions {
+                        separation_threshold: SPAN_SEPARATION_THRESHOLD_BYTES,
+                        ..Default::default()
+                    }))
+                }
+            } else {
+                KeyspaceCreateOptions::default
+            };
+            keyspaces.push(db.keyspace(name, options)?);
         }
         Ok(HotStore { db, keyspaces })
     }
@@ -175,6 +204,41 @@ impl HotStore {
             None => StoredMembership::default(),
         };
         Ok((last, membership))
+    }
+
+    /// Syncs the journal written so far (see `storage_maintenance` in
+    /// node.rs for why), and flushes the small keyspaces once journals pile up. They rarely fill a
+    /// memtable, so they would pin every journal file until fjall's journal
+    /// limit forces all keyspaces to flush at once, which halts writes while
+    /// the flushes queue up. Flushing a small memtable is cheap.
+    pub fn maintain(&self) -> StoreResult<()> {
+        self.db.persist(PersistMode::SyncData)?;
+        if self.db.journal_count() > MAX_PINNED_JOURNALS {
+            for &i in &SMALL_KEYSPACES {
+                self.keyspaces[i].rotate_memtable()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The storage engine's flush and compaction backlog, for diagnostics.
+    pub fn backlog(&self) -> String {
+        let per_keyspace: Vec<String> = KEYSPACES
+            .iter()
+            .zip(&self.keyspaces)
+            .map(|(name, ks)| {
+                format!(
+                    "{name}:sealed={},tables={}",
+                    ks.sealed_memtable_count(),
+                    ks.table_count()
+                )
+            })
+            .collect();
+        format!(
+            "journals={} {}",
+            self.db.journal_count(),
+            per_keyspace.join(" ")
+        )
     }
 
     /// Fsyncs everything applied so far.
@@ -235,21 +299,44 @@ impl HotStore {
         let mut hi = [0xffu8; 32];
         hi[..8].copy_from_slice(&to.to_be_bytes());
 
-        let (iter, key_offset) = if q.status == Some(SpanStatus::Error) {
-            (self.by_error().range(lo.to_vec()..=hi.to_vec()), 0)
+        // Index entries newest first; each key ends with start ++ ids.
+        let entries: Box<dyn Iterator<Item = fjall::Guard>> = if q.status == Some(SpanStatus::Error)
+        {
+            Box::new(self.by_error().range(lo.to_vec()..=hi.to_vec()).rev())
         } else if let Some(service) = &q.service {
-            let mut a = service_prefix(service);
-            let offset = a.len();
-            let mut b = a.clone();
-            a.extend_from_slice(&lo);
-            b.extend_from_slice(&hi);
-            (self.by_service().range(a..=b), offset)
+            // Clamp the window to the data that exists, then walk its hour
+            // buckets newest first.
+            let newest = match self.by_time().last_key_value() {
+                Some(g) => u64::from_be_bytes(g.key()?[..8].try_into().unwrap()),
+                None => return Ok(SearchResult::default()),
+            };
+            let oldest = match self.by_time().first_key_value() {
+                Some(g) => u64::from_be_bytes(g.key()?[..8].try_into().unwrap()),
+                None => return Ok(SearchResult::default()),
+            };
+            let (from, to) = (from.max(oldest), to.min(newest));
+            if from > to {
+                return Ok(SearchResult::default());
+            }
+            let by_service = self.by_service().clone();
+            let service = service.clone();
+            Box::new(
+                (from / SERVICE_BUCKET_NANOS..=to / SERVICE_BUCKET_NANOS)
+                    .rev()
+                    .flat_map(move |bucket| {
+                        let mut a = service_bucket_prefix(bucket, &service);
+                        let mut b = a.clone();
+                        a.extend_from_slice(&lo);
+                        b.extend_from_slice(&hi);
+                        by_service.range(a..=b).rev()
+                    }),
+            )
         } else {
-            (self.by_time().range(lo.to_vec()..=hi.to_vec()), 0)
+            Box::new(self.by_time().range(lo.to_vec()..=hi.to_vec()).rev())
         };
 
         let mut result = SearchResult::default();
-        for g in iter.rev() {
+        for g in entries {
             if result.spans.len() >= q.limit {
                 break;
             }
@@ -259,7 +346,7 @@ impl HotStore {
             }
             result.scanned += 1;
             let k = g.key()?;
-            let ids = &k[key_offset + 8..key_offset + 32];
+            let ids = &k[k.len() - 24..];
             let Some(v) = self.spans().get(ids)? else {
                 return Err(StoreError::Corrupt("index entry without its span".into()));
             };

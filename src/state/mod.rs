@@ -30,6 +30,8 @@ use self::hot::{HotStore, StoreError, StoreResult};
 use crate::payload;
 
 const CURRENT_FILE: &str = "CURRENT";
+/// An apply slower than this is logged with the storage engine's backlog.
+const SLOW_APPLY: Duration = Duration::from_millis(200);
 /// Snapshot files kept: the newest, plus one that may still be streaming out.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -200,7 +202,19 @@ impl Shared {
             last = Some(e.log_id);
             responses.push(Applied::default());
         }
+        let staged = started.elapsed();
         batch.commit(last, membership.as_ref())?;
+        let took = started.elapsed();
+        if took > SLOW_APPLY {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                staging_ms = staged.as_millis() as u64,
+                entries = entries.len(),
+                spans,
+                storage = %store.backlog(),
+                "slow apply"
+            );
+        }
         let s = &self.stats;
         s.entries_applied
             .fetch_add(entries.len() as u64, Ordering::Relaxed);

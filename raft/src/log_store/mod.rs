@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     cache_max_bytes: usize,
     pub(crate) stats: LogStoreStats,
     pub(crate) fault: LogFaults,
+    /// Bytes in segment files, published by the writer after each batch.
+    pub(crate) disk_bytes: AtomicU64,
 }
 
 /// Handle to the durable log; cheap to clone (it is also the log reader).
@@ -175,6 +177,7 @@ impl LogStore {
             cache_max_bytes: opts.cache_max_bytes,
             stats,
             fault: LogFaults::default(),
+            disk_bytes: AtomicU64::new(recovered.segments.values().sum()),
         });
         let writer = Writer::new(
             shared.clone(),
@@ -192,6 +195,12 @@ impl LogStore {
 
     pub fn stats(&self) -> &LogStoreStats {
         &self.shared.stats
+    }
+
+    /// Bytes the log occupies on disk (all segments, purged entries included
+    /// until their segment is deleted).
+    pub fn disk_bytes(&self) -> u64 {
+        self.shared.disk_bytes.load(Ordering::Relaxed)
     }
 
     pub fn faults(&self) -> &LogFaults {

@@ -120,6 +120,10 @@ impl Writer {
                 }
             }
             self.process(batch);
+            let bytes = self.segments.values().sum();
+            self.shared
+                .disk_bytes
+                .store(bytes, std::sync::atomic::Ordering::Relaxed);
         }
         tracing::debug!("log writer stopped");
     }
