@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Deserialize;
+use tael_consensus::AckLevel;
 
 /// The settings of one node, fully resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +22,7 @@ pub struct ServeConfig {
     pub storage_threads: usize,
     pub cache_mb: u64,
     pub runtime_threads: usize,
+    pub ingest_ack: AckLevel,
 }
 
 impl Default for ServeConfig {
@@ -41,6 +43,7 @@ impl Default for ServeConfig {
             storage_threads: 2,
             cache_mb: 128,
             runtime_threads: 2,
+            ingest_ack: AckLevel::Committed,
         }
     }
 }
@@ -84,6 +87,20 @@ pub struct ServeArgs {
     /// Async runtime worker threads.
     #[arg(long, env = "TAEL_RUNTIME_THREADS")]
     pub runtime_threads: Option<usize>,
+    /// When an export is acknowledged: `committed` (fsynced on a quorum) or
+    /// `applied` (also applied on the leader).
+    #[arg(long, env = "TAEL_INGEST_ACK")]
+    pub ingest_ack: Option<String>,
+}
+
+fn parse_ack(s: &str) -> Result<AckLevel, String> {
+    match s {
+        "committed" => Ok(AckLevel::Committed),
+        "applied" => Ok(AckLevel::Applied),
+        other => Err(format!(
+            "ingest_ack must be committed or applied, not {other:?}"
+        )),
+    }
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -102,6 +119,7 @@ struct FileConfig {
     storage_threads: Option<usize>,
     cache_mb: Option<u64>,
     runtime_threads: Option<usize>,
+    ingest_ack: Option<String>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -137,6 +155,10 @@ impl ServeArgs {
             storage_threads: pick!(storage_threads),
             cache_mb: pick!(cache_mb),
             runtime_threads: pick!(runtime_threads),
+            ingest_ack: match self.ingest_ack.clone().or(file.ingest_ack.clone()) {
+                Some(s) => parse_ack(&s)?,
+                None => d.ingest_ack,
+            },
         };
         c.validate()?;
         Ok(c)
@@ -200,6 +222,26 @@ mod tests {
             ServeConfig::default().raft_addr,
             "default fills the rest"
         );
+    }
+
+    #[test]
+    fn ingest_ack_defaults_to_committed_and_is_validated() {
+        assert_eq!(
+            ServeArgs::default().resolve().unwrap().ingest_ack,
+            AckLevel::Committed
+        );
+        let args = ServeArgs {
+            ingest_ack: Some("applied".into()),
+            ..Default::default()
+        };
+        assert_eq!(args.resolve().unwrap().ingest_ack, AckLevel::Applied);
+        let err = ServeArgs {
+            ingest_ack: Some("eventually".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("ingest_ack"), "{err}");
     }
 
     #[test]

@@ -176,6 +176,7 @@ impl Node {
             incoming_snapshot_dir: data_dir.join("snapshots-incoming"),
             rest_addr: config.rest_addr.clone(),
             snapshots_received: Arc::new(AtomicU64::new(0)),
+            ack: config.ingest_ack,
         };
         let svc = RaftTransportServer::new(raft_service)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -254,22 +255,20 @@ impl Node {
     }
 
     /// Commits `record` through the leader (this node or a forward) and
-    /// returns its log index once it is committed and applied on the leader.
+    /// returns its log index once it reaches the configured ack level
+    /// (committed on a quorum, or also applied on the leader).
     pub async fn propose(&self, record: Record) -> Result<u64, ClusterError> {
         let cluster_id = self.cluster_id()?;
         let m = self.metrics();
         if m.current_leader == Some(self.id) {
-            return match tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(record)).await {
-                Ok(Ok(resp)) => Ok(resp.log_id.index),
-                Ok(Err(e)) => Err(ClusterError::Unavailable(
-                    tael_consensus::server::write_error_status(&e)
-                        .message()
-                        .into(),
-                )),
-                Err(_) => Err(ClusterError::Unavailable(
-                    "timed out waiting for commit; the write may or may not apply".into(),
-                )),
-            };
+            return tael_consensus::write::propose(
+                &self.raft,
+                record,
+                self.config.ingest_ack,
+                WRITE_TIMEOUT,
+            )
+            .await
+            .map_err(|s| ClusterError::Unavailable(s.message().to_string()));
         }
         let (leader, addr) = self.leader_addr(&m)?;
         let mut client = self.peers.client(&addr).map_err(ClusterError::Internal)?;

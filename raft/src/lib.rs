@@ -14,6 +14,7 @@ pub mod network;
 pub mod server;
 pub mod snapshot_file;
 pub mod types;
+pub mod write;
 
 pub mod pb {
     tonic::include_proto!("tael.raft.v1");
@@ -23,3 +24,4 @@ pub use identity::ClusterIdentity;
 pub use log_store::{LogStore, LogStoreOptions, LogStoreStats};
 pub use snapshot_file::SnapshotFile;
 pub use types::*;
+pub use write::AckLevel;

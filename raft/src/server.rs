@@ -38,7 +38,12 @@ where
     /// This node's REST address, reported by `NodeStatus`.
     pub rest_addr: String,
     pub snapshots_received: Arc<AtomicU64>,
+    /// When forwarded writes are acknowledged.
+    pub ack: crate::AckLevel,
 }
+
+/// How long a forwarded write may wait for its acknowledgement.
+pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type BoxStatusStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -246,13 +251,12 @@ where
             batch_key,
             payload: req.payload,
         };
-        match self.raft.client_write(record).await {
-            Ok(resp) => Ok(Response::new(pb::ForwardResponse {
-                log_index: resp.log_id.index,
-                response: resp.data.0,
-            })),
-            Err(e) => Err(write_error_status(&e)),
-        }
+        let log_index =
+            crate::write::propose(&self.raft, record, self.ack, FORWARD_TIMEOUT).await?;
+        Ok(Response::new(pb::ForwardResponse {
+            log_index,
+            response: Vec::new(),
+        }))
     }
 
     async fn read_index(
@@ -321,22 +325,6 @@ where
             .adopt(&req.cluster_id)
             .map_err(Status::failed_precondition)?;
         Ok(Response::new(pb::Empty {}))
-    }
-}
-
-/// Maps a failed write to the status a client should see: not-leader and
-/// quorum problems are retryable (UNAVAILABLE), anything else is internal.
-pub fn write_error_status(
-    e: &openraft::errors::RaftError<TypeConfig, openraft::errors::ClientWriteError<TypeConfig>>,
-) -> Status {
-    use openraft::errors::{ClientWriteError, RaftError};
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Status::unavailable(format!(
-            "not the leader (leader: {})",
-            f.leader_id.map_or("unknown".to_string(), |l| l.to_string())
-        )),
-        RaftError::APIError(other) => Status::unavailable(other.to_string()),
-        RaftError::Fatal(f) => Status::unavailable(format!("raft stopped: {f}")),
     }
 }
 

@@ -68,7 +68,8 @@ const ROUTES: [&str; 5] = [
 ];
 
 /// One request of `n` spans: a few traces of parent/child spans. Ids are
-/// unique per (worker, sequence).
+/// unique per (worker, sequence); `worker` carries a per-run random prefix so
+/// that a second run sends new spans rather than replacing the first run's.
 pub fn make_request(worker: u64, seq: u64, n: usize) -> ExportTraceServiceRequest {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -197,6 +198,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         let per_worker = rate as f64 / opts.concurrency as f64 / opts.spans_per_request as f64;
         Duration::from_secs_f64(1.0 / per_worker.max(1e-3))
     });
+    let run_prefix = u64::from(rand::random::<u32>()) << 16;
     let mut handles = Vec::new();
     for w in 0..opts.concurrency {
         let mut client = clients[w % clients.len()].clone();
@@ -214,7 +216,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
                     tokio::time::sleep_until(next.into()).await;
                     next += i;
                 }
-                let req = make_request(w as u64, seq, n);
+                let req = make_request(run_prefix | w as u64, seq, n);
                 seq += 1;
                 let t0 = Instant::now();
                 match client.export(req).await {

@@ -87,12 +87,30 @@ const MAX_PINNED_JOURNALS: usize = 2;
 /// Keyspaces that stay small: stats, per-trace counters, errors, meta.
 const SMALL_KEYSPACES: [usize; 4] = [3, 4, 5, 6];
 const SPAN_SEPARATION_THRESHOLD_BYTES: u32 = 128;
+const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 const META_MEMBERSHIP: &[u8] = b"membership";
 
 pub struct HotStore {
     pub db: Database,
     /// Same order as [`KEYSPACES`].
     pub keyspaces: Vec<Keyspace>,
+}
+
+fn keyspace_options(name: &str) -> KeyspaceCreateOptions {
+    // A full memtable is sealed, and the one it replaces freed, inline in the
+    // applying thread; small memtables keep that pause short.
+    let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+    if name == "spans" {
+        // Span bodies are keyed by random trace ids, so leveled compaction
+        // would rewrite them again and again; stored in blob files, only
+        // their small keys are compacted.
+        options.with_kv_separation(Some(KvSeparationOptions {
+            separation_threshold: SPAN_SEPARATION_THRESHOLD_BYTES,
+            ..Default::default()
+        }))
+    } else {
+        options
+    }
 }
 
 fn span_key(t: &TraceId, s: &[u8; 8]) -> [u8; 24] {
@@ -150,20 +168,7 @@ impl HotStore {
             .open()?;
         let mut keyspaces = Vec::with_capacity(KEYSPACES.len());
         for name in KEYSPACES {
-            let options = if name == "spans" {
-                // Span bodies are keyed by random trace ids, so leveled
-                // compaction would rewrite them again and again; stored in
-                // blob files, only their small keys are compacted.
-                || {
-                    KeyspaceCreateOptions::default().with_kv_separation(Some(KvSeparationOptions {
-                        separation_threshold: SPAN_SEPARATION_THRESHOLD_BYTES,
-                        ..Default::default()
-                    }))
-                }
-            } else {
-                KeyspaceCreateOptions::default
-            };
-            keyspaces.push(db.keyspace(name, options)?);
+            keyspaces.push(db.keyspace(name, || keyspace_options(name))?);
         }
         Ok(HotStore { db, keyspaces })
     }
@@ -507,16 +512,14 @@ impl ApplyBatch<'_> {
 
     fn index(&mut self, key: &[u8; 24], s: &SpanRecord) -> StoreResult<()> {
         let st = self.store;
+        let service_key = service_key(&s.service, s.start_unix_nanos, key);
         self.batch.insert(
             st.by_time(),
             time_key(s.start_unix_nanos, key).to_vec(),
             b"".to_vec(),
         );
-        self.batch.insert(
-            st.by_service(),
-            service_key(&s.service, s.start_unix_nanos, key),
-            b"".to_vec(),
-        );
+        self.batch
+            .insert(st.by_service(), service_key, b"".to_vec());
         if s.status == SpanStatus::Error {
             self.batch.insert(
                 st.by_error(),

@@ -1,0 +1,101 @@
+//! Proposing a record and waiting for the chosen acknowledgement point.
+
+use std::time::Duration;
+
+use openraft::errors::ClientWriteError;
+use openraft::impls::ProgressResponder;
+use openraft::raft::ClientWriteResult;
+use tonic::Status;
+
+use crate::types::{Raft, Record, TypeConfig};
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckLevel {
+    /// Once committed: replicated to and fsynced on a quorum. A later
+    /// linearizable read sees it (the read waits for apply up to its index).
+    Committed,
+    /// Once also applied to the leader's state machine.
+    Applied,
+}
+
+/// Proposes `record` on this node (which must lead) and waits, at most
+/// `timeout`, for `ack`. Returns the entry's log index. Errors are gRPC
+/// statuses a client can act on: UNAVAILABLE for anything retryable (not the
+/// leader, no quorum, timed out with an unknown outcome).
+pub async fn propose<SM>(
+    raft: &Raft<SM>,
+    record: Record,
+    ack: AckLevel,
+    timeout: Duration,
+) -> Result<u64, Status>
+where
+    SM: openraft::storage::RaftStateMachine<TypeConfig>,
+{
+    wait_for_apply_headroom(raft, timeout).await?;
+    let (responder, committed, applied) =
+        ProgressResponder::<TypeConfig, ClientWriteResult<TypeConfig>>::new();
+    raft.write(record)
+        .responder(responder)
+        .await
+        .map_err(|e| Status::unavailable(format!("raft stopped: {e}")))?;
+    let wait = async {
+        if ack == AckLevel::Committed {
+            if let Ok(log_id) = committed.await {
+                return Ok(log_id.index);
+            }
+            // The commit notice is dropped when the write fails before
+            // committing; the final result says why.
+        }
+        match applied.await {
+            Ok(Ok(resp)) => Ok(resp.log_id.index),
+            Ok(Err(e)) => Err(client_write_status(&e)),
+            Err(_) => Err(Status::unavailable(
+                "the write was abandoned (leader change); it may or may not apply",
+            )),
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+        Status::unavailable("timed out waiting for commit; the write may or may not apply")
+    })?
+}
+
+/// Most log entries the leader may have beyond what it has applied before
+/// new writes wait. Acknowledging at commit must not let apply fall behind
+/// without bound: the backlog would grow in memory and starve the node.
+pub const MAX_APPLY_LAG_ENTRIES: u64 = 64;
+
+/// Waits until the leader's apply backlog is under [`MAX_APPLY_LAG_ENTRIES`];
+/// an overload that outlasts `timeout` is UNAVAILABLE (retry later).
+async fn wait_for_apply_headroom<SM>(raft: &Raft<SM>, timeout: Duration) -> Result<(), Status>
+where
+    SM: openraft::storage::RaftStateMachine<TypeConfig>,
+{
+    use openraft::async_runtime::WatchReceiver;
+    let (last_log, applied) = {
+        let m = raft.metrics();
+        let m = m.borrow_watched();
+        (
+            m.last_log_index.unwrap_or(0),
+            m.last_applied.map_or(0, |l| l.index),
+        )
+    };
+    if last_log.saturating_sub(applied) <= MAX_APPLY_LAG_ENTRIES {
+        return Ok(());
+    }
+    raft.wait(Some(timeout))
+        .applied_index_at_least(Some(last_log - MAX_APPLY_LAG_ENTRIES), "apply headroom")
+        .await
+        .map(|_| ())
+        .map_err(|_| Status::unavailable("overloaded: the state machine is behind; retry later"))
+}
+
+pub fn client_write_status(e: &ClientWriteError<TypeConfig>) -> Status {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => Status::unavailable(format!(
+            "not the leader (leader: {})",
+            f.leader_id.map_or("unknown".to_string(), |l| l.to_string())
+        )),
+        other => Status::unavailable(other.to_string()),
+    }
+}
