@@ -2,14 +2,13 @@
 //! (node-to-node gRPC, OTLP gRPC, REST).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::{Config, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{Config, RaftMetrics, ReadPolicy, SnapshotPolicy};
 use tael_consensus::network::{NetworkFactory, PeerChannels, MAX_MESSAGE_BYTES};
 use tael_consensus::pb;
 use tael_consensus::pb::raft_transport_server::RaftTransportServer;
@@ -413,10 +412,6 @@ impl Node {
             .map_err(|e| ClusterError::Invalid(format!("initializing raft: {e}")))?;
         Ok(cluster_id)
     }
-
-    pub fn is_leader(&self) -> bool {
-        self.metrics().state == ServerState::Leader
-    }
 }
 
 const STORAGE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(250);
@@ -514,9 +509,5 @@ impl RunningNode {
         if let Err(e) = self.node.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
-    }
-
-    pub fn local_addr_hint(&self) -> Option<SocketAddr> {
-        self.node.config.rest_addr.parse().ok()
     }
 }

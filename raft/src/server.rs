@@ -22,6 +22,40 @@ use crate::types::{
 };
 use crate::{ClusterIdentity, LogStore, SnapshotFile};
 
+/// This node's view of the cluster, as served by `NodeStatus`.
+pub fn node_status<SM>(
+    raft: &Raft<SM>,
+    node_id: u64,
+    log: &LogStore,
+    rest_addr: &str,
+) -> pb::NodeStatusResponse
+where
+    SM: RaftStateMachine<TypeConfig>,
+{
+    let m = raft.metrics().borrow_watched().clone();
+    let state = match m.state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    };
+    let (purged, _) = log.bounds();
+    pb::NodeStatusResponse {
+        node_id,
+        term: m.current_term,
+        state: state.to_string(),
+        current_leader: m.current_leader.unwrap_or(0),
+        has_leader: m.current_leader.is_some(),
+        last_log_index: m.last_log_index.unwrap_or(0),
+        committed_index: m.local_committed.map_or(0, |l| l.index),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        snapshot_index: m.snapshot.map_or(0, |l| l.index),
+        purged_index: purged.map_or(0, |l| l.index),
+        rest_addr: rest_addr.to_string(),
+    }
+}
+
 /// Upper bound on a received snapshot, to refuse a runaway sender.
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
 
@@ -286,28 +320,12 @@ where
         req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
         self.check_cluster(&req.into_inner().cluster_id)?;
-        let m = self.raft.metrics().borrow_watched().clone();
-        let state = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
-        let (purged, _) = self.log.bounds();
-        Ok(Response::new(pb::NodeStatusResponse {
-            node_id: self.node_id,
-            term: m.current_term,
-            state: state.to_string(),
-            current_leader: m.current_leader.unwrap_or(0),
-            has_leader: m.current_leader.is_some(),
-            last_log_index: m.last_log_index.unwrap_or(0),
-            committed_index: m.local_committed.map_or(0, |l| l.index),
-            applied_index: m.last_applied.map_or(0, |l| l.index),
-            snapshot_index: m.snapshot.map_or(0, |l| l.index),
-            purged_index: purged.map_or(0, |l| l.index),
-            rest_addr: self.rest_addr.clone(),
-        }))
+        Ok(Response::new(node_status(
+            &self.raft,
+            self.node_id,
+            &self.log,
+            &self.rest_addr,
+        )))
     }
 
     async fn adopt_cluster(

@@ -90,7 +90,7 @@ pub fn make_request(worker: u64, seq: u64, n: usize) -> ExportTraceServiceReques
         } else {
             bench_span_id(worker, seq, i - i % spans_per_trace).to_vec()
         };
-        let error = (seq + i) % 50 == 0;
+        let error = (seq + i).is_multiple_of(50);
         let start = now - 5_000_000 - i * 1000;
         let duration = 200_000 + ((seq * 7919 + i * 104_729) % 40_000_000);
         let route = ROUTES[((seq + i) % ROUTES.len() as u64) as usize];

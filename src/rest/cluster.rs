@@ -54,21 +54,7 @@ pub async fn init(
 }
 
 fn local_status(node: &Node) -> pb::NodeStatusResponse {
-    let m = node.metrics();
-    let (purged, _) = node.log.bounds();
-    pb::NodeStatusResponse {
-        node_id: node.id,
-        term: m.current_term,
-        state: format!("{:?}", m.state).to_lowercase(),
-        current_leader: m.current_leader.unwrap_or(0),
-        has_leader: m.current_leader.is_some(),
-        last_log_index: m.last_log_index.unwrap_or(0),
-        committed_index: m.local_committed.map_or(0, |l| l.index),
-        applied_index: m.last_applied.map_or(0, |l| l.index),
-        snapshot_index: m.snapshot.map_or(0, |l| l.index),
-        purged_index: purged.map_or(0, |l| l.index),
-        rest_addr: node.config.rest_addr.clone(),
-    }
+    tael_consensus::server::node_status(&node.raft, node.id, &node.log, &node.config.rest_addr)
 }
 
 pub async fn status(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {

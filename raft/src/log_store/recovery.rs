@@ -75,7 +75,7 @@ pub fn recover(
         while offset < buf.len() {
             match frame::decode_log_id(&buf[offset..]) {
                 Ok((len, log_id)) => {
-                    accept(&mut index, path, offset, log_id)?;
+                    accept(&index, path, offset, log_id)?;
                     if purged.is_none_or(|p| log_id.index > p.index) {
                         let loc = Loc {
                             segment: first,

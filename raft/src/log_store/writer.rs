@@ -266,13 +266,11 @@ impl Writer {
         let first_removed = keep_upto.map_or(0, |l| l.index + 1);
         let cut = {
             let index = self.shared.index.lock().unwrap();
-            match index.get(first_removed) {
-                None => None, // nothing after keep_upto
-                Some(slot) => Some(
-                    slot.loc
-                        .expect("every earlier append was flushed before a truncate"),
-                ),
-            }
+            // None: nothing after keep_upto.
+            index.get(first_removed).map(|slot| {
+                slot.loc
+                    .expect("every earlier append was flushed before a truncate")
+            })
         };
         if let Some(cut) = cut {
             let later: Vec<u64> = self
