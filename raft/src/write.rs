@@ -42,6 +42,11 @@ where
     let wait = async {
         if ack == AckLevel::Committed {
             if let Ok(log_id) = committed.await {
+                // Keep listening until apply: openraft reports a dropped
+                // receiver as a warning, once per write.
+                tokio::spawn(async move {
+                    let _ = applied.await;
+                });
                 return Ok(log_id.index);
             }
             // The commit notice is dropped when the write fails before
