@@ -10,15 +10,6 @@ use common::*;
 
 const SERVICE: &str = "snapcatch";
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|rest| rest.trim().parse::<f64>().ok())
-        })
-        .unwrap_or_else(|| panic!("metric {name} missing")) as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_node_catches_up_by_snapshot() {
     let mut c = TestCluster::start(

@@ -9,15 +9,6 @@ use common::*;
 
 const SERVICE: &str = "torn";
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|r| r.trim().parse::<f64>().ok())
-        })
-        .unwrap() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torn_tail_is_repaired_and_mid_log_damage_refuses_to_start() {
     let mut c = TestCluster::start(3, &[]);

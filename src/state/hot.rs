@@ -196,26 +196,15 @@ impl HotStore {
     }
 
     pub fn applied_state(&self) -> StoreResult<(Option<LogId>, StoredMembership)> {
-        let last = match self.meta().get(META_LAST_APPLIED)? {
-            Some(v) => {
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?
-            }
-            None => None,
-        };
-        let membership = match self.meta().get(META_MEMBERSHIP)? {
-            Some(v) => {
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?
-            }
-            None => StoredMembership::default(),
-        };
-        Ok((last, membership))
+        self.applied_state_in(&self.read_view())
     }
 
-    /// Syncs the journal written so far (see `storage_maintenance` in
-    /// node.rs for why), and flushes the small keyspaces once journals pile up. They rarely fill a
-    /// memtable, so they would pin every journal file until fjall's journal
-    /// limit forces all keyspaces to flush at once, which halts writes while
-    /// the flushes queue up. Flushing a small memtable is cheap.
+    /// Syncs the journal written so far (see `storage_maintenance` in node.rs
+    /// for why), and flushes the small keyspaces once journals pile up: they
+    /// rarely fill a memtable, so they would pin every journal file until
+    /// fjall's journal limit forces all keyspaces to flush at once, which
+    /// halts writes while the flushes queue up. Flushing a small memtable is
+    /// cheap.
     pub fn maintain(&self) -> StoreResult<()> {
         self.db.persist(PersistMode::SyncData)?;
         if self.db.journal_count() > MAX_PINNED_JOURNALS {

@@ -401,6 +401,12 @@ pub async fn traces_of_service(
         .collect())
 }
 
-pub fn path_str(p: &Path) -> String {
-    p.display().to_string()
+/// The value of an unlabelled Prometheus sample in `text`.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse::<f64>().ok())
+        })
+        .unwrap_or_else(|| panic!("metric {name} missing")) as u64
 }
