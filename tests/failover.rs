@@ -128,13 +128,7 @@ async fn leader_kill_loses_no_acknowledged_write() {
     // The killed node comes back and catches up.
     c.spawn(old_leader);
     c.wait_healthy(old_leader).await;
-    let status = c.cluster_status(new_leader).await.unwrap();
-    let commit = status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"] == new_leader)
-        .unwrap()["committed_index"]
+    let commit = c.node_entry(new_leader, new_leader).await["committed_index"]
         .as_u64()
         .unwrap();
     c.wait_applied(old_leader, commit).await;

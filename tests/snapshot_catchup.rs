@@ -42,14 +42,7 @@ async fn lagging_node_catches_up_by_snapshot() {
     acked.insert(trace_hex(0));
 
     // The leader has purged entries the lagging node never received.
-    let status = c.cluster_status(leader).await.unwrap();
-    let me = status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["id"] == leader)
-        .unwrap()
-        .clone();
+    let me = c.node_entry(leader, leader).await;
     let purged = me["purged_index"].as_u64().unwrap();
     let commit = me["committed_index"].as_u64().unwrap();
     assert!(

@@ -361,20 +361,21 @@ impl HotStore {
         &self,
         view: &fjall::Snapshot,
     ) -> StoreResult<(Option<LogId>, StoredMembership)> {
-        let meta = self.meta();
-        let last = match view.get(meta, META_LAST_APPLIED)? {
-            Some(v) => {
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?
-            }
-            None => None,
-        };
-        let membership = match view.get(meta, META_MEMBERSHIP)? {
-            Some(v) => {
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?
-            }
-            None => StoredMembership::default(),
-        };
+        let last = self
+            .meta_json::<Option<LogId>>(view, META_LAST_APPLIED)?
+            .flatten();
+        let membership = self.meta_json(view, META_MEMBERSHIP)?.unwrap_or_default();
         Ok((last, membership))
+    }
+
+    fn meta_json<T: serde::de::DeserializeOwned>(
+        &self,
+        view: &fjall::Snapshot,
+        key: &[u8],
+    ) -> StoreResult<Option<T>> {
+        view.get(self.meta(), key)?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
     }
 }
 

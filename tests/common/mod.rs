@@ -205,6 +205,18 @@ impl TestCluster {
         (r.status == 200).then(|| r.json().ok()).flatten()
     }
 
+    /// Node `id`'s own entry in node `via`'s `/api/v1/cluster` answer.
+    pub async fn node_entry(&self, via: u64, id: u64) -> serde_json::Value {
+        let status = self.cluster_status(via).await.expect("cluster status");
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .expect("node in status")
+            .clone()
+    }
+
     /// Waits until every running node agrees on one leader, and returns it.
     pub async fn wait_leader(&self) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(30);
