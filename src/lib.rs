@@ -7,7 +7,9 @@
 //! state fresh enough for the requested consistency level.
 
 pub mod cmd;
+pub mod comments;
 pub mod config;
+pub mod faults;
 pub mod http_client;
 pub mod ingest;
 pub mod model;

@@ -1,6 +1,7 @@
 //! The REST API (API.md): queries, cluster status and administration.
 
 mod cluster;
+mod comments;
 mod params;
 mod traces;
 
@@ -24,6 +25,10 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::by_id))
+        .route(
+            "/api/v1/traces/{trace_id}/comments",
+            get(comments::list).post(comments::create),
+        )
         .route("/api/v1/services", get(traces::services))
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/cluster/init", post(cluster::init))

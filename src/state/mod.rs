@@ -39,6 +39,8 @@ const SNAPSHOTS_KEPT: usize = 2;
 pub struct StateMachineOptions {
     pub fjall_worker_threads: usize,
     pub fjall_cache_bytes: u64,
+    /// The `double-apply-retries` mutation; false outside fault tests.
+    pub duplicate_retries: bool,
 }
 
 impl Default for StateMachineOptions {
@@ -46,6 +48,7 @@ impl Default for StateMachineOptions {
         StateMachineOptions {
             fjall_worker_threads: 1,
             fjall_cache_bytes: 64 * 1024 * 1024,
+            duplicate_retries: false,
         }
     }
 }
@@ -120,11 +123,12 @@ impl StateMachine {
                 fs::remove_dir_all(entry.path())?;
             }
         }
-        let store = HotStore::open(
+        let mut store = HotStore::open(
             &sm_dir.join(db_dir_name(generation)),
             opts.fjall_worker_threads,
             opts.fjall_cache_bytes,
         )?;
+        store.duplicate_retries = opts.duplicate_retries;
         let current_snapshot = latest_snapshot(&snapshot_dir)?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
@@ -193,7 +197,7 @@ impl Shared {
             match &e.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(record) => {
-                    spans += payload::apply(&mut batch, record)?;
+                    spans += payload::apply(&mut batch, e.log_id.index, record)?;
                 }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(e.log_id), m.clone()))
@@ -268,7 +272,10 @@ impl Shared {
             self.opts.fjall_worker_threads,
             self.opts.fjall_cache_bytes,
         )
-        .and_then(|store| snapshot::import(file, &store).map(|m| (store, m)));
+        .and_then(|mut store| {
+            store.duplicate_retries = self.opts.duplicate_retries;
+            snapshot::import(file, &store).map(|m| (store, m))
+        });
         let (store, file_meta) = match loaded {
             Ok(x) => x,
             Err(e) => {
