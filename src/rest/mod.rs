@@ -2,6 +2,7 @@
 
 mod cluster;
 mod comments;
+mod members;
 mod params;
 mod traces;
 
@@ -32,6 +33,18 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/v1/services", get(traces::services))
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/cluster/init", post(cluster::init))
+        .route(
+            "/api/v1/cluster/members",
+            get(members::list).post(members::add),
+        )
+        .route(
+            "/api/v1/cluster/members/{node_id}/promote",
+            post(members::promote),
+        )
+        .route(
+            "/api/v1/cluster/members/{node_id}",
+            axum::routing::delete(members::remove),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))

@@ -92,6 +92,8 @@ const SMALL_KEYSPACES: [usize; 4] = [3, 4, 5, 6];
 const SPAN_SEPARATION_THRESHOLD_BYTES: u32 = 128;
 const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 const META_MEMBERSHIP: &[u8] = b"membership";
+/// Ids of nodes removed from the membership: never admitted again.
+const META_RETIRED_NODES: &[u8] = b"retired_node_ids";
 
 pub struct HotStore {
     pub db: Database,
@@ -396,6 +398,13 @@ impl HotStore {
         Ok((last, membership))
     }
 
+    /// Node ids that were members once and were removed.
+    pub fn retired_node_ids(&self) -> StoreResult<std::collections::BTreeSet<u64>> {
+        Ok(self
+            .meta_json(&self.read_view(), META_RETIRED_NODES)?
+            .unwrap_or_default())
+    }
+
     fn meta_json<T: serde::de::DeserializeOwned>(
         &self,
         view: &fjall::Snapshot,
@@ -524,6 +533,21 @@ impl ApplyBatch<'_> {
             return Ok(());
         }
         unreachable!("some salt is free")
+    }
+
+    /// Adds `ids` to the retired node ids (they left the membership).
+    pub fn retire_nodes(&mut self, ids: &std::collections::BTreeSet<u64>) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut all = self.store.retired_node_ids()?;
+        all.extend(ids);
+        self.batch.insert(
+            self.store.meta(),
+            META_RETIRED_NODES.to_vec(),
+            serde_json::to_vec(&all).expect("a set of ids serializes"),
+        );
+        Ok(())
     }
 
     pub fn put_comment(&mut self, log_index: u64, c: &crate::comments::Comment) {

@@ -10,6 +10,7 @@
 pub mod hot;
 pub mod snapshot;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -180,6 +181,10 @@ fn prune_snapshots(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+fn node_ids(m: &StoredMembership) -> BTreeSet<u64> {
+    m.membership().nodes().map(|(id, _)| *id).collect()
+}
+
 impl Shared {
     fn apply_entries(&self, entries: &[Entry]) -> StoreResult<Vec<Applied>> {
         let started = std::time::Instant::now();
@@ -187,6 +192,8 @@ impl Shared {
         let mut batch = store.begin();
         let mut last = None;
         let mut membership = None;
+        // Nodes that left the membership in this batch.
+        let mut retired = BTreeSet::new();
         let mut spans = 0u64;
         let mut responses = Vec::with_capacity(entries.len());
         for e in entries {
@@ -200,12 +207,19 @@ impl Shared {
                     spans += payload::apply(&mut batch, e.log_id.index, record)?;
                 }
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(e.log_id), m.clone()))
+                    let before: BTreeSet<u64> = match &membership {
+                        Some(prev) => node_ids(prev),
+                        None => node_ids(&store.applied_state()?.1),
+                    };
+                    let now = StoredMembership::new(Some(e.log_id), m.clone());
+                    retired.extend(before.difference(&node_ids(&now)));
+                    membership = Some(now);
                 }
             }
             last = Some(e.log_id);
             responses.push(Applied::default());
         }
+        batch.retire_nodes(&retired)?;
         let staged = started.elapsed();
         batch.commit(last, membership.as_ref())?;
         let took = started.elapsed();
