@@ -12,6 +12,7 @@ pub mod config;
 pub mod faults;
 pub mod http_client;
 pub mod ingest;
+pub mod llm;
 pub mod membership;
 pub mod model;
 pub mod node;

@@ -77,6 +77,8 @@ pub struct SpanRecord {
     /// Flattened attributes, sorted by key, keys unique.
     pub attributes: Vec<(String, String)>,
     pub events: Vec<SpanEvent>,
+    /// Set on LLM spans (kind `llm`), see [`crate::llm`].
+    pub llm: Option<crate::llm::LlmInfo>,
 }
 
 impl SpanRecord {
@@ -166,6 +168,8 @@ pub struct SpanJson {
     pub kind: String,
     pub attributes: serde_json::Map<String, serde_json::Value>,
     pub events: Vec<EventJson>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub llm: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -205,6 +209,7 @@ impl From<&SpanRecord> for SpanJson {
                     attributes: attr_map(&e.attributes),
                 })
                 .collect(),
+            llm: s.llm.as_ref().map(|l| l.to_json()),
         }
     }
 }

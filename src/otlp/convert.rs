@@ -118,7 +118,7 @@ fn span_record(
             attributes: attributes(e.attributes)?,
         });
     }
-    Ok(SpanRecord {
+    let mut record = SpanRecord {
         trace_id,
         span_id,
         parent_span_id,
@@ -131,7 +131,10 @@ fn span_record(
         kind,
         attributes: attributes(span.attributes)?,
         events,
-    })
+        llm: None,
+    };
+    crate::llm::promote(&mut record);
+    Ok(record)
 }
 
 fn id<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {

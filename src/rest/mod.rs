@@ -1,5 +1,6 @@
 //! The REST API (API.md): queries, cluster status and administration.
 
+mod blobs;
 mod cluster;
 mod comments;
 mod members;
@@ -31,6 +32,7 @@ pub fn router(node: Arc<Node>) -> Router {
             get(comments::list).post(comments::create),
         )
         .route("/api/v1/services", get(traces::services))
+        .route("/api/v1/blobs/{sha256}", get(blobs::get))
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/cluster/init", post(cluster::init))
         .route(

@@ -72,7 +72,7 @@ pub struct ServiceStats {
 }
 
 /// Every keyspace, in a fixed order: snapshots refer to them by position.
-pub const KEYSPACES: [&str; 8] = [
+pub const KEYSPACES: [&str; 9] = [
     "spans",
     "by_time",
     "by_service",
@@ -83,6 +83,8 @@ pub const KEYSPACES: [&str; 8] = [
     // trace id ++ log index (big-endian) → Comment: a trace's comments in
     // commit order.
     "comments",
+    // sha256 → bytes: LLM prompts and completions, content-addressed.
+    "blobs",
 ];
 const META_LAST_APPLIED: &[u8] = b"last_applied";
 /// Journal files beyond which the small keyspaces are flushed (see [`HotStore::maintain`]).
@@ -108,7 +110,7 @@ fn keyspace_options(name: &str) -> KeyspaceCreateOptions {
     // A full memtable is sealed, and the one it replaces freed, inline in the
     // applying thread; small memtables keep that pause short.
     let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
-    if name == "spans" {
+    if name == "spans" || name == "blobs" {
         // Span bodies are keyed by random trace ids, so leveled compaction
         // would rewrite them again and again; stored in blob files, only
         // their small keys are compacted.
@@ -219,6 +221,14 @@ impl HotStore {
             out.push(decode(&v)?);
         }
         Ok(out)
+    }
+
+    fn blobs(&self) -> &Keyspace {
+        &self.keyspaces[8]
+    }
+
+    pub fn blob(&self, sha256: &crate::llm::Sha256Digest) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.blobs().get(sha256)?.map(|v| v.to_vec()))
     }
 
     fn meta(&self) -> &Keyspace {
@@ -487,7 +497,14 @@ pub struct ApplyBatch<'a> {
 }
 
 impl ApplyBatch<'_> {
-    pub fn put_span(&mut self, span: SpanRecord) -> StoreResult<()> {
+    pub fn put_span(&mut self, mut span: SpanRecord) -> StoreResult<()> {
+        if let Some(llm) = span.llm.as_mut() {
+            for (sha, text) in llm.take_texts() {
+                // Content-addressed: writing the same text again is a no-op.
+                self.batch
+                    .insert(self.store.blobs(), sha.to_vec(), text.into_bytes());
+            }
+        }
         let key = span_key(&span.trace_id, &span.span_id);
         let old = match self.spans.get(&key) {
             Some(s) => Some(s.clone()),

@@ -1,0 +1,330 @@
+//! LLM spans: OpenTelemetry GenAI attributes promoted into a typed `llm`
+//! object, with prompt and completion text moved to the content-addressed
+//! blob store.
+//!
+//! The text travels inside the span in the log entry (so every replica gets
+//! it); applying the span stores it under its sha256 and keeps only the hash.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::{hex_lower, SpanKind, SpanRecord};
+
+pub type Sha256Digest = [u8; 32];
+
+/// The `llm` object of an LLM span (API.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LlmInfo {
+    pub provider: String,
+    pub model: String,
+    /// chat | completion | embedding | tool | other
+    pub operation: String,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub finish_reason: Option<String>,
+    pub temperature: Option<f64>,
+    pub prompt_sha256: Option<Sha256Digest>,
+    pub completion_sha256: Option<Sha256Digest>,
+    /// Present only between ingest and apply (see the module comment).
+    pub prompt_text: Option<String>,
+    pub completion_text: Option<String>,
+}
+
+impl LlmInfo {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "provider": self.provider,
+            "model": self.model,
+            "operation": self.operation,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
+            "ttft_ms": self.ttft_ms,
+            "finish_reason": self.finish_reason,
+            "temperature": self.temperature,
+            "prompt_sha256": self.prompt_sha256.map(|h| hex_lower(&h)),
+            "completion_sha256": self.completion_sha256.map(|h| hex_lower(&h)),
+        })
+    }
+
+    /// Takes the text out, for the blob store: `(hash, text)` pairs.
+    pub fn take_texts(&mut self) -> Vec<(Sha256Digest, String)> {
+        let mut out = Vec::new();
+        if let Some(t) = self.prompt_text.take() {
+            debug_assert_eq!(self.prompt_sha256, Some(sha256(t.as_bytes())));
+            out.push((sha256(t.as_bytes()), t));
+        }
+        if let Some(t) = self.completion_text.take() {
+            debug_assert_eq!(self.completion_sha256, Some(sha256(t.as_bytes())));
+            out.push((sha256(t.as_bytes()), t));
+        }
+        out
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> Sha256Digest {
+    Sha256::digest(bytes).into()
+}
+
+/// Attributes whose presence makes a span an LLM span.
+const MARKERS: [&str; 4] = [
+    "gen_ai.system",
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+    "gen_ai.operation.name",
+];
+/// Where instrumentations put the text, oldest conventions first.
+const PROMPT_KEYS: [&str; 2] = ["gen_ai.prompt", "gen_ai.input.messages"];
+const COMPLETION_KEYS: [&str; 2] = ["gen_ai.completion", "gen_ai.output.messages"];
+const PROMPT_EVENT: &str = "gen_ai.content.prompt";
+const COMPLETION_EVENT: &str = "gen_ai.content.completion";
+
+fn get<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn get_u64(attrs: &[(String, String)], keys: &[&str]) -> Option<u64> {
+    keys.iter()
+        .find_map(|k| get(attrs, k).and_then(|v| v.trim().parse().ok()))
+}
+
+fn get_f64(attrs: &[(String, String)], keys: &[&str]) -> Option<f64> {
+    keys.iter().find_map(|k| {
+        get(attrs, k)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|x| x.is_finite())
+    })
+}
+
+fn operation(name: Option<&str>) -> &'static str {
+    match name.unwrap_or("") {
+        "chat" => "chat",
+        "text_completion" | "completion" | "generate_content" => "completion",
+        "embeddings" | "embedding" => "embedding",
+        "execute_tool" | "tool" => "tool",
+        _ => "other",
+    }
+}
+
+/// A list attribute arrives flattened as JSON (`["stop"]`); take its first item.
+fn first_of_list(v: &str) -> String {
+    match serde_json::from_str::<Vec<String>>(v) {
+        Ok(list) => list.into_iter().next().unwrap_or_default(),
+        Err(_) => v.to_string(),
+    }
+}
+
+/// Removes and returns the text under `keys` (attributes first, then the
+/// content event), also gathering indexed `<key>.N.content` attributes.
+fn take_text(span: &mut SpanRecord, keys: &[&str], event: &str) -> Option<String> {
+    for key in keys {
+        if let Some(i) = span.attributes.iter().position(|(k, _)| k == key) {
+            return Some(span.attributes.remove(i).1);
+        }
+    }
+    // OpenLLMetry style: gen_ai.prompt.0.content, gen_ai.prompt.1.content, ...
+    let prefix = format!("{}.", keys[0]);
+    let mut parts: Vec<(u64, String)> = Vec::new();
+    span.attributes.retain(|(k, v)| {
+        let idx = k
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".content"))
+            .and_then(|n| n.parse::<u64>().ok());
+        match idx {
+            Some(n) => {
+                parts.push((n, v.clone()));
+                false
+            }
+            None => true,
+        }
+    });
+    if !parts.is_empty() {
+        parts.sort_by_key(|(n, _)| *n);
+        let texts: Vec<String> = parts.into_iter().map(|(_, v)| v).collect();
+        return Some(texts.join("\n"));
+    }
+    for e in span.events.iter_mut().filter(|e| e.name == event) {
+        for key in keys {
+            if let Some(i) = e.attributes.iter().position(|(k, _)| k == key) {
+                return Some(e.attributes.remove(i).1);
+            }
+        }
+    }
+    None
+}
+
+/// Makes `span` an LLM span if it carries GenAI attributes.
+pub fn promote(span: &mut SpanRecord) {
+    if !MARKERS.iter().any(|k| get(&span.attributes, k).is_some()) {
+        return;
+    }
+    let a = &span.attributes;
+    let input_tokens = get_u64(
+        a,
+        &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"],
+    );
+    let output_tokens = get_u64(
+        a,
+        &[
+            "gen_ai.usage.output_tokens",
+            "gen_ai.usage.completion_tokens",
+        ],
+    );
+    let total_tokens = get_u64(a, &["gen_ai.usage.total_tokens", "llm.usage.total_tokens"]).or(
+        match (input_tokens, output_tokens) {
+            (None, None) => None,
+            (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
+        },
+    );
+    let mut info = LlmInfo {
+        provider: get(a, "gen_ai.provider.name")
+            .or(get(a, "gen_ai.system"))
+            .unwrap_or("unknown")
+            .to_string(),
+        model: get(a, "gen_ai.request.model")
+            .or(get(a, "gen_ai.response.model"))
+            .unwrap_or("unknown")
+            .to_string(),
+        operation: operation(get(a, "gen_ai.operation.name")).to_string(),
+        input_tokens,
+        output_tokens,
+        total_tokens,
+        cost_usd: get_f64(
+            a,
+            &[
+                "gen_ai.usage.cost",
+                "gen_ai.usage.cost_usd",
+                "llm.usage.cost_usd",
+            ],
+        ),
+        // The GenAI metric convention measures this in seconds.
+        ttft_ms: get_f64(a, &["gen_ai.server.time_to_first_token"])
+            .map(|s| s * 1000.0)
+            .or(get_f64(
+                a,
+                &["gen_ai.response.time_to_first_token_ms", "llm.ttft_ms"],
+            )),
+        finish_reason: get(a, "gen_ai.response.finish_reasons")
+            .or(get(a, "gen_ai.response.finish_reason"))
+            .map(first_of_list),
+        temperature: get_f64(a, &["gen_ai.request.temperature"]),
+        ..Default::default()
+    };
+    info.prompt_text = take_text(span, &PROMPT_KEYS, PROMPT_EVENT);
+    info.completion_text = take_text(span, &COMPLETION_KEYS, COMPLETION_EVENT);
+    info.prompt_sha256 = info.prompt_text.as_ref().map(|t| sha256(t.as_bytes()));
+    info.completion_sha256 = info.completion_text.as_ref().map(|t| sha256(t.as_bytes()));
+    span.kind = SpanKind::Llm;
+    span.llm = Some(info);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SpanEvent, SpanStatus};
+
+    fn span(attrs: &[(&str, &str)]) -> SpanRecord {
+        let mut attributes: Vec<(String, String)> = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        attributes.sort();
+        SpanRecord {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: None,
+            service: "agent".into(),
+            operation: "chat gpt-4o".into(),
+            start_unix_nanos: 1,
+            end_unix_nanos: 2,
+            status: SpanStatus::Ok,
+            status_message: String::new(),
+            kind: SpanKind::Client,
+            attributes,
+            events: vec![],
+            llm: None,
+        }
+    }
+
+    #[test]
+    fn genai_attributes_become_the_llm_object_and_text_moves_out() {
+        let mut s = span(&[
+            ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", "gpt-4o"),
+            ("gen_ai.operation.name", "chat"),
+            ("gen_ai.usage.input_tokens", "120"),
+            ("gen_ai.usage.output_tokens", "30"),
+            ("gen_ai.request.temperature", "0.2"),
+            ("gen_ai.response.finish_reasons", "[\"stop\"]"),
+            ("gen_ai.server.time_to_first_token", "0.25"),
+            ("gen_ai.prompt", "What is Raft?"),
+            ("gen_ai.completion", "A consensus algorithm."),
+            ("http.route", "/v1/chat"),
+        ]);
+        promote(&mut s);
+        assert_eq!(s.kind, SpanKind::Llm);
+        let llm = s.llm.clone().unwrap();
+        assert_eq!(
+            (
+                llm.provider.as_str(),
+                llm.model.as_str(),
+                llm.operation.as_str()
+            ),
+            ("openai", "gpt-4o", "chat")
+        );
+        assert_eq!(
+            (llm.input_tokens, llm.output_tokens, llm.total_tokens),
+            (Some(120), Some(30), Some(150))
+        );
+        assert_eq!(llm.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(llm.ttft_ms, Some(250.0));
+        assert_eq!(llm.temperature, Some(0.2));
+        assert_eq!(llm.prompt_sha256, Some(sha256(b"What is Raft?")));
+        assert!(
+            s.attribute("gen_ai.prompt").is_none(),
+            "text left the attributes"
+        );
+        assert!(s.attribute("gen_ai.completion").is_none());
+        assert_eq!(s.attribute("http.route"), Some("/v1/chat"));
+        let mut llm = s.llm.unwrap();
+        let texts = llm.take_texts();
+        assert_eq!(texts.len(), 2);
+        assert!(llm.prompt_text.is_none() && llm.prompt_sha256.is_some());
+    }
+
+    #[test]
+    fn indexed_and_event_content_is_found_and_plain_spans_are_untouched() {
+        let mut s = span(&[
+            ("gen_ai.system", "anthropic"),
+            ("gen_ai.prompt.0.content", "system rules"),
+            ("gen_ai.prompt.1.content", "user question"),
+        ]);
+        s.events.push(SpanEvent {
+            name: COMPLETION_EVENT.into(),
+            time_unix_nanos: 1,
+            attributes: vec![("gen_ai.completion".into(), "answer".into())],
+        });
+        promote(&mut s);
+        let llm = s.llm.as_ref().unwrap();
+        assert_eq!(
+            llm.prompt_text.as_deref(),
+            Some("system rules\nuser question")
+        );
+        assert_eq!(llm.completion_text.as_deref(), Some("answer"));
+        assert_eq!(llm.operation, "other");
+        assert_eq!(llm.total_tokens, None);
+        assert!(s.events[0].attributes.is_empty());
+
+        let mut plain = span(&[("http.route", "/x")]);
+        let before = plain.clone();
+        promote(&mut plain);
+        assert_eq!(plain, before);
+    }
+}
