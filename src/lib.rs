@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod comments;
 pub mod config;
 pub mod faults;
+pub mod fulltext;
 pub mod http_client;
 pub mod ingest;
 pub mod llm;

@@ -75,6 +75,7 @@ pub struct Node {
     pub identity: Arc<ClusterIdentity>,
     pub peers: PeerChannels,
     pub ingest: IngestMetrics,
+    pub fulltext: Arc<crate::fulltext::FullText>,
 }
 
 pub struct RunningNode {
@@ -144,6 +145,8 @@ impl Node {
         let sm = StateMachine::open(&data_dir, sm_opts)
             .map_err(|e| format!("opening the state machine: {e}"))?;
         let sm_shared = sm.shared.clone();
+        let fulltext =
+            crate::fulltext::FullText::start(&data_dir.join("fulltext"), sm_shared.clone())?;
         let peers = PeerChannels::with_dial_overrides(config.dial_overrides.clone());
         let network = NetworkFactory::new(identity.clone(), peers.clone());
         let raft = Raft::new(
@@ -176,6 +179,7 @@ impl Node {
             identity: identity.clone(),
             peers,
             ingest: IngestMetrics::default(),
+            fulltext,
         });
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -547,5 +551,6 @@ impl RunningNode {
         if let Err(e) = self.node.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        self.node.fulltext.stop();
     }
 }

@@ -253,6 +253,25 @@ pub async fn prometheus(State(node): State<Arc<Node>>) -> Response {
         "Torn log tails cut off at start-up.",
         &one(ls.torn_tail_repairs.load(Ordering::Relaxed)),
     );
+    let ft = &node.fulltext;
+    metric(
+        "tael_fulltext_watermark_index",
+        "gauge",
+        "Applied index up to which full-text search is complete.",
+        &one(ft.watermark()),
+    );
+    metric(
+        "tael_fulltext_docs_indexed_total",
+        "counter",
+        "Documents added to the full-text index.",
+        &one(ft.docs_indexed.load(Ordering::Relaxed)),
+    );
+    metric(
+        "tael_fulltext_rebuilds_total",
+        "counter",
+        "Full rebuilds of the full-text index (after snapshot installs).",
+        &one(ft.rebuilds.load(Ordering::Relaxed)),
+    );
     let ss = &node.sm.stats;
     metric(
         "tael_apply_entries_total",

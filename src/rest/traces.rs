@@ -8,9 +8,10 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::{answer, blocking, ApiError, Params};
+use crate::fulltext::{DocKind, MAX_HITS, MAX_QUERY_BYTES};
 use crate::model::{now_unix_nanos, parse_hex, SpanJson, SpanStatus, TraceId};
-use crate::node::Node;
-use crate::state::hot::{AttributeFilter, SpanQuery};
+use crate::node::{Consistency, Node, ReadBarrier, READ_TIMEOUT};
+use crate::state::hot::{AttributeFilter, SpanQuery, StoreError};
 
 const DEFAULT_LIMIT: usize = 100;
 /// Candidates one search may examine before it answers with what it found.
@@ -59,10 +60,13 @@ pub async fn search(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let consistency = p.consistency()?;
-    if p.one("text")?.is_some() {
-        return Err(ApiError::bad_request(
-            "full-text search (text=) is not available in this version",
-        ));
+    let text = p.one("text")?.map(str::to_string);
+    if let Some(t) = &text {
+        if t.trim().is_empty() || t.len() > MAX_QUERY_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "text must be 1 to {MAX_QUERY_BYTES} bytes of search terms"
+            )));
+        }
     }
     let status = match p.one("status")? {
         None => None,
@@ -90,9 +94,50 @@ pub async fn search(
         max_scanned: MAX_SCANNED,
     };
     let barrier = node.read_barrier(consistency).await?;
+    if let Some(text) = text {
+        return text_search(&node, barrier, consistency, text, query).await;
+    }
     let store = node.sm.store();
     let result = blocking(move || store.search(&query)).await?;
     let spans: Vec<SpanJson> = result.spans.iter().map(SpanJson::from).collect();
+    Ok(answer(barrier, json!({ "spans": spans })))
+}
+
+/// `text=`: the best full-text hits, narrowed by the other filters, newest
+/// first. Only the best [`MAX_HITS`] hits are considered.
+async fn text_search(
+    node: &Arc<Node>,
+    barrier: ReadBarrier,
+    consistency: Consistency,
+    text: String,
+    query: SpanQuery,
+) -> Result<Response, ApiError> {
+    if consistency != Consistency::Local {
+        node.fulltext
+            .wait_indexed(barrier.applied_index, READ_TIMEOUT)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    }
+    let ft = node.fulltext.clone();
+    let store = node.sm.store();
+    let mut spans = blocking(move || {
+        let keys = ft
+            .search(&text, DocKind::Span, MAX_HITS)
+            .map_err(StoreError::Index)?;
+        let mut spans = Vec::new();
+        for k in keys {
+            if let Some(s) = store.get_span_by_key(&k)? {
+                if query.matches(&s) {
+                    spans.push(s);
+                }
+            }
+        }
+        spans.sort_by(|a, b| b.start_unix_nanos.cmp(&a.start_unix_nanos));
+        spans.truncate(query.limit);
+        Ok(spans)
+    })
+    .await?;
+    let spans: Vec<SpanJson> = spans.drain(..).map(|s| SpanJson::from(&s)).collect();
     Ok(answer(barrier, json!({ "spans": spans })))
 }
 

@@ -34,6 +34,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("full-text index: {0}")]
+    Index(String),
 }
 
 impl From<StoreError> for std::io::Error {
@@ -72,7 +74,7 @@ pub struct ServiceStats {
 }
 
 /// Every keyspace, in a fixed order: snapshots refer to them by position.
-pub const KEYSPACES: [&str; 9] = [
+pub const KEYSPACES: [&str; 10] = [
     "spans",
     "by_time",
     "by_service",
@@ -85,6 +87,9 @@ pub const KEYSPACES: [&str; 9] = [
     "comments",
     // sha256 → bytes: LLM prompts and completions, content-addressed.
     "blobs",
+    // log index ++ seq → PendingDoc: text waiting for the full-text indexer
+    // (see crate::fulltext).
+    "ft_pending",
 ];
 const META_LAST_APPLIED: &[u8] = b"last_applied";
 /// Journal files beyond which the small keyspaces are flushed (see [`HotStore::maintain`]).
@@ -96,6 +101,14 @@ const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 const META_MEMBERSHIP: &[u8] = b"membership";
 /// Ids of nodes removed from the membership: never admitted again.
 const META_RETIRED_NODES: &[u8] = b"retired_node_ids";
+
+/// Text queued for the full-text index by an apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingDoc {
+    pub kind: crate::fulltext::DocKind,
+    pub key: Vec<u8>,
+    pub text: String,
+}
 
 pub struct HotStore {
     pub db: Database,
@@ -227,6 +240,81 @@ impl HotStore {
         &self.keyspaces[8]
     }
 
+    fn ft_pending(&self) -> &Keyspace {
+        &self.keyspaces[9]
+    }
+
+    /// Queued full-text documents of entries after `after_index`, in log
+    /// order, at most `max`, with their entry's log index.
+    pub fn pending_docs_in(
+        &self,
+        view: &fjall::Snapshot,
+        after_index: u64,
+        max: usize,
+    ) -> StoreResult<Vec<(u64, PendingDoc)>> {
+        let from = (after_index + 1).to_be_bytes().to_vec();
+        let mut out = Vec::new();
+        for kv in view.range(self.ft_pending(), from..).take(max) {
+            let (k, v) = kv.into_inner()?;
+            let index = u64::from_be_bytes(
+                k[..8]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("ft_pending key".into()))?,
+            );
+            out.push((index, decode(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Drops queued documents of entries up to `upto_index` (indexed now).
+    pub fn remove_pending_upto(&self, upto_index: u64) -> StoreResult<()> {
+        let to = (upto_index + 1).to_be_bytes().to_vec();
+        let mut batch = self.db.batch();
+        let mut n = 0;
+        for kv in self.ft_pending().range(..to) {
+            batch.remove(self.ft_pending(), kv.key()?.to_vec());
+            n += 1;
+        }
+        if n > 0 {
+            batch.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Every full-text document the stored data implies (for a rebuild).
+    pub fn all_text_docs_in(
+        &self,
+        view: &fjall::Snapshot,
+        f: &mut dyn FnMut(PendingDoc) -> Result<(), String>,
+    ) -> StoreResult<u64> {
+        let mut n = 0;
+        for kv in view.iter(self.spans()) {
+            let (k, v) = kv.into_inner()?;
+            let span: SpanRecord = decode(&v)?;
+            let Some(llm) = &span.llm else { continue };
+            let mut texts = Vec::new();
+            for sha in [llm.prompt_sha256, llm.completion_sha256]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(b) = view.get(self.blobs(), sha)? {
+                    texts.push(String::from_utf8_lossy(&b).into_owned());
+                }
+            }
+            if texts.is_empty() {
+                continue;
+            }
+            f(PendingDoc {
+                kind: crate::fulltext::DocKind::Span,
+                key: k.to_vec(),
+                text: texts.join("\n\n"),
+            })
+            .map_err(StoreError::Index)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     pub fn blob(&self, sha256: &crate::llm::Sha256Digest) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.blobs().get(sha256)?.map(|v| v.to_vec()))
     }
@@ -288,7 +376,17 @@ impl HotStore {
             spans: HashMap::new(),
             stats: HashMap::new(),
             svc_traces: HashMap::new(),
+            log_index: 0,
+            text_docs_in_entry: 0,
         }
+    }
+
+    /// The span stored under `key` (trace id ++ span id).
+    pub fn get_span_by_key(&self, key: &[u8]) -> StoreResult<Option<SpanRecord>> {
+        self.spans()
+            .get(key)?
+            .map(|v| decode::<SpanRecord>(&v))
+            .transpose()
     }
 
     pub fn get_span(&self, trace: &TraceId, span: &[u8; 8]) -> StoreResult<Option<SpanRecord>> {
@@ -460,7 +558,7 @@ pub struct SpanQuery {
 }
 
 impl SpanQuery {
-    fn matches(&self, s: &SpanRecord) -> bool {
+    pub fn matches(&self, s: &SpanRecord) -> bool {
         self.service.as_ref().is_none_or(|svc| &s.service == svc)
             && self
                 .operation_contains
@@ -494,18 +592,45 @@ pub struct ApplyBatch<'a> {
     spans: HashMap<[u8; 24], SpanRecord>,
     stats: HashMap<String, ServiceStats>,
     svc_traces: HashMap<Vec<u8>, u32>,
+    /// The entry being applied, and how many full-text documents it queued.
+    log_index: u64,
+    text_docs_in_entry: u32,
 }
 
 impl ApplyBatch<'_> {
+    /// Marks the start of the entry at `log_index`; what follows belongs to it.
+    pub fn begin_entry(&mut self, log_index: u64) {
+        debug_assert!(log_index > self.log_index || self.log_index == 0);
+        self.log_index = log_index;
+        self.text_docs_in_entry = 0;
+    }
+
+    /// Queues `text` for the full-text index, pointing at `key`.
+    pub fn queue_text(&mut self, kind: crate::fulltext::DocKind, key: Vec<u8>, text: String) {
+        debug_assert!(self.log_index > 0, "begin_entry comes first");
+        let mut k = Vec::with_capacity(12);
+        k.extend_from_slice(&self.log_index.to_be_bytes());
+        k.extend_from_slice(&self.text_docs_in_entry.to_be_bytes());
+        self.text_docs_in_entry += 1;
+        let doc = PendingDoc { kind, key, text };
+        self.batch.insert(self.store.ft_pending(), k, encode(&doc));
+    }
+
     pub fn put_span(&mut self, mut span: SpanRecord) -> StoreResult<()> {
+        let key = span_key(&span.trace_id, &span.span_id);
         if let Some(llm) = span.llm.as_mut() {
-            for (sha, text) in llm.take_texts() {
+            let texts = llm.take_texts();
+            if !texts.is_empty() {
+                let joined: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
+                let doc = joined.join("\n\n");
+                self.queue_text(crate::fulltext::DocKind::Span, key.to_vec(), doc);
+            }
+            for (sha, text) in texts {
                 // Content-addressed: writing the same text again is a no-op.
                 self.batch
                     .insert(self.store.blobs(), sha.to_vec(), text.into_bytes());
             }
         }
-        let key = span_key(&span.trace_id, &span.span_id);
         let old = match self.spans.get(&key) {
             Some(s) => Some(s.clone()),
             None => self

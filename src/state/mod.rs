@@ -83,6 +83,11 @@ impl Shared {
         self.store.read().unwrap().clone()
     }
 
+    /// Bumped by every snapshot install (which replaces the store).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     pub fn current_snapshot_meta(&self) -> Option<SnapshotMeta> {
         self.current_snapshot
             .lock()
@@ -204,6 +209,7 @@ impl Shared {
             match &e.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(record) => {
+                    batch.begin_entry(e.log_id.index);
                     spans += payload::apply(&mut batch, e.log_id.index, record)?;
                 }
                 EntryPayload::Membership(m) => {
