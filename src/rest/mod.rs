@@ -2,6 +2,7 @@
 
 mod cluster;
 mod params;
+mod signals;
 mod traces;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::by_id))
         .route("/api/v1/services", get(traces::services))
+        .route("/api/v1/logs", get(signals::logs))
+        .route("/api/v1/metrics", get(signals::metrics))
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/cluster/init", post(cluster::init))
         .route("/healthz", get(|| async { "ok" }))

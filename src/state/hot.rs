@@ -8,9 +8,17 @@
 //! - `svc_stats`   service                                  → ServiceStats (bincode)
 //! - `svc_traces`  len16 ++ service ++ trace id             → u32 LE spans of that trace
 //! - `meta`        `last_applied`, `membership`             → JSON
+//! - `logs`            time BE ++ content key                 → log record (bincode)
+//! - `log_by_service`  len16 ++ service ++ time ++ content key → ()
+//! - `log_by_severity` severity code ++ time ++ content key   → ()
+//! - `log_by_trace`    trace id ++ time ++ content key        → ()
+//! - `metrics`         time BE ++ content key                 → metric point (bincode)
+//! - `metric_by_name`  len16 ++ name ++ time ++ content key   → ()
 //!
 //! Re-ingesting a span replaces it: its old index entries and counters are
-//! removed in the same batch, so a span never appears twice.
+//! removed in the same batch, so a span never appears twice. Logs and metric
+//! points have no id of their own; they are keyed by a hash of their whole
+//! content, so a re-sent record lands on the same keys and replaces itself.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,7 +30,9 @@ use fjall::{
 use serde::{Deserialize, Serialize};
 use tael_consensus::{LogId, StoredMembership};
 
-use crate::model::{SpanRecord, SpanStatus, TraceId};
+use sha2::{Digest, Sha256};
+
+use crate::model::{LogRecord, MetricPoint, MetricType, Severity, SpanRecord, SpanStatus, TraceId};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -72,7 +82,8 @@ pub struct ServiceStats {
 }
 
 /// Every keyspace, in a fixed order: snapshots refer to them by position.
-pub const KEYSPACES: [&str; 7] = [
+/// New keyspaces are appended, so older snapshot files keep their meaning.
+pub const KEYSPACES: [&str; 13] = [
     "spans",
     "by_time",
     "by_service",
@@ -80,7 +91,23 @@ pub const KEYSPACES: [&str; 7] = [
     "svc_stats",
     "svc_traces",
     "meta",
+    "logs",
+    "log_by_service",
+    "log_by_severity",
+    "log_by_trace",
+    "metrics",
+    "metric_by_name",
 ];
+const LOGS: usize = 7;
+const LOG_BY_SERVICE: usize = 8;
+const LOG_BY_SEVERITY: usize = 9;
+const LOG_BY_TRACE: usize = 10;
+const METRICS: usize = 11;
+const METRIC_BY_NAME: usize = 12;
+/// Length of the content key that identifies a log record or metric point.
+const CONTENT_KEY_LEN: usize = 16;
+/// Time ++ content key: the tail of every log and metric key.
+const RECORD_KEY_LEN: usize = 8 + CONTENT_KEY_LEN;
 const META_LAST_APPLIED: &[u8] = b"last_applied";
 /// Journal files beyond which the small keyspaces are flushed (see [`HotStore::maintain`]).
 const MAX_PINNED_JOURNALS: usize = 2;
@@ -151,6 +178,23 @@ fn service_bucket_prefix(bucket: u64, service: &str) -> Vec<u8> {
 fn service_key(service: &str, start: u64, span: &[u8; 24]) -> Vec<u8> {
     let mut k = service_bucket_prefix(start / SERVICE_BUCKET_NANOS, service);
     k.extend_from_slice(&time_key(start, span));
+    k
+}
+
+/// Time ++ a hash of the record's encoding: the same record always gets the
+/// same key, on every replica and on every retry.
+fn record_key(time_unix_nanos: u64, encoded: &[u8]) -> [u8; RECORD_KEY_LEN] {
+    let digest = Sha256::digest(encoded);
+    let mut k = [0u8; RECORD_KEY_LEN];
+    k[..8].copy_from_slice(&time_unix_nanos.to_be_bytes());
+    k[8..].copy_from_slice(&digest[..CONTENT_KEY_LEN]);
+    k
+}
+
+fn prefixed(prefix: &[u8], record_key: &[u8; RECORD_KEY_LEN]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + RECORD_KEY_LEN);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(record_key);
     k
 }
 
@@ -352,6 +396,97 @@ impl HotStore {
         Ok(result)
     }
 
+    /// Log records matching `q`, newest first, walking the most selective
+    /// index (trace, service, severity, else time) over the time window.
+    pub fn search_logs(&self, q: &LogQuery) -> StoreResult<Found<LogRecord>> {
+        let index = if let Some(t) = &q.trace_id {
+            Some((LOG_BY_TRACE, t.to_vec()))
+        } else if let Some(svc) = &q.service {
+            Some((LOG_BY_SERVICE, service_prefix(svc)))
+        } else {
+            q.severity.map(|sev| (LOG_BY_SEVERITY, vec![sev.code()]))
+        };
+        self.scan_records(
+            LOGS,
+            index,
+            q.since_unix_nanos,
+            q.until_unix_nanos,
+            q.limit,
+            q.max_scanned,
+            |l| q.matches(l),
+        )
+    }
+
+    /// Metric points matching `q`, newest first.
+    pub fn search_metrics(&self, q: &MetricQuery) -> StoreResult<Found<MetricPoint>> {
+        let index = q.name.as_ref().map(|n| (METRIC_BY_NAME, service_prefix(n)));
+        self.scan_records(
+            METRICS,
+            index,
+            q.since_unix_nanos,
+            q.until_unix_nanos,
+            q.limit,
+            q.max_scanned,
+            |m| q.matches(m),
+        )
+    }
+
+    /// Walks `primary` (keys: time ++ content key) or an index over it (keys:
+    /// prefix ++ time ++ content key) newest first within `[since, until]`.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_records<T: serde::de::DeserializeOwned>(
+        &self,
+        primary: usize,
+        index: Option<(usize, Vec<u8>)>,
+        since: Option<u64>,
+        until: Option<u64>,
+        limit: usize,
+        max_scanned: usize,
+        keep: impl Fn(&T) -> bool,
+    ) -> StoreResult<Found<T>> {
+        let mut lo = [0u8; RECORD_KEY_LEN];
+        lo[..8].copy_from_slice(&since.unwrap_or(0).to_be_bytes());
+        let mut hi = [0xffu8; RECORD_KEY_LEN];
+        hi[..8].copy_from_slice(&until.unwrap_or(u64::MAX).to_be_bytes());
+        let primary = &self.keyspaces[primary];
+        let mut found = Found {
+            records: Vec::new(),
+            scanned: 0,
+            truncated: false,
+        };
+        let (ks, prefix) = match &index {
+            Some((i, p)) => (&self.keyspaces[*i], p.as_slice()),
+            None => (primary, &[][..]),
+        };
+        for g in ks
+            .range(prefixed(prefix, &lo)..=prefixed(prefix, &hi))
+            .rev()
+        {
+            if found.records.len() >= limit {
+                break;
+            }
+            if found.scanned >= max_scanned {
+                found.truncated = true;
+                break;
+            }
+            found.scanned += 1;
+            let record: T = if index.is_some() {
+                let k = g.key()?;
+                let Some(v) = primary.get(&k[k.len() - RECORD_KEY_LEN..])? else {
+                    return Err(StoreError::Corrupt("index entry without its record".into()));
+                };
+                decode(&v)?
+            } else {
+                let (_, v) = g.into_inner()?;
+                decode(&v)?
+            };
+            if keep(&record) {
+                found.records.push(record);
+            }
+        }
+        Ok(found)
+    }
+
     /// A consistent read view across all keyspaces, unaffected by later applies.
     pub fn read_view(&self) -> fjall::Snapshot {
         self.db.snapshot()
@@ -387,13 +522,11 @@ pub enum AttributeFilter {
 }
 
 impl AttributeFilter {
-    fn matches(&self, span: &SpanRecord) -> bool {
+    fn matches<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> bool {
         match self {
-            AttributeFilter::Exact(k, v) => span.attribute(k) == Some(v.as_str()),
-            AttributeFilter::Contains(k, v) => {
-                span.attribute(k).is_some_and(|a| a.contains(v.as_str()))
-            }
-            AttributeFilter::Regex(k, re) => span.attribute(k).is_some_and(|a| re.is_match(a)),
+            AttributeFilter::Exact(k, v) => lookup(k) == Some(v.as_str()),
+            AttributeFilter::Contains(k, v) => lookup(k).is_some_and(|a| a.contains(v.as_str())),
+            AttributeFilter::Regex(k, re) => lookup(k).is_some_and(|a| re.is_match(a)),
         }
     }
 }
@@ -426,8 +559,68 @@ impl SpanQuery {
             && self
                 .max_duration_nanos
                 .is_none_or(|m| s.duration_nanos() <= m)
-            && self.attributes.iter().all(|f| f.matches(s))
+            && self
+                .attributes
+                .iter()
+                .all(|f| f.matches(|k| s.attribute(k)))
     }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub service: Option<String>,
+    pub severity: Option<Severity>,
+    pub body_contains: Option<String>,
+    pub trace_id: Option<TraceId>,
+    pub since_unix_nanos: Option<u64>,
+    pub until_unix_nanos: Option<u64>,
+    pub attributes: Vec<AttributeFilter>,
+    pub limit: usize,
+    pub max_scanned: usize,
+}
+
+impl LogQuery {
+    fn matches(&self, l: &LogRecord) -> bool {
+        self.service.as_ref().is_none_or(|svc| &l.service == svc)
+            && self.severity.is_none_or(|s| l.severity == s)
+            && self
+                .body_contains
+                .as_ref()
+                .is_none_or(|b| l.body.contains(b.as_str()))
+            && self.trace_id.is_none_or(|t| l.trace_id == Some(t))
+            && self
+                .attributes
+                .iter()
+                .all(|f| f.matches(|k| l.attribute(k)))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricQuery {
+    pub service: Option<String>,
+    pub name: Option<String>,
+    pub metric_type: Option<MetricType>,
+    pub since_unix_nanos: Option<u64>,
+    pub until_unix_nanos: Option<u64>,
+    pub limit: usize,
+    pub max_scanned: usize,
+}
+
+impl MetricQuery {
+    fn matches(&self, m: &MetricPoint) -> bool {
+        self.service.as_ref().is_none_or(|svc| &m.service == svc)
+            && self.name.as_ref().is_none_or(|n| &m.name == n)
+            && self.metric_type.is_none_or(|t| m.metric_type == t)
+    }
+}
+
+/// Records found by a log or metric search, newest first.
+#[derive(Debug)]
+pub struct Found<T> {
+    pub records: Vec<T>,
+    pub scanned: usize,
+    /// The scan budget ran out before the window was exhausted.
+    pub truncated: bool,
 }
 
 #[derive(Debug, Default)]
@@ -550,6 +743,43 @@ impl ApplyBatch<'_> {
         stats.duration_sum_nanos = stats.duration_sum_nanos.saturating_sub(s.duration_nanos());
         stats.trace_count = stats.trace_count.saturating_sub(trace_gone as u64);
         Ok(())
+    }
+
+    /// Stages a log record and its index entries. A record already stored
+    /// has the same keys, so storing it again changes nothing.
+    pub fn put_log(&mut self, log: &LogRecord) {
+        let st = self.store;
+        let value = encode(log);
+        let key = record_key(log.timestamp_unix_nanos, &value);
+        self.batch.insert(
+            &st.keyspaces[LOG_BY_SERVICE],
+            prefixed(&service_prefix(&log.service), &key),
+            b"".to_vec(),
+        );
+        self.batch.insert(
+            &st.keyspaces[LOG_BY_SEVERITY],
+            prefixed(&[log.severity.code()], &key),
+            b"".to_vec(),
+        );
+        if let Some(t) = &log.trace_id {
+            self.batch
+                .insert(&st.keyspaces[LOG_BY_TRACE], prefixed(t, &key), b"".to_vec());
+        }
+        self.batch.insert(&st.keyspaces[LOGS], key.to_vec(), value);
+    }
+
+    /// Stages a metric point and its index entry (idempotent like [`Self::put_log`]).
+    pub fn put_metric(&mut self, point: &MetricPoint) {
+        let st = self.store;
+        let value = encode(point);
+        let key = record_key(point.timestamp_unix_nanos, &value);
+        self.batch.insert(
+            &st.keyspaces[METRIC_BY_NAME],
+            prefixed(&service_prefix(&point.name), &key),
+            b"".to_vec(),
+        );
+        self.batch
+            .insert(&st.keyspaces[METRICS], key.to_vec(), value);
     }
 
     /// Writes everything staged, with the new applied position, atomically.
