@@ -32,6 +32,7 @@ pub struct TestNode {
     pub rest: String,
     pub raft: String,
     pub otlp: String,
+    pub otlp_http: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     child: Option<Child>,
@@ -45,6 +46,11 @@ impl TestNode {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.rest, path)
+    }
+
+    /// An OTLP/HTTP URL on this node, e.g. `otlp_url("/v1/logs")`.
+    pub fn otlp_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.otlp_http, path)
     }
 
     pub fn wal_segments(&self) -> Vec<PathBuf> {
@@ -101,6 +107,7 @@ impl TestCluster {
                 rest: format!("127.0.0.1:{}", free_port()),
                 raft: format!("127.0.0.1:{}", free_port()),
                 otlp: format!("127.0.0.1:{}", free_port()),
+                otlp_http: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node{id}")),
                 log_path: dir.path().join(format!("node{id}.log")),
                 child: None,
@@ -137,6 +144,8 @@ impl TestCluster {
                 &n.rest,
                 "--otlp-grpc-addr",
                 &n.otlp,
+                "--otlp-http-addr",
+                &n.otlp_http,
             ])
             .args(&n.extra_args)
             .env("TAEL_LOG", "info,openraft=warn")
