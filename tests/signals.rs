@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use common::*;
@@ -17,17 +16,14 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{
     exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
     summary_data_point::ValueAtQuantile, ExponentialHistogram, ExponentialHistogramDataPoint,
-    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, Summary, SummaryDataPoint,
+    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, Sum, Summary, SummaryDataPoint,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde_json::{json, Value as J};
-use tael_raft::http_client;
 use tael_raft::model::rfc3339_nanos;
 
 fn now_nanos() -> u64 {
@@ -44,41 +40,6 @@ fn int_kv(k: &str, v: i64) -> KeyValue {
             value: Some(Value::IntValue(v)),
         }),
         key_strindex: 0,
-    }
-}
-
-fn resource(service: Option<&str>) -> Option<Resource> {
-    Some(Resource {
-        attributes: service
-            .map(|s| vec![kv("service.name", s)])
-            .unwrap_or_default(),
-        ..Default::default()
-    })
-}
-
-pub fn logs_request(service: Option<&str>, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: resource(service),
-            scope_logs: vec![ScopeLogs {
-                log_records: records,
-                ..Default::default()
-            }],
-            schema_url: String::new(),
-        }],
-    }
-}
-
-pub fn metrics_request(service: &str, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: resource(Some(service)),
-            scope_metrics: vec![ScopeMetrics {
-                metrics,
-                ..Default::default()
-            }],
-            schema_url: String::new(),
-        }],
     }
 }
 
@@ -112,30 +73,6 @@ async fn export_metrics(
     let mut r = tonic::Request::new(req);
     r.set_timeout(Duration::from_secs(15));
     client.export(r).await.map(|r| r.into_inner())
-}
-
-pub async fn post(
-    c: &TestCluster,
-    id: u64,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> http_client::HttpResponse {
-    http_client::request_with_headers(
-        "POST",
-        &c.node(id).otlp_url(path),
-        headers,
-        body,
-        Duration::from_secs(20),
-    )
-    .await
-    .expect("POST")
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 async fn query(c: &TestCluster, id: u64, path: &str) -> J {
