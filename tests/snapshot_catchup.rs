@@ -137,10 +137,7 @@ async fn lagging_node_catches_up_by_snapshot() {
         "logs after snapshot install: {logs}"
     );
     let points = c
-        .get(
-            lagging,
-            &format!("/api/v1/metrics?name=snap.gauge&consistency=local"),
-        )
+        .get(lagging, "/api/v1/metrics?name=snap.gauge&consistency=local")
         .await
         .json()
         .unwrap();

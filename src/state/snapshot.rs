@@ -204,9 +204,9 @@ mod tests {
         LogRecord {
             timestamp_unix_nanos: 1_000 + i,
             observed_unix_nanos: 2_000 + i,
-            trace_id: (i % 2 == 0).then_some([7; 16]),
+            trace_id: i.is_multiple_of(2).then_some([7; 16]),
             span_id: None,
-            severity: if i % 3 == 0 {
+            severity: if i.is_multiple_of(3) {
                 Severity::Error
             } else {
                 Severity::Info
