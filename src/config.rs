@@ -213,7 +213,7 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "node_id = 7\nrest_addr = \"127.0.0.1:9001\"\ncache_mb = 3\n",
+            "node_id = 7\nrest_addr = \"127.0.0.1:9001\"\ncache_mb = 3\notlp_http_addr = \"127.0.0.1:9318\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -225,6 +225,7 @@ mod tests {
         assert_eq!(c.node_id, 9, "flag wins over file");
         assert_eq!(c.rest_addr, "127.0.0.1:9001", "file wins over default");
         assert_eq!(c.cache_mb, 3);
+        assert_eq!(c.otlp_http_addr, "127.0.0.1:9318");
         assert_eq!(
             c.raft_addr,
             ServeConfig::default().raft_addr,
@@ -271,5 +272,16 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.contains("rest_addr"), "{err}");
+        let err = ServeArgs {
+            otlp_http_addr: Some("localhost".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("otlp_http_addr"), "{err}");
+        assert_eq!(
+            ServeArgs::default().resolve().unwrap().otlp_http_addr,
+            "127.0.0.1:4318"
+        );
     }
 }

@@ -487,4 +487,45 @@ async fn bad_signal_input_is_refused_clearly_and_harms_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let details = RpcStatusWithDetails::decode(err.details()).expect("google.rpc.Status details");
+    assert_eq!(details.code, Code::Unavailable as i32);
+    let retry = details
+        .details
+        .iter()
+        .find(|d| d.type_url == "type.googleapis.com/google.rpc.RetryInfo")
+        .expect("a RetryInfo detail");
+    let retry = RetryInfo::decode(&retry.value[..]).unwrap();
+    assert_eq!(retry.retry_delay.unwrap().seconds, 1);
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatusWithDetails {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
 }

@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -16,6 +17,12 @@ use prost::Message;
 use crate::ingest::Transport;
 use crate::node::{ClusterError, Node};
 use crate::otlp::{export, Logs, Metrics, OtlpSignal, Traces, MAX_EXPORT_BYTES};
+
+/// Exports read, decoded and waiting for commit at once: each may hold up to
+/// 20 MiB of body plus its decoded form, so this bounds memory.
+const MAX_INFLIGHT_EXPORTS: usize = 64;
+/// How long a request waits for a slot before it is told to retry.
+const INFLIGHT_WAIT: Duration = Duration::from_secs(5);
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -35,7 +42,17 @@ impl Format {
     }
 }
 
+#[derive(Clone)]
+struct HttpState {
+    node: Arc<Node>,
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
 pub fn router(node: Arc<Node>) -> Router {
+    let state = HttpState {
+        node,
+        inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT_EXPORTS)),
+    };
     Router::new()
         .route("/v1/traces", post(handle::<Traces>))
         .route("/v1/logs", post(handle::<Logs>))
@@ -49,7 +66,7 @@ pub fn router(node: Arc<Node>) -> Router {
         })
         // The body is read (and bounded) by the handler itself.
         .layer(DefaultBodyLimit::disable())
-        .with_state(node)
+        .with_state(state)
 }
 
 /// google.rpc.Status without details, the OTLP/HTTP error body.
@@ -130,7 +147,7 @@ fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCod
 }
 
 async fn handle<S: OtlpSignal>(
-    State(node): State<Arc<Node>>,
+    State(state): State<HttpState>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -150,6 +167,16 @@ async fn handle<S: OtlpSignal>(
                 format,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("unsupported Content-Encoding {other:?}; use gzip or none"),
+            )
+        }
+    };
+    let _slot = match tokio::time::timeout(INFLIGHT_WAIT, state.inflight.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return error(
+                format,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("overloaded: {MAX_INFLIGHT_EXPORTS} exports already in progress"),
             )
         }
     };
@@ -207,7 +234,7 @@ async fn handle<S: OtlpSignal>(
     };
     drop(decoded_body);
     drop(raw);
-    match export::<S>(&node, Transport::Http, req).await {
+    match export::<S>(&state.node, Transport::Http, req).await {
         Ok(resp) => {
             let body = match format {
                 Format::Protobuf => resp.encode_to_vec(),
