@@ -9,11 +9,11 @@
 //! - `svc_traces`  len16 ++ service ++ trace id             → u32 LE spans of that trace
 //! - `meta`        `last_applied`, `membership`             → JSON
 //! - `logs`            time BE ++ content key                 → log record (bincode)
-//! - `log_by_service`  len16 ++ service ++ time ++ content key → ()
-//! - `log_by_severity` severity code ++ time ++ content key   → ()
-//! - `log_by_trace`    trace id ++ time ++ content key        → ()
+//! - `log_by_service`  day ++ len16 ++ service ++ time ++ content key → ()
+//! - `log_by_severity` day ++ severity code ++ time ++ content key   → ()
+//! - `log_by_trace`    trace id ++ time ++ content key               → ()
 //! - `metrics`         time BE ++ content key                 → metric point (bincode)
-//! - `metric_by_name`  len16 ++ name ++ time ++ content key   → ()
+//! - `metric_by_name`  day ++ len16 ++ name ++ time ++ content key   → ()
 //!
 //! Re-ingesting a span replaces it: its old index entries and counters are
 //! removed in the same batch, so a span never appears twice. Logs and metric
@@ -189,6 +189,34 @@ fn record_key(time_unix_nanos: u64, encoded: &[u8]) -> [u8; RECORD_KEY_LEN] {
     k[..8].copy_from_slice(&time_unix_nanos.to_be_bytes());
     k[8..].copy_from_slice(&digest[..CONTENT_KEY_LEN]);
     k
+}
+
+/// How a log or metric search reaches its candidates.
+enum Walk {
+    /// The time-ordered primary keyspace.
+    Primary,
+    /// An index keyed prefix ++ time ++ content key.
+    Prefixed(usize, Vec<u8>),
+    /// An index keyed day ++ prefix ++ time ++ content key.
+    DayBucketed(usize, Vec<u8>),
+}
+
+/// Width of the time buckets that lead the service, severity and name
+/// indexes of logs and metrics: as for spans' `by_service`, new keys then
+/// only overlap the current bucket's tables, so compaction never re-merges
+/// older history. A day keeps the buckets a long window visits few.
+const DAY_NANOS: u64 = 86_400 * 1_000_000_000;
+
+fn day_prefix(day: u64, prefix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + prefix.len() + RECORD_KEY_LEN);
+    k.extend_from_slice(&day.to_be_bytes());
+    k.extend_from_slice(prefix);
+    k
+}
+
+fn bucketed(prefix: &[u8], record_key: &[u8; RECORD_KEY_LEN]) -> Vec<u8> {
+    let time = u64::from_be_bytes(record_key[..8].try_into().expect("8 bytes"));
+    prefixed(&day_prefix(time / DAY_NANOS, prefix), record_key)
 }
 
 fn prefixed(prefix: &[u8], record_key: &[u8; RECORD_KEY_LEN]) -> Vec<u8> {
@@ -399,69 +427,97 @@ impl HotStore {
     /// Log records matching `q`, newest first, walking the most selective
     /// index (trace, service, severity, else time) over the time window.
     pub fn search_logs(&self, q: &LogQuery) -> StoreResult<Found<LogRecord>> {
-        let index = if let Some(t) = &q.trace_id {
-            Some((LOG_BY_TRACE, t.to_vec()))
+        let walk = if let Some(t) = &q.trace_id {
+            Walk::Prefixed(LOG_BY_TRACE, t.to_vec())
         } else if let Some(svc) = &q.service {
-            Some((LOG_BY_SERVICE, service_prefix(svc)))
+            Walk::DayBucketed(LOG_BY_SERVICE, service_prefix(svc))
+        } else if let Some(sev) = q.severity {
+            Walk::DayBucketed(LOG_BY_SEVERITY, vec![sev.code()])
         } else {
-            q.severity.map(|sev| (LOG_BY_SEVERITY, vec![sev.code()]))
+            Walk::Primary
         };
-        self.scan_records(
-            LOGS,
-            index,
-            q.since_unix_nanos,
-            q.until_unix_nanos,
-            q.limit,
-            q.max_scanned,
-            |l| q.matches(l),
-        )
+        let window = (q.since_unix_nanos, q.until_unix_nanos);
+        self.scan_records(LOGS, walk, window, (q.limit, q.max_scanned), |l| {
+            q.matches(l)
+        })
     }
 
     /// Metric points matching `q`, newest first.
     pub fn search_metrics(&self, q: &MetricQuery) -> StoreResult<Found<MetricPoint>> {
-        let index = q.name.as_ref().map(|n| (METRIC_BY_NAME, service_prefix(n)));
-        self.scan_records(
-            METRICS,
-            index,
-            q.since_unix_nanos,
-            q.until_unix_nanos,
-            q.limit,
-            q.max_scanned,
-            |m| q.matches(m),
-        )
+        let walk = match &q.name {
+            Some(n) => Walk::DayBucketed(METRIC_BY_NAME, service_prefix(n)),
+            None => Walk::Primary,
+        };
+        let window = (q.since_unix_nanos, q.until_unix_nanos);
+        self.scan_records(METRICS, walk, window, (q.limit, q.max_scanned), |m| {
+            q.matches(m)
+        })
     }
 
-    /// Walks `primary` (keys: time ++ content key) or an index over it (keys:
-    /// prefix ++ time ++ content key) newest first within `[since, until]`.
-    #[allow(clippy::too_many_arguments)]
+    /// Walks `primary` (keys: time ++ content key) or an index over it (keys
+    /// end with time ++ content key) newest first within the time window,
+    /// until `limit` records are kept or `max_scanned` candidates examined.
     fn scan_records<T: serde::de::DeserializeOwned>(
         &self,
         primary: usize,
-        index: Option<(usize, Vec<u8>)>,
-        since: Option<u64>,
-        until: Option<u64>,
-        limit: usize,
-        max_scanned: usize,
+        walk: Walk,
+        (since, until): (Option<u64>, Option<u64>),
+        (limit, max_scanned): (usize, usize),
         keep: impl Fn(&T) -> bool,
     ) -> StoreResult<Found<T>> {
-        let mut lo = [0u8; RECORD_KEY_LEN];
-        lo[..8].copy_from_slice(&since.unwrap_or(0).to_be_bytes());
-        let mut hi = [0xffu8; RECORD_KEY_LEN];
-        hi[..8].copy_from_slice(&until.unwrap_or(u64::MAX).to_be_bytes());
-        let primary = &self.keyspaces[primary];
         let mut found = Found {
             records: Vec::new(),
             scanned: 0,
             truncated: false,
         };
-        let (ks, prefix) = match &index {
-            Some((i, p)) => (&self.keyspaces[*i], p.as_slice()),
-            None => (primary, &[][..]),
+        let primary_ks = &self.keyspaces[primary];
+        // Clamp the window to the data that exists: bucketed walks visit
+        // every day in it.
+        let time_of = |g: Option<fjall::Guard>| -> StoreResult<Option<u64>> {
+            g.map(|g| {
+                let k = g.key()?;
+                Ok(u64::from_be_bytes(
+                    k[..8].try_into().expect("record keys lead with time"),
+                ))
+            })
+            .transpose()
         };
-        for g in ks
-            .range(prefixed(prefix, &lo)..=prefixed(prefix, &hi))
-            .rev()
-        {
+        let (Some(oldest), Some(newest)) = (
+            time_of(primary_ks.first_key_value())?,
+            time_of(primary_ks.last_key_value())?,
+        ) else {
+            return Ok(found);
+        };
+        let from = since.unwrap_or(0).max(oldest);
+        let to = until.unwrap_or(u64::MAX).min(newest);
+        if from > to {
+            return Ok(found);
+        }
+        let mut lo = [0u8; RECORD_KEY_LEN];
+        lo[..8].copy_from_slice(&from.to_be_bytes());
+        let mut hi = [0xffu8; RECORD_KEY_LEN];
+        hi[..8].copy_from_slice(&to.to_be_bytes());
+        let is_index = !matches!(walk, Walk::Primary);
+        let entries: Box<dyn Iterator<Item = fjall::Guard>> = match walk {
+            Walk::Primary => Box::new(primary_ks.range(lo.to_vec()..=hi.to_vec()).rev()),
+            Walk::Prefixed(i, prefix) => Box::new(
+                self.keyspaces[i]
+                    .range(prefixed(&prefix, &lo)..=prefixed(&prefix, &hi))
+                    .rev(),
+            ),
+            Walk::DayBucketed(i, prefix) => {
+                let ks = self.keyspaces[i].clone();
+                Box::new(
+                    (from / DAY_NANOS..=to / DAY_NANOS)
+                        .rev()
+                        .flat_map(move |day| {
+                            let p = day_prefix(day, &prefix);
+                            ks.range(prefixed(&p, &lo)..=prefixed(&p, &hi)).rev()
+                        }),
+                )
+            }
+        };
+        for g in entries {
             if found.records.len() >= limit {
                 break;
             }
@@ -470,9 +526,9 @@ impl HotStore {
                 break;
             }
             found.scanned += 1;
-            let record: T = if index.is_some() {
+            let record: T = if is_index {
                 let k = g.key()?;
-                let Some(v) = primary.get(&k[k.len() - RECORD_KEY_LEN..])? else {
+                let Some(v) = primary_ks.get(&k[k.len() - RECORD_KEY_LEN..])? else {
                     return Err(StoreError::Corrupt("index entry without its record".into()));
                 };
                 decode(&v)?
@@ -753,12 +809,12 @@ impl ApplyBatch<'_> {
         let key = record_key(log.timestamp_unix_nanos, &value);
         self.batch.insert(
             &st.keyspaces[LOG_BY_SERVICE],
-            prefixed(&service_prefix(&log.service), &key),
+            bucketed(&service_prefix(&log.service), &key),
             b"".to_vec(),
         );
         self.batch.insert(
             &st.keyspaces[LOG_BY_SEVERITY],
-            prefixed(&[log.severity.code()], &key),
+            bucketed(&[log.severity.code()], &key),
             b"".to_vec(),
         );
         if let Some(t) = &log.trace_id {
@@ -775,7 +831,7 @@ impl ApplyBatch<'_> {
         let key = record_key(point.timestamp_unix_nanos, &value);
         self.batch.insert(
             &st.keyspaces[METRIC_BY_NAME],
-            prefixed(&service_prefix(&point.name), &key),
+            bucketed(&service_prefix(&point.name), &key),
             b"".to_vec(),
         );
         self.batch
@@ -817,5 +873,79 @@ impl ApplyBatch<'_> {
         }
         self.batch.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Severity;
+
+    fn log(day: u64, n: u64, service: &str, severity: Severity) -> LogRecord {
+        LogRecord {
+            timestamp_unix_nanos: day * DAY_NANOS + n,
+            observed_unix_nanos: 0,
+            trace_id: None,
+            span_id: None,
+            severity,
+            severity_text: String::new(),
+            body: format!("{service} day {day} #{n}"),
+            service: service.into(),
+            attributes: vec![],
+        }
+    }
+
+    fn bodies(f: Found<LogRecord>) -> Vec<String> {
+        f.records.into_iter().map(|l| l.body).collect()
+    }
+
+    #[test]
+    fn day_bucketed_indexes_answer_newest_first_across_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
+        let mut batch = store.begin();
+        for (day, n, svc, sev) in [
+            (20_000, 1, "a", Severity::Info),
+            (20_003, 5, "a", Severity::Error),
+            (20_003, 2, "b", Severity::Error),
+            (20_010, 0, "a", Severity::Info),
+            (20_010, 9, "b", Severity::Warn),
+        ] {
+            batch.put_log(&log(day, n, svc, sev));
+        }
+        batch.commit(None, None).unwrap();
+        let q = |f: &dyn Fn(&mut LogQuery)| {
+            let mut q = LogQuery {
+                limit: 100,
+                max_scanned: 100,
+                ..Default::default()
+            };
+            f(&mut q);
+            store.search_logs(&q).unwrap()
+        };
+        assert_eq!(
+            bodies(q(&|q| q.service = Some("a".into()))),
+            vec!["a day 20010 #0", "a day 20003 #5", "a day 20000 #1"]
+        );
+        let errors = q(&|q| q.severity = Some(Severity::Error));
+        assert_eq!(errors.scanned, 2);
+        assert_eq!(bodies(errors), vec!["a day 20003 #5", "b day 20003 #2"]);
+        assert_eq!(
+            bodies(q(&|q| {
+                q.service = Some("a".into());
+                q.since_unix_nanos = Some(20_003 * DAY_NANOS + 3);
+            })),
+            vec!["a day 20010 #0", "a day 20003 #5"]
+        );
+        assert_eq!(
+            bodies(q(&|q| {
+                q.service = Some("b".into());
+                q.limit = 1;
+            })),
+            vec!["b day 20010 #9"]
+        );
+        assert!(bodies(q(&|q| q.service = Some("c".into()))).is_empty());
+        assert!(bodies(q(&|q| q.since_unix_nanos = Some(u64::MAX - 1))).is_empty());
+        assert_eq!(q(&|q| q.limit = 100).records.len(), 5);
     }
 }
