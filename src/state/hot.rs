@@ -277,11 +277,23 @@ impl HotStore {
     /// fjall's journal limit forces all keyspaces to flush at once, which
     /// halts writes while the flushes queue up. Flushing a small memtable is
     /// cheap.
+    ///
+    /// Log and metric keyspaces are small or large depending on the
+    /// workload, so they are flushed only while their memtable is well
+    /// below the size at which it would flush by itself.
     pub fn maintain(&self) -> StoreResult<()> {
+        use fjall::AbstractTree;
         self.db.persist(PersistMode::SyncData)?;
         if self.db.journal_count() > MAX_PINNED_JOURNALS {
             for &i in &SMALL_KEYSPACES {
                 self.keyspaces[i].rotate_memtable()?;
+            }
+            for i in LOGS..KEYSPACES.len() {
+                let ks = &self.keyspaces[i];
+                let active = ks.tree.active_memtable();
+                if !active.is_empty() && active.size() < MEMTABLE_BYTES / 4 {
+                    ks.rotate_memtable()?;
+                }
             }
         }
         Ok(())
