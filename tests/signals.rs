@@ -190,7 +190,11 @@ async fn logs_and_metrics_over_grpc_and_http() {
     .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("content-type"), Some("application/json"));
-    r.json().unwrap();
+    assert_eq!(
+        r.json().unwrap(),
+        json!({}),
+        "full success: no partialSuccess"
+    );
 
     let gz_logs = json!({"resourceLogs": [{
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "web"}}]},

@@ -238,7 +238,14 @@ async fn handle<S: OtlpSignal>(
         Ok(resp) => {
             let body = match format {
                 Format::Protobuf => resp.encode_to_vec(),
-                Format::Json => serde_json::to_vec(&resp).expect("response serializes"),
+                Format::Json => {
+                    // An unset partial success is omitted, as proto3 JSON does.
+                    let mut v = serde_json::to_value(&resp).expect("response serializes");
+                    if let Some(o) = v.as_object_mut() {
+                        o.retain(|_, x| !x.is_null());
+                    }
+                    serde_json::to_vec(&v).expect("json")
+                }
             };
             (
                 StatusCode::OK,
