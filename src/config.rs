@@ -16,6 +16,7 @@ pub struct ServeConfig {
     pub raft_addr: String,
     pub rest_addr: String,
     pub otlp_grpc_addr: String,
+    pub otlp_http_addr: String,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -39,6 +40,7 @@ impl Default for ServeConfig {
             raft_addr: "127.0.0.1:7702".into(),
             rest_addr: "127.0.0.1:7701".into(),
             otlp_grpc_addr: "127.0.0.1:4317".into(),
+            otlp_http_addr: "127.0.0.1:4318".into(),
             heartbeat_interval_ms: 200,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
@@ -74,6 +76,9 @@ pub struct ServeArgs {
     pub rest_addr: Option<String>,
     #[arg(long, env = "TAEL_OTLP_GRPC_ADDR")]
     pub otlp_grpc_addr: Option<String>,
+    /// OTLP/HTTP address (`POST /v1/traces`, `/v1/logs`, `/v1/metrics`).
+    #[arg(long, env = "TAEL_OTLP_HTTP_ADDR")]
+    pub otlp_http_addr: Option<String>,
     #[arg(long, env = "TAEL_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
     #[arg(long, env = "TAEL_ELECTION_TIMEOUT_MIN_MS")]
@@ -148,6 +153,7 @@ struct FileConfig {
     raft_addr: Option<String>,
     rest_addr: Option<String>,
     otlp_grpc_addr: Option<String>,
+    otlp_http_addr: Option<String>,
     heartbeat_interval_ms: Option<u64>,
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
@@ -187,6 +193,7 @@ impl ServeArgs {
             raft_addr: pick!(raft_addr),
             rest_addr: pick!(rest_addr),
             otlp_grpc_addr: pick!(otlp_grpc_addr),
+            otlp_http_addr: pick!(otlp_http_addr),
             heartbeat_interval_ms: pick!(heartbeat_interval_ms),
             election_timeout_min_ms: pick!(election_timeout_min_ms),
             election_timeout_max_ms: pick!(election_timeout_max_ms),
@@ -242,6 +249,7 @@ impl ServeConfig {
             ("raft_addr", &self.raft_addr),
             ("rest_addr", &self.rest_addr),
             ("otlp_grpc_addr", &self.otlp_grpc_addr),
+            ("otlp_http_addr", &self.otlp_http_addr),
         ] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
                 return Err(format!("{name} {addr:?} is not a host:port socket address"));
@@ -264,7 +272,7 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "node_id = 7\nrest_addr = \"127.0.0.1:9001\"\ncache_mb = 3\n",
+            "node_id = 7\nrest_addr = \"127.0.0.1:9001\"\ncache_mb = 3\notlp_http_addr = \"127.0.0.1:9318\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -276,6 +284,7 @@ mod tests {
         assert_eq!(c.node_id, 9, "flag wins over file");
         assert_eq!(c.rest_addr, "127.0.0.1:9001", "file wins over default");
         assert_eq!(c.cache_mb, 3);
+        assert_eq!(c.otlp_http_addr, "127.0.0.1:9318");
         assert_eq!(
             c.raft_addr,
             ServeConfig::default().raft_addr,
@@ -322,6 +331,17 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.contains("rest_addr"), "{err}");
+        let err = ServeArgs {
+            otlp_http_addr: Some("localhost".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("otlp_http_addr"), "{err}");
+        assert_eq!(
+            ServeArgs::default().resolve().unwrap().otlp_http_addr,
+            "127.0.0.1:4318"
+        );
     }
 
     #[test]

@@ -54,20 +54,22 @@ pub async fn request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<HttpResponse, String> {
-    request_with_headers(method, url, content_type, &[], body, timeout).await
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|ct| ("Content-Type", ct))
+        .into_iter()
+        .collect();
+    request_with_headers(method, url, &headers, body, timeout).await
 }
 
-/// [`request`] with extra request headers.
+/// Like [`request`], with arbitrary extra request headers.
 pub async fn request_with_headers(
     method: &str,
     url: &str,
-    content_type: Option<&str>,
     headers: &[(&str, &str)],
     body: &[u8],
     timeout: Duration,
 ) -> Result<HttpResponse, String> {
-    let send = request_inner(method, url, content_type, headers, body);
-    tokio::time::timeout(timeout, send)
+    tokio::time::timeout(timeout, request_inner(method, url, headers, body))
         .await
         .map_err(|_| format!("{method} {url} timed out after {timeout:?}"))?
 }
@@ -75,7 +77,6 @@ pub async fn request_with_headers(
 async fn request_inner(
     method: &str,
     url: &str,
-    content_type: Option<&str>,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, String> {
@@ -87,9 +88,6 @@ async fn request_inner(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
-    }
     for (name, value) in headers {
         debug_assert!(!name.contains(['\r', '\n']) && !value.contains(['\r', '\n']));
         head.push_str(&format!("{name}: {value}\r\n"));

@@ -2,33 +2,86 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::model::SpanRecord;
+use tael_consensus::Record;
+
 use crate::node::{ClusterError, Node};
-use crate::payload;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 2] = [Transport::Grpc, Transport::Http];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// Counters of one signal over one transport.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// Records committed.
+    pub accepted: AtomicU64,
+    /// Records refused as invalid (whole request or partial success).
+    pub rejected: AtomicU64,
+    /// Records refused because the cluster could not commit them (retryable).
+    pub unavailable: AtomicU64,
+    pub requests: AtomicU64,
+}
 
 /// Records accepted (committed) and refused, per signal and transport.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
-    pub spans_accepted_grpc: AtomicU64,
-    pub spans_rejected_grpc: AtomicU64,
-    pub spans_unavailable_grpc: AtomicU64,
-    pub requests_grpc: AtomicU64,
+    counters: [[IngestCounters; 2]; 3],
 }
 
-/// Commits one export's spans as a single log entry.
-pub async fn ingest_spans(node: &Node, spans: Vec<SpanRecord>) -> Result<u64, ClusterError> {
-    debug_assert!(!spans.is_empty());
-    let record = payload::spans_record(&spans);
-    let n = spans.len() as u64;
-    drop(spans);
-    let m = &node.ingest;
+impl IngestMetrics {
+    pub fn get(&self, signal: Signal, transport: Transport) -> &IngestCounters {
+        &self.counters[signal as usize][transport as usize]
+    }
+}
+
+/// Commits one export's records (already encoded into `record`) as a single
+/// log entry; `n` is the number of telemetry records it carries.
+pub async fn commit(
+    node: &Node,
+    signal: Signal,
+    transport: Transport,
+    record: Record,
+    n: u64,
+) -> Result<u64, ClusterError> {
+    debug_assert!(n > 0);
+    let c = node.ingest.get(signal, transport);
     match node.propose(record).await {
         Ok(index) => {
-            m.spans_accepted_grpc.fetch_add(n, Ordering::Relaxed);
+            c.accepted.fetch_add(n, Ordering::Relaxed);
             Ok(index)
         }
         Err(e) => {
-            m.spans_unavailable_grpc.fetch_add(n, Ordering::Relaxed);
+            c.unavailable.fetch_add(n, Ordering::Relaxed);
             Err(e)
         }
     }

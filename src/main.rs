@@ -50,18 +50,24 @@ enum Command {
     /// Membership: add a learner, promote it, remove a node, list.
     #[command(subcommand)]
     Member(cmd::member::MemberCommand),
-    /// OTLP/gRPC load generator.
+    /// OTLP load generator (traces or logs, over gRPC or HTTP).
     Bench {
-        /// OTLP/gRPC addresses, comma separated.
-        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:4317")]
+        /// OTLP addresses (gRPC or HTTP per --transport), comma separated;
+        /// defaults to 127.0.0.1:4317 for gRPC and 127.0.0.1:4318 for HTTP.
+        #[arg(long, value_delimiter = ',')]
         target: Vec<String>,
+        #[arg(long, value_parser = ["traces", "logs"], default_value = "traces")]
+        signal: String,
+        #[arg(long, value_parser = ["grpc", "http"], default_value = "grpc")]
+        transport: String,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
-        #[arg(long, default_value_t = 100)]
+        /// Spans or log records per export request.
+        #[arg(long, alias = "records-per-request", default_value_t = 100)]
         spans_per_request: usize,
         #[arg(long, default_value_t = 10)]
         duration_secs: u64,
-        /// Pace the load to this many spans per second in total.
+        /// Pace the load to this many records per second in total.
         #[arg(long)]
         rate: Option<u64>,
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
@@ -140,6 +146,8 @@ fn main() -> ExitCode {
         }),
         Command::Bench {
             target,
+            signal,
+            transport,
             concurrency,
             spans_per_request,
             duration_secs,
@@ -151,12 +159,30 @@ fn main() -> ExitCode {
                     "concurrency, spans-per-request and duration-secs must be positive".into(),
                 );
             }
+            let signal = match signal.as_str() {
+                "logs" => cmd::bench::BenchSignal::Logs,
+                _ => cmd::bench::BenchSignal::Traces,
+            };
+            let transport = match transport.as_str() {
+                "http" => cmd::bench::BenchTransport::Http,
+                _ => cmd::bench::BenchTransport::Grpc,
+            };
+            let targets = if target.is_empty() {
+                vec![match transport {
+                    cmd::bench::BenchTransport::Grpc => "127.0.0.1:4317".to_string(),
+                    cmd::bench::BenchTransport::Http => "127.0.0.1:4318".to_string(),
+                }]
+            } else {
+                target
+            };
             let opts = cmd::bench::BenchOptions {
-                targets: target,
+                targets,
+                signal,
+                transport,
                 concurrency,
-                spans_per_request,
+                records_per_request: spans_per_request,
                 duration: Duration::from_secs(duration_secs),
-                rate_spans_per_sec: rate,
+                rate_records_per_sec: rate,
             };
             let r = cmd::bench::run(opts).await?;
             if output == "json" {
@@ -165,14 +191,22 @@ fn main() -> ExitCode {
                     serde_json::to_string_pretty(&r).expect("report serializes")
                 );
             } else {
+                let unit = match r.signal {
+                    cmd::bench::BenchSignal::Traces => "spans",
+                    cmd::bench::BenchSignal::Logs => "logs",
+                };
                 println!(
-                    "targets {:?}, concurrency {}, {} spans/request, rate {:?}",
-                    r.targets, r.concurrency, r.spans_per_request, r.target_rate_spans_per_sec
+                    "{unit} over {:?} to {:?}, concurrency {}, {} {unit}/request, rate {:?}",
+                    r.transport,
+                    r.targets,
+                    r.concurrency,
+                    r.records_per_request,
+                    r.target_rate_records_per_sec
                 );
-                println!("acked spans/s   {:.0}", r.acked_spans_per_sec);
+                println!("acked {unit}/s   {:.0}", r.acked_records_per_sec);
                 println!(
-                    "acked spans     {} in {:.1}s ({} requests ok, {} failed)",
-                    r.acked_spans, r.elapsed_secs, r.requests_ok, r.requests_failed
+                    "acked {unit}     {} in {:.1}s ({} requests ok, {} failed)",
+                    r.acked_records, r.elapsed_secs, r.requests_ok, r.requests_failed
                 );
                 println!(
                     "ack latency ms  p50 {:.2}  p99 {:.2}  max {:.2}",

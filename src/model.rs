@@ -91,10 +91,7 @@ impl SpanRecord {
     }
 
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
-            .ok()
-            .map(|i| self.attributes[i].1.as_str())
+        find_attribute(&self.attributes, key)
     }
 }
 
@@ -211,6 +208,259 @@ impl From<&SpanRecord> for SpanJson {
                 .collect(),
             llm: s.llm.as_ref().map(|l| l.to_json()),
         }
+    }
+}
+
+/// Log severity, from the OTLP severity number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    Unspecified,
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 7] = [
+        Severity::Unspecified,
+        Severity::Trace,
+        Severity::Debug,
+        Severity::Info,
+        Severity::Warn,
+        Severity::Error,
+        Severity::Fatal,
+    ];
+
+    /// OTLP severity numbers come in ranges of four per level (1-4 trace ... 21-24 fatal).
+    pub fn from_number(n: i32) -> Severity {
+        match n {
+            1..=4 => Severity::Trace,
+            5..=8 => Severity::Debug,
+            9..=12 => Severity::Info,
+            13..=16 => Severity::Warn,
+            17..=20 => Severity::Error,
+            21..=24 => Severity::Fatal,
+            _ => Severity::Unspecified,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Unspecified => "unspecified",
+            Severity::Trace => "trace",
+            Severity::Debug => "debug",
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+            Severity::Fatal => "fatal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Stable one-byte code used in index keys.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One log record as the state machine stores it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Event time, or the observed time when the event time is absent.
+    pub timestamp_unix_nanos: u64,
+    pub observed_unix_nanos: u64,
+    pub trace_id: Option<TraceId>,
+    pub span_id: Option<SpanId>,
+    pub severity: Severity,
+    pub severity_text: String,
+    pub body: String,
+    pub service: String,
+    /// Flattened attributes, sorted by key, keys unique.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl LogRecord {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        find_attribute(&self.attributes, key)
+    }
+}
+
+fn find_attribute<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    attrs
+        .binary_search_by(|(k, _)| k.as_str().cmp(key))
+        .ok()
+        .map(|i| attrs[i].1.as_str())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetricType {
+    Gauge,
+    Sum,
+    Histogram,
+    Summary,
+    Unknown,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Gauge => "gauge",
+            MetricType::Sum => "sum",
+            MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
+            MetricType::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MetricType> {
+        [
+            MetricType::Gauge,
+            MetricType::Sum,
+            MetricType::Histogram,
+            MetricType::Summary,
+            MetricType::Unknown,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Temporality {
+    Unspecified,
+    Delta,
+    Cumulative,
+}
+
+impl Temporality {
+    pub fn from_otlp(n: i32) -> Temporality {
+        match n {
+            1 => Temporality::Delta,
+            2 => Temporality::Cumulative,
+            _ => Temporality::Unspecified,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Temporality::Unspecified => "unspecified",
+            Temporality::Delta => "delta",
+            Temporality::Cumulative => "cumulative",
+        }
+    }
+}
+
+/// Explicit-bucket distribution of a histogram point (exponential
+/// histograms are converted to this form at ingest).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistogramData {
+    /// Upper bounds, strictly ascending; `counts` has one more entry.
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub count: u64,
+    pub sum: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// One metric data point as the state machine stores it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    pub timestamp_unix_nanos: u64,
+    pub start_unix_nanos: u64,
+    pub service: String,
+    pub name: String,
+    pub metric_type: MetricType,
+    /// Gauge/sum: the value; histogram and summary: the sum of observations.
+    pub value: f64,
+    pub unit: String,
+    pub attributes: Vec<(String, String)>,
+    pub temporality: Option<Temporality>,
+    pub is_monotonic: Option<bool>,
+    pub histogram: Option<HistogramData>,
+    /// Summary points: (quantile, value) pairs.
+    pub quantiles: Vec<(f64, f64)>,
+}
+
+fn json_f64(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+fn hex_opt<const N: usize>(id: &Option<[u8; N]>) -> serde_json::Value {
+    id.map_or(serde_json::Value::Null, |b| {
+        serde_json::Value::String(hex_lower(&b))
+    })
+}
+
+impl LogRecord {
+    /// The REST representation (API.md LogRecord).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "timestamp": rfc3339_nanos(self.timestamp_unix_nanos),
+            "observed_timestamp": rfc3339_nanos(self.observed_unix_nanos),
+            "trace_id": hex_opt(&self.trace_id),
+            "span_id": hex_opt(&self.span_id),
+            "severity": self.severity.as_str(),
+            "severity_text": self.severity_text,
+            "body": self.body,
+            "service": self.service,
+            "attributes": attr_map(&self.attributes),
+        })
+    }
+}
+
+impl MetricPoint {
+    /// The REST representation (API.md MetricPoint).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "timestamp": rfc3339_nanos(self.timestamp_unix_nanos),
+            "start_timestamp": rfc3339_nanos(self.start_unix_nanos),
+            "service": self.service,
+            "name": self.name,
+            "metric_type": self.metric_type.as_str(),
+            "value": json_f64(self.value),
+            "unit": self.unit,
+            "attributes": attr_map(&self.attributes),
+        });
+        let o = v.as_object_mut().expect("object");
+        if let Some(t) = self.temporality {
+            o.insert("temporality".into(), t.as_str().into());
+        }
+        if let Some(m) = self.is_monotonic {
+            o.insert("is_monotonic".into(), m.into());
+        }
+        if let Some(h) = &self.histogram {
+            let opt = |x: Option<f64>| x.map_or(serde_json::Value::Null, json_f64);
+            o.insert(
+                "histogram".into(),
+                serde_json::json!({
+                    "bounds": h.bounds.iter().map(|b| json_f64(*b)).collect::<Vec<_>>(),
+                    "counts": h.counts,
+                    "count": h.count,
+                    "sum": opt(h.sum),
+                    "min": opt(h.min),
+                    "max": opt(h.max),
+                    "temporality": self.temporality.unwrap_or(Temporality::Unspecified).as_str(),
+                }),
+            );
+        }
+        if self.metric_type == MetricType::Summary {
+            o.insert(
+                "quantiles".into(),
+                self.quantiles
+                    .iter()
+                    .map(|(q, v)| serde_json::json!({"quantile": json_f64(*q), "value": json_f64(*v)}))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+        }
+        v
     }
 }
 

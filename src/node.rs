@@ -166,6 +166,9 @@ impl Node {
         let otlp_listener = bind(&config.otlp_grpc_addr, "OTLP gRPC")
             .await
             .map_err(|e| e.to_string())?;
+        let otlp_http_listener = bind(&config.otlp_http_addr, "OTLP HTTP")
+            .await
+            .map_err(|e| e.to_string())?;
         let rest_listener = bind(&config.rest_addr, "REST")
             .await
             .map_err(|e| e.to_string())?;
@@ -213,19 +216,18 @@ impl Node {
             shutdown_rx.clone(),
             "otlp-grpc",
         ));
-        let app = crate::rest::router(node.clone());
-        let mut rx = shutdown_rx.clone();
-        servers.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(rest_listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "REST server failed");
-            }
-        }));
+        servers.push(spawn_http(
+            crate::otlp::http::router(node.clone()),
+            otlp_http_listener,
+            shutdown_rx.clone(),
+            "otlp-http",
+        ));
+        servers.push(spawn_http(
+            crate::rest::router(node.clone()),
+            rest_listener,
+            shutdown_rx.clone(),
+            "rest",
+        ));
         servers.push(tokio::spawn(snapshot_by_size(
             node.clone(),
             shutdown_rx.clone(),
@@ -239,6 +241,7 @@ impl Node {
             raft = %config.raft_addr,
             rest = %config.rest_addr,
             otlp_grpc = %config.otlp_grpc_addr,
+            otlp_http = %config.otlp_http_addr,
             "node started"
         );
         Ok(RunningNode {
@@ -536,6 +539,25 @@ fn spawn_grpc(
         };
         if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
             tracing::error!(error = %e, server = what, "gRPC server failed");
+        }
+    })
+}
+
+fn spawn_http(
+    app: axum::Router,
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, server = what, "HTTP server failed");
         }
     })
 }

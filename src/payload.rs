@@ -7,11 +7,15 @@
 use tael_consensus::{Record, BATCH_KEY_LEN, FIRST_APP_TAG};
 
 use crate::comments::{self, Comment};
-use crate::model::SpanRecord;
+use crate::model::{LogRecord, MetricPoint, SpanRecord};
 use crate::state::hot::{decode, encode, ApplyBatch, StoreError, StoreResult};
 
 /// A batch of spans from one export request.
 pub const TAG_SPANS: u8 = FIRST_APP_TAG;
+/// A batch of log records from one export request.
+pub const TAG_LOGS: u8 = FIRST_APP_TAG + 1;
+/// A batch of metric points from one export request.
+pub const TAG_METRICS: u8 = FIRST_APP_TAG + 2;
 
 /// One trace comment, stamped by the leader (see [`leader_stamp`]).
 pub const TAG_COMMENT: u8 = FIRST_APP_TAG + 8;
@@ -25,6 +29,22 @@ pub fn spans_record(spans: &[SpanRecord]) -> Record {
         tag: TAG_SPANS,
         batch_key: new_batch_key(),
         payload: encode(&spans),
+    }
+}
+
+pub fn logs_record(logs: &[LogRecord]) -> Record {
+    Record {
+        tag: TAG_LOGS,
+        batch_key: new_batch_key(),
+        payload: encode(&logs),
+    }
+}
+
+pub fn metrics_record(points: &[MetricPoint]) -> Record {
+    Record {
+        tag: TAG_METRICS,
+        batch_key: new_batch_key(),
+        payload: encode(&points),
     }
 }
 
@@ -59,9 +79,21 @@ pub fn leader_stamp(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<
     }
 }
 
-/// Applies one record, the entry at `log_index`, into `batch`; returns the
-/// number of telemetry records.
-pub fn apply(batch: &mut ApplyBatch<'_>, log_index: u64, record: &Record) -> StoreResult<u64> {
+/// What one applied record contained.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AppliedCounts {
+    pub spans: u64,
+    pub logs: u64,
+    pub metric_points: u64,
+}
+
+/// Applies one record, the entry at `log_index`, into `batch`.
+pub fn apply(
+    batch: &mut ApplyBatch<'_>,
+    log_index: u64,
+    record: &Record,
+) -> StoreResult<AppliedCounts> {
+    let mut counts = AppliedCounts::default();
     match record.tag {
         TAG_COMMENT => {
             let c: Comment = decode(&record.payload)?;
@@ -71,18 +103,33 @@ pub fn apply(batch: &mut ApplyBatch<'_>, log_index: u64, record: &Record) -> Sto
                 )));
             }
             batch.put_comment(log_index, &c);
-            Ok(0)
         }
         TAG_SPANS => {
             let spans: Vec<SpanRecord> = decode(&record.payload)?;
-            let n = spans.len() as u64;
+            counts.spans = spans.len() as u64;
             for span in spans {
                 batch.put_span(span)?;
             }
-            Ok(n)
         }
-        other => Err(StoreError::Corrupt(format!(
-            "log entry with unknown record tag {other}; was it written by a newer tael-raft?"
-        ))),
+        TAG_LOGS => {
+            let logs: Vec<LogRecord> = decode(&record.payload)?;
+            counts.logs = logs.len() as u64;
+            for log in logs {
+                batch.put_log(&log);
+            }
+        }
+        TAG_METRICS => {
+            let points: Vec<MetricPoint> = decode(&record.payload)?;
+            counts.metric_points = points.len() as u64;
+            for p in points {
+                batch.put_metric(&p);
+            }
+        }
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "log entry with unknown record tag {other}; was it written by a newer tael-raft?"
+            )))
+        }
     }
+    Ok(counts)
 }

@@ -7,6 +7,38 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, Gauge, Metric, NumberDataPoint,
+};
+use prost::Message;
+
+fn snap_log(i: u64) -> LogRecord {
+    LogRecord {
+        time_unix_nano: 1_700_000_000_000_000_000 + i,
+        // Half of them errors, to check an index after install.
+        severity_number: if i < 1000 { 17 } else { 9 },
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(format!("log {i}"))),
+        }),
+        ..Default::default()
+    }
+}
+
+fn snap_gauge(i: u64) -> Metric {
+    Metric {
+        name: "snap.gauge".into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                time_unix_nano: 1_700_000_000_000_000_000 + i,
+                value: Some(number_data_point::Value::AsInt(i as i64)),
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    }
+}
 
 const SERVICE: &str = "snapcatch";
 
@@ -33,11 +65,36 @@ async fn lagging_node_catches_up_by_snapshot() {
     c.kill(lagging);
 
     let mut acked = BTreeSet::new();
+    let mut logs_acked = 0;
     for i in 1..=150u64 {
         export(&mut client, trace_request(SERVICE, i, 3))
             .await
             .unwrap();
         acked.insert(trace_hex(i));
+        // Logs and metric points travel in the same snapshot.
+        if i % 10 == 0 {
+            let logs = logs_request(Some(SERVICE), vec![snap_log(i), snap_log(i + 1000)]);
+            let r = post(
+                &c,
+                writer,
+                "/v1/logs",
+                &[("Content-Type", "application/x-protobuf")],
+                &logs.encode_to_vec(),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            logs_acked += 2;
+            let points = metrics_request(SERVICE, vec![snap_gauge(i)]);
+            let r = post(
+                &c,
+                writer,
+                "/v1/metrics",
+                &[("Content-Type", "application/x-protobuf")],
+                &points.encode_to_vec(),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        }
     }
     acked.insert(trace_hex(0));
 
@@ -67,6 +124,36 @@ async fn lagging_node_catches_up_by_snapshot() {
     let got: BTreeSet<String> = spans.iter().map(|(t, _)| t.clone()).collect();
     assert_eq!(got, acked, "state after snapshot install + log catch-up");
     assert_eq!(spans.len(), acked.len() * 3, "no span lost or duplicated");
+    let logs = c
+        .get(
+            lagging,
+            &format!("/api/v1/logs?service={SERVICE}&limit=1000&consistency=local"),
+        )
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(
+        logs["count"], logs_acked,
+        "logs after snapshot install: {logs}"
+    );
+    let points = c
+        .get(lagging, "/api/v1/metrics?name=snap.gauge&consistency=local")
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(points["count"], 15, "metric points after snapshot install");
+    let severe = c
+        .get(
+            lagging,
+            "/api/v1/logs?severity=error&consistency=local&limit=1000",
+        )
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(
+        severe["count"], 15,
+        "the severity index came along: {severe}"
+    );
 
     // And it keeps applying new entries after the snapshot.
     export(&mut client, trace_request(SERVICE, 999, 3))

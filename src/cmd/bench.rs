@@ -1,42 +1,67 @@
-//! `tael-raft bench`: an OTLP/gRPC load generator.
+//! `tael-raft bench`: an OTLP load generator.
 //!
 //! Workers send export requests of realistic spans (attributes, events, some
-//! errors) round-robin to the targets, optionally paced to a total rate, and
-//! the report gives acknowledged spans/s and acknowledgement latency.
+//! errors) or log records round-robin to the targets, over OTLP/gRPC or
+//! OTLP/HTTP (protobuf), optionally paced to a total rate, and the report
+//! gives acknowledged records/s and acknowledgement latency.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
 use serde::Serialize;
 use tonic::transport::Channel;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchSignal {
+    Traces,
+    Logs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchTransport {
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies, one connection per request.
+    Http,
+}
+
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
+    /// OTLP/gRPC or OTLP/HTTP `host:port` addresses, per `transport`.
     pub targets: Vec<String>,
+    pub signal: BenchSignal,
+    pub transport: BenchTransport,
     pub concurrency: usize,
-    pub spans_per_request: usize,
+    pub records_per_request: usize,
     pub duration: Duration,
-    /// Total spans per second across workers; `None` sends as fast as acks come.
-    pub rate_spans_per_sec: Option<u64>,
+    /// Total records per second across workers; `None` sends as fast as acks come.
+    pub rate_records_per_sec: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub targets: Vec<String>,
+    pub signal: BenchSignal,
+    pub transport: BenchTransport,
     pub concurrency: usize,
-    pub spans_per_request: usize,
-    pub target_rate_spans_per_sec: Option<u64>,
+    pub records_per_request: usize,
+    pub target_rate_records_per_sec: Option<u64>,
     pub elapsed_secs: f64,
     pub requests_ok: u64,
     pub requests_failed: u64,
-    pub acked_spans: u64,
-    pub acked_spans_per_sec: f64,
+    pub acked_records: u64,
+    pub acked_records_per_sec: f64,
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
@@ -165,6 +190,63 @@ pub fn make_request(worker: u64, seq: u64, n: usize) -> ExportTraceServiceReques
     }
 }
 
+const LEVELS: [(i32, &str); 4] = [(9, "INFO"), (9, "INFO"), (13, "WARN"), (17, "ERROR")];
+
+/// One request of `n` log records, unique per (worker, sequence) like
+/// [`make_request`], some inside a trace.
+pub fn make_logs_request(worker: u64, seq: u64, n: usize) -> ExportLogsServiceRequest {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let service = SERVICES[(seq as usize + worker as usize) % SERVICES.len()];
+    let records = (0..n as u64)
+        .map(|i| {
+            let (severity, text) = LEVELS[((seq + i) % LEVELS.len() as u64) as usize];
+            let route = ROUTES[((seq + i) % ROUTES.len() as u64) as usize];
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&(worker + 1).to_be_bytes());
+            trace_id[8..].copy_from_slice(&(seq * 1_000_000 + i / 10 + 1).to_be_bytes());
+            LogRecord {
+                time_unix_nano: now - i * 1000,
+                observed_time_unix_nano: now,
+                severity_number: severity,
+                severity_text: text.into(),
+                body: Some(AnyValue {
+                    value: Some(Value::StringValue(format!(
+                        "{text} handled {route} for user-{} in {} ms (worker {worker} seq {seq} #{i})",
+                        (seq * 31 + i) % 10_000,
+                        (seq * 7919 + i * 104_729) % 400
+                    ))),
+                }),
+                attributes: vec![
+                    kv("http.route", Value::StringValue(route.into())),
+                    kv("thread.id", Value::IntValue((i % 16) as i64)),
+                ],
+                trace_id: if i % 2 == 0 {
+                    trace_id.to_vec()
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::StringValue(service.into()))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
 fn bench_span_id(worker: u64, seq: u64, i: u64) -> [u8; 8] {
     let mut id = [0u8; 8];
     id[..2].copy_from_slice(&((worker as u16) + 1).to_be_bytes());
@@ -172,38 +254,112 @@ fn bench_span_id(worker: u64, seq: u64, i: u64) -> [u8; 8] {
     id
 }
 
-async fn connect(addr: &str) -> Result<TraceServiceClient<Channel>, String> {
-    let ch = Channel::from_shared(format!("http://{addr}"))
+/// Where one worker sends its requests.
+#[derive(Clone)]
+enum Sender {
+    GrpcTraces(TraceServiceClient<Channel>),
+    GrpcLogs(LogsServiceClient<Channel>),
+    Http { url: String },
+}
+
+async fn channel(addr: &str) -> Result<Channel, String> {
+    Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .tcp_nodelay(true)
         .connect()
         .await
-        .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    Ok(TraceServiceClient::new(ch)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
+        .map_err(|e| format!("connecting to {addr}: {e}"))
+}
+
+async fn sender(opts: &BenchOptions, addr: &str) -> Result<Sender, String> {
+    Ok(match (opts.transport, opts.signal) {
+        (BenchTransport::Grpc, BenchSignal::Traces) => Sender::GrpcTraces(
+            TraceServiceClient::new(channel(addr).await?)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+        ),
+        (BenchTransport::Grpc, BenchSignal::Logs) => Sender::GrpcLogs(
+            LogsServiceClient::new(channel(addr).await?)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+        ),
+        (BenchTransport::Http, signal) => Sender::Http {
+            url: format!(
+                "http://{addr}/v1/{}",
+                match signal {
+                    BenchSignal::Traces => "traces",
+                    BenchSignal::Logs => "logs",
+                }
+            ),
+        },
+    })
+}
+
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Sender {
+    async fn send(
+        &mut self,
+        signal: BenchSignal,
+        worker: u64,
+        seq: u64,
+        n: usize,
+    ) -> Result<(), String> {
+        match self {
+            Sender::GrpcTraces(c) => c
+                .export(make_request(worker, seq, n))
+                .await
+                .map(drop)
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+            Sender::GrpcLogs(c) => c
+                .export(make_logs_request(worker, seq, n))
+                .await
+                .map(drop)
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
+            Sender::Http { url } => {
+                let body = match signal {
+                    BenchSignal::Traces => make_request(worker, seq, n).encode_to_vec(),
+                    BenchSignal::Logs => make_logs_request(worker, seq, n).encode_to_vec(),
+                };
+                let r = crate::http_client::request_with_headers(
+                    "POST",
+                    url,
+                    &[("Content-Type", "application/x-protobuf")],
+                    &body,
+                    HTTP_TIMEOUT,
+                )
+                .await?;
+                if r.status == 200 {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {}", r.status))
+                }
+            }
+        }
+    }
 }
 
 pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
-    assert!(opts.concurrency > 0 && opts.spans_per_request > 0 && !opts.targets.is_empty());
-    let mut clients = Vec::new();
+    assert!(opts.concurrency > 0 && opts.records_per_request > 0 && !opts.targets.is_empty());
+    let mut senders = Vec::new();
     for t in &opts.targets {
-        clients.push(connect(t).await?);
+        senders.push(sender(&opts, t).await?);
     }
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + opts.duration;
     // Pacing: each worker sends one request every `interval`.
-    let interval = opts.rate_spans_per_sec.map(|rate| {
-        let per_worker = rate as f64 / opts.concurrency as f64 / opts.spans_per_request as f64;
+    let interval = opts.rate_records_per_sec.map(|rate| {
+        let per_worker = rate as f64 / opts.concurrency as f64 / opts.records_per_request as f64;
         Duration::from_secs_f64(1.0 / per_worker.max(1e-3))
     });
     let run_prefix = u64::from(rand::random::<u32>()) << 16;
     let mut handles = Vec::new();
     for w in 0..opts.concurrency {
-        let mut client = clients[w % clients.len()].clone();
+        let mut sender = senders[w % senders.len()].clone();
         let acked = acked.clone();
-        let n = opts.spans_per_request;
+        let n = opts.records_per_request;
+        let signal = opts.signal;
         handles.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u32> = Vec::new();
             let mut failed = 0u64;
@@ -216,18 +372,18 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
                     tokio::time::sleep_until(next.into()).await;
                     next += i;
                 }
-                let req = make_request(run_prefix | w as u64, seq, n);
-                seq += 1;
                 let t0 = Instant::now();
-                match client.export(req).await {
-                    Ok(_) => {
+                let result = sender.send(signal, run_prefix | w as u64, seq, n).await;
+                seq += 1;
+                match result {
+                    Ok(()) => {
                         latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         acked.fetch_add(n as u64, Ordering::Relaxed);
                     }
-                    Err(s) => {
+                    Err(e) => {
                         failed += 1;
                         if errors.len() < 5 {
-                            errors.push(format!("{:?}: {}", s.code(), s.message()));
+                            errors.push(e);
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -257,17 +413,19 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         all[idx] as f64 / 1000.0
     };
     errors.truncate(10);
-    let acked_spans = acked.load(Ordering::Relaxed);
+    let acked_records = acked.load(Ordering::Relaxed);
     Ok(BenchReport {
         targets: opts.targets,
+        signal: opts.signal,
+        transport: opts.transport,
         concurrency: opts.concurrency,
-        spans_per_request: opts.spans_per_request,
-        target_rate_spans_per_sec: opts.rate_spans_per_sec,
+        records_per_request: opts.records_per_request,
+        target_rate_records_per_sec: opts.rate_records_per_sec,
         elapsed_secs: elapsed,
         requests_ok: all.len() as u64,
         requests_failed: failed,
-        acked_spans,
-        acked_spans_per_sec: acked_spans as f64 / elapsed,
+        acked_records,
+        acked_records_per_sec: acked_records as f64 / elapsed,
         latency_ms_p50: pct(0.50),
         latency_ms_p99: pct(0.99),
         latency_ms_max: all.last().map_or(0.0, |&m| m as f64 / 1000.0),
@@ -293,5 +451,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn log_requests_are_valid_and_distinct() {
+        let a = make_logs_request(0, 0, 50);
+        let b = make_logs_request(0, 1, 50);
+        let conv_a = crate::otlp::convert::logs(a);
+        assert_eq!((conv_a.records.len(), conv_a.rejected), (50, 0));
+        let conv_b = crate::otlp::convert::logs(b);
+        let bodies: std::collections::HashSet<String> = conv_a
+            .records
+            .iter()
+            .chain(&conv_b.records)
+            .map(|l| l.body.clone())
+            .collect();
+        assert_eq!(bodies.len(), 100, "content-keyed records must not collide");
     }
 }

@@ -16,9 +16,10 @@ pub struct DevNode {
     pub rest: String,
     pub raft: String,
     pub otlp_grpc: String,
+    pub otlp_http: String,
 }
 
-/// Node `id` (from 1) listens on 7701/7702/4317 shifted by 10 per node.
+/// Node `id` (from 1) listens on 7701/7702/4317/4318 shifted by 10 per node.
 pub fn dev_node(id: u64) -> DevNode {
     let shift = (id - 1) * 10;
     DevNode {
@@ -26,6 +27,7 @@ pub fn dev_node(id: u64) -> DevNode {
         rest: format!("127.0.0.1:{}", 7701 + shift),
         raft: format!("127.0.0.1:{}", 7702 + shift),
         otlp_grpc: format!("127.0.0.1:{}", 4317 + shift),
+        otlp_http: format!("127.0.0.1:{}", 4318 + shift),
     }
 }
 
@@ -45,6 +47,8 @@ fn spawn(exe: &Path, dir: &Path, n: &DevNode) -> Result<Child, String> {
             &n.rest,
             "--otlp-grpc-addr",
             &n.otlp_grpc,
+            "--otlp-http-addr",
+            &n.otlp_http,
         ])
         .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
         .stderr(Stdio::from(log))
@@ -97,13 +101,13 @@ pub async fn run(dir: PathBuf, nodes: u64) -> Result<(), String> {
         dir.display()
     );
     println!(
-        "{:<6} {:<24} {:<24} {:<24}",
-        "NODE", "REST", "OTLP/gRPC", "RAFT"
+        "{:<6} {:<24} {:<24} {:<24} {:<24}",
+        "NODE", "REST", "OTLP/gRPC", "OTLP/HTTP", "RAFT"
     );
     for n in &plan {
         println!(
-            "{:<6} http://{:<17} {:<24} {:<24}",
-            n.id, n.rest, n.otlp_grpc, n.raft
+            "{:<6} http://{:<17} {:<24} http://{:<17} {:<24}",
+            n.id, n.rest, n.otlp_grpc, n.otlp_http, n.raft
         );
     }
     println!("\nstatus: tael-raft status --server {first}\nCtrl-C stops the cluster.");

@@ -3,10 +3,16 @@
 //! A record that cannot be stored (bad id, oversized value) is counted and
 //! described for the OTLP partial-success response; the rest are stored.
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, Metric};
 
-use crate::model::{SpanEvent, SpanId, SpanKind, SpanRecord, SpanStatus, TraceId};
+use crate::model::{
+    HistogramData, LogRecord, MetricPoint, MetricType, Severity, SpanEvent, SpanId, SpanKind,
+    SpanRecord, SpanStatus, Temporality, TraceId,
+};
 
 /// Largest attribute value (after flattening to text) a record may carry.
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024 * 1024;
@@ -16,6 +22,13 @@ pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 1024;
 pub const MAX_ATTRIBUTES: usize = 1024;
 /// Most events on one span.
 pub const MAX_EVENTS: usize = 1024;
+/// Largest log body (after flattening to text).
+pub const MAX_LOG_BODY_BYTES: usize = 1024 * 1024;
+/// Most buckets in one histogram point (explicit, or after converting an
+/// exponential histogram).
+pub const MAX_HISTOGRAM_BUCKETS: usize = 4096;
+/// Most quantiles in one summary point.
+pub const MAX_QUANTILES: usize = 1024;
 /// Nesting depth of arrays/maps flattened into JSON text.
 const MAX_VALUE_DEPTH: usize = 16;
 
@@ -222,5 +235,418 @@ fn to_json(v: &AnyValue, depth: usize) -> serde_json::Value {
         Some(Value::IntValue(i)) => J::from(*i),
         Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
         _ => J::String(flatten(v, depth + 1)),
+    }
+}
+
+pub fn logs(req: ExportLogsServiceRequest) -> Converted<LogRecord> {
+    let mut out = Converted::default();
+    for rl in req.resource_logs {
+        let resource_attrs = rl.resource.map(|r| r.attributes).unwrap_or_default();
+        let service = service_name(&resource_attrs);
+        for sl in rl.scope_logs {
+            for rec in sl.log_records {
+                match log_record(&service, rec) {
+                    Ok(rec) => out.records.push(rec),
+                    Err(why) => out.reject(why),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A log's trace context is optional: absent or all-zero ids mean none.
+fn optional_id<const N: usize>(bytes: &[u8], what: &str) -> Result<Option<[u8; N]>, String> {
+    if bytes.is_empty() || bytes.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    id(bytes, what).map(Some)
+}
+
+fn log_record(
+    service: &str,
+    rec: opentelemetry_proto::tonic::logs::v1::LogRecord,
+) -> Result<LogRecord, String> {
+    let trace_id = optional_id(&rec.trace_id, "trace_id")?;
+    let span_id = optional_id(&rec.span_id, "span_id")?;
+    let body = rec.body.map(|b| flatten(&b, 0)).unwrap_or_default();
+    if body.len() > MAX_LOG_BODY_BYTES {
+        return Err(format!(
+            "log body of {} bytes exceeds {MAX_LOG_BODY_BYTES}",
+            body.len()
+        ));
+    }
+    let timestamp = if rec.time_unix_nano != 0 {
+        rec.time_unix_nano
+    } else {
+        rec.observed_time_unix_nano
+    };
+    Ok(LogRecord {
+        timestamp_unix_nanos: timestamp,
+        observed_unix_nanos: rec.observed_time_unix_nano,
+        trace_id,
+        span_id,
+        severity: Severity::from_number(rec.severity_number),
+        severity_text: clean_name(&rec.severity_text),
+        body,
+        service: service.to_string(),
+        attributes: attributes(rec.attributes)?,
+    })
+}
+
+pub fn metrics(req: ExportMetricsServiceRequest) -> Converted<MetricPoint> {
+    let mut out = Converted::default();
+    for rm in req.resource_metrics {
+        let resource_attrs = rm.resource.map(|r| r.attributes).unwrap_or_default();
+        let service = service_name(&resource_attrs);
+        for sm in rm.scope_metrics {
+            for m in sm.metrics {
+                metric_points(&service, m, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The fields every point of one metric shares.
+struct PointBase<'a> {
+    service: &'a str,
+    name: String,
+    unit: String,
+}
+
+impl PointBase<'_> {
+    fn point(
+        &self,
+        metric_type: MetricType,
+        time: u64,
+        start: u64,
+        value: f64,
+        attrs: Vec<KeyValue>,
+    ) -> Result<MetricPoint, String> {
+        Ok(MetricPoint {
+            timestamp_unix_nanos: time,
+            start_unix_nanos: start,
+            service: self.service.to_string(),
+            name: self.name.clone(),
+            metric_type,
+            value,
+            unit: self.unit.clone(),
+            attributes: attributes(attrs)?,
+            temporality: None,
+            is_monotonic: None,
+            histogram: None,
+            quantiles: Vec::new(),
+        })
+    }
+}
+
+fn number_value(v: Option<number_data_point::Value>) -> Result<f64, String> {
+    match v {
+        Some(number_data_point::Value::AsDouble(d)) => Ok(d),
+        Some(number_data_point::Value::AsInt(i)) => Ok(i as f64),
+        None => Err("number data point has no value".into()),
+    }
+}
+
+fn metric_points(service: &str, m: Metric, out: &mut Converted<MetricPoint>) {
+    if m.name.is_empty() {
+        let n = points_in(&m);
+        for _ in 0..n.max(1) {
+            out.reject("metric has no name".into());
+        }
+        return;
+    }
+    let base = PointBase {
+        service,
+        name: clean_name(&m.name),
+        unit: clean_name(&m.unit),
+    };
+    let mut push = |r: Result<MetricPoint, String>| match r {
+        Ok(p) => out.records.push(p),
+        Err(why) => out.reject(format!("metric {:?}: {why}", base.name)),
+    };
+    match m.data {
+        None => push(Err("metric has no data".into())),
+        Some(metric::Data::Gauge(g)) => {
+            for p in g.data_points {
+                push(number_value(p.value).and_then(|v| {
+                    base.point(
+                        MetricType::Gauge,
+                        p.time_unix_nano,
+                        p.start_time_unix_nano,
+                        v,
+                        p.attributes,
+                    )
+                }));
+            }
+        }
+        Some(metric::Data::Sum(s)) => {
+            let temporality = Temporality::from_otlp(s.aggregation_temporality);
+            for p in s.data_points {
+                push(number_value(p.value).and_then(|v| {
+                    let mut point = base.point(
+                        MetricType::Sum,
+                        p.time_unix_nano,
+                        p.start_time_unix_nano,
+                        v,
+                        p.attributes,
+                    )?;
+                    point.temporality = Some(temporality);
+                    point.is_monotonic = Some(s.is_monotonic);
+                    Ok(point)
+                }));
+            }
+        }
+        Some(metric::Data::Histogram(h)) => {
+            let temporality = Temporality::from_otlp(h.aggregation_temporality);
+            for p in h.data_points {
+                push((|| {
+                    let hist = explicit_histogram(
+                        p.explicit_bounds,
+                        p.bucket_counts,
+                        p.count,
+                        p.sum,
+                        p.min,
+                        p.max,
+                    )?;
+                    let mut point = base.point(
+                        MetricType::Histogram,
+                        p.time_unix_nano,
+                        p.start_time_unix_nano,
+                        hist.sum.unwrap_or(0.0),
+                        p.attributes,
+                    )?;
+                    point.temporality = Some(temporality);
+                    point.histogram = Some(hist);
+                    Ok(point)
+                })());
+            }
+        }
+        Some(metric::Data::ExponentialHistogram(h)) => {
+            let temporality = Temporality::from_otlp(h.aggregation_temporality);
+            for p in h.data_points {
+                push((|| {
+                    let hist = exponential_to_explicit(&p)?;
+                    let mut point = base.point(
+                        MetricType::Histogram,
+                        p.time_unix_nano,
+                        p.start_time_unix_nano,
+                        hist.sum.unwrap_or(0.0),
+                        p.attributes,
+                    )?;
+                    point.temporality = Some(temporality);
+                    point.histogram = Some(hist);
+                    Ok(point)
+                })());
+            }
+        }
+        Some(metric::Data::Summary(s)) => {
+            for p in s.data_points {
+                push((|| {
+                    if p.quantile_values.len() > MAX_QUANTILES {
+                        return Err(format!(
+                            "{} quantiles, the limit is {MAX_QUANTILES}",
+                            p.quantile_values.len()
+                        ));
+                    }
+                    let mut point = base.point(
+                        MetricType::Summary,
+                        p.time_unix_nano,
+                        p.start_time_unix_nano,
+                        p.sum,
+                        p.attributes,
+                    )?;
+                    point.histogram = Some(HistogramData {
+                        bounds: Vec::new(),
+                        counts: Vec::new(),
+                        count: p.count,
+                        sum: Some(p.sum),
+                        min: None,
+                        max: None,
+                    });
+                    point.quantiles = p
+                        .quantile_values
+                        .iter()
+                        .map(|q| (q.quantile, q.value))
+                        .collect();
+                    Ok(point)
+                })());
+            }
+        }
+    }
+}
+
+fn points_in(m: &Metric) -> usize {
+    match &m.data {
+        None => 0,
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(metric::Data::Summary(s)) => s.data_points.len(),
+    }
+}
+
+fn explicit_histogram(
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+    count: u64,
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+) -> Result<HistogramData, String> {
+    if counts.len() > MAX_HISTOGRAM_BUCKETS {
+        return Err(format!(
+            "{} buckets, the limit is {MAX_HISTOGRAM_BUCKETS}",
+            counts.len()
+        ));
+    }
+    // Both empty is a histogram without a distribution (count and sum only).
+    if !(counts.is_empty() && bounds.is_empty()) && counts.len() != bounds.len() + 1 {
+        return Err(format!(
+            "{} bucket counts for {} bounds; expected one more count than bounds",
+            counts.len(),
+            bounds.len()
+        ));
+    }
+    if bounds.iter().any(|b| !b.is_finite()) || bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("explicit bounds must be finite and strictly ascending".into());
+    }
+    Ok(HistogramData {
+        bounds,
+        counts,
+        count,
+        sum,
+        min,
+        max,
+    })
+}
+
+/// Re-expresses base-2 exponential buckets as explicit upper bounds.
+/// Bucket `i` at scale `s` holds values in `(base^i, base^(i+1)]` with
+/// `base = 2^(2^-s)`; negative buckets mirror that, and the zero bucket
+/// ends at the zero threshold. A final empty bucket stands for "above the
+/// last bound", so no boundary is lost.
+fn exponential_to_explicit(
+    p: &opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint,
+) -> Result<HistogramData, String> {
+    if !(-10..=20).contains(&p.scale) {
+        return Err(format!(
+            "exponential histogram scale {} out of range",
+            p.scale
+        ));
+    }
+    let empty = Default::default();
+    let pos = p.positive.as_ref().unwrap_or(&empty);
+    let neg = p.negative.as_ref().unwrap_or(&empty);
+    let total = pos.bucket_counts.len() + neg.bucket_counts.len() + 2;
+    if total > MAX_HISTOGRAM_BUCKETS {
+        return Err(format!(
+            "{total} buckets after conversion, the limit is {MAX_HISTOGRAM_BUCKETS}"
+        ));
+    }
+    let step = 2f64.powi(-p.scale);
+    let bound = |i: i64| 2f64.powf(i as f64 * step);
+    let mut bounds = Vec::with_capacity(total);
+    let mut counts = Vec::with_capacity(total);
+    // Negative buckets, most negative first: bucket i covers [-base^(i+1), -base^i).
+    for (k, c) in neg.bucket_counts.iter().enumerate().rev() {
+        let i = neg.offset as i64 + k as i64;
+        bounds.push(-bound(i));
+        counts.push(*c);
+    }
+    if p.zero_count > 0 || !neg.bucket_counts.is_empty() {
+        bounds.push(p.zero_threshold.abs());
+        counts.push(p.zero_count);
+    }
+    for (k, c) in pos.bucket_counts.iter().enumerate() {
+        let i = pos.offset as i64 + k as i64;
+        bounds.push(bound(i + 1));
+        counts.push(*c);
+    }
+    if bounds.is_empty() {
+        return explicit_histogram(Vec::new(), Vec::new(), p.count, p.sum, p.min, p.max);
+    }
+    counts.push(0);
+    // Collapse bounds that rounding made equal, keeping the counts.
+    let mut out_bounds: Vec<f64> = Vec::with_capacity(bounds.len());
+    let mut out_counts: Vec<u64> = Vec::with_capacity(counts.len());
+    for (b, c) in bounds.into_iter().zip(counts.iter().copied()) {
+        match out_bounds.last() {
+            Some(last) if b <= *last => *out_counts.last_mut().unwrap() += c,
+            _ => {
+                out_bounds.push(b);
+                out_counts.push(c);
+            }
+        }
+    }
+    out_counts.push(*counts.last().unwrap());
+    explicit_histogram(out_bounds, out_counts, p.count, p.sum, p.min, p.max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
+    use opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint;
+
+    #[test]
+    fn severity_ranges() {
+        assert_eq!(Severity::from_number(0), Severity::Unspecified);
+        assert_eq!(Severity::from_number(1), Severity::Trace);
+        assert_eq!(Severity::from_number(9), Severity::Info);
+        assert_eq!(Severity::from_number(13), Severity::Warn);
+        assert_eq!(Severity::from_number(17), Severity::Error);
+        assert_eq!(Severity::from_number(24), Severity::Fatal);
+        assert_eq!(Severity::from_number(25), Severity::Unspecified);
+    }
+
+    #[test]
+    fn exponential_buckets_become_explicit_bounds() {
+        let p = ExponentialHistogramDataPoint {
+            scale: 0,
+            count: 6,
+            zero_count: 1,
+            positive: Some(Buckets {
+                offset: 0,
+                bucket_counts: vec![2, 3],
+            }),
+            ..Default::default()
+        };
+        let h = exponential_to_explicit(&p).unwrap();
+        // zero bucket up to 0, then (1,2], (2,4], then the overflow bucket.
+        assert_eq!(h.bounds, vec![0.0, 2.0, 4.0]);
+        assert_eq!(h.counts, vec![1, 2, 3, 0]);
+        assert_eq!(h.count, 6);
+
+        let p = ExponentialHistogramDataPoint {
+            scale: 1,
+            count: 2,
+            negative: Some(Buckets {
+                offset: 1,
+                bucket_counts: vec![1],
+            }),
+            positive: Some(Buckets {
+                offset: -1,
+                bucket_counts: vec![1],
+            }),
+            ..Default::default()
+        };
+        let h = exponential_to_explicit(&p).unwrap();
+        let r2 = 2f64.sqrt();
+        assert_eq!(h.bounds.len(), 3);
+        assert!((h.bounds[0] + r2).abs() < 1e-12);
+        assert_eq!(h.bounds[1], 0.0);
+        assert!((h.bounds[2] - 1.0).abs() < 1e-12);
+        assert_eq!(h.counts, vec![1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn bad_explicit_histograms_are_rejected() {
+        assert!(explicit_histogram(vec![1.0], vec![1], 1, None, None, None).is_err());
+        assert!(explicit_histogram(vec![2.0, 1.0], vec![1, 1, 1], 3, None, None, None).is_err());
+        assert!(explicit_histogram(vec![f64::NAN], vec![1, 1], 2, None, None, None).is_err());
+        assert!(explicit_histogram(vec![], vec![], 5, Some(1.0), None, None).is_ok());
     }
 }

@@ -8,21 +8,15 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Request, Response, Status};
 
+use crate::ingest::Transport;
 use crate::node::{ClusterError, Node};
-use crate::otlp::convert;
-
-/// Largest accepted export, after decompression (the OTLP/HTTP limit too).
-pub const MAX_EXPORT_BYTES: usize = 20 * 1024 * 1024;
+use crate::otlp::{export, Logs, Metrics, OtlpSignal, Traces, MAX_EXPORT_BYTES};
 
 pub struct OtlpCodec<Resp, Req>(PhantomData<(Resp, Req)>);
 
@@ -73,40 +67,47 @@ where
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
-/// One OTLP collector service: its gRPC name and how it handles an export.
-pub trait ExportHandler: Send + Sync + 'static {
-    const SERVICE: &'static str;
-    type Req: prost::Message + Default + Send + 'static;
-    type Resp: prost::Message + Send + 'static;
-    fn export(&self, req: Self::Req) -> impl Future<Output = Result<Self::Resp, Status>> + Send;
+/// The collector service of one signal.
+pub struct OtlpService<S> {
+    node: Arc<Node>,
+    _signal: PhantomData<fn() -> S>,
 }
 
-pub struct OtlpService<H>(Arc<H>);
-
-impl<H> Clone for OtlpService<H> {
+impl<S> Clone for OtlpService<S> {
     fn clone(&self) -> Self {
-        OtlpService(self.0.clone())
+        OtlpService {
+            node: self.node.clone(),
+            _signal: PhantomData,
+        }
     }
 }
 
-impl<H: ExportHandler> tonic::server::NamedService for OtlpService<H> {
-    const NAME: &'static str = H::SERVICE;
+impl<S: OtlpSignal> tonic::server::NamedService for OtlpService<S> {
+    const NAME: &'static str = S::SERVICE;
 }
 
-struct Unary<H>(Arc<H>);
+struct Unary<S> {
+    node: Arc<Node>,
+    _signal: PhantomData<fn() -> S>,
+}
 
-impl<H: ExportHandler> tonic::server::UnaryService<H::Req> for Unary<H> {
-    type Response = H::Resp;
-    type Future = BoxFuture<Response<H::Resp>, Status>;
-    fn call(&mut self, request: Request<H::Req>) -> Self::Future {
-        let h = self.0.clone();
-        Box::pin(async move { h.export(request.into_inner()).await.map(Response::new) })
+impl<S: OtlpSignal> tonic::server::UnaryService<S::Req> for Unary<S> {
+    type Response = S::Resp;
+    type Future = BoxFuture<Response<S::Resp>, Status>;
+    fn call(&mut self, request: Request<S::Req>) -> Self::Future {
+        let node = self.node.clone();
+        Box::pin(async move {
+            export::<S>(&node, Transport::Grpc, request.into_inner())
+                .await
+                .map(Response::new)
+                .map_err(status_from)
+        })
     }
 }
 
-impl<H, B> tower_service::Service<http::Request<B>> for OtlpService<H>
+impl<S, B> tower_service::Service<http::Request<B>> for OtlpService<S>
 where
-    H: ExportHandler,
+    S: OtlpSignal,
     B: http_body::Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
@@ -119,70 +120,107 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let h = self.0.clone();
+        let node = self.node.clone();
         let is_export = req
             .uri()
             .path()
             .strip_prefix('/')
-            .and_then(|p| p.strip_prefix(H::SERVICE))
+            .and_then(|p| p.strip_prefix(S::SERVICE))
             == Some("/Export");
         Box::pin(async move {
             if !is_export {
                 return Ok(Status::unimplemented("unknown method").into_http());
             }
-            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<H::Resp, H::Req>::default())
+            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<S::Resp, S::Req>::default())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .apply_max_message_size_config(Some(MAX_EXPORT_BYTES), Some(MAX_EXPORT_BYTES));
-            Ok(grpc.unary(Unary(h), req).await)
+            let unary = Unary::<S> {
+                node,
+                _signal: PhantomData,
+            };
+            Ok(grpc.unary(unary, req).await)
         })
     }
 }
 
 pub fn status_from(e: ClusterError) -> Status {
     match e {
-        ClusterError::Unavailable(m) => Status::unavailable(m),
+        ClusterError::Unavailable(m) => unavailable_with_retry_info(m, RETRY_DELAY_SECS),
         ClusterError::Invalid(m) => Status::invalid_argument(m),
         ClusterError::Internal(m) => Status::internal(m),
     }
 }
 
-pub struct TraceHandler {
-    pub node: Arc<Node>,
+/// The retry delay suggested to clients when the cluster cannot commit.
+const RETRY_DELAY_SECS: i64 = 1;
+
+// google.rpc.Status with a google.rpc.RetryInfo detail: the retry hint OTLP
+// exporters read from an UNAVAILABLE answer.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
 }
 
-impl ExportHandler for TraceHandler {
-    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-    type Req = ExportTraceServiceRequest;
-    type Resp = ExportTraceServiceResponse;
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
 
-    async fn export(
-        &self,
-        req: ExportTraceServiceRequest,
-    ) -> Result<ExportTraceServiceResponse, Status> {
-        let m = &self.node.ingest;
-        m.requests_grpc.fetch_add(1, Ordering::Relaxed);
-        let converted = convert::traces(req);
-        m.spans_rejected_grpc
-            .fetch_add(converted.rejected, Ordering::Relaxed);
-        if converted.records.is_empty() {
-            if let Some(why) = converted.first_error {
-                return Err(Status::invalid_argument(format!("no valid spans: {why}")));
-            }
-            return Ok(ExportTraceServiceResponse {
-                partial_success: None,
-            });
-        }
-        crate::ingest::ingest_spans(&self.node, converted.records)
-            .await
-            .map_err(status_from)?;
-        let partial_success = converted.first_error.map(|why| ExportTracePartialSuccess {
-            rejected_spans: converted.rejected as i64,
-            error_message: why,
-        });
-        Ok(ExportTraceServiceResponse { partial_success })
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+fn unavailable_with_retry_info(message: String, delay_secs: i64) -> Status {
+    use prost::Message;
+    let retry = RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: delay_secs,
+            nanos: 0,
+        }),
+    };
+    let details = RpcStatus {
+        code: tonic::Code::Unavailable as i32,
+        message: message.clone(),
+        details: vec![ProtoAny {
+            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
+            value: retry.encode_to_vec(),
+        }],
+    };
+    Status::with_details(
+        tonic::Code::Unavailable,
+        message,
+        details.encode_to_vec().into(),
+    )
+}
+
+fn service<S: OtlpSignal>(node: &Arc<Node>) -> OtlpService<S> {
+    OtlpService {
+        node: node.clone(),
+        _signal: PhantomData,
     }
 }
 
 pub fn router(node: Arc<Node>) -> tonic::transport::server::Router {
-    tonic::transport::Server::builder().add_service(OtlpService(Arc::new(TraceHandler { node })))
+    tonic::transport::Server::builder()
+        .add_service(service::<Traces>(&node))
+        .add_service(service::<Logs>(&node))
+        .add_service(service::<Metrics>(&node))
 }

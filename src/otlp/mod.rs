@@ -1,4 +1,148 @@
-//! OpenTelemetry protocol ingest.
+//! OpenTelemetry protocol ingest: gRPC and HTTP transports over one export path.
 
 pub mod convert;
 pub mod grpc;
+pub mod http;
+
+use std::sync::atomic::Ordering;
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tael_consensus::Record;
+
+use crate::ingest::{Signal, Transport};
+use crate::model::{LogRecord, MetricPoint, SpanRecord};
+use crate::node::{ClusterError, Node};
+use crate::payload;
+use convert::Converted;
+
+/// Largest accepted export, after decompression (gRPC and HTTP).
+pub const MAX_EXPORT_BYTES: usize = 20 * 1024 * 1024;
+
+/// One OTLP signal: its request and response messages and how its records
+/// are validated and carried in the log.
+pub trait OtlpSignal: Send + Sync + 'static {
+    const SIGNAL: Signal;
+    /// The gRPC service name.
+    const SERVICE: &'static str;
+    /// What a record is called in messages ("spans", "log records", ...).
+    const RECORDS: &'static str;
+    type Req: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static;
+    type Resp: prost::Message + Default + serde::Serialize + Send + 'static;
+    type Rec: Send + 'static;
+    fn convert(req: Self::Req) -> Converted<Self::Rec>;
+    fn log_record(records: &[Self::Rec]) -> Record;
+    fn response(rejected: Option<(u64, String)>) -> Self::Resp;
+}
+
+pub struct Traces;
+pub struct Logs;
+pub struct Metrics;
+
+impl OtlpSignal for Traces {
+    const SIGNAL: Signal = Signal::Traces;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const RECORDS: &'static str = "spans";
+    type Req = ExportTraceServiceRequest;
+    type Resp = ExportTraceServiceResponse;
+    type Rec = SpanRecord;
+    fn convert(req: Self::Req) -> Converted<SpanRecord> {
+        convert::traces(req)
+    }
+    fn log_record(records: &[SpanRecord]) -> Record {
+        payload::spans_record(records)
+    }
+    fn response(rejected: Option<(u64, String)>) -> Self::Resp {
+        ExportTraceServiceResponse {
+            partial_success: rejected.map(|(n, why)| ExportTracePartialSuccess {
+                rejected_spans: n as i64,
+                error_message: why,
+            }),
+        }
+    }
+}
+
+impl OtlpSignal for Logs {
+    const SIGNAL: Signal = Signal::Logs;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const RECORDS: &'static str = "log records";
+    type Req = ExportLogsServiceRequest;
+    type Resp = ExportLogsServiceResponse;
+    type Rec = LogRecord;
+    fn convert(req: Self::Req) -> Converted<LogRecord> {
+        convert::logs(req)
+    }
+    fn log_record(records: &[LogRecord]) -> Record {
+        payload::logs_record(records)
+    }
+    fn response(rejected: Option<(u64, String)>) -> Self::Resp {
+        ExportLogsServiceResponse {
+            partial_success: rejected.map(|(n, why)| ExportLogsPartialSuccess {
+                rejected_log_records: n as i64,
+                error_message: why,
+            }),
+        }
+    }
+}
+
+impl OtlpSignal for Metrics {
+    const SIGNAL: Signal = Signal::Metrics;
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const RECORDS: &'static str = "metric data points";
+    type Req = ExportMetricsServiceRequest;
+    type Resp = ExportMetricsServiceResponse;
+    type Rec = MetricPoint;
+    fn convert(req: Self::Req) -> Converted<MetricPoint> {
+        convert::metrics(req)
+    }
+    fn log_record(records: &[MetricPoint]) -> Record {
+        payload::metrics_record(records)
+    }
+    fn response(rejected: Option<(u64, String)>) -> Self::Resp {
+        ExportMetricsServiceResponse {
+            partial_success: rejected.map(|(n, why)| ExportMetricsPartialSuccess {
+                rejected_data_points: n as i64,
+                error_message: why,
+            }),
+        }
+    }
+}
+
+/// Validates one decoded export and commits its valid records as one log
+/// entry. A request with nothing valid in it is `Invalid`; one with some
+/// invalid records is answered with a partial success.
+pub async fn export<S: OtlpSignal>(
+    node: &Node,
+    transport: Transport,
+    req: S::Req,
+) -> Result<S::Resp, ClusterError> {
+    let counters = node.ingest.get(S::SIGNAL, transport);
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    let converted = S::convert(req);
+    counters
+        .rejected
+        .fetch_add(converted.rejected, Ordering::Relaxed);
+    if converted.records.is_empty() {
+        return match converted.first_error {
+            Some(why) => Err(ClusterError::Invalid(format!(
+                "no valid {}: {why}",
+                S::RECORDS
+            ))),
+            None => Ok(S::response(None)),
+        };
+    }
+    let record = S::log_record(&converted.records);
+    let n = converted.records.len() as u64;
+    drop(converted.records);
+    crate::ingest::commit(node, S::SIGNAL, transport, record, n).await?;
+    Ok(S::response(
+        converted.first_error.map(|why| (converted.rejected, why)),
+    ))
+}

@@ -148,30 +148,43 @@ pub async fn prometheus(State(node): State<Arc<Node>>) -> Response {
     };
     let one = |v: u64| vec![(String::new(), v as f64)];
     let ing = &node.ingest;
+    let mut records = Vec::new();
+    let mut requests = Vec::new();
+    for signal in crate::ingest::Signal::ALL {
+        for transport in crate::ingest::Transport::ALL {
+            let c = ing.get(signal, transport);
+            let labels = format!(
+                "signal=\"{}\",transport=\"{}\"",
+                signal.as_str(),
+                transport.as_str()
+            );
+            for (outcome, v) in [
+                ("accepted", &c.accepted),
+                ("rejected", &c.rejected),
+                ("unavailable", &c.unavailable),
+            ] {
+                records.push((
+                    format!("{{{labels},outcome=\"{outcome}\"}}"),
+                    v.load(Ordering::Relaxed) as f64,
+                ));
+            }
+            requests.push((
+                format!("{{{labels}}}"),
+                c.requests.load(Ordering::Relaxed) as f64,
+            ));
+        }
+    }
     metric(
         "tael_ingest_records_total",
         "counter",
-        "Telemetry records by signal, transport and outcome.",
-        &[
-            (
-                "{signal=\"traces\",transport=\"grpc\",outcome=\"accepted\"}".into(),
-                ing.spans_accepted_grpc.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "{signal=\"traces\",transport=\"grpc\",outcome=\"rejected\"}".into(),
-                ing.spans_rejected_grpc.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "{signal=\"traces\",transport=\"grpc\",outcome=\"unavailable\"}".into(),
-                ing.spans_unavailable_grpc.load(Ordering::Relaxed) as f64,
-            ),
-        ],
+        "Telemetry records by signal, transport and outcome (accepted: committed; rejected: invalid; unavailable: refused for lack of leader or quorum).",
+        &records,
     );
     metric(
-        "tael_raft_term",
-        "gauge",
-        "Current Raft term.",
-        &one(m.current_term),
+        "tael_ingest_requests_total",
+        "counter",
+        "OTLP export requests by signal and transport.",
+        &requests,
     );
     metric(
         "tael_raft_is_leader",

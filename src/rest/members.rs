@@ -128,8 +128,7 @@ async fn relay_or_fail(
     let r = http_client::request_with_headers(
         method.as_str(),
         &url,
-        Some("application/json"),
-        &[(RELAYED_HEADER, "1")],
+        &[("Content-Type", "application/json"), (RELAYED_HEADER, "1")],
         body,
         MAX_CATCH_UP_WAIT + Duration::from_secs(30),
     )

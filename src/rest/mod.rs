@@ -5,6 +5,7 @@ mod cluster;
 mod comments;
 mod members;
 mod params;
+mod signals;
 mod traces;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/api/v1/services", get(traces::services))
         .route("/api/v1/blobs/{sha256}", get(blobs::get))
+        .route("/api/v1/logs", get(signals::logs))
+        .route("/api/v1/metrics", get(signals::metrics))
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/cluster/init", post(cluster::init))
         .route(

@@ -8,9 +8,17 @@
 //! - `svc_stats`   service                                  → ServiceStats (bincode)
 //! - `svc_traces`  len16 ++ service ++ trace id             → u32 LE spans of that trace
 //! - `meta`        `last_applied`, `membership`             → JSON
+//! - `logs`            time BE ++ content key                 → log record (bincode)
+//! - `log_by_service`  day ++ len16 ++ service ++ time ++ content key → ()
+//! - `log_by_severity` day ++ severity code ++ time ++ content key   → ()
+//! - `log_by_trace`    trace id ++ time ++ content key               → ()
+//! - `metrics`         time BE ++ content key                 → metric point (bincode)
+//! - `metric_by_name`  day ++ len16 ++ name ++ time ++ content key   → ()
 //!
 //! Re-ingesting a span replaces it: its old index entries and counters are
-//! removed in the same batch, so a span never appears twice.
+//! removed in the same batch, so a span never appears twice. Logs and metric
+//! points have no id of their own; they are keyed by a hash of their whole
+//! content, so a re-sent record lands on the same keys and replaces itself.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,7 +30,9 @@ use fjall::{
 use serde::{Deserialize, Serialize};
 use tael_consensus::{LogId, StoredMembership};
 
-use crate::model::{SpanRecord, SpanStatus, TraceId};
+use sha2::{Digest, Sha256};
+
+use crate::model::{LogRecord, MetricPoint, MetricType, Severity, SpanRecord, SpanStatus, TraceId};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -74,7 +84,8 @@ pub struct ServiceStats {
 }
 
 /// Every keyspace, in a fixed order: snapshots refer to them by position.
-pub const KEYSPACES: [&str; 10] = [
+/// New keyspaces are appended, so older snapshot files keep their meaning.
+pub const KEYSPACES: [&str; 16] = [
     "spans",
     "by_time",
     "by_service",
@@ -82,6 +93,12 @@ pub const KEYSPACES: [&str; 10] = [
     "svc_stats",
     "svc_traces",
     "meta",
+    "logs",
+    "log_by_service",
+    "log_by_severity",
+    "log_by_trace",
+    "metrics",
+    "metric_by_name",
     // trace id ++ log index (big-endian) → Comment: a trace's comments in
     // commit order.
     "comments",
@@ -91,6 +108,19 @@ pub const KEYSPACES: [&str; 10] = [
     // (see crate::fulltext).
     "ft_pending",
 ];
+const LOGS: usize = 7;
+const LOG_BY_SERVICE: usize = 8;
+const LOG_BY_SEVERITY: usize = 9;
+const LOG_BY_TRACE: usize = 10;
+const METRICS: usize = 11;
+const METRIC_BY_NAME: usize = 12;
+const COMMENTS: usize = 13;
+const BLOBS: usize = 14;
+const FT_PENDING: usize = 15;
+/// Length of the content key that identifies a log record or metric point.
+const CONTENT_KEY_LEN: usize = 16;
+/// Time ++ content key: the tail of every log and metric key.
+const RECORD_KEY_LEN: usize = 8 + CONTENT_KEY_LEN;
 const META_LAST_APPLIED: &[u8] = b"last_applied";
 /// Journal files beyond which the small keyspaces are flushed (see [`HotStore::maintain`]).
 const MAX_PINNED_JOURNALS: usize = 2;
@@ -177,6 +207,51 @@ fn service_key(service: &str, start: u64, span: &[u8; 24]) -> Vec<u8> {
     k
 }
 
+/// Time ++ a hash of the record's encoding: the same record always gets the
+/// same key, on every replica and on every retry.
+fn record_key(time_unix_nanos: u64, encoded: &[u8]) -> [u8; RECORD_KEY_LEN] {
+    let digest = Sha256::digest(encoded);
+    let mut k = [0u8; RECORD_KEY_LEN];
+    k[..8].copy_from_slice(&time_unix_nanos.to_be_bytes());
+    k[8..].copy_from_slice(&digest[..CONTENT_KEY_LEN]);
+    k
+}
+
+/// How a log or metric search reaches its candidates.
+enum Walk {
+    /// The time-ordered primary keyspace.
+    Primary,
+    /// An index keyed prefix ++ time ++ content key.
+    Prefixed(usize, Vec<u8>),
+    /// An index keyed day ++ prefix ++ time ++ content key.
+    DayBucketed(usize, Vec<u8>),
+}
+
+/// Width of the time buckets that lead the service, severity and name
+/// indexes of logs and metrics: as for spans' `by_service`, new keys then
+/// only overlap the current bucket's tables, so compaction never re-merges
+/// older history. A day keeps the buckets a long window visits few.
+const DAY_NANOS: u64 = 86_400 * 1_000_000_000;
+
+fn day_prefix(day: u64, prefix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + prefix.len() + RECORD_KEY_LEN);
+    k.extend_from_slice(&day.to_be_bytes());
+    k.extend_from_slice(prefix);
+    k
+}
+
+fn bucketed(prefix: &[u8], record_key: &[u8; RECORD_KEY_LEN]) -> Vec<u8> {
+    let time = u64::from_be_bytes(record_key[..8].try_into().expect("8 bytes"));
+    prefixed(&day_prefix(time / DAY_NANOS, prefix), record_key)
+}
+
+fn prefixed(prefix: &[u8], record_key: &[u8; RECORD_KEY_LEN]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + RECORD_KEY_LEN);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(record_key);
+    k
+}
+
 fn svc_trace_key(service: &str, trace: &TraceId) -> Vec<u8> {
     let mut k = service_prefix(service);
     k.extend_from_slice(trace);
@@ -219,7 +294,7 @@ impl HotStore {
         &self.keyspaces[5]
     }
     fn comments(&self) -> &Keyspace {
-        &self.keyspaces[7]
+        &self.keyspaces[COMMENTS]
     }
 
     /// A trace's comments in commit order, at most `limit`.
@@ -237,11 +312,11 @@ impl HotStore {
     }
 
     fn blobs(&self) -> &Keyspace {
-        &self.keyspaces[8]
+        &self.keyspaces[BLOBS]
     }
 
     fn ft_pending(&self) -> &Keyspace {
-        &self.keyspaces[9]
+        &self.keyspaces[FT_PENDING]
     }
 
     /// Queued full-text documents of entries after `after_index`, in log
@@ -333,11 +408,23 @@ impl HotStore {
     /// fjall's journal limit forces all keyspaces to flush at once, which
     /// halts writes while the flushes queue up. Flushing a small memtable is
     /// cheap.
+    ///
+    /// Log and metric keyspaces are small or large depending on the
+    /// workload, so they are flushed only while their memtable is well
+    /// below the size at which it would flush by itself.
     pub fn maintain(&self) -> StoreResult<()> {
+        use fjall::AbstractTree;
         self.db.persist(PersistMode::SyncData)?;
         if self.db.journal_count() > MAX_PINNED_JOURNALS {
             for &i in &SMALL_KEYSPACES {
                 self.keyspaces[i].rotate_memtable()?;
+            }
+            for i in LOGS..KEYSPACES.len() {
+                let ks = &self.keyspaces[i];
+                let active = ks.tree.active_memtable();
+                if !active.is_empty() && active.size() < MEMTABLE_BYTES / 4 {
+                    ks.rotate_memtable()?;
+                }
             }
         }
         Ok(())
@@ -490,6 +577,125 @@ impl HotStore {
         Ok(result)
     }
 
+    /// Log records matching `q`, newest first, walking the most selective
+    /// index (trace, service, severity, else time) over the time window.
+    pub fn search_logs(&self, q: &LogQuery) -> StoreResult<Found<LogRecord>> {
+        let walk = if let Some(t) = &q.trace_id {
+            Walk::Prefixed(LOG_BY_TRACE, t.to_vec())
+        } else if let Some(svc) = &q.service {
+            Walk::DayBucketed(LOG_BY_SERVICE, service_prefix(svc))
+        } else if let Some(sev) = q.severity {
+            Walk::DayBucketed(LOG_BY_SEVERITY, vec![sev.code()])
+        } else {
+            Walk::Primary
+        };
+        let window = (q.since_unix_nanos, q.until_unix_nanos);
+        self.scan_records(LOGS, walk, window, (q.limit, q.max_scanned), |l| {
+            q.matches(l)
+        })
+    }
+
+    /// Metric points matching `q`, newest first.
+    pub fn search_metrics(&self, q: &MetricQuery) -> StoreResult<Found<MetricPoint>> {
+        let walk = match &q.name {
+            Some(n) => Walk::DayBucketed(METRIC_BY_NAME, service_prefix(n)),
+            None => Walk::Primary,
+        };
+        let window = (q.since_unix_nanos, q.until_unix_nanos);
+        self.scan_records(METRICS, walk, window, (q.limit, q.max_scanned), |m| {
+            q.matches(m)
+        })
+    }
+
+    /// Walks `primary` (keys: time ++ content key) or an index over it (keys
+    /// end with time ++ content key) newest first within the time window,
+    /// until `limit` records are kept or `max_scanned` candidates examined.
+    fn scan_records<T: serde::de::DeserializeOwned>(
+        &self,
+        primary: usize,
+        walk: Walk,
+        (since, until): (Option<u64>, Option<u64>),
+        (limit, max_scanned): (usize, usize),
+        keep: impl Fn(&T) -> bool,
+    ) -> StoreResult<Found<T>> {
+        let mut found = Found {
+            records: Vec::new(),
+            scanned: 0,
+            truncated: false,
+        };
+        let primary_ks = &self.keyspaces[primary];
+        // Clamp the window to the data that exists: bucketed walks visit
+        // every day in it.
+        let time_of = |g: Option<fjall::Guard>| -> StoreResult<Option<u64>> {
+            g.map(|g| {
+                let k = g.key()?;
+                Ok(u64::from_be_bytes(
+                    k[..8].try_into().expect("record keys lead with time"),
+                ))
+            })
+            .transpose()
+        };
+        let (Some(oldest), Some(newest)) = (
+            time_of(primary_ks.first_key_value())?,
+            time_of(primary_ks.last_key_value())?,
+        ) else {
+            return Ok(found);
+        };
+        let from = since.unwrap_or(0).max(oldest);
+        let to = until.unwrap_or(u64::MAX).min(newest);
+        if from > to {
+            return Ok(found);
+        }
+        let mut lo = [0u8; RECORD_KEY_LEN];
+        lo[..8].copy_from_slice(&from.to_be_bytes());
+        let mut hi = [0xffu8; RECORD_KEY_LEN];
+        hi[..8].copy_from_slice(&to.to_be_bytes());
+        let is_index = !matches!(walk, Walk::Primary);
+        let entries: Box<dyn Iterator<Item = fjall::Guard>> = match walk {
+            Walk::Primary => Box::new(primary_ks.range(lo.to_vec()..=hi.to_vec()).rev()),
+            Walk::Prefixed(i, prefix) => Box::new(
+                self.keyspaces[i]
+                    .range(prefixed(&prefix, &lo)..=prefixed(&prefix, &hi))
+                    .rev(),
+            ),
+            Walk::DayBucketed(i, prefix) => {
+                let ks = self.keyspaces[i].clone();
+                Box::new(
+                    (from / DAY_NANOS..=to / DAY_NANOS)
+                        .rev()
+                        .flat_map(move |day| {
+                            let p = day_prefix(day, &prefix);
+                            ks.range(prefixed(&p, &lo)..=prefixed(&p, &hi)).rev()
+                        }),
+                )
+            }
+        };
+        for g in entries {
+            if found.records.len() >= limit {
+                break;
+            }
+            if found.scanned >= max_scanned {
+                found.truncated = true;
+                break;
+            }
+            found.scanned += 1;
+            let record: T = if is_index {
+                let k = g.key()?;
+                let Some(v) = primary_ks.get(&k[k.len() - RECORD_KEY_LEN..])? else {
+                    return Err(StoreError::Corrupt("index entry without its record".into()));
+                };
+                decode(&v)?
+            } else {
+                let (_, v) = g.into_inner()?;
+                decode(&v)?
+            };
+            if keep(&record) {
+                found.records.push(record);
+            }
+        }
+        Ok(found)
+    }
+
     /// A consistent read view across all keyspaces, unaffected by later applies.
     pub fn read_view(&self) -> fjall::Snapshot {
         self.db.snapshot()
@@ -532,13 +738,11 @@ pub enum AttributeFilter {
 }
 
 impl AttributeFilter {
-    fn matches(&self, span: &SpanRecord) -> bool {
+    fn matches<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> bool {
         match self {
-            AttributeFilter::Exact(k, v) => span.attribute(k) == Some(v.as_str()),
-            AttributeFilter::Contains(k, v) => {
-                span.attribute(k).is_some_and(|a| a.contains(v.as_str()))
-            }
-            AttributeFilter::Regex(k, re) => span.attribute(k).is_some_and(|a| re.is_match(a)),
+            AttributeFilter::Exact(k, v) => lookup(k) == Some(v.as_str()),
+            AttributeFilter::Contains(k, v) => lookup(k).is_some_and(|a| a.contains(v.as_str())),
+            AttributeFilter::Regex(k, re) => lookup(k).is_some_and(|a| re.is_match(a)),
         }
     }
 }
@@ -571,8 +775,68 @@ impl SpanQuery {
             && self
                 .max_duration_nanos
                 .is_none_or(|m| s.duration_nanos() <= m)
-            && self.attributes.iter().all(|f| f.matches(s))
+            && self
+                .attributes
+                .iter()
+                .all(|f| f.matches(|k| s.attribute(k)))
     }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub service: Option<String>,
+    pub severity: Option<Severity>,
+    pub body_contains: Option<String>,
+    pub trace_id: Option<TraceId>,
+    pub since_unix_nanos: Option<u64>,
+    pub until_unix_nanos: Option<u64>,
+    pub attributes: Vec<AttributeFilter>,
+    pub limit: usize,
+    pub max_scanned: usize,
+}
+
+impl LogQuery {
+    fn matches(&self, l: &LogRecord) -> bool {
+        self.service.as_ref().is_none_or(|svc| &l.service == svc)
+            && self.severity.is_none_or(|s| l.severity == s)
+            && self
+                .body_contains
+                .as_ref()
+                .is_none_or(|b| l.body.contains(b.as_str()))
+            && self.trace_id.is_none_or(|t| l.trace_id == Some(t))
+            && self
+                .attributes
+                .iter()
+                .all(|f| f.matches(|k| l.attribute(k)))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetricQuery {
+    pub service: Option<String>,
+    pub name: Option<String>,
+    pub metric_type: Option<MetricType>,
+    pub since_unix_nanos: Option<u64>,
+    pub until_unix_nanos: Option<u64>,
+    pub limit: usize,
+    pub max_scanned: usize,
+}
+
+impl MetricQuery {
+    fn matches(&self, m: &MetricPoint) -> bool {
+        self.service.as_ref().is_none_or(|svc| &m.service == svc)
+            && self.name.as_ref().is_none_or(|n| &m.name == n)
+            && self.metric_type.is_none_or(|t| m.metric_type == t)
+    }
+}
+
+/// Records found by a log or metric search, newest first.
+#[derive(Debug)]
+pub struct Found<T> {
+    pub records: Vec<T>,
+    pub scanned: usize,
+    /// The scan budget ran out before the window was exhausted.
+    pub truncated: bool,
 }
 
 #[derive(Debug, Default)]
@@ -777,6 +1041,43 @@ impl ApplyBatch<'_> {
         Ok(())
     }
 
+    /// Stages a log record and its index entries. A record already stored
+    /// has the same keys, so storing it again changes nothing.
+    pub fn put_log(&mut self, log: &LogRecord) {
+        let st = self.store;
+        let value = encode(log);
+        let key = record_key(log.timestamp_unix_nanos, &value);
+        self.batch.insert(
+            &st.keyspaces[LOG_BY_SERVICE],
+            bucketed(&service_prefix(&log.service), &key),
+            b"".to_vec(),
+        );
+        self.batch.insert(
+            &st.keyspaces[LOG_BY_SEVERITY],
+            bucketed(&[log.severity.code()], &key),
+            b"".to_vec(),
+        );
+        if let Some(t) = &log.trace_id {
+            self.batch
+                .insert(&st.keyspaces[LOG_BY_TRACE], prefixed(t, &key), b"".to_vec());
+        }
+        self.batch.insert(&st.keyspaces[LOGS], key.to_vec(), value);
+    }
+
+    /// Stages a metric point and its index entry (idempotent like [`Self::put_log`]).
+    pub fn put_metric(&mut self, point: &MetricPoint) {
+        let st = self.store;
+        let value = encode(point);
+        let key = record_key(point.timestamp_unix_nanos, &value);
+        self.batch.insert(
+            &st.keyspaces[METRIC_BY_NAME],
+            bucketed(&service_prefix(&point.name), &key),
+            b"".to_vec(),
+        );
+        self.batch
+            .insert(&st.keyspaces[METRICS], key.to_vec(), value);
+    }
+
     /// Writes everything staged, with the new applied position, atomically.
     pub fn commit(
         mut self,
@@ -812,5 +1113,79 @@ impl ApplyBatch<'_> {
         }
         self.batch.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Severity;
+
+    fn log(day: u64, n: u64, service: &str, severity: Severity) -> LogRecord {
+        LogRecord {
+            timestamp_unix_nanos: day * DAY_NANOS + n,
+            observed_unix_nanos: 0,
+            trace_id: None,
+            span_id: None,
+            severity,
+            severity_text: String::new(),
+            body: format!("{service} day {day} #{n}"),
+            service: service.into(),
+            attributes: vec![],
+        }
+    }
+
+    fn bodies(f: Found<LogRecord>) -> Vec<String> {
+        f.records.into_iter().map(|l| l.body).collect()
+    }
+
+    #[test]
+    fn day_bucketed_indexes_answer_newest_first_across_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
+        let mut batch = store.begin();
+        for (day, n, svc, sev) in [
+            (20_000, 1, "a", Severity::Info),
+            (20_003, 5, "a", Severity::Error),
+            (20_003, 2, "b", Severity::Error),
+            (20_010, 0, "a", Severity::Info),
+            (20_010, 9, "b", Severity::Warn),
+        ] {
+            batch.put_log(&log(day, n, svc, sev));
+        }
+        batch.commit(None, None).unwrap();
+        let q = |f: &dyn Fn(&mut LogQuery)| {
+            let mut q = LogQuery {
+                limit: 100,
+                max_scanned: 100,
+                ..Default::default()
+            };
+            f(&mut q);
+            store.search_logs(&q).unwrap()
+        };
+        assert_eq!(
+            bodies(q(&|q| q.service = Some("a".into()))),
+            vec!["a day 20010 #0", "a day 20003 #5", "a day 20000 #1"]
+        );
+        let errors = q(&|q| q.severity = Some(Severity::Error));
+        assert_eq!(errors.scanned, 2);
+        assert_eq!(bodies(errors), vec!["a day 20003 #5", "b day 20003 #2"]);
+        assert_eq!(
+            bodies(q(&|q| {
+                q.service = Some("a".into());
+                q.since_unix_nanos = Some(20_003 * DAY_NANOS + 3);
+            })),
+            vec!["a day 20010 #0", "a day 20003 #5"]
+        );
+        assert_eq!(
+            bodies(q(&|q| {
+                q.service = Some("b".into());
+                q.limit = 1;
+            })),
+            vec!["b day 20010 #9"]
+        );
+        assert!(bodies(q(&|q| q.service = Some("c".into()))).is_empty());
+        assert!(bodies(q(&|q| q.since_unix_nanos = Some(u64::MAX - 1))).is_empty());
+        assert_eq!(q(&|q| q.limit = 100).records.len(), 5);
     }
 }

@@ -58,6 +58,8 @@ impl Default for StateMachineOptions {
 pub struct StateMachineStats {
     pub entries_applied: AtomicU64,
     pub spans_applied: AtomicU64,
+    pub logs_applied: AtomicU64,
+    pub metric_points_applied: AtomicU64,
     pub apply_batches: AtomicU64,
     pub apply_micros_total: AtomicU64,
     pub snapshots_built: AtomicU64,
@@ -199,7 +201,7 @@ impl Shared {
         let mut membership = None;
         // Nodes that left the membership in this batch.
         let mut retired = BTreeSet::new();
-        let mut spans = 0u64;
+        let mut counts = payload::AppliedCounts::default();
         let mut responses = Vec::with_capacity(entries.len());
         for e in entries {
             debug_assert!(
@@ -210,7 +212,10 @@ impl Shared {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(record) => {
                     batch.begin_entry(e.log_id.index);
-                    spans += payload::apply(&mut batch, e.log_id.index, record)?;
+                    let c = payload::apply(&mut batch, e.log_id.index, record)?;
+                    counts.spans += c.spans;
+                    counts.logs += c.logs;
+                    counts.metric_points += c.metric_points;
                 }
                 EntryPayload::Membership(m) => {
                     let before: BTreeSet<u64> = match &membership {
@@ -234,7 +239,9 @@ impl Shared {
                 took_ms = took.as_millis() as u64,
                 staging_ms = staged.as_millis() as u64,
                 entries = entries.len(),
-                spans,
+                spans = counts.spans,
+                logs = counts.logs,
+                metric_points = counts.metric_points,
                 storage = %store.backlog(),
                 "slow apply"
             );
@@ -242,7 +249,10 @@ impl Shared {
         let s = &self.stats;
         s.entries_applied
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        s.spans_applied.fetch_add(spans, Ordering::Relaxed);
+        s.spans_applied.fetch_add(counts.spans, Ordering::Relaxed);
+        s.logs_applied.fetch_add(counts.logs, Ordering::Relaxed);
+        s.metric_points_applied
+            .fetch_add(counts.metric_points, Ordering::Relaxed);
         s.apply_batches.fetch_add(1, Ordering::Relaxed);
         s.apply_micros_total
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

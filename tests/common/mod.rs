@@ -3,16 +3,21 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tael_raft::http_client::{self, HttpResponse};
@@ -32,6 +37,7 @@ pub struct TestNode {
     pub rest: String,
     pub raft: String,
     pub otlp: String,
+    pub otlp_http: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     child: Option<Child>,
@@ -45,6 +51,11 @@ impl TestNode {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.rest, path)
+    }
+
+    /// An OTLP/HTTP URL on this node, e.g. `otlp_url("/v1/logs")`.
+    pub fn otlp_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.otlp_http, path)
     }
 
     pub fn wal_segments(&self) -> Vec<PathBuf> {
@@ -101,6 +112,7 @@ impl TestCluster {
                 rest: format!("127.0.0.1:{}", free_port()),
                 raft: format!("127.0.0.1:{}", free_port()),
                 otlp: format!("127.0.0.1:{}", free_port()),
+                otlp_http: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node{id}")),
                 log_path: dir.path().join(format!("node{id}.log")),
                 child: None,
@@ -125,6 +137,7 @@ impl TestCluster {
             rest: format!("127.0.0.1:{}", free_port()),
             raft: format!("127.0.0.1:{}", free_port()),
             otlp: format!("127.0.0.1:{}", free_port()),
+            otlp_http: format!("127.0.0.1:{}", free_port()),
             data_dir: self.dir.path().join(format!("node{id}")),
             log_path: self.dir.path().join(format!("node{id}.log")),
             child: None,
@@ -157,6 +170,8 @@ impl TestCluster {
                 &n.rest,
                 "--otlp-grpc-addr",
                 &n.otlp,
+                "--otlp-http-addr",
+                &n.otlp_http,
             ])
             .args(&n.extra_args)
             .env("TAEL_LOG", "info,openraft=warn")
@@ -441,4 +456,63 @@ pub fn metric(text: &str, name: &str) -> u64 {
                 .and_then(|rest| rest.trim().parse::<f64>().ok())
         })
         .unwrap_or_else(|| panic!("metric {name} missing")) as u64
+}
+
+pub fn resource(service: Option<&str>) -> Option<Resource> {
+    Some(Resource {
+        attributes: service
+            .map(|s| vec![kv("service.name", s)])
+            .unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+pub fn logs_request(service: Option<&str>, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource(service),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+pub fn metrics_request(service: &str, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource(Some(service)),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+pub async fn post(
+    c: &TestCluster,
+    id: u64,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> http_client::HttpResponse {
+    http_client::request_with_headers(
+        "POST",
+        &c.node(id).otlp_url(path),
+        headers,
+        body,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("POST")
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }

@@ -1,0 +1,396 @@
+//! OTLP/HTTP: `POST /v1/{traces,logs,metrics}` with binary protobuf or OTLP
+//! JSON bodies, optionally gzip-compressed. Answers in the request's content
+//! type; errors carry a `google.rpc.Status` body as the spec asks.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use prost::Message;
+
+use crate::ingest::Transport;
+use crate::node::{ClusterError, Node};
+use crate::otlp::{export, Logs, Metrics, OtlpSignal, Traces, MAX_EXPORT_BYTES};
+
+/// Exports read, decoded and waiting for commit at once: each may hold up to
+/// 20 MiB of body plus its decoded form, so this bounds memory.
+const MAX_INFLIGHT_EXPORTS: usize = 64;
+/// How long a request waits for a slot before it is told to retry.
+const INFLIGHT_WAIT: Duration = Duration::from_secs(5);
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => PROTOBUF,
+            Format::Json => JSON,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    node: Arc<Node>,
+    inflight: Arc<tokio::sync::Semaphore>,
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    let state = HttpState {
+        node,
+        inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT_EXPORTS)),
+    };
+    Router::new()
+        .route("/v1/traces", post(handle::<Traces>))
+        .route("/v1/logs", post(handle::<Logs>))
+        .route("/v1/metrics", post(handle::<Metrics>))
+        .fallback(|| async {
+            error(
+                Format::Json,
+                StatusCode::NOT_FOUND,
+                "no such route; OTLP/HTTP serves /v1/traces, /v1/logs and /v1/metrics".into(),
+            )
+        })
+        // The body is read (and bounded) by the handler itself.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// google.rpc.Status without details, the OTLP/HTTP error body.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn error(format: Format, status: StatusCode, message: String) -> Response {
+    let grpc_code = match status {
+        StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+        StatusCode::NOT_FOUND => tonic::Code::NotFound,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => tonic::Code::InvalidArgument,
+        _ => tonic::Code::Internal,
+    } as i32;
+    let body = match format {
+        Format::Protobuf => RpcStatus {
+            code: grpc_code,
+            message,
+        }
+        .encode_to_vec(),
+        Format::Json => serde_json::to_vec(&serde_json::json!({
+            "code": grpc_code,
+            "message": message,
+        }))
+        .expect("json"),
+    };
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+fn request_format(headers: &HeaderMap) -> Result<Format, String> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .ok_or_else(|| format!("missing Content-Type; use {PROTOBUF} or {JSON}"))?;
+    let text = raw.to_str().unwrap_or("");
+    let media = text.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case(PROTOBUF) {
+        Ok(Format::Protobuf)
+    } else if media.eq_ignore_ascii_case(JSON) {
+        Ok(Format::Json)
+    } else {
+        Err(format!(
+            "unsupported Content-Type {text:?}; use {PROTOBUF} or {JSON}"
+        ))
+    }
+}
+
+/// Inflates a gzip body, refusing to produce more than `limit` bytes (a
+/// small body may inflate to gigabytes).
+fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body inflates beyond the {limit}-byte limit"),
+        ));
+    }
+    Ok(out)
+}
+
+async fn handle<S: OtlpSignal>(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let format = match request_format(&headers) {
+        Ok(f) => f,
+        Err(why) => return error(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, why),
+    };
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("identity") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return error(
+                format,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding {other:?}; use gzip or none"),
+            )
+        }
+    };
+    let _slot = match tokio::time::timeout(INFLIGHT_WAIT, state.inflight.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return error(
+                format,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("overloaded: {MAX_INFLIGHT_EXPORTS} exports already in progress"),
+            )
+        }
+    };
+    let raw = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+        body,
+        MAX_EXPORT_BYTES,
+    ))
+    .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return error(
+                format,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body exceeds the {MAX_EXPORT_BYTES}-byte limit"),
+            )
+        }
+        Err(e) => {
+            return error(
+                format,
+                StatusCode::BAD_REQUEST,
+                format!("reading the body: {e}"),
+            )
+        }
+    };
+    let decoded_body: std::borrow::Cow<'_, [u8]> = if gzip {
+        match gunzip_bounded(&raw, MAX_EXPORT_BYTES) {
+            Ok(b) => b.into(),
+            Err((status, why)) => return error(format, status, why),
+        }
+    } else {
+        raw[..].into()
+    };
+    let req: S::Req = match format {
+        Format::Protobuf => match S::Req::decode(&decoded_body[..]) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    format,
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed protobuf: {e}"),
+                )
+            }
+        },
+        Format::Json => match serde_json::from_slice(&decoded_body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    format,
+                    StatusCode::BAD_REQUEST,
+                    format!("malformed OTLP JSON: {e}"),
+                )
+            }
+        },
+    };
+    drop(decoded_body);
+    drop(raw);
+    match export::<S>(&state.node, Transport::Http, req).await {
+        Ok(resp) => {
+            let body = match format {
+                Format::Protobuf => resp.encode_to_vec(),
+                Format::Json => {
+                    // An unset partial success is omitted, as proto3 JSON does.
+                    let mut v = serde_json::to_value(&resp).expect("response serializes");
+                    if let Some(o) = v.as_object_mut() {
+                        o.retain(|_, x| !x.is_null());
+                    }
+                    serde_json::to_vec(&v).expect("json")
+                }
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, format.content_type())],
+                body,
+            )
+                .into_response()
+        }
+        Err(ClusterError::Invalid(m)) => error(format, StatusCode::BAD_REQUEST, m),
+        Err(ClusterError::Unavailable(m)) => error(format, StatusCode::SERVICE_UNAVAILABLE, m),
+        Err(ClusterError::Internal(m)) => error(format, StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_is_bounded() {
+        let small = gzip(b"hello");
+        assert_eq!(gunzip_bounded(&small, 5).unwrap(), b"hello");
+        let err = gunzip_bounded(&small, 4).unwrap_err();
+        assert_eq!(err.0, StatusCode::PAYLOAD_TOO_LARGE);
+        // A bomb: 64 MiB of zeros compresses to ~64 KiB.
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 1 << 20);
+        assert_eq!(
+            gunzip_bounded(&bomb, 1 << 20).unwrap_err().0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            gunzip_bounded(b"not gzip", 100).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(request_format(&h).is_err());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert!(request_format(&h) == Ok(Format::Json));
+        h.insert(
+            header::CONTENT_TYPE,
+            "Application/X-Protobuf".parse().unwrap(),
+        );
+        assert!(request_format(&h) == Ok(Format::Protobuf));
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(request_format(&h).is_err());
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+
+    // OTLP JSON as the spec writes it: hex ids, integer enums, 64-bit
+    // integers as strings, lowerCamelCase, plus fields this version does not know.
+    #[test]
+    fn otlp_json_spec_examples_decode() {
+        let traces: ExportTraceServiceRequest = serde_json::from_str(
+            r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+            "futureField":{"x":1},
+            "scopeSpans":[{"scope":{"name":"s"},"spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C",
+            "spanId":"EEE19B7EC3C1B174","parentSpanId":"","name":"op","kind":2,
+            "startTimeUnixNano":"1544712660000000000","endTimeUnixNano":1544712661000000000,
+            "attributes":[{"key":"n","value":{"intValue":"42"}},{"key":"d","value":{"doubleValue":1.5}}],
+            "status":{"code":2},"unknownSpanField":true}]}]}]}"#,
+        )
+        .unwrap();
+        let span = &traces.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.trace_id.len(), 16);
+        assert_eq!(span.span_id[0], 0xee);
+        assert_eq!(span.kind, 2);
+        assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
+        assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+        assert_eq!(
+            span.attributes[0].value.as_ref().unwrap().value,
+            Some(Value::IntValue(42))
+        );
+        assert_eq!(span.status.as_ref().unwrap().code, 2);
+
+        let logs: ExportLogsServiceRequest = serde_json::from_str(
+            r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"observedTimeUnixNano":"7",
+            "severityNumber":17,"severityText":"ERROR","body":{"stringValue":"boom"},
+            "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"}]}]}]}"#,
+        )
+        .unwrap();
+        let rec = &logs.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(rec.observed_time_unix_nano, 7);
+        assert_eq!(rec.severity_number, 17);
+
+        let metrics: ExportMetricsServiceRequest = serde_json::from_str(
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+            {"name":"g","unit":"1","gauge":{"dataPoints":[{"asInt":"5","timeUnixNano":"9"}]}},
+            {"name":"s","sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":[{"asDouble":2.5}]}},
+            {"name":"h","histogram":{"aggregationTemporality":1,"dataPoints":[{"count":"3","sum":6,
+              "bucketCounts":["1","2"],"explicitBounds":[1.0]}]}}]}]}]}"#,
+        )
+        .unwrap();
+        let ms = &metrics.resource_metrics[0].scope_metrics[0].metrics;
+        match &ms[0].data {
+            Some(metric::Data::Gauge(g)) => assert_eq!(
+                g.data_points[0].value,
+                Some(number_data_point::Value::AsInt(5))
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&ms[1].data, Some(metric::Data::Sum(s)) if s.is_monotonic && s.aggregation_temporality == 2)
+        );
+        match &ms[2].data {
+            Some(metric::Data::Histogram(h)) => {
+                assert_eq!(h.data_points[0].bucket_counts, vec![1, 2]);
+                assert_eq!(h.data_points[0].count, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_hex_ids_fail_to_decode() {
+        for bad in [r#""zz""#, r#""abc""#] {
+            let doc = format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":{bad},"spanId":"eee19b7ec3c1b174"}}]}}]}}]}}"#
+            );
+            assert!(
+                serde_json::from_str::<ExportTraceServiceRequest>(&doc).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The real OpenTelemetry Python SDK exports traces, logs and metrics over
+//! OTLP/gRPC and OTLP/HTTP to a 3-node cluster (to followers and to the
+//! leader), and everything it sent reads back.
+//!
+//! Needs the SDK (`scripts/install-test-deps`). Without it the test is
+//! skipped on a developer machine, and fails when `CI=true`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value as J;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otel_sdk/send.py");
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn sdk_available() -> bool {
+    std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn run_sdk(grpc: &str, http: &str, run_id: &str) -> J {
+    assert!(Path::new(SCRIPT).exists());
+    let out = tokio::time::timeout(
+        SCRIPT_TIMEOUT,
+        tokio::process::Command::new("python3")
+            .arg(SCRIPT)
+            .args([
+                "--grpc",
+                grpc,
+                "--http",
+                &format!("http://{http}"),
+                "--run-id",
+                run_id,
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the SDK script finishes in time")
+    .expect("run python3");
+    assert!(
+        out.status.success(),
+        "SDK script failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "SDK script output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+async fn get_json(c: &TestCluster, id: u64, path: &str) -> J {
+    let r = c.get(id, path).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json().unwrap()
+}
+
+fn one<'a>(list: &'a [J], field: &str, value: &str) -> &'a J {
+    let found: Vec<&J> = list.iter().filter(|x| x[field] == value).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one record with {field}={value} in {list:?}"
+    );
+    found[0]
+}
+
+/// Checks everything one SDK run sent over one transport, as node `id` sees it.
+async fn verify(c: &TestCluster, id: u64, sent: &J) {
+    let service = sent["service"].as_str().unwrap();
+    let trace_id = sent["trace_id"].as_str().unwrap();
+
+    let spans = traces_of_service(c, id, service, "linearizable")
+        .await
+        .unwrap();
+    assert_eq!(
+        spans.len() as u64,
+        sent["spans"].as_u64().unwrap(),
+        "{service}"
+    );
+    let t = get_json(c, id, &format!("/api/v1/traces/{trace_id}")).await;
+    assert_eq!(t["span_count"], 5);
+    let tspans = t["spans"].as_array().unwrap();
+    let root = one(tspans, "operation", "sdk-root");
+    assert_eq!(root["service"], service);
+    assert_eq!(root["attributes"]["run.service"], service);
+    assert!(root.get("parent_span_id").is_none());
+    let child = one(tspans, "operation", "sdk-child-2");
+    assert_eq!(child["kind"], "client");
+    assert_eq!(child["parent_span_id"], root["span_id"]);
+    assert_eq!(child["attributes"]["i"], "2");
+
+    let logs = get_json(c, id, &format!("/api/v1/logs?service={service}")).await;
+    let logs = logs["logs"].as_array().unwrap().clone();
+    assert_eq!(
+        logs.len() as u64,
+        sent["logs"].as_u64().unwrap(),
+        "{logs:?}"
+    );
+    let err = one(&logs, "body", "sdk error log");
+    assert_eq!(err["severity"], "error");
+    assert_eq!(err["severity_text"], "ERROR");
+    assert_eq!(err["trace_id"], trace_id, "logged inside the root span");
+    assert_eq!(err["attributes"]["order.id"], "o-1");
+    assert_eq!(one(&logs, "body", "sdk warning log")["severity"], "warn");
+    assert_eq!(one(&logs, "body", "sdk info log")["severity"], "info");
+    let debug = one(&logs, "body", "sdk debug log outside any span");
+    assert_eq!(debug["severity"], "debug");
+    assert_eq!(debug["trace_id"], J::Null);
+    let by_trace = get_json(c, id, &format!("/api/v1/logs?trace_id={trace_id}")).await;
+    assert_eq!(by_trace["count"], 3);
+
+    let m = get_json(c, id, &format!("/api/v1/metrics?service={service}")).await;
+    let points = m["metrics"].as_array().unwrap().clone();
+    let named = |n: &str| -> Vec<J> { points.iter().filter(|p| p["name"] == n).cloned().collect() };
+    let requests = named("sdk.requests");
+    assert_eq!(
+        requests.len(),
+        2,
+        "one point per attribute set: {requests:?}"
+    );
+    let mut values: Vec<f64> = requests
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .collect();
+    values.sort_by(f64::total_cmp);
+    assert_eq!(values, vec![3.0, 4.0]);
+    assert!(requests.iter().all(|p| p["metric_type"] == "sum"
+        && p["temporality"] == "cumulative"
+        && p["is_monotonic"] == true
+        && p["unit"] == "{request}"));
+    let latency = named("sdk.latency");
+    assert_eq!(latency.len(), 1);
+    assert_eq!(latency[0]["metric_type"], "histogram");
+    assert_eq!(latency[0]["histogram"]["count"], 4);
+    assert_eq!(latency[0]["histogram"]["sum"], 556.0);
+    assert_eq!(latency[0]["histogram"]["min"], 1.0);
+    assert_eq!(latency[0]["histogram"]["max"], 500.0);
+    let bounds = latency[0]["histogram"]["bounds"].as_array().unwrap().len();
+    assert_eq!(
+        latency[0]["histogram"]["counts"].as_array().unwrap().len(),
+        bounds + 1
+    );
+    let size = named("sdk.size");
+    assert_eq!(size.len(), 1, "exponential histogram");
+    assert_eq!(size[0]["metric_type"], "histogram");
+    assert_eq!(size[0]["histogram"]["count"], 4);
+    assert_eq!(size[0]["histogram"]["sum"], 1007.0);
+    let counts: u64 = size[0]["histogram"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(counts, 4, "every observation lands in an explicit bucket");
+    let temp = named("sdk.temperature");
+    assert_eq!(temp.len(), 1);
+    assert_eq!(temp[0]["metric_type"], "gauge");
+    assert_eq!(temp[0]["value"], 21.5);
+    assert_eq!(temp[0]["attributes"]["room"], "lab");
+    let inflight = named("sdk.inflight");
+    assert_eq!(inflight[0]["value"], 3.0);
+    assert_eq!(inflight[0]["is_monotonic"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_python_sdk_exports_all_signals() {
+    if !sdk_available() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "the OpenTelemetry Python SDK is missing on CI; \
+                 scripts/install-test-deps installs it"
+            );
+        }
+        eprintln!(
+            "SKIPPED: the OpenTelemetry Python SDK is not installed (scripts/install-test-deps)"
+        );
+        return;
+    }
+    let c = TestCluster::start(3, &[]);
+    c.init().await;
+    let leader = c.wait_leader().await;
+    let followers: Vec<u64> = (1..=3).filter(|&n| n != leader).collect();
+
+    // Run 1: gRPC to a follower, HTTP to the leader. Run 2: the other way
+    // round, HTTP to the other follower.
+    let run1 = run_sdk(&c.node(followers[0]).otlp, &c.node(leader).otlp_http, "r1").await;
+    let run2 = run_sdk(&c.node(leader).otlp, &c.node(followers[1]).otlp_http, "r2").await;
+    for n in 1..=3 {
+        for run in [&run1, &run2] {
+            verify(&c, n, &run["grpc"]).await;
+            verify(&c, n, &run["http"]).await;
+        }
+    }
+}

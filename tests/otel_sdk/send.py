@@ -1,0 +1,162 @@
+"""Sends traces, logs and metrics to tael-raft with the OpenTelemetry Python
+SDK's own OTLP exporters, over gRPC and over HTTP.
+
+Each signal is first recorded in memory, then handed to the exporter
+directly, so a failed export is a non-zero exit here rather than a silently
+dropped batch. Prints what was sent as JSON for the Rust test to check.
+
+usage: send.py --grpc HOST:PORT --http http://HOST:PORT --run-id ID
+"""
+
+import argparse
+import json
+import logging
+import sys
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+    OTLPLogExporter as GrpcLogExporter,
+)
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+    OTLPMetricExporter as GrpcMetricExporter,
+)
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+    OTLPLogExporter as HttpLogExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+    OTLPMetricExporter as HttpMetricExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
+from opentelemetry.metrics import Observation
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import (
+    InMemoryLogRecordExporter,
+    LogRecordExportResult,
+    SimpleLogRecordProcessor,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+SPANS_PER_RUN = 5
+LOGS_PER_RUN = 4
+
+
+def record(service):
+    """Records spans, logs (inside a span) and metrics for `service` in memory."""
+    resource = Resource.create({"service.name": service, "sdk.test": "yes"})
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = tracer_provider.get_tracer("tael-sdk-test")
+
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    py_logger = logging.getLogger(f"tael.{service}")
+    py_logger.propagate = False
+    py_logger.setLevel(logging.DEBUG)
+    py_logger.addHandler(LoggingHandler(level=logging.DEBUG, logger_provider=logger_provider))
+
+    trace_ids = []
+    with tracer.start_as_current_span("sdk-root") as root:
+        root.set_attribute("run.service", service)
+        trace_ids.append(format(root.get_span_context().trace_id, "032x"))
+        for i in range(SPANS_PER_RUN - 1):
+            with tracer.start_as_current_span(f"sdk-child-{i}", kind=trace.SpanKind.CLIENT) as child:
+                child.set_attribute("i", i)
+        py_logger.error("sdk error log", extra={"order.id": "o-1"})
+        py_logger.warning("sdk warning log")
+        py_logger.info("sdk info log")
+    py_logger.debug("sdk debug log outside any span")
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(
+        resource=resource,
+        metric_readers=[reader],
+        views=[
+            View(
+                instrument_name="sdk.size",
+                aggregation=ExponentialBucketHistogramAggregation(max_size=20),
+            )
+        ],
+    )
+    meter = meter_provider.get_meter("tael-sdk-test")
+    counter = meter.create_counter("sdk.requests", unit="{request}")
+    counter.add(3, {"route": "/a"})
+    counter.add(4, {"route": "/b"})
+    hist = meter.create_histogram("sdk.latency", unit="ms")
+    for v in (1, 5, 50, 500):
+        hist.record(v)
+    size = meter.create_histogram("sdk.size", unit="By")
+    for v in (1, 2, 4, 1000):
+        size.record(v)
+    meter.create_observable_gauge(
+        "sdk.temperature", callbacks=[lambda _options: [Observation(21.5, {"room": "lab"})]]
+    )
+    updown = meter.create_up_down_counter("sdk.inflight")
+    updown.add(5)
+    updown.add(-2)
+    metrics = reader.get_metrics_data()
+
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+    return spans.get_finished_spans(), logs.get_finished_logs(), metrics, trace_ids[0]
+
+
+def check(what, result, success):
+    if result != success:
+        print(f"export of {what} failed: {result}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--grpc", required=True, help="OTLP/gRPC host:port")
+    parser.add_argument("--http", required=True, help="OTLP/HTTP base URL")
+    parser.add_argument("--run-id", required=True)
+    args = parser.parse_args()
+
+    sent = {}
+    for transport in ("grpc", "http"):
+        service = f"sdk-{transport}-{args.run_id}"
+        spans, logs, metrics, trace_id = record(service)
+        if transport == "grpc":
+            endpoint = f"http://{args.grpc}"
+            span_exp = GrpcSpanExporter(endpoint=endpoint, insecure=True, timeout=20)
+            log_exp = GrpcLogExporter(endpoint=endpoint, insecure=True, timeout=20)
+            metric_exp = GrpcMetricExporter(endpoint=endpoint, insecure=True, timeout=20)
+        else:
+            base = args.http.rstrip("/")
+            gzip = HttpCompression.Gzip
+            span_exp = HttpSpanExporter(endpoint=f"{base}/v1/traces", timeout=20, compression=gzip)
+            log_exp = HttpLogExporter(endpoint=f"{base}/v1/logs", timeout=20)
+            metric_exp = HttpMetricExporter(endpoint=f"{base}/v1/metrics", timeout=20, compression=gzip)
+        check(f"{transport} spans", span_exp.export(spans), SpanExportResult.SUCCESS)
+        check(f"{transport} logs", log_exp.export(logs), LogRecordExportResult.SUCCESS)
+        check(f"{transport} metrics", metric_exp.export(metrics), MetricExportResult.SUCCESS)
+        span_exp.shutdown()
+        log_exp.shutdown()
+        metric_exp.shutdown()
+        sent[transport] = {
+            "service": service,
+            "spans": len(spans),
+            "logs": len(logs),
+            "trace_id": trace_id,
+        }
+    print(json.dumps(sent))
+
+
+if __name__ == "__main__":
+    main()
