@@ -210,6 +210,8 @@ impl FullText {
             )
             .map_err(|e| format!("full-text search: {e}"))?;
         let mut keys = Vec::with_capacity(top.len());
+        // A retried export indexes the same record twice: report it once.
+        let mut seen = std::collections::HashSet::new();
         for (_score, addr) in top {
             let d: TantivyDocument = searcher
                 .doc(addr)
@@ -221,7 +223,9 @@ impl FullText {
                 Some(kind)
             );
             if let Some(k) = d.get_first(self.fields.key).and_then(|v| v.as_bytes()) {
-                keys.push(k.to_vec());
+                if seen.insert(k.to_vec()) {
+                    keys.push(k.to_vec());
+                }
             }
         }
         Ok(keys)

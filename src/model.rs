@@ -280,6 +280,9 @@ pub struct LogRecord {
     pub severity: Severity,
     pub severity_text: String,
     pub body: String,
+    /// Set when a large body went to the blob store; `body` then holds its
+    /// beginning only (see `ApplyBatch::put_log`).
+    pub body_sha256: Option<[u8; 32]>,
     pub service: String,
     /// Flattened attributes, sorted by key, keys unique.
     pub attributes: Vec<(String, String)>,
@@ -409,6 +412,7 @@ impl LogRecord {
             "severity": self.severity.as_str(),
             "severity_text": self.severity_text,
             "body": self.body,
+            "body_sha256": hex_opt(&self.body_sha256),
             "service": self.service,
             "attributes": attr_map(&self.attributes),
         })

@@ -187,3 +187,91 @@ async fn text_queries_are_linearizable_and_survive_crashes_and_snapshots() {
         "restarted node"
     );
 }
+
+fn log_record(body: &str, at_nanos: u64) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+    opentelemetry_proto::tonic::logs::v1::LogRecord {
+        time_unix_nano: at_nanos,
+        observed_time_unix_nano: at_nanos,
+        severity_number: 9,
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Log bodies are searchable with `text=` on every node; a large body goes
+/// to the blob store whole, and text at its very end is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_bodies_are_searchable_and_large_ones_move_to_blobs() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let c = TestCluster::start(3, &[]);
+    c.init().await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let large = format!("{} needle-at-the-end", "lorem ipsum ".repeat(3000));
+    assert!(large.len() > tael_raft::state::hot::LARGE_LOG_BODY_BYTES);
+    let req = logs_request(
+        Some("billing"),
+        vec![
+            log_record("invoice 17 rejected by the payment gateway", now - 3_000),
+            log_record("invoice 18 paid", now - 2_000),
+            log_record(&large, now - 1_000),
+        ],
+    );
+    let mut client = LogsServiceClient::connect(format!("http://{}", c.node(follower).otlp))
+        .await
+        .unwrap();
+    client.export(req.clone()).await.unwrap();
+    // The same export again (a retry) must not show up twice.
+    client.export(req).await.unwrap();
+
+    for n in 1..=3 {
+        let r = c
+            .get(n, "/api/v1/logs?text=invoice&consistency=linearizable")
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json().unwrap();
+        let bodies: Vec<&str> = v["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![
+                "invoice 18 paid",
+                "invoice 17 rejected by the payment gateway"
+            ],
+            "node {n}"
+        );
+    }
+    let r = c
+        .get(leader, "/api/v1/logs?text=gateway&service=other")
+        .await;
+    assert_eq!(r.json().unwrap()["count"], 0, "other filters still apply");
+
+    let r = c.get(leader, "/api/v1/logs?text=needle-at-the-end").await;
+    let v = r.json().unwrap();
+    assert_eq!(v["count"], 1, "{v}");
+    let log = &v["logs"][0];
+    let sha = log["body_sha256"]
+        .as_str()
+        .expect("large body went to the blob store");
+    assert!(
+        log["body"].as_str().unwrap().len() < large.len(),
+        "the record keeps a preview"
+    );
+    for n in 1..=3 {
+        let r = c.get(n, &format!("/api/v1/blobs/{sha}")).await;
+        assert_eq!(String::from_utf8(r.body).unwrap(), large, "node {n}");
+    }
+    let r = c.get(leader, "/api/v1/logs?text=").await;
+    assert_eq!(r.status, 400);
+}

@@ -289,6 +289,7 @@ fn log_record(
         severity: Severity::from_number(rec.severity_number),
         severity_text: clean_name(&rec.severity_text),
         body,
+        body_sha256: None,
         service: service.to_string(),
         attributes: attributes(rec.attributes)?,
     })

@@ -1,6 +1,7 @@
 //! Query-string parsing: every malformed value is a 400 that names it.
 
 use super::ApiError;
+use crate::fulltext::MAX_QUERY_BYTES;
 use crate::node::Consistency;
 
 /// Longest `last=` window accepted: ten years.
@@ -56,6 +57,19 @@ impl Params {
                     "consistency must be linearizable, lease or local, not {s:?}"
                 ))
             }),
+        }
+    }
+
+    /// `text=`: full-text search terms, 1 to [`MAX_QUERY_BYTES`] bytes.
+    pub fn text(&self) -> Result<Option<String>, ApiError> {
+        match self.one("text")? {
+            None => Ok(None),
+            Some(t) if t.trim().is_empty() || t.len() > MAX_QUERY_BYTES => {
+                Err(ApiError::bad_request(format!(
+                    "text must be 1 to {MAX_QUERY_BYTES} bytes of search terms"
+                )))
+            }
+            Some(t) => Ok(Some(t.to_string())),
         }
     }
 

@@ -8,10 +8,11 @@ use serde_json::json;
 
 use super::traces::parse_attribute_filter;
 use super::{answer, blocking, ApiError, Params};
+use crate::fulltext::{DocKind, MAX_HITS};
 use crate::model::now_unix_nanos;
 use crate::model::{parse_hex, MetricType, Severity, TraceId};
 use crate::node::Node;
-use crate::state::hot::{LogQuery, MetricQuery};
+use crate::state::hot::{LogQuery, MetricQuery, StoreError};
 
 const DEFAULT_LOG_LIMIT: usize = 100;
 const DEFAULT_METRIC_LIMIT: usize = 500;
@@ -45,6 +46,7 @@ pub async fn logs(
             ))
         })? as TraceId),
     };
+    let text = p.text()?;
     let query = LogQuery {
         service: p.one("service")?.map(str::to_string),
         severity,
@@ -60,6 +62,36 @@ pub async fn logs(
         max_scanned: MAX_SCANNED,
     };
     let barrier = node.read_barrier(consistency).await?;
+    if let Some(text) = text {
+        super::traces::wait_text_index(&node, &barrier, consistency).await?;
+        let ft = node.fulltext.clone();
+        let store = node.sm.store();
+        let logs = blocking(move || {
+            let keys = ft
+                .search(&text, DocKind::Log, MAX_HITS)
+                .map_err(StoreError::Index)?;
+            let mut logs = Vec::new();
+            for k in keys {
+                if let Some(l) = store.get_log_by_key(&k)? {
+                    let in_window = query
+                        .since_unix_nanos
+                        .is_none_or(|s| l.timestamp_unix_nanos >= s);
+                    if in_window && query.matches(&l) {
+                        logs.push(l);
+                    }
+                }
+            }
+            logs.sort_by(|a, b| b.timestamp_unix_nanos.cmp(&a.timestamp_unix_nanos));
+            logs.truncate(query.limit);
+            Ok(logs)
+        })
+        .await?;
+        let logs: Vec<serde_json::Value> = logs.iter().map(|l| l.to_json()).collect();
+        return Ok(answer(
+            barrier,
+            json!({ "logs": logs, "count": logs.len(), "truncated": false }),
+        ));
+    }
     let store = node.sm.store();
     let found = blocking(move || store.search_logs(&query)).await?;
     let logs: Vec<serde_json::Value> = found.records.iter().map(|l| l.to_json()).collect();

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::{answer, blocking, ApiError, Params};
-use crate::fulltext::{DocKind, MAX_HITS, MAX_QUERY_BYTES};
+use crate::fulltext::{DocKind, MAX_HITS};
 use crate::model::{now_unix_nanos, parse_hex, SpanJson, SpanStatus, TraceId};
 use crate::node::{Consistency, Node, ReadBarrier, READ_TIMEOUT};
 use crate::state::hot::{AttributeFilter, SpanQuery, StoreError};
@@ -60,14 +60,7 @@ pub async fn search(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let consistency = p.consistency()?;
-    let text = p.one("text")?.map(str::to_string);
-    if let Some(t) = &text {
-        if t.trim().is_empty() || t.len() > MAX_QUERY_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "text must be 1 to {MAX_QUERY_BYTES} bytes of search terms"
-            )));
-        }
-    }
+    let text = p.text()?;
     let status = match p.one("status")? {
         None => None,
         Some(s) => Some(SpanStatus::parse(s).ok_or_else(|| {
@@ -103,6 +96,22 @@ pub async fn search(
     Ok(answer(barrier, json!({ "spans": spans })))
 }
 
+/// A text query at `linearizable` or `lease` waits until the full-text index
+/// covers what the read barrier promised.
+pub async fn wait_text_index(
+    node: &Node,
+    barrier: &ReadBarrier,
+    consistency: Consistency,
+) -> Result<(), ApiError> {
+    if consistency == Consistency::Local {
+        return Ok(());
+    }
+    node.fulltext
+        .wait_indexed(barrier.applied_index, READ_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))
+}
+
 /// `text=`: the best full-text hits, narrowed by the other filters, newest
 /// first. Only the best [`MAX_HITS`] hits are considered.
 async fn text_search(
@@ -112,12 +121,7 @@ async fn text_search(
     text: String,
     query: SpanQuery,
 ) -> Result<Response, ApiError> {
-    if consistency != Consistency::Local {
-        node.fulltext
-            .wait_indexed(barrier.applied_index, READ_TIMEOUT)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
-    }
+    wait_text_index(node, &barrier, consistency).await?;
     let ft = node.fulltext.clone();
     let store = node.sm.store();
     let mut spans = blocking(move || {

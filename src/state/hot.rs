@@ -115,6 +115,9 @@ const LOG_BY_TRACE: usize = 10;
 const METRICS: usize = 11;
 const METRIC_BY_NAME: usize = 12;
 const COMMENTS: usize = 13;
+/// Log bodies beyond this go to the blob store; the record keeps a preview.
+pub const LARGE_LOG_BODY_BYTES: usize = 16 * 1024;
+const LOG_BODY_PREVIEW_BYTES: usize = 1024;
 const BLOBS: usize = 14;
 const FT_PENDING: usize = 15;
 /// Length of the content key that identifies a log record or metric point.
@@ -131,6 +134,15 @@ const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 const META_MEMBERSHIP: &[u8] = b"membership";
 /// Ids of nodes removed from the membership: never admitted again.
 const META_RETIRED_NODES: &[u8] = b"retired_node_ids";
+
+/// The first `max_bytes` of `s`, cut at a character boundary.
+fn preview(s: &str, max_bytes: usize) -> String {
+    let mut end = max_bytes.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
 
 /// Text queued for the full-text index by an apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,6 +375,24 @@ impl HotStore {
         f: &mut dyn FnMut(PendingDoc) -> Result<(), String>,
     ) -> StoreResult<u64> {
         let mut n = 0;
+        for kv in view.iter(&self.keyspaces[LOGS]) {
+            let (k, v) = kv.into_inner()?;
+            let log: LogRecord = decode(&v)?;
+            let text = match log.body_sha256 {
+                Some(sha) => match view.get(self.blobs(), sha)? {
+                    Some(b) => String::from_utf8_lossy(&b).into_owned(),
+                    None => log.body,
+                },
+                None => log.body,
+            };
+            f(PendingDoc {
+                kind: crate::fulltext::DocKind::Log,
+                key: k.to_vec(),
+                text,
+            })
+            .map_err(StoreError::Index)?;
+            n += 1;
+        }
         for kv in view.iter(self.spans()) {
             let (k, v) = kv.into_inner()?;
             let span: SpanRecord = decode(&v)?;
@@ -466,6 +496,14 @@ impl HotStore {
             log_index: 0,
             text_docs_in_entry: 0,
         }
+    }
+
+    /// The log record stored under `key`.
+    pub fn get_log_by_key(&self, key: &[u8]) -> StoreResult<Option<LogRecord>> {
+        self.keyspaces[LOGS]
+            .get(key)?
+            .map(|v| decode::<LogRecord>(&v))
+            .transpose()
     }
 
     /// The span stored under `key` (trace id ++ span id).
@@ -796,7 +834,7 @@ pub struct LogQuery {
 }
 
 impl LogQuery {
-    fn matches(&self, l: &LogRecord) -> bool {
+    pub fn matches(&self, l: &LogRecord) -> bool {
         self.service.as_ref().is_none_or(|svc| &l.service == svc)
             && self.severity.is_none_or(|s| l.severity == s)
             && self
@@ -1046,7 +1084,27 @@ impl ApplyBatch<'_> {
     pub fn put_log(&mut self, log: &LogRecord) {
         let st = self.store;
         let value = encode(log);
+        // The key comes from the record as sent, so a retry lands on it again.
         let key = record_key(log.timestamp_unix_nanos, &value);
+        self.queue_text(
+            crate::fulltext::DocKind::Log,
+            key.to_vec(),
+            log.body.clone(),
+        );
+        let value = if log.body.len() > LARGE_LOG_BODY_BYTES {
+            let sha = crate::llm::sha256(log.body.as_bytes());
+            self.batch.insert(
+                &st.keyspaces[BLOBS],
+                sha.to_vec(),
+                log.body.as_bytes().to_vec(),
+            );
+            let mut stored = log.clone();
+            stored.body = preview(&log.body, LOG_BODY_PREVIEW_BYTES);
+            stored.body_sha256 = Some(sha);
+            encode(&stored)
+        } else {
+            value
+        };
         self.batch.insert(
             &st.keyspaces[LOG_BY_SERVICE],
             bucketed(&service_prefix(&log.service), &key),
@@ -1130,6 +1188,7 @@ mod tests {
             severity,
             severity_text: String::new(),
             body: format!("{service} day {day} #{n}"),
+            body_sha256: None,
             service: service.into(),
             attributes: vec![],
         }

@@ -213,6 +213,7 @@ mod tests {
             },
             severity_text: String::new(),
             body: format!("body {i}"),
+            body_sha256: None,
             service: format!("svc{}", i % 2),
             attributes: vec![("k".into(), i.to_string())],
         }
