@@ -6,6 +6,7 @@
 //! [`rest`] answers queries after [`node::ReadBarrier`] has made the local
 //! state fresh enough for the requested consistency level.
 
+pub mod analytics;
 pub mod cmd;
 pub mod comments;
 pub mod config;

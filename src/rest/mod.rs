@@ -1,5 +1,6 @@
 //! The REST API (API.md): queries, cluster status and administration.
 
+mod analytics;
 mod blobs;
 mod cluster;
 mod comments;
@@ -33,6 +34,11 @@ pub fn router(node: Arc<Node>) -> Router {
             get(comments::list).post(comments::create),
         )
         .route("/api/v1/services", get(traces::services))
+        .route("/api/v1/summary", get(analytics::summary))
+        .route("/api/v1/anomalies", get(analytics::anomalies))
+        .route("/api/v1/correlate", get(analytics::correlate))
+        .route("/api/v1/topology", get(analytics::topology))
+        .route("/api/v1/diff", get(analytics::diff))
         .route("/api/v1/blobs/{sha256}", get(blobs::get))
         .route("/api/v1/logs", get(signals::logs))
         .route("/api/v1/metrics", get(signals::metrics))

@@ -20,7 +20,7 @@
 //! points have no id of their own; they are keyed by a hash of their whole
 //! content, so a re-sent record lands on the same keys and replaces itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use fjall::{
@@ -32,6 +32,7 @@ use tael_consensus::{LogId, StoredMembership};
 
 use sha2::{Digest, Sha256};
 
+use crate::analytics::SpanDigest;
 use crate::model::{LogRecord, MetricPoint, MetricType, Severity, SpanRecord, SpanStatus, TraceId};
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -496,6 +497,83 @@ impl HotStore {
             log_index: 0,
             text_docs_in_entry: 0,
         }
+    }
+
+    /// Digests of the spans that started in `[since, until]`, in time
+    /// order, optionally of one service; at most `max` (then `true`).
+    pub fn span_digests(
+        &self,
+        since_unix_nanos: u64,
+        until_unix_nanos: u64,
+        service: Option<&str>,
+        max: usize,
+    ) -> StoreResult<(Vec<SpanDigest>, bool)> {
+        let mut lo = [0u8; 32];
+        lo[..8].copy_from_slice(&since_unix_nanos.to_be_bytes());
+        let mut hi = [0xffu8; 32];
+        hi[..8].copy_from_slice(&until_unix_nanos.to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.by_time().range(lo..=hi) {
+            let (_, v) = kv.into_inner()?;
+            let d: SpanDigest = decode(&v)?;
+            if service.is_some_and(|s| s != d.service) {
+                continue;
+            }
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            out.push(d);
+        }
+        Ok((out, false))
+    }
+
+    /// Log records in `[since, until]` by severity, optionally of one service.
+    pub fn log_severity_counts(
+        &self,
+        since_unix_nanos: u64,
+        until_unix_nanos: u64,
+        service: Option<&str>,
+    ) -> StoreResult<BTreeMap<Severity, u64>> {
+        let mut counts = BTreeMap::new();
+        let (lo, hi) = (
+            since_unix_nanos.to_be_bytes(),
+            (until_unix_nanos.saturating_add(1)).to_be_bytes(),
+        );
+        for kv in self.keyspaces[LOGS].range(lo..hi) {
+            let (_, v) = kv.into_inner()?;
+            let l: LogRecord = decode(&v)?;
+            if service.is_some_and(|s| s != l.service) {
+                continue;
+            }
+            *counts.entry(l.severity).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// Metric points in `[since, until]` and their distinct names,
+    /// optionally of one service.
+    pub fn metric_point_counts(
+        &self,
+        since_unix_nanos: u64,
+        until_unix_nanos: u64,
+        service: Option<&str>,
+    ) -> StoreResult<(u64, u64)> {
+        let mut points = 0;
+        let mut names = std::collections::HashSet::new();
+        let (lo, hi) = (
+            since_unix_nanos.to_be_bytes(),
+            (until_unix_nanos.saturating_add(1)).to_be_bytes(),
+        );
+        for kv in self.keyspaces[METRICS].range(lo..hi) {
+            let (_, v) = kv.into_inner()?;
+            let m: MetricPoint = decode(&v)?;
+            if service.is_some_and(|s| s != m.service) {
+                continue;
+            }
+            points += 1;
+            names.insert(m.name);
+        }
+        Ok((points, names.len() as u64))
     }
 
     /// The log record stored under `key`.
@@ -1030,10 +1108,12 @@ impl ApplyBatch<'_> {
     fn index(&mut self, key: &[u8; 24], s: &SpanRecord) -> StoreResult<()> {
         let st = self.store;
         let service_key = service_key(&s.service, s.start_unix_nanos, key);
+        // The time index carries a digest, so window analytics never read
+        // span bodies.
         self.batch.insert(
             st.by_time(),
             time_key(s.start_unix_nanos, key).to_vec(),
-            b"".to_vec(),
+            encode(&SpanDigest::of(s)),
         );
         self.batch
             .insert(st.by_service(), service_key, b"".to_vec());

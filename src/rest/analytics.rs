@@ -1,0 +1,286 @@
+//! `/api/v1/summary`, `/anomalies`, `/correlate`, `/topology`, `/diff`.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{answer, blocking, ApiError, Params};
+use crate::analytics::{self, SpanDigest, SpanStats};
+use crate::model::{hex_lower, now_unix_nanos, parse_hex, rfc3339_nanos, Severity, TraceId};
+use crate::node::Node;
+use crate::state::hot::{HotStore, LogQuery, MetricQuery, StoreResult};
+
+const DEFAULT_WINDOW_SECS: u64 = 3600;
+/// The baseline window defaults to this many current windows before it.
+const DEFAULT_BASELINE_FACTOR: u64 = 6;
+/// Spans one window may hold in memory; beyond it the answer says `truncated`.
+const MAX_WINDOW_SPANS: usize = 2_000_000;
+const TOP_LIMIT: usize = 10;
+const DEFAULT_EDGE_LIMIT: usize = 100;
+const CORRELATE_MAX_LOGS: usize = 1_000;
+const CORRELATE_MAX_METRICS: usize = 500;
+/// Metric points this close to a trace count as its context.
+const CORRELATE_MARGIN_NANOS: u64 = 60_000_000_000;
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+struct Windows {
+    now: u64,
+    current_secs: u64,
+    baseline_secs: u64,
+    service: Option<String>,
+}
+
+impl Windows {
+    fn parse(p: &Params) -> Result<Windows, ApiError> {
+        let current_secs = p.window_secs("last")?.unwrap_or(DEFAULT_WINDOW_SECS);
+        let baseline_secs = p
+            .window_secs("baseline")?
+            .unwrap_or(current_secs * DEFAULT_BASELINE_FACTOR);
+        Ok(Windows {
+            now: now_unix_nanos(),
+            current_secs,
+            baseline_secs,
+            service: p.one("service")?.map(str::to_string),
+        })
+    }
+
+    fn current(&self) -> (u64, u64) {
+        (
+            self.now.saturating_sub(self.current_secs * NANOS_PER_SEC),
+            self.now,
+        )
+    }
+
+    /// The window just before the current one.
+    fn baseline(&self) -> (u64, u64) {
+        let end = self.current().0.saturating_sub(1);
+        (end.saturating_sub(self.baseline_secs * NANOS_PER_SEC), end)
+    }
+}
+
+fn digests(
+    store: &HotStore,
+    (since, until): (u64, u64),
+    service: Option<&str>,
+) -> StoreResult<(Vec<SpanDigest>, bool)> {
+    store.span_digests(since, until, service, MAX_WINDOW_SPANS)
+}
+
+pub async fn summary(
+    State(node): State<Arc<Node>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let consistency = p.consistency()?;
+    let w = Windows::parse(&p)?;
+    let barrier = node.read_barrier(consistency).await?;
+    let store = node.sm.store();
+    let body = blocking(move || {
+        let svc = w.service.as_deref();
+        let window = w.current();
+        let (spans, truncated) = digests(&store, window, svc)?;
+        let logs = store.log_severity_counts(window.0, window.1, svc)?;
+        let (points, names) = store.metric_point_counts(window.0, window.1, svc)?;
+        let count = |sevs: &[Severity]| -> u64 {
+            sevs.iter().map(|s| logs.get(s).copied().unwrap_or(0)).sum()
+        };
+        Ok(json!({
+            "window_seconds": w.current_secs,
+            "service_filter": w.service,
+            "traces": SpanStats::of(&spans),
+            "top_services": analytics::top_services(&spans, TOP_LIMIT),
+            "top_error_operations": analytics::top_error_operations(&spans, TOP_LIMIT),
+            "logs": {
+                "total": logs.values().sum::<u64>(),
+                "error": count(&[Severity::Error, Severity::Fatal]),
+                "warn": count(&[Severity::Warn]),
+                "info": count(&[Severity::Info]),
+                "debug": count(&[Severity::Debug, Severity::Trace]),
+            },
+            "metrics": { "point_count": points, "unique_names": names },
+            "truncated": truncated,
+        }))
+    })
+    .await?;
+    Ok(answer(barrier, body))
+}
+
+pub async fn anomalies(
+    State(node): State<Arc<Node>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let consistency = p.consistency()?;
+    let w = Windows::parse(&p)?;
+    let barrier = node.read_barrier(consistency).await?;
+    let store = node.sm.store();
+    let body = blocking(move || {
+        let svc = w.service.as_deref();
+        let (current, t1) = digests(&store, w.current(), svc)?;
+        let (baseline, t2) = digests(&store, w.baseline(), svc)?;
+        Ok(json!({
+            "current_seconds": w.current_secs,
+            "baseline_seconds": w.baseline_secs,
+            "service_filter": w.service,
+            "anomalies": analytics::anomalies(&current, &baseline),
+            "truncated": t1 || t2,
+        }))
+    })
+    .await?;
+    Ok(answer(barrier, body))
+}
+
+fn window_figures(spans: &[SpanDigest], secs: u64) -> Value {
+    let s = SpanStats::of(spans);
+    json!({
+        "span_count": s.span_count,
+        "rate_per_sec": s.span_count as f64 / secs.max(1) as f64,
+        "error_rate": s.error_rate,
+        "avg_ms": s.avg_ms,
+        "p50_ms": s.p50_ms,
+        "p95_ms": s.p95_ms,
+        "p99_ms": s.p99_ms,
+    })
+}
+
+pub async fn diff(
+    State(node): State<Arc<Node>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let consistency = p.consistency()?;
+    let w = Windows::parse(&p)?;
+    let barrier = node.read_barrier(consistency).await?;
+    let store = node.sm.store();
+    let body = blocking(move || {
+        let svc = w.service.as_deref();
+        let (current, t1) = digests(&store, w.current(), svc)?;
+        let (baseline, t2) = digests(&store, w.baseline(), svc)?;
+        let cur = window_figures(&current, w.current_secs);
+        let base = window_figures(&baseline, w.baseline_secs);
+        let mut delta = serde_json::Map::new();
+        for (k, v) in cur.as_object().expect("an object") {
+            let b = base[k].as_f64().unwrap_or(0.0);
+            delta.insert(k.clone(), json!(v.as_f64().unwrap_or(0.0) - b));
+        }
+        Ok(json!({
+            "current_seconds": w.current_secs,
+            "baseline_seconds": w.baseline_secs,
+            "service_filter": w.service,
+            "current": cur,
+            "baseline": base,
+            "delta": delta,
+            "truncated": t1 || t2,
+        }))
+    })
+    .await?;
+    Ok(answer(barrier, body))
+}
+
+pub async fn topology(
+    State(node): State<Arc<Node>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let consistency = p.consistency()?;
+    let w = Windows::parse(&p)?;
+    let limit = p.limit(DEFAULT_EDGE_LIMIT)?;
+    let barrier = node.read_barrier(consistency).await?;
+    let store = node.sm.store();
+    let body = blocking(move || {
+        let (spans, truncated) = digests(&store, w.current(), None)?;
+        let services: Vec<Value> = analytics::by_service(&spans)
+            .into_iter()
+            .map(|(name, list)| {
+                let s = SpanStats::of(list);
+                json!({ "name": name, "span_count": s.span_count, "error_count": s.error_count })
+            })
+            .collect();
+        Ok(json!({
+            "window_seconds": w.current_secs,
+            "services": services,
+            "edges": analytics::topology(&spans, limit),
+            "truncated": truncated,
+        }))
+    })
+    .await?;
+    Ok(answer(barrier, body))
+}
+
+pub async fn correlate(
+    State(node): State<Arc<Node>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let consistency = p.consistency()?;
+    let raw_trace = p
+        .one("trace")?
+        .ok_or_else(|| ApiError::bad_request("trace is required (32 hex characters)"))?;
+    let trace: TraceId = parse_hex(raw_trace).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid trace {raw_trace:?}: expected 32 hex characters"
+        ))
+    })?;
+    let barrier = node.read_barrier(consistency).await?;
+    let store = node.sm.store();
+    let body = blocking(move || {
+        let spans = store.trace(&trace)?;
+        if spans.is_empty() {
+            return Ok(None);
+        }
+        let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap();
+        let end = spans.iter().map(|s| s.end_unix_nanos).max().unwrap();
+        let mut services: Vec<String> = spans.iter().map(|s| s.service.clone()).collect();
+        services.sort();
+        services.dedup();
+        let logs = store.search_logs(&LogQuery {
+            service: None,
+            severity: None,
+            body_contains: None,
+            trace_id: Some(trace),
+            since_unix_nanos: None,
+            until_unix_nanos: None,
+            attributes: vec![],
+            limit: CORRELATE_MAX_LOGS,
+            max_scanned: CORRELATE_MAX_LOGS * 10,
+        })?;
+        let mut metrics = Vec::new();
+        for svc in &services {
+            let found = store.search_metrics(&MetricQuery {
+                service: Some(svc.clone()),
+                name: None,
+                metric_type: None,
+                since_unix_nanos: Some(start.saturating_sub(CORRELATE_MARGIN_NANOS)),
+                until_unix_nanos: Some(end.saturating_add(CORRELATE_MARGIN_NANOS)),
+                limit: CORRELATE_MAX_METRICS,
+                max_scanned: CORRELATE_MAX_METRICS * 20,
+            })?;
+            metrics.extend(found.records);
+        }
+        metrics.sort_by(|a, b| b.timestamp_unix_nanos.cmp(&a.timestamp_unix_nanos));
+        metrics.truncate(CORRELATE_MAX_METRICS);
+        let errors = spans
+            .iter()
+            .filter(|s| s.status == crate::model::SpanStatus::Error)
+            .count();
+        Ok(Some(json!({
+            "trace_id": hex_lower(&trace),
+            "span_count": spans.len(),
+            "services": services,
+            "start_time": rfc3339_nanos(start),
+            "end_time": rfc3339_nanos(end),
+            "duration_ms": (end - start) as f64 / 1e6,
+            "error_count": errors,
+            "logs": logs.records.iter().map(|l| l.to_json()).collect::<Vec<_>>(),
+            "metrics": metrics.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
+        })))
+    })
+    .await?;
+    match body {
+        Some(b) => Ok(answer(barrier, b)),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "trace not found")),
+    }
+}
