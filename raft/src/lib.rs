@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod frame;
+pub mod histogram;
 pub mod identity;
 pub mod log_store;
 pub mod network;

@@ -233,32 +233,7 @@ pub async fn prometheus(State(node): State<Arc<Node>>) -> Response {
         "tael_wal_fsyncs_total",
         "counter",
         "Raft log fsyncs.",
-        &one(ls.fsyncs.load(Ordering::Relaxed)),
-    );
-    let mut cumulative = 0u64;
-    let mut buckets = Vec::new();
-    for (i, bound) in tael_consensus::log_store::FSYNC_BUCKETS_MICROS
-        .iter()
-        .enumerate()
-    {
-        cumulative += ls.fsync_buckets[i].load(Ordering::Relaxed);
-        buckets.push((
-            format!("_bucket{{le=\"{}\"}}", *bound as f64 / 1e6),
-            cumulative as f64,
-        ));
-    }
-    let total = ls.fsyncs.load(Ordering::Relaxed);
-    buckets.push(("_bucket{le=\"+Inf\"}".into(), total as f64));
-    buckets.push((
-        "_sum".into(),
-        ls.fsync_micros_total.load(Ordering::Relaxed) as f64 / 1e6,
-    ));
-    buckets.push(("_count".into(), total as f64));
-    metric(
-        "tael_wal_fsync_seconds",
-        "histogram",
-        "Raft log fsync latency.",
-        &buckets,
+        &one(ls.fsync_latency.count()),
     );
     metric(
         "tael_wal_torn_tail_repairs_total",
@@ -303,6 +278,16 @@ pub async fn prometheus(State(node): State<Arc<Node>>) -> Response {
         "counter",
         "Snapshots installed from the leader.",
         &one(ss.snapshots_installed.load(Ordering::Relaxed)),
+    );
+    ls.fsync_latency.render(
+        &mut out,
+        "tael_wal_fsync_seconds",
+        "Raft log fsync latency.",
+    );
+    ss.apply_latency.render(
+        &mut out,
+        "tael_apply_batch_seconds",
+        "Time to apply one batch of log entries to the state machine.",
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -62,6 +62,7 @@ pub struct StateMachineStats {
     pub metric_points_applied: AtomicU64,
     pub apply_batches: AtomicU64,
     pub apply_micros_total: AtomicU64,
+    pub apply_latency: tael_consensus::histogram::LatencyHistogram,
     pub snapshots_built: AtomicU64,
     pub snapshots_installed: AtomicU64,
 }
@@ -256,6 +257,7 @@ impl Shared {
         s.apply_batches.fetch_add(1, Ordering::Relaxed);
         s.apply_micros_total
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        s.apply_latency.record(started.elapsed());
         Ok(responses)
     }
 

@@ -110,32 +110,16 @@ impl LogFaults {
 pub struct LogStoreStats {
     pub torn_tail_repairs: AtomicU64,
     pub torn_tail_bytes: AtomicU64,
-    pub fsyncs: AtomicU64,
-    pub fsync_micros_total: AtomicU64,
-    pub fsync_micros_max: AtomicU64,
     pub bytes_written: AtomicU64,
     pub entries_appended: AtomicU64,
-    /// Fsync latency histogram; bucket upper bounds in [`FSYNC_BUCKETS_MICROS`].
-    pub fsync_buckets: [AtomicU64; FSYNC_BUCKETS_MICROS.len() + 1],
+    pub fsync_latency: crate::histogram::LatencyHistogram,
 }
-
-pub const FSYNC_BUCKETS_MICROS: [u64; 10] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
-];
 
 impl LogStoreStats {
     fn record_fsync(&self, took: Duration, bytes: usize) {
-        let micros = took.as_micros() as u64;
-        self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.fsync_micros_total.fetch_add(micros, Ordering::Relaxed);
-        self.fsync_micros_max.fetch_max(micros, Ordering::Relaxed);
+        self.fsync_latency.record(took);
         self.bytes_written
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        let bucket = FSYNC_BUCKETS_MICROS
-            .iter()
-            .position(|&b| micros <= b)
-            .unwrap_or(FSYNC_BUCKETS_MICROS.len());
-        self.fsync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 }
 
