@@ -422,4 +422,16 @@ async fn analytics_endpoints_match_hand_computed_results() {
         );
         assert!(r.json().unwrap()["error"].is_string());
     }
+
+    // The histograms operators need are exported.
+    let m = String::from_utf8(c.get(f, "/metrics").await.body).unwrap();
+    assert!(
+        metric(&m, "tael_apply_batch_seconds_count") > 0,
+        "apply latency histogram"
+    );
+    assert!(
+        metric(&m, "tael_wal_fsync_seconds_count") > 0,
+        "fsync latency histogram"
+    );
+    assert!(m.contains("tael_apply_batch_seconds_bucket{le=\"+Inf\"}"));
 }
