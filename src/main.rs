@@ -70,6 +70,22 @@ enum Command {
         /// Pace the load to this many records per second in total.
         #[arg(long)]
         rate: Option<u64>,
+        /// Percent of spans that are LLM spans with a prompt and completion.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+        llm_percent: u32,
+        #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
+    /// Query latency benchmark: trace search, full-text, summary.
+    BenchQuery {
+        /// REST URL of the node to query.
+        #[arg(long, default_value = "http://127.0.0.1:7701")]
+        server: String,
+        /// Runs of each query.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        #[arg(long, default_value = "linearizable")]
+        consistency: String,
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
@@ -152,6 +168,7 @@ fn main() -> ExitCode {
             spans_per_request,
             duration_secs,
             rate,
+            llm_percent,
             output,
         } => runtime(2).block_on(async move {
             if concurrency == 0 || spans_per_request == 0 || duration_secs == 0 {
@@ -183,6 +200,7 @@ fn main() -> ExitCode {
                 records_per_request: spans_per_request,
                 duration: Duration::from_secs(duration_secs),
                 rate_records_per_sec: rate,
+                llm_percent,
             };
             let r = cmd::bench::run(opts).await?;
             if output == "json" {
@@ -214,6 +232,41 @@ fn main() -> ExitCode {
                 );
                 for e in &r.errors {
                     println!("error: {e}");
+                }
+            }
+            Ok(())
+        }),
+        Command::BenchQuery {
+            server,
+            runs,
+            consistency,
+            output,
+        } => runtime(1).block_on(async move {
+            if runs == 0 {
+                return Err("runs must be positive".into());
+            }
+            let r = cmd::bench_query::run(&server, runs, &consistency).await?;
+            if output == "json" {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("report serializes")
+                );
+            } else {
+                println!(
+                    "{:<28} {:>8} {:>8} {:>8} {:>7} {:>8}",
+                    "QUERY", "P50_MS", "P99_MS", "MAX_MS", "ERRORS", "RESULTS"
+                );
+                for q in &r {
+                    println!(
+                        "{:<28} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>8}",
+                        q.name,
+                        q.ms_p50,
+                        q.ms_p99,
+                        q.ms_max,
+                        q.errors,
+                        q.last_result_count
+                            .map_or("-".to_string(), |n| n.to_string())
+                    );
                 }
             }
             Ok(())

@@ -47,6 +47,9 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Total records per second across workers; `None` sends as fast as acks come.
     pub rate_records_per_sec: Option<u64>,
+    /// Share of spans (percent) that are LLM spans carrying a prompt and a
+    /// completion.
+    pub llm_percent: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,7 +98,12 @@ const ROUTES: [&str; 5] = [
 /// One request of `n` spans: a few traces of parent/child spans. Ids are
 /// unique per (worker, sequence); `worker` carries a per-run random prefix so
 /// that a second run sends new spans rather than replacing the first run's.
-pub fn make_request(worker: u64, seq: u64, n: usize) -> ExportTraceServiceRequest {
+pub fn make_request(
+    worker: u64,
+    seq: u64,
+    n: usize,
+    llm_percent: u32,
+) -> ExportTraceServiceRequest {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -119,6 +127,26 @@ pub fn make_request(worker: u64, seq: u64, n: usize) -> ExportTraceServiceReques
         let start = now - 5_000_000 - i * 1000;
         let duration = 200_000 + ((seq * 7919 + i * 104_729) % 40_000_000);
         let route = ROUTES[((seq + i) % ROUTES.len() as u64) as usize];
+        let mut attributes = vec![
+            kv("http.method", Value::StringValue("GET".into())),
+            kv("http.route", Value::StringValue(route.into())),
+            kv(
+                "http.status_code",
+                Value::IntValue(if error { 500 } else { 200 }),
+            ),
+            kv(
+                "user.id",
+                Value::StringValue(format!("user-{}", (seq * 31 + i) % 10_000)),
+            ),
+            kv("db.system", Value::StringValue("postgresql".into())),
+            kv(
+                "net.peer.name",
+                Value::StringValue(format!("db-{}.internal", i % 3)),
+            ),
+        ];
+        if (seq.wrapping_mul(n as u64) + i) % 100 < u64::from(llm_percent) {
+            attributes.extend(llm_attributes(seq, i));
+        }
         spans.push(Span {
             trace_id: trace_id.to_vec(),
             span_id: span_id.to_vec(),
@@ -131,23 +159,7 @@ pub fn make_request(worker: u64, seq: u64, n: usize) -> ExportTraceServiceReques
             kind: if is_root { 2 } else { 3 },
             start_time_unix_nano: start,
             end_time_unix_nano: start + duration,
-            attributes: vec![
-                kv("http.method", Value::StringValue("GET".into())),
-                kv("http.route", Value::StringValue(route.into())),
-                kv(
-                    "http.status_code",
-                    Value::IntValue(if error { 500 } else { 200 }),
-                ),
-                kv(
-                    "user.id",
-                    Value::StringValue(format!("user-{}", (seq * 31 + i) % 10_000)),
-                ),
-                kv("db.system", Value::StringValue("postgresql".into())),
-                kv(
-                    "net.peer.name",
-                    Value::StringValue(format!("db-{}.internal", i % 3)),
-                ),
-            ],
+            attributes,
             events: if error {
                 vec![span::Event {
                     time_unix_nano: start + duration / 2,
@@ -188,6 +200,54 @@ pub fn make_request(worker: u64, seq: u64, n: usize) -> ExportTraceServiceReques
             schema_url: String::new(),
         }],
     }
+}
+
+/// Words the generated prompts are made of (and full-text benchmarks query).
+pub const PROMPT_WORDS: [&str; 16] = [
+    "refund",
+    "invoice",
+    "latency",
+    "outage",
+    "shipping",
+    "password",
+    "discount",
+    "warranty",
+    "kubernetes",
+    "timeout",
+    "checkout",
+    "database",
+    "replica",
+    "quorum",
+    "billing",
+    "upgrade",
+];
+
+/// GenAI attributes of an LLM call: a ~1 KiB prompt and a shorter completion.
+fn llm_attributes(seq: u64, i: u64) -> Vec<KeyValue> {
+    let word =
+        |k: u64| PROMPT_WORDS[((seq * 131 + i * 31 + k * 7) % PROMPT_WORDS.len() as u64) as usize];
+    let mut prompt = String::from("You are a support agent. Customer message: ");
+    for k in 0..120 {
+        prompt.push_str(word(k));
+        prompt.push(' ');
+    }
+    let mut completion = String::from("Answer: ");
+    for k in 0..40 {
+        completion.push_str(word(k + 500));
+        completion.push(' ');
+    }
+    vec![
+        kv("gen_ai.provider.name", Value::StringValue("openai".into())),
+        kv(
+            "gen_ai.request.model",
+            Value::StringValue("gpt-4o-mini".into()),
+        ),
+        kv("gen_ai.operation.name", Value::StringValue("chat".into())),
+        kv("gen_ai.usage.input_tokens", Value::IntValue(300)),
+        kv("gen_ai.usage.output_tokens", Value::IntValue(60)),
+        kv("gen_ai.prompt", Value::StringValue(prompt)),
+        kv("gen_ai.completion", Value::StringValue(completion)),
+    ]
 }
 
 const LEVELS: [(i32, &str); 4] = [(9, "INFO"), (9, "INFO"), (13, "WARN"), (17, "ERROR")];
@@ -304,10 +364,11 @@ impl Sender {
         worker: u64,
         seq: u64,
         n: usize,
+        llm_percent: u32,
     ) -> Result<(), String> {
         match self {
             Sender::GrpcTraces(c) => c
-                .export(make_request(worker, seq, n))
+                .export(make_request(worker, seq, n, llm_percent))
                 .await
                 .map(drop)
                 .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
@@ -318,7 +379,9 @@ impl Sender {
                 .map_err(|s| format!("{:?}: {}", s.code(), s.message())),
             Sender::Http { url } => {
                 let body = match signal {
-                    BenchSignal::Traces => make_request(worker, seq, n).encode_to_vec(),
+                    BenchSignal::Traces => {
+                        make_request(worker, seq, n, llm_percent).encode_to_vec()
+                    }
                     BenchSignal::Logs => make_logs_request(worker, seq, n).encode_to_vec(),
                 };
                 let r = crate::http_client::request_with_headers(
@@ -360,6 +423,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         let acked = acked.clone();
         let n = opts.records_per_request;
         let signal = opts.signal;
+        let llm_percent = opts.llm_percent;
         handles.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u32> = Vec::new();
             let mut failed = 0u64;
@@ -373,7 +437,9 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
                     next += i;
                 }
                 let t0 = Instant::now();
-                let result = sender.send(signal, run_prefix | w as u64, seq, n).await;
+                let result = sender
+                    .send(signal, run_prefix | w as u64, seq, n, llm_percent)
+                    .await;
                 seq += 1;
                 match result {
                     Ok(()) => {
@@ -441,7 +507,7 @@ mod tests {
     fn requests_have_unique_valid_ids() {
         let mut seen = std::collections::HashSet::new();
         for (w, seq) in [(0, 0), (0, 1), (1, 0)] {
-            let r = make_request(w, seq, 100);
+            let r = make_request(w, seq, 100, 10);
             for s in &r.resource_spans[0].scope_spans[0].spans {
                 assert_eq!(s.trace_id.len(), 16);
                 assert_eq!(s.span_id.len(), 8);

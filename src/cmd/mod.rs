@@ -1,6 +1,7 @@
 //! The `tael-raft` subcommands other than `serve`.
 
 pub mod bench;
+pub mod bench_query;
 pub mod dev_cluster;
 pub mod init;
 pub mod member;
