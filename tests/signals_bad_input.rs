@@ -115,6 +115,24 @@ fn bad_histogram(name: &str) -> Metric {
     }
 }
 
+/// A placeholder attribute value, replaced in the encoded message by bytes
+/// that are not UTF-8 (which no protobuf encoder would produce).
+const MARKER: &str = "@@NON-UTF8@@";
+
+fn with_attr(mut rec: LogRecord, value: &str) -> LogRecord {
+    rec.attributes.push(kv("k", value));
+    rec
+}
+
+fn non_utf8_attribute(mut encoded: Vec<u8>) -> Vec<u8> {
+    let at = encoded
+        .windows(MARKER.len())
+        .position(|w| w == MARKER.as_bytes())
+        .expect("marker in the encoded message");
+    encoded[at..at + MARKER.len()].copy_from_slice(&[0xff; 12]);
+    encoded
+}
+
 /// The google.rpc.Status an OTLP/HTTP error carries.
 #[derive(Clone, PartialEq, prost::Message)]
 struct RpcStatus {
@@ -179,6 +197,24 @@ async fn bad_signal_input_is_refused_clearly_and_harms_nothing() {
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         assert!(err.message().contains("malformed protobuf"), "{err:?}");
     }
+
+    // A non-UTF-8 attribute value inside an otherwise valid export.
+    let non_utf8_logs = non_utf8_attribute(
+        logs_request(Some("bad"), vec![with_attr(log("non-utf8"), MARKER)]).encode_to_vec(),
+    );
+    let err = export_raw(&otlp, LOGS_EXPORT, non_utf8_logs.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let mut g = gauge("bad.g", 1.0);
+    if let Some(Data::Gauge(gg)) = &mut g.data {
+        gg.data_points[0].attributes.push(kv("k", MARKER));
+    }
+    let non_utf8_metrics = non_utf8_attribute(metrics_request("bad", vec![g]).encode_to_vec());
+    let err = export_raw(&otlp, METRICS_EXPORT, non_utf8_metrics.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // An invalid trace id alone is INVALID_ARGUMENT; next to a valid record
     // it is a partial success.
@@ -269,6 +305,15 @@ async fn bad_signal_input_is_refused_clearly_and_harms_nothing() {
     )
     .await;
     assert_eq!(r.status, 400);
+    for (path, body) in [
+        ("/v1/logs", &non_utf8_logs),
+        ("/v1/metrics", &non_utf8_metrics),
+    ] {
+        let r = post(&c, follower, path, &pb, body).await;
+        assert_eq!(r.status, 400, "{path}");
+        let st = RpcStatus::decode(&r.body[..]).unwrap();
+        assert!(st.message.contains("malformed protobuf"), "{st:?}");
+    }
     // Malformed JSON, non-UTF-8 JSON, invalid hex ids: 400 with a JSON status.
     for (path, body) in [
         ("/v1/logs", b"{\"resourceLogs\": [".to_vec()),

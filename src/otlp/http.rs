@@ -146,6 +146,30 @@ fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCod
     Ok(out)
 }
 
+/// Bodies up to this size are decoded on the async worker.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
+
+/// The one decode of a request body: gunzip (bounded) then protobuf or JSON.
+fn decode_body<S: OtlpSignal>(
+    format: Format,
+    gzip: bool,
+    raw: &[u8],
+) -> Result<S::Req, (StatusCode, String)> {
+    let inflated;
+    let body = if gzip {
+        inflated = gunzip_bounded(raw, MAX_EXPORT_BYTES)?;
+        &inflated[..]
+    } else {
+        raw
+    };
+    match format {
+        Format::Protobuf => S::Req::decode(body)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed protobuf: {e}"))),
+        Format::Json => serde_json::from_slice(body)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed OTLP JSON: {e}"))),
+    }
+}
+
 async fn handle<S: OtlpSignal>(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -202,38 +226,20 @@ async fn handle<S: OtlpSignal>(
             )
         }
     };
-    let decoded_body: std::borrow::Cow<'_, [u8]> = if gzip {
-        match gunzip_bounded(&raw, MAX_EXPORT_BYTES) {
-            Ok(b) => b.into(),
-            Err((status, why)) => return error(format, status, why),
+    // Inflating and decoding a large body takes milliseconds of CPU: off the
+    // async workers, which also carry Raft's heartbeats.
+    let decoded = if raw.len() > INLINE_DECODE_BYTES {
+        match tokio::task::spawn_blocking(move || decode_body::<S>(format, gzip, &raw)).await {
+            Ok(r) => r,
+            Err(e) => return error(format, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     } else {
-        raw[..].into()
+        decode_body::<S>(format, gzip, &raw)
     };
-    let req: S::Req = match format {
-        Format::Protobuf => match S::Req::decode(&decoded_body[..]) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    format,
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed protobuf: {e}"),
-                )
-            }
-        },
-        Format::Json => match serde_json::from_slice(&decoded_body) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    format,
-                    StatusCode::BAD_REQUEST,
-                    format!("malformed OTLP JSON: {e}"),
-                )
-            }
-        },
+    let req = match decoded {
+        Ok(r) => r,
+        Err((status, why)) => return error(format, status, why),
     };
-    drop(decoded_body);
-    drop(raw);
     match export::<S>(&state.node, Transport::Http, req).await {
         Ok(resp) => {
             let body = match format {

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 
+import grpc
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
     OTLPLogExporter as GrpcLogExporter,
@@ -136,7 +137,9 @@ def main():
             endpoint = f"http://{args.grpc}"
             span_exp = GrpcSpanExporter(endpoint=endpoint, insecure=True, timeout=20)
             log_exp = GrpcLogExporter(endpoint=endpoint, insecure=True, timeout=20)
-            metric_exp = GrpcMetricExporter(endpoint=endpoint, insecure=True, timeout=20)
+            metric_exp = GrpcMetricExporter(
+                endpoint=endpoint, insecure=True, timeout=20, compression=grpc.Compression.Gzip
+            )
         else:
             base = args.http.rstrip("/")
             gzip = HttpCompression.Gzip
