@@ -69,19 +69,33 @@ fn digests(
     store.span_digests(since, until, service, MAX_WINDOW_SPANS)
 }
 
-pub async fn summary(
-    State(node): State<Arc<Node>>,
-    RawQuery(raw): RawQuery,
+/// Parses the window parameters, passes the read barrier, then runs `f` on
+/// the store in a blocking task. `limit` (default `default_limit`) bounds
+/// the lists `f` returns.
+async fn windowed(
+    node: Arc<Node>,
+    raw: Option<String>,
+    default_limit: usize,
+    f: impl FnOnce(&HotStore, &Windows, usize) -> StoreResult<Value> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let consistency = p.consistency()?;
     let w = Windows::parse(&p)?;
+    let limit = p.limit(default_limit)?;
     let barrier = node.read_barrier(consistency).await?;
     let store = node.sm.store();
-    let body = blocking(move || {
+    let body = blocking(move || f(&store, &w, limit)).await?;
+    Ok(answer(barrier, body))
+}
+
+pub async fn summary(
+    State(node): State<Arc<Node>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    windowed(node, raw, TOP_LIMIT, |store, w, limit| {
         let svc = w.service.as_deref();
         let window = w.current();
-        let (spans, truncated) = digests(&store, window, svc)?;
+        let (spans, truncated) = digests(store, window, svc)?;
         let logs = store.log_severity_counts(window.0, window.1, svc)?;
         let (points, names) = store.metric_point_counts(window.0, window.1, svc)?;
         let count = |sevs: &[Severity]| -> u64 {
@@ -91,8 +105,8 @@ pub async fn summary(
             "window_seconds": w.current_secs,
             "service_filter": w.service,
             "traces": SpanStats::of(&spans),
-            "top_services": analytics::top_services(&spans, TOP_LIMIT),
-            "top_error_operations": analytics::top_error_operations(&spans, TOP_LIMIT),
+            "top_services": analytics::top_services(&spans, limit),
+            "top_error_operations": analytics::top_error_operations(&spans, limit),
             "logs": {
                 "total": logs.values().sum::<u64>(),
                 "error": count(&[Severity::Error, Severity::Fatal]),
@@ -104,23 +118,17 @@ pub async fn summary(
             "truncated": truncated,
         }))
     })
-    .await?;
-    Ok(answer(barrier, body))
+    .await
 }
 
 pub async fn anomalies(
     State(node): State<Arc<Node>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(raw.as_deref())?;
-    let consistency = p.consistency()?;
-    let w = Windows::parse(&p)?;
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let body = blocking(move || {
+    windowed(node, raw, TOP_LIMIT, |store, w, _| {
         let svc = w.service.as_deref();
-        let (current, t1) = digests(&store, w.current(), svc)?;
-        let (baseline, t2) = digests(&store, w.baseline(), svc)?;
+        let (current, t1) = digests(store, w.current(), svc)?;
+        let (baseline, t2) = digests(store, w.baseline(), svc)?;
         Ok(json!({
             "current_seconds": w.current_secs,
             "baseline_seconds": w.baseline_secs,
@@ -129,8 +137,7 @@ pub async fn anomalies(
             "truncated": t1 || t2,
         }))
     })
-    .await?;
-    Ok(answer(barrier, body))
+    .await
 }
 
 fn window_figures(spans: &[SpanDigest], secs: u64) -> Value {
@@ -150,15 +157,10 @@ pub async fn diff(
     State(node): State<Arc<Node>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(raw.as_deref())?;
-    let consistency = p.consistency()?;
-    let w = Windows::parse(&p)?;
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let body = blocking(move || {
+    windowed(node, raw, TOP_LIMIT, |store, w, _| {
         let svc = w.service.as_deref();
-        let (current, t1) = digests(&store, w.current(), svc)?;
-        let (baseline, t2) = digests(&store, w.baseline(), svc)?;
+        let (current, t1) = digests(store, w.current(), svc)?;
+        let (baseline, t2) = digests(store, w.baseline(), svc)?;
         let cur = window_figures(&current, w.current_secs);
         let base = window_figures(&baseline, w.baseline_secs);
         let mut delta = serde_json::Map::new();
@@ -176,22 +178,15 @@ pub async fn diff(
             "truncated": t1 || t2,
         }))
     })
-    .await?;
-    Ok(answer(barrier, body))
+    .await
 }
 
 pub async fn topology(
     State(node): State<Arc<Node>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(raw.as_deref())?;
-    let consistency = p.consistency()?;
-    let w = Windows::parse(&p)?;
-    let limit = p.limit(DEFAULT_EDGE_LIMIT)?;
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let body = blocking(move || {
-        let (spans, truncated) = digests(&store, w.current(), None)?;
+    windowed(node, raw, DEFAULT_EDGE_LIMIT, |store, w, limit| {
+        let (spans, truncated) = digests(store, w.current(), None)?;
         let services: Vec<Value> = analytics::by_service(&spans)
             .into_iter()
             .map(|(name, list)| {
@@ -206,8 +201,7 @@ pub async fn topology(
             "truncated": truncated,
         }))
     })
-    .await?;
-    Ok(answer(barrier, body))
+    .await
 }
 
 pub async fn correlate(
