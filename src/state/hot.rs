@@ -1283,6 +1283,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
         let mut batch = store.begin();
+        batch.begin_entry(1);
         for (day, n, svc, sev) in [
             (20_000, 1, "a", Severity::Info),
             (20_003, 5, "a", Severity::Error),

@@ -263,6 +263,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
         let mut batch = store.begin();
+        batch.begin_entry(1);
         for i in 0..10 {
             batch.put_log(&log(i));
             batch.put_metric(&point(i));
@@ -274,6 +275,7 @@ mod tests {
         }
         batch.commit(None, None).unwrap();
         let mut batch = store.begin();
+        batch.begin_entry(2);
         batch.put_log(&log(3));
         batch.commit(None, None).unwrap();
         assert_eq!(all_logs(&store).len(), 10);
