@@ -44,9 +44,14 @@ fn queries(consistency: &str, run: usize) -> Vec<(&'static str, String)> {
             "full-text over LLM spans",
             format!("/api/v1/traces?text={word}&limit=100&{c}"),
         ),
+        // Bench log bodies name a route and a user: a common and a rare term.
         (
-            "full-text over logs",
-            format!("/api/v1/logs?text={word}&limit=100&{c}"),
+            "full-text logs, common",
+            format!("/api/v1/logs?text=pay&limit=100&{c}"),
+        ),
+        (
+            "full-text logs, rare",
+            format!("/api/v1/logs?text=%22user-{}%22&limit=100&{c}", 1000 + run),
         ),
         ("summary, last hour", format!("/api/v1/summary?last=1h&{c}")),
     ]
