@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::QueryParser;
-use tantivy::schema::{Field, Schema, Value, INDEXED, STORED, TEXT};
+use tantivy::schema::{Field, Schema, Value, FAST, INDEXED, STORED, TEXT};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 use tokio::sync::watch;
 
@@ -51,7 +51,8 @@ impl DocKind {
 }
 
 pub const MAX_QUERY_BYTES: usize = 1024;
-/// Most hits one query considers before its other filters apply.
+/// Most hits one query considers (the newest ones) before its other filters
+/// apply.
 pub const MAX_HITS: usize = 10_000;
 const WRITER_MEMORY_BYTES: usize = 32 * 1024 * 1024;
 /// Documents moved into tantivy per commit, at most.
@@ -67,8 +68,12 @@ struct CommitPayload {
 struct Fields {
     kind: Field,
     key: Field,
+    /// The record's time (span start, log timestamp): hits come newest first.
+    time: Field,
     text: Field,
 }
+
+const TIME_FIELD: &str = "time";
 
 pub struct FullText {
     index: Index,
@@ -87,6 +92,7 @@ fn schema() -> (Schema, Fields) {
     let fields = Fields {
         kind: b.add_u64_field("kind", INDEXED | STORED),
         key: b.add_bytes_field("key", STORED),
+        time: b.add_u64_field(TIME_FIELD, FAST),
         text: b.add_text_field("text", TEXT),
     };
     (b.build(), fields)
@@ -191,8 +197,9 @@ impl FullText {
         Ok(())
     }
 
-    /// Best-scoring documents for `query` (tantivy query syntax; parsed
-    /// leniently, so stray syntax never fails a search), at most `limit`.
+    /// Keys of the newest documents matching `query` (tantivy query syntax,
+    /// parsed leniently, so stray syntax never fails a search), newest
+    /// first, at most `limit`.
     pub fn search(&self, query: &str, kind: DocKind, limit: usize) -> Result<Vec<Vec<u8>>, String> {
         debug_assert!(query.len() <= MAX_QUERY_BYTES);
         let parser = QueryParser::for_index(&self.index, vec![self.fields.text]);
@@ -206,13 +213,14 @@ impl FullText {
         let top = searcher
             .search(
                 &query,
-                &TopDocs::with_limit(limit.min(MAX_HITS)).order_by_score(),
+                &TopDocs::with_limit(limit.min(MAX_HITS))
+                    .order_by_u64_field(TIME_FIELD, tantivy::Order::Desc),
             )
             .map_err(|e| format!("full-text search: {e}"))?;
         let mut keys = Vec::with_capacity(top.len());
         // A retried export indexes the same record twice: report it once.
         let mut seen = std::collections::HashSet::new();
-        for (_score, addr) in top {
+        for (_time, addr) in top {
             let d: TantivyDocument = searcher
                 .doc(addr)
                 .map_err(|e| format!("full-text document: {e}"))?;
@@ -307,6 +315,7 @@ impl Indexer {
             .add_document(doc!(
                 f.kind => d.kind as u64,
                 f.key => d.key.clone(),
+                f.time => d.time_unix_nanos,
                 f.text => d.text.as_str(),
             ))
             .map(|_| ())

@@ -70,8 +70,12 @@ pub async fn logs(
             let keys = ft
                 .search(&text, DocKind::Log, MAX_HITS)
                 .map_err(StoreError::Index)?;
+            // Hits come newest first: stop loading at `limit` matches.
             let mut logs = Vec::new();
             for k in keys {
+                if logs.len() == query.limit {
+                    break;
+                }
                 if let Some(l) = store.get_log_by_key(&k)? {
                     let in_window = query
                         .since_unix_nanos
@@ -81,8 +85,6 @@ pub async fn logs(
                     }
                 }
             }
-            logs.sort_by(|a, b| b.timestamp_unix_nanos.cmp(&a.timestamp_unix_nanos));
-            logs.truncate(query.limit);
             Ok(logs)
         })
         .await?;

@@ -128,16 +128,21 @@ async fn text_search(
         let keys = ft
             .search(&text, DocKind::Span, MAX_HITS)
             .map_err(StoreError::Index)?;
+        // Hits come newest first: stop loading at `limit` matches.
         let mut spans = Vec::new();
         for k in keys {
+            if spans.len() == query.limit {
+                break;
+            }
             if let Some(s) = store.get_span_by_key(&k)? {
                 if query.matches(&s) {
                     spans.push(s);
                 }
             }
         }
-        spans.sort_by(|a, b| b.start_unix_nanos.cmp(&a.start_unix_nanos));
-        spans.truncate(query.limit);
+        debug_assert!(spans
+            .windows(2)
+            .all(|w| w[0].start_unix_nanos >= w[1].start_unix_nanos));
         Ok(spans)
     })
     .await?;

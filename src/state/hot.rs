@@ -150,6 +150,7 @@ fn preview(s: &str, max_bytes: usize) -> String {
 pub struct PendingDoc {
     pub kind: crate::fulltext::DocKind,
     pub key: Vec<u8>,
+    pub time_unix_nanos: u64,
     pub text: String,
 }
 
@@ -389,6 +390,7 @@ impl HotStore {
             f(PendingDoc {
                 kind: crate::fulltext::DocKind::Log,
                 key: k.to_vec(),
+                time_unix_nanos: log.timestamp_unix_nanos,
                 text,
             })
             .map_err(StoreError::Index)?;
@@ -413,6 +415,7 @@ impl HotStore {
             f(PendingDoc {
                 kind: crate::fulltext::DocKind::Span,
                 key: k.to_vec(),
+                time_unix_nanos: span.start_unix_nanos,
                 text: texts.join("\n\n"),
             })
             .map_err(StoreError::Index)?;
@@ -986,13 +989,24 @@ impl ApplyBatch<'_> {
     }
 
     /// Queues `text` for the full-text index, pointing at `key`.
-    pub fn queue_text(&mut self, kind: crate::fulltext::DocKind, key: Vec<u8>, text: String) {
+    pub fn queue_text(
+        &mut self,
+        kind: crate::fulltext::DocKind,
+        key: Vec<u8>,
+        time_unix_nanos: u64,
+        text: String,
+    ) {
         debug_assert!(self.log_index > 0, "begin_entry comes first");
         let mut k = Vec::with_capacity(12);
         k.extend_from_slice(&self.log_index.to_be_bytes());
         k.extend_from_slice(&self.text_docs_in_entry.to_be_bytes());
         self.text_docs_in_entry += 1;
-        let doc = PendingDoc { kind, key, text };
+        let doc = PendingDoc {
+            kind,
+            key,
+            time_unix_nanos,
+            text,
+        };
         self.batch.insert(self.store.ft_pending(), k, encode(&doc));
     }
 
@@ -1003,7 +1017,8 @@ impl ApplyBatch<'_> {
             if !texts.is_empty() {
                 let joined: Vec<&str> = texts.iter().map(|(_, t)| t.as_str()).collect();
                 let doc = joined.join("\n\n");
-                self.queue_text(crate::fulltext::DocKind::Span, key.to_vec(), doc);
+                let start = span.start_unix_nanos;
+                self.queue_text(crate::fulltext::DocKind::Span, key.to_vec(), start, doc);
             }
             for (sha, text) in texts {
                 // Content-addressed: writing the same text again is a no-op.
@@ -1169,6 +1184,7 @@ impl ApplyBatch<'_> {
         self.queue_text(
             crate::fulltext::DocKind::Log,
             key.to_vec(),
+            log.timestamp_unix_nanos,
             log.body.clone(),
         );
         let value = if log.body.len() > LARGE_LOG_BODY_BYTES {
