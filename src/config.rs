@@ -25,7 +25,16 @@ pub struct ServeConfig {
     pub storage_threads: usize,
     pub cache_mb: u64,
     pub runtime_threads: usize,
+    /// The ack level of proposals. With `ingest_spooled` this is `Committed`:
+    /// what the spool forwarder waits for before it lets a record go.
     pub ingest_ack: AckLevel,
+    /// `--ingest-ack spooled`: OTLP exports are acknowledged once fsynced in
+    /// this node's local spool and forwarded into the Raft log later (see
+    /// crate::spool).
+    pub ingest_spooled: bool,
+    /// Spooled bytes not yet forwarded beyond which exports are refused
+    /// (UNAVAILABLE / 503 with a retry hint).
+    pub spool_max_pending_mb: u64,
     /// Peers to dial somewhere other than their membership address
     /// (membership address → address dialed), e.g. through a test proxy.
     pub dial_overrides: Vec<(String, String)>,
@@ -52,6 +61,8 @@ impl Default for ServeConfig {
             cache_mb: 128,
             runtime_threads: 2,
             ingest_ack: AckLevel::Committed,
+            ingest_spooled: false,
+            spool_max_pending_mb: 1024,
             dial_overrides: Vec::new(),
             faults: FaultConfig::default(),
         }
@@ -100,10 +111,16 @@ pub struct ServeArgs {
     /// Async runtime worker threads.
     #[arg(long, env = "TAEL_RUNTIME_THREADS")]
     pub runtime_threads: Option<usize>,
-    /// When an export is acknowledged: `committed` (fsynced on a quorum) or
-    /// `applied` (also applied on the leader).
+    /// When an export is acknowledged: `committed` (fsynced on a quorum),
+    /// `applied` (also applied on the leader) or `spooled` (fsynced in this
+    /// node's local spool, forwarded to the Raft log when a leader is
+    /// reachable; see docs/consistency.md for what that does not promise).
     #[arg(long, env = "TAEL_INGEST_ACK")]
     pub ingest_ack: Option<String>,
+    /// With `--ingest-ack spooled`: spooled MiB not yet forwarded beyond
+    /// which exports are refused with a retry hint.
+    #[arg(long, env = "TAEL_SPOOL_MAX_PENDING_MB")]
+    pub spool_max_pending_mb: Option<u64>,
     /// `RAFT_ADDR=DIAL_ADDR`: reach the peer whose membership address is
     /// RAFT_ADDR at DIAL_ADDR instead (a proxy, a NAT). Repeatable.
     #[arg(
@@ -135,12 +152,14 @@ fn parse_dial_override(s: &str) -> Result<(String, String), String> {
     Ok((from.to_string(), to.to_string()))
 }
 
-fn parse_ack(s: &str) -> Result<AckLevel, String> {
+/// The ack level of proposals, and whether exports go through the spool.
+fn parse_ack(s: &str) -> Result<(AckLevel, bool), String> {
     match s {
-        "committed" => Ok(AckLevel::Committed),
-        "applied" => Ok(AckLevel::Applied),
+        "committed" => Ok((AckLevel::Committed, false)),
+        "applied" => Ok((AckLevel::Applied, false)),
+        "spooled" => Ok((AckLevel::Committed, true)),
         other => Err(format!(
-            "ingest_ack must be committed or applied, not {other:?}"
+            "ingest_ack must be committed, applied or spooled, not {other:?}"
         )),
     }
 }
@@ -163,6 +182,7 @@ struct FileConfig {
     cache_mb: Option<u64>,
     runtime_threads: Option<usize>,
     ingest_ack: Option<String>,
+    spool_max_pending_mb: Option<u64>,
     dial_overrides: Option<Vec<String>>,
     mutation: Option<String>,
     power_loss_sim: Option<bool>,
@@ -187,6 +207,11 @@ impl ServeArgs {
                 self.$f.clone().or(file.$f.clone()).unwrap_or(d.$f.clone())
             };
         }
+        let (ingest_ack, ingest_spooled) = match self.ingest_ack.clone().or(file.ingest_ack.clone())
+        {
+            Some(s) => parse_ack(&s)?,
+            None => (d.ingest_ack, d.ingest_spooled),
+        };
         let c = ServeConfig {
             node_id: pick!(node_id),
             data_dir: pick!(data_dir),
@@ -202,10 +227,9 @@ impl ServeArgs {
             storage_threads: pick!(storage_threads),
             cache_mb: pick!(cache_mb),
             runtime_threads: pick!(runtime_threads),
-            ingest_ack: match self.ingest_ack.clone().or(file.ingest_ack.clone()) {
-                Some(s) => parse_ack(&s)?,
-                None => d.ingest_ack,
-            },
+            ingest_ack,
+            ingest_spooled,
+            spool_max_pending_mb: pick!(spool_max_pending_mb),
             dial_overrides: {
                 let raw = if self.dial_overrides.is_empty() {
                     file.dial_overrides.clone().unwrap_or_default()
@@ -257,6 +281,26 @@ impl ServeConfig {
         }
         if self.runtime_threads == 0 || self.storage_threads == 0 {
             return Err("thread counts must be at least 1".into());
+        }
+        if self.ingest_spooled {
+            if self.spool_max_pending_mb == 0 {
+                return Err(
+                    "spool_max_pending_mb must be at least 1 with ingest_ack = spooled".into(),
+                );
+            }
+            if !cfg!(target_os = "linux") {
+                return Err(
+                    "ingest_ack = spooled needs Linux: its spool (walrus) writes with io_uring"
+                        .into(),
+                );
+            }
+            // The forwarder lets a record go once its proposal is acknowledged.
+            if self.faults.mutation == Some(Mutation::AckBeforeCommit) {
+                return Err(
+                    "ingest_ack = spooled cannot be combined with the ack-before-commit mutation"
+                        .into(),
+                );
+            }
         }
         self.faults.validate()
     }
@@ -310,6 +354,58 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.contains("ingest_ack"), "{err}");
+        assert!(err.contains("spooled"), "the error lists every mode: {err}");
+    }
+
+    #[test]
+    fn spooled_mode_parses_and_proposes_at_commit() {
+        let c = ServeArgs {
+            ingest_ack: Some("spooled".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(c.ingest_spooled);
+        assert_eq!(
+            c.ingest_ack,
+            AckLevel::Committed,
+            "the forwarder lets a record go once committed"
+        );
+        assert_eq!(c.spool_max_pending_mb, 1024);
+        assert!(!ServeArgs::default().resolve().unwrap().ingest_spooled);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "ingest_ack = \"spooled\"\nspool_max_pending_mb = 64\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(c.ingest_spooled);
+        assert_eq!(c.spool_max_pending_mb, 64);
+        let c = ServeArgs {
+            config: Some(path),
+            ingest_ack: Some("committed".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(!c.ingest_spooled, "the flag wins over the file");
+
+        let err = ServeArgs {
+            ingest_ack: Some("spooled".into()),
+            spool_max_pending_mb: Some(0),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("spool_max_pending_mb"), "{err}");
     }
 
     #[test]

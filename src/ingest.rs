@@ -1,10 +1,12 @@
 //! From validated telemetry to a committed log entry.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tael_consensus::Record;
 
 use crate::node::{ClusterError, Node};
+use crate::spool::{Spool, SpoolRefusal};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
@@ -64,8 +66,22 @@ impl IngestMetrics {
     }
 }
 
+/// Appends `record` to the spool off the async threads; a refused record
+/// comes back for the direct path.
+async fn spool_append(spool: Arc<Spool>, record: Record) -> Result<(), (SpoolRefusal, Record)> {
+    tokio::task::spawn_blocking(move || match spool.append(&record) {
+        Ok(()) => Ok(()),
+        Err(why) => Err((why, record)),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("spool append task: {e}"))
+}
+
 /// Commits one export's records (already encoded into `record`) as a single
-/// log entry; `n` is the number of telemetry records it carries.
+/// log entry; `n` is the number of telemetry records it carries. On a node
+/// with a spool, it is acknowledged once spooled instead (log index 0), unless
+/// the spool cannot take it (too large, or failed): then it is committed
+/// directly.
 pub async fn commit(
     node: &Node,
     signal: Signal,
@@ -75,6 +91,25 @@ pub async fn commit(
 ) -> Result<u64, ClusterError> {
     debug_assert!(n > 0);
     let c = node.ingest.get(signal, transport);
+    let record = match &node.spool {
+        Some(spool) => match spool_append(spool.clone(), record).await {
+            Ok(()) => {
+                c.accepted.fetch_add(n, Ordering::Relaxed);
+                return Ok(0);
+            }
+            Err((SpoolRefusal::Full { pending_bytes }, _)) => {
+                c.unavailable.fetch_add(n, Ordering::Relaxed);
+                return Err(ClusterError::Unavailable(format!(
+                    "the spool is full ({pending_bytes} bytes wait to be forwarded); retry later"
+                )));
+            }
+            Err((SpoolRefusal::TooLarge | SpoolRefusal::Failed(_), record)) => {
+                spool.metrics.bypassed_total.fetch_add(1, Ordering::Relaxed);
+                record
+            }
+        },
+        None => record,
+    };
     match node.propose(record).await {
         Ok(index) => {
             c.accepted.fetch_add(n, Ordering::Relaxed);

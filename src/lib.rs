@@ -21,5 +21,6 @@ pub mod node;
 pub mod otlp;
 pub mod payload;
 pub mod rest;
+pub mod spool;
 pub mod state;
 pub mod sys;

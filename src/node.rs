@@ -76,6 +76,8 @@ pub struct Node {
     pub peers: PeerChannels,
     pub ingest: IngestMetrics,
     pub fulltext: Arc<crate::fulltext::FullText>,
+    /// With `--ingest-ack spooled`: where exports wait to be forwarded.
+    pub spool: Option<Arc<crate::spool::Spool>>,
 }
 
 pub struct RunningNode {
@@ -147,6 +149,15 @@ impl Node {
         let sm_shared = sm.shared.clone();
         let fulltext =
             crate::fulltext::FullText::start(&data_dir.join("fulltext"), sm_shared.clone())?;
+        let spool = if config.ingest_spooled {
+            Some(Arc::new(crate::spool::Spool::open(
+                &data_dir,
+                config.node_id,
+                config.spool_max_pending_mb.saturating_mul(1024 * 1024),
+            )?))
+        } else {
+            None
+        };
         let peers = PeerChannels::with_dial_overrides(config.dial_overrides.clone());
         let network = NetworkFactory::new(identity.clone(), peers.clone());
         let raft = Raft::new(
@@ -183,6 +194,7 @@ impl Node {
             peers,
             ingest: IngestMetrics::default(),
             fulltext,
+            spool: spool.clone(),
         });
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -232,6 +244,13 @@ impl Node {
             node.clone(),
             shutdown_rx.clone(),
         )));
+        if let Some(spool) = spool {
+            servers.push(tokio::spawn(crate::spool::forward(
+                node.clone(),
+                spool,
+                shutdown_rx.clone(),
+            )));
+        }
         servers.push(tokio::spawn(storage_maintenance(
             node.clone(),
             shutdown_rx.clone(),

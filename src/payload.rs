@@ -19,6 +19,44 @@ pub const TAG_METRICS: u8 = FIRST_APP_TAG + 2;
 
 /// One trace comment, stamped by the leader (see [`leader_stamp`]).
 pub const TAG_COMMENT: u8 = FIRST_APP_TAG + 8;
+/// A spans, logs or metrics record that went through a node's local spool
+/// (`--ingest-ack spooled`), wrapped in a [`SpooledRecord`]. Only these pay
+/// for the at-most-once check; records ingested directly skip it.
+pub const TAG_SPOOLED: u8 = FIRST_APP_TAG + 9;
+
+/// What the spool forwarder proposes: the original record plus where it came
+/// from. `(origin, generation, seq)` names one spooled export for ever: the
+/// spool of node `origin` numbers its exports `seq` = 1, 2, ... within each
+/// `generation` (one per start of that node), and forwards a generation's
+/// exports in that order, each only after the one before it committed. So
+/// the state machine keeps, per origin and generation, the highest `seq`
+/// applied, and skips anything at or below it: a re-proposal after a crash or
+/// a timed-out forward is applied at most once (see `ApplyBatch::claim_spooled`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpooledRecord {
+    pub origin: u64,
+    pub generation: u64,
+    pub seq: u64,
+    /// The origin's oldest generation still in its spool: older generations
+    /// are fully forwarded, so their per-generation marks can be dropped.
+    pub min_live_generation: u64,
+    /// TAG_SPANS, TAG_LOGS or TAG_METRICS.
+    pub tag: u8,
+    pub payload: Vec<u8>,
+}
+
+pub fn spooled_record(batch_key: [u8; BATCH_KEY_LEN], spooled: &SpooledRecord) -> Record {
+    Record {
+        tag: TAG_SPOOLED,
+        batch_key,
+        payload: encode(spooled),
+    }
+}
+
+/// Tags the spool accepts: plain telemetry, never stamped by a leader.
+pub fn spoolable(tag: u8) -> bool {
+    matches!(tag, TAG_SPANS | TAG_LOGS | TAG_METRICS)
+}
 
 pub fn new_batch_key() -> [u8; BATCH_KEY_LEN] {
     rand::random()
@@ -85,6 +123,9 @@ pub struct AppliedCounts {
     pub spans: u64,
     pub logs: u64,
     pub metric_points: u64,
+    /// Spooled records applied, and spooled records skipped as re-proposals.
+    pub spooled_applied: u64,
+    pub spooled_duplicates: u64,
 }
 
 /// Applies one record, the entry at `log_index`, into `batch`.
@@ -93,10 +134,43 @@ pub fn apply(
     log_index: u64,
     record: &Record,
 ) -> StoreResult<AppliedCounts> {
+    if record.tag == TAG_SPOOLED {
+        let spooled: SpooledRecord = decode(&record.payload)?;
+        if !spoolable(spooled.tag) {
+            return Err(StoreError::Corrupt(format!(
+                "spooled record at log index {log_index} wraps tag {}",
+                spooled.tag
+            )));
+        }
+        let first_time = batch.claim_spooled(
+            spooled.origin,
+            spooled.generation,
+            spooled.seq,
+            spooled.min_live_generation,
+        )?;
+        if !first_time {
+            return Ok(AppliedCounts {
+                spooled_duplicates: 1,
+                ..AppliedCounts::default()
+            });
+        }
+        let mut counts = apply_tagged(batch, log_index, spooled.tag, &spooled.payload)?;
+        counts.spooled_applied = 1;
+        return Ok(counts);
+    }
+    apply_tagged(batch, log_index, record.tag, &record.payload)
+}
+
+fn apply_tagged(
+    batch: &mut ApplyBatch<'_>,
+    log_index: u64,
+    tag: u8,
+    payload: &[u8],
+) -> StoreResult<AppliedCounts> {
     let mut counts = AppliedCounts::default();
-    match record.tag {
+    match tag {
         TAG_COMMENT => {
-            let c: Comment = decode(&record.payload)?;
+            let c: Comment = decode(payload)?;
             if !c.is_stamped() {
                 return Err(StoreError::Corrupt(format!(
                     "comment at log index {log_index} was never stamped by a leader"
@@ -105,21 +179,21 @@ pub fn apply(
             batch.put_comment(log_index, &c);
         }
         TAG_SPANS => {
-            let spans: Vec<SpanRecord> = decode(&record.payload)?;
+            let spans: Vec<SpanRecord> = decode(payload)?;
             counts.spans = spans.len() as u64;
             for span in spans {
                 batch.put_span(span)?;
             }
         }
         TAG_LOGS => {
-            let logs: Vec<LogRecord> = decode(&record.payload)?;
+            let logs: Vec<LogRecord> = decode(payload)?;
             counts.logs = logs.len() as u64;
             for log in logs {
                 batch.put_log(&log);
             }
         }
         TAG_METRICS => {
-            let points: Vec<MetricPoint> = decode(&record.payload)?;
+            let points: Vec<MetricPoint> = decode(payload)?;
             counts.metric_points = points.len() as u64;
             for p in points {
                 batch.put_metric(&p);

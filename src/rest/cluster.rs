@@ -279,6 +279,91 @@ pub async fn prometheus(State(node): State<Arc<Node>>) -> Response {
         "Snapshots installed from the leader.",
         &one(ss.snapshots_installed.load(Ordering::Relaxed)),
     );
+    metric(
+        "tael_spool_applied_total",
+        "counter",
+        "Spooled records applied by this node's state machine (any origin).",
+        &one(ss.spooled_applied.load(Ordering::Relaxed)),
+    );
+    metric(
+        "tael_spool_duplicates_skipped_total",
+        "counter",
+        "Spooled records proposed again (after a crash or an unanswered forward) and skipped by this node's state machine.",
+        &one(ss.spooled_duplicates_skipped.load(Ordering::Relaxed)),
+    );
+    let store = node.sm.store();
+    if let Ok(Ok(by_origin)) =
+        tokio::task::spawn_blocking(move || store.spooled_applied_by_origin()).await
+    {
+        let samples: Vec<(String, f64)> = by_origin
+            .iter()
+            .map(|(origin, f)| (format!("{{origin=\"{origin}\"}}"), f.applied_total as f64))
+            .collect();
+        metric(
+            "tael_spool_applied_records",
+            "gauge",
+            "Spooled records ever applied, per origin node (replicated state: equal on every node at the same applied index).",
+            &samples,
+        );
+    }
+    if let Some(spool) = &node.spool {
+        let sm = &spool.metrics;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        metric(
+            "tael_spool_pending_records",
+            "gauge",
+            "Records spooled by this process and not yet committed (records left by an earlier process are counted in tael_spool_pending_bytes only).",
+            &one(load(&sm.pending_records)),
+        );
+        metric(
+            "tael_spool_pending_bytes",
+            "gauge",
+            "Spooled bytes not yet forwarded, including the on-disk size of files left by an earlier process until they are read through.",
+            &one(load(&sm.pending_bytes) + load(&sm.recovered_bytes)),
+        );
+        metric(
+            "tael_spool_appended_total",
+            "counter",
+            "Exports spooled (and acknowledged).",
+            &one(load(&sm.appended_total)),
+        );
+        metric(
+            "tael_spool_forwarded_total",
+            "counter",
+            "Spooled records whose proposal committed.",
+            &one(load(&sm.forwarded_total)),
+        );
+        metric(
+            "tael_spool_skipped_forwarded_total",
+            "counter",
+            "Spooled records read back after a restart that were already forwarded.",
+            &one(load(&sm.skipped_forwarded_total)),
+        );
+        metric(
+            "tael_spool_refused_full_total",
+            "counter",
+            "Exports refused because the spool was full.",
+            &one(load(&sm.refused_full_total)),
+        );
+        metric(
+            "tael_spool_bypassed_total",
+            "counter",
+            "Exports committed directly because the spool could not take them (too large, or the spool failed).",
+            &one(load(&sm.bypassed_total)),
+        );
+        metric(
+            "tael_spool_forward_retries_total",
+            "counter",
+            "Forward attempts that did not commit (no leader, no quorum, timeout) and were retried.",
+            &one(load(&sm.forward_retries_total)),
+        );
+        metric(
+            "tael_spool_failed",
+            "gauge",
+            "1 once the spool failed in this process (exports then bypass it).",
+            &one(sm.failed.load(Ordering::Relaxed) as u64),
+        );
+    }
     ls.fsync_latency.render(
         &mut out,
         "tael_wal_fsync_seconds",

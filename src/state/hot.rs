@@ -86,7 +86,7 @@ pub struct ServiceStats {
 
 /// Every keyspace, in a fixed order: snapshots refer to them by position.
 /// New keyspaces are appended, so older snapshot files keep their meaning.
-pub const KEYSPACES: [&str; 16] = [
+pub const KEYSPACES: [&str; 17] = [
     "spans",
     "by_time",
     "by_service",
@@ -108,6 +108,9 @@ pub const KEYSPACES: [&str; 16] = [
     // log index ++ seq → PendingDoc: text waiting for the full-text indexer
     // (see crate::fulltext).
     "ft_pending",
+    // Spooled-ingest marks (see `ApplyBatch::claim_spooled`):
+    // origin ++ 0 → SpoolFloor; origin ++ 1 ++ generation → highest seq applied.
+    "spool_applied",
 ];
 const LOGS: usize = 7;
 const LOG_BY_SERVICE: usize = 8;
@@ -121,6 +124,9 @@ pub const LARGE_LOG_BODY_BYTES: usize = 16 * 1024;
 const LOG_BODY_PREVIEW_BYTES: usize = 1024;
 const BLOBS: usize = 14;
 const FT_PENDING: usize = 15;
+const SPOOL_APPLIED: usize = 16;
+const SPOOL_KIND_FLOOR: u8 = 0;
+const SPOOL_KIND_GENERATION: u8 = 1;
 /// Length of the content key that identifies a log record or metric point.
 const CONTENT_KEY_LEN: usize = 16;
 /// Time ++ content key: the tail of every log and metric key.
@@ -143,6 +149,29 @@ fn preview(s: &str, max_bytes: usize) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+/// Per origin node: generations below `floor_generation` are gone from its
+/// spool, and how many of its spooled records were ever applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolFloor {
+    pub floor_generation: u64,
+    pub applied_total: u64,
+}
+
+fn spool_floor_key(origin: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.extend_from_slice(&origin.to_be_bytes());
+    k.push(SPOOL_KIND_FLOOR);
+    k
+}
+
+fn spool_generation_key(origin: u64, generation: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.extend_from_slice(&origin.to_be_bytes());
+    k.push(SPOOL_KIND_GENERATION);
+    k.extend_from_slice(&generation.to_be_bytes());
+    k
 }
 
 /// Text queued for the full-text index by an apply.
@@ -333,6 +362,41 @@ impl HotStore {
         &self.keyspaces[FT_PENDING]
     }
 
+    fn spool_applied(&self) -> &Keyspace {
+        &self.keyspaces[SPOOL_APPLIED]
+    }
+
+    /// Spooled records applied per origin node (replicated state: the same on
+    /// every replica at the same applied index).
+    pub fn spooled_applied_by_origin(&self) -> StoreResult<Vec<(u64, SpoolFloor)>> {
+        let mut out = Vec::new();
+        for kv in self.spool_applied().iter() {
+            let (k, v) = kv.into_inner()?;
+            if k.len() == 9 && k[8] == SPOOL_KIND_FLOOR {
+                let origin = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+                out.push((origin, decode(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Generations of `origin` with a mark, and the highest seq applied in each.
+    pub fn spool_generations(&self, origin: u64) -> StoreResult<Vec<(u64, u64)>> {
+        let mut prefix = origin.to_be_bytes().to_vec();
+        prefix.push(SPOOL_KIND_GENERATION);
+        let mut out = Vec::new();
+        for kv in self.spool_applied().prefix(&prefix) {
+            let (k, v) = kv.into_inner()?;
+            let generation = u64::from_be_bytes(
+                k[9..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("spool_applied key".into()))?,
+            );
+            out.push((generation, decode(&v)?));
+        }
+        Ok(out)
+    }
+
     /// Queued full-text documents of entries after `after_index`, in log
     /// order, at most `max`, with their entry's log index.
     pub fn pending_docs_in(
@@ -499,6 +563,7 @@ impl HotStore {
             svc_traces: HashMap::new(),
             log_index: 0,
             text_docs_in_entry: 0,
+            spool_marks: HashMap::new(),
         }
     }
 
@@ -978,6 +1043,8 @@ pub struct ApplyBatch<'a> {
     /// The entry being applied, and how many full-text documents it queued.
     log_index: u64,
     text_docs_in_entry: u32,
+    /// `spool_applied` values staged in this batch (None: removed).
+    spool_marks: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl ApplyBatch<'_> {
@@ -986,6 +1053,96 @@ impl ApplyBatch<'_> {
         debug_assert!(log_index > self.log_index || self.log_index == 0);
         self.log_index = log_index;
         self.text_docs_in_entry = 0;
+    }
+
+    fn spool_get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(staged) = self.spool_marks.get(key) {
+            return Ok(staged.clone());
+        }
+        Ok(self.store.spool_applied().get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn spool_put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.batch
+            .insert(self.store.spool_applied(), key.clone(), value.clone());
+        self.spool_marks.insert(key, Some(value));
+    }
+
+    fn spool_remove(&mut self, key: Vec<u8>) {
+        self.batch.remove(self.store.spool_applied(), key.clone());
+        self.spool_marks.insert(key, None);
+    }
+
+    /// Decides whether the spooled export `(origin, generation, seq)` is
+    /// applied now (true) or was applied before (false), and records it.
+    ///
+    /// Sound because an origin forwards a generation's exports in `seq`
+    /// order, each only after the previous one committed: nothing above a
+    /// generation's highest applied seq has been applied yet, and anything at
+    /// or below it has. Generations below the origin's `min_live_generation`
+    /// have left its spool (fully forwarded), so their marks are dropped and
+    /// a late copy of one of their records (a forward that outlived a
+    /// restart) is a duplicate too. State per origin: one floor plus one mark
+    /// per generation still in its spool.
+    pub fn claim_spooled(
+        &mut self,
+        origin: u64,
+        generation: u64,
+        seq: u64,
+        min_live_generation: u64,
+    ) -> StoreResult<bool> {
+        let floor_key = spool_floor_key(origin);
+        let mut floor: SpoolFloor = match self.spool_get(&floor_key)? {
+            Some(v) => decode(&v)?,
+            None => SpoolFloor::default(),
+        };
+        let floor_raised = min_live_generation > floor.floor_generation;
+        if floor_raised {
+            floor.floor_generation = min_live_generation;
+            let mut prefix = origin.to_be_bytes().to_vec();
+            prefix.push(SPOOL_KIND_GENERATION);
+            let mut stale: Vec<Vec<u8>> = Vec::new();
+            for kv in self.store.spool_applied().prefix(&prefix) {
+                stale.push(kv.key()?.to_vec());
+            }
+            stale.extend(
+                self.spool_marks
+                    .iter()
+                    .filter(|(k, v)| v.is_some() && k.starts_with(&prefix))
+                    .map(|(k, _)| k.clone()),
+            );
+            for k in stale {
+                let g = u64::from_be_bytes(
+                    k[9..]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("spool_applied key".into()))?,
+                );
+                if g < floor.floor_generation {
+                    self.spool_remove(k);
+                }
+            }
+        }
+        if generation < floor.floor_generation {
+            if floor_raised {
+                self.spool_put(floor_key, encode(&floor));
+            }
+            return Ok(false);
+        }
+        let gen_key = spool_generation_key(origin, generation);
+        let applied_seq: u64 = match self.spool_get(&gen_key)? {
+            Some(v) => decode(&v)?,
+            None => 0,
+        };
+        if seq <= applied_seq {
+            if floor_raised {
+                self.spool_put(floor_key, encode(&floor));
+            }
+            return Ok(false);
+        }
+        floor.applied_total += 1;
+        self.spool_put(gen_key, encode(&seq));
+        self.spool_put(floor_key, encode(&floor));
+        Ok(true)
     }
 
     /// Queues `text` for the full-text index, pointing at `key`.

@@ -60,6 +60,9 @@ pub struct StateMachineStats {
     pub spans_applied: AtomicU64,
     pub logs_applied: AtomicU64,
     pub metric_points_applied: AtomicU64,
+    /// Spooled records applied here, and re-proposed ones skipped here.
+    pub spooled_applied: AtomicU64,
+    pub spooled_duplicates_skipped: AtomicU64,
     pub apply_batches: AtomicU64,
     pub apply_micros_total: AtomicU64,
     pub apply_latency: tael_consensus::histogram::LatencyHistogram,
@@ -217,6 +220,8 @@ impl Shared {
                     counts.spans += c.spans;
                     counts.logs += c.logs;
                     counts.metric_points += c.metric_points;
+                    counts.spooled_applied += c.spooled_applied;
+                    counts.spooled_duplicates += c.spooled_duplicates;
                 }
                 EntryPayload::Membership(m) => {
                     let before: BTreeSet<u64> = match &membership {
@@ -254,6 +259,10 @@ impl Shared {
         s.logs_applied.fetch_add(counts.logs, Ordering::Relaxed);
         s.metric_points_applied
             .fetch_add(counts.metric_points, Ordering::Relaxed);
+        s.spooled_applied
+            .fetch_add(counts.spooled_applied, Ordering::Relaxed);
+        s.spooled_duplicates_skipped
+            .fetch_add(counts.spooled_duplicates, Ordering::Relaxed);
         s.apply_batches.fetch_add(1, Ordering::Relaxed);
         s.apply_micros_total
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

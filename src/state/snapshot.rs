@@ -352,4 +352,90 @@ mod tests {
             .unwrap();
         assert_eq!(windowed.records.len(), 2);
     }
+
+    #[test]
+    fn a_spooled_record_proposed_twice_is_applied_once_even_after_a_snapshot() {
+        use crate::payload::{self, SpooledRecord, TAG_LOGS};
+        use crate::state::hot::encode;
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
+        let spooled = |generation: u64, seq: u64, min_live: u64, body: u64| {
+            payload::spooled_record(
+                [seq as u8; 16],
+                &SpooledRecord {
+                    origin: 2,
+                    generation,
+                    seq,
+                    min_live_generation: min_live,
+                    tag: TAG_LOGS,
+                    payload: encode(&vec![log(body)]),
+                },
+            )
+        };
+        let apply = |store: &HotStore, records: &[tael_consensus::Record]| {
+            let mut batch = store.begin();
+            let mut applied = 0;
+            let mut duplicates = 0;
+            for (i, r) in records.iter().enumerate() {
+                batch.begin_entry(i as u64 + 1);
+                let c = payload::apply(&mut batch, i as u64 + 1, r).unwrap();
+                applied += c.spooled_applied;
+                duplicates += c.spooled_duplicates;
+            }
+            batch.commit(None, None).unwrap();
+            (applied, duplicates)
+        };
+        let applied_total = |store: &HotStore| {
+            store
+                .spooled_applied_by_origin()
+                .unwrap()
+                .into_iter()
+                .find(|(o, _)| *o == 2)
+                .map_or(0, |(_, f)| f.applied_total)
+        };
+
+        // Twice in one apply batch (the batch is not readable: staged marks count).
+        assert_eq!(
+            apply(&store, &[spooled(1, 1, 1, 1), spooled(1, 1, 1, 1)]),
+            (1, 1)
+        );
+        // Again in a later batch, next to a new one.
+        assert_eq!(
+            apply(&store, &[spooled(1, 1, 1, 1), spooled(1, 2, 1, 2)]),
+            (1, 1)
+        );
+        assert_eq!(apply(&store, &[spooled(1, 2, 1, 2)]), (0, 1));
+        assert_eq!(applied_total(&store), 2);
+        assert_eq!(all_logs(&store).len(), 2);
+
+        // A snapshot carries the marks: the restored replica skips them too.
+        let path = dir.path().join("s.snap");
+        export(&store, &store.read_view(), &SnapshotMeta::default(), &path).unwrap();
+        let restored = HotStore::open(&dir.path().join("b"), 1, 1 << 20).unwrap();
+        import(&path, &restored).unwrap();
+        assert_eq!(applied_total(&restored), 2);
+        assert_eq!(
+            apply(&restored, &[spooled(1, 1, 1, 1), spooled(1, 2, 1, 2)]),
+            (0, 2)
+        );
+        assert_eq!(restored.spool_generations(2).unwrap(), vec![(1, 2)]);
+
+        // The origin restarted with generation 1 gone from its spool: its
+        // mark is dropped, and a late copy of a generation-1 record is
+        // still a duplicate.
+        assert_eq!(apply(&restored, &[spooled(2, 1, 2, 3)]), (1, 0));
+        assert_eq!(restored.spool_generations(2).unwrap(), vec![(2, 1)]);
+        assert_eq!(
+            apply(&restored, &[spooled(1, 2, 1, 2), spooled(1, 9, 1, 9)]),
+            (0, 2)
+        );
+        assert_eq!(applied_total(&restored), 3);
+        assert_eq!(all_logs(&restored).len(), 3);
+
+        // Persisted: a reopened store still knows.
+        drop(restored);
+        let reopened = HotStore::open(&dir.path().join("b"), 1, 1 << 20).unwrap();
+        assert_eq!(apply(&reopened, &[spooled(2, 1, 2, 3)]), (0, 1));
+        assert_eq!(applied_total(&reopened), 3);
+    }
 }
