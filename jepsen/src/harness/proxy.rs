@@ -1,0 +1,146 @@
+//! Per-link TCP proxies on loopback (network faults without root).
+//!
+//! Node `a` dials node `b`'s raft address through the proxy of link
+//! `(a, b)` (the server's `--dial-override`). A blocked link closes its
+//! open connections and drops new ones; a delayed link holds every chunk
+//! for its delay before passing it on.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Largest chunk a proxy reads at once.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+struct LinkState {
+    blocked: HashSet<(u64, u64)>,
+    delay_ms: BTreeMap<(u64, u64), u64>,
+    /// Bumped on every change so open connections notice a new block.
+    generation: u64,
+}
+
+#[derive(Clone)]
+pub struct Proxies {
+    state: Arc<Mutex<LinkState>>,
+    /// (from, to) → proxy listen address.
+    pub addrs: BTreeMap<(u64, u64), String>,
+}
+
+impl Proxies {
+    /// Starts one proxy per ordered pair of `nodes` (id, raft address).
+    pub async fn start(nodes: &[(u64, String)]) -> Result<Proxies, String> {
+        let state = Arc::new(Mutex::new(LinkState::default()));
+        let mut addrs = BTreeMap::new();
+        for (from, _) in nodes {
+            for (to, target) in nodes {
+                if from == to {
+                    continue;
+                }
+                let listener = TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| format!("proxy listen: {e}"))?;
+                let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                addrs.insert((*from, *to), addr.to_string());
+                tokio::spawn(serve(listener, (*from, *to), target.clone(), state.clone()));
+            }
+        }
+        Ok(Proxies { state, addrs })
+    }
+
+    /// `--dial-override` values for node `from`.
+    pub fn overrides_for(&self, from: u64, raft_addr_of: impl Fn(u64) -> String) -> Vec<String> {
+        self.addrs
+            .iter()
+            .filter(|((f, _), _)| *f == from)
+            .map(|((_, to), proxy)| format!("{}={proxy}", raft_addr_of(*to)))
+            .collect()
+    }
+
+    /// Blocks exactly these directed links.
+    pub fn block(&self, links: &[(u64, u64)]) {
+        let mut s = self.state.lock().expect("proxy lock");
+        s.blocked = links.iter().copied().collect();
+        s.generation += 1;
+    }
+
+    pub fn delay(&self, links: &[(u64, u64)], delay_ms: u64) {
+        let mut s = self.state.lock().expect("proxy lock");
+        s.delay_ms = links.iter().map(|l| (*l, delay_ms)).collect();
+        s.generation += 1;
+    }
+
+    pub fn heal(&self) {
+        let mut s = self.state.lock().expect("proxy lock");
+        s.blocked.clear();
+        s.delay_ms.clear();
+        s.generation += 1;
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    link: (u64, u64),
+    target: String,
+    state: Arc<Mutex<LinkState>>,
+) {
+    loop {
+        let Ok((inbound, _)) = listener.accept().await else {
+            continue;
+        };
+        if state.lock().expect("proxy lock").blocked.contains(&link) {
+            drop(inbound);
+            continue;
+        }
+        let target = target.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(outbound) = TcpStream::connect(&target).await else {
+                return;
+            };
+            let (ri, wi) = inbound.into_split();
+            let (ro, wo) = outbound.into_split();
+            let a = tokio::spawn(pipe(ri, wo, link, state.clone()));
+            let b = tokio::spawn(pipe(ro, wi, link, state));
+            let _ = tokio::join!(a, b);
+        });
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    link: (u64, u64),
+    state: Arc<Mutex<LinkState>>,
+) {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        let n = match tokio::time::timeout(Duration::from_millis(200), from.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                // Idle: notice a block installed meanwhile.
+                if state.lock().expect("proxy lock").blocked.contains(&link) {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (blocked, delay) = {
+            let s = state.lock().expect("proxy lock");
+            (s.blocked.contains(&link), s.delay_ms.get(&link).copied())
+        };
+        if blocked {
+            return;
+        }
+        if let Some(ms) = delay {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
