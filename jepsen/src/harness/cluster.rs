@@ -545,6 +545,21 @@ impl Cluster {
         Ok(())
     }
 
+    /// Whether a TCP connect from `from`'s namespace to `to`'s raft port
+    /// fails within a second: proof that the link is really cut.
+    pub fn netns_link_cut(&self, from: u64, to: u64) -> Result<bool, String> {
+        let (f, t) = (self.spec(from), self.spec(to));
+        let ns = f.netns.ok_or("not in netns mode")?;
+        let status = Command::new("ip")
+            .args(["netns", "exec", &ns, "timeout", "1", "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/{}", t.raft.replace(':', "/")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("probing link {from}->{to}: {e}"))?;
+        Ok(!status.success())
+    }
+
     pub fn netns_heal(&self) -> Result<(), String> {
         self.netns_block(&[])
     }

@@ -304,11 +304,23 @@ impl Nemesis {
                 };
                 let (links, desc) = partition_links(&p.target, &ids, p.pick, leader);
                 let result = self.block(&links);
-                let installed = result.is_ok() && !links.is_empty();
+                // Prove the cut on one link (netns: a TCP connect must fail).
+                let verified = match (self.cluster.net(), links.first(), &result) {
+                    (NetMode::Netns, Some(&(from, to)), Ok(())) => {
+                        let c = self.cluster.clone();
+                        tokio::task::spawn_blocking(move || c.netns_link_cut(from, to))
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r)
+                    }
+                    _ => Ok(result.is_ok()),
+                };
+                let installed =
+                    result.is_ok() && !links.is_empty() && verified.as_ref().is_ok_and(|v| *v);
                 self.rec.nemesis(
                     "partition",
                     json!({"target": p.target, "grudge": desc, "links": links,
-                           "installed": installed, "error": result.err()}),
+                           "installed": installed, "verified_cut": verified.ok(), "error": result.err()}),
                 );
                 sleep_or_stop(hold, stop).await;
                 let healed = self.block(&[]);
@@ -356,7 +368,7 @@ impl Nemesis {
             "clock",
             json!({"target": p.target, "node": id, "offset_s": p.amount,
                    "installed": set.is_ok() && verified.is_ok(),
-                   "verification": match &verified { Ok(s) => json!({"observed_offset_s": s}), Err(e) => json!({"error": e}) },
+                   "verification": match &verified { Ok(s) => json!({"ok": s}), Err(e) => json!({"error": e}) },
                    "error": set.err()}),
         );
         if p.target == "strobe" {
@@ -380,9 +392,25 @@ impl Nemesis {
         );
     }
 
-    /// The node's clock offset in seconds as observed, if within 3 s of
-    /// `expected_s`.
-    pub async fn verify_clock(&self, id: u64, expected_s: i64) -> Result<i64, String> {
+    /// Checks that node `id`'s wall clock is offset by `expected_s`.
+    ///
+    /// Forward jumps show in the node's HTTP `Date` header. Backward jumps
+    /// do not (hyper caches the rendered date until the clock passes the
+    /// next full second it computed, which is then far in the future), so
+    /// for those the proof is that libfaketime is mapped into the server
+    /// process and the offset file holds the offset.
+    pub async fn verify_clock(&self, id: u64, expected_s: i64) -> Result<String, String> {
+        if expected_s < 0 {
+            let pid = self.cluster.pid(id).ok_or("node not running")?;
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .map_err(|e| format!("/proc/{pid}/maps: {e}"))?;
+            if !maps.contains("libfaketime") {
+                return Err("libfaketime is not mapped into the server".into());
+            }
+            return Ok(format!(
+                "libfaketime mapped into pid {pid}; backward jump not observable via Date"
+            ));
+        }
         let node_s = self.cluster.node_wall_clock_s(id).await?;
         let now_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -390,7 +418,7 @@ impl Nemesis {
             .as_secs() as i64;
         let observed = node_s - now_s;
         if (observed - expected_s).abs() <= 3 {
-            Ok(observed)
+            Ok(format!("Date header offset {observed}s"))
         } else {
             Err(format!(
                 "node clock offset {observed}s, expected {expected_s}s"
