@@ -6,6 +6,8 @@ use clap::Args;
 use serde::Deserialize;
 use tael_consensus::AckLevel;
 
+use crate::faults::{FaultConfig, Mutation};
+
 /// The settings of one node, fully resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServeConfig {
@@ -23,6 +25,10 @@ pub struct ServeConfig {
     pub cache_mb: u64,
     pub runtime_threads: usize,
     pub ingest_ack: AckLevel,
+    /// Peers to dial somewhere other than their membership address
+    /// (membership address → address dialed), e.g. through a test proxy.
+    pub dial_overrides: Vec<(String, String)>,
+    pub faults: FaultConfig,
 }
 
 impl Default for ServeConfig {
@@ -44,6 +50,8 @@ impl Default for ServeConfig {
             cache_mb: 128,
             runtime_threads: 2,
             ingest_ack: AckLevel::Committed,
+            dial_overrides: Vec::new(),
+            faults: FaultConfig::default(),
         }
     }
 }
@@ -91,6 +99,35 @@ pub struct ServeArgs {
     /// `applied` (also applied on the leader).
     #[arg(long, env = "TAEL_INGEST_ACK")]
     pub ingest_ack: Option<String>,
+    /// `RAFT_ADDR=DIAL_ADDR`: reach the peer whose membership address is
+    /// RAFT_ADDR at DIAL_ADDR instead (a proxy, a NAT). Repeatable.
+    #[arg(
+        long = "dial-override",
+        env = "TAEL_DIAL_OVERRIDES",
+        value_delimiter = ','
+    )]
+    pub dial_overrides: Vec<String>,
+    /// Fault harness only (`fault-injection` builds): run with a known bug.
+    #[arg(long, env = "TAEL_MUTATION")]
+    pub mutation: Option<String>,
+    /// Fault harness only (`fault-injection` builds): a SIGKILL of this node
+    /// drops whatever its Raft log had not fsynced, like a power cut.
+    #[arg(long, env = "TAEL_POWER_LOSS_SIM", num_args = 0..=1, default_missing_value = "true")]
+    pub power_loss_sim: Option<bool>,
+}
+
+fn parse_dial_override(s: &str) -> Result<(String, String), String> {
+    let (from, to) = s
+        .split_once('=')
+        .ok_or_else(|| format!("dial override {s:?} is not RAFT_ADDR=DIAL_ADDR"))?;
+    for addr in [from, to] {
+        if addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "dial override {s:?}: {addr:?} is not a host:port socket address"
+            ));
+        }
+    }
+    Ok((from.to_string(), to.to_string()))
 }
 
 fn parse_ack(s: &str) -> Result<AckLevel, String> {
@@ -120,6 +157,9 @@ struct FileConfig {
     cache_mb: Option<u64>,
     runtime_threads: Option<usize>,
     ingest_ack: Option<String>,
+    dial_overrides: Option<Vec<String>>,
+    mutation: Option<String>,
+    power_loss_sim: Option<bool>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -159,6 +199,25 @@ impl ServeArgs {
                 Some(s) => parse_ack(&s)?,
                 None => d.ingest_ack,
             },
+            dial_overrides: {
+                let raw = if self.dial_overrides.is_empty() {
+                    file.dial_overrides.clone().unwrap_or_default()
+                } else {
+                    self.dial_overrides.clone()
+                };
+                raw.iter()
+                    .map(|s| parse_dial_override(s))
+                    .collect::<Result<_, _>>()?
+            },
+            faults: FaultConfig {
+                mutation: self
+                    .mutation
+                    .clone()
+                    .or(file.mutation.clone())
+                    .map(|s| Mutation::parse(&s))
+                    .transpose()?,
+                power_loss_sim: self.power_loss_sim.or(file.power_loss_sim).unwrap_or(false),
+            },
         };
         c.validate()?;
         Ok(c)
@@ -191,7 +250,7 @@ impl ServeConfig {
         if self.runtime_threads == 0 || self.storage_threads == 0 {
             return Err("thread counts must be at least 1".into());
         }
-        Ok(())
+        self.faults.validate()
     }
 }
 
@@ -263,5 +322,33 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.contains("rest_addr"), "{err}");
+    }
+
+    #[test]
+    fn dial_overrides_parse_and_bad_ones_are_named() {
+        let c = ServeArgs {
+            dial_overrides: vec!["127.0.0.1:7702=127.0.0.1:17702".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.dial_overrides,
+            vec![("127.0.0.1:7702".to_string(), "127.0.0.1:17702".to_string())]
+        );
+        let err = ServeArgs {
+            dial_overrides: vec!["127.0.0.1:7702".into()],
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("RAFT_ADDR=DIAL_ADDR"), "{err}");
+        let err = ServeArgs {
+            mutation: Some("skip-fsync-please".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("unknown mutation"), "{err}");
     }
 }

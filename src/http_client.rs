@@ -54,7 +54,20 @@ pub async fn request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<HttpResponse, String> {
-    tokio::time::timeout(timeout, request_inner(method, url, content_type, body))
+    request_with_headers(method, url, content_type, &[], body, timeout).await
+}
+
+/// [`request`] with extra request headers.
+pub async fn request_with_headers(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<HttpResponse, String> {
+    let send = request_inner(method, url, content_type, headers, body);
+    tokio::time::timeout(timeout, send)
         .await
         .map_err(|_| format!("{method} {url} timed out after {timeout:?}"))?
 }
@@ -63,6 +76,7 @@ async fn request_inner(
     method: &str,
     url: &str,
     content_type: Option<&str>,
+    headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, String> {
     let (host, path) = split_url(url)?;
@@ -75,6 +89,10 @@ async fn request_inner(
     );
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (name, value) in headers {
+        debug_assert!(!name.contains(['\r', '\n']) && !value.contains(['\r', '\n']));
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     stream

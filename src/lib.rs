@@ -7,9 +7,12 @@
 //! state fresh enough for the requested consistency level.
 
 pub mod cmd;
+pub mod comments;
 pub mod config;
+pub mod faults;
 pub mod http_client;
 pub mod ingest;
+pub mod membership;
 pub mod model;
 pub mod node;
 pub mod otlp;

@@ -47,6 +47,9 @@ enum Command {
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
+    /// Membership: add a learner, promote it, remove a node, list.
+    #[command(subcommand)]
+    Member(cmd::member::MemberCommand),
     /// OTLP/gRPC load generator.
     Bench {
         /// OTLP/gRPC addresses, comma separated.
@@ -129,6 +132,10 @@ fn main() -> ExitCode {
             if output == "json" {
                 println!();
             }
+            Ok(())
+        }),
+        Command::Member(m) => runtime(1).block_on(async move {
+            print!("{}", cmd::member::run(m).await?);
             Ok(())
         }),
         Command::Bench {

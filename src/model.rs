@@ -96,6 +96,13 @@ impl SpanRecord {
     }
 }
 
+/// Wall-clock time, in nanoseconds since the Unix epoch (0 before 1970).
+pub fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 pub fn hex_lower(bytes: &[u8]) -> String {
     tael_consensus::hex(bytes)
 }

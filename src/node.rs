@@ -20,7 +20,9 @@ use tokio::sync::watch;
 use tonic::Code;
 
 use crate::config::ServeConfig;
+use crate::faults::{FaultConfig, Mutation};
 use crate::ingest::IngestMetrics;
+use crate::payload;
 use crate::state::{self, StateMachine, StateMachineOptions};
 
 /// How long a write may wait for commit before the client is told to retry.
@@ -121,16 +123,28 @@ impl Node {
         let identity = Arc::new(
             ClusterIdentity::load(&data_dir).map_err(|e| format!("reading cluster id: {e}"))?,
         );
-        let log = LogStore::open(&data_dir.join("raft-log"), LogStoreOptions::default())
+        let log_opts = LogStoreOptions {
+            faults: config.faults.log_faults(),
+            ..LogStoreOptions::default()
+        };
+        let log = LogStore::open(&data_dir.join("raft-log"), log_opts)
             .map_err(|e| format!("opening the raft log: {e}"))?;
         let sm_opts = StateMachineOptions {
             fjall_worker_threads: config.storage_threads,
             fjall_cache_bytes: config.cache_mb * 1024 * 1024,
+            duplicate_retries: config.faults.is_active(Mutation::DoubleApplyRetries),
         };
+        if config.faults != FaultConfig::default() {
+            tracing::warn!(
+                mutation = ?config.faults.mutation.map(|m| m.name()),
+                power_loss_sim = config.faults.power_loss_sim,
+                "FAULT INJECTION ACTIVE: this node runs with a deliberate defect; never use it for real data"
+            );
+        }
         let sm = StateMachine::open(&data_dir, sm_opts)
             .map_err(|e| format!("opening the state machine: {e}"))?;
         let sm_shared = sm.shared.clone();
-        let peers = PeerChannels::default();
+        let peers = PeerChannels::with_dial_overrides(config.dial_overrides.clone());
         let network = NetworkFactory::new(identity.clone(), peers.clone());
         let raft = Raft::new(
             config.node_id,
@@ -175,7 +189,10 @@ impl Node {
             incoming_snapshot_dir: data_dir.join("snapshots-incoming"),
             rest_addr: config.rest_addr.clone(),
             snapshots_received: Arc::new(AtomicU64::new(0)),
-            ack: config.ingest_ack,
+            ack: config.faults.ack_level(config.ingest_ack),
+            leader_stamp: Arc::new(|record| {
+                payload::leader_stamp(record, crate::model::now_unix_nanos())
+            }),
         };
         let svc = RaftTransportServer::new(raft_service)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -257,17 +274,31 @@ impl Node {
     /// returns its log index once it reaches the configured ack level
     /// (committed on a quorum, or also applied on the leader).
     pub async fn propose(&self, record: Record) -> Result<u64, ClusterError> {
+        self.propose_for_response(record)
+            .await
+            .map(|(index, _)| index)
+    }
+
+    /// [`Node::propose`], also returning what the leader's stamp produced
+    /// (see [`payload::leader_stamp`]).
+    pub async fn propose_for_response(
+        &self,
+        record: Record,
+    ) -> Result<(u64, Vec<u8>), ClusterError> {
         let cluster_id = self.cluster_id()?;
         let m = self.metrics();
         if m.current_leader == Some(self.id) {
-            return tael_consensus::write::propose(
+            let (record, response) = payload::leader_stamp(record, crate::model::now_unix_nanos())
+                .map_err(ClusterError::Invalid)?;
+            let index = tael_consensus::write::propose(
                 &self.raft,
                 record,
-                self.config.ingest_ack,
+                self.config.faults.ack_level(self.config.ingest_ack),
                 WRITE_TIMEOUT,
             )
             .await
-            .map_err(|s| ClusterError::Unavailable(s.message().to_string()));
+            .map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
+            return Ok((index, response));
         }
         let (leader, addr) = self.leader_addr(&m)?;
         let mut client = self.peers.client(&addr).map_err(ClusterError::Internal)?;
@@ -278,7 +309,10 @@ impl Node {
             payload: record.payload,
         };
         match tokio::time::timeout(WRITE_TIMEOUT, client.forward(req)).await {
-            Ok(Ok(resp)) => Ok(resp.into_inner().log_index),
+            Ok(Ok(resp)) => {
+                let resp = resp.into_inner();
+                Ok((resp.log_index, resp.response))
+            }
             Ok(Err(s)) if s.code() == Code::InvalidArgument => {
                 Err(ClusterError::Invalid(s.message().into()))
             }
@@ -296,7 +330,7 @@ impl Node {
     /// it reflects.
     pub async fn read_barrier(&self, level: Consistency) -> Result<ReadBarrier, ClusterError> {
         let m = self.metrics();
-        if level == Consistency::Local {
+        if level == Consistency::Local || self.config.faults.is_active(Mutation::StaleLocalReads) {
             return Ok(ReadBarrier {
                 node_id: self.id,
                 applied_index: m.last_applied.map_or(0, |l| l.index),

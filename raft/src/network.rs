@@ -54,9 +54,18 @@ pub enum Purpose {
 #[derive(Clone, Default)]
 pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<(String, Purpose), Channel>>>,
+    /// Membership address → address actually dialed (a proxy in fault tests).
+    dial_overrides: Arc<HashMap<String, String>>,
 }
 
 impl PeerChannels {
+    pub fn with_dial_overrides(overrides: impl IntoIterator<Item = (String, String)>) -> Self {
+        PeerChannels {
+            channels: Default::default(),
+            dial_overrides: Arc::new(overrides.into_iter().collect()),
+        }
+    }
+
     pub fn client(&self, addr: &str) -> Result<RaftTransportClient<Channel>, String> {
         self.client_for(addr, Purpose::Client)
     }
@@ -70,8 +79,9 @@ impl PeerChannels {
         let channel = match map.get(&(addr.to_string(), purpose)) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| format!("bad peer address {addr}: {e}"))?
+                let dial = self.dial_overrides.get(addr).map_or(addr, |s| s.as_str());
+                let endpoint = Endpoint::from_shared(format!("http://{dial}"))
+                    .map_err(|e| format!("bad peer address {dial}: {e}"))?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(5))

@@ -59,6 +59,12 @@ where
 /// Upper bound on a received snapshot, to refuse a runaway sender.
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
 
+/// Run by the leader on each forwarded record just before proposing it, so
+/// the application can fill in values chosen once, by the leader (ids,
+/// times). Returns the record to propose and bytes to return to the sender;
+/// an error is the sender's fault (INVALID_ARGUMENT).
+pub type LeaderStamp = Arc<dyn Fn(Record) -> Result<(Record, Vec<u8>), String> + Send + Sync>;
+
 pub struct RaftService<SM>
 where
     SM: RaftStateMachine<TypeConfig, SnapshotData = SnapshotFile>,
@@ -74,6 +80,7 @@ where
     pub snapshots_received: Arc<AtomicU64>,
     /// When forwarded writes are acknowledged.
     pub ack: crate::AckLevel,
+    pub leader_stamp: LeaderStamp,
 }
 
 /// How long a forwarded write may wait for its acknowledgement.
@@ -285,11 +292,12 @@ where
             batch_key,
             payload: req.payload,
         };
+        let (record, response) = (self.leader_stamp)(record).map_err(Status::invalid_argument)?;
         let log_index =
             crate::write::propose(&self.raft, record, self.ack, FORWARD_TIMEOUT).await?;
         Ok(Response::new(pb::ForwardResponse {
             log_index,
-            response: Vec::new(),
+            response,
         }))
     }
 

@@ -17,6 +17,10 @@ pub enum AckLevel {
     Committed,
     /// Once also applied to the leader's state machine.
     Applied,
+    /// A deliberate bug for the fault harness (`fault-injection` builds
+    /// only): acknowledged as soon as proposed, before any commit.
+    #[cfg(feature = "fault-injection")]
+    Proposed,
 }
 
 /// Proposes `record` on this node (which must lead) and waits, at most
@@ -39,6 +43,14 @@ where
         .responder(responder)
         .await
         .map_err(|e| Status::unavailable(format!("raft stopped: {e}")))?;
+    #[cfg(feature = "fault-injection")]
+    if ack == AckLevel::Proposed {
+        tokio::spawn(async move {
+            let _ = committed.await;
+            let _ = applied.await;
+        });
+        return Ok(0);
+    }
     let wait = async {
         if ack == AckLevel::Committed {
             if let Ok(log_id) = committed.await {

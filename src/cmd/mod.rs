@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod dev_cluster;
 pub mod init;
+pub mod member;
 pub mod status;
 
 /// Parses `ID=HOST:PORT`.

@@ -1,6 +1,8 @@
 //! The REST API (API.md): queries, cluster status and administration.
 
 mod cluster;
+mod comments;
+mod members;
 mod params;
 mod traces;
 
@@ -24,9 +26,25 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::by_id))
+        .route(
+            "/api/v1/traces/{trace_id}/comments",
+            get(comments::list).post(comments::create),
+        )
         .route("/api/v1/services", get(traces::services))
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/cluster/init", post(cluster::init))
+        .route(
+            "/api/v1/cluster/members",
+            get(members::list).post(members::add),
+        )
+        .route(
+            "/api/v1/cluster/members/{node_id}/promote",
+            post(members::promote),
+        )
+        .route(
+            "/api/v1/cluster/members/{node_id}",
+            axum::routing::delete(members::remove),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))

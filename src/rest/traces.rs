@@ -1,7 +1,6 @@
 //! Trace queries.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -9,7 +8,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::{answer, blocking, ApiError, Params};
-use crate::model::{parse_hex, SpanJson, SpanStatus, TraceId};
+use crate::model::{now_unix_nanos, parse_hex, SpanJson, SpanStatus, TraceId};
 use crate::node::Node;
 use crate::state::hot::{AttributeFilter, SpanQuery};
 
@@ -18,12 +17,6 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_SCANNED: usize = 2_000_000;
 const MAX_REGEX_BYTES: usize = 1024;
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
-pub fn now_unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
 
 /// `k=v` exact, `k~=v` contains, `k=~re` regex.
 pub fn parse_attribute_filter(s: &str) -> Result<AttributeFilter, ApiError> {

@@ -72,7 +72,7 @@ pub struct ServiceStats {
 }
 
 /// Every keyspace, in a fixed order: snapshots refer to them by position.
-pub const KEYSPACES: [&str; 7] = [
+pub const KEYSPACES: [&str; 8] = [
     "spans",
     "by_time",
     "by_service",
@@ -80,6 +80,9 @@ pub const KEYSPACES: [&str; 7] = [
     "svc_stats",
     "svc_traces",
     "meta",
+    // trace id ++ log index (big-endian) → Comment: a trace's comments in
+    // commit order.
+    "comments",
 ];
 const META_LAST_APPLIED: &[u8] = b"last_applied";
 /// Journal files beyond which the small keyspaces are flushed (see [`HotStore::maintain`]).
@@ -89,11 +92,16 @@ const SMALL_KEYSPACES: [usize; 4] = [3, 4, 5, 6];
 const SPAN_SEPARATION_THRESHOLD_BYTES: u32 = 128;
 const MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 const META_MEMBERSHIP: &[u8] = b"membership";
+/// Ids of nodes removed from the membership: never admitted again.
+const META_RETIRED_NODES: &[u8] = b"retired_node_ids";
 
 pub struct HotStore {
     pub db: Database,
     /// Same order as [`KEYSPACES`].
     pub keyspaces: Vec<Keyspace>,
+    /// The `double-apply-retries` mutation (fault-injection builds only):
+    /// a re-ingested span is stored again instead of replacing itself.
+    pub duplicate_retries: bool,
 }
 
 fn keyspace_options(name: &str) -> KeyspaceCreateOptions {
@@ -170,7 +178,11 @@ impl HotStore {
         for name in KEYSPACES {
             keyspaces.push(db.keyspace(name, || keyspace_options(name))?);
         }
-        Ok(HotStore { db, keyspaces })
+        Ok(HotStore {
+            db,
+            keyspaces,
+            duplicate_retries: false,
+        })
     }
 
     fn spans(&self) -> &Keyspace {
@@ -191,6 +203,24 @@ impl HotStore {
     fn svc_traces(&self) -> &Keyspace {
         &self.keyspaces[5]
     }
+    fn comments(&self) -> &Keyspace {
+        &self.keyspaces[7]
+    }
+
+    /// A trace's comments in commit order, at most `limit`.
+    pub fn trace_comments(
+        &self,
+        trace: &TraceId,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::comments::Comment>> {
+        let mut out = Vec::new();
+        for kv in self.comments().prefix(trace).take(limit) {
+            let (_, v) = kv.into_inner()?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
     fn meta(&self) -> &Keyspace {
         &self.keyspaces[6]
     }
@@ -368,6 +398,13 @@ impl HotStore {
         Ok((last, membership))
     }
 
+    /// Node ids that were members once and were removed.
+    pub fn retired_node_ids(&self) -> StoreResult<std::collections::BTreeSet<u64>> {
+        Ok(self
+            .meta_json(&self.read_view(), META_RETIRED_NODES)?
+            .unwrap_or_default())
+    }
+
     fn meta_json<T: serde::de::DeserializeOwned>(
         &self,
         view: &fjall::Snapshot,
@@ -461,6 +498,9 @@ impl ApplyBatch<'_> {
                 .map(|v| decode::<SpanRecord>(&v))
                 .transpose()?,
         };
+        if old.is_some() && self.store.duplicate_retries {
+            return self.put_duplicate(key, span);
+        }
         if let Some(old) = old {
             if old == span {
                 return Ok(()); // the same span again: nothing changes
@@ -472,6 +512,49 @@ impl ApplyBatch<'_> {
             .insert(self.store.spans(), key.to_vec(), encode(&span));
         self.spans.insert(key, span);
         Ok(())
+    }
+
+    /// The `double-apply-retries` bug: the copy gets a key of its own (the
+    /// span id with a salt), deterministic so every replica does the same.
+    fn put_duplicate(&mut self, key: [u8; 24], span: SpanRecord) -> StoreResult<()> {
+        debug_assert!(self.store.duplicate_retries);
+        for salt in 1u64.. {
+            let mut dup = key;
+            for (b, s) in dup[16..].iter_mut().zip(salt.to_be_bytes()) {
+                *b ^= s;
+            }
+            if self.spans.contains_key(&dup) || self.store.spans().get(dup)?.is_some() {
+                continue;
+            }
+            self.index(&dup, &span)?;
+            self.batch
+                .insert(self.store.spans(), dup.to_vec(), encode(&span));
+            self.spans.insert(dup, span);
+            return Ok(());
+        }
+        unreachable!("some salt is free")
+    }
+
+    /// Adds `ids` to the retired node ids (they left the membership).
+    pub fn retire_nodes(&mut self, ids: &std::collections::BTreeSet<u64>) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut all = self.store.retired_node_ids()?;
+        all.extend(ids);
+        self.batch.insert(
+            self.store.meta(),
+            META_RETIRED_NODES.to_vec(),
+            serde_json::to_vec(&all).expect("a set of ids serializes"),
+        );
+        Ok(())
+    }
+
+    pub fn put_comment(&mut self, log_index: u64, c: &crate::comments::Comment) {
+        let mut key = Vec::with_capacity(24);
+        key.extend_from_slice(&c.trace_id);
+        key.extend_from_slice(&log_index.to_be_bytes());
+        self.batch.insert(self.store.comments(), key, encode(c));
     }
 
     fn stats_mut(&mut self, service: &str) -> StoreResult<&mut ServiceStats> {

@@ -10,6 +10,7 @@
 pub mod hot;
 pub mod snapshot;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ const SNAPSHOTS_KEPT: usize = 2;
 pub struct StateMachineOptions {
     pub fjall_worker_threads: usize,
     pub fjall_cache_bytes: u64,
+    /// The `double-apply-retries` mutation; false outside fault tests.
+    pub duplicate_retries: bool,
 }
 
 impl Default for StateMachineOptions {
@@ -46,6 +49,7 @@ impl Default for StateMachineOptions {
         StateMachineOptions {
             fjall_worker_threads: 1,
             fjall_cache_bytes: 64 * 1024 * 1024,
+            duplicate_retries: false,
         }
     }
 }
@@ -120,11 +124,12 @@ impl StateMachine {
                 fs::remove_dir_all(entry.path())?;
             }
         }
-        let store = HotStore::open(
+        let mut store = HotStore::open(
             &sm_dir.join(db_dir_name(generation)),
             opts.fjall_worker_threads,
             opts.fjall_cache_bytes,
         )?;
+        store.duplicate_retries = opts.duplicate_retries;
         let current_snapshot = latest_snapshot(&snapshot_dir)?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
@@ -176,6 +181,10 @@ fn prune_snapshots(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+fn node_ids(m: &StoredMembership) -> BTreeSet<u64> {
+    m.membership().nodes().map(|(id, _)| *id).collect()
+}
+
 impl Shared {
     fn apply_entries(&self, entries: &[Entry]) -> StoreResult<Vec<Applied>> {
         let started = std::time::Instant::now();
@@ -183,6 +192,8 @@ impl Shared {
         let mut batch = store.begin();
         let mut last = None;
         let mut membership = None;
+        // Nodes that left the membership in this batch.
+        let mut retired = BTreeSet::new();
         let mut spans = 0u64;
         let mut responses = Vec::with_capacity(entries.len());
         for e in entries {
@@ -193,15 +204,22 @@ impl Shared {
             match &e.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(record) => {
-                    spans += payload::apply(&mut batch, record)?;
+                    spans += payload::apply(&mut batch, e.log_id.index, record)?;
                 }
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(e.log_id), m.clone()))
+                    let before: BTreeSet<u64> = match &membership {
+                        Some(prev) => node_ids(prev),
+                        None => node_ids(&store.applied_state()?.1),
+                    };
+                    let now = StoredMembership::new(Some(e.log_id), m.clone());
+                    retired.extend(before.difference(&node_ids(&now)));
+                    membership = Some(now);
                 }
             }
             last = Some(e.log_id);
             responses.push(Applied::default());
         }
+        batch.retire_nodes(&retired)?;
         let staged = started.elapsed();
         batch.commit(last, membership.as_ref())?;
         let took = started.elapsed();
@@ -268,7 +286,10 @@ impl Shared {
             self.opts.fjall_worker_threads,
             self.opts.fjall_cache_bytes,
         )
-        .and_then(|store| snapshot::import(file, &store).map(|m| (store, m)));
+        .and_then(|mut store| {
+            store.duplicate_retries = self.opts.duplicate_retries;
+            snapshot::import(file, &store).map(|m| (store, m))
+        });
         let (store, file_meta) = match loaded {
             Ok(x) => x,
             Err(e) => {

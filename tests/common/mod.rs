@@ -114,6 +114,26 @@ impl TestCluster {
         c
     }
 
+    /// Starts one more node (not part of the cluster until added) and
+    /// returns its id.
+    pub fn add_node(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let mut args = default_node_args();
+        args.extend(self.nodes[0].extra_args.iter().skip(args.len()).cloned());
+        self.nodes.push(TestNode {
+            id,
+            rest: format!("127.0.0.1:{}", free_port()),
+            raft: format!("127.0.0.1:{}", free_port()),
+            otlp: format!("127.0.0.1:{}", free_port()),
+            data_dir: self.dir.path().join(format!("node{id}")),
+            log_path: self.dir.path().join(format!("node{id}.log")),
+            child: None,
+            extra_args: args,
+        });
+        self.spawn(id);
+        id
+    }
+
     pub fn node(&self, id: u64) -> &TestNode {
         &self.nodes[(id - 1) as usize]
     }

@@ -9,6 +9,7 @@
 
 mod index;
 mod meta_file;
+mod power_loss;
 mod recovery;
 mod writer;
 
@@ -45,6 +46,8 @@ pub struct LogStoreOptions {
     pub max_write_batch_bytes: usize,
     /// Upper bound on commands queued for the writer.
     pub queue_depth: usize,
+    /// Off unless built with the `fault-injection` feature and asked for.
+    pub faults: LogFaults,
 }
 
 impl Default for LogStoreOptions {
@@ -54,34 +57,50 @@ impl Default for LogStoreOptions {
             cache_max_bytes: 64 * 1024 * 1024,
             max_write_batch_bytes: 16 * 1024 * 1024,
             queue_depth: 4096,
+            faults: LogFaults::default(),
         }
     }
 }
 
-/// Deliberate defects, for proving the fault harness catches them. Only the
-/// `mutations` cargo feature can switch them on; release builds cannot.
-#[derive(Debug, Default)]
+/// Deliberate defects and fault simulation, for proving the fault harness
+/// catches what it must. Only the `fault-injection` cargo feature can switch
+/// them on; a normal build has no way to.
+#[derive(Clone, Debug, Default)]
 pub struct LogFaults {
-    #[cfg(feature = "mutations")]
-    pub skip_fsync: std::sync::atomic::AtomicBool,
-    #[cfg(feature = "mutations")]
-    pub vote_in_memory_only: std::sync::atomic::AtomicBool,
+    /// Never fsync appended entries (acknowledges writes a power cut loses).
+    #[cfg(feature = "fault-injection")]
+    pub skip_fsync: bool,
+    /// Keep the vote in memory only (a restarted node can vote twice in a term).
+    #[cfg(feature = "fault-injection")]
+    pub vote_in_memory_only: bool,
+    /// Simulated power loss: remember how much of each segment was fsynced,
+    /// and on open cut every segment back to that, as a power cut would.
+    #[cfg(feature = "fault-injection")]
+    pub simulate_power_loss: bool,
 }
 
 impl LogFaults {
     #[inline]
     pub fn skip_fsync(&self) -> bool {
-        #[cfg(feature = "mutations")]
-        return self.skip_fsync.load(Ordering::Relaxed);
-        #[cfg(not(feature = "mutations"))]
+        #[cfg(feature = "fault-injection")]
+        return self.skip_fsync;
+        #[cfg(not(feature = "fault-injection"))]
         false
     }
 
     #[inline]
     pub fn vote_in_memory_only(&self) -> bool {
-        #[cfg(feature = "mutations")]
-        return self.vote_in_memory_only.load(Ordering::Relaxed);
-        #[cfg(not(feature = "mutations"))]
+        #[cfg(feature = "fault-injection")]
+        return self.vote_in_memory_only;
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    #[inline]
+    pub fn simulate_power_loss(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.simulate_power_loss;
+        #[cfg(not(feature = "fault-injection"))]
         false
     }
 }
@@ -146,6 +165,9 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`, scanning and repairing its tail.
     pub fn open(dir: &Path, opts: LogStoreOptions) -> io::Result<LogStore> {
         fs::create_dir_all(dir)?;
+        if opts.faults.simulate_power_loss() {
+            power_loss::drop_unsynced(dir)?;
+        }
         let vote: Option<Vote> = meta_file::read(dir, VOTE_FILE)?;
         let purged: Option<LogId> = meta_file::read::<Option<LogId>>(dir, PURGED_FILE)?.flatten();
         let recovered = recovery::recover(
@@ -176,7 +198,7 @@ impl LogStore {
             vote: Mutex::new(vote),
             cache_max_bytes: opts.cache_max_bytes,
             stats,
-            fault: LogFaults::default(),
+            fault: opts.faults.clone(),
             disk_bytes: AtomicU64::new(recovered.segments.values().sum()),
         });
         let writer = Writer::new(

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::log_store::index::Loc;
 use crate::log_store::meta_file;
+use crate::log_store::power_loss::SyncedLengths;
 use crate::log_store::recovery::segment_path;
 use crate::log_store::Shared;
 use crate::types::{LogId, TypeConfig, Vote};
@@ -64,6 +65,8 @@ pub struct Writer {
     max_write_batch_bytes: usize,
     /// Set after an I/O error: the file state is unknown, so nothing more is written.
     failed: Option<String>,
+    /// Only under simulated power loss: what each segment has made durable.
+    synced: Option<SyncedLengths>,
 }
 
 /// Frames written but not yet fsynced, with the callbacks waiting for them.
@@ -95,8 +98,14 @@ impl Writer {
             len,
             "recovery left the active segment at its scanned length"
         );
+        let synced = if shared.fault.simulate_power_loss() {
+            Some(SyncedLengths::new(&shared.dir, &segments)?)
+        } else {
+            None
+        };
         Ok(Writer {
             shared,
+            synced,
             segments,
             active,
             active_first,
@@ -231,11 +240,15 @@ impl Writer {
             self.active.write_all_at(buf, at)?;
         }
         let started = Instant::now();
+        let new_len = at + buf.len() as u64;
         if !self.shared.fault.skip_fsync() {
             self.active.sync_data()?;
+            if let Some(synced) = &mut self.synced {
+                synced.set(self.active_first, new_len)?;
+            }
         }
         self.shared.stats.record_fsync(started.elapsed(), buf.len());
-        *self.segments.get_mut(&self.active_first).unwrap() = at + buf.len() as u64;
+        *self.segments.get_mut(&self.active_first).unwrap() = new_len;
         Ok(())
     }
 
@@ -244,6 +257,9 @@ impl Writer {
             !self.segments.contains_key(&first_index) || self.segments[&first_index] == 0
         );
         let file = create_segment(&self.shared, first_index)?;
+        if let Some(synced) = &mut self.synced {
+            synced.set(first_index, 0)?;
+        }
         self.segments.insert(first_index, 0);
         self.active = file;
         self.active_first = first_index;
@@ -290,6 +306,10 @@ impl Writer {
             }
             self.active.set_len(cut.offset)?;
             self.active.sync_all()?;
+            if let Some(synced) = &mut self.synced {
+                let was = synced.get(cut.segment).unwrap_or(0);
+                synced.set(cut.segment, was.min(cut.offset))?;
+            }
             self.segments.insert(cut.segment, cut.offset);
             meta_file::sync_dir(&self.shared.dir)?;
         }
@@ -326,6 +346,9 @@ impl Writer {
 
     fn remove_segment(&mut self, first: u64) -> io::Result<()> {
         self.segments.remove(&first);
+        if let Some(synced) = &mut self.synced {
+            synced.remove(first)?;
+        }
         self.shared.files.lock().unwrap().remove(&first);
         fs::remove_file(segment_path(&self.shared.dir, first))?;
         meta_file::sync_dir(&self.shared.dir)

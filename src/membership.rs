@@ -1,0 +1,291 @@
+//! Membership changes: a new node joins as a learner, catches up, and is
+//! promoted to voter; a voter or learner is removed. Changes of voters go
+//! through openraft's joint consensus. Only the leader changes membership.
+//!
+//! A removed node's id is retired for good (the state machine keeps the set):
+//! a wiped node that came back under its old id could have voted in terms it
+//! no longer remembers.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::ChangeMembers;
+use serde::Serialize;
+use tael_consensus::pb;
+use tael_consensus::Node as RaftNodeAddr;
+
+use crate::node::Node;
+
+/// Bounds a caller's wait for a learner to catch up.
+pub const MAX_CATCH_UP_WAIT: Duration = Duration::from_secs(600);
+const ADOPT_TIMEOUT: Duration = Duration::from_secs(5);
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// Ask the leader instead; its REST address when known.
+    #[error("this node is not the leader")]
+    NotLeader { leader_rest: Option<String> },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// No leader, no quorum, timed out: retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Serialize)]
+pub struct Member {
+    pub node_id: u64,
+    pub raft_addr: String,
+    pub role: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Members {
+    pub leader: Option<u64>,
+    pub members: Vec<Member>,
+    /// Ids removed from the cluster; never admitted again.
+    pub retired_node_ids: Vec<u64>,
+    /// The membership is in its joint (two-configuration) phase.
+    pub joint: bool,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> MembershipError {
+    MembershipError::Unavailable(format!("{what}: {e}"))
+}
+
+impl Node {
+    pub fn members(&self) -> Result<Members, MembershipError> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, n)| Member {
+                node_id: *id,
+                raft_addr: n.addr.clone(),
+                role: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                },
+            })
+            .collect();
+        let retired = self
+            .sm
+            .store()
+            .retired_node_ids()
+            .map_err(|e| unavailable("reading retired node ids", e))?;
+        Ok(Members {
+            leader: m.current_leader,
+            members,
+            retired_node_ids: retired.into_iter().collect(),
+            joint: membership.get_joint_config().len() > 1,
+        })
+    }
+
+    /// The leader's REST address, asked of the leader itself.
+    pub async fn leader_rest_addr(&self) -> Option<String> {
+        let m = self.metrics();
+        let leader = m.current_leader?;
+        if leader == self.id {
+            return Some(self.config.rest_addr.clone());
+        }
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .addr
+            .clone();
+        let cluster_id = self.identity.get()?;
+        let mut client = self.peers.client(&addr).ok()?;
+        let req = pb::NodeStatusRequest { cluster_id };
+        match tokio::time::timeout(ADOPT_TIMEOUT, client.node_status(req)).await {
+            Ok(Ok(r)) => Some(r.into_inner().rest_addr),
+            _ => None,
+        }
+    }
+
+    async fn require_leader(&self) -> Result<(), MembershipError> {
+        if self.metrics().current_leader == Some(self.id) {
+            return Ok(());
+        }
+        Err(MembershipError::NotLeader {
+            leader_rest: self.leader_rest_addr().await,
+        })
+    }
+
+    /// Adds `node_id` at `raft_addr` as a learner and, if `catch_up_wait`
+    /// is set, waits that long for it to catch up. Returns whether it did.
+    pub async fn add_learner(
+        &self,
+        node_id: u64,
+        raft_addr: &str,
+        catch_up_wait: Option<Duration>,
+    ) -> Result<bool, MembershipError> {
+        self.require_leader().await?;
+        if node_id == 0 {
+            return Err(MembershipError::Invalid("node ids start at 1".into()));
+        }
+        if raft_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(MembershipError::Invalid(format!(
+                "raft_addr {raft_addr:?} is not a host:port socket address"
+            )));
+        }
+        let members = self.members()?;
+        if members.retired_node_ids.contains(&node_id) {
+            return Err(MembershipError::Conflict(format!(
+                "node id {node_id} was removed from this cluster and is never reused; \
+                 start the new node with a new id"
+            )));
+        }
+        if let Some(m) = members.members.iter().find(|m| m.node_id == node_id) {
+            return Err(MembershipError::Conflict(format!(
+                "node {node_id} is already a {} at {}",
+                m.role, m.raft_addr
+            )));
+        }
+        if let Some(m) = members.members.iter().find(|m| m.raft_addr == raft_addr) {
+            return Err(MembershipError::Conflict(format!(
+                "{raft_addr} is already the address of node {}",
+                m.node_id
+            )));
+        }
+        self.adopt(node_id, raft_addr).await?;
+        let node = RaftNodeAddr {
+            addr: raft_addr.to_string(),
+        };
+        // Not blocking inside openraft: the membership entry commits first,
+        // then we wait (bounded) for replication to reach the learner.
+        tokio::time::timeout(CHANGE_TIMEOUT, self.raft.add_learner(node_id, node, false))
+            .await
+            .map_err(|_| unavailable("adding the learner", "timed out"))?
+            .map_err(|e| unavailable("adding the learner", e))?;
+        let Some(wait) = catch_up_wait else {
+            return Ok(false);
+        };
+        Ok(self
+            .wait_caught_up(node_id, wait.min(MAX_CATCH_UP_WAIT))
+            .await)
+    }
+
+    /// The new node must belong to this cluster before it takes replication.
+    async fn adopt(&self, node_id: u64, raft_addr: &str) -> Result<(), MembershipError> {
+        let cluster_id = self
+            .identity
+            .get()
+            .ok_or_else(|| MembershipError::Unavailable("this node has no cluster yet".into()))?;
+        let mut client = self
+            .peers
+            .client(raft_addr)
+            .map_err(MembershipError::Invalid)?;
+        let req = pb::AdoptClusterRequest {
+            cluster_id,
+            node_id,
+        };
+        match tokio::time::timeout(ADOPT_TIMEOUT, client.adopt_cluster(req)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(s)) if s.code() == tonic::Code::Unavailable => Err(unavailable(
+                &format!("node {node_id} at {raft_addr}"),
+                s.message(),
+            )),
+            Ok(Err(s)) => Err(MembershipError::Conflict(format!(
+                "node {node_id} at {raft_addr} refused to join: {}",
+                s.message()
+            ))),
+            Err(_) => Err(unavailable(
+                &format!("node {node_id} at {raft_addr}"),
+                "did not answer (is it running?)",
+            )),
+        }
+    }
+
+    /// Waits until the leader has replicated everything to `node_id`.
+    async fn wait_caught_up(&self, node_id: u64, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let m = self.metrics();
+            let last = m.last_log_index;
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&node_id).cloned().flatten())
+                .map(|l| l.index);
+            if last.is_some() && matched >= last {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Makes learner `node_id` a voter (joint consensus).
+    pub async fn promote(&self, node_id: u64) -> Result<(), MembershipError> {
+        self.require_leader().await?;
+        let members = self.members()?;
+        match members.members.iter().find(|m| m.node_id == node_id) {
+            None => {
+                return Err(MembershipError::Invalid(format!(
+                    "node {node_id} is not a member; add it as a learner first"
+                )))
+            }
+            Some(m) if m.role == "voter" => {
+                return Err(MembershipError::Conflict(format!(
+                    "node {node_id} is already a voter"
+                )))
+            }
+            Some(_) => {}
+        }
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])))
+            .await
+    }
+
+    /// Removes `node_id` from the cluster (a voter leaves through joint
+    /// consensus). Its id is retired.
+    pub async fn remove(&self, node_id: u64) -> Result<(), MembershipError> {
+        self.require_leader().await?;
+        let members = self.members()?;
+        let voters: Vec<u64> = members
+            .members
+            .iter()
+            .filter(|m| m.role == "voter")
+            .map(|m| m.node_id)
+            .collect();
+        match members.members.iter().find(|m| m.node_id == node_id) {
+            None => {
+                return Err(MembershipError::Invalid(format!(
+                    "node {node_id} is not a member"
+                )))
+            }
+            Some(m) if m.role == "voter" => {
+                if voters.len() == 1 {
+                    return Err(MembershipError::Conflict(
+                        "refusing to remove the last voter".into(),
+                    ));
+                }
+                self.change(ChangeMembers::RemoveVoters(BTreeSet::from([node_id])))
+                    .await
+            }
+            Some(_) => {
+                self.change(ChangeMembers::RemoveNodes(BTreeSet::from([node_id])))
+                    .await
+            }
+        }
+    }
+
+    async fn change(
+        &self,
+        change: ChangeMembers<u64, RaftNodeAddr>,
+    ) -> Result<(), MembershipError> {
+        let what = change.to_string();
+        tokio::time::timeout(CHANGE_TIMEOUT, self.raft.change_membership(change, false))
+            .await
+            .map_err(|_| unavailable(&format!("membership change {what}"), "timed out"))?
+            .map_err(|e| unavailable(&format!("membership change {what}"), e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! Membership over REST: `GET/POST /api/v1/cluster/members`,
+//! `POST /api/v1/cluster/members/{id}/promote`, `DELETE /api/v1/cluster/members/{id}`.
+//!
+//! Changes run on the leader. Any other node relays the request to the
+//! leader's REST address once (marked, so a relay never loops).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ApiError;
+use crate::http_client;
+use crate::membership::{MembershipError, MAX_CATCH_UP_WAIT};
+use crate::node::Node;
+
+const RELAYED_HEADER: &str = "x-tael-relayed";
+const DEFAULT_CATCH_UP_WAIT_SECS: u64 = 60;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddRequest {
+    node_id: u64,
+    raft_addr: String,
+    /// How long to wait for the learner to catch up (0: don't wait).
+    #[serde(default)]
+    wait_secs: Option<u64>,
+}
+
+pub async fn list(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let members = node.members().map_err(to_api)?;
+    Ok(Json(members).into_response())
+}
+
+pub async fn add(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: AddRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"node_id\": N, \"raft_addr\": \"host:port\", \"wait_secs\"?: S}}: {e}"
+        ))
+    })?;
+    let wait_secs = req.wait_secs.unwrap_or(DEFAULT_CATCH_UP_WAIT_SECS);
+    if wait_secs > MAX_CATCH_UP_WAIT.as_secs() {
+        return Err(ApiError::bad_request(format!(
+            "wait_secs must be at most {}",
+            MAX_CATCH_UP_WAIT.as_secs()
+        )));
+    }
+    let wait = (wait_secs > 0).then(|| Duration::from_secs(wait_secs));
+    match node.add_learner(req.node_id, &req.raft_addr, wait).await {
+        Ok(caught_up) => Ok(Json(json!({
+            "node_id": req.node_id,
+            "raft_addr": req.raft_addr,
+            "role": "learner",
+            "caught_up": caught_up,
+        }))
+        .into_response()),
+        Err(e) => relay_or_fail(e, &headers, Method::POST, "/api/v1/cluster/members", &body).await,
+    }
+}
+
+pub async fn promote(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    match node.promote(id).await {
+        Ok(()) => Ok(Json(json!({ "node_id": id, "role": "voter" })).into_response()),
+        Err(e) => {
+            let path = format!("/api/v1/cluster/members/{id}/promote");
+            relay_or_fail(e, &headers, Method::POST, &path, b"").await
+        }
+    }
+}
+
+pub async fn remove(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    match node.remove(id).await {
+        Ok(()) => Ok(Json(json!({ "node_id": id, "removed": true })).into_response()),
+        Err(e) => {
+            let path = format!("/api/v1/cluster/members/{id}");
+            relay_or_fail(e, &headers, Method::DELETE, &path, b"").await
+        }
+    }
+}
+
+fn to_api(e: MembershipError) -> ApiError {
+    let status = match &e {
+        MembershipError::NotLeader { .. } | MembershipError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        MembershipError::Conflict(_) => StatusCode::CONFLICT,
+        MembershipError::Invalid(_) => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+/// A change refused for not being the leader goes to the leader, once.
+async fn relay_or_fail(
+    e: MembershipError,
+    headers: &HeaderMap,
+    method: Method,
+    path: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let MembershipError::NotLeader { leader_rest } = &e else {
+        return Err(to_api(e));
+    };
+    let (Some(leader_rest), false) = (leader_rest, headers.contains_key(RELAYED_HEADER)) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leader is known (or leadership is moving); retry",
+        ));
+    };
+    let url = format!("http://{leader_rest}{path}");
+    let r = http_client::request_with_headers(
+        method.as_str(),
+        &url,
+        Some("application/json"),
+        &[(RELAYED_HEADER, "1")],
+        body,
+        MAX_CATCH_UP_WAIT + Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("relaying to the leader at {leader_rest}: {e}"),
+        )
+    })?;
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        r.body,
+    )
+        .into_response())
+}
