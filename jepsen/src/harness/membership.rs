@@ -49,7 +49,17 @@ impl Membership {
     async fn add(&self, n: &Nemesis, url: &str) -> Result<u64, String> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let spec = n.cluster.add_spec(id)?;
+        let joined = self.join(n, url, id, &spec.raft).await;
+        if joined.is_err() {
+            // Never a member: not a node the clients or the heal should use.
+            n.cluster.forget(id);
+        }
+        joined.map(|()| id)
+    }
+
+    async fn join(&self, n: &Nemesis, url: &str, id: u64, raft: &str) -> Result<(), String> {
         n.cluster.start(id)?;
+        super::wait_healthy(&n.cluster, id, Duration::from_secs(30)).await?;
         let t = Duration::from_secs(60);
         member(
             &self.server_bin,
@@ -60,7 +70,7 @@ impl Membership {
                 "--node-id".into(),
                 id.to_string(),
                 "--raft-addr".into(),
-                spec.raft.clone(),
+                raft.to_string(),
             ],
             t,
         )
@@ -77,16 +87,22 @@ impl Membership {
             t,
         )
         .await?;
-        Ok(id)
+        Ok(())
     }
 
-    async fn remove(&self, n: &Nemesis, url: &str, pick: u64) -> Result<u64, String> {
+    async fn remove(
+        &self,
+        n: &Nemesis,
+        url: &str,
+        pick: u64,
+        keep: Option<u64>,
+    ) -> Result<u64, String> {
         let leader = current_leader(&n.cluster).await;
         let candidates: Vec<u64> = n
             .cluster
             .ids()
             .into_iter()
-            .filter(|i| Some(*i) != leader)
+            .filter(|i| Some(*i) != leader && Some(*i) != keep)
             .collect();
         if candidates.is_empty() {
             return Err("no non-leader voter to remove".into());
@@ -127,7 +143,7 @@ impl Membership {
         let result = if p.target == "add-new" {
             match self.add(n, &url).await {
                 Ok(added) => self
-                    .remove(n, &url, p.pick)
+                    .remove(n, &url, p.pick, Some(added))
                     .await
                     .map(|removed| json!({"added": added, "removed": removed}))
                     .map_err(|e| format!("added {added}, then: {e}")),
@@ -136,7 +152,7 @@ impl Membership {
         } else if n.cluster.ids().len() <= self.min_voters.saturating_sub(1) {
             Err("too few voters to remove one".into())
         } else {
-            match self.remove(n, &url, p.pick).await {
+            match self.remove(n, &url, p.pick, None).await {
                 Ok(removed) => self
                     .add(n, &url)
                     .await

@@ -411,7 +411,7 @@ impl Clients {
         let mut process = 200 + client as i64;
         let mut op_no = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let key_no = (op_no / 12) * 3 + rng.random_range(0..3);
+            let key_no = (op_no / 30) * 3 + rng.random_range(0..3);
             op_no += 1;
             let key = format!("list-{key_no}");
             let trace = hex(&list_trace_id(key_no));
