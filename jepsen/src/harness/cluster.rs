@@ -148,6 +148,18 @@ pub fn netns_cleanup() {
         }
     }
     let _ = sh("ip", &["link", "del", BRIDGE]);
+    // A deleted namespace can outlive its name for a while (the kernel
+    // tears it down lazily), keeping its veth pair alive: remove our host
+    // ends explicitly, which removes the pairs.
+    if let Ok(links) = sh("ip", &["-o", "link", "show"]) {
+        for line in links.lines() {
+            let name = line.split(':').nth(1).map(str::trim).unwrap_or("");
+            let name = name.split('@').next().unwrap_or("");
+            if name.starts_with("tjv") {
+                let _ = sh("ip", &["link", "del", name]);
+            }
+        }
+    }
 }
 
 fn netns_setup_bridge() -> Result<(), String> {
@@ -259,6 +271,17 @@ impl Cluster {
         inner.specs.insert(id, spec.clone());
         inner.procs.entry(id).or_default();
         Ok(spec)
+    }
+
+    /// A node that may have been removed meanwhile.
+    pub fn try_spec(&self, id: u64) -> Result<NodeSpec, String> {
+        self.inner
+            .lock()
+            .expect("cluster lock")
+            .specs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| format!("node {id} is no longer part of the cluster"))
     }
 
     pub fn spec(&self, id: u64) -> NodeSpec {

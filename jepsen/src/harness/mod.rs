@@ -148,36 +148,48 @@ pub(crate) async fn wait_healthy(
 }
 
 /// Polls every node's own status and records leader claims.
-async fn observe(cluster: Cluster, rec: Recorder, stop: Arc<AtomicBool>) {
+async fn observe(cluster: Cluster, rec: Recorder, stop: Arc<AtomicBool>, interval_ms: u64) {
     while !stop.load(Ordering::Relaxed) {
-        for id in cluster.running() {
-            if cluster.is_paused(id) {
-                continue;
-            }
-            let Ok(v) = cluster
-                .get_json(id, "/api/v1/cluster", Duration::from_millis(1500))
-                .await
-            else {
-                continue;
-            };
-            let own = v["nodes"]
-                .as_array()
-                .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(id)).cloned());
-            if let Some(own) = own {
-                if own["state"] == "leader" {
-                    rec.record(
-                        OBSERVER,
-                        OpKind::Info,
-                        checkers::election::CLAIM_F,
-                        None,
-                        json!({"node": id, "term": own["term"]}),
-                        Some(id),
-                        None,
-                    );
-                }
-            }
+        // Poll all nodes at once so a slow one does not hide the others.
+        let polls: Vec<_> = cluster
+            .running()
+            .into_iter()
+            .filter(|id| !cluster.is_paused(*id))
+            .map(|id| {
+                let (cluster, rec) = (cluster.clone(), rec.clone());
+                tokio::spawn(async move { observe_node(&cluster, &rec, id).await })
+            })
+            .collect();
+        for p in polls {
+            let _ = p.await;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
+    }
+}
+
+/// Records a leader claim if node `id` says it is the leader.
+async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
+    let Ok(v) = cluster
+        .get_json(id, "/api/v1/cluster", Duration::from_millis(1500))
+        .await
+    else {
+        return;
+    };
+    let own = v["nodes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(id)).cloned());
+    if let Some(own) = own {
+        if own["state"] == "leader" {
+            rec.record(
+                OBSERVER,
+                OpKind::Info,
+                checkers::election::CLAIM_F,
+                None,
+                json!({"node": id, "term": own["term"]}),
+                Some(id),
+                None,
+            );
+        }
     }
 }
 
@@ -311,6 +323,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         opts.seed,
         3_000,
         time_limit_ms.saturating_sub(2_000),
+        profile.fault_timing,
     );
 
     // Proxy mode: one proxy per link, nodes dial peers through them.
@@ -399,7 +412,12 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     );
 
     let stop_obs = Arc::new(AtomicBool::new(false));
-    let observer = tokio::spawn(observe(cluster.clone(), rec.clone(), stop_obs.clone()));
+    let observer = tokio::spawn(observe(
+        cluster.clone(),
+        rec.clone(),
+        stop_obs.clone(),
+        profile.observe_interval_ms,
+    ));
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();

@@ -104,11 +104,19 @@ pub struct Planned {
 
 /// The schedule of every kind in `kinds`, each drawn from its own stream
 /// of the seed so adding a kind does not move the others.
-pub fn plan(kinds: &[FaultKind], seed: u64, start_ms: u64, end_ms: u64) -> Vec<Planned> {
+/// `timing` overrides every kind's (min gap, max gap, min duration, max
+/// duration) in ms.
+pub fn plan(
+    kinds: &[FaultKind],
+    seed: u64,
+    start_ms: u64,
+    end_ms: u64,
+    timing: Option<(u64, u64, u64, u64)>,
+) -> Vec<Planned> {
     let mut out = Vec::new();
     for &kind in kinds {
         let mut rng = StdRng::seed_from_u64(seed ^ ((kind as u64 + 1) << 40));
-        let (gmin, gmax, dmin, dmax) = kind.timing();
+        let (gmin, gmax, dmin, dmax) = timing.unwrap_or(kind.timing());
         let mut t = start_ms + rng.random_range(0..gmin);
         loop {
             let duration_ms = if dmax > dmin {
@@ -635,12 +643,12 @@ mod tests {
     #[test]
     fn same_seed_same_plan() {
         let kinds = [FaultKind::Kill, FaultKind::Partition, FaultKind::Clock];
-        let a = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000)).unwrap();
-        let b = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000)).unwrap();
-        let c = serde_json::to_string(&plan(&kinds, 8, 5_000, 60_000)).unwrap();
+        let a = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None)).unwrap();
+        let b = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None)).unwrap();
+        let c = serde_json::to_string(&plan(&kinds, 8, 5_000, 60_000, None)).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert!(plan(&kinds, 7, 5_000, 60_000)
+        assert!(plan(&kinds, 7, 5_000, 60_000, None)
             .iter()
             .all(|p| p.at_ms + p.duration_ms <= 60_000));
     }

@@ -19,6 +19,11 @@ pub struct Profile {
     /// A run of this profile must be judged invalid (mutation profiles).
     pub expect_invalid: bool,
     pub default_time_limit_s: u64,
+    /// Overrides every fault kind's (min gap, max gap, min duration, max
+    /// duration) in ms.
+    pub fault_timing: Option<(u64, u64, u64, u64)>,
+    /// How often leader claims are polled.
+    pub observe_interval_ms: u64,
 }
 
 fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
@@ -34,6 +39,8 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         server_args: Vec::new(),
         expect_invalid: false,
         default_time_limit_s: 60,
+        fault_timing: None,
+        observe_interval_ms: 250,
     }
 }
 
@@ -124,6 +131,16 @@ pub fn all() -> Vec<Profile> {
         "power loss of all nodes with fsync skipped: acknowledged spans vanish",
         &[PowerLoss],
     ));
+    // The control: without power loss the page cache survives a SIGKILL,
+    // so the same mutation must go unnoticed by a kill-only profile.
+    let mut control = m(
+        "mutation-skip-fsync-kill-only",
+        "skip-fsync",
+        "control: skip-fsync under plain SIGKILL (no power loss) must stay valid",
+        &[Kill],
+    );
+    control.expect_invalid = false;
+    v.push(control);
     v.push(m(
         "mutation-ack-before-commit",
         "ack-before-commit",
@@ -144,12 +161,17 @@ pub fn all() -> Vec<Profile> {
     );
     dup.retry = true;
     v.push(dup);
-    v.push(m(
+    // Frequent short kills keep elections going with freshly restarted
+    // voters, and fast polling sees short-lived leaders.
+    let mut vote = m(
         "mutation-vote-in-memory",
         "vote-in-memory",
-        "votes not persisted; kills of all nodes make two leaders per term possible",
+        "votes not persisted; rapid kills and restarts let a node vote twice in a term",
         &[Kill],
-    ));
+    );
+    vote.fault_timing = Some((300, 1_200, 200, 900));
+    vote.observe_interval_ms = 50;
+    v.push(vote);
     v
 }
 

@@ -180,7 +180,7 @@ impl Clients {
         if let Some(c) = map.get(&node) {
             return Ok(c.clone());
         }
-        let spec = self.cluster.spec(node);
+        let spec = self.cluster.try_spec(node)?;
         let ch = Endpoint::from_shared(format!("http://{}", spec.otlp))
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_millis(1000))
@@ -267,8 +267,13 @@ impl Clients {
             None,
         );
         let path = format!("/api/v1/traces/{}?consistency={consistency}", hex(&trace));
-        let url = self.cluster.spec(node).url(&path);
-        let result = match http_client::request("GET", &url, None, b"", self.timeout()).await {
+        let result = match self.cluster.try_spec(node) {
+            Err(e) => Err(e),
+            Ok(spec) => {
+                http_client::request("GET", &spec.url(&path), None, b"", self.timeout()).await
+            }
+        };
+        let result = match result {
             Ok(r) if r.status == 404 => Ok(Vec::new()),
             Ok(r) if r.status == 200 => r.json().and_then(|v| {
                 v["spans"]
@@ -346,6 +351,17 @@ impl Clients {
                         self.pick_node(&mut rng)
                     };
                     let outcome = self.export(process, SET_ADD, &key, trace, &ids, node).await;
+                    // Retry mode also re-sends some acknowledged batches, as an
+                    // exporter that lost the response would: re-ingesting the
+                    // same spans must not store them twice.
+                    if outcome == WriteOutcome::Ok
+                        && self.cfg.retry
+                        && attempt == 0
+                        && rng.random_bool(0.15)
+                    {
+                        attempt += 1;
+                        continue;
+                    }
                     if let WriteOutcome::Info(_) = outcome {
                         process += PROCESS_STRIDE;
                         attempt += 1;
@@ -449,20 +465,21 @@ impl Clients {
             Some(node),
             None,
         );
-        let url = self
-            .cluster
-            .spec(node)
-            .url(&format!("/api/v1/traces/{trace}/comments"));
         let body = serde_json::to_vec(&json!({"body": value.to_string(), "author": "jepsen"}))
             .expect("json");
-        let r = http_client::request(
-            "POST",
-            &url,
-            Some("application/json"),
-            &body,
-            self.timeout(),
-        )
-        .await;
+        let r = match self.cluster.try_spec(node) {
+            Err(e) => Err(format!("{e} (not sent)")),
+            Ok(spec) => {
+                http_client::request(
+                    "POST",
+                    &spec.url(&format!("/api/v1/traces/{trace}/comments")),
+                    Some("application/json"),
+                    &body,
+                    self.timeout(),
+                )
+                .await
+            }
+        };
         let (kind, error) = match r {
             Ok(r) if r.status == 201 || r.status == 200 => (OpKind::Ok, None),
             Ok(r) => {
@@ -478,10 +495,8 @@ impl Clients {
                     (OpKind::Info, Some(e))
                 }
             }
-            Err(e)
-                if e.contains("Connection refused")
-                    || e.contains("connect") && !e.contains("timed out") =>
-            {
+            // The TCP connection never came up: nothing was sent.
+            Err(e) if e.starts_with("connecting to ") || e.ends_with("(not sent)") => {
                 (OpKind::Fail, Some(e))
             }
             Err(e) => (OpKind::Info, Some(e)),
@@ -509,10 +524,16 @@ impl Clients {
             Some(node),
             None,
         );
-        let url = self.cluster.spec(node).url(&format!(
-            "/api/v1/traces/{trace}/comments?consistency=linearizable"
-        ));
-        let result = match http_client::request("GET", &url, None, b"", self.timeout()).await {
+        let result = match self.cluster.try_spec(node) {
+            Err(e) => Err(e),
+            Ok(spec) => {
+                let url = spec.url(&format!(
+                    "/api/v1/traces/{trace}/comments?consistency=linearizable"
+                ));
+                http_client::request("GET", &url, None, b"", self.timeout()).await
+            }
+        };
+        let result = match result {
             Ok(r) if r.status == 200 => r.json().and_then(|v| {
                 v["comments"]
                     .as_array()
