@@ -332,6 +332,10 @@ impl Clients {
     /// Span-set client: random adds and linearizable reads on random keys.
     pub async fn set_client(self, client: u64, seed: u64, stop: Arc<AtomicBool>) {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5e7_0000 ^ client.wrapping_mul(0x9e37_79b9));
+        // Retries depend on outcomes; their own stream keeps the main
+        // operation stream identical for a given seed.
+        let mut retry_rng =
+            StdRng::seed_from_u64(seed ^ 0x7e7_0000 ^ client.wrapping_mul(0x9e37_79b9));
         let mut process = client as i64;
         let mut next = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -348,7 +352,7 @@ impl Clients {
                     let node = if attempt == 0 {
                         node
                     } else {
-                        self.pick_node(&mut rng)
+                        self.pick_node(&mut retry_rng)
                     };
                     let outcome = self.export(process, SET_ADD, &key, trace, &ids, node).await;
                     // Retry mode also re-sends some acknowledged batches, as an
@@ -357,7 +361,7 @@ impl Clients {
                     if outcome == WriteOutcome::Ok
                         && self.cfg.retry
                         && attempt == 0
-                        && rng.random_bool(0.15)
+                        && retry_rng.random_bool(0.15)
                     {
                         attempt += 1;
                         continue;
@@ -594,4 +598,42 @@ impl Clients {
 /// Elapsed time since `start`, for logs.
 pub fn since(start: Instant) -> String {
     format!("{:.1}s", start.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_never_proposed_errors_are_definite_failures() {
+        let fail = |s: tonic::Status| matches!(classify_status(&s), WriteOutcome::Fail(_));
+        assert!(fail(tonic::Status::invalid_argument("no valid spans")));
+        assert!(fail(tonic::Status::unavailable("no leader is known")));
+        assert!(fail(tonic::Status::unavailable(
+            "forwarding to leader 2: overloaded: the state machine is behind; retry later"
+        )));
+        assert!(fail(tonic::Status::unavailable("tcp connect error")));
+        // After proposing, or when it cannot be known: unknown.
+        assert!(!fail(tonic::Status::unavailable(
+            "timed out waiting for commit; the write may or may not apply"
+        )));
+        assert!(!fail(tonic::Status::unavailable(
+            "timed out forwarding to leader 1; the write may or may not apply"
+        )));
+        assert!(!fail(tonic::Status::unavailable(
+            "not the leader (leader: unknown)"
+        )));
+        assert!(!fail(tonic::Status::cancelled("operation was canceled")));
+        assert!(!fail(tonic::Status::internal("boom")));
+    }
+
+    #[test]
+    fn ids_are_unique_and_spans_carry_them() {
+        assert_ne!(element_id(0, 1), element_id(1, 0));
+        assert_ne!(element_id(0, 0), 0);
+        let req = spans_request(set_trace_id(3), &[element_id(2, 5)]);
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.span_id, element_id(2, 5).to_be_bytes().to_vec());
+        assert_eq!(hex(&span.trace_id), hex(&set_trace_id(3)));
+    }
 }
