@@ -24,6 +24,8 @@ fn fault_end(f: &str) -> Option<&'static str> {
         "partition" => "heal-partition",
         "clock" => "clock-reset",
         "corrupt" => "corrupt-restart",
+        "delay" => "heal-delay",
+        "flap" => "heal-flap",
         _ => return None,
     })
 }
@@ -59,7 +61,8 @@ fn color(f: &str) -> &'static str {
         "kill" => "#f4a6a6",
         "power-loss" => "#d88",
         "pause" => "#f6d28b",
-        "partition" => "#a6c8f4",
+        "partition" | "flap" => "#a6c8f4",
+        "delay" => "#b6e4f4",
         "clock" => "#c6a6f4",
         "corrupt" => "#999",
         _ => "#ddd",

@@ -495,6 +495,9 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             healed.push(id);
         }
     }
+    if let Some(px) = &proxies {
+        px.heal();
+    }
     let net_heal = nem.block(&[]);
     rec.nemesis(
         "final-heal",
@@ -576,11 +579,18 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     let _ = observer.await;
 
     // Crashes: a panic in any node log is a bug whatever else happened.
+    // A full disk is the environment's fault: the run proves nothing.
     let mut panics = Vec::new();
+    let mut environment = Vec::new();
     for s in cluster.specs() {
         let text = std::fs::read_to_string(&s.log_path).unwrap_or_default();
-        for line in text.lines().filter(|l| l.contains("panicked at")) {
-            panics.push(json!({"node": s.id, "line": line}));
+        for line in text.lines() {
+            if line.contains("panicked at") {
+                panics.push(json!({"node": s.id, "line": line}));
+            }
+            if line.contains("No space left on device") && environment.len() < 5 {
+                environment.push(json!({"node": s.id, "line": line}));
+            }
         }
     }
 
@@ -637,8 +647,14 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         summary: format!("panics in node logs: {}", panics.len()),
         details: json!(checkers::first(&panics, 20)),
     });
+    checks.push(environment_check(&environment, &checks));
     let nemesis_summary = summarize_nemesis(&history);
-    let valid = checkers::combine(&checks);
+    // A full disk can explain any anomaly: never a definite verdict then.
+    let valid = if environment.is_empty() {
+        checkers::combine(&checks)
+    } else {
+        None
+    };
     let results = json!({
         "valid": match valid { Some(true) => json!(true), Some(false) => json!(false), None => json!("unknown") },
         "profile": profile.name, "seed": opts.seed,
@@ -659,6 +675,43 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     crate::report::print_summary(&profile.name, opts.seed, &checks, &nemesis_summary, valid);
     Outcome { valid, checks }
 }
+
+/// A run that hit a full disk, or where the workload hardly got anything
+/// acknowledged or read, exercised nothing: its verdict is unknown.
+fn environment_check(disk_full: &[Value], checks: &[Check]) -> Check {
+    let set = checks.iter().find(|c| c.name.starts_with("set("));
+    let acked = set
+        .and_then(|c| c.details["acknowledged"].as_u64())
+        .unwrap_or(0);
+    let reads = set.and_then(|c| c.details["reads"].as_u64()).unwrap_or(0);
+    let mut problems = Vec::new();
+    if !disk_full.is_empty() {
+        problems.push("a node ran out of disk space".to_string());
+    }
+    if acked < MIN_ACKED_ADDS || reads < MIN_READS {
+        problems.push(format!(
+            "too little work to judge: {acked} acknowledged adds, {reads} reads (need {MIN_ACKED_ADDS} and {MIN_READS})"
+        ));
+    }
+    Check {
+        name: "environment".into(),
+        valid: if problems.is_empty() {
+            Some(true)
+        } else {
+            None
+        },
+        summary: if problems.is_empty() {
+            format!("ok ({acked} acknowledged adds, {reads} reads)")
+        } else {
+            problems.join("; ")
+        },
+        details: json!({"problems": problems, "disk_full_lines": disk_full}),
+    }
+}
+
+/// Below these a run is not evidence of anything.
+const MIN_ACKED_ADDS: u64 = 50;
+const MIN_READS: u64 = 50;
 
 fn liveness_ok(checks: &[Check]) -> bool {
     checks

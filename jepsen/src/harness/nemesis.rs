@@ -80,6 +80,8 @@ impl FaultKind {
                 "majority-minority",
                 "bridge",
                 "one-way",
+                "flap",
+                "delay",
             ],
             FaultKind::Clock => &["bump", "strobe"],
             FaultKind::Corrupt => &["truncate", "bitflip"],
@@ -303,6 +305,8 @@ impl Nemesis {
                 self.rec
                     .nemesis("resume", json!({"nodes": resumed, "installed": true}));
             }
+            FaultKind::Partition if p.target == "delay" => self.delay(p, hold, stop).await,
+            FaultKind::Partition if p.target == "flap" => self.flap(p, hold, stop).await,
             FaultKind::Partition => {
                 let ids = self.members();
                 let leader = if p.target == "isolate-leader" {
@@ -321,7 +325,13 @@ impl Nemesis {
                             .map_err(|e| e.to_string())
                             .and_then(|r| r)
                     }
-                    _ => Ok(result.is_ok()),
+                    // Proxy: the node must really dial through the proxy
+                    // (it accepted connections on that link before).
+                    (NetMode::Proxy, Some(&link), Ok(())) => Ok(self
+                        .proxies
+                        .as_ref()
+                        .is_some_and(|px| px.counters(link).0 > 0)),
+                    _ => Ok(false),
                 };
                 let installed =
                     result.is_ok() && !links.is_empty() && verified.as_ref().is_ok_and(|v| *v);
@@ -331,16 +341,79 @@ impl Nemesis {
                            "installed": installed, "verified_cut": verified.ok(), "error": result.err()}),
                 );
                 sleep_or_stop(hold, stop).await;
+                let cut: Vec<Value> = match &self.proxies {
+                    Some(px) => links
+                        .iter()
+                        .map(|l| json!({"link": l, "accepted_cut": px.counters(*l)}))
+                        .collect(),
+                    None => Vec::new(),
+                };
                 let healed = self.block(&[]);
                 self.rec.nemesis(
                     "heal-partition",
-                    json!({"installed": healed.is_ok(), "error": healed.err()}),
+                    json!({"installed": healed.is_ok(), "error": healed.err(), "proxy_counters": cut}),
                 );
             }
             FaultKind::Clock => self.clock(p, hold, stop).await,
             FaultKind::Corrupt => self.corrupt(p, hold, stop).await,
             FaultKind::Membership => self.membership.change(self, p).await,
         }
+    }
+
+    /// Delays every link to and from one node (proxy mode only: netns
+    /// would need netem).
+    async fn delay(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let ids = self.members();
+        let (links, desc) = partition_links("isolate-one", &ids, p.pick, None);
+        let delay_ms = 50 + (p.amount as u64 % 450);
+        let installed = match (&self.proxies, self.caps.dial_override) {
+            (Some(px), true) => {
+                px.delay(&links, delay_ms);
+                links.first().is_some_and(|l| px.counters(*l).0 > 0)
+            }
+            _ => false,
+        };
+        self.rec.nemesis(
+            "delay",
+            json!({"target": desc, "delay_ms": delay_ms, "links": links, "installed": installed,
+                   "error": if installed { Value::Null } else { json!("link delay needs proxy mode (netns would need netem)") }}),
+        );
+        if !installed {
+            return;
+        }
+        sleep_or_stop(hold, stop).await;
+        if let Some(px) = &self.proxies {
+            px.delay(&[], 0);
+        }
+        self.rec.nemesis("heal-delay", json!({"installed": true}));
+    }
+
+    /// Cuts and restores one node's links every 500 ms.
+    async fn flap(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let ids = self.members();
+        let (links, desc) = partition_links("isolate-one", &ids, p.pick, None);
+        let first = self.block(&links);
+        self.rec.nemesis(
+            "flap",
+            json!({"target": desc, "links": links, "installed": first.is_ok(), "error": first.as_ref().err()}),
+        );
+        if first.is_err() {
+            return;
+        }
+        let end = Instant::now() + hold;
+        let mut cut = true;
+        let mut toggles = 1u64;
+        while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cut = !cut;
+            toggles += 1;
+            let _ = self.block(if cut { &links } else { &[] });
+        }
+        let healed = self.block(&[]);
+        self.rec.nemesis(
+            "heal-flap",
+            json!({"toggles": toggles, "installed": healed.is_ok()}),
+        );
     }
 
     /// Blocks exactly `links` (directed, from → to), healing the rest.

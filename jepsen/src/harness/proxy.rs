@@ -21,6 +21,10 @@ struct LinkState {
     delay_ms: BTreeMap<(u64, u64), u64>,
     /// Bumped on every change so open connections notice a new block.
     generation: u64,
+    /// Connections accepted per link: proof that the node dials through it.
+    accepted: BTreeMap<(u64, u64), u64>,
+    /// Connections refused or cut per link while blocked.
+    cut: BTreeMap<(u64, u64), u64>,
 }
 
 #[derive(Clone)]
@@ -73,6 +77,15 @@ impl Proxies {
         s.generation += 1;
     }
 
+    /// (connections accepted, connections cut) on a link so far.
+    pub fn counters(&self, link: (u64, u64)) -> (u64, u64) {
+        let s = self.state.lock().expect("proxy lock");
+        (
+            s.accepted.get(&link).copied().unwrap_or(0),
+            s.cut.get(&link).copied().unwrap_or(0),
+        )
+    }
+
     pub fn heal(&self) {
         let mut s = self.state.lock().expect("proxy lock");
         s.blocked.clear();
@@ -91,9 +104,14 @@ async fn serve(
         let Ok((inbound, _)) = listener.accept().await else {
             continue;
         };
-        if state.lock().expect("proxy lock").blocked.contains(&link) {
-            drop(inbound);
-            continue;
+        {
+            let mut s = state.lock().expect("proxy lock");
+            *s.accepted.entry(link).or_default() += 1;
+            if s.blocked.contains(&link) {
+                *s.cut.entry(link).or_default() += 1;
+                drop(inbound);
+                continue;
+            }
         }
         let target = target.clone();
         let state = state.clone();
@@ -123,15 +141,21 @@ async fn pipe(
             Ok(Ok(n)) => n,
             Err(_) => {
                 // Idle: notice a block installed meanwhile.
-                if state.lock().expect("proxy lock").blocked.contains(&link) {
+                let mut s = state.lock().expect("proxy lock");
+                if s.blocked.contains(&link) {
+                    *s.cut.entry(link).or_default() += 1;
                     return;
                 }
                 continue;
             }
         };
         let (blocked, delay) = {
-            let s = state.lock().expect("proxy lock");
-            (s.blocked.contains(&link), s.delay_ms.get(&link).copied())
+            let mut s = state.lock().expect("proxy lock");
+            let blocked = s.blocked.contains(&link);
+            if blocked {
+                *s.cut.entry(link).or_default() += 1;
+            }
+            (blocked, s.delay_ms.get(&link).copied())
         };
         if blocked {
             return;
