@@ -63,6 +63,7 @@ fn run(profile: &str, seed: u64, time_limit_s: u64) -> (i32, String, PathBuf) {
         .args(["test", "--profile", profile])
         .args(["--seed", &seed.to_string()])
         .args(["--time-limit-s", &time_limit_s.to_string()])
+        .args(["--heal-deadline-s", "30"])
         .arg("--out")
         .arg(&out)
         .arg("--server-bin")

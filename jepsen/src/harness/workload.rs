@@ -331,22 +331,18 @@ impl Clients {
 
     /// Span-set client: random adds and linearizable reads on random keys.
     pub async fn set_client(self, client: u64, seed: u64, stop: Arc<AtomicBool>) {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5e7_0000 ^ client.wrapping_mul(0x9e37_79b9));
+        let mut gen = SetGen::new(seed, client, self.cfg.set_keys);
         // Retries depend on outcomes; their own stream keeps the main
         // operation stream identical for a given seed.
         let mut retry_rng =
             StdRng::seed_from_u64(seed ^ 0x7e7_0000 ^ client.wrapping_mul(0x9e37_79b9));
         let mut process = client as i64;
-        let mut next = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let key_no = rng.random_range(0..self.cfg.set_keys);
-            let key = format!("set-{key_no}");
-            let trace = set_trace_id(key_no);
-            let node = self.pick_node(&mut rng);
-            if rng.random_bool(0.5) {
-                let n = rng.random_range(1..=4);
-                let ids: Vec<u64> = (0..n).map(|i| element_id(client, next + i)).collect();
-                next += n;
+            let op = gen.next(&self.cluster.ids());
+            let key = format!("set-{}", op.key_no);
+            let trace = set_trace_id(op.key_no);
+            let node = op.node;
+            if let Some(ids) = op.add {
                 let mut attempt = 0;
                 loop {
                     let node = if attempt == 0 {
@@ -595,6 +591,49 @@ impl Clients {
     }
 }
 
+/// One span-set operation as the generator drew it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOp {
+    pub key_no: u64,
+    pub node: u64,
+    /// `Some(ids)` for an add of these elements, `None` for a read.
+    pub add: Option<Vec<u64>>,
+}
+
+/// The span-set generator of one client: a pure function of the seed,
+/// the client number and the node list it is given.
+pub struct SetGen {
+    rng: StdRng,
+    client: u64,
+    keys: u64,
+    next: u64,
+}
+
+impl SetGen {
+    pub fn new(seed: u64, client: u64, keys: u64) -> SetGen {
+        SetGen {
+            rng: StdRng::seed_from_u64(seed ^ 0x5e7_0000 ^ client.wrapping_mul(0x9e37_79b9)),
+            client,
+            keys,
+            next: 0,
+        }
+    }
+
+    pub fn next(&mut self, nodes: &[u64]) -> SetOp {
+        let key_no = self.rng.random_range(0..self.keys);
+        let node = nodes[self.rng.random_range(0..nodes.len())];
+        let add = self.rng.random_bool(0.5).then(|| {
+            let n = self.rng.random_range(1..=4);
+            let ids = (0..n)
+                .map(|i| element_id(self.client, self.next + i))
+                .collect();
+            self.next += n;
+            ids
+        });
+        SetOp { key_no, node, add }
+    }
+}
+
 /// Elapsed time since `start`, for logs.
 pub fn since(start: Instant) -> String {
     format!("{:.1}s", start.elapsed().as_secs_f64())
@@ -625,6 +664,26 @@ mod tests {
         )));
         assert!(!fail(tonic::Status::cancelled("operation was canceled")));
         assert!(!fail(tonic::Status::internal("boom")));
+    }
+
+    #[test]
+    fn same_seed_same_operations() {
+        let draw = |seed, client| {
+            let mut g = SetGen::new(seed, client, 8);
+            (0..200).map(|_| g.next(&[1, 2, 3])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(5, 0), draw(5, 0));
+        assert_ne!(draw(5, 0), draw(6, 0));
+        assert_ne!(draw(5, 0), draw(5, 1));
+        let ops = draw(5, 0);
+        assert!(ops.iter().any(|o| o.add.is_some()) && ops.iter().any(|o| o.add.is_none()));
+        let mut ids: Vec<u64> = ops
+            .iter()
+            .flat_map(|o| o.add.clone().unwrap_or_default())
+            .collect();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "element ids repeat");
     }
 
     #[test]
