@@ -575,6 +575,47 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             }
         }
     }
+    // Comment lists: a final linearizable read of every key through every
+    // node, and (after convergence) each node's local list, which must be
+    // identical, order included.
+    if list_enabled {
+        let mut list_keys: Vec<String> = rec
+            .snapshot()
+            .iter()
+            .filter(|e| e.f == workload::LIST_APPEND)
+            .filter_map(|e| e.key.clone())
+            .collect();
+        list_keys.sort();
+        list_keys.dedup();
+        for &node in &members {
+            for key in &list_keys {
+                let Some(key_no) = key
+                    .strip_prefix("list-")
+                    .and_then(|k| k.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let trace = workload::hex(&workload::list_trace_id(key_no));
+                let p = workload::FINAL_PROCESS + node as i64;
+                let _ = clients
+                    .read_comments(p, workload::LIST_READ, key, &trace, node, "linearizable")
+                    .await;
+                if liveness.valid == Some(true) {
+                    let p = workload::FINAL_PROCESS + 50 + node as i64;
+                    let local = clients
+                        .read_comments(p, workload::LIST_READ_LOCAL, key, &trace, node, "local")
+                        .await;
+                    convergence.entry(key.clone()).or_default().insert(
+                        node,
+                        match local {
+                            Ok(list) => json!(list),
+                            Err(e) => json!({"error": e}),
+                        },
+                    );
+                }
+            }
+        }
+    }
     stop_obs.store(true, Ordering::Relaxed);
     let _ = observer.await;
 
@@ -755,12 +796,20 @@ fn convergence_check(reads: &BTreeMap<String, BTreeMap<u64, Value>>, live: bool)
     let mut diverged = Vec::new();
     let mut unreadable = 0;
     for (key, per_node) in reads {
-        let sets: BTreeMap<u64, Option<BTreeSet<u64>>> = per_node
+        // Span sets compare as sets; comment lists in commit order.
+        let ordered = key.starts_with("list-");
+        let sets: BTreeMap<u64, Option<Vec<u64>>> = per_node
             .iter()
             .map(|(n, v)| {
                 (
                     *n,
-                    v.is_array().then(|| events::ids(v).into_iter().collect()),
+                    v.is_array().then(|| {
+                        let mut ids = events::ids(v);
+                        if !ordered {
+                            ids.sort();
+                        }
+                        ids
+                    }),
                 )
             })
             .collect();
@@ -768,7 +817,7 @@ fn convergence_check(reads: &BTreeMap<String, BTreeMap<u64, Value>>, live: bool)
             unreadable += 1;
             continue;
         }
-        let distinct: BTreeSet<&BTreeSet<u64>> = sets.values().flatten().collect();
+        let distinct: BTreeSet<&Vec<u64>> = sets.values().flatten().collect();
         if distinct.len() > 1 {
             let sizes: BTreeMap<u64, usize> = sets
                 .iter()
@@ -810,4 +859,47 @@ pub fn summarize_nemesis(history: &[events::Event]) -> Value {
         .into_iter()
         .map(|(f, (n, installed))| (f, json!({"count": n, "installed": installed})))
         .collect::<serde_json::Map<_, _>>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(entries: &[(&str, u64, Value)]) -> BTreeMap<String, BTreeMap<u64, Value>> {
+        let mut m: BTreeMap<String, BTreeMap<u64, Value>> = BTreeMap::new();
+        for (k, n, v) in entries {
+            m.entry(k.to_string()).or_default().insert(*n, v.clone());
+        }
+        m
+    }
+
+    #[test]
+    fn convergence_compares_sets_and_ordered_lists() {
+        let same = reads(&[("set-0", 1, json!([1, 2])), ("set-0", 2, json!([2, 1]))]);
+        assert_eq!(convergence_check(&same, true).valid, Some(true));
+        let diverged = reads(&[("set-0", 1, json!([1, 2])), ("set-0", 2, json!([1]))]);
+        assert_eq!(convergence_check(&diverged, true).valid, Some(false));
+        let reordered = reads(&[("list-0", 1, json!([1, 2])), ("list-0", 2, json!([2, 1]))]);
+        assert_eq!(convergence_check(&reordered, true).valid, Some(false));
+        let unreadable = reads(&[
+            ("set-0", 1, json!([1])),
+            ("set-0", 2, json!({"error": "x"})),
+        ]);
+        assert_eq!(convergence_check(&unreadable, true).valid, None);
+        assert_eq!(convergence_check(&same, false).valid, None);
+    }
+
+    #[test]
+    fn too_little_work_or_a_full_disk_is_unknown() {
+        let set = |acked: u64, reads: u64| Check {
+            name: "set(add/read)".into(),
+            valid: Some(true),
+            summary: String::new(),
+            details: json!({"acknowledged": acked, "reads": reads}),
+        };
+        assert_eq!(environment_check(&[], &[set(500, 500)]).valid, Some(true));
+        assert_eq!(environment_check(&[], &[set(4, 500)]).valid, None);
+        let full = [json!({"node": 1, "line": "No space left on device"})];
+        assert_eq!(environment_check(&full, &[set(500, 500)]).valid, None);
+    }
 }

@@ -30,6 +30,7 @@ pub const SESSION_ADD: &str = "s-add";
 pub const SESSION_READ: &str = "s-read";
 pub const LIST_APPEND: &str = "append";
 pub const LIST_READ: &str = "read-list";
+pub const LIST_READ_LOCAL: &str = "read-list-local";
 
 /// Processes of one client are `client + k * PROCESS_STRIDE` (a fresh id
 /// after every unknown outcome).
@@ -441,7 +442,9 @@ impl Clients {
                     process += PROCESS_STRIDE;
                 }
             } else {
-                self.read_comments(process, &key, &trace, node).await;
+                let _ = self
+                    .read_comments(process, LIST_READ, &key, &trace, node, "linearizable")
+                    .await;
             }
             tokio::time::sleep(Duration::from_millis(self.cfg.think_ms)).await;
         }
@@ -514,11 +517,20 @@ impl Clients {
         !unknown
     }
 
-    async fn read_comments(&self, process: i64, key: &str, trace: &str, node: u64) {
+    /// Reads a trace's comment bodies in commit order, recorded as `f`.
+    pub async fn read_comments(
+        &self,
+        process: i64,
+        f: &str,
+        key: &str,
+        trace: &str,
+        node: u64,
+        consistency: &str,
+    ) -> Result<Vec<u64>, String> {
         self.rec.record(
             process,
             OpKind::Invoke,
-            LIST_READ,
+            f,
             Some(key),
             Value::Null,
             Some(node),
@@ -528,7 +540,7 @@ impl Clients {
             Err(e) => Err(e),
             Ok(spec) => {
                 let url = spec.url(&format!(
-                    "/api/v1/traces/{trace}/comments?consistency=linearizable"
+                    "/api/v1/traces/{trace}/comments?consistency={consistency}"
                 ));
                 http_client::request("GET", &url, None, b"", self.timeout()).await
             }
@@ -555,11 +567,11 @@ impl Clients {
             )),
             Err(e) => Err(e),
         };
-        match result {
+        match &result {
             Ok(list) => self.rec.record(
                 process,
                 OpKind::Ok,
-                LIST_READ,
+                f,
                 Some(key),
                 json!(list),
                 Some(node),
@@ -568,13 +580,14 @@ impl Clients {
             Err(e) => self.rec.record(
                 process,
                 OpKind::Fail,
-                LIST_READ,
+                f,
                 Some(key),
                 Value::Null,
                 Some(node),
-                Some(e),
+                Some(e.clone()),
             ),
         };
+        result
     }
 
     /// Whether the server has the comments API (a 404 for an unknown route
