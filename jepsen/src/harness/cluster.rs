@@ -79,6 +79,19 @@ struct Inner {
     dial_overrides: BTreeMap<u64, Vec<String>>,
 }
 
+impl Drop for Inner {
+    /// Kills every node still running when the last handle goes away
+    /// (including while unwinding from a panic).
+    fn drop(&mut self) {
+        for p in self.procs.values_mut() {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 /// Shared handle to the cluster's processes.
 #[derive(Clone)]
 pub struct Cluster {
@@ -428,7 +441,18 @@ impl Cluster {
             None => "/usr/bin/env".to_string(),
         };
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(&program)
+        let mut cmd = Command::new(&program);
+        // If the harness dies (crash, SIGKILL), its nodes die with it
+        // instead of running on in a namespace nobody cleans up.
+        // SAFETY: prctl is async-signal-safe and touches no shared state.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
