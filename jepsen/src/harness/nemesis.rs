@@ -84,7 +84,7 @@ impl FaultKind {
                 "delay",
             ],
             FaultKind::Clock => &["bump", "strobe"],
-            FaultKind::Corrupt => &["truncate", "bitflip"],
+            FaultKind::Corrupt => &["truncate", "bitflip", "bitflip-any"],
             FaultKind::PowerLoss => &["majority", "all"],
             FaultKind::Membership => &["remove-add", "add-new"],
         }
@@ -646,11 +646,46 @@ fn wal_segments(data_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Truncates the newest WAL segment or flips bits inside it.
+/// Every regular file under `dir` except lock files, sorted.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(t) if t.is_file() && p.file_name().is_some_and(|n| n != "lock") => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Truncates the newest WAL segment or flips bits inside it
+/// (`truncate`, `bitflip`), or flips bits in any file of the data
+/// directory: state machine tables, journal, vote, snapshots
+/// (`bitflip-any`).
 pub fn corrupt_files(data_dir: &Path, mode: &str, amount: u64) -> Result<Value, String> {
-    let segs = wal_segments(data_dir);
-    let seg = segs
-        .last()
-        .ok_or_else(|| format!("no WAL segments under {}", data_dir.display()))?;
+    let candidates = if mode == "bitflip-any" {
+        all_files(data_dir)
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() >= 16))
+            .collect()
+    } else {
+        wal_segments(data_dir)
+    };
+    let seg = if mode == "bitflip-any" {
+        candidates.get((amount % candidates.len().max(1) as u64) as usize)
+    } else {
+        candidates.last()
+    }
+    .ok_or_else(|| format!("no file to corrupt under {}", data_dir.display()))?;
     let len = std::fs::metadata(seg)
         .map_err(|e| format!("{}: {e}", seg.display()))?
         .len();
@@ -756,6 +791,17 @@ mod tests {
         assert!(after.iter().any(|b| *b != 0));
         corrupt_files(&dir, "truncate", 7).unwrap();
         assert!(std::fs::metadata(&seg).unwrap().len() < 1000);
+        let other = dir.join("sm/table");
+        std::fs::create_dir_all(dir.join("sm")).unwrap();
+        std::fs::write(&other, vec![0u8; 64]).unwrap();
+        std::fs::write(dir.join("raft-log/0001.wal"), vec![0u8; 64]).unwrap();
+        // Both files are candidates; some amount picks the table.
+        let hit = (0..8u64).any(|a| {
+            let v = corrupt_files(&dir, "bitflip-any", a).unwrap();
+            v["file"].as_str().unwrap().ends_with("sm/table")
+        });
+        assert!(hit);
+        assert!(std::fs::read(&other).unwrap().iter().any(|b| *b != 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
