@@ -573,6 +573,24 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
                 };
                 convergence.entry(key).or_default().insert(node, result);
             }
+            for c in 0..wcfg.session_clients as u64 {
+                let key = format!("session-{c}");
+                let result = match clients
+                    .read_trace(
+                        p,
+                        workload::SET_READ_LOCAL,
+                        &key,
+                        workload::session_trace_id(c),
+                        node,
+                        "local",
+                    )
+                    .await
+                {
+                    Ok(ids) => json!(ids),
+                    Err(e) => json!({"error": e}),
+                };
+                convergence.entry(key).or_default().insert(node, result);
+            }
         }
     }
     // Comment lists: a final linearizable read of every key through every
@@ -770,6 +788,9 @@ pub fn check_history(history: &[events::Event], with_list: bool) -> Result<Vec<C
         .any(|o| o.f == SESSION_ADD || o.f == SESSION_READ)
     {
         checks.push(checkers::session::check(&ops, SESSION_ADD, SESSION_READ));
+        // The same set-full analysis over the session traces: their reads
+        // are linearizable too, so lost and stale apply as well.
+        checks.push(checkers::set::check(&ops, SESSION_ADD, SESSION_READ));
     }
     if with_list || ops.iter().any(|o| o.f == LIST_APPEND) {
         checks.push(checkers::list::check(

@@ -85,7 +85,7 @@ impl FaultKind {
             ],
             FaultKind::Clock => &["bump", "strobe"],
             FaultKind::Corrupt => &["truncate", "bitflip", "bitflip-any"],
-            FaultKind::PowerLoss => &["majority", "all"],
+            FaultKind::PowerLoss => &["leader", "majority", "all"],
             FaultKind::Membership => &["remove-add", "add-new"],
         }
     }

@@ -110,6 +110,15 @@ pub fn all() -> Vec<Profile> {
     if let Some(all) = v.iter_mut().find(|x| x.name == "all") {
         all.list_clients = 2;
     }
+    // Frequent short power cuts: a leader that loses its unsynced log
+    // tail must not come back as leader of the same term.
+    let mut cuts = p(
+        "power-loss-fast",
+        "rapid power cuts of the leader, a majority or all, with short downtime",
+        &[PowerLoss],
+    );
+    cuts.fault_timing = Some((1_000, 3_000, 300, 1_200));
+    v.push(cuts);
     let mut retry = p(
         "retry",
         "kills and partitions with unknown exports re-sent (deduplication)",
