@@ -82,6 +82,7 @@ impl FaultKind {
                 "one-way",
                 "flap",
                 "delay",
+                "blackhole",
             ],
             FaultKind::Clock => &["bump", "strobe"],
             FaultKind::Corrupt => &["truncate", "bitflip", "bitflip-any"],
@@ -315,7 +316,7 @@ impl Nemesis {
                     None
                 };
                 let (links, desc) = partition_links(&p.target, &ids, p.pick, leader);
-                let result = self.block(&links);
+                let result = self.block_mode(&links, p.target == "blackhole");
                 // Prove the cut on one link (netns: a TCP connect must fail).
                 let verified = match (self.cluster.net(), links.first(), &result) {
                     (NetMode::Netns, Some(&(from, to)), Ok(())) => {
@@ -418,11 +419,16 @@ impl Nemesis {
 
     /// Blocks exactly `links` (directed, from → to), healing the rest.
     pub fn block(&self, links: &[(u64, u64)]) -> Result<(), String> {
+        self.block_mode(links, false)
+    }
+
+    /// `blackhole`: traffic vanishes silently (netns drops always do).
+    pub fn block_mode(&self, links: &[(u64, u64)], blackhole: bool) -> Result<(), String> {
         match self.cluster.net() {
             NetMode::Netns => self.cluster.netns_block(links),
             NetMode::Proxy => match &self.proxies {
                 Some(px) if self.caps.dial_override => {
-                    px.block(links);
+                    px.block_mode(links, blackhole);
                     Ok(())
                 }
                 _ => Err("proxy mode needs the server's --dial-override".into()),
@@ -576,7 +582,7 @@ pub fn partition_links(
     };
     let shuffled = pick_some(ids, ids.len(), pick);
     match target {
-        "isolate-one" | "isolate-leader" => {
+        "isolate-one" | "isolate-leader" | "blackhole" => {
             let one = match (target, leader) {
                 ("isolate-leader", Some(l)) if ids.contains(&l) => l,
                 _ => shuffled[0],

@@ -2,7 +2,8 @@
 //!
 //! Node `a` dials node `b`'s raft address through the proxy of link
 //! `(a, b)` (the server's `--dial-override`). A blocked link closes its
-//! open connections and drops new ones; a delayed link holds every chunk
+//! open connections and drops new ones, or, blackholed, keeps them open
+//! and silently discards everything (the peer sees timeouts, not resets); a delayed link holds every chunk
 //! for its delay before passing it on.
 
 use std::collections::{BTreeMap, HashSet};
@@ -18,6 +19,8 @@ const CHUNK_BYTES: usize = 64 * 1024;
 #[derive(Default)]
 struct LinkState {
     blocked: HashSet<(u64, u64)>,
+    /// Blocked links swallow traffic instead of closing connections.
+    blackhole: bool,
     delay_ms: BTreeMap<(u64, u64), u64>,
     /// Bumped on every change so open connections notice a new block.
     generation: u64,
@@ -66,7 +69,13 @@ impl Proxies {
 
     /// Blocks exactly these directed links.
     pub fn block(&self, links: &[(u64, u64)]) {
+        self.block_mode(links, false);
+    }
+
+    /// Blocks exactly these links; `blackhole` swallows instead of closing.
+    pub fn block_mode(&self, links: &[(u64, u64)], blackhole: bool) {
         let mut s = self.state.lock().expect("proxy lock");
+        s.blackhole = blackhole;
         s.blocked = links.iter().copied().collect();
         s.generation += 1;
     }
@@ -109,7 +118,11 @@ async fn serve(
             *s.accepted.entry(link).or_default() += 1;
             if s.blocked.contains(&link) {
                 *s.cut.entry(link).or_default() += 1;
-                drop(inbound);
+                if s.blackhole {
+                    tokio::spawn(swallow(inbound, link, state.clone()));
+                } else {
+                    drop(inbound);
+                }
                 continue;
             }
         }
@@ -142,21 +155,24 @@ async fn pipe(
             Err(_) => {
                 // Idle: notice a block installed meanwhile.
                 let mut s = state.lock().expect("proxy lock");
-                if s.blocked.contains(&link) {
+                if s.blocked.contains(&link) && !s.blackhole {
                     *s.cut.entry(link).or_default() += 1;
                     return;
                 }
                 continue;
             }
         };
-        let (blocked, delay) = {
+        let (blocked, blackhole, delay) = {
             let mut s = state.lock().expect("proxy lock");
             let blocked = s.blocked.contains(&link);
             if blocked {
                 *s.cut.entry(link).or_default() += 1;
             }
-            (blocked, s.delay_ms.get(&link).copied())
+            (blocked, s.blackhole, s.delay_ms.get(&link).copied())
         };
+        if blocked && blackhole {
+            continue; // the bytes vanish; the connection stays up
+        }
         if blocked {
             return;
         }
@@ -166,5 +182,83 @@ async fn pipe(
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+/// Holds a connection accepted while its link is blackholed, discarding
+/// what arrives, until the link heals (then closes it: the node redials).
+async fn swallow(mut inbound: TcpStream, link: (u64, u64), state: Arc<Mutex<LinkState>>) {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), inbound.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            _ => {}
+        }
+        if !state.lock().expect("proxy lock").blocked.contains(&link) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server standing in for a node's raft port.
+    async fn echo() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Sends a byte through the proxy; Some(true) if it came back.
+    async fn round_trip(s: &mut TcpStream) -> Option<bool> {
+        s.write_all(b"x").await.ok()?;
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(600), s.read(&mut b)).await {
+            Ok(Ok(1)) => Some(true),
+            Ok(_) => None,         // closed or error
+            Err(_) => Some(false), // silence
+        }
+    }
+
+    #[tokio::test]
+    async fn pass_block_blackhole_heal() {
+        let target = echo().await;
+        let px = Proxies::start(&[(1, "unused".into()), (2, target.clone())])
+            .await
+            .unwrap();
+        let addr = px.addrs[&(1, 2)].clone();
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        assert_eq!(round_trip(&mut s).await, Some(true));
+        assert!(px.counters((1, 2)).0 >= 1);
+
+        // Blocked: the open connection is cut, new ones are closed at once.
+        px.block(&[(1, 2)]);
+        assert_eq!(round_trip(&mut s).await, None);
+        let mut s2 = TcpStream::connect(&addr).await.unwrap();
+        assert_eq!(round_trip(&mut s2).await, None);
+
+        // Blackholed: connections stay up but nothing comes back.
+        px.block_mode(&[(1, 2)], true);
+        let mut s3 = TcpStream::connect(&addr).await.unwrap();
+        assert_eq!(round_trip(&mut s3).await, Some(false));
+
+        px.heal();
+        let mut s4 = TcpStream::connect(&addr).await.unwrap();
+        assert_eq!(round_trip(&mut s4).await, Some(true));
+        assert!(px.counters((1, 2)).1 >= 2);
     }
 }
