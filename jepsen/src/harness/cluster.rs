@@ -39,8 +39,6 @@ pub struct NodeSpec {
     pub rest: String,
     pub raft: String,
     pub otlp: String,
-    /// Where other nodes dial this node's raft address (proxy mode: the
-    /// proxy of each link; recorded per dialer in the cluster).
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     /// Network namespace (netns mode).

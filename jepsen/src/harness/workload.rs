@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -645,11 +645,6 @@ impl SetGen {
         });
         SetOp { key_no, node, add }
     }
-}
-
-/// Elapsed time since `start`, for logs.
-pub fn since(start: Instant) -> String {
-    format!("{:.1}s", start.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]
