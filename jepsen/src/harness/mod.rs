@@ -670,7 +670,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     checks.push(liveness);
     checks.push(convergence_check(&convergence, liveness_ok(&checks)));
     let corruption = nem.corruption_log.lock().expect("lock").clone();
-    if kinds.contains(&FaultKind::Corrupt) {
+    if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
         let bad: Vec<&Value> = corruption
             .iter()
             .filter(|c| c["outcome"] == "exited-without-refusal")

@@ -28,6 +28,9 @@ pub enum FaultKind {
     Corrupt,
     PowerLoss,
     Membership,
+    /// Like `Corrupt`, but any file of the data directory. Last, so that
+    /// the other kinds keep their seeded schedules.
+    CorruptAny,
 }
 
 impl FaultKind {
@@ -38,6 +41,7 @@ impl FaultKind {
             "partition" => FaultKind::Partition,
             "clock" => FaultKind::Clock,
             "corrupt" => FaultKind::Corrupt,
+            "corrupt-any" => FaultKind::CorruptAny,
             "power-loss" => FaultKind::PowerLoss,
             "membership" => FaultKind::Membership,
             _ => return None,
@@ -51,6 +55,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Clock => "clock",
             FaultKind::Corrupt => "corrupt",
+            FaultKind::CorruptAny => "corrupt-any",
             FaultKind::PowerLoss => "power-loss",
             FaultKind::Membership => "membership",
         }
@@ -64,7 +69,7 @@ impl FaultKind {
             FaultKind::Pause => (4_000, 10_000, 2_000, 5_000),
             FaultKind::Partition => (3_000, 8_000, 3_000, 8_000),
             FaultKind::Clock => (2_000, 6_000, 2_000, 6_000),
-            FaultKind::Corrupt => (8_000, 14_000, 1_000, 2_000),
+            FaultKind::Corrupt | FaultKind::CorruptAny => (8_000, 14_000, 1_000, 2_000),
             FaultKind::PowerLoss => (6_000, 12_000, 1_500, 4_000),
             FaultKind::Membership => (6_000, 12_000, 0, 0),
         }
@@ -85,7 +90,8 @@ impl FaultKind {
                 "blackhole",
             ],
             FaultKind::Clock => &["bump", "strobe"],
-            FaultKind::Corrupt => &["truncate", "bitflip", "bitflip-any"],
+            FaultKind::Corrupt => &["truncate", "bitflip"],
+            FaultKind::CorruptAny => &["bitflip-any", "truncate-any"],
             FaultKind::PowerLoss => &["leader", "majority", "all"],
             FaultKind::Membership => &["remove-add", "add-new"],
         }
@@ -356,7 +362,7 @@ impl Nemesis {
                 );
             }
             FaultKind::Clock => self.clock(p, hold, stop).await,
-            FaultKind::Corrupt => self.corrupt(p, hold, stop).await,
+            FaultKind::Corrupt | FaultKind::CorruptAny => self.corrupt(p, hold, stop).await,
             FaultKind::Membership => self.membership.change(self, p).await,
         }
     }
@@ -515,7 +521,18 @@ impl Nemesis {
 
     async fn corrupt(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
         let ids = self.members();
-        // A minority: one node of three.
+        // A minority: one node of three, and only while every other node is
+        // healthy. A node that stayed down after an earlier corruption
+        // already took the one failure three voters can afford.
+        let down = self.refused.lock().expect("lock").clone();
+        if !down.is_empty() {
+            self.rec.nemesis(
+                "corrupt",
+                json!({"target": p.target, "installed": false, "down": down,
+                       "error": "a node is already down for good after corruption; a second would leave no quorum"}),
+            );
+            return;
+        }
         let target = pick_some(&ids, 1, p.pick);
         let Some(&id) = target.first() else { return };
         let was_running = self.cluster.kill(id);
@@ -545,8 +562,10 @@ impl Nemesis {
         let outcome = match exited {
             None => "running",
             Some(code) => {
+                // Down for good either way: no further faults, not a
+                // member the heal can wait for.
+                self.refused.lock().expect("lock").insert(id);
                 if code != Some(0) && log_tail.contains("refusing to start") {
-                    self.refused.lock().expect("lock").insert(id);
                     "refused"
                 } else {
                     "exited-without-refusal"
@@ -678,7 +697,8 @@ fn all_files(dir: &Path) -> Vec<PathBuf> {
 /// directory: state machine tables, journal, vote, snapshots
 /// (`bitflip-any`).
 pub fn corrupt_files(data_dir: &Path, mode: &str, amount: u64) -> Result<Value, String> {
-    let candidates = if mode == "bitflip-any" {
+    let any = mode.ends_with("-any");
+    let candidates = if any {
         all_files(data_dir)
             .into_iter()
             .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() >= 16))
@@ -686,7 +706,7 @@ pub fn corrupt_files(data_dir: &Path, mode: &str, amount: u64) -> Result<Value, 
     } else {
         wal_segments(data_dir)
     };
-    let seg = if mode == "bitflip-any" {
+    let seg = if any {
         candidates.get((amount % candidates.len().max(1) as u64) as usize)
     } else {
         candidates.last()
@@ -699,7 +719,7 @@ pub fn corrupt_files(data_dir: &Path, mode: &str, amount: u64) -> Result<Value, 
         return Err(format!("{} is only {len} bytes", seg.display()));
     }
     match mode {
-        "truncate" => {
+        "truncate" | "truncate-any" => {
             let cut = 1 + amount % (len / 2).max(1);
             let f = std::fs::OpenOptions::new()
                 .write(true)
