@@ -83,8 +83,13 @@ pub fn all() -> Vec<Profile> {
             &[Corrupt],
         ),
         p(
+            "corrupt-any",
+            "truncate or flip bits in any file of a stopped minority node's data directory",
+            &[CorruptAny],
+        ),
+        p(
             "power-loss",
-            "SIGKILL of a majority or all nodes started with --power-loss-sim",
+            "SIGKILL of the leader, a majority or all nodes started with --power-loss-sim",
             &[PowerLoss],
         ),
         p(
