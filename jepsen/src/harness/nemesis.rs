@@ -578,7 +578,9 @@ impl Nemesis {
             .lock()
             .expect("lock")
             .push(record.clone());
-        self.rec.nemesis("corrupt-restart", record);
+        let mut event = record;
+        event["installed"] = json!(true); // the node was restarted
+        self.rec.nemesis("corrupt-restart", event);
     }
 }
 
