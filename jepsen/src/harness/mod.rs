@@ -193,74 +193,107 @@ async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
     }
 }
 
-/// Waits for one leader that every running member agrees on and every
-/// member applied up to the leader's commit index.
-async fn wait_converged(cluster: &Cluster, members: &[u64], deadline: Duration) -> Check {
+/// Waits for one leader that every member agrees on and every member
+/// applied up to the leader's commit index. The members are the nodes the
+/// harness runs that are also in the leader's Raft membership (a node
+/// whose removal had an unknown outcome may still run outside it).
+/// Returns the check and those members.
+async fn wait_converged(
+    cluster: &Cluster,
+    candidates: &[u64],
+    deadline: Duration,
+) -> (Check, Vec<u64>) {
     let started = Instant::now();
     let mut last = Value::Null;
     while started.elapsed() < deadline {
-        let mut leaders = BTreeSet::new();
         let mut views = BTreeMap::new();
-        for &id in members {
+        for &id in candidates {
             match cluster
                 .get_json(id, "/api/v1/cluster", Duration::from_secs(2))
                 .await
             {
-                Ok(v) => {
-                    leaders.insert(v["leader"].as_u64());
-                    views.insert(id, v);
-                }
-                Err(e) => {
-                    leaders.insert(None);
-                    views.insert(id, json!({"error": e}));
-                }
+                Ok(v) => views.insert(id, v),
+                Err(e) => views.insert(id, json!({"error": e})),
+            };
+        }
+        // The leader most nodes name; then its view of the membership.
+        let mut named: BTreeMap<u64, usize> = BTreeMap::new();
+        for v in views.values() {
+            if let Some(l) = v["leader"].as_u64() {
+                *named.entry(l).or_default() += 1;
             }
         }
-        last = json!({"leaders": leaders.iter().collect::<Vec<_>>(), "views": views});
-        if let (1, Some(Some(leader))) = (leaders.len(), leaders.iter().next()) {
-            if let Some(view) = views.get(leader) {
-                let commit = view["nodes"]
-                    .as_array()
-                    .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(*leader)))
-                    .and_then(|n| n["committed_index"].as_u64());
-                let all_applied = commit.is_some_and(|c| {
-                    members.iter().all(|m| {
-                        views.get(m).is_some_and(|v| {
-                            v["nodes"]
+        let leader = named.iter().max_by_key(|(_, n)| **n).map(|(l, _)| *l);
+        let leader_view = leader.and_then(|l| views.get(&l));
+        let in_membership: BTreeSet<u64> = leader_view
+            .map(|v| {
+                ["voters", "learners"]
+                    .iter()
+                    .flat_map(|k| v[*k].as_array().cloned().unwrap_or_default())
+                    .filter_map(|x| x.as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let members: Vec<u64> = candidates
+            .iter()
+            .copied()
+            .filter(|c| in_membership.contains(c))
+            .collect();
+        last = json!({"leader": leader, "membership": in_membership, "views": views});
+        let commit = leader_view.and_then(|v| {
+            v["nodes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|n| n["id"].as_u64() == leader))
+                .and_then(|n| n["committed_index"].as_u64())
+        });
+        let converged = leader.is_some()
+            && !members.is_empty()
+            && commit.is_some_and(|c| {
+                members.iter().all(|m| {
+                    views.get(m).is_some_and(|v| {
+                        v["leader"].as_u64() == leader
+                            && v["nodes"]
                                 .as_array()
                                 .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(*m)))
                                 .and_then(|n| n["applied_index"].as_u64())
                                 .is_some_and(|a| a >= c)
-                        })
                     })
-                });
-                if all_applied {
-                    return Check {
-                        name: "liveness".into(),
-                        valid: Some(true),
-                        summary: format!(
-                            "leader {leader}, all {} members applied to {} after {:.1}s",
-                            members.len(),
-                            commit.unwrap_or(0),
-                            started.elapsed().as_secs_f64()
-                        ),
-                        details: json!({"leader": leader, "commit_index": commit,
-                                        "seconds": started.elapsed().as_secs_f64(), "members": members}),
-                    };
-                }
-            }
+                })
+            });
+        if converged {
+            let leader = leader.unwrap_or_default();
+            let outside: Vec<u64> = candidates
+                .iter()
+                .copied()
+                .filter(|c| !members.contains(c))
+                .collect();
+            let check = Check {
+                name: "liveness".into(),
+                valid: Some(true),
+                summary: format!(
+                    "leader {leader}, all {} members applied to {} after {:.1}s",
+                    members.len(),
+                    commit.unwrap_or(0),
+                    started.elapsed().as_secs_f64()
+                ),
+                details: json!({"leader": leader, "commit_index": commit,
+                                "seconds": started.elapsed().as_secs_f64(), "members": members,
+                                "running_outside_membership": outside}),
+            };
+            return (check, members);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Check {
+    let check = Check {
         name: "liveness".into(),
         valid: Some(false),
         summary: format!(
             "no single leader with every member applied within {}s after heal",
             deadline.as_secs()
         ),
-        details: json!({"members": members, "last_observation": last}),
-    }
+        details: json!({"candidates": candidates, "last_observation": last}),
+    };
+    (check, candidates.to_vec())
 }
 
 async fn run_async(opts: TestOptions) -> Outcome {
@@ -372,7 +405,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     {
         return harness_failure(opts, format!("init: {e}"));
     }
-    let initial = wait_converged(&cluster, &cluster.ids(), Duration::from_secs(30)).await;
+    let (initial, _) = wait_converged(&cluster, &cluster.ids(), Duration::from_secs(30)).await;
     if initial.valid != Some(true) {
         return harness_failure(opts, format!("cluster did not form: {}", initial.summary));
     }
@@ -509,7 +542,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         .into_iter()
         .filter(|i| !refused.contains(i))
         .collect();
-    let liveness = wait_converged(
+    let (liveness, members) = wait_converged(
         &cluster,
         &members,
         Duration::from_secs(opts.heal_deadline_s),
