@@ -105,6 +105,12 @@ fn raft_config(c: &ServeConfig) -> Result<Config, String> {
         // rather than crashing the leader. Data is safe as long as a quorum
         // of disks keeps what it acknowledged.
         allow_log_reversion: Some(true),
+        // A restarted leader must win a new election. Resuming leadership
+        // in the same term after a power cut dropped its unsynced log tail
+        // would write different entries under (term, index) ids a follower
+        // may already hold, and the logs would diverge for good (found by
+        // tael-jepsen's power-loss-fast profile).
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     config

@@ -4,8 +4,16 @@
 //! * [`golden`]: readers for the golden histories used to validate checkers.
 //! * [`linearizability`]: a Wing–Gong/Lowe style linearizability checker with
 //!   a pluggable sequential [`linearizability::Model`].
+//! * [`harness`]: `tael-jepsen test`: real nodes, clients, nemeses.
+//! * [`events`], [`checkers`], [`report`]: run histories, their checkers
+//!   (set-full, sessions, append-list linearizability, election safety)
+//!   and the run report.
 
+pub mod checkers;
 mod edn;
+pub mod events;
 pub mod golden;
+pub mod harness;
 pub mod history;
 pub mod linearizability;
+pub mod report;

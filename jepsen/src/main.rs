@@ -3,7 +3,14 @@
 //! ```text
 //! tael-jepsen check-golden DIR [--budget-ms N]
 //! tael-jepsen check-history FILE.jsonl [--budget-ms N]
+//! tael-jepsen test --profile NAME [--seed N] [--time-limit-s S] [--out DIR]
+//!                  [--server-bin PATH] [--net proxy|netns] [--retry]
+//! tael-jepsen check-run DIR          (re-check DIR/history.jsonl offline)
+//! tael-jepsen profiles
 //! ```
+//!
+//! test and check-run exit 0 valid, 1 invalid, 2 unknown (a harness fault
+//! makes the verdict unknown, never valid).
 //!
 //! Exit codes — check-golden: 0 every verdict agrees with the expected one,
 //! 1 some verdict disagrees or a file could not be read, 2 otherwise some
@@ -16,6 +23,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use tael_jepsen::golden;
+use tael_jepsen::harness::{self, cluster::NetMode, profiles, TestOptions};
 use tael_jepsen::history::read_jsonl;
 use tael_jepsen::linearizability::{check_cas_history, Budget, Verdict};
 
@@ -24,10 +32,25 @@ const DEFAULT_BUDGET_MS: u64 = 30_000;
 
 const EXIT_USAGE: u8 = 64;
 const USAGE: &str = "usage:\n  tael-jepsen check-golden DIR [--budget-ms N]\n  \
-                     tael-jepsen check-history FILE.jsonl [--budget-ms N]";
+                     tael-jepsen check-history FILE.jsonl [--budget-ms N]\n  \
+                     tael-jepsen test --profile NAME [--seed N] [--time-limit-s S] [--out DIR] \
+                     [--server-bin PATH] [--net proxy|netns] [--retry] [--heal-deadline-s S]\n  \
+                     tael-jepsen check-run DIR\n  \
+                     tael-jepsen profiles";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => return test_command(&args[1..]),
+        Some("check-run") => return check_run(&args[1..]),
+        Some("profiles") => {
+            for p in profiles::all() {
+                println!("{:<32} {}", p.name, p.description);
+            }
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     match parse_args(&args) {
         Ok(Command::CheckGolden { dir, budget }) => check_golden(&dir, &budget),
         Ok(Command::CheckHistory { file, budget }) => check_history(&file, &budget),
@@ -169,5 +192,123 @@ fn check_history(file: &Path, budget: &Budget) -> ExitCode {
         Verdict::Linearizable => ExitCode::SUCCESS,
         Verdict::NotLinearizable { .. } => ExitCode::from(1),
         Verdict::Unknown { .. } => ExitCode::from(2),
+    }
+}
+
+fn verdict_exit(valid: Option<bool>) -> ExitCode {
+    match valid {
+        Some(true) => ExitCode::SUCCESS,
+        Some(false) => ExitCode::from(1),
+        None => ExitCode::from(2),
+    }
+}
+
+fn test_command(args: &[String]) -> ExitCode {
+    let mut profile = None;
+    let mut seed: u64 = 1;
+    let mut time_limit_s = None;
+    let mut out = None;
+    let mut server_bin = None;
+    let mut net = None;
+    let mut retry = None;
+    let mut heal_deadline_s = 60;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        let parsed: Result<(), String> = (|| {
+            match flag.as_str() {
+                "--profile" => {
+                    let name = value()?;
+                    profile = Some(profiles::find(&name).ok_or(format!(
+                        "unknown profile {name}; see `tael-jepsen profiles`"
+                    ))?);
+                }
+                "--seed" => seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+                "--time-limit-s" => {
+                    time_limit_s = Some(
+                        value()?
+                            .parse()
+                            .map_err(|e| format!("--time-limit-s: {e}"))?,
+                    )
+                }
+                "--heal-deadline-s" => {
+                    heal_deadline_s = value()?
+                        .parse()
+                        .map_err(|e| format!("--heal-deadline-s: {e}"))?
+                }
+                "--out" => out = Some(PathBuf::from(value()?)),
+                "--server-bin" => server_bin = Some(PathBuf::from(value()?)),
+                "--net" => {
+                    net = Some(match value()?.as_str() {
+                        "netns" => NetMode::Netns,
+                        "proxy" => NetMode::Proxy,
+                        other => return Err(format!("--net: {other} is not proxy|netns")),
+                    })
+                }
+                "--retry" => retry = Some(true),
+                other => return Err(format!("unknown option {other}")),
+            }
+            Ok(())
+        })();
+        if let Err(e) = parsed {
+            eprintln!("tael-jepsen: {e}\n{USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    let Some(profile) = profile else {
+        eprintln!("tael-jepsen: test needs --profile\n{USAGE}");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc_geteuid() } == 0;
+    let net = net.unwrap_or(if root { NetMode::Netns } else { NetMode::Proxy });
+    let time_limit_s = time_limit_s.unwrap_or(profile.default_time_limit_s);
+    let out =
+        out.unwrap_or_else(|| PathBuf::from(format!("jepsen-runs/{}-seed{seed}", profile.name)));
+    let outcome = harness::run_test(TestOptions {
+        profile,
+        seed,
+        time_limit_s,
+        out_dir: out,
+        server_bin: server_bin.unwrap_or_else(harness::default_server_bin),
+        net,
+        retry,
+        heal_deadline_s,
+    });
+    verdict_exit(outcome.valid)
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn check_run(args: &[String]) -> ExitCode {
+    let Some(dir) = args.first() else {
+        eprintln!("tael-jepsen: check-run needs a run directory\n{USAGE}");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let path = Path::new(dir).join("history.jsonl");
+    let history = match std::fs::File::open(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| tael_jepsen::events::read_jsonl(std::io::BufReader::new(f)))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("tael-jepsen: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match harness::check_history(&history, false) {
+        Ok(checks) => {
+            for c in &checks {
+                println!("{:<28} {:<8} {}", c.name, c.verdict_str(), c.summary);
+            }
+            verdict_exit(tael_jepsen::checkers::combine(&checks))
+        }
+        Err(e) => {
+            eprintln!("tael-jepsen: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -1,0 +1,697 @@
+//! Real `tael-raft serve` processes: start, kill, pause, restart, and their
+//! network (loopback, or one network namespace per node on a bridge).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use tael_raft::http_client;
+
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// How nodes reach each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// One network namespace per node, veth pairs on a bridge; partitions
+    /// are nft rules inside the namespaces. Needs root.
+    Netns,
+    /// Loopback; partitions go through per-link TCP proxies in the harness
+    /// and the server's `--dial-override`.
+    Proxy,
+}
+
+const BRIDGE: &str = "tjbr0";
+const NS_PREFIX: &str = "tj-n";
+const SUBNET: &str = "10.77.0";
+const REST_PORT: u16 = 7701;
+const RAFT_PORT: u16 = 7702;
+const OTLP_PORT: u16 = 4317;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSpec {
+    pub id: u64,
+    pub rest: String,
+    pub raft: String,
+    pub otlp: String,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    /// Network namespace (netns mode).
+    pub netns: Option<String>,
+    pub ip: Option<String>,
+    /// libfaketime offset file, when the clock nemesis is enabled.
+    pub clock_file: Option<PathBuf>,
+}
+
+impl NodeSpec {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.rest, path)
+    }
+}
+
+#[derive(Default)]
+struct Proc {
+    child: Option<Child>,
+    paused: bool,
+    starts: u32,
+}
+
+pub struct ClusterConfig {
+    pub server_bin: PathBuf,
+    pub run_dir: PathBuf,
+    pub net: NetMode,
+    /// Extra `serve` flags for every node (e.g. `--power-loss-sim`).
+    pub extra_args: Vec<String>,
+    pub faketime: bool,
+}
+
+struct Inner {
+    specs: BTreeMap<u64, NodeSpec>,
+    procs: BTreeMap<u64, Proc>,
+    /// proxy mode: `--dial-override` flags per dialing node.
+    dial_overrides: BTreeMap<u64, Vec<String>>,
+}
+
+impl Drop for Inner {
+    /// Kills every node still running when the last handle goes away
+    /// (including while unwinding from a panic).
+    fn drop(&mut self) {
+        for p in self.procs.values_mut() {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Shared handle to the cluster's processes.
+#[derive(Clone)]
+pub struct Cluster {
+    cfg: Arc<ClusterConfig>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn free_port() -> Result<u16, String> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("finding a free port: {e}"))?
+        .port())
+}
+
+/// Runs a command and fails with its stderr when it exits non-zero.
+pub fn sh(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program} {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sh_stdin(program: &str, args: &[&str], input: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.as_bytes())
+        .map_err(|e| format!("{program} stdin: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Removes namespaces and the bridge a crashed run may have left behind.
+pub fn netns_cleanup() {
+    if let Ok(list) = sh("ip", &["netns", "list"]) {
+        for line in list.lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if name.starts_with(NS_PREFIX) {
+                let _ = sh("ip", &["netns", "del", name]);
+            }
+        }
+    }
+    let _ = sh("ip", &["link", "del", BRIDGE]);
+    // A deleted namespace can outlive its name for a while (the kernel
+    // tears it down lazily), keeping its veth pair alive: remove our host
+    // ends explicitly, which removes the pairs.
+    if let Ok(links) = sh("ip", &["-o", "link", "show"]) {
+        for line in links.lines() {
+            let name = line.split(':').nth(1).map(str::trim).unwrap_or("");
+            let name = name.split('@').next().unwrap_or("");
+            if name.starts_with("tjv") {
+                let _ = sh("ip", &["link", "del", name]);
+            }
+        }
+    }
+}
+
+fn netns_setup_bridge() -> Result<(), String> {
+    sh("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
+    sh(
+        "ip",
+        &["addr", "add", &format!("{SUBNET}.1/24"), "dev", BRIDGE],
+    )?;
+    sh("ip", &["link", "set", BRIDGE, "up"])?;
+    Ok(())
+}
+
+fn netns_add_node(id: u64) -> Result<(String, String), String> {
+    let ns = format!("{NS_PREFIX}{id}");
+    let ip = format!("{SUBNET}.{}", 10 + id);
+    let host_if = format!("tjv{id}");
+    let ns_if = format!("tjp{id}");
+    sh("ip", &["netns", "add", &ns])?;
+    sh(
+        "ip",
+        &[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ],
+    )?;
+    sh("ip", &["link", "set", &ns_if, "netns", &ns])?;
+    sh("ip", &["link", "set", &host_if, "master", BRIDGE])?;
+    sh("ip", &["link", "set", &host_if, "up"])?;
+    let in_ns = |args: &[&str]| {
+        let mut full = vec!["netns", "exec", ns.as_str(), "ip"];
+        full.extend_from_slice(args);
+        sh("ip", &full)
+    };
+    in_ns(&["addr", "add", &format!("{ip}/24"), "dev", &ns_if])?;
+    in_ns(&["link", "set", &ns_if, "up"])?;
+    in_ns(&["link", "set", "lo", "up"])?;
+    Ok((ns, ip))
+}
+
+impl Cluster {
+    /// Prepares `n` nodes (ids 1..=n) and their network; starts nothing.
+    pub fn new(cfg: ClusterConfig, n: u64) -> Result<Cluster, String> {
+        if cfg.net == NetMode::Netns {
+            netns_cleanup();
+            netns_setup_bridge()?;
+        }
+        let c = Cluster {
+            cfg: Arc::new(cfg),
+            inner: Arc::new(Mutex::new(Inner {
+                specs: BTreeMap::new(),
+                procs: BTreeMap::new(),
+                dial_overrides: BTreeMap::new(),
+            })),
+        };
+        for id in 1..=n {
+            c.add_spec(id)?;
+        }
+        Ok(c)
+    }
+
+    pub fn net(&self) -> NetMode {
+        self.cfg.net
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.cfg.run_dir
+    }
+
+    /// Declares node `id` (fresh data dir, own namespace in netns mode).
+    pub fn add_spec(&self, id: u64) -> Result<NodeSpec, String> {
+        let dir = &self.cfg.run_dir;
+        let (netns, ip, rest, raft, otlp) = match self.cfg.net {
+            NetMode::Netns => {
+                let (ns, ip) = netns_add_node(id)?;
+                (
+                    Some(ns),
+                    Some(ip.clone()),
+                    format!("{ip}:{REST_PORT}"),
+                    format!("{ip}:{RAFT_PORT}"),
+                    format!("{ip}:{OTLP_PORT}"),
+                )
+            }
+            NetMode::Proxy => (
+                None,
+                None,
+                format!("127.0.0.1:{}", free_port()?),
+                format!("127.0.0.1:{}", free_port()?),
+                format!("127.0.0.1:{}", free_port()?),
+            ),
+        };
+        let clock_file = if self.cfg.faketime {
+            let p = dir.join(format!("node{id}.faketime"));
+            std::fs::write(&p, "+0s\n").map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(p)
+        } else {
+            None
+        };
+        let spec = NodeSpec {
+            id,
+            rest,
+            raft,
+            otlp,
+            data_dir: dir.join(format!("node{id}")),
+            log_path: dir.join(format!("node{id}.log")),
+            netns,
+            ip,
+            clock_file,
+        };
+        let mut inner = self.inner.lock().expect("cluster lock");
+        inner.specs.insert(id, spec.clone());
+        inner.procs.entry(id).or_default();
+        Ok(spec)
+    }
+
+    /// A node that may have been removed meanwhile.
+    pub fn try_spec(&self, id: u64) -> Result<NodeSpec, String> {
+        self.inner
+            .lock()
+            .expect("cluster lock")
+            .specs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| format!("node {id} is no longer part of the cluster"))
+    }
+
+    pub fn spec(&self, id: u64) -> NodeSpec {
+        self.inner.lock().expect("cluster lock").specs[&id].clone()
+    }
+
+    pub fn specs(&self) -> Vec<NodeSpec> {
+        self.inner
+            .lock()
+            .expect("cluster lock")
+            .specs
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.inner
+            .lock()
+            .expect("cluster lock")
+            .specs
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Forgets a node (after it was removed from the membership).
+    pub fn forget(&self, id: u64) {
+        self.kill(id);
+        self.inner.lock().expect("cluster lock").specs.remove(&id);
+    }
+
+    pub fn set_dial_overrides(&self, id: u64, overrides: Vec<String>) {
+        self.inner
+            .lock()
+            .expect("cluster lock")
+            .dial_overrides
+            .insert(id, overrides);
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        let mut inner = self.inner.lock().expect("cluster lock");
+        let Some(p) = inner.procs.get_mut(&id) else {
+            return false;
+        };
+        // Reap a process that exited by itself (e.g. refused to start).
+        if let Some(child) = p.child.as_mut() {
+            if let Ok(Some(_)) = child.try_wait() {
+                p.child = None;
+                p.paused = false;
+            }
+        }
+        p.child.is_some()
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.ids()
+            .into_iter()
+            .filter(|id| self.is_running(*id))
+            .collect()
+    }
+
+    pub fn is_paused(&self, id: u64) -> bool {
+        self.inner
+            .lock()
+            .expect("cluster lock")
+            .procs
+            .get(&id)
+            .is_some_and(|p| p.paused)
+    }
+
+    /// Starts node `id` unless it is running; returns whether it started.
+    pub fn start(&self, id: u64) -> Result<bool, String> {
+        if self.is_running(id) {
+            return Ok(false);
+        }
+        let mut inner = self.inner.lock().expect("cluster lock");
+        let spec = inner
+            .specs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| format!("no node {id}"))?;
+        let overrides = inner.dial_overrides.get(&id).cloned().unwrap_or_default();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log_path)
+            .map_err(|e| format!("{}: {e}", spec.log_path.display()))?;
+        let mut args: Vec<String> = Vec::new();
+        args.push("TAEL_LOG=info,openraft=warn".into());
+        if let Some(clock) = &spec.clock_file {
+            args.push(format!("LD_PRELOAD={FAKETIME_LIB}"));
+            args.push("DONT_FAKE_MONOTONIC=1".into());
+            args.push("FAKETIME_NO_CACHE=1".into());
+            args.push(format!("FAKETIME_TIMESTAMP_FILE={}", clock.display()));
+        }
+        args.push(self.cfg.server_bin.display().to_string());
+        args.extend(
+            [
+                "serve",
+                "--node-id",
+                &id.to_string(),
+                "--data-dir",
+                &spec.data_dir.display().to_string(),
+                "--raft-addr",
+                &spec.raft,
+                "--rest-addr",
+                &spec.rest,
+                "--otlp-grpc-addr",
+                &spec.otlp,
+                "--heartbeat-interval-ms",
+                "100",
+                "--election-timeout-min-ms",
+                "700",
+                "--election-timeout-max-ms",
+                "1400",
+                "--runtime-threads",
+                "2",
+                "--storage-threads",
+                "1",
+                "--cache-mb",
+                "16",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        for o in &overrides {
+            args.push("--dial-override".into());
+            args.push(o.clone());
+        }
+        args.extend(self.cfg.extra_args.iter().cloned());
+        // `ip netns exec` and `env` exec in place, so the child's pid is
+        // the server's and signals reach it directly.
+        let program = match &spec.netns {
+            Some(ns) => {
+                let mut prefix: Vec<String> = ["netns", "exec", ns.as_str(), "/usr/bin/env"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                prefix.append(&mut args);
+                args = prefix;
+                "ip".to_string()
+            }
+            None => "/usr/bin/env".to_string(),
+        };
+        let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&program);
+        // If the harness dies (crash, SIGKILL), its nodes die with it
+        // instead of running on in a namespace nobody cleans up.
+        // SAFETY: prctl is async-signal-safe and touches no shared state.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .map_err(|e| format!("spawning node {id} ({program}): {e}"))?;
+        let p = inner.procs.entry(id).or_default();
+        p.child = Some(child);
+        p.paused = false;
+        p.starts += 1;
+        Ok(true)
+    }
+
+    /// The pid of the server process itself (`ip netns exec` and `env`
+    /// exec into it, so the child pid is the server's).
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.inner
+            .lock()
+            .expect("cluster lock")
+            .procs
+            .get(&id)
+            .and_then(|p| p.child.as_ref().map(Child::id))
+    }
+
+    /// SIGKILL; returns whether a running process was killed.
+    pub fn kill(&self, id: u64) -> bool {
+        let mut inner = self.inner.lock().expect("cluster lock");
+        let Some(p) = inner.procs.get_mut(&id) else {
+            return false;
+        };
+        let Some(mut child) = p.child.take() else {
+            return false;
+        };
+        p.paused = false;
+        let killed = child.kill().is_ok();
+        let _ = child.wait();
+        killed
+    }
+
+    fn signal(&self, id: u64, sig: i32) -> bool {
+        match self.pid(id) {
+            // SAFETY: kill(2) on a pid we spawned and have not reaped.
+            Some(pid) => unsafe { libc::kill(pid as i32, sig) == 0 },
+            None => false,
+        }
+    }
+
+    /// SIGSTOP; returns whether it was delivered.
+    pub fn pause(&self, id: u64) -> bool {
+        if !self.is_running(id) || self.is_paused(id) {
+            return false;
+        }
+        let ok = self.signal(id, libc::SIGSTOP);
+        if ok {
+            if let Some(p) = self.inner.lock().expect("cluster lock").procs.get_mut(&id) {
+                p.paused = true;
+            }
+        }
+        ok
+    }
+
+    pub fn resume(&self, id: u64) -> bool {
+        if !self.is_paused(id) {
+            return false;
+        }
+        let ok = self.signal(id, libc::SIGCONT);
+        if let Some(p) = self.inner.lock().expect("cluster lock").procs.get_mut(&id) {
+            p.paused = false;
+        }
+        ok
+    }
+
+    /// Waits for a process expected to exit by itself; `Some(code)` if it did.
+    pub fn wait_exit(&self, id: u64, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let mut inner = self.inner.lock().expect("cluster lock");
+                let p = inner.procs.get_mut(&id)?;
+                let child = p.child.as_mut()?;
+                if let Ok(Some(status)) = child.try_wait() {
+                    p.child = None;
+                    return Some(status.code());
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn starts(&self, id: u64) -> u32 {
+        self.inner
+            .lock()
+            .expect("cluster lock")
+            .procs
+            .get(&id)
+            .map_or(0, |p| p.starts)
+    }
+
+    /// Kills every node and removes the network.
+    pub fn shutdown(&self) {
+        for id in self.ids() {
+            self.resume(id);
+            self.kill(id);
+        }
+        if self.cfg.net == NetMode::Netns {
+            netns_cleanup();
+        }
+    }
+
+    // ---- network faults (netns mode) ----
+
+    /// Installs the set of blocked directed links `(from, to)`: packets
+    /// from `from` are dropped on arrival at `to`. Replaces earlier rules.
+    pub fn netns_block(&self, links: &[(u64, u64)]) -> Result<(), String> {
+        let specs = self.specs();
+        for to in &specs {
+            let ns = to.netns.as_deref().ok_or("not in netns mode")?;
+            let mut script = String::from(
+                "table inet tjepsen\ndelete table inet tjepsen\ntable inet tjepsen {\n chain input {\n  type filter hook input priority 0; policy accept;\n",
+            );
+            for (from, _) in links.iter().filter(|(_, t)| *t == to.id) {
+                if let Some(ip) = specs
+                    .iter()
+                    .find(|s| s.id == *from)
+                    .and_then(|s| s.ip.clone())
+                {
+                    script.push_str(&format!("  ip saddr {ip} drop\n"));
+                }
+            }
+            script.push_str(" }\n}\n");
+            sh_stdin("ip", &["netns", "exec", ns, "nft", "-f", "-"], &script)
+                .map_err(|e| format!("node {}: {e}", to.id))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a TCP connect from `from`'s namespace to `to`'s raft port
+    /// fails within a second: proof that the link is really cut.
+    pub fn netns_link_cut(&self, from: u64, to: u64) -> Result<bool, String> {
+        let (f, t) = (self.spec(from), self.spec(to));
+        let ns = f.netns.ok_or("not in netns mode")?;
+        let status = Command::new("ip")
+            .args(["netns", "exec", &ns, "timeout", "1", "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/{}", t.raft.replace(':', "/")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("probing link {from}->{to}: {e}"))?;
+        Ok(!status.success())
+    }
+
+    pub fn netns_heal(&self) -> Result<(), String> {
+        self.netns_block(&[])
+    }
+
+    // ---- clock (libfaketime) ----
+
+    pub fn set_clock_offset(&self, id: u64, offset_s: i64) -> Result<(), String> {
+        let spec = self.spec(id);
+        let path = spec.clock_file.ok_or("clock faults are not enabled")?;
+        let text = if offset_s >= 0 {
+            format!("+{offset_s}s\n")
+        } else {
+            format!("{offset_s}s\n")
+        };
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    // ---- REST helpers ----
+
+    pub async fn get_json(&self, id: u64, path: &str, timeout: Duration) -> Result<Value, String> {
+        let url = self.spec(id).url(path);
+        let r = http_client::request("GET", &url, None, b"", timeout).await?;
+        if r.status != 200 {
+            return Err(format!(
+                "GET {url}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ));
+        }
+        r.json()
+    }
+
+    /// The node's wall clock as its HTTP `Date` header says (seconds).
+    pub async fn node_wall_clock_s(&self, id: u64) -> Result<i64, String> {
+        let url = self.spec(id).url("/healthz");
+        let r = http_client::request("GET", &url, None, b"", Duration::from_secs(2)).await?;
+        let date = r.header("date").ok_or("no Date header")?;
+        parse_http_date(date).ok_or_else(|| format!("unparseable Date header {date:?}"))
+    }
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to Unix seconds.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let day: i64 = parts[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as i64
+        + 1;
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<i64> = parts[4]
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    if hms.len() != 3 {
+        return None;
+    }
+    // Days from civil date (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("garbage"), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! Membership changes through the server's `tael-raft member` commands:
+//! remove a voter and add it back as a new node id with a fresh data dir
+//! (ids are never reused for a wiped node), or add a new node first (it
+//! catches up, by snapshot when the log was purged) and then remove one.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::nemesis::{current_leader, Nemesis, Planned};
+
+#[derive(Clone)]
+pub struct Membership {
+    pub server_bin: PathBuf,
+    pub next_id: Arc<AtomicU64>,
+    /// Keep at least this many voters.
+    pub min_voters: usize,
+}
+
+/// Runs `tael-raft member ...` with a deadline; Ok(stdout) on success.
+async fn member(bin: &PathBuf, args: &[String], timeout: Duration) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("member").args(args).kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .map_err(|_| format!("member {} timed out", args.join(" ")))?
+        .map_err(|e| format!("member {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "member {} exited {:?}: {}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Membership {
+    async fn server_url(&self, n: &Nemesis) -> Option<String> {
+        let leader = current_leader(&n.cluster).await?;
+        Some(format!("http://{}", n.cluster.spec(leader).rest))
+    }
+
+    async fn add(&self, n: &Nemesis, url: &str) -> Result<u64, String> {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let spec = n.cluster.add_spec(id)?;
+        let joined = self.join(n, url, id, &spec.raft).await;
+        if joined.is_err() {
+            // Never a member: not a node the clients or the heal should use.
+            n.cluster.forget(id);
+        }
+        joined.map(|()| id)
+    }
+
+    async fn join(&self, n: &Nemesis, url: &str, id: u64, raft: &str) -> Result<(), String> {
+        n.cluster.start(id)?;
+        super::wait_healthy(&n.cluster, id, Duration::from_secs(30)).await?;
+        let t = Duration::from_secs(60);
+        member(
+            &self.server_bin,
+            &[
+                "add".into(),
+                "--server".into(),
+                url.into(),
+                "--node-id".into(),
+                id.to_string(),
+                "--raft-addr".into(),
+                raft.to_string(),
+            ],
+            t,
+        )
+        .await?;
+        member(
+            &self.server_bin,
+            &[
+                "promote".into(),
+                "--server".into(),
+                url.into(),
+                "--node-id".into(),
+                id.to_string(),
+            ],
+            t,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        n: &Nemesis,
+        url: &str,
+        pick: u64,
+        keep: Option<u64>,
+    ) -> Result<u64, String> {
+        let leader = current_leader(&n.cluster).await;
+        let candidates: Vec<u64> = n
+            .cluster
+            .ids()
+            .into_iter()
+            .filter(|i| Some(*i) != leader && Some(*i) != keep)
+            .collect();
+        if candidates.is_empty() {
+            return Err("no non-leader voter to remove".into());
+        }
+        let id = candidates[(pick % candidates.len() as u64) as usize];
+        member(
+            &self.server_bin,
+            &[
+                "remove".into(),
+                "--server".into(),
+                url.into(),
+                "--node-id".into(),
+                id.to_string(),
+            ],
+            Duration::from_secs(30),
+        )
+        .await?;
+        n.cluster.forget(id);
+        Ok(id)
+    }
+
+    pub async fn change(&self, n: &Nemesis, p: &Planned) {
+        if !n.caps.member_commands {
+            n.rec.nemesis(
+                "membership",
+                json!({"target": p.target, "installed": false,
+                       "error": "server has no `member` commands"}),
+            );
+            return;
+        }
+        let Some(url) = self.server_url(n).await else {
+            n.rec.nemesis(
+                "membership",
+                json!({"target": p.target, "installed": false, "error": "no leader"}),
+            );
+            return;
+        };
+        let result = if p.target == "add-new" {
+            match self.add(n, &url).await {
+                Ok(added) => self
+                    .remove(n, &url, p.pick, Some(added))
+                    .await
+                    .map(|removed| json!({"added": added, "removed": removed}))
+                    .map_err(|e| format!("added {added}, then: {e}")),
+                Err(e) => Err(e),
+            }
+        } else if n.cluster.ids().len() <= self.min_voters.saturating_sub(1) {
+            Err("too few voters to remove one".into())
+        } else {
+            match self.remove(n, &url, p.pick, None).await {
+                Ok(removed) => self
+                    .add(n, &url)
+                    .await
+                    .map(|added| json!({"removed": removed, "added": added}))
+                    .map_err(|e| format!("removed {removed}, then: {e}")),
+                Err(e) => Err(e),
+            }
+        };
+        let members = member(
+            &self.server_bin,
+            &["list".into(), "--server".into(), url.clone()],
+            Duration::from_secs(10),
+        )
+        .await;
+        n.rec.nemesis(
+            "membership",
+            json!({"target": p.target, "installed": result.is_ok(),
+                   "result": result.as_ref().ok(), "error": result.as_ref().err(),
+                   "members_after": members.ok()}),
+        );
+    }
+}

@@ -1,0 +1,835 @@
+//! Faults: a seeded schedule per fault kind, executed concurrently (kinds
+//! overlap), every action recorded as a `:nemesis` info event that says
+//! whether the fault was really installed.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::cluster::{Cluster, NetMode};
+use super::proxy::Proxies;
+use crate::events::Recorder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    Kill,
+    Pause,
+    Partition,
+    Clock,
+    Corrupt,
+    PowerLoss,
+    Membership,
+    /// Like `Corrupt`, but any file of the data directory. Last, so that
+    /// the other kinds keep their seeded schedules.
+    CorruptAny,
+}
+
+impl FaultKind {
+    pub fn parse(s: &str) -> Option<FaultKind> {
+        Some(match s {
+            "kill" => FaultKind::Kill,
+            "pause" => FaultKind::Pause,
+            "partition" => FaultKind::Partition,
+            "clock" => FaultKind::Clock,
+            "corrupt" => FaultKind::Corrupt,
+            "corrupt-any" => FaultKind::CorruptAny,
+            "power-loss" => FaultKind::PowerLoss,
+            "membership" => FaultKind::Membership,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::Clock => "clock",
+            FaultKind::Corrupt => "corrupt",
+            FaultKind::CorruptAny => "corrupt-any",
+            FaultKind::PowerLoss => "power-loss",
+            FaultKind::Membership => "membership",
+        }
+    }
+
+    /// (min gap, max gap, min duration, max duration) in ms.
+    fn timing(self) -> (u64, u64, u64, u64) {
+        match self {
+            FaultKind::Kill => (3_000, 9_000, 1_500, 5_000),
+            // Longer than the 1.4 s maximum election timeout.
+            FaultKind::Pause => (4_000, 10_000, 2_000, 5_000),
+            FaultKind::Partition => (3_000, 8_000, 3_000, 8_000),
+            FaultKind::Clock => (2_000, 6_000, 2_000, 6_000),
+            FaultKind::Corrupt | FaultKind::CorruptAny => (8_000, 14_000, 1_000, 2_000),
+            FaultKind::PowerLoss => (6_000, 12_000, 1_500, 4_000),
+            FaultKind::Membership => (6_000, 12_000, 0, 0),
+        }
+    }
+
+    fn targets(self) -> &'static [&'static str] {
+        match self {
+            FaultKind::Kill => &["one", "leader", "majority", "all"],
+            FaultKind::Pause => &["one", "leader", "majority"],
+            FaultKind::Partition => &[
+                "isolate-one",
+                "isolate-leader",
+                "majority-minority",
+                "bridge",
+                "one-way",
+                "flap",
+                "delay",
+                "blackhole",
+            ],
+            FaultKind::Clock => &["bump", "strobe"],
+            FaultKind::Corrupt => &["truncate", "bitflip"],
+            FaultKind::CorruptAny => &["bitflip-any", "truncate-any"],
+            FaultKind::PowerLoss => &["leader", "majority", "all"],
+            FaultKind::Membership => &["remove-add", "add-new"],
+        }
+    }
+}
+
+/// One planned fault, fully determined by the seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Planned {
+    pub kind: FaultKind,
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub target: String,
+    /// Drawn once; picks nodes among candidates at run time.
+    pub pick: u64,
+    /// Clock offset (s) or corruption position, depending on the kind.
+    pub amount: i64,
+}
+
+/// The schedule of every kind in `kinds`, each drawn from its own stream
+/// of the seed so adding a kind does not move the others.
+/// `timing` overrides every kind's (min gap, max gap, min duration, max
+/// duration) in ms.
+pub fn plan(
+    kinds: &[FaultKind],
+    seed: u64,
+    start_ms: u64,
+    end_ms: u64,
+    timing: Option<(u64, u64, u64, u64)>,
+) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for &kind in kinds {
+        let mut rng = StdRng::seed_from_u64(seed ^ ((kind as u64 + 1) << 40));
+        let (gmin, gmax, dmin, dmax) = timing.unwrap_or(kind.timing());
+        let mut t = start_ms + rng.random_range(0..gmin);
+        loop {
+            let duration_ms = if dmax > dmin {
+                rng.random_range(dmin..dmax)
+            } else {
+                dmin
+            };
+            if t + duration_ms > end_ms {
+                break;
+            }
+            let targets = kind.targets();
+            let target = targets[rng.random_range(0..targets.len())].to_string();
+            let amount = match kind {
+                FaultKind::Clock => {
+                    let s = rng.random_range(1..300i64);
+                    if rng.random_bool(0.5) {
+                        s
+                    } else {
+                        -s
+                    }
+                }
+                _ => rng.random_range(0..1_000_000i64),
+            };
+            out.push(Planned {
+                kind,
+                at_ms: t,
+                duration_ms,
+                target,
+                pick: rng.random(),
+                amount,
+            });
+            t += duration_ms + rng.random_range(gmin..gmax);
+        }
+    }
+    out.sort_by_key(|p| (p.at_ms, p.kind));
+    out
+}
+
+/// What the executor may use.
+#[derive(Clone)]
+pub struct Nemesis {
+    pub cluster: Cluster,
+    pub rec: Recorder,
+    pub proxies: Option<Proxies>,
+    pub caps: super::Capabilities,
+    /// Nodes that refused to start after corruption: left down.
+    pub refused: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+    /// Corruption outcomes for the report.
+    pub corruption_log: Arc<std::sync::Mutex<Vec<Value>>>,
+    pub membership: super::membership::Membership,
+}
+
+/// The node every running node that answers agrees is leader, if any.
+pub async fn current_leader(cluster: &Cluster) -> Option<u64> {
+    for id in cluster.running() {
+        if cluster.is_paused(id) {
+            continue;
+        }
+        if let Ok(v) = cluster
+            .get_json(id, "/readyz", Duration::from_millis(800))
+            .await
+        {
+            if let Some(l) = v["leader"].as_u64() {
+                return Some(l);
+            }
+        }
+        // /readyz answers 503 with a JSON body while not ready; get_json
+        // treats that as an error, so fall back to the cluster view.
+        if let Ok(v) = cluster
+            .get_json(id, "/api/v1/cluster", Duration::from_millis(800))
+            .await
+        {
+            if let Some(l) = v["leader"].as_u64() {
+                return Some(l);
+            }
+        }
+    }
+    None
+}
+
+fn pick_some(candidates: &[u64], count: usize, pick: u64) -> Vec<u64> {
+    let mut pool = candidates.to_vec();
+    let mut out = Vec::new();
+    let mut p = pick;
+    while out.len() < count && !pool.is_empty() {
+        let i = (p % pool.len() as u64) as usize;
+        out.push(pool.remove(i));
+        p = p.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    out.sort();
+    out
+}
+
+impl Nemesis {
+    fn members(&self) -> Vec<u64> {
+        let refused = self.refused.lock().expect("lock").clone();
+        self.cluster
+            .ids()
+            .into_iter()
+            .filter(|i| !refused.contains(i))
+            .collect()
+    }
+
+    async fn targets(&self, spec: &str, pick: u64) -> Vec<u64> {
+        let ids = self.members();
+        let n = ids.len();
+        match spec {
+            "one" => pick_some(&ids, 1, pick),
+            "leader" => match current_leader(&self.cluster).await {
+                Some(l) => vec![l],
+                None => pick_some(&ids, 1, pick),
+            },
+            "majority" => pick_some(&ids, n / 2 + 1, pick),
+            "minority" => pick_some(&ids, n.saturating_sub(1) / 2, pick),
+            "all" => ids,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Runs every planned fault of `kind` in order until `stop`.
+    pub async fn run_kind(self, kind: FaultKind, plan: Vec<Planned>, stop: Arc<AtomicBool>) {
+        let start = self.rec.start();
+        for p in plan.into_iter().filter(|p| p.kind == kind) {
+            let at = start + Duration::from_millis(p.at_ms);
+            if !sleep_until_or_stop(at, &stop).await {
+                return;
+            }
+            self.execute(&p, &stop).await;
+        }
+    }
+
+    async fn execute(&self, p: &Planned, stop: &AtomicBool) {
+        let hold = Duration::from_millis(p.duration_ms);
+        match p.kind {
+            FaultKind::Kill | FaultKind::PowerLoss => {
+                let targets = self.targets(&p.target, p.pick).await;
+                let power = p.kind == FaultKind::PowerLoss;
+                let mut killed = Vec::new();
+                for &id in &targets {
+                    if self.cluster.kill(id) {
+                        killed.push(id);
+                    }
+                }
+                let installed = !killed.is_empty() && (!power || self.caps.power_loss_sim);
+                self.rec.nemesis(
+                    p.kind.name(),
+                    json!({"target": p.target, "nodes": targets, "killed": killed,
+                           "installed": installed,
+                           "note": if power && !self.caps.power_loss_sim { "server lacks --power-loss-sim: plain SIGKILL" } else { "" }}),
+                );
+                sleep_or_stop(hold, stop).await;
+                let mut restarted = Vec::new();
+                for id in killed {
+                    if self.refused.lock().expect("lock").contains(&id) {
+                        continue;
+                    }
+                    match self.cluster.start(id) {
+                        Ok(_) => restarted.push(id),
+                        Err(e) => self
+                            .rec
+                            .nemesis("restart-error", json!({"node": id, "error": e})),
+                    }
+                }
+                self.rec
+                    .nemesis("restart", json!({"nodes": restarted, "installed": true}));
+            }
+            FaultKind::Pause => {
+                let targets = self.targets(&p.target, p.pick).await;
+                let paused: Vec<u64> = targets
+                    .iter()
+                    .copied()
+                    .filter(|id| self.cluster.pause(*id))
+                    .collect();
+                self.rec.nemesis(
+                    "pause",
+                    json!({"target": p.target, "nodes": targets, "paused": paused, "installed": !paused.is_empty()}),
+                );
+                sleep_or_stop(hold, stop).await;
+                let resumed: Vec<u64> = paused
+                    .iter()
+                    .copied()
+                    .filter(|id| self.cluster.resume(*id))
+                    .collect();
+                self.rec
+                    .nemesis("resume", json!({"nodes": resumed, "installed": true}));
+            }
+            FaultKind::Partition if p.target == "delay" => self.delay(p, hold, stop).await,
+            FaultKind::Partition if p.target == "flap" => self.flap(p, hold, stop).await,
+            FaultKind::Partition => {
+                let ids = self.members();
+                let leader = if p.target == "isolate-leader" {
+                    current_leader(&self.cluster).await
+                } else {
+                    None
+                };
+                let (links, desc) = partition_links(&p.target, &ids, p.pick, leader);
+                let result = self.block_mode(&links, p.target == "blackhole");
+                // Prove the cut on one link (netns: a TCP connect must fail).
+                let verified = match (self.cluster.net(), links.first(), &result) {
+                    (NetMode::Netns, Some(&(from, to)), Ok(())) => {
+                        let c = self.cluster.clone();
+                        tokio::task::spawn_blocking(move || c.netns_link_cut(from, to))
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r)
+                    }
+                    // Proxy: the node must really dial through the proxy
+                    // (it accepted connections on that link before).
+                    (NetMode::Proxy, Some(&link), Ok(())) => Ok(self
+                        .proxies
+                        .as_ref()
+                        .is_some_and(|px| px.counters(link).0 > 0)),
+                    _ => Ok(false),
+                };
+                let installed =
+                    result.is_ok() && !links.is_empty() && verified.as_ref().is_ok_and(|v| *v);
+                self.rec.nemesis(
+                    "partition",
+                    json!({"target": p.target, "grudge": desc, "links": links,
+                           "installed": installed, "verified_cut": verified.ok(), "error": result.err()}),
+                );
+                sleep_or_stop(hold, stop).await;
+                let cut: Vec<Value> = match &self.proxies {
+                    Some(px) => links
+                        .iter()
+                        .map(|l| json!({"link": l, "accepted_cut": px.counters(*l)}))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let healed = self.block(&[]);
+                self.rec.nemesis(
+                    "heal-partition",
+                    json!({"installed": healed.is_ok(), "error": healed.err(), "proxy_counters": cut}),
+                );
+            }
+            FaultKind::Clock => self.clock(p, hold, stop).await,
+            FaultKind::Corrupt | FaultKind::CorruptAny => self.corrupt(p, hold, stop).await,
+            FaultKind::Membership => self.membership.change(self, p).await,
+        }
+    }
+
+    /// Delays every link to and from one node (proxy mode only: netns
+    /// would need netem).
+    async fn delay(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let ids = self.members();
+        let (links, desc) = partition_links("isolate-one", &ids, p.pick, None);
+        let delay_ms = 50 + (p.amount as u64 % 450);
+        let installed = match (&self.proxies, self.caps.dial_override) {
+            (Some(px), true) => {
+                px.delay(&links, delay_ms);
+                links.first().is_some_and(|l| px.counters(*l).0 > 0)
+            }
+            _ => false,
+        };
+        self.rec.nemesis(
+            "delay",
+            json!({"target": desc, "delay_ms": delay_ms, "links": links, "installed": installed,
+                   "error": if installed { Value::Null } else { json!("link delay needs proxy mode (netns would need netem)") }}),
+        );
+        if !installed {
+            return;
+        }
+        sleep_or_stop(hold, stop).await;
+        if let Some(px) = &self.proxies {
+            px.delay(&[], 0);
+        }
+        self.rec.nemesis("heal-delay", json!({"installed": true}));
+    }
+
+    /// Cuts and restores one node's links every 500 ms.
+    async fn flap(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let ids = self.members();
+        let (links, desc) = partition_links("isolate-one", &ids, p.pick, None);
+        let first = self.block(&links);
+        self.rec.nemesis(
+            "flap",
+            json!({"target": desc, "links": links, "installed": first.is_ok(), "error": first.as_ref().err()}),
+        );
+        if first.is_err() {
+            return;
+        }
+        let end = Instant::now() + hold;
+        let mut cut = true;
+        let mut toggles = 1u64;
+        while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cut = !cut;
+            toggles += 1;
+            let _ = self.block(if cut { &links } else { &[] });
+        }
+        let healed = self.block(&[]);
+        self.rec.nemesis(
+            "heal-flap",
+            json!({"toggles": toggles, "installed": healed.is_ok()}),
+        );
+    }
+
+    /// Blocks exactly `links` (directed, from → to), healing the rest.
+    pub fn block(&self, links: &[(u64, u64)]) -> Result<(), String> {
+        self.block_mode(links, false)
+    }
+
+    /// `blackhole`: traffic vanishes silently (netns drops always do).
+    pub fn block_mode(&self, links: &[(u64, u64)], blackhole: bool) -> Result<(), String> {
+        match self.cluster.net() {
+            NetMode::Netns => self.cluster.netns_block(links),
+            NetMode::Proxy => match &self.proxies {
+                Some(px) if self.caps.dial_override => {
+                    px.block_mode(links, blackhole);
+                    Ok(())
+                }
+                _ => Err("proxy mode needs the server's --dial-override".into()),
+            },
+        }
+    }
+
+    async fn clock(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let ids = self.members();
+        let target = pick_some(&ids, 1, p.pick);
+        let Some(&id) = target.first() else { return };
+        if !self.caps.faketime {
+            self.rec.nemesis(
+                "clock",
+                json!({"target": p.target, "node": id, "installed": false, "error": "faketime not enabled"}),
+            );
+            return;
+        }
+        let set = self.cluster.set_clock_offset(id, p.amount);
+        // Verify through the node's HTTP Date header that its wall clock moved.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let verified = self.verify_clock(id, p.amount).await;
+        self.rec.nemesis(
+            "clock",
+            json!({"target": p.target, "node": id, "offset_s": p.amount,
+                   "installed": set.is_ok() && verified.is_ok(),
+                   "verification": match &verified { Ok(s) => json!({"ok": s}), Err(e) => json!({"error": e}) },
+                   "error": set.err()}),
+        );
+        if p.target == "strobe" {
+            // Flip between the offset and none every 200 ms.
+            let end = Instant::now() + hold;
+            let mut on = false;
+            while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+                let _ = self
+                    .cluster
+                    .set_clock_offset(id, if on { p.amount } else { 0 });
+                on = !on;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        } else {
+            sleep_or_stop(hold, stop).await;
+        }
+        let reset = self.cluster.set_clock_offset(id, 0);
+        self.rec.nemesis(
+            "clock-reset",
+            json!({"node": id, "installed": reset.is_ok()}),
+        );
+    }
+
+    /// Checks that node `id`'s wall clock is offset by `expected_s`.
+    ///
+    /// Forward jumps show in the node's HTTP `Date` header. Backward jumps
+    /// do not (hyper caches the rendered date until the clock passes the
+    /// next full second it computed, which is then far in the future), so
+    /// for those the proof is that libfaketime is mapped into the server
+    /// process and the offset file holds the offset.
+    pub async fn verify_clock(&self, id: u64, expected_s: i64) -> Result<String, String> {
+        if expected_s < 0 {
+            let pid = self.cluster.pid(id).ok_or("node not running")?;
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .map_err(|e| format!("/proc/{pid}/maps: {e}"))?;
+            if !maps.contains("libfaketime") {
+                return Err("libfaketime is not mapped into the server".into());
+            }
+            return Ok(format!(
+                "libfaketime mapped into pid {pid}; backward jump not observable via Date"
+            ));
+        }
+        let node_s = self.cluster.node_wall_clock_s(id).await?;
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs() as i64;
+        let observed = node_s - now_s;
+        if (observed - expected_s).abs() <= 3 {
+            Ok(format!("Date header offset {observed}s"))
+        } else {
+            Err(format!(
+                "node clock offset {observed}s, expected {expected_s}s"
+            ))
+        }
+    }
+
+    async fn corrupt(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let ids = self.members();
+        // A minority: one node of three, and only while every other node is
+        // healthy. A node that stayed down after an earlier corruption
+        // already took the one failure three voters can afford.
+        let down = self.refused.lock().expect("lock").clone();
+        if !down.is_empty() {
+            self.rec.nemesis(
+                "corrupt",
+                json!({"target": p.target, "installed": false, "down": down,
+                       "error": "a node is already down for good after corruption; a second would leave no quorum"}),
+            );
+            return;
+        }
+        let target = pick_some(&ids, 1, p.pick);
+        let Some(&id) = target.first() else { return };
+        let was_running = self.cluster.kill(id);
+        let spec = self.cluster.spec(id);
+        let result = corrupt_files(&spec.data_dir, &p.target, p.amount as u64);
+        self.rec.nemesis(
+            "corrupt",
+            json!({"target": p.target, "node": id, "killed": was_running,
+                   "installed": result.is_ok(),
+                   "detail": match &result { Ok(v) => v.clone(), Err(e) => json!({"error": e}) }}),
+        );
+        sleep_or_stop(hold, stop).await;
+        if let Err(e) = self.cluster.start(id) {
+            self.rec
+                .nemesis("restart-error", json!({"node": id, "error": e}));
+            return;
+        }
+        // Either it comes up (and must recover from peers) or it refuses.
+        let exited = tokio::task::spawn_blocking({
+            let c = self.cluster.clone();
+            move || c.wait_exit(id, Duration::from_secs(8))
+        })
+        .await
+        .ok()
+        .flatten();
+        let log_tail = read_tail(&spec.log_path, 64 * 1024);
+        let outcome = match exited {
+            None => "running",
+            Some(code) => {
+                // Down for good either way: no further faults, not a
+                // member the heal can wait for.
+                self.refused.lock().expect("lock").insert(id);
+                if code != Some(0) && log_tail.contains("refusing to start") {
+                    "refused"
+                } else {
+                    "exited-without-refusal"
+                }
+            }
+        };
+        let record =
+            json!({"node": id, "corruption": p.target, "outcome": outcome, "exit": exited});
+        self.corruption_log
+            .lock()
+            .expect("lock")
+            .push(record.clone());
+        let mut event = record;
+        event["installed"] = json!(true); // the node was restarted
+        self.rec.nemesis("corrupt-restart", event);
+    }
+}
+
+/// Directed links to block for a partition target, and its description.
+pub fn partition_links(
+    target: &str,
+    ids: &[u64],
+    pick: u64,
+    leader: Option<u64>,
+) -> (Vec<(u64, u64)>, Value) {
+    let both = |a: &[u64], b: &[u64]| {
+        let mut v = Vec::new();
+        for &x in a {
+            for &y in b {
+                v.push((x, y));
+                v.push((y, x));
+            }
+        }
+        v
+    };
+    let shuffled = pick_some(ids, ids.len(), pick);
+    match target {
+        "isolate-one" | "isolate-leader" | "blackhole" => {
+            let one = match (target, leader) {
+                ("isolate-leader", Some(l)) if ids.contains(&l) => l,
+                _ => shuffled[0],
+            };
+            let rest: Vec<u64> = ids.iter().copied().filter(|i| *i != one).collect();
+            (both(&[one], &rest), json!({"isolated": one, "rest": rest}))
+        }
+        "majority-minority" => {
+            let minority = shuffled[..ids.len() / 2].to_vec();
+            let majority = shuffled[ids.len() / 2..].to_vec();
+            (
+                both(&minority, &majority),
+                json!({"minority": minority, "majority": majority}),
+            )
+        }
+        "bridge" => {
+            // The middle node sees both sides; the ends do not see each other.
+            if shuffled.len() < 3 {
+                return (Vec::new(), json!({"error": "bridge needs three nodes"}));
+            }
+            let (a, bridge, b) = (shuffled[0], shuffled[1], shuffled[2]);
+            let mut links = both(&[a], &[b]);
+            for &extra in &shuffled[3..] {
+                links.extend(both(&[extra], &[a]));
+            }
+            (links, json!({"bridge": bridge, "ends": [a, b]}))
+        }
+        "one-way" => {
+            // `from` cannot reach anyone, but hears everyone.
+            let from = shuffled[0];
+            let links: Vec<(u64, u64)> = ids
+                .iter()
+                .copied()
+                .filter(|i| *i != from)
+                .map(|to| (from, to))
+                .collect();
+            (links, json!({"mute": from}))
+        }
+        _ => (
+            Vec::new(),
+            json!({"error": format!("unknown partition {target}")}),
+        ),
+    }
+}
+
+fn read_tail(path: &Path, max_bytes: u64) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn wal_segments(data_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data_dir.join("raft-log"))
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Truncates the newest WAL segment or flips bits inside it.
+/// Every regular file under `dir` except lock files, sorted.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(p),
+                Ok(t) if t.is_file() && p.file_name().is_some_and(|n| n != "lock") => out.push(p),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Truncates the newest WAL segment or flips bits inside it
+/// (`truncate`, `bitflip`), or flips bits in any file of the data
+/// directory: state machine tables, journal, vote, snapshots
+/// (`bitflip-any`).
+pub fn corrupt_files(data_dir: &Path, mode: &str, amount: u64) -> Result<Value, String> {
+    let any = mode.ends_with("-any");
+    let candidates = if any {
+        all_files(data_dir)
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() >= 16))
+            .collect()
+    } else {
+        wal_segments(data_dir)
+    };
+    let seg = if any {
+        candidates.get((amount % candidates.len().max(1) as u64) as usize)
+    } else {
+        candidates.last()
+    }
+    .ok_or_else(|| format!("no file to corrupt under {}", data_dir.display()))?;
+    let len = std::fs::metadata(seg)
+        .map_err(|e| format!("{}: {e}", seg.display()))?
+        .len();
+    if len < 16 {
+        return Err(format!("{} is only {len} bytes", seg.display()));
+    }
+    match mode {
+        "truncate" | "truncate-any" => {
+            let cut = 1 + amount % (len / 2).max(1);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(seg)
+                .map_err(|e| format!("{}: {e}", seg.display()))?;
+            f.set_len(len - cut)
+                .map_err(|e| format!("truncating {}: {e}", seg.display()))?;
+            Ok(json!({"file": seg, "len": len, "cut_bytes": cut}))
+        }
+        _ => {
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(seg)
+                .map_err(|e| format!("{}: {e}", seg.display()))?;
+            let mut flipped = Vec::new();
+            for k in 0..4u64 {
+                let pos = (amount.wrapping_mul(2654435761).wrapping_add(k * 7919)) % len;
+                let mut b = [0u8; 1];
+                f.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+                f.read_exact(&mut b).map_err(|e| e.to_string())?;
+                b[0] ^= 1 << (pos % 8);
+                f.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+                f.write_all(&b).map_err(|e| e.to_string())?;
+                flipped.push(pos);
+            }
+            f.sync_all().map_err(|e| e.to_string())?;
+            Ok(json!({"file": seg, "len": len, "flipped_offsets": flipped}))
+        }
+    }
+}
+
+/// Sleeps until `at`; false if `stop` was raised first.
+pub async fn sleep_until_or_stop(at: Instant, stop: &AtomicBool) -> bool {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        tokio::time::sleep((at - now).min(Duration::from_millis(100))).await;
+    }
+}
+
+pub async fn sleep_or_stop(d: Duration, stop: &AtomicBool) {
+    sleep_until_or_stop(Instant::now() + d, stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_plan() {
+        let kinds = [FaultKind::Kill, FaultKind::Partition, FaultKind::Clock];
+        let a = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None)).unwrap();
+        let b = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None)).unwrap();
+        let c = serde_json::to_string(&plan(&kinds, 8, 5_000, 60_000, None)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(plan(&kinds, 7, 5_000, 60_000, None)
+            .iter()
+            .all(|p| p.at_ms + p.duration_ms <= 60_000));
+    }
+
+    #[test]
+    fn partitions_cut_the_right_links() {
+        let ids = [1, 2, 3];
+        let (links, _) = partition_links("isolate-leader", &ids, 0, Some(2));
+        assert_eq!(links.len(), 4);
+        assert!(links.iter().all(|(a, b)| *a == 2 || *b == 2));
+        let (links, _) = partition_links("one-way", &ids, 5, None);
+        assert_eq!(links.len(), 2);
+        let from = links[0].0;
+        assert!(links.iter().all(|(a, _)| *a == from));
+        let (links, d) = partition_links("bridge", &ids, 3, None);
+        let bridge = d["bridge"].as_u64().unwrap();
+        assert_eq!(links.len(), 2);
+        assert!(links.iter().all(|(a, b)| *a != bridge && *b != bridge));
+        let (links, d) = partition_links("majority-minority", &ids, 9, None);
+        assert_eq!(d["minority"].as_array().unwrap().len(), 1);
+        assert_eq!(links.len(), 4);
+    }
+
+    #[test]
+    fn corruption_changes_the_newest_segment() {
+        let dir = std::env::temp_dir().join(format!("tj-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("raft-log")).unwrap();
+        let seg = dir.join("raft-log/0001.wal");
+        std::fs::write(&seg, vec![0u8; 1000]).unwrap();
+        corrupt_files(&dir, "bitflip", 12345).unwrap();
+        let after = std::fs::read(&seg).unwrap();
+        assert!(after.iter().any(|b| *b != 0));
+        corrupt_files(&dir, "truncate", 7).unwrap();
+        assert!(std::fs::metadata(&seg).unwrap().len() < 1000);
+        let other = dir.join("sm/table");
+        std::fs::create_dir_all(dir.join("sm")).unwrap();
+        std::fs::write(&other, vec![0u8; 64]).unwrap();
+        std::fs::write(dir.join("raft-log/0001.wal"), vec![0u8; 64]).unwrap();
+        // Both files are candidates; some amount picks the table.
+        let hit = (0..8u64).any(|a| {
+            let v = corrupt_files(&dir, "bitflip-any", a).unwrap();
+            v["file"].as_str().unwrap().ends_with("sm/table")
+        });
+        assert!(hit);
+        assert!(std::fs::read(&other).unwrap().iter().any(|b| *b != 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,194 @@
+//! Named test profiles: which workloads, which faults, which server flags.
+
+use serde::Serialize;
+
+use super::nemesis::FaultKind;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub faults: Vec<FaultKind>,
+    pub set_clients: usize,
+    pub session_clients: usize,
+    pub list_clients: usize,
+    pub retry: bool,
+    /// `serve --mutation NAME` (needs a server built with fault-injection).
+    pub mutation: Option<String>,
+    pub server_args: Vec<String>,
+    /// A run of this profile must be judged invalid (mutation profiles).
+    pub expect_invalid: bool,
+    pub default_time_limit_s: u64,
+    /// Overrides every fault kind's (min gap, max gap, min duration, max
+    /// duration) in ms.
+    pub fault_timing: Option<(u64, u64, u64, u64)>,
+    /// How often leader claims are polled.
+    pub observe_interval_ms: u64,
+}
+
+fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
+    Profile {
+        name: name.into(),
+        description: description.into(),
+        faults: faults.to_vec(),
+        set_clients: 3,
+        session_clients: 2,
+        list_clients: 0,
+        retry: false,
+        mutation: None,
+        server_args: Vec::new(),
+        expect_invalid: false,
+        default_time_limit_s: 60,
+        fault_timing: None,
+        observe_interval_ms: 250,
+    }
+}
+
+pub fn all() -> Vec<Profile> {
+    use FaultKind::*;
+    let mut v = vec![
+        p(
+            "none",
+            "no faults: the workloads and checkers on a healthy cluster",
+            &[],
+        ),
+        p(
+            "smoke",
+            "process kills and pauses with the span-set and session workloads",
+            &[Kill, Pause],
+        ),
+        p(
+            "kill",
+            "SIGKILL of one node, the leader, a majority or all, then restart",
+            &[Kill],
+        ),
+        p(
+            "pause",
+            "SIGSTOP/SIGCONT longer than the election timeout",
+            &[Pause],
+        ),
+        p(
+            "partition",
+            "network partitions: isolate one / the leader, majority-minority, bridge, one-way",
+            &[Partition],
+        ),
+        p(
+            "clock",
+            "per-node wall-clock bumps and strobes (libfaketime)",
+            &[Clock],
+        ),
+        p(
+            "corrupt",
+            "truncate or flip bits in a stopped minority node's WAL",
+            &[Corrupt],
+        ),
+        p(
+            "corrupt-any",
+            "truncate or flip bits in any file of a stopped minority node's data directory",
+            &[CorruptAny],
+        ),
+        p(
+            "power-loss",
+            "SIGKILL of the leader, a majority or all nodes started with --power-loss-sim",
+            &[PowerLoss],
+        ),
+        p(
+            "membership",
+            "remove a voter and add a fresh node id; add a node that catches up",
+            &[Membership],
+        ),
+        p(
+            "all",
+            "every fault kind, overlapping, every workload",
+            &[Kill, Pause, Partition, Clock, PowerLoss, Membership],
+        ),
+    ];
+    let mut lin = p(
+        "lin",
+        "comment-list linearizability under kills and partitions",
+        &[Kill, Partition],
+    );
+    lin.list_clients = 3;
+    lin.session_clients = 1;
+    lin.set_clients = 1;
+    v.push(lin);
+    if let Some(all) = v.iter_mut().find(|x| x.name == "all") {
+        all.list_clients = 2;
+    }
+    // Frequent short power cuts: a leader that loses its unsynced log
+    // tail must not come back as leader of the same term.
+    let mut cuts = p(
+        "power-loss-fast",
+        "rapid power cuts of the leader, a majority or all, with short downtime",
+        &[PowerLoss],
+    );
+    cuts.fault_timing = Some((1_000, 3_000, 300, 1_200));
+    v.push(cuts);
+    let mut retry = p(
+        "retry",
+        "kills and partitions with unknown exports re-sent (deduplication)",
+        &[Kill, Partition],
+    );
+    retry.retry = true;
+    v.push(retry);
+
+    // Mutations: each profile must catch its bug.
+    let m = |name: &str, mutation: &str, description: &str, faults: &[FaultKind]| {
+        let mut x = p(name, description, faults);
+        x.mutation = Some(mutation.into());
+        x.expect_invalid = true;
+        x
+    };
+    v.push(m(
+        "mutation-skip-fsync",
+        "skip-fsync",
+        "power loss of all nodes with fsync skipped: acknowledged spans vanish",
+        &[PowerLoss],
+    ));
+    // The control: without power loss the page cache survives a SIGKILL,
+    // so the same mutation must go unnoticed by a kill-only profile.
+    let mut control = m(
+        "mutation-skip-fsync-kill-only",
+        "skip-fsync",
+        "control: skip-fsync under plain SIGKILL (no power loss) must stay valid",
+        &[Kill],
+    );
+    control.expect_invalid = false;
+    v.push(control);
+    v.push(m(
+        "mutation-ack-before-commit",
+        "ack-before-commit",
+        "acks before quorum commit, leader isolated and killed",
+        &[Partition, Kill],
+    ));
+    v.push(m(
+        "mutation-stale-local-reads",
+        "stale-local-reads",
+        "linearizable reads served from local state during partitions",
+        &[Partition],
+    ));
+    let mut dup = m(
+        "mutation-double-apply-retries",
+        "double-apply-retries",
+        "retried exports applied twice",
+        &[Kill, Partition],
+    );
+    dup.retry = true;
+    v.push(dup);
+    // Frequent short kills keep elections going with freshly restarted
+    // voters, and fast polling sees short-lived leaders.
+    let mut vote = m(
+        "mutation-vote-in-memory",
+        "vote-in-memory",
+        "votes not persisted; rapid kills and restarts let a node vote twice in a term",
+        &[Kill],
+    );
+    vote.fault_timing = Some((300, 1_200, 200, 900));
+    vote.observe_interval_ms = 50;
+    v.push(vote);
+    v
+}
+
+pub fn find(name: &str) -> Option<Profile> {
+    all().into_iter().find(|p| p.name == name)
+}

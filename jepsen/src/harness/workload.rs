@@ -1,0 +1,706 @@
+//! Clients: span-set, trace-session and comment-list workloads.
+//!
+//! Every client draws its operations from its own RNG seeded from the run
+//! seed, so the same seed yields the same operations (ids, keys, target
+//! nodes by position); only timing and outcomes differ between runs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tael_raft::http_client;
+use tonic::transport::{Channel, Endpoint};
+
+use super::cluster::Cluster;
+use crate::events::{OpKind, Recorder};
+
+pub const SET_ADD: &str = "add";
+pub const SET_READ: &str = "read";
+pub const SET_READ_LOCAL: &str = "read-local";
+pub const SESSION_ADD: &str = "s-add";
+pub const SESSION_READ: &str = "s-read";
+pub const LIST_APPEND: &str = "append";
+pub const LIST_READ: &str = "read-list";
+pub const LIST_READ_LOCAL: &str = "read-list-local";
+
+/// Processes of one client are `client + k * PROCESS_STRIDE` (a fresh id
+/// after every unknown outcome).
+pub const PROCESS_STRIDE: i64 = 1000;
+/// Process ids of the final reads after the heal.
+pub const FINAL_PROCESS: i64 = 900;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkloadConfig {
+    pub set_clients: usize,
+    pub set_keys: u64,
+    pub session_clients: usize,
+    pub list_clients: usize,
+    /// Re-send an export whose outcome is unknown, with the same span ids.
+    pub retry: bool,
+    pub op_timeout_ms: u64,
+    /// Pause between one client's operations.
+    pub think_ms: u64,
+}
+
+/// Shared client state: a channel per node, the run's recorder.
+#[derive(Clone)]
+pub struct Clients {
+    pub cluster: Cluster,
+    pub rec: Recorder,
+    channels: Arc<std::sync::Mutex<BTreeMap<u64, Channel>>>,
+    pub cfg: WorkloadConfig,
+}
+
+pub fn set_trace_id(key: u64) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    t[0] = 0x7a;
+    t[1] = 0x51;
+    t[8..].copy_from_slice(&key.to_be_bytes());
+    t
+}
+
+pub fn session_trace_id(client: u64) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    t[0] = 0x5e;
+    t[1] = 0x55;
+    t[8..].copy_from_slice(&client.to_be_bytes());
+    t
+}
+
+pub fn list_trace_id(key: u64) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    t[0] = 0xc0;
+    t[1] = 0x11;
+    t[8..].copy_from_slice(&key.to_be_bytes());
+    t
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Element ids are unique per run: client number in the high bits.
+fn element_id(client: u64, n: u64) -> u64 {
+    (client + 1) << 32 | (n + 1)
+}
+
+fn spans_request(trace: [u8; 16], ids: &[u64]) -> ExportTraceServiceRequest {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let spans = ids
+        .iter()
+        .map(|id| Span {
+            trace_id: trace.to_vec(),
+            span_id: id.to_be_bytes().to_vec(),
+            name: "jepsen-op".into(),
+            kind: 2,
+            start_time_unix_nano: now.saturating_sub(1_000_000),
+            end_time_unix_nano: now,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("jepsen".into())),
+                    }),
+                    key_strindex: 0,
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// Whether an error message proves the write was never proposed: the
+/// server says so only for these causes (see `Node::propose` and
+/// `write::propose`), which happen before anything enters the log.
+pub fn definitely_not_proposed(message: &str) -> bool {
+    message.contains("no leader is known")
+        || message.contains("overloaded: the state machine is behind")
+        || message.contains("is not in the known membership")
+}
+
+/// How an export ended, in Jepsen terms.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Ok,
+    Fail(String),
+    Info(String),
+}
+
+pub fn classify_status(status: &tonic::Status) -> WriteOutcome {
+    let msg = format!("{:?}: {}", status.code(), status.message());
+    match status.code() {
+        tonic::Code::InvalidArgument => WriteOutcome::Fail(msg),
+        tonic::Code::Unavailable if definitely_not_proposed(status.message()) => {
+            WriteOutcome::Fail(msg)
+        }
+        // The connection never came up, so the request was never sent.
+        tonic::Code::Unavailable
+            if status.message().contains("tcp connect error")
+                || status.message().contains("error trying to connect") =>
+        {
+            WriteOutcome::Fail(msg)
+        }
+        _ => WriteOutcome::Info(msg),
+    }
+}
+
+impl Clients {
+    pub fn new(cluster: Cluster, rec: Recorder, cfg: WorkloadConfig) -> Clients {
+        Clients {
+            cluster,
+            rec,
+            channels: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
+            cfg,
+        }
+    }
+
+    fn channel(&self, node: u64) -> Result<Channel, String> {
+        let mut map = self.channels.lock().expect("channels lock");
+        if let Some(c) = map.get(&node) {
+            return Ok(c.clone());
+        }
+        let spec = self.cluster.try_spec(node)?;
+        let ch = Endpoint::from_shared(format!("http://{}", spec.otlp))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_millis(1000))
+            .connect_lazy();
+        map.insert(node, ch.clone());
+        Ok(ch)
+    }
+
+    /// Drops a node's channel (its address changed or it was removed).
+    pub fn forget_channel(&self, node: u64) {
+        self.channels.lock().expect("channels lock").remove(&node);
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.cfg.op_timeout_ms)
+    }
+
+    /// One export, recorded as invoke + completion.
+    async fn export(
+        &self,
+        process: i64,
+        f: &str,
+        key: &str,
+        trace: [u8; 16],
+        ids: &[u64],
+        node: u64,
+    ) -> WriteOutcome {
+        let value = json!(ids);
+        self.rec.record(
+            process,
+            OpKind::Invoke,
+            f,
+            Some(key),
+            value.clone(),
+            Some(node),
+            None,
+        );
+        let outcome = match self.channel(node) {
+            Err(e) => WriteOutcome::Fail(e),
+            Ok(ch) => {
+                let mut client = TraceServiceClient::new(ch);
+                let mut req = tonic::Request::new(spans_request(trace, ids));
+                req.set_timeout(self.timeout());
+                match tokio::time::timeout(self.timeout(), client.export(req)).await {
+                    Ok(Ok(resp)) => match resp.into_inner().partial_success {
+                        Some(p) if p.rejected_spans > 0 => WriteOutcome::Info(format!(
+                            "partial success: {} rejected: {}",
+                            p.rejected_spans, p.error_message
+                        )),
+                        _ => WriteOutcome::Ok,
+                    },
+                    Ok(Err(status)) => classify_status(&status),
+                    Err(_) => WriteOutcome::Info("client timeout".into()),
+                }
+            }
+        };
+        let (kind, error) = match &outcome {
+            WriteOutcome::Ok => (OpKind::Ok, None),
+            WriteOutcome::Fail(e) => (OpKind::Fail, Some(e.clone())),
+            WriteOutcome::Info(e) => (OpKind::Info, Some(e.clone())),
+        };
+        self.rec
+            .record(process, kind, f, Some(key), value, Some(node), error);
+        outcome
+    }
+
+    /// Reads one trace's span ids (as element ids), recorded.
+    pub async fn read_trace(
+        &self,
+        process: i64,
+        f: &str,
+        key: &str,
+        trace: [u8; 16],
+        node: u64,
+        consistency: &str,
+    ) -> Result<Vec<u64>, String> {
+        self.rec.record(
+            process,
+            OpKind::Invoke,
+            f,
+            Some(key),
+            Value::Null,
+            Some(node),
+            None,
+        );
+        let path = format!("/api/v1/traces/{}?consistency={consistency}", hex(&trace));
+        let result = match self.cluster.try_spec(node) {
+            Err(e) => Err(e),
+            Ok(spec) => {
+                http_client::request("GET", &spec.url(&path), None, b"", self.timeout()).await
+            }
+        };
+        let result = match result {
+            Ok(r) if r.status == 404 => Ok(Vec::new()),
+            Ok(r) if r.status == 200 => r.json().and_then(|v| {
+                v["spans"]
+                    .as_array()
+                    .ok_or_else(|| "no spans array".to_string())?
+                    .iter()
+                    .map(|s| {
+                        s["span_id"]
+                            .as_str()
+                            .and_then(|h| u64::from_str_radix(h, 16).ok())
+                            .ok_or_else(|| format!("bad span_id in {s}"))
+                    })
+                    .collect::<Result<Vec<u64>, String>>()
+            }),
+            Ok(r) => Err(format!(
+                "status {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )),
+            Err(e) => Err(e),
+        };
+        // A read has no effect, so any error is a definite failure.
+        match result {
+            Ok(ids) => {
+                self.rec.record(
+                    process,
+                    OpKind::Ok,
+                    f,
+                    Some(key),
+                    json!(ids),
+                    Some(node),
+                    None,
+                );
+                Ok(ids)
+            }
+            Err(e) => {
+                self.rec.record(
+                    process,
+                    OpKind::Fail,
+                    f,
+                    Some(key),
+                    Value::Null,
+                    Some(node),
+                    Some(e.clone()),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    fn pick_node(&self, rng: &mut StdRng) -> u64 {
+        let ids = self.cluster.ids();
+        ids[rng.random_range(0..ids.len())]
+    }
+
+    /// Span-set client: random adds and linearizable reads on random keys.
+    pub async fn set_client(self, client: u64, seed: u64, stop: Arc<AtomicBool>) {
+        let mut gen = SetGen::new(seed, client, self.cfg.set_keys);
+        // Retries depend on outcomes; their own stream keeps the main
+        // operation stream identical for a given seed.
+        let mut retry_rng =
+            StdRng::seed_from_u64(seed ^ 0x7e7_0000 ^ client.wrapping_mul(0x9e37_79b9));
+        let mut process = client as i64;
+        while !stop.load(Ordering::Relaxed) {
+            let op = gen.next(&self.cluster.ids());
+            let key = format!("set-{}", op.key_no);
+            let trace = set_trace_id(op.key_no);
+            let node = op.node;
+            if let Some(ids) = op.add {
+                let mut attempt = 0;
+                loop {
+                    let node = if attempt == 0 {
+                        node
+                    } else {
+                        self.pick_node(&mut retry_rng)
+                    };
+                    let outcome = self.export(process, SET_ADD, &key, trace, &ids, node).await;
+                    // Retry mode also re-sends some acknowledged batches, as an
+                    // exporter that lost the response would: re-ingesting the
+                    // same spans must not store them twice.
+                    if outcome == WriteOutcome::Ok
+                        && self.cfg.retry
+                        && attempt == 0
+                        && retry_rng.random_bool(0.15)
+                    {
+                        attempt += 1;
+                        continue;
+                    }
+                    if let WriteOutcome::Info(_) = outcome {
+                        process += PROCESS_STRIDE;
+                        attempt += 1;
+                        if self.cfg.retry && attempt <= 3 && !stop.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    }
+                    break;
+                }
+            } else {
+                let _ = self
+                    .read_trace(process, SET_READ, &key, trace, node, "linearizable")
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(self.cfg.think_ms)).await;
+        }
+    }
+
+    /// Trace-session client: owns one trace, writes to a home node, reads
+    /// at the others.
+    pub async fn session_client(self, client: u64, seed: u64, stop: Arc<AtomicBool>) {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5e55_0000 ^ client.wrapping_mul(0x85eb_ca6b));
+        let mut process = 100 + client as i64;
+        let key = format!("session-{client}");
+        let trace = session_trace_id(client);
+        let mut next = 0u64;
+        // Session element ids live in their own client-number range.
+        let id_client = 10_000 + client;
+        while !stop.load(Ordering::Relaxed) {
+            let ids = self.cluster.ids();
+            let home = ids[(client as usize) % ids.len()];
+            if rng.random_bool(0.4) {
+                let n = rng.random_range(1..=3);
+                let new: Vec<u64> = (0..n).map(|i| element_id(id_client, next + i)).collect();
+                next += n;
+                if let WriteOutcome::Info(_) = self
+                    .export(process, SESSION_ADD, &key, trace, &new, home)
+                    .await
+                {
+                    process += PROCESS_STRIDE;
+                }
+            } else {
+                let others: Vec<u64> = ids.iter().copied().filter(|i| *i != home).collect();
+                let node = if others.is_empty() {
+                    home
+                } else {
+                    others[rng.random_range(0..others.len())]
+                };
+                let _ = self
+                    .read_trace(process, SESSION_READ, &key, trace, node, "linearizable")
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(self.cfg.think_ms)).await;
+        }
+    }
+
+    /// Comment-list client: appends unique integers to a few traces'
+    /// comment lists and reads the lists back; keys rotate so that each
+    /// key's history stays small enough to check.
+    pub async fn list_client(self, client: u64, seed: u64, stop: Arc<AtomicBool>) {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xc011_0000 ^ client.wrapping_mul(0xc2b2_ae35));
+        let mut process = 200 + client as i64;
+        let mut op_no = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let key_no = (op_no / 30) * 3 + rng.random_range(0..3);
+            op_no += 1;
+            let key = format!("list-{key_no}");
+            let trace = hex(&list_trace_id(key_no));
+            let node = self.pick_node(&mut rng);
+            if rng.random_bool(0.5) {
+                let value = element_id(20_000 + client, op_no);
+                if !self
+                    .append_comment(process, &key, &trace, value, node)
+                    .await
+                {
+                    process += PROCESS_STRIDE;
+                }
+            } else {
+                let _ = self
+                    .read_comments(process, LIST_READ, &key, &trace, node, "linearizable")
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(self.cfg.think_ms)).await;
+        }
+    }
+
+    /// Returns false when the outcome is unknown (the process must change).
+    async fn append_comment(
+        &self,
+        process: i64,
+        key: &str,
+        trace: &str,
+        value: u64,
+        node: u64,
+    ) -> bool {
+        self.rec.record(
+            process,
+            OpKind::Invoke,
+            LIST_APPEND,
+            Some(key),
+            json!(value),
+            Some(node),
+            None,
+        );
+        let body = serde_json::to_vec(&json!({"body": value.to_string(), "author": "jepsen"}))
+            .expect("json");
+        let r = match self.cluster.try_spec(node) {
+            Err(e) => Err(format!("{e} (not sent)")),
+            Ok(spec) => {
+                http_client::request(
+                    "POST",
+                    &spec.url(&format!("/api/v1/traces/{trace}/comments")),
+                    Some("application/json"),
+                    &body,
+                    self.timeout(),
+                )
+                .await
+            }
+        };
+        let (kind, error) = match r {
+            Ok(r) if r.status == 201 || r.status == 200 => (OpKind::Ok, None),
+            Ok(r) => {
+                let text = String::from_utf8_lossy(&r.body).to_string();
+                let e = format!("status {}: {text}", r.status);
+                if r.status == 400
+                    || r.status == 404
+                    || r.status == 413
+                    || (r.status == 503 && definitely_not_proposed(&text))
+                {
+                    (OpKind::Fail, Some(e))
+                } else {
+                    (OpKind::Info, Some(e))
+                }
+            }
+            // The TCP connection never came up: nothing was sent.
+            Err(e) if e.starts_with("connecting to ") || e.ends_with("(not sent)") => {
+                (OpKind::Fail, Some(e))
+            }
+            Err(e) => (OpKind::Info, Some(e)),
+        };
+        let unknown = kind == OpKind::Info;
+        self.rec.record(
+            process,
+            kind,
+            LIST_APPEND,
+            Some(key),
+            json!(value),
+            Some(node),
+            error,
+        );
+        !unknown
+    }
+
+    /// Reads a trace's comment bodies in commit order, recorded as `f`.
+    pub async fn read_comments(
+        &self,
+        process: i64,
+        f: &str,
+        key: &str,
+        trace: &str,
+        node: u64,
+        consistency: &str,
+    ) -> Result<Vec<u64>, String> {
+        self.rec.record(
+            process,
+            OpKind::Invoke,
+            f,
+            Some(key),
+            Value::Null,
+            Some(node),
+            None,
+        );
+        let result = match self.cluster.try_spec(node) {
+            Err(e) => Err(e),
+            Ok(spec) => {
+                let url = spec.url(&format!(
+                    "/api/v1/traces/{trace}/comments?consistency={consistency}"
+                ));
+                http_client::request("GET", &url, None, b"", self.timeout()).await
+            }
+        };
+        let result = match result {
+            Ok(r) if r.status == 200 => r.json().and_then(|v| {
+                v["comments"]
+                    .as_array()
+                    .ok_or_else(|| "no comments array".to_string())?
+                    .iter()
+                    .map(|c| {
+                        c["body"]
+                            .as_str()
+                            .and_then(|b| b.parse::<u64>().ok())
+                            .ok_or_else(|| format!("unexpected comment {c}"))
+                    })
+                    .collect::<Result<Vec<u64>, String>>()
+            }),
+            Ok(r) if r.status == 404 => Ok(Vec::new()),
+            Ok(r) => Err(format!(
+                "status {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(list) => self.rec.record(
+                process,
+                OpKind::Ok,
+                f,
+                Some(key),
+                json!(list),
+                Some(node),
+                None,
+            ),
+            Err(e) => self.rec.record(
+                process,
+                OpKind::Fail,
+                f,
+                Some(key),
+                Value::Null,
+                Some(node),
+                Some(e.clone()),
+            ),
+        };
+        result
+    }
+
+    /// Whether the server has the comments API (a 404 for an unknown route
+    /// has no JSON `comments`; an empty trace answers 200 or 404 with JSON).
+    pub async fn comments_supported(&self, node: u64) -> bool {
+        let url = self.cluster.spec(node).url(&format!(
+            "/api/v1/traces/{}/comments?consistency=local",
+            hex(&list_trace_id(u64::MAX))
+        ));
+        match http_client::request("GET", &url, None, b"", Duration::from_secs(3)).await {
+            Ok(r) => r.status == 200 && r.json().is_ok_and(|v| v["comments"].is_array()),
+            Err(_) => false,
+        }
+    }
+}
+
+/// One span-set operation as the generator drew it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOp {
+    pub key_no: u64,
+    pub node: u64,
+    /// `Some(ids)` for an add of these elements, `None` for a read.
+    pub add: Option<Vec<u64>>,
+}
+
+/// The span-set generator of one client: a pure function of the seed,
+/// the client number and the node list it is given.
+pub struct SetGen {
+    rng: StdRng,
+    client: u64,
+    keys: u64,
+    next: u64,
+}
+
+impl SetGen {
+    pub fn new(seed: u64, client: u64, keys: u64) -> SetGen {
+        SetGen {
+            rng: StdRng::seed_from_u64(seed ^ 0x5e7_0000 ^ client.wrapping_mul(0x9e37_79b9)),
+            client,
+            keys,
+            next: 0,
+        }
+    }
+
+    pub fn next(&mut self, nodes: &[u64]) -> SetOp {
+        let key_no = self.rng.random_range(0..self.keys);
+        let node = nodes[self.rng.random_range(0..nodes.len())];
+        let add = self.rng.random_bool(0.5).then(|| {
+            let n = self.rng.random_range(1..=4);
+            let ids = (0..n)
+                .map(|i| element_id(self.client, self.next + i))
+                .collect();
+            self.next += n;
+            ids
+        });
+        SetOp { key_no, node, add }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_never_proposed_errors_are_definite_failures() {
+        let fail = |s: tonic::Status| matches!(classify_status(&s), WriteOutcome::Fail(_));
+        assert!(fail(tonic::Status::invalid_argument("no valid spans")));
+        assert!(fail(tonic::Status::unavailable("no leader is known")));
+        assert!(fail(tonic::Status::unavailable(
+            "forwarding to leader 2: overloaded: the state machine is behind; retry later"
+        )));
+        assert!(fail(tonic::Status::unavailable("tcp connect error")));
+        // After proposing, or when it cannot be known: unknown.
+        assert!(!fail(tonic::Status::unavailable(
+            "timed out waiting for commit; the write may or may not apply"
+        )));
+        assert!(!fail(tonic::Status::unavailable(
+            "timed out forwarding to leader 1; the write may or may not apply"
+        )));
+        assert!(!fail(tonic::Status::unavailable(
+            "not the leader (leader: unknown)"
+        )));
+        assert!(!fail(tonic::Status::cancelled("operation was canceled")));
+        assert!(!fail(tonic::Status::internal("boom")));
+    }
+
+    #[test]
+    fn same_seed_same_operations() {
+        let draw = |seed, client| {
+            let mut g = SetGen::new(seed, client, 8);
+            (0..200).map(|_| g.next(&[1, 2, 3])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(5, 0), draw(5, 0));
+        assert_ne!(draw(5, 0), draw(6, 0));
+        assert_ne!(draw(5, 0), draw(5, 1));
+        let ops = draw(5, 0);
+        assert!(ops.iter().any(|o| o.add.is_some()) && ops.iter().any(|o| o.add.is_none()));
+        let mut ids: Vec<u64> = ops
+            .iter()
+            .flat_map(|o| o.add.clone().unwrap_or_default())
+            .collect();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "element ids repeat");
+    }
+
+    #[test]
+    fn ids_are_unique_and_spans_carry_them() {
+        assert_ne!(element_id(0, 1), element_id(1, 0));
+        assert_ne!(element_id(0, 0), 0);
+        let req = spans_request(set_trace_id(3), &[element_id(2, 5)]);
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.span_id, element_id(2, 5).to_be_bytes().to_vec());
+        assert_eq!(hex(&span.trace_id), hex(&set_trace_id(3)));
+    }
+}
