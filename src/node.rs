@@ -150,8 +150,14 @@ impl Node {
                 "FAULT INJECTION ACTIVE: this node runs with a deliberate defect; never use it for real data"
             );
         }
-        let sm = StateMachine::open(&data_dir, sm_opts)
-            .map_err(|e| format!("opening the state machine: {e}"))?;
+        let sm = StateMachine::open(&data_dir, sm_opts).map_err(|e| {
+            format!(
+                "the state machine in {} cannot be opened ({e}); refusing to start. \
+                     If its files are damaged, restore this node from its peers \
+                     (docs/operations.md, Damage and recovery)",
+                data_dir.join("sm").display()
+            )
+        })?;
         let sm_shared = sm.shared.clone();
         let fulltext =
             crate::fulltext::FullText::start(&data_dir.join("fulltext"), sm_shared.clone())?;
