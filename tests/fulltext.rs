@@ -145,6 +145,7 @@ async fn text_queries_are_linearizable_and_survive_crashes_and_snapshots() {
     // The leader purged its log: `other` comes back by snapshot and rebuilds.
     c.spawn(other);
     c.wait_healthy(other).await;
+    c.wait_leader().await;
     let expect: Vec<String> = {
         let mut v: Vec<String> = (10..60).map(trace_hex).collect();
         v.sort();
@@ -181,6 +182,8 @@ async fn text_queries_are_linearizable_and_survive_crashes_and_snapshots() {
     );
     c.spawn(leader);
     c.wait_healthy(leader).await;
+    // Until it hears from the leader it answers 503 (no leader known).
+    c.wait_leader().await;
     assert_eq!(
         text_hits(&c, leader, "zebra").await,
         vec![trace_hex(99)],
