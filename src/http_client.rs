@@ -97,13 +97,27 @@ async fn request_inner(
         .write_all(head.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
-    stream.write_all(body).await.map_err(|e| e.to_string())?;
+    // A server may answer before it has read the whole body (413 for an
+    // oversized one) and close: the answer is still there to read.
+    let write_error = stream.write_all(body).await.err();
     let mut raw = Vec::new();
-    stream
+    let read = stream
         .take(MAX_RESPONSE_BYTES as u64 + 1)
         .read_to_end(&mut raw)
-        .await
-        .map_err(|e| format!("reading response: {e}"))?;
+        .await;
+    if let Err(e) = read {
+        if raw.is_empty() {
+            return Err(match write_error {
+                Some(w) => format!("sending the body: {w}"),
+                None => format!("reading response: {e}"),
+            });
+        }
+    }
+    if raw.is_empty() {
+        if let Some(w) = write_error {
+            return Err(format!("sending the body: {w}"));
+        }
+    }
     if raw.len() > MAX_RESPONSE_BYTES {
         return Err("response too large".into());
     }

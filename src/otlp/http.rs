@@ -149,6 +149,39 @@ fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCod
 /// Bodies up to this size are decoded on the async worker.
 const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
+/// Bytes of an oversized body read and dropped before answering 413, so the
+/// client (still sending) gets the answer instead of a reset connection.
+const MAX_DRAIN_BYTES: usize = 4 * MAX_EXPORT_BYTES;
+
+/// Collects the body, at most [`MAX_EXPORT_BYTES`]. Beyond that it keeps
+/// reading and discarding up to [`MAX_DRAIN_BYTES`], then refuses with 413.
+async fn read_body_bounded(body: Body) -> Result<bytes::Bytes, (StatusCode, String)> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen += data.len();
+        if seen <= MAX_EXPORT_BYTES {
+            buf.extend_from_slice(&data);
+        } else if seen > MAX_DRAIN_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_EXPORT_BYTES {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body exceeds the {MAX_EXPORT_BYTES}-byte limit"),
+        ));
+    }
+    Ok(buf.freeze())
+}
+
 /// The one decode of a request body: gunzip (bounded) then protobuf or JSON.
 fn decode_body<S: OtlpSignal>(
     format: Format,
@@ -204,27 +237,9 @@ async fn handle<S: OtlpSignal>(
             )
         }
     };
-    let raw = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
-        body,
-        MAX_EXPORT_BYTES,
-    ))
-    .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(
-                format,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body exceeds the {MAX_EXPORT_BYTES}-byte limit"),
-            )
-        }
-        Err(e) => {
-            return error(
-                format,
-                StatusCode::BAD_REQUEST,
-                format!("reading the body: {e}"),
-            )
-        }
+    let raw = match read_body_bounded(body).await {
+        Ok(raw) => raw,
+        Err((status, message)) => return error(format, status, message),
     };
     // Inflating and decoding a large body takes milliseconds of CPU: off the
     // async workers, which also carry Raft's heartbeats.
