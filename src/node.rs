@@ -221,9 +221,7 @@ impl Node {
             rest_addr: config.rest_addr.clone(),
             snapshots_received: Arc::new(AtomicU64::new(0)),
             ack: config.faults.ack_level(config.ingest_ack),
-            leader_stamp: Arc::new(|record| {
-                payload::leader_stamp(record, crate::model::now_unix_nanos())
-            }),
+            leader_stamp: Arc::new(payload::leader_stamp),
         };
         let svc = RaftTransportServer::new(raft_service)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -326,8 +324,8 @@ impl Node {
         let cluster_id = self.cluster_id()?;
         let m = self.metrics();
         if m.current_leader == Some(self.id) {
-            let (record, response) = payload::leader_stamp(record, crate::model::now_unix_nanos())
-                .map_err(ClusterError::Invalid)?;
+            let (record, response) =
+                payload::leader_stamp(record).map_err(ClusterError::Invalid)?;
             let index = tael_consensus::write::propose(
                 &self.raft,
                 record,

@@ -62,42 +62,39 @@ pub fn new_batch_key() -> [u8; BATCH_KEY_LEN] {
     rand::random()
 }
 
-pub fn spans_record(spans: &[SpanRecord]) -> Record {
+/// A new log record of `tag` carrying `value`, under a fresh batch key.
+fn record<T: serde::Serialize>(tag: u8, value: &T) -> Record {
     Record {
-        tag: TAG_SPANS,
+        tag,
         batch_key: new_batch_key(),
-        payload: encode(&spans),
+        payload: encode(value),
     }
+}
+
+pub fn spans_record(spans: &[SpanRecord]) -> Record {
+    record(TAG_SPANS, &spans)
 }
 
 pub fn logs_record(logs: &[LogRecord]) -> Record {
-    Record {
-        tag: TAG_LOGS,
-        batch_key: new_batch_key(),
-        payload: encode(&logs),
-    }
+    record(TAG_LOGS, &logs)
 }
 
 pub fn metrics_record(points: &[MetricPoint]) -> Record {
-    Record {
-        tag: TAG_METRICS,
-        batch_key: new_batch_key(),
-        payload: encode(&points),
-    }
+    record(TAG_METRICS, &points)
 }
 
 pub fn comment_record(draft: &Comment) -> Record {
-    Record {
-        tag: TAG_COMMENT,
-        batch_key: new_batch_key(),
-        payload: encode(draft),
-    }
+    record(TAG_COMMENT, draft)
 }
 
 /// Run by the leader on every record just before proposing it: fills in the
 /// values that must be chosen exactly once (a comment's id and time). Returns
 /// the record to propose and the bytes to hand back to the writer.
-pub fn leader_stamp(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), String> {
+pub fn leader_stamp(record: Record) -> Result<(Record, Vec<u8>), String> {
+    stamp_at(record, crate::model::now_unix_nanos())
+}
+
+fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), String> {
     match record.tag {
         TAG_COMMENT => {
             let draft: Comment =

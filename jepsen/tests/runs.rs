@@ -2,8 +2,8 @@
 //!
 //! `smoke_*` tests are the CI subset (about a minute each): a fault profile
 //! that must be valid, a mutation that must be caught, and its kill-only
-//! control that must not be. `full_*` tests (ignored by default; run with
-//! `--ignored`) cover every other profile and mutation.
+//! control that must not be. Every other profile and mutation runs with
+//! `scripts/jepsen-suite` (about a minute each).
 //!
 //! The server binary is built with `--features fault-injection` into the
 //! same target directory (or taken from `TAEL_RAFT_BIN`). Runs use network
@@ -117,64 +117,4 @@ fn smoke_power_loss_catches_skip_fsync() {
 #[test]
 fn smoke_kill_only_does_not_flag_skip_fsync() {
     expect_valid("mutation-skip-fsync-kill-only", 7, 40);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_partition_is_valid() {
-    expect_valid("partition", 3, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_lin_comments_are_valid() {
-    expect_valid("lin", 6, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_power_loss_is_valid() {
-    expect_valid("power-loss", 7, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_membership_is_valid() {
-    expect_valid("membership", 8, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_corruption_is_valid() {
-    expect_valid("corrupt", 5, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_clock_is_valid() {
-    expect_valid("clock", 4, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_mutation_ack_before_commit_is_caught() {
-    expect_caught("mutation-ack-before-commit", 11, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_mutation_stale_local_reads_is_caught() {
-    expect_caught("mutation-stale-local-reads", 11, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_mutation_double_apply_retries_is_caught() {
-    expect_caught("mutation-double-apply-retries", 11, 60);
-}
-
-#[test]
-#[ignore = "long cluster run; CI runs the smoke subset"]
-fn full_mutation_vote_in_memory_is_caught() {
-    expect_caught("mutation-vote-in-memory", 11, 60);
 }

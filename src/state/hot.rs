@@ -661,10 +661,7 @@ impl HotStore {
     }
 
     pub fn get_span(&self, trace: &TraceId, span: &[u8; 8]) -> StoreResult<Option<SpanRecord>> {
-        self.spans()
-            .get(span_key(trace, span))?
-            .map(|v| decode(&v))
-            .transpose()
+        self.get_span_by_key(&span_key(trace, span))
     }
 
     /// Every span of one trace, ordered by start time.
