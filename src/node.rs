@@ -493,10 +493,11 @@ const RENICE_EVERY_TICKS: u64 = 20;
 
 /// Keeps the state machine's journal mostly on disk and its small keyspaces
 /// flushed. The Raft log is the durable copy of every write, so the state
-/// machine never needs to fsync on the apply path; but fjall fsyncs a journal
-/// file when it rotates it, under the journal lock, and a journal full of
-/// unsynced data then stalls every apply for hundreds of milliseconds. Syncing
-/// in the background, in small steps, leaves rotations little to do.
+/// machine never needs to fsync on the apply path; but fjall fsyncs its
+/// journal under the journal lock whenever it flushes a memtable, and a
+/// journal full of unsynced data then stalls every apply for hundreds of
+/// milliseconds. Syncing it in the background, in small steps and outside
+/// that lock, leaves those fsyncs little to do.
 async fn storage_maintenance(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
     for tick in 0u64.. {
         tokio::select! {

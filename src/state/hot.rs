@@ -86,7 +86,7 @@ pub struct ServiceStats {
 
 /// Every keyspace, in a fixed order: snapshots refer to them by position.
 /// New keyspaces are appended, so older snapshot files keep their meaning.
-pub const KEYSPACES: [&str; 17] = [
+pub const KEYSPACES: [&str; 18] = [
     "spans",
     "by_time",
     "by_service",
@@ -111,6 +111,10 @@ pub const KEYSPACES: [&str; 17] = [
     // Spooled-ingest marks (see `ApplyBatch::claim_spooled`):
     // origin ++ 0 → SpoolFloor; origin ++ 1 ++ generation → highest seq applied.
     "spool_applied",
+    // trace id → empty: the trace may have stored spans. A span of a trace
+    // without a mark is new, so applying it needs no read of the old version
+    // (see `ApplyBatch::put_span`).
+    "trace_marks",
 ];
 const LOGS: usize = 7;
 const LOG_BY_SERVICE: usize = 8;
@@ -125,6 +129,11 @@ const LOG_BODY_PREVIEW_BYTES: usize = 1024;
 const BLOBS: usize = 14;
 const FT_PENDING: usize = 15;
 const SPOOL_APPLIED: usize = 16;
+const TRACE_MARKS: usize = 17;
+/// Set once every stored span's trace has its mark in `trace_marks`.
+const META_TRACE_MARKS_COMPLETE: &[u8] = b"trace_marks_complete";
+/// Marks written per batch while backfilling them on open.
+const TRACE_MARK_BACKFILL_BATCH: usize = 10_000;
 const SPOOL_KIND_FLOOR: u8 = 0;
 const SPOOL_KIND_GENERATION: u8 = 1;
 /// Length of the content key that identifies a log record or metric point.
@@ -185,6 +194,8 @@ pub struct PendingDoc {
 
 pub struct HotStore {
     pub db: Database,
+    /// The database directory (its journal files live here).
+    dir: std::path::PathBuf,
     /// Same order as [`KEYSPACES`].
     pub keyspaces: Vec<Keyspace>,
     /// The `double-apply-retries` mutation (fault-injection builds only):
@@ -311,11 +322,54 @@ impl HotStore {
         for name in KEYSPACES {
             keyspaces.push(db.keyspace(name, || keyspace_options(name))?);
         }
-        Ok(HotStore {
+        let store = HotStore {
             db,
+            dir: dir.to_path_buf(),
             keyspaces,
             duplicate_retries: false,
-        })
+        };
+        store.backfill_trace_marks()?;
+        Ok(store)
+    }
+
+    /// Gives every stored span's trace its mark, once, for a store written
+    /// before marks existed (or restored from such a snapshot).
+    fn backfill_trace_marks(&self) -> StoreResult<()> {
+        if self.meta().get(META_TRACE_MARKS_COMPLETE)?.is_some() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        let mut staged = 0usize;
+        let mut last: Option<[u8; 16]> = None;
+        for key in self.spans().iter().map(|kv| kv.key()) {
+            let key = key?;
+            let trace: [u8; 16] = key[..16]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("span key".into()))?;
+            if last == Some(trace) {
+                continue; // keys are sorted: a trace's spans are adjacent
+            }
+            last = Some(trace);
+            batch.insert(self.trace_marks(), trace.to_vec(), b"".to_vec());
+            staged += 1;
+            if staged == TRACE_MARK_BACKFILL_BATCH {
+                batch.commit()?;
+                batch = self.db.batch();
+                staged = 0;
+            }
+        }
+        // Only after every mark: an interrupted backfill starts over.
+        batch.insert(
+            self.meta(),
+            META_TRACE_MARKS_COMPLETE.to_vec(),
+            b"".to_vec(),
+        );
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn trace_marks(&self) -> &Keyspace {
+        &self.keyspaces[TRACE_MARKS]
     }
 
     fn spans(&self) -> &Keyspace {
@@ -512,7 +566,7 @@ impl HotStore {
     /// below the size at which it would flush by itself.
     pub fn maintain(&self) -> StoreResult<()> {
         use fjall::AbstractTree;
-        self.db.persist(PersistMode::SyncData)?;
+        self.sync_active_journal()?;
         if self.db.journal_count() > MAX_PINNED_JOURNALS {
             for &i in &SMALL_KEYSPACES {
                 self.keyspaces[i].rotate_memtable()?;
@@ -523,6 +577,41 @@ impl HotStore {
                 if !active.is_empty() && active.size() < MEMTABLE_BYTES / 4 {
                     ks.rotate_memtable()?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the newest journal file through a handle of our own.
+    ///
+    /// fjall's `persist` fsyncs while holding the journal lock, and every
+    /// write batch (so every apply) waits for that lock; on a busy disk such
+    /// an fsync can take hundreds of milliseconds. Syncing the same file
+    /// from outside the lock writes its data back without blocking anyone,
+    /// so the fsync fjall still does under the lock when it flushes a
+    /// memtable finds little left to write. Durability does not depend on
+    /// this: the Raft log is the durable copy of everything applied.
+    fn sync_active_journal(&self) -> StoreResult<()> {
+        let mut newest: Option<(u64, std::path::PathBuf)> = None;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".jnl"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(id) = id {
+                if newest.as_ref().is_none_or(|(best, _)| id > *best) {
+                    newest = Some((id, path));
+                }
+            }
+        }
+        if let Some((_, path)) = newest {
+            match std::fs::File::open(&path) {
+                Ok(f) => f.sync_data()?,
+                // Rotated and removed since the listing: nothing to sync.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
@@ -561,6 +650,7 @@ impl HotStore {
             spans: HashMap::new(),
             stats: HashMap::new(),
             svc_traces: HashMap::new(),
+            trace_stored: HashMap::new(),
             log_index: 0,
             text_docs_in_entry: 0,
             spool_marks: HashMap::new(),
@@ -1037,6 +1127,9 @@ pub struct ApplyBatch<'a> {
     spans: HashMap<[u8; 24], SpanRecord>,
     stats: HashMap<String, ServiceStats>,
     svc_traces: HashMap<Vec<u8>, u32>,
+    /// Traces looked up in `trace_marks` in this batch: true when the trace
+    /// may have spans stored before this batch.
+    trace_stored: HashMap<TraceId, bool>,
     /// The entry being applied, and how many full-text documents it queued.
     log_index: u64,
     text_docs_in_entry: u32,
@@ -1180,8 +1273,9 @@ impl ApplyBatch<'_> {
                     .insert(self.store.blobs(), sha.to_vec(), text.into_bytes());
             }
         }
-        let old = match self.spans.get(&key) {
-            Some(s) => Some(s.clone()),
+        let old = match self.spans.get(&key).cloned() {
+            Some(s) => Some(s),
+            None if !self.trace_may_be_stored(&span.trace_id)? => None,
             None => self
                 .store
                 .spans()
@@ -1203,6 +1297,23 @@ impl ApplyBatch<'_> {
             .insert(self.store.spans(), key.to_vec(), encode(&span));
         self.spans.insert(key, span);
         Ok(())
+    }
+
+    /// Whether `trace` may have spans stored before this batch. One lookup
+    /// per trace and batch instead of one per span: a trace's spans mostly
+    /// arrive together, and a new trace (the common case) has no old spans
+    /// to replace. Marks a trace seen for the first time.
+    fn trace_may_be_stored(&mut self, trace: &TraceId) -> StoreResult<bool> {
+        if let Some(&stored) = self.trace_stored.get(trace) {
+            return Ok(stored);
+        }
+        let stored = self.store.trace_marks().get(trace)?.is_some();
+        if !stored {
+            self.batch
+                .insert(self.store.trace_marks(), trace.to_vec(), b"".to_vec());
+        }
+        self.trace_stored.insert(*trace, stored);
+        Ok(stored)
     }
 
     /// The `double-apply-retries` bug: the copy gets a key of its own (the
@@ -1497,5 +1608,82 @@ mod tests {
         assert!(bodies(q(&|q| q.service = Some("c".into()))).is_empty());
         assert!(bodies(q(&|q| q.since_unix_nanos = Some(u64::MAX - 1))).is_empty());
         assert_eq!(q(&|q| q.limit = 100).records.len(), 5);
+    }
+
+    fn test_span(trace: u8, span: u8, start: u64) -> SpanRecord {
+        SpanRecord {
+            trace_id: [trace; 16],
+            span_id: [span; 8],
+            parent_span_id: None,
+            service: "checkout".into(),
+            operation: "pay".into(),
+            start_unix_nanos: start,
+            end_unix_nanos: start + 10,
+            status: SpanStatus::Ok,
+            status_message: String::new(),
+            kind: crate::model::SpanKind::Server,
+            attributes: vec![],
+            events: vec![],
+            llm: None,
+        }
+    }
+
+    fn apply(store: &HotStore, index: u64, spans: Vec<SpanRecord>) {
+        let mut b = store.begin();
+        b.begin_entry(index);
+        for s in spans {
+            b.put_span(s).unwrap();
+        }
+        b.commit(None, None).unwrap();
+    }
+
+    fn checkout_stats(store: &HotStore) -> ServiceStats {
+        let all = store.services().unwrap();
+        assert_eq!(all.len(), 1);
+        all.into_iter().next().unwrap().1
+    }
+
+    #[test]
+    fn a_span_ingested_again_in_a_later_batch_replaces_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
+        apply(&store, 1, vec![test_span(1, 1, 100), test_span(1, 2, 100)]);
+        // Same ids, new start time: the old time index entry must go.
+        apply(&store, 2, vec![test_span(1, 1, 500), test_span(2, 1, 100)]);
+        let stats = checkout_stats(&store);
+        assert_eq!((stats.span_count, stats.trace_count), (3, 2));
+        let (digests, _) = store.span_digests(0, u64::MAX, None, 100).unwrap();
+        assert_eq!(digests.len(), 3, "one time index entry per span");
+        assert_eq!(
+            store
+                .get_span(&[1; 16], &[1; 8])
+                .unwrap()
+                .unwrap()
+                .start_unix_nanos,
+            500
+        );
+    }
+
+    #[test]
+    fn a_store_without_trace_marks_gets_them_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
+            apply(&store, 1, vec![test_span(7, 1, 100)]);
+            // As written before marks existed.
+            let mut b = store.db.batch();
+            b.remove(store.trace_marks(), [7u8; 16].to_vec());
+            b.remove(store.meta(), META_TRACE_MARKS_COMPLETE.to_vec());
+            b.commit().unwrap();
+        }
+        let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
+        assert!(store.trace_marks().get([7u8; 16]).unwrap().is_some());
+        apply(&store, 2, vec![test_span(7, 1, 900)]);
+        let stats = checkout_stats(&store);
+        assert_eq!(stats.span_count, 1, "replaced, not counted twice");
+        assert_eq!(
+            store.span_digests(0, u64::MAX, None, 100).unwrap().0.len(),
+            1
+        );
     }
 }

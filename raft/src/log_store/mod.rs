@@ -5,11 +5,14 @@
 //! group-commits them and fires the callback after the fsync. Reads come from a
 //! bounded cache of recent frames or from the segment files.
 //!
-//! Directory layout: `seg-<first index>.wal` segments, `vote`, `purged`.
+//! Directory layout: `seg-<first index>.wal` segments (zero-filled beyond their
+//! last frame when preallocated), `vote`, `purged`, and at most one
+//! `segment.spare` being readied for the next segment.
 
 mod index;
 mod meta_file;
 mod power_loss;
+mod prealloc;
 mod recovery;
 mod writer;
 

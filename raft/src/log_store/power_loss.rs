@@ -19,6 +19,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::log_store::prealloc::written_len;
 use crate::log_store::recovery::list_segments;
 
 const RECORD_FILE: &str = "power-loss-synced.json";
@@ -85,21 +86,26 @@ pub(crate) fn drop_unsynced(dir: &Path) -> io::Result<u64> {
         let synced = lengths.get(&first).copied().unwrap_or(0);
         if synced == 0 && Some(first) != lowest {
             // Created after the last durable point: as if never created.
-            dropped += fs::metadata(&path)?.len();
+            dropped += written_len(&fs::read(&path)?) as u64;
             fs::remove_file(&path)?;
             tracing::warn!(segment = %path.display(), "simulated power loss: dropped a segment that was never fsynced");
             continue;
         }
         let len = fs::metadata(&path)?.len();
         if len > synced {
+            // Preallocated zeros past the written data are not data lost.
+            let written = written_len(&fs::read(&path)?) as u64;
             OpenOptions::new()
                 .write(true)
                 .open(&path)?
                 .set_len(synced)?;
-            dropped += len - synced;
+            if written <= synced {
+                continue;
+            }
+            dropped += written - synced;
             tracing::warn!(
                 segment = %path.display(),
-                from_bytes = len,
+                from_bytes = written,
                 to_bytes = synced,
                 "simulated power loss: dropped bytes that were never fsynced"
             );

@@ -5,6 +5,10 @@
 //! acknowledged): it is reported and cut off. A bad frame anywhere else is
 //! damage to data that may have been acknowledged; the node refuses to start
 //! rather than serve or replicate a log with a hole in it.
+//!
+//! Segments may be preallocated: the written frames are followed by zeros up
+//! to the file's end. All-zero bytes where a frame would start are the end of
+//! the segment's data, not damage.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -13,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::frame::{self, FrameError};
 use crate::log_store::index::{Loc, LogIndex, Slot};
+use crate::log_store::prealloc::written_len;
 use crate::types::LogId;
 
 pub const SEGMENT_PREFIX: &str = "seg-";
@@ -71,8 +76,10 @@ pub fn recover(
 
     for (&first, path) in &paths {
         let buf = fs::read(path)?;
+        // Past this, only preallocated zeros.
+        let written = written_len(&buf);
         let mut offset = 0usize;
-        while offset < buf.len() {
+        while offset < written {
             match frame::decode_log_id(&buf[offset..]) {
                 Ok((len, log_id)) => {
                     accept(&index, path, offset, log_id)?;
@@ -92,7 +99,7 @@ pub fn recover(
                 }
                 Err(err) => {
                     let is_tail = Some(first) == last_segment
-                        && (buf.len() - offset) as u64 <= max_torn_tail_bytes
+                        && (written - offset) as u64 <= max_torn_tail_bytes
                         && !valid_frame_follows(&buf[offset..], &err);
                     if !is_tail {
                         return Err(io::Error::new(
@@ -104,7 +111,7 @@ pub fn recover(
                             ),
                         ));
                     }
-                    let cut = buf.len() - offset;
+                    let cut = written - offset;
                     tracing::warn!(
                         segment = %path.display(),
                         offset,

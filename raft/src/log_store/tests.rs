@@ -294,3 +294,126 @@ async fn simulated_power_loss_drops_exactly_what_was_not_fsynced() {
         "the un-fsynced appends are gone, the fsynced ones stay"
     );
 }
+
+fn sized_entry(term: u64, index: u64, payload_bytes: usize) -> Entry {
+    let mut e = entry(term, index);
+    if let EntryPayload::Normal(r) = &mut e.payload {
+        r.payload = vec![(index % 251) as u8 + 1; payload_bytes];
+    }
+    e
+}
+
+const PREALLOC_SEGMENT_BYTES: u64 = 64 * 1024;
+
+/// Appends 2 KiB entries from `next` until the log writes into a
+/// preallocated segment (one longer than its data); returns the next index.
+async fn append_until_preallocated(s: &mut LogStore, dir: &Path, mut next: u64) -> u64 {
+    for _ in 0..400 {
+        append(s, vec![sized_entry(1, next, 2048)]).await;
+        next += 1;
+        let seg = last_segment(dir);
+        let bytes = fs::read(&seg).unwrap();
+        let written = super::prealloc::written_len(&bytes);
+        if bytes.len() as u64 == PREALLOC_SEGMENT_BYTES && written > 0 {
+            return next;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("the log never moved to a preallocated segment");
+}
+
+fn prealloc_opts() -> LogStoreOptions {
+    LogStoreOptions {
+        segment_max_bytes: PREALLOC_SEGMENT_BYTES,
+        cache_max_bytes: 0,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_busy_log_moves_to_preallocated_segments_and_reopens_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = {
+        let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
+        let next = append_until_preallocated(&mut s, dir.path(), 0).await;
+        // Fill it past its end: the next segment comes from a spare as well.
+        let mut next = next;
+        for _ in 0..40 {
+            append(&mut s, vec![sized_entry(1, next, 2048)]).await;
+            next += 1;
+        }
+        next
+    };
+    assert!(
+        !list_segments(dir.path())
+            .unwrap()
+            .values()
+            .any(|p| p.ends_with(super::prealloc::SPARE_FILE)),
+        "the spare is never read as log"
+    );
+    let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..next).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0);
+    // Appends continue after the zeros' start, not at the file's end.
+    append(&mut s, vec![sized_entry(1, next, 10)]).await;
+    drop(s);
+    let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..=next).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn torn_and_truncated_tails_in_a_preallocated_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = {
+        let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
+        let next = append_until_preallocated(&mut s, dir.path(), 0).await;
+        append(&mut s, vec![sized_entry(1, next, 100)]).await;
+        next + 1
+    };
+    // A torn write: the last frame's end never reached the disk (zeros).
+    let seg = last_segment(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    let written = super::prealloc::written_len(&bytes);
+    bytes[written - 20..written].fill(0);
+    fs::write(&seg, &bytes).unwrap();
+
+    let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..next - 1).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 1);
+
+    // A truncation inside a preallocated segment stays truncated.
+    append(
+        &mut s,
+        (next - 1..next + 3)
+            .map(|i| sized_entry(1, i, 100))
+            .collect(),
+    )
+    .await;
+    s.truncate_after(Some(log_id(1, next))).await.unwrap();
+    append(&mut s, vec![sized_entry(2, next + 1, 50)]).await;
+    drop(s);
+    let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
+    let entries = s.try_get_log_entries(0..u64::MAX).await.unwrap();
+    assert_eq!(entries.len() as u64, next + 2);
+    assert_eq!(entries.last().unwrap().log_id, log_id(2, next + 1));
+}
+
+#[tokio::test]
+async fn damage_before_the_zeros_of_a_preallocated_segment_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
+        let next = append_until_preallocated(&mut s, dir.path(), 0).await;
+        append(
+            &mut s,
+            (next..next + 8).map(|i| sized_entry(1, i, 2048)).collect(),
+        )
+        .await;
+    }
+    let seg = last_segment(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[10] ^= 0x01;
+    fs::write(&seg, &bytes).unwrap();
+    let err = LogStore::open(dir.path(), prealloc_opts()).err().unwrap();
+    assert!(err.to_string().contains("refusing to start"), "{err}");
+}

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::log_store::index::Loc;
 use crate::log_store::meta_file;
 use crate::log_store::power_loss::SyncedLengths;
+use crate::log_store::prealloc::Spares;
 use crate::log_store::recovery::segment_path;
 use crate::log_store::Shared;
 use crate::types::{LogId, TypeConfig, Vote};
@@ -61,6 +62,10 @@ pub struct Writer {
     segments: BTreeMap<u64, u64>,
     active: File,
     active_first: u64,
+    /// Physical length of the active segment file. Appends within it
+    /// overwrite preallocated zeros; beyond it they grow the file.
+    active_capacity: u64,
+    spares: Spares,
     segment_max_bytes: u64,
     max_write_batch_bytes: usize,
     /// Set after an I/O error: the file state is unknown, so nothing more is written.
@@ -85,18 +90,19 @@ impl Writer {
         segment_max_bytes: u64,
         max_write_batch_bytes: usize,
     ) -> io::Result<Self> {
+        let spares = Spares::start(&shared.dir, segment_max_bytes)?;
         if segments.is_empty() {
-            create_segment(&shared, first_index_if_empty)?;
+            create_segment(&shared, first_index_if_empty, &spares)?;
             segments.insert(first_index_if_empty, 0);
         }
         let (&active_first, &len) = segments.iter().next_back().unwrap();
         let active = OpenOptions::new()
             .write(true)
             .open(segment_path(&shared.dir, active_first))?;
-        debug_assert_eq!(
-            active.metadata()?.len(),
-            len,
-            "recovery left the active segment at its scanned length"
+        let active_capacity = active.metadata()?.len();
+        debug_assert!(
+            active_capacity >= len,
+            "recovery found the written data inside the active segment"
         );
         let synced = if shared.fault.simulate_power_loss() {
             Some(SyncedLengths::new(&shared.dir, &segments)?)
@@ -109,6 +115,8 @@ impl Writer {
             segments,
             active,
             active_first,
+            active_capacity,
+            spares,
             segment_max_bytes,
             max_write_batch_bytes,
             failed: None,
@@ -190,10 +198,15 @@ impl Writer {
         self.segments[&self.active_first]
     }
 
-    /// Adds one frame to the pending write, rolling to a new segment when full.
+    /// Adds one frame to the pending write, rolling to a new segment when the
+    /// active one is full, or when it has no preallocated room left and a
+    /// spare is ready.
     fn stage(&mut self, pending: &mut Pending, log_id: LogId, frame: &[u8]) -> io::Result<()> {
         let used = self.active_len() + pending.buf.len() as u64;
-        if used > 0 && used + frame.len() as u64 > self.segment_max_bytes {
+        let end = used + frame.len() as u64;
+        let full = end > self.segment_max_bytes;
+        let grows_file = end > self.active_capacity;
+        if used > 0 && (full || grows_file && self.spares.is_ready()) {
             self.flush(pending);
             self.rotate(log_id.index)?;
         }
@@ -249,6 +262,12 @@ impl Writer {
         }
         self.shared.stats.record_fsync(started.elapsed(), buf.len());
         *self.segments.get_mut(&self.active_first).unwrap() = new_len;
+        self.active_capacity = self.active_capacity.max(new_len);
+        if new_len >= PREPARE_SPARE_AFTER_BYTES.min(self.segment_max_bytes / 2) {
+            // The log is in use: have the next segment ready before this one
+            // fills (or, if this one grows, to move off it soon).
+            self.spares.request();
+        }
         Ok(())
     }
 
@@ -256,13 +275,14 @@ impl Writer {
         debug_assert!(
             !self.segments.contains_key(&first_index) || self.segments[&first_index] == 0
         );
-        let file = create_segment(&self.shared, first_index)?;
+        let (file, capacity) = create_segment(&self.shared, first_index, &self.spares)?;
         if let Some(synced) = &mut self.synced {
             synced.set(first_index, 0)?;
         }
         self.segments.insert(first_index, 0);
         self.active = file;
         self.active_first = first_index;
+        self.active_capacity = capacity;
         Ok(())
     }
 
@@ -304,8 +324,11 @@ impl Writer {
                     .open(segment_path(&self.shared.dir, cut.segment))?;
                 self.active_first = cut.segment;
             }
+            // Shrinking the file (not zeroing the cut frames) makes the cut
+            // durable in one step; the segment grows again from here.
             self.active.set_len(cut.offset)?;
             self.active.sync_all()?;
+            self.active_capacity = cut.offset;
             if let Some(synced) = &mut self.synced {
                 let was = synced.get(cut.segment).unwrap_or(0);
                 synced.set(cut.segment, was.min(cut.offset))?;
@@ -355,19 +378,30 @@ impl Writer {
     }
 }
 
-fn create_segment(shared: &Shared, first_index: u64) -> io::Result<File> {
+/// Once the active segment holds this much, a spare is prepared.
+const PREPARE_SPARE_AFTER_BYTES: u64 = 1024 * 1024;
+
+/// Creates the segment starting at `first_index` from the ready spare, or
+/// empty when there is none. Returns it with its physical length.
+fn create_segment(shared: &Shared, first_index: u64, spares: &Spares) -> io::Result<(File, u64)> {
     let path = segment_path(&shared.dir, first_index);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)?;
-    file.sync_all()?;
+    let (file, capacity) = match spares.take_into(&path)? {
+        Some(size) => (OpenOptions::new().write(true).open(&path)?, size),
+        None => {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)?;
+            file.sync_all()?;
+            (file, 0)
+        }
+    };
     meta_file::sync_dir(&shared.dir)?;
     shared
         .files
         .lock()
         .unwrap()
         .insert(first_index, Arc::new(File::open(&path)?));
-    Ok(file)
+    Ok((file, capacity))
 }
