@@ -714,9 +714,7 @@ pub fn corrupt_files(data_dir: &Path, mode: &str, amount: u64) -> Result<Value, 
         candidates.last()
     }
     .ok_or_else(|| format!("no file to corrupt under {}", data_dir.display()))?;
-    let len = std::fs::metadata(seg)
-        .map_err(|e| format!("{}: {e}", seg.display()))?
-        .len();
+    let len = data_len(seg)?;
     if len < 16 {
         return Err(format!("{} is only {len} bytes", seg.display()));
     }
@@ -751,6 +749,23 @@ pub fn corrupt_files(data_dir: &Path, mode: &str, amount: u64) -> Result<Value, 
             f.sync_all().map_err(|e| e.to_string())?;
             Ok(json!({"file": seg, "len": len, "flipped_offsets": flipped}))
         }
+    }
+}
+
+/// How much of `path` holds data: a Raft log segment may be preallocated,
+/// and damage to its trailing zeros would touch nothing written, so for
+/// segments this is the length without the zeros.
+fn data_len(path: &Path) -> Result<u64, String> {
+    if path.extension().is_some_and(|e| e == "wal") {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i as u64 + 1))
+    } else {
+        std::fs::metadata(path)
+            .map(|m| m.len())
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 
@@ -813,16 +828,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tj-corrupt-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("raft-log")).unwrap();
         let seg = dir.join("raft-log/0001.wal");
-        std::fs::write(&seg, vec![0u8; 1000]).unwrap();
+        // 600 bytes of records, then preallocated zeros.
+        let mut original = vec![0x5au8; 600];
+        original.resize(1000, 0);
+        std::fs::write(&seg, &original).unwrap();
         corrupt_files(&dir, "bitflip", 12345).unwrap();
         let after = std::fs::read(&seg).unwrap();
-        assert!(after.iter().any(|b| *b != 0));
+        assert_ne!(after[..600], original[..600], "the records are hit");
+        assert!(after[600..].iter().all(|b| *b == 0), "not the zeros");
         corrupt_files(&dir, "truncate", 7).unwrap();
-        assert!(std::fs::metadata(&seg).unwrap().len() < 1000);
+        assert!(std::fs::metadata(&seg).unwrap().len() < 600);
         let other = dir.join("sm/table");
         std::fs::create_dir_all(dir.join("sm")).unwrap();
         std::fs::write(&other, vec![0u8; 64]).unwrap();
-        std::fs::write(dir.join("raft-log/0001.wal"), vec![0u8; 64]).unwrap();
+        std::fs::write(dir.join("raft-log/0001.wal"), vec![1u8; 64]).unwrap();
         // Both files are candidates; some amount picks the table.
         let hit = (0..8u64).any(|a| {
             let v = corrupt_files(&dir, "bitflip-any", a).unwrap();
