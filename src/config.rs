@@ -57,7 +57,13 @@ impl Default for ServeConfig {
             // count is an upper bound for logs of many tiny entries.
             snapshot_every_entries: 500_000,
             log_entries_kept_after_snapshot: 5_000,
-            storage_threads: 2,
+            // One: fjall 3.1's worker 0 of a larger pool hands compaction
+            // requests back to the queue while it waits for flushes, and so
+            // spins at full CPU whenever another worker is compacting. On the
+            // benchmark host that spin was half of all CPU after a burst of
+            // writes, and ack latency suffered; one worker doing flushes and
+            // compactions in turn measured better.
+            storage_threads: 1,
             cache_mb: 128,
             runtime_threads: 2,
             ingest_ack: AckLevel::Committed,
@@ -102,7 +108,8 @@ pub struct ServeArgs {
     /// Log entries kept behind a snapshot for lagging followers.
     #[arg(long, env = "TAEL_LOG_ENTRIES_KEPT_AFTER_SNAPSHOT")]
     pub log_entries_kept_after_snapshot: Option<u64>,
-    /// Background threads of the storage engine.
+    /// Background threads of the storage engine (default 1; see the
+    /// default in code for why more can cost CPU).
     #[arg(long, env = "TAEL_STORAGE_THREADS")]
     pub storage_threads: Option<usize>,
     /// Block cache of the storage engine, MiB.

@@ -230,6 +230,17 @@ fn main() -> ExitCode {
                     "ack latency ms  p50 {:.2}  p99 {:.2}  max {:.2}",
                     r.latency_ms_p50, r.latency_ms_p99, r.latency_ms_max
                 );
+                for s in &r.slow_seconds {
+                    println!(
+                        "slow second     {:>3} (unix ms {}): {} of {} requests over {} ms, max {:.1} ms",
+                        s.second,
+                        s.unix_ms,
+                        s.slow_requests,
+                        s.requests,
+                        cmd::bench::SLOW_SECOND_THRESHOLD_MS,
+                        s.max_ms
+                    );
+                }
                 for e in &r.errors {
                     println!("error: {e}");
                 }

@@ -328,6 +328,7 @@ impl Node {
                 payload::leader_stamp(record).map_err(ClusterError::Invalid)?;
             let index = tael_consensus::write::propose(
                 &self.raft,
+                &self.log,
                 record,
                 self.config.faults.ack_level(self.config.ingest_ack),
                 WRITE_TIMEOUT,

@@ -294,7 +294,7 @@ where
         };
         let (record, response) = (self.leader_stamp)(record).map_err(Status::invalid_argument)?;
         let log_index =
-            crate::write::propose(&self.raft, record, self.ack, FORWARD_TIMEOUT).await?;
+            crate::write::propose(&self.raft, &self.log, record, self.ack, FORWARD_TIMEOUT).await?;
         Ok(Response::new(pb::ForwardResponse {
             log_index,
             response,

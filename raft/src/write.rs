@@ -8,6 +8,7 @@ use openraft::raft::ClientWriteResult;
 use tonic::Status;
 
 use crate::types::{Raft, Record, TypeConfig};
+use crate::LogStore;
 
 /// When a write is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,12 +24,13 @@ pub enum AckLevel {
     Proposed,
 }
 
-/// Proposes `record` on this node (which must lead) and waits, at most
-/// `timeout`, for `ack`. Returns the entry's log index. Errors are gRPC
-/// statuses a client can act on: UNAVAILABLE for anything retryable (not the
-/// leader, no quorum, timed out with an unknown outcome).
+/// Proposes `record` on this node (which must lead, with `log` as its log)
+/// and waits, at most `timeout`, for `ack`. Returns the entry's log index.
+/// Errors are gRPC statuses a client can act on: UNAVAILABLE for anything
+/// retryable (not the leader, no quorum, timed out with an unknown outcome).
 pub async fn propose<SM>(
     raft: &Raft<SM>,
+    log: &LogStore,
     record: Record,
     ack: AckLevel,
     timeout: Duration,
@@ -36,7 +38,7 @@ pub async fn propose<SM>(
 where
     SM: openraft::storage::RaftStateMachine<TypeConfig>,
 {
-    wait_for_apply_headroom(raft, timeout).await?;
+    wait_for_apply_headroom(raft, log, timeout).await?;
     let (responder, committed, applied) =
         ProgressResponder::<TypeConfig, ClientWriteResult<TypeConfig>>::new();
     raft.write(record)
@@ -77,31 +79,39 @@ where
     })?
 }
 
-/// Most log entries the leader may have beyond what it has applied before
-/// new writes wait. Acknowledging at commit must not let apply fall behind
-/// without bound: the backlog would grow in memory and starve the node.
-pub const MAX_APPLY_LAG_ENTRIES: u64 = 64;
+/// Most log bytes the leader may hold beyond what it has applied before new
+/// writes wait. Acknowledging at commit must not let apply fall behind
+/// without bound (reads would wait ever longer, and catching up would starve
+/// the node), but apply stalls for a second now and then when the storage
+/// engine flushes; a bound of a few seconds of log at full rate rides those
+/// out without holding acknowledgements.
+pub const MAX_APPLY_LAG_BYTES: u64 = 16 * 1024 * 1024;
+/// The same bound in entries, for exports so small that bytes say little.
+pub const MAX_APPLY_LAG_ENTRIES: u64 = 1024;
 
-/// Waits until the leader's apply backlog is under [`MAX_APPLY_LAG_ENTRIES`];
-/// an overload that outlasts `timeout` is UNAVAILABLE (retry later).
-async fn wait_for_apply_headroom<SM>(raft: &Raft<SM>, timeout: Duration) -> Result<(), Status>
+/// Waits until the leader's apply backlog is within [`MAX_APPLY_LAG_BYTES`]
+/// and [`MAX_APPLY_LAG_ENTRIES`]; an overload that outlasts `timeout` is
+/// UNAVAILABLE (retry later).
+async fn wait_for_apply_headroom<SM>(
+    raft: &Raft<SM>,
+    log: &LogStore,
+    timeout: Duration,
+) -> Result<(), Status>
 where
     SM: openraft::storage::RaftStateMachine<TypeConfig>,
 {
     use openraft::async_runtime::WatchReceiver;
-    let (last_log, applied) = {
-        let m = raft.metrics();
-        let m = m.borrow_watched();
-        (
-            m.last_log_index.unwrap_or(0),
-            m.last_applied.map_or(0, |l| l.index),
-        )
+    let within = |m: &openraft::RaftMetrics<TypeConfig>| {
+        let last_log = m.last_log_index.unwrap_or(0);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        last_log.saturating_sub(applied) <= MAX_APPLY_LAG_ENTRIES
+            && log.bytes_after(applied) <= MAX_APPLY_LAG_BYTES
     };
-    if last_log.saturating_sub(applied) <= MAX_APPLY_LAG_ENTRIES {
+    if within(&raft.metrics().borrow_watched()) {
         return Ok(());
     }
     raft.wait(Some(timeout))
-        .applied_index_at_least(Some(last_log - MAX_APPLY_LAG_ENTRIES), "apply headroom")
+        .metrics(within, "apply headroom")
         .await
         .map(|_| ())
         .map_err(|_| Status::unavailable("overloaded: the state machine is behind; retry later"))

@@ -68,7 +68,25 @@ pub struct BenchReport {
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
+    /// Seconds of the run in which some request took over
+    /// [`SLOW_SECOND_THRESHOLD_MS`]: where the tail comes from, with wall
+    /// clock times to match against node logs.
+    pub slow_seconds: Vec<SlowSecond>,
     pub errors: Vec<String>,
+}
+
+/// A request sent in this second took over this long.
+pub const SLOW_SECOND_THRESHOLD_MS: f64 = 100.0;
+
+#[derive(Debug, Serialize)]
+pub struct SlowSecond {
+    /// Seconds since the run started.
+    pub second: u64,
+    /// Wall clock at that second's start, Unix milliseconds.
+    pub unix_ms: u64,
+    pub requests: u64,
+    pub slow_requests: u64,
+    pub max_ms: f64,
 }
 
 fn kv(k: &str, v: Value) -> KeyValue {
@@ -425,7 +443,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         let signal = opts.signal;
         let llm_percent = opts.llm_percent;
         handles.push(tokio::spawn(async move {
-            let mut latencies_us: Vec<u32> = Vec::new();
+            // (send time since start in ms, latency in µs)
+            let mut latencies_us: Vec<(u32, u32)> = Vec::new();
             let mut failed = 0u64;
             let mut errors: Vec<String> = Vec::new();
             let mut next = Instant::now()
@@ -443,7 +462,9 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
                 seq += 1;
                 match result {
                     Ok(()) => {
-                        latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        let sent_ms = (t0 - started).as_millis().min(u32::MAX as u128) as u32;
+                        let took_us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                        latencies_us.push((sent_ms, took_us));
                         acked.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     Err(e) => {
@@ -468,6 +489,8 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         errors.extend(e);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let slow_seconds = slow_seconds(&all, started);
+    let mut all: Vec<u32> = all.into_iter().map(|(_, us)| us).collect();
     all.sort_unstable();
     let pct = |p: f64| -> f64 {
         if all.is_empty() {
@@ -495,8 +518,38 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         latency_ms_p50: pct(0.50),
         latency_ms_p99: pct(0.99),
         latency_ms_max: all.last().map_or(0.0, |&m| m as f64 / 1000.0),
+        slow_seconds,
         errors,
     })
+}
+
+/// Groups `(sent ms, latency µs)` samples by the second they were sent in
+/// and keeps the seconds with a request over the threshold.
+fn slow_seconds(samples: &[(u32, u32)], started: Instant) -> Vec<SlowSecond> {
+    use std::collections::BTreeMap;
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        .saturating_sub(started.elapsed().as_millis() as u64);
+    let mut by_second: BTreeMap<u64, SlowSecond> = BTreeMap::new();
+    for &(sent_ms, took_us) in samples {
+        let second = u64::from(sent_ms) / 1000;
+        let s = by_second.entry(second).or_insert(SlowSecond {
+            second,
+            unix_ms: started_unix_ms + second * 1000,
+            requests: 0,
+            slow_requests: 0,
+            max_ms: 0.0,
+        });
+        let took_ms = f64::from(took_us) / 1000.0;
+        s.requests += 1;
+        s.slow_requests += u64::from(took_ms > SLOW_SECOND_THRESHOLD_MS);
+        s.max_ms = s.max_ms.max(took_ms);
+    }
+    by_second
+        .into_values()
+        .filter(|s| s.slow_requests > 0)
+        .collect()
 }
 
 #[cfg(test)]

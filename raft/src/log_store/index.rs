@@ -29,6 +29,11 @@ pub struct LogIndex {
     /// Index of `slots[0]`; meaningful only when `slots` is non-empty.
     first: u64,
     slots: VecDeque<Slot>,
+    /// Frame bytes from the log's base through each slot (same positions as
+    /// `slots`), so the bytes after any index cost one subtraction.
+    ends: VecDeque<u64>,
+    /// Where the first slot starts in that running count.
+    base: u64,
     cached_bytes: usize,
 }
 
@@ -38,6 +43,8 @@ impl LogIndex {
             purged,
             first: purged.map_or(0, |p| p.index + 1),
             slots: VecDeque::new(),
+            ends: VecDeque::new(),
+            base: 0,
             cached_bytes: 0,
         }
     }
@@ -69,7 +76,25 @@ impl LogIndex {
             "an unwritten slot must hold its frame"
         );
         self.cached_bytes += slot.frame.as_ref().map_or(0, |f| f.len());
+        let len = match (&slot.frame, slot.loc) {
+            (Some(f), _) => f.len() as u64,
+            (None, Some(loc)) => u64::from(loc.len),
+            (None, None) => 0,
+        };
+        self.ends
+            .push_back(self.ends.back().copied().unwrap_or(self.base) + len);
         self.slots.push_back(slot);
+        debug_assert_eq!(self.ends.len(), self.slots.len());
+    }
+
+    /// Frame bytes of the entries after `index` (all of them when `index`
+    /// is before the first).
+    pub fn bytes_after(&self, index: u64) -> u64 {
+        let last_end = self.ends.back().copied().unwrap_or(self.base);
+        match index.checked_sub(self.first) {
+            None => last_end - self.base,
+            Some(at) => self.ends.get(at as usize).map_or(0, |&end| last_end - end),
+        }
     }
 
     pub fn get(&self, index: u64) -> Option<&Slot> {
@@ -122,6 +147,7 @@ impl LogIndex {
         for slot in self.slots.drain(keep..) {
             self.cached_bytes -= slot.frame.map_or(0, |f| f.len());
         }
+        self.ends.truncate(keep);
     }
 
     /// Removes every entry with index <= `upto.index` and remembers the purge point.
@@ -131,6 +157,7 @@ impl LogIndex {
                 break;
             }
             let slot = self.slots.pop_front().unwrap();
+            self.base = self.ends.pop_front().unwrap();
             self.cached_bytes -= slot.frame.map_or(0, |f| f.len());
             self.first += 1;
         }
@@ -138,5 +165,61 @@ impl LogIndex {
             self.first = upto.index + 1;
         }
         self.purged = Some(upto);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::LeaderId;
+
+    fn push(index: &mut LogIndex, i: u64, len: usize) {
+        index.push(Slot {
+            log_id: LogId::new(
+                LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                i,
+            ),
+            loc: None,
+            frame: Some(Arc::new(vec![0; len])),
+        });
+    }
+
+    #[test]
+    fn bytes_after_follows_appends_truncation_and_purge() {
+        let mut index = LogIndex::new(None);
+        assert_eq!(index.bytes_after(0), 0);
+        for (i, len) in [(0, 10), (1, 20), (2, 30), (3, 40)] {
+            push(&mut index, i, len);
+        }
+        assert_eq!(index.bytes_after(0), 90);
+        assert_eq!(index.bytes_after(2), 40);
+        assert_eq!(index.bytes_after(3), 0);
+        assert_eq!(index.bytes_after(99), 0);
+        index.truncate_after(Some(1));
+        assert_eq!(index.bytes_after(0), 20);
+        push(&mut index, 2, 5);
+        assert_eq!(index.bytes_after(0), 25);
+        index.purge(LogId::new(
+            LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            0,
+        ));
+        assert_eq!(index.bytes_after(0), 25, "purged entries are applied ones");
+        assert_eq!(index.bytes_after(1), 5);
+        index.purge(LogId::new(
+            LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            2,
+        ));
+        assert_eq!(index.bytes_after(2), 0);
+        push(&mut index, 3, 7);
+        assert_eq!(index.bytes_after(2), 7);
     }
 }

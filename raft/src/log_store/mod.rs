@@ -216,6 +216,12 @@ impl LogStore {
         &self.shared.fault
     }
 
+    /// Frame bytes of the entries after `index`: how much log a state
+    /// machine applied up to `index` still has to apply.
+    pub fn bytes_after(&self, index: u64) -> u64 {
+        self.shared.index.lock().unwrap().bytes_after(index)
+    }
+
     /// Last log id and purge point, without going through openraft.
     pub fn bounds(&self) -> (Option<LogId>, Option<LogId>) {
         let index = self.shared.index.lock().unwrap();
