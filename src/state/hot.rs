@@ -332,9 +332,16 @@ impl HotStore {
         Ok(store)
     }
 
+    /// Makes the next [`HotStore::backfill_trace_marks`] run in full (before
+    /// a snapshot is imported into this store).
+    pub(crate) fn forget_trace_marks_complete(&self) -> StoreResult<()> {
+        self.meta().remove(META_TRACE_MARKS_COMPLETE)?;
+        Ok(())
+    }
+
     /// Gives every stored span's trace its mark, once, for a store written
     /// before marks existed (or restored from such a snapshot).
-    fn backfill_trace_marks(&self) -> StoreResult<()> {
+    pub(crate) fn backfill_trace_marks(&self) -> StoreResult<()> {
         if self.meta().get(META_TRACE_MARKS_COMPLETE)?.is_some() {
             return Ok(());
         }
@@ -1661,6 +1668,31 @@ mod tests {
                 .unwrap()
                 .start_unix_nanos,
             500
+        );
+    }
+
+    #[test]
+    fn a_snapshot_without_trace_marks_gets_them_on_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = HotStore::open(&dir.path().join("old"), 1, 1 << 20).unwrap();
+        apply(&old, 1, vec![test_span(9, 1, 100)]);
+        // As a node of an earlier version would have it.
+        let mut b = old.db.batch();
+        b.remove(old.trace_marks(), [9u8; 16].to_vec());
+        b.remove(old.meta(), META_TRACE_MARKS_COMPLETE.to_vec());
+        b.commit().unwrap();
+        let path = dir.path().join("old.snap");
+        let meta = tael_consensus::SnapshotMeta::default();
+        crate::state::snapshot::export(&old, &old.read_view(), &meta, &path).unwrap();
+
+        let new = HotStore::open(&dir.path().join("new"), 1, 1 << 20).unwrap();
+        crate::state::snapshot::import(&path, &new).unwrap();
+        assert!(new.trace_marks().get([9u8; 16]).unwrap().is_some());
+        apply(&new, 2, vec![test_span(9, 1, 900)]);
+        assert_eq!(
+            checkout_stats(&new).span_count,
+            1,
+            "replaced, not counted twice"
         );
     }
 

@@ -137,6 +137,9 @@ pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
         crc: 0,
     };
     let meta = read_header(&mut r, path)?;
+    // The file brings its own trace marks, or (written before marks
+    // existed) none: then they are backfilled below.
+    into.forget_trace_marks_complete()?;
     let mut batch = into.db.batch();
     let mut in_batch = 0;
     loop {
@@ -182,6 +185,7 @@ pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
         return Err(corrupt(path, "trailing bytes after the checksum"));
     }
     batch.commit()?;
+    into.backfill_trace_marks()?;
     into.persist()?;
     debug_assert_eq!(KEYSPACES.len(), into.keyspaces.len());
     Ok(meta)
