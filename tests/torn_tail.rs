@@ -27,7 +27,7 @@ async fn torn_tail_is_repaired_and_mid_log_damage_refuses_to_start() {
     let seg = c.node(victim).wal_segments().pop().unwrap();
     // A segment may be preallocated: its data ends before its zeros.
     let bytes = fs::read(&seg).unwrap();
-    let written = bytes.iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
+    let written = tael_consensus::log_store::written_len(&bytes) as u64;
     OpenOptions::new()
         .write(true)
         .open(&seg)

@@ -758,10 +758,7 @@ pub fn corrupt_files(data_dir: &Path, mode: &str, amount: u64) -> Result<Value, 
 fn data_len(path: &Path) -> Result<u64, String> {
     if path.extension().is_some_and(|e| e == "wal") {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(bytes
-            .iter()
-            .rposition(|&b| b != 0)
-            .map_or(0, |i| i as u64 + 1))
+        Ok(tael_consensus::log_store::written_len(&bytes) as u64)
     } else {
         std::fs::metadata(path)
             .map(|m| m.len())

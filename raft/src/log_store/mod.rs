@@ -35,6 +35,7 @@ use self::index::{Loc, LogIndex, Slot};
 pub use self::meta_file::{
     read as read_meta_file, sync_dir, write_atomic as write_meta_file_atomic,
 };
+pub use self::prealloc::written_len;
 use self::writer::{Command, Writer, PURGED_FILE, VOTE_FILE};
 use crate::frame;
 use crate::types::{Entry, LogId, TypeConfig, Vote};

@@ -148,7 +148,7 @@ fn write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 /// Length of `buf` without its trailing zeros: where written data ends in a
-/// preallocated segment.
+/// preallocated segment (for tools and tests that damage a segment's data).
 pub fn written_len(buf: &[u8]) -> usize {
     buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
