@@ -586,43 +586,28 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         }
     }
     if liveness.valid == Some(true) {
+        // Every span-set key: the shared sets, then each session's trace.
+        let span_keys: Vec<_> = (0..wcfg.set_keys)
+            .map(|k| (format!("set-{k}"), workload::set_trace_id(k)))
+            .chain(
+                (0..wcfg.session_clients as u64)
+                    .map(|c| (format!("session-{c}"), workload::session_trace_id(c))),
+            )
+            .collect();
         for &node in &members {
             let p = workload::FINAL_PROCESS + 50 + node as i64;
-            for k in 0..wcfg.set_keys {
-                let key = format!("set-{k}");
+            for (key, trace) in &span_keys {
                 let result = match clients
-                    .read_trace(
-                        p,
-                        workload::SET_READ_LOCAL,
-                        &key,
-                        workload::set_trace_id(k),
-                        node,
-                        "local",
-                    )
+                    .read_trace(p, workload::SET_READ_LOCAL, key, *trace, node, "local")
                     .await
                 {
                     Ok(ids) => json!(ids),
                     Err(e) => json!({"error": e}),
                 };
-                convergence.entry(key).or_default().insert(node, result);
-            }
-            for c in 0..wcfg.session_clients as u64 {
-                let key = format!("session-{c}");
-                let result = match clients
-                    .read_trace(
-                        p,
-                        workload::SET_READ_LOCAL,
-                        &key,
-                        workload::session_trace_id(c),
-                        node,
-                        "local",
-                    )
-                    .await
-                {
-                    Ok(ids) => json!(ids),
-                    Err(e) => json!({"error": e}),
-                };
-                convergence.entry(key).or_default().insert(node, result);
+                convergence
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(node, result);
             }
         }
     }
