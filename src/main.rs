@@ -73,6 +73,24 @@ enum Command {
         /// Percent of spans that are LLM spans with a prompt and completion.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
         llm_percent: u32,
+        /// Also probe the disk under this directory (a node's data
+        /// directory) and show its slowest fdatasync next to each slow second.
+        #[arg(long)]
+        disk_witness_dir: Option<PathBuf>,
+        #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
+    /// Measure fdatasync latency and stalls of the disk under a directory,
+    /// the wait every acknowledged write includes.
+    DiskCheck {
+        /// A directory on the disk to test (where data directories will live).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        duration_secs: u64,
+        /// Pause between syncs.
+        #[arg(long, default_value_t = 10)]
+        interval_ms: u64,
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
@@ -169,6 +187,7 @@ fn main() -> ExitCode {
             duration_secs,
             rate,
             llm_percent,
+            disk_witness_dir,
             output,
         } => runtime(2).block_on(async move {
             if concurrency == 0 || spans_per_request == 0 || duration_secs == 0 {
@@ -201,6 +220,7 @@ fn main() -> ExitCode {
                 duration: Duration::from_secs(duration_secs),
                 rate_records_per_sec: rate,
                 llm_percent,
+                disk_witness_dir,
             };
             let r = cmd::bench::run(opts).await?;
             if output == "json" {
@@ -231,8 +251,12 @@ fn main() -> ExitCode {
                     r.latency_ms_p50, r.latency_ms_p99, r.latency_ms_max
                 );
                 for s in &r.slow_seconds {
+                    let disk = s
+                        .disk_max_sync_ms
+                        .map(|ms| format!("; disk's slowest fdatasync {ms:.1} ms"))
+                        .unwrap_or_default();
                     println!(
-                        "slow second     {:>3} (unix ms {}): {} of {} requests over {} ms, max {:.1} ms",
+                        "slow second     {:>3} (unix ms {}): {} of {} requests over {} ms, max {:.1} ms{disk}",
                         s.second,
                         s.unix_ms,
                         s.slow_requests,
@@ -241,12 +265,45 @@ fn main() -> ExitCode {
                         s.max_ms
                     );
                 }
+                if let Some(d) = &r.disk_witness {
+                    println!(
+                        "disk witness    fdatasync p50 {:.2}  p99 {:.2}  max {:.2} ms; {} stalls over {} ms ({:.0} ms in all)",
+                        d.sync_ms_p50,
+                        d.sync_ms_p99,
+                        d.sync_ms_max,
+                        d.stalls,
+                        cmd::disk_check::STALL_THRESHOLD_MS,
+                        d.stalled_ms_total
+                    );
+                }
                 for e in &r.errors {
                     println!("error: {e}");
                 }
             }
             Ok(())
         }),
+        Command::DiskCheck {
+            dir,
+            duration_secs,
+            interval_ms,
+            output,
+        } => {
+            let opts = cmd::disk_check::DiskCheckOptions {
+                dir,
+                duration: Duration::from_secs(duration_secs),
+                interval: Duration::from_millis(interval_ms),
+            };
+            cmd::disk_check::run(&opts, &std::sync::atomic::AtomicBool::new(false)).map(|r| {
+                if output == "json" {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&r).expect("report serializes")
+                    );
+                } else {
+                    cmd::disk_check::print_table(&r);
+                }
+            })
+        }
         Command::BenchQuery {
             server,
             runs,

@@ -50,6 +50,9 @@ pub struct BenchOptions {
     /// Share of spans (percent) that are LLM spans carrying a prompt and a
     /// completion.
     pub llm_percent: u32,
+    /// Probe this directory's disk during the run (see
+    /// [`super::disk_check`]) and report its stalls next to slow seconds.
+    pub disk_witness_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +75,8 @@ pub struct BenchReport {
     /// [`SLOW_SECOND_THRESHOLD_MS`]: where the tail comes from, with wall
     /// clock times to match against node logs.
     pub slow_seconds: Vec<SlowSecond>,
+    /// The disk probe run alongside, when asked for.
+    pub disk_witness: Option<super::disk_check::DiskCheckReport>,
     pub errors: Vec<String>,
 }
 
@@ -87,6 +92,9 @@ pub struct SlowSecond {
     pub requests: u64,
     pub slow_requests: u64,
     pub max_ms: f64,
+    /// The slowest fdatasync of the disk witness in progress during this
+    /// second, if a witness ran.
+    pub disk_max_sync_ms: Option<f64>,
 }
 
 fn kv(k: &str, v: Value) -> KeyValue {
@@ -426,6 +434,15 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
     for t in &opts.targets {
         senders.push(sender(&opts, t).await?);
     }
+    let witness = match &opts.disk_witness_dir {
+        // Slack over the run's own length: the last requests may still be
+        // waiting when the deadline passes.
+        Some(dir) => Some(super::disk_check::Witness::start(
+            dir.clone(),
+            opts.duration + Duration::from_secs(60),
+        )?),
+        None => None,
+    };
     let acked = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + opts.duration;
@@ -489,7 +506,16 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         errors.extend(e);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let slow_seconds = slow_seconds(&all, started);
+    let disk_witness = match witness {
+        Some(w) => Some(w.finish()?),
+        None => None,
+    };
+    let mut slow_seconds = slow_seconds(&all, started);
+    if let Some(disk) = &disk_witness {
+        for s in &mut slow_seconds {
+            s.disk_max_sync_ms = Some(disk.max_sync_ms_between(s.unix_ms, s.unix_ms + 1000));
+        }
+    }
     let mut all: Vec<u32> = all.into_iter().map(|(_, us)| us).collect();
     all.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -519,6 +545,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         latency_ms_p99: pct(0.99),
         latency_ms_max: all.last().map_or(0.0, |&m| m as f64 / 1000.0),
         slow_seconds,
+        disk_witness,
         errors,
     })
 }
@@ -540,6 +567,7 @@ fn slow_seconds(samples: &[(u32, u32)], started: Instant) -> Vec<SlowSecond> {
             requests: 0,
             slow_requests: 0,
             max_ms: 0.0,
+            disk_max_sync_ms: None,
         });
         let took_ms = f64::from(took_us) / 1000.0;
         s.requests += 1;

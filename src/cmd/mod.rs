@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_query;
 pub mod dev_cluster;
+pub mod disk_check;
 pub mod init;
 pub mod member;
 pub mod status;
