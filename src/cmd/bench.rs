@@ -518,15 +518,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
     }
     let mut all: Vec<u32> = all.into_iter().map(|(_, us)| us).collect();
     all.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if all.is_empty() {
-            return 0.0;
-        }
-        let idx = ((p * all.len() as f64).ceil() as usize)
-            .saturating_sub(1)
-            .min(all.len() - 1);
-        all[idx] as f64 / 1000.0
-    };
+    let pct = |p: f64| super::quantile(&all, p).map_or(0.0, |us| f64::from(us) / 1000.0);
     errors.truncate(10);
     let acked_records = acked.load(Ordering::Relaxed);
     Ok(BenchReport {

@@ -107,12 +107,7 @@ pub async fn run(
     for (i, (name, path)) in names.into_iter().enumerate() {
         let s = &mut samples[i];
         s.sort_by(f64::total_cmp);
-        let pct = |p: f64| -> f64 {
-            if s.is_empty() {
-                return 0.0;
-            }
-            s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
-        };
+        let pct = |p: f64| super::quantile(s, p).unwrap_or(0.0);
         out.push(QueryLatency {
             name: name.to_string(),
             path,

@@ -171,15 +171,7 @@ fn unix_now_ms() -> u64 {
 fn summarize(dir: PathBuf, elapsed_secs: f64, samples: Vec<Sync>) -> DiskCheckReport {
     let mut sorted: Vec<f64> = samples.iter().map(|s| s.took_ms).collect();
     sorted.sort_by(f64::total_cmp);
-    let pct = |p: f64| -> f64 {
-        if sorted.is_empty() {
-            return 0.0;
-        }
-        let idx = ((p * sorted.len() as f64).ceil() as usize)
-            .saturating_sub(1)
-            .min(sorted.len() - 1);
-        sorted[idx]
-    };
+    let pct = |p: f64| super::quantile(&sorted, p).unwrap_or(0.0);
     let stalls: Vec<Sync> = samples
         .iter()
         .copied()
