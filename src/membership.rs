@@ -256,11 +256,9 @@ impl Node {
             .map(|m| m.node_id)
             .collect();
         match members.members.iter().find(|m| m.node_id == node_id) {
-            None => {
-                return Err(MembershipError::Invalid(format!(
-                    "node {node_id} is not a member"
-                )))
-            }
+            None => Err(MembershipError::Invalid(format!(
+                "node {node_id} is not a member"
+            ))),
             Some(m) if m.role == "voter" => {
                 if voters.len() == 1 {
                     return Err(MembershipError::Conflict(

@@ -12,7 +12,7 @@ fn llm_request(
     completion: &str,
 ) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
     let mut req = trace_request(
-        if trace_no % 2 == 0 {
+        if trace_no.is_multiple_of(2) {
             "agent-even"
         } else {
             "agent-odd"

@@ -254,7 +254,7 @@ pub async fn correlate(
             })?;
             metrics.extend(found.records);
         }
-        metrics.sort_by(|a, b| b.timestamp_unix_nanos.cmp(&a.timestamp_unix_nanos));
+        metrics.sort_by_key(|m| std::cmp::Reverse(m.timestamp_unix_nanos));
         metrics.truncate(CORRELATE_MAX_METRICS);
         let errors = spans
             .iter()
