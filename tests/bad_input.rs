@@ -256,3 +256,57 @@ async fn bad_input_is_refused_clearly_and_harms_nothing() {
             .is_empty());
     }
 }
+
+/// `tael-raft disk-check` as an operator runs it: a report on a real
+/// directory, and a clear refusal of a path that is not one.
+#[test]
+fn disk_check_reports_and_refuses_bad_paths() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "disk-check",
+            "--duration-secs",
+            "1",
+            "--output",
+            "json",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["syncs"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["sync_ms_max"].as_f64().unwrap() >= report["sync_ms_p50"].as_f64().unwrap());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "probe file left behind"
+    );
+
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    for args in [
+        vec![
+            "disk-check".into(),
+            "--dir".into(),
+            file.display().to_string(),
+        ],
+        vec!["disk-check".into(), "--duration-secs".into(), "0".into()],
+        vec!["disk-check".into(), "--interval-ms".into(), "0".into()],
+        vec!["disk-check".into(), "--duration-secs".into(), "-5".into()],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error"),
+            "{args:?}: unclear error {stderr:?}"
+        );
+    }
+}
