@@ -546,9 +546,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
 /// and keeps the seconds with a request over the threshold.
 fn slow_seconds(samples: &[(u32, u32)], started: Instant) -> Vec<SlowSecond> {
     use std::collections::BTreeMap;
-    let started_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    let started_unix_ms = (crate::model::now_unix_nanos() / 1_000_000)
         .saturating_sub(started.elapsed().as_millis() as u64);
     let mut by_second: BTreeMap<u64, SlowSecond> = BTreeMap::new();
     for &(sent_ms, took_us) in samples {

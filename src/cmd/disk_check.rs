@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -143,7 +143,7 @@ fn probe(
     let mut samples: Vec<Sync> = Vec::new();
     let mut next_block = 0u64;
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        let unix_ms = unix_now_ms();
+        let unix_ms = crate::model::now_unix_nanos() / 1_000_000;
         let t0 = Instant::now();
         file.write_all_at(&block, next_block * PROBE_WRITE_BYTES as u64)
             .map_err(|e| context("writing", e))?;
@@ -162,25 +162,22 @@ fn probe(
     ))
 }
 
-fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn summarize(dir: PathBuf, elapsed_secs: f64, samples: Vec<Sync>) -> DiskCheckReport {
     let mut sorted: Vec<f64> = samples.iter().map(|s| s.took_ms).collect();
     sorted.sort_by(f64::total_cmp);
     let pct = |p: f64| super::quantile(&sorted, p).unwrap_or(0.0);
-    let stalls: Vec<Sync> = samples
+    let mut stalls: Vec<Sync> = samples
         .iter()
         .copied()
         .filter(|s| s.took_ms > STALL_THRESHOLD_MS)
         .collect();
-    let mut worst = stalls.clone();
-    worst.sort_by(|a, b| b.took_ms.total_cmp(&a.took_ms));
-    worst.truncate(MAX_STALLS_REPORTED);
-    worst.sort_by_key(|s| s.unix_ms);
+    let stall_count = stalls.len() as u64;
+    // A fold from +0.0: an empty f64 sum is -0.0, printed as "-0".
+    let stalled_ms_total = stalls.iter().map(|s| s.took_ms).fold(0.0, |a, b| a + b);
+    // The worst ones, then back in time order.
+    stalls.sort_by(|a, b| b.took_ms.total_cmp(&a.took_ms));
+    stalls.truncate(MAX_STALLS_REPORTED);
+    stalls.sort_by_key(|s| s.unix_ms);
     DiskCheckReport {
         dir,
         elapsed_secs,
@@ -188,10 +185,9 @@ fn summarize(dir: PathBuf, elapsed_secs: f64, samples: Vec<Sync>) -> DiskCheckRe
         sync_ms_p50: pct(0.50),
         sync_ms_p99: pct(0.99),
         sync_ms_max: sorted.last().copied().unwrap_or(0.0),
-        stalls: stalls.len() as u64,
-        // A fold from +0.0: an empty f64 sum is -0.0, printed as "-0".
-        stalled_ms_total: stalls.iter().map(|s| s.took_ms).fold(0.0, |a, b| a + b),
-        worst_stalls: worst,
+        stalls: stall_count,
+        stalled_ms_total,
+        worst_stalls: stalls,
         samples,
     }
 }

@@ -1644,6 +1644,15 @@ mod tests {
         b.commit(None, None).unwrap();
     }
 
+    /// Removes `trace`'s mark and the backfill flag, as a store written
+    /// before marks existed would have them.
+    fn as_before_trace_marks(store: &HotStore, trace: TraceId) {
+        let mut b = store.db.batch();
+        b.remove(store.trace_marks(), trace.to_vec());
+        b.remove(store.meta(), META_TRACE_MARKS_COMPLETE.to_vec());
+        b.commit().unwrap();
+    }
+
     fn checkout_stats(store: &HotStore) -> ServiceStats {
         let all = store.services().unwrap();
         assert_eq!(all.len(), 1);
@@ -1676,11 +1685,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = HotStore::open(&dir.path().join("old"), 1, 1 << 20).unwrap();
         apply(&old, 1, vec![test_span(9, 1, 100)]);
-        // As a node of an earlier version would have it.
-        let mut b = old.db.batch();
-        b.remove(old.trace_marks(), [9u8; 16].to_vec());
-        b.remove(old.meta(), META_TRACE_MARKS_COMPLETE.to_vec());
-        b.commit().unwrap();
+        as_before_trace_marks(&old, [9; 16]);
         let path = dir.path().join("old.snap");
         let meta = tael_consensus::SnapshotMeta::default();
         crate::state::snapshot::export(&old, &old.read_view(), &meta, &path).unwrap();
@@ -1702,11 +1707,7 @@ mod tests {
         {
             let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
             apply(&store, 1, vec![test_span(7, 1, 100)]);
-            // As written before marks existed.
-            let mut b = store.db.batch();
-            b.remove(store.trace_marks(), [7u8; 16].to_vec());
-            b.remove(store.meta(), META_TRACE_MARKS_COMPLETE.to_vec());
-            b.commit().unwrap();
+            as_before_trace_marks(&store, [7; 16]);
         }
         let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
         assert!(store.trace_marks().get([7u8; 16]).unwrap().is_some());

@@ -173,15 +173,19 @@ mod tests {
     use super::*;
     use crate::types::LeaderId;
 
+    fn id(i: u64) -> LogId {
+        LogId::new(
+            LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            i,
+        )
+    }
+
     fn push(index: &mut LogIndex, i: u64, len: usize) {
         index.push(Slot {
-            log_id: LogId::new(
-                LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                i,
-            ),
+            log_id: id(i),
             loc: None,
             frame: Some(Arc::new(vec![0; len])),
         });
@@ -202,22 +206,10 @@ mod tests {
         assert_eq!(index.bytes_after(0), 20);
         push(&mut index, 2, 5);
         assert_eq!(index.bytes_after(0), 25);
-        index.purge(LogId::new(
-            LeaderId {
-                term: 1,
-                node_id: 1,
-            },
-            0,
-        ));
+        index.purge(id(0));
         assert_eq!(index.bytes_after(0), 25, "purged entries are applied ones");
         assert_eq!(index.bytes_after(1), 5);
-        index.purge(LogId::new(
-            LeaderId {
-                term: 1,
-                node_id: 1,
-            },
-            2,
-        ));
+        index.purge(id(2));
         assert_eq!(index.bytes_after(2), 0);
         push(&mut index, 3, 7);
         assert_eq!(index.bytes_after(2), 7);

@@ -335,9 +335,8 @@ async fn a_busy_log_moves_to_preallocated_segments_and_reopens_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let next = {
         let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
-        let next = append_until_preallocated(&mut s, dir.path(), 0).await;
+        let mut next = append_until_preallocated(&mut s, dir.path(), 0).await;
         // Fill it past its end: the next segment comes from a spare as well.
-        let mut next = next;
         for _ in 0..40 {
             append(&mut s, vec![sized_entry(1, next, 2048)]).await;
             next += 1;
