@@ -1,11 +1,13 @@
-//! From validated telemetry to a committed log entry.
+//! The write side the edges use: from validated telemetry (or a comment) to
+//! a committed log entry. OTLP and REST hold an [`Ingest`], not the cluster.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tael_consensus::Record;
 
-use crate::node::{ClusterError, Node};
+use crate::cluster::{Cluster, ClusterError};
+use crate::comments::Comment;
 use crate::spool::{Spool, SpoolRefusal};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,47 +79,79 @@ async fn spool_append(spool: Arc<Spool>, record: Record) -> Result<(), (SpoolRef
     .unwrap_or_else(|e| panic!("spool append task: {e}"))
 }
 
-/// Commits one export's records (already encoded into `record`) as a single
-/// log entry; `n` is the number of telemetry records it carries. On a node
-/// with a spool, it is acknowledged once spooled instead (log index 0), unless
-/// the spool cannot take it (too large, or failed): then it is committed
-/// directly.
-pub async fn commit(
-    node: &Node,
-    signal: Signal,
-    transport: Transport,
-    record: Record,
-    n: u64,
-) -> Result<u64, ClusterError> {
-    debug_assert!(n > 0);
-    let c = node.ingest.get(signal, transport);
-    let record = match &node.spool {
-        Some(spool) => match spool_append(spool.clone(), record).await {
-            Ok(()) => {
+pub struct Ingest {
+    cluster: Arc<Cluster>,
+    /// With `--ingest-ack spooled`: where exports wait to be forwarded.
+    spool: Option<Arc<Spool>>,
+    pub metrics: IngestMetrics,
+}
+
+impl Ingest {
+    pub fn new(cluster: Arc<Cluster>, spool: Option<Arc<Spool>>) -> Ingest {
+        Ingest {
+            cluster,
+            spool,
+            metrics: IngestMetrics::default(),
+        }
+    }
+
+    /// Commits one export's records (already encoded into `record`) as a
+    /// single log entry; `n` is the number of telemetry records it carries.
+    /// On a node with a spool, it is acknowledged once spooled instead (log
+    /// index 0), unless the spool cannot take it (too large, or failed): then
+    /// it is committed directly.
+    pub async fn commit(
+        &self,
+        signal: Signal,
+        transport: Transport,
+        record: Record,
+        n: u64,
+    ) -> Result<u64, ClusterError> {
+        assert!(n > 0, "an export commits at least one record");
+        let c = self.metrics.get(signal, transport);
+        let record = match &self.spool {
+            Some(spool) => match spool_append(spool.clone(), record).await {
+                Ok(()) => {
+                    c.accepted.fetch_add(n, Ordering::Relaxed);
+                    return Ok(0);
+                }
+                Err((SpoolRefusal::Full { pending_bytes }, _)) => {
+                    c.unavailable.fetch_add(n, Ordering::Relaxed);
+                    return Err(ClusterError::Unavailable(format!(
+                        "the spool is full ({pending_bytes} bytes wait to be forwarded); retry later"
+                    )));
+                }
+                Err((SpoolRefusal::TooLarge | SpoolRefusal::Failed(_), record)) => {
+                    spool.metrics.bypassed_total.fetch_add(1, Ordering::Relaxed);
+                    record
+                }
+            },
+            None => record,
+        };
+        match self.cluster.propose(record).await {
+            Ok(index) => {
                 c.accepted.fetch_add(n, Ordering::Relaxed);
-                return Ok(0);
+                Ok(index)
             }
-            Err((SpoolRefusal::Full { pending_bytes }, _)) => {
+            Err(e) => {
                 c.unavailable.fetch_add(n, Ordering::Relaxed);
-                return Err(ClusterError::Unavailable(format!(
-                    "the spool is full ({pending_bytes} bytes wait to be forwarded); retry later"
-                )));
+                Err(e)
             }
-            Err((SpoolRefusal::TooLarge | SpoolRefusal::Failed(_), record)) => {
-                spool.metrics.bypassed_total.fetch_add(1, Ordering::Relaxed);
-                record
-            }
-        },
-        None => record,
-    };
-    match node.propose(record).await {
-        Ok(index) => {
-            c.accepted.fetch_add(n, Ordering::Relaxed);
-            Ok(index)
         }
-        Err(e) => {
-            c.unavailable.fetch_add(n, Ordering::Relaxed);
-            Err(e)
-        }
+    }
+
+    /// Commits a validated comment; the leader stamps its id and time.
+    pub async fn add_comment(&self, draft: &Comment) -> Result<Comment, ClusterError> {
+        let (_, response) = self
+            .cluster
+            .propose_for_response(crate::payload::comment_record(draft))
+            .await?;
+        let stamped: Comment = crate::state::hot::decode(&response)
+            .map_err(|e| ClusterError::Internal(format!("the leader's stamped comment: {e}")))?;
+        assert!(
+            stamped.is_stamped() && stamped.trace_id == draft.trace_id,
+            "the leader answered with a comment it did not stamp for this trace"
+        );
+        Ok(stamped)
     }
 }

@@ -1,12 +1,14 @@
 //! tael-raft: a Raft-replicated OpenTelemetry backend.
 //!
 //! The path of a span: [`otlp`] decodes and validates an export, [`ingest`]
-//! encodes it as one [`payload`] record and proposes it through the leader,
-//! the [`state`] machine applies committed records to the hot tier, and
-//! [`rest`] answers queries after [`node::ReadBarrier`] has made the local
-//! state fresh enough for the requested consistency level.
+//! encodes it as one [`payload`] record and proposes it through the
+//! [`cluster`] handle (to the leader), the [`state`] machine applies committed
+//! records to the hot tier, and [`rest`] answers queries through the
+//! [`query`] service, which first passes the cluster's read barrier for the
+//! requested consistency level. [`serve`] builds all of it.
 
 pub mod analytics;
+pub mod cluster;
 pub mod cmd;
 pub mod comments;
 pub mod config;
@@ -15,12 +17,13 @@ pub mod fulltext;
 pub mod http_client;
 pub mod ingest;
 pub mod llm;
-pub mod membership;
 pub mod model;
-pub mod node;
 pub mod otlp;
 pub mod payload;
+pub mod query;
 pub mod rest;
+pub mod self_metrics;
+pub mod serve;
 pub mod spool;
 pub mod state;
 pub mod sys;

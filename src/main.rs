@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tael_raft::cmd;
 use tael_raft::config::ServeArgs;
-use tael_raft::node::Node;
 
 #[derive(Parser)]
 #[command(
@@ -152,7 +151,7 @@ fn main() -> ExitCode {
             Ok(config) => {
                 init_tracing();
                 runtime(config.runtime_threads).block_on(async move {
-                    let running = Node::start(config).await?;
+                    let running = tael_raft::serve::start(config).await?;
                     wait_for_stop_signal().await;
                     tracing::info!("stopping");
                     running.shutdown().await;

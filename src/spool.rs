@@ -51,7 +51,7 @@ use tael_consensus::{Record, BATCH_KEY_LEN};
 use tokio::sync::{watch, Notify};
 use walrus_rust::{FsyncSchedule, ReadConsistency, Walrus};
 
-use crate::node::{ClusterError, Node};
+use crate::cluster::{Cluster, ClusterError};
 use crate::payload;
 use crate::state::hot::{decode, encode};
 
@@ -526,7 +526,11 @@ async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
 /// Forwards spooled records into the Raft log, oldest first, one at a time:
 /// the next is read only after the previous one committed (see the module
 /// docs for why both the order and the one-at-a-time matter).
-pub async fn forward(node: Arc<Node>, spool: Arc<Spool>, mut shutdown: watch::Receiver<bool>) {
+pub async fn forward(
+    cluster: Arc<Cluster>,
+    spool: Arc<Spool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut retry = RETRY_MIN;
     loop {
         if *shutdown.borrow() {
@@ -554,7 +558,7 @@ pub async fn forward(node: Arc<Node>, spool: Arc<Spool>, mut shutdown: watch::Re
         };
         let record = spool.record_for(&entry);
         loop {
-            match node.propose(record.clone()).await {
+            match cluster.propose(record.clone()).await {
                 Ok(_) => break,
                 Err(ClusterError::Invalid(why)) => {
                     // Validated before it was spooled, so a refusal here is a

@@ -14,8 +14,9 @@ use std::task::{Context, Poll};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Request, Response, Status};
 
+use crate::cluster::ClusterError;
+use crate::ingest::Ingest;
 use crate::ingest::Transport;
-use crate::node::{ClusterError, Node};
 use crate::otlp::{export, Logs, Metrics, OtlpSignal, Traces, MAX_EXPORT_BYTES};
 
 pub struct OtlpCodec<Resp, Req>(PhantomData<(Resp, Req)>);
@@ -69,14 +70,14 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'stati
 
 /// The collector service of one signal.
 pub struct OtlpService<S> {
-    node: Arc<Node>,
+    ingest: Arc<Ingest>,
     _signal: PhantomData<fn() -> S>,
 }
 
 impl<S> Clone for OtlpService<S> {
     fn clone(&self) -> Self {
         OtlpService {
-            node: self.node.clone(),
+            ingest: self.ingest.clone(),
             _signal: PhantomData,
         }
     }
@@ -87,7 +88,7 @@ impl<S: OtlpSignal> tonic::server::NamedService for OtlpService<S> {
 }
 
 struct Unary<S> {
-    node: Arc<Node>,
+    ingest: Arc<Ingest>,
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -95,9 +96,9 @@ impl<S: OtlpSignal> tonic::server::UnaryService<S::Req> for Unary<S> {
     type Response = S::Resp;
     type Future = BoxFuture<Response<S::Resp>, Status>;
     fn call(&mut self, request: Request<S::Req>) -> Self::Future {
-        let node = self.node.clone();
+        let ingest = self.ingest.clone();
         Box::pin(async move {
-            export::<S>(&node, Transport::Grpc, request.into_inner())
+            export::<S>(&ingest, Transport::Grpc, request.into_inner())
                 .await
                 .map(Response::new)
                 .map_err(status_from)
@@ -120,7 +121,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let node = self.node.clone();
+        let ingest = self.ingest.clone();
         let is_export = req
             .uri()
             .path()
@@ -135,7 +136,7 @@ where
                 .accept_compressed(CompressionEncoding::Gzip)
                 .apply_max_message_size_config(Some(MAX_EXPORT_BYTES), Some(MAX_EXPORT_BYTES));
             let unary = Unary::<S> {
-                node,
+                ingest,
                 _signal: PhantomData,
             };
             Ok(grpc.unary(unary, req).await)
@@ -143,10 +144,16 @@ where
     }
 }
 
+/// The one place a [`ClusterError`] becomes a gRPC status.
 pub fn status_from(e: ClusterError) -> Status {
     match e {
         ClusterError::Unavailable(m) => unavailable_with_retry_info(m, RETRY_DELAY_SECS),
+        ClusterError::NotLeader { .. } => {
+            unavailable_with_retry_info(e.to_string(), RETRY_DELAY_SECS)
+        }
         ClusterError::Invalid(m) => Status::invalid_argument(m),
+        ClusterError::Conflict(m) => Status::failed_precondition(m),
+        ClusterError::NotFound(m) => Status::not_found(m),
         ClusterError::Internal(m) => Status::internal(m),
     }
 }
@@ -211,16 +218,16 @@ fn unavailable_with_retry_info(message: String, delay_secs: i64) -> Status {
     )
 }
 
-fn service<S: OtlpSignal>(node: &Arc<Node>) -> OtlpService<S> {
+fn service<S: OtlpSignal>(ingest: &Arc<Ingest>) -> OtlpService<S> {
     OtlpService {
-        node: node.clone(),
+        ingest: ingest.clone(),
         _signal: PhantomData,
     }
 }
 
-pub fn router(node: Arc<Node>) -> tonic::transport::server::Router {
+pub fn router(ingest: Arc<Ingest>) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
-        .add_service(service::<Traces>(&node))
-        .add_service(service::<Logs>(&node))
-        .add_service(service::<Metrics>(&node))
+        .add_service(service::<Traces>(&ingest))
+        .add_service(service::<Logs>(&ingest))
+        .add_service(service::<Metrics>(&ingest))
 }

@@ -14,8 +14,9 @@ use axum::routing::post;
 use axum::Router;
 use prost::Message;
 
+use crate::cluster::ClusterError;
+use crate::ingest::Ingest;
 use crate::ingest::Transport;
-use crate::node::{ClusterError, Node};
 use crate::otlp::{export, Logs, Metrics, OtlpSignal, Traces, MAX_EXPORT_BYTES};
 
 /// Exports read, decoded and waiting for commit at once: each may hold up to
@@ -44,13 +45,13 @@ impl Format {
 
 #[derive(Clone)]
 struct HttpState {
-    node: Arc<Node>,
+    ingest: Arc<Ingest>,
     inflight: Arc<tokio::sync::Semaphore>,
 }
 
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router(ingest: Arc<Ingest>) -> Router {
     let state = HttpState {
-        node,
+        ingest,
         inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT_EXPORTS)),
     };
     Router::new()
@@ -255,7 +256,7 @@ async fn handle<S: OtlpSignal>(
         Ok(r) => r,
         Err((status, why)) => return error(format, status, why),
     };
-    match export::<S>(&state.node, Transport::Http, req).await {
+    match export::<S>(&state.ingest, Transport::Http, req).await {
         Ok(resp) => {
             let body = match format {
                 Format::Protobuf => resp.encode_to_vec(),
@@ -275,9 +276,20 @@ async fn handle<S: OtlpSignal>(
             )
                 .into_response()
         }
-        Err(ClusterError::Invalid(m)) => error(format, StatusCode::BAD_REQUEST, m),
-        Err(ClusterError::Unavailable(m)) => error(format, StatusCode::SERVICE_UNAVAILABLE, m),
-        Err(ClusterError::Internal(m)) => error(format, StatusCode::INTERNAL_SERVER_ERROR, m),
+        Err(e) => error(format, status_of(&e), e.to_string()),
+    }
+}
+
+/// The one place a [`ClusterError`] becomes an OTLP/HTTP status.
+fn status_of(e: &ClusterError) -> StatusCode {
+    match e {
+        ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ClusterError::Unavailable(_) | ClusterError::NotLeader { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ClusterError::Conflict(_) => StatusCode::CONFLICT,
+        ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
+        ClusterError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

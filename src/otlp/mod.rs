@@ -17,9 +17,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tael_consensus::Record;
 
+use crate::cluster::ClusterError;
+use crate::ingest::Ingest;
 use crate::ingest::{Signal, Transport};
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
-use crate::node::{ClusterError, Node};
 use crate::payload;
 use convert::Converted;
 
@@ -119,11 +120,11 @@ impl OtlpSignal for Metrics {
 /// entry. A request with nothing valid in it is `Invalid`; one with some
 /// invalid records is answered with a partial success.
 pub async fn export<S: OtlpSignal>(
-    node: &Node,
+    ingest: &Ingest,
     transport: Transport,
     req: S::Req,
 ) -> Result<S::Resp, ClusterError> {
-    let counters = node.ingest.get(S::SIGNAL, transport);
+    let counters = ingest.metrics.get(S::SIGNAL, transport);
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let converted = S::convert(req);
     counters
@@ -141,7 +142,7 @@ pub async fn export<S: OtlpSignal>(
     let record = S::log_record(&converted.records);
     let n = converted.records.len() as u64;
     drop(converted.records);
-    crate::ingest::commit(node, S::SIGNAL, transport, record, n).await?;
+    ingest.commit(S::SIGNAL, transport, record, n).await?;
     Ok(S::response(
         converted.first_error.map(|why| (converted.rejected, why)),
     ))

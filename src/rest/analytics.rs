@@ -7,11 +7,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{answer, blocking, ApiError, Params};
+use super::{answer, ApiError, Params};
 use crate::analytics::{self, SpanDigest, SpanStats};
 use crate::model::{hex_lower, now_unix_nanos, parse_hex, rfc3339_nanos, Severity, TraceId};
-use crate::node::Node;
-use crate::state::hot::{HotStore, LogQuery, MetricQuery, StoreResult};
+use crate::query::{LogQuery, MetricQuery, QueryService, StoreError, Text, View};
 
 const DEFAULT_WINDOW_SECS: u64 = 3600;
 /// The baseline window defaults to this many current windows before it.
@@ -62,42 +61,41 @@ impl Windows {
 }
 
 fn digests(
-    store: &HotStore,
-    (since, until): (u64, u64),
+    view: &View,
+    window: (u64, u64),
     service: Option<&str>,
-) -> StoreResult<(Vec<SpanDigest>, bool)> {
-    store.span_digests(since, until, service, MAX_WINDOW_SPANS)
+) -> Result<(Vec<SpanDigest>, bool), StoreError> {
+    view.span_digests(window, service, MAX_WINDOW_SPANS)
 }
 
-/// Parses the window parameters, passes the read barrier, then runs `f` on
-/// the store in a blocking task. `limit` (default `default_limit`) bounds
-/// the lists `f` returns.
+/// Parses the window parameters, then runs `f` through the query service.
+/// `limit` (default `default_limit`) bounds the lists `f` returns.
 async fn windowed(
-    node: Arc<Node>,
+    queries: Arc<QueryService>,
     raw: Option<String>,
     default_limit: usize,
-    f: impl FnOnce(&HotStore, &Windows, usize) -> StoreResult<Value> + Send + 'static,
+    f: impl FnOnce(&View, &Windows, usize) -> Result<Value, StoreError> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let consistency = p.consistency()?;
     let w = Windows::parse(&p)?;
     let limit = p.limit(default_limit)?;
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let body = blocking(move || f(&store, &w, limit)).await?;
-    Ok(answer(barrier, body))
+    let read = queries
+        .read(consistency, Text::NotUsed, move |v| f(v, &w, limit))
+        .await?;
+    Ok(answer(read.barrier, read.value))
 }
 
 pub async fn summary(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    windowed(node, raw, TOP_LIMIT, |store, w, limit| {
+    windowed(queries, raw, TOP_LIMIT, |store, w, limit| {
         let svc = w.service.as_deref();
         let window = w.current();
         let (spans, truncated) = digests(store, window, svc)?;
-        let logs = store.log_severity_counts(window.0, window.1, svc)?;
-        let (points, names) = store.metric_point_counts(window.0, window.1, svc)?;
+        let logs = store.log_severity_counts(window, svc)?;
+        let (points, names) = store.metric_point_counts(window, svc)?;
         let count = |sevs: &[Severity]| -> u64 {
             sevs.iter().map(|s| logs.get(s).copied().unwrap_or(0)).sum()
         };
@@ -122,10 +120,10 @@ pub async fn summary(
 }
 
 pub async fn anomalies(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    windowed(node, raw, TOP_LIMIT, |store, w, _| {
+    windowed(queries, raw, TOP_LIMIT, |store, w, _| {
         let svc = w.service.as_deref();
         let (current, t1) = digests(store, w.current(), svc)?;
         let (baseline, t2) = digests(store, w.baseline(), svc)?;
@@ -154,10 +152,10 @@ fn window_figures(spans: &[SpanDigest], secs: u64) -> Value {
 }
 
 pub async fn diff(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    windowed(node, raw, TOP_LIMIT, |store, w, _| {
+    windowed(queries, raw, TOP_LIMIT, |store, w, _| {
         let svc = w.service.as_deref();
         let (current, t1) = digests(store, w.current(), svc)?;
         let (baseline, t2) = digests(store, w.baseline(), svc)?;
@@ -182,10 +180,10 @@ pub async fn diff(
 }
 
 pub async fn topology(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    windowed(node, raw, DEFAULT_EDGE_LIMIT, |store, w, limit| {
+    windowed(queries, raw, DEFAULT_EDGE_LIMIT, |store, w, limit| {
         let (spans, truncated) = digests(store, w.current(), None)?;
         let services: Vec<Value> = analytics::by_service(&spans)
             .into_iter()
@@ -205,7 +203,7 @@ pub async fn topology(
 }
 
 pub async fn correlate(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
@@ -218,63 +216,62 @@ pub async fn correlate(
             "invalid trace {raw_trace:?}: expected 32 hex characters"
         ))
     })?;
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let body = blocking(move || {
-        let spans = store.trace(&trace)?;
-        if spans.is_empty() {
-            return Ok(None);
-        }
-        let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap();
-        let end = spans.iter().map(|s| s.end_unix_nanos).max().unwrap();
-        let mut services: Vec<String> = spans.iter().map(|s| s.service.clone()).collect();
-        services.sort();
-        services.dedup();
-        let logs = store.search_logs(&LogQuery {
-            service: None,
-            severity: None,
-            body_contains: None,
-            trace_id: Some(trace),
-            since_unix_nanos: None,
-            until_unix_nanos: None,
-            attributes: vec![],
-            limit: CORRELATE_MAX_LOGS,
-            max_scanned: CORRELATE_MAX_LOGS * 10,
-        })?;
-        let mut metrics = Vec::new();
-        for svc in &services {
-            let found = store.search_metrics(&MetricQuery {
-                service: Some(svc.clone()),
-                name: None,
-                metric_type: None,
-                since_unix_nanos: Some(start.saturating_sub(CORRELATE_MARGIN_NANOS)),
-                until_unix_nanos: Some(end.saturating_add(CORRELATE_MARGIN_NANOS)),
-                limit: CORRELATE_MAX_METRICS,
-                max_scanned: CORRELATE_MAX_METRICS * 20,
+    let read = queries
+        .read(consistency, Text::NotUsed, move |store| {
+            let spans = store.trace(&trace)?;
+            if spans.is_empty() {
+                return Ok(None);
+            }
+            let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap();
+            let end = spans.iter().map(|s| s.end_unix_nanos).max().unwrap();
+            let mut services: Vec<String> = spans.iter().map(|s| s.service.clone()).collect();
+            services.sort();
+            services.dedup();
+            let logs = store.search_logs(&LogQuery {
+                service: None,
+                severity: None,
+                body_contains: None,
+                trace_id: Some(trace),
+                since_unix_nanos: None,
+                until_unix_nanos: None,
+                attributes: vec![],
+                limit: CORRELATE_MAX_LOGS,
+                max_scanned: CORRELATE_MAX_LOGS * 10,
             })?;
-            metrics.extend(found.records);
-        }
-        metrics.sort_by_key(|m| std::cmp::Reverse(m.timestamp_unix_nanos));
-        metrics.truncate(CORRELATE_MAX_METRICS);
-        let errors = spans
-            .iter()
-            .filter(|s| s.status == crate::model::SpanStatus::Error)
-            .count();
-        Ok(Some(json!({
-            "trace_id": hex_lower(&trace),
-            "span_count": spans.len(),
-            "services": services,
-            "start_time": rfc3339_nanos(start),
-            "end_time": rfc3339_nanos(end),
-            "duration_ms": (end - start) as f64 / 1e6,
-            "error_count": errors,
-            "logs": logs.records.iter().map(|l| l.to_json()).collect::<Vec<_>>(),
-            "metrics": metrics.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
-        })))
-    })
-    .await?;
-    match body {
-        Some(b) => Ok(answer(barrier, b)),
+            let mut metrics = Vec::new();
+            for svc in &services {
+                let found = store.search_metrics(&MetricQuery {
+                    service: Some(svc.clone()),
+                    name: None,
+                    metric_type: None,
+                    since_unix_nanos: Some(start.saturating_sub(CORRELATE_MARGIN_NANOS)),
+                    until_unix_nanos: Some(end.saturating_add(CORRELATE_MARGIN_NANOS)),
+                    limit: CORRELATE_MAX_METRICS,
+                    max_scanned: CORRELATE_MAX_METRICS * 20,
+                })?;
+                metrics.extend(found.records);
+            }
+            metrics.sort_by_key(|m| std::cmp::Reverse(m.timestamp_unix_nanos));
+            metrics.truncate(CORRELATE_MAX_METRICS);
+            let errors = spans
+                .iter()
+                .filter(|s| s.status == crate::model::SpanStatus::Error)
+                .count();
+            Ok(Some(json!({
+                "trace_id": hex_lower(&trace),
+                "span_count": spans.len(),
+                "services": services,
+                "start_time": rfc3339_nanos(start),
+                "end_time": rfc3339_nanos(end),
+                "duration_ms": (end - start) as f64 / 1e6,
+                "error_count": errors,
+                "logs": logs.records.iter().map(|l| l.to_json()).collect::<Vec<_>>(),
+                "metrics": metrics.iter().map(|m| m.to_json()).collect::<Vec<_>>(),
+            })))
+        })
+        .await?;
+    match read.value {
+        Some(b) => Ok(answer(read.barrier, b)),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "trace not found")),
     }
 }

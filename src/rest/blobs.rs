@@ -6,12 +6,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{blocking, ApiError, Params};
+use super::{mark_served, ApiError, Params};
 use crate::model::parse_hex;
-use crate::node::Node;
+use crate::query::{QueryService, Text};
 
 pub async fn get(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     Path(raw): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -22,10 +22,12 @@ pub async fn get(
             "invalid blob id {raw:?}: expected a sha256 as 64 hex characters"
         ))
     })?;
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let bytes = blocking(move || store.blob(&sha))
-        .await?
+    let read = queries
+        .read(consistency, Text::NotUsed, move |v| v.blob(&sha))
+        .await?;
+    let barrier = read.barrier;
+    let bytes = read
+        .value
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "blob not found"))?;
     debug_assert_eq!(
         crate::llm::sha256(&bytes),
@@ -42,14 +44,9 @@ pub async fn get(
         bytes,
     )
         .into_response();
-    let h = resp.headers_mut();
-    h.insert("x-tael-served-by", HeaderValue::from(barrier.node_id));
-    h.insert(
-        "x-tael-applied-index",
-        HeaderValue::from(barrier.applied_index),
-    );
+    mark_served(&mut resp, barrier);
     // Content-addressed: the bytes under a hash never change.
-    h.insert(
+    resp.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );

@@ -10,12 +10,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{answer, blocking, ApiError, Params};
+use super::{answer_read, ApiError, Params};
 use crate::comments::{self, Comment};
+use crate::ingest::Ingest;
 use crate::model::{parse_hex, TraceId};
-use crate::node::Node;
-use crate::payload;
-use crate::state::hot::decode;
+use crate::query::{QueryService, Text};
 
 const DEFAULT_LIMIT: usize = 1_000;
 
@@ -38,7 +37,7 @@ fn trace_id(raw: &str) -> Result<TraceId, ApiError> {
 }
 
 pub async fn create(
-    State(node): State<Arc<Node>>,
+    State(ingest): State<Arc<Ingest>>,
     Path(raw_trace): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -63,11 +62,7 @@ pub async fn create(
         created_at_unix_nanos: 0,
     };
     comments::validate(&draft).map_err(ApiError::bad_request)?;
-    let (_, response) = node
-        .propose_for_response(payload::comment_record(&draft))
-        .await?;
-    let stamped: Comment = decode(&response).map_err(ApiError::internal)?;
-    debug_assert!(stamped.is_stamped() && stamped.trace_id == trace);
+    let stamped = ingest.add_comment(&draft).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "comment": stamped.to_json() })),
@@ -76,7 +71,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     Path(raw_trace): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -84,12 +79,13 @@ pub async fn list(
     let consistency = p.consistency()?;
     let limit = p.limit(DEFAULT_LIMIT)?.min(comments::MAX_LIST);
     let trace = trace_id(&raw_trace)?;
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let list = blocking(move || store.trace_comments(&trace, limit)).await?;
-    let json: Vec<serde_json::Value> = list.iter().map(Comment::to_json).collect();
-    Ok(answer(
-        barrier,
-        json!({ "comments": json, "count": json.len() }),
-    ))
+    let read = queries
+        .read(consistency, Text::NotUsed, move |v| {
+            v.trace_comments(&trace, limit)
+        })
+        .await?;
+    Ok(answer_read(read, |list| {
+        let json: Vec<serde_json::Value> = list.iter().map(Comment::to_json).collect();
+        json!({ "comments": json, "count": json.len() })
+    }))
 }

@@ -16,9 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiError;
+use crate::cluster::{Cluster, ClusterError, MAX_CATCH_UP_WAIT};
 use crate::http_client;
-use crate::membership::{MembershipError, MAX_CATCH_UP_WAIT};
-use crate::node::Node;
 
 const RELAYED_HEADER: &str = "x-tael-relayed";
 const DEFAULT_CATCH_UP_WAIT_SECS: u64 = 60;
@@ -33,13 +32,13 @@ struct AddRequest {
     wait_secs: Option<u64>,
 }
 
-pub async fn list(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
-    let members = node.members().map_err(to_api)?;
+pub async fn list(State(cluster): State<Arc<Cluster>>) -> Result<Response, ApiError> {
+    let members = cluster.members()?;
     Ok(Json(members).into_response())
 }
 
 pub async fn add(
-    State(node): State<Arc<Node>>,
+    State(cluster): State<Arc<Cluster>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -56,7 +55,7 @@ pub async fn add(
         )));
     }
     let wait = (wait_secs > 0).then(|| Duration::from_secs(wait_secs));
-    match node.add_learner(req.node_id, &req.raft_addr, wait).await {
+    match cluster.add_learner(req.node_id, &req.raft_addr, wait).await {
         Ok(caught_up) => Ok(Json(json!({
             "node_id": req.node_id,
             "raft_addr": req.raft_addr,
@@ -69,11 +68,11 @@ pub async fn add(
 }
 
 pub async fn promote(
-    State(node): State<Arc<Node>>,
+    State(cluster): State<Arc<Cluster>>,
     Path(id): Path<u64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    match node.promote(id).await {
+    match cluster.promote(id).await {
         Ok(()) => Ok(Json(json!({ "node_id": id, "role": "voter" })).into_response()),
         Err(e) => {
             let path = format!("/api/v1/cluster/members/{id}/promote");
@@ -83,11 +82,11 @@ pub async fn promote(
 }
 
 pub async fn remove(
-    State(node): State<Arc<Node>>,
+    State(cluster): State<Arc<Cluster>>,
     Path(id): Path<u64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    match node.remove(id).await {
+    match cluster.remove(id).await {
         Ok(()) => Ok(Json(json!({ "node_id": id, "removed": true })).into_response()),
         Err(e) => {
             let path = format!("/api/v1/cluster/members/{id}");
@@ -96,27 +95,16 @@ pub async fn remove(
     }
 }
 
-fn to_api(e: MembershipError) -> ApiError {
-    let status = match &e {
-        MembershipError::NotLeader { .. } | MembershipError::Unavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        MembershipError::Conflict(_) => StatusCode::CONFLICT,
-        MembershipError::Invalid(_) => StatusCode::BAD_REQUEST,
-    };
-    ApiError::new(status, e.to_string())
-}
-
 /// A change refused for not being the leader goes to the leader, once.
 async fn relay_or_fail(
-    e: MembershipError,
+    e: ClusterError,
     headers: &HeaderMap,
     method: Method,
     path: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let MembershipError::NotLeader { leader_rest } = &e else {
-        return Err(to_api(e));
+    let ClusterError::NotLeader { leader_rest } = &e else {
+        return Err(e.into());
     };
     let (Some(leader_rest), false) = (leader_rest, headers.contains_key(RELAYED_HEADER)) else {
         return Err(ApiError::new(

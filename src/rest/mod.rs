@@ -1,9 +1,17 @@
 //! The REST API (API.md): queries, cluster status and administration.
 
+//!
+//! Handlers receive the narrow services they use (axum sub-states of
+//! [`RestState`]): the [`QueryService`] for reads, [`Ingest`] for writes, the
+//! [`Cluster`] for administration, [`SelfMetrics`] for `/metrics`. They parse
+//! requests into domain queries and shape domain results into JSON; they
+//! know nothing of storage.
+
 mod analytics;
 mod blobs;
 mod cluster;
 mod comments;
+mod error;
 mod members;
 mod params;
 mod signals;
@@ -11,21 +19,57 @@ mod traces;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 
-use crate::node::{ClusterError, Node, ReadBarrier};
+use crate::cluster::{Cluster, ReadBarrier};
+use crate::ingest::Ingest;
+use crate::query::{QueryService, Read};
+use crate::self_metrics::SelfMetrics;
 
+pub use error::ApiError;
 pub use params::{parse_duration_secs, Params};
+
+/// Everything the REST API may use.
+#[derive(Clone)]
+pub struct RestState {
+    pub query: Arc<QueryService>,
+    pub ingest: Arc<Ingest>,
+    pub cluster: Arc<Cluster>,
+    pub self_metrics: Arc<SelfMetrics>,
+}
+
+impl FromRef<RestState> for Arc<QueryService> {
+    fn from_ref(s: &RestState) -> Self {
+        s.query.clone()
+    }
+}
+
+impl FromRef<RestState> for Arc<Ingest> {
+    fn from_ref(s: &RestState) -> Self {
+        s.ingest.clone()
+    }
+}
+
+impl FromRef<RestState> for Arc<Cluster> {
+    fn from_ref(s: &RestState) -> Self {
+        s.cluster.clone()
+    }
+}
+
+impl FromRef<RestState> for Arc<SelfMetrics> {
+    fn from_ref(s: &RestState) -> Self {
+        s.self_metrics.clone()
+    }
+}
 
 /// Request bodies on the REST API are small JSON documents.
 const MAX_REST_BODY_BYTES: usize = 1024 * 1024;
 
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router(state: RestState) -> Router {
     Router::new()
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::by_id))
@@ -61,72 +105,28 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(cluster::prometheus))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_REST_BODY_BYTES))
-        .with_state(node)
-}
-
-/// An error answer: `{"error": "..."}` with a meaningful status; 503s carry
-/// `Retry-After` because they are worth retrying.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-    pub fn internal(message: impl std::fmt::Display) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
-    }
-}
-
-impl From<ClusterError> for ApiError {
-    fn from(e: ClusterError) -> Self {
-        match e {
-            ClusterError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
-            ClusterError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
-            ClusterError::Internal(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
-        }
-        resp
-    }
+        .with_state(state)
 }
 
 /// A query answer, marked with the node that served it and the applied
 /// index it reflects.
 pub fn answer(barrier: ReadBarrier, body: serde_json::Value) -> Response {
     let mut resp = Json(body).into_response();
+    mark_served(&mut resp, barrier);
+    resp
+}
+
+/// [`answer`] for a query service result shaped by `json`.
+pub fn answer_read<T>(read: Read<T>, json: impl FnOnce(T) -> serde_json::Value) -> Response {
+    answer(read.barrier, json(read.value))
+}
+
+/// Marks a response with the node that served it and the applied index.
+pub fn mark_served(resp: &mut Response, barrier: ReadBarrier) {
     let h = resp.headers_mut();
     h.insert("x-tael-served-by", HeaderValue::from(barrier.node_id));
     h.insert(
         "x-tael-applied-index",
         HeaderValue::from(barrier.applied_index),
     );
-    resp
-}
-
-/// Runs storage work off the async workers.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::state::hot::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
 }

@@ -1,8 +1,8 @@
 //! Query-string parsing: every malformed value is a 400 that names it.
 
 use super::ApiError;
+use crate::cluster::Consistency;
 use crate::fulltext::MAX_QUERY_BYTES;
-use crate::node::Consistency;
 
 /// Longest `last=` window accepted: ten years.
 const MAX_WINDOW_SECS: u64 = 10 * 365 * 86_400;

@@ -7,12 +7,10 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::traces::parse_attribute_filter;
-use super::{answer, blocking, ApiError, Params};
-use crate::fulltext::{DocKind, MAX_HITS};
+use super::{answer_read, ApiError, Params};
 use crate::model::now_unix_nanos;
-use crate::model::{parse_hex, MetricType, Severity, TraceId};
-use crate::node::Node;
-use crate::state::hot::{LogQuery, MetricQuery, StoreError};
+use crate::model::{parse_hex, LogRecord, MetricType, Severity, TraceId};
+use crate::query::{LogQuery, MetricQuery, QueryService, Text};
 
 const DEFAULT_LOG_LIMIT: usize = 100;
 const DEFAULT_METRIC_LIMIT: usize = 500;
@@ -25,7 +23,7 @@ fn since(p: &Params) -> Result<Option<u64>, ApiError> {
 }
 
 pub async fn logs(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
@@ -61,50 +59,29 @@ pub async fn logs(
         limit: p.limit(DEFAULT_LOG_LIMIT)?,
         max_scanned: MAX_SCANNED,
     };
-    let barrier = node.read_barrier(consistency).await?;
-    if let Some(text) = text {
-        super::traces::wait_text_index(&node, &barrier, consistency).await?;
-        let ft = node.fulltext.clone();
-        let store = node.sm.store();
-        let logs = blocking(move || {
-            let keys = ft
-                .search(&text, DocKind::Log, MAX_HITS)
-                .map_err(StoreError::Index)?;
-            // Hits come newest first: stop loading at `limit` matches.
-            let mut logs = Vec::new();
-            for k in keys {
-                if logs.len() == query.limit {
-                    break;
-                }
-                if let Some(l) = store.get_log_by_key(&k)? {
-                    let in_window = query
-                        .since_unix_nanos
-                        .is_none_or(|s| l.timestamp_unix_nanos >= s);
-                    if in_window && query.matches(&l) {
-                        logs.push(l);
-                    }
-                }
-            }
-            Ok(logs)
+    let Some(text) = text else {
+        let read = queries
+            .read(consistency, Text::NotUsed, move |v| v.search_logs(&query))
+            .await?;
+        return Ok(answer_read(read, |found| {
+            logs_json(&found.records, found.truncated)
+        }));
+    };
+    let read = queries
+        .read(consistency, Text::Used, move |v| {
+            v.search_logs_text(&text, &query)
         })
         .await?;
-        let logs: Vec<serde_json::Value> = logs.iter().map(|l| l.to_json()).collect();
-        return Ok(answer(
-            barrier,
-            json!({ "logs": logs, "count": logs.len(), "truncated": false }),
-        ));
-    }
-    let store = node.sm.store();
-    let found = blocking(move || store.search_logs(&query)).await?;
-    let logs: Vec<serde_json::Value> = found.records.iter().map(|l| l.to_json()).collect();
-    Ok(answer(
-        barrier,
-        json!({ "logs": logs, "count": logs.len(), "truncated": found.truncated }),
-    ))
+    Ok(answer_read(read, |logs| logs_json(&logs, false)))
+}
+
+fn logs_json(logs: &[LogRecord], truncated: bool) -> serde_json::Value {
+    let logs: Vec<serde_json::Value> = logs.iter().map(|l| l.to_json()).collect();
+    json!({ "logs": logs, "count": logs.len(), "truncated": truncated })
 }
 
 pub async fn metrics(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
@@ -126,12 +103,13 @@ pub async fn metrics(
         limit: p.limit(DEFAULT_METRIC_LIMIT)?,
         max_scanned: MAX_SCANNED,
     };
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let found = blocking(move || store.search_metrics(&query)).await?;
-    let metrics: Vec<serde_json::Value> = found.records.iter().map(|m| m.to_json()).collect();
-    Ok(answer(
-        barrier,
-        json!({ "metrics": metrics, "count": metrics.len(), "truncated": found.truncated }),
-    ))
+    let read = queries
+        .read(consistency, Text::NotUsed, move |v| {
+            v.search_metrics(&query)
+        })
+        .await?;
+    Ok(answer_read(read, |found| {
+        let metrics: Vec<serde_json::Value> = found.records.iter().map(|m| m.to_json()).collect();
+        json!({ "metrics": metrics, "count": metrics.len(), "truncated": found.truncated })
+    }))
 }

@@ -7,11 +7,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::{answer, blocking, ApiError, Params};
-use crate::fulltext::{DocKind, MAX_HITS};
+use super::{answer_read, ApiError, Params};
 use crate::model::{now_unix_nanos, parse_hex, SpanJson, SpanStatus, TraceId};
-use crate::node::{Consistency, Node, ReadBarrier, READ_TIMEOUT};
-use crate::state::hot::{AttributeFilter, SpanQuery, StoreError};
+use crate::query::{AttributeFilter, QueryService, SpanQuery, Text};
 
 const DEFAULT_LIMIT: usize = 100;
 /// Candidates one search may examine before it answers with what it found.
@@ -55,7 +53,7 @@ pub fn parse_attribute_filter(s: &str) -> Result<AttributeFilter, ApiError> {
 }
 
 pub async fn search(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
@@ -86,72 +84,25 @@ pub async fn search(
         limit: p.limit(DEFAULT_LIMIT)?,
         max_scanned: MAX_SCANNED,
     };
-    let barrier = node.read_barrier(consistency).await?;
-    if let Some(text) = text {
-        return text_search(&node, barrier, consistency, text, query).await;
-    }
-    let store = node.sm.store();
-    let result = blocking(move || store.search(&query)).await?;
-    let spans: Vec<SpanJson> = result.spans.iter().map(SpanJson::from).collect();
-    Ok(answer(barrier, json!({ "spans": spans })))
-}
-
-/// A text query at `linearizable` or `lease` waits until the full-text index
-/// covers what the read barrier promised.
-pub async fn wait_text_index(
-    node: &Node,
-    barrier: &ReadBarrier,
-    consistency: Consistency,
-) -> Result<(), ApiError> {
-    if consistency == Consistency::Local {
-        return Ok(());
-    }
-    node.fulltext
-        .wait_indexed(barrier.applied_index, READ_TIMEOUT)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))
-}
-
-/// `text=`: the best full-text hits, narrowed by the other filters, newest
-/// first. Only the best [`MAX_HITS`] hits are considered.
-async fn text_search(
-    node: &Arc<Node>,
-    barrier: ReadBarrier,
-    consistency: Consistency,
-    text: String,
-    query: SpanQuery,
-) -> Result<Response, ApiError> {
-    wait_text_index(node, &barrier, consistency).await?;
-    let ft = node.fulltext.clone();
-    let store = node.sm.store();
-    let mut spans = blocking(move || {
-        let keys = ft
-            .search(&text, DocKind::Span, MAX_HITS)
-            .map_err(StoreError::Index)?;
-        // Hits come newest first: stop loading at `limit` matches.
-        let mut spans = Vec::new();
-        for k in keys {
-            if spans.len() == query.limit {
-                break;
-            }
-            if let Some(s) = store.get_span_by_key(&k)? {
-                if query.matches(&s) {
-                    spans.push(s);
-                }
-            }
-        }
-        debug_assert!(spans
-            .windows(2)
-            .all(|w| w[0].start_unix_nanos >= w[1].start_unix_nanos));
-        Ok(spans)
-    })
-    .await?;
-    let spans: Vec<SpanJson> = spans.drain(..).map(|s| SpanJson::from(&s)).collect();
-    Ok(answer(barrier, json!({ "spans": spans })))
+    let uses_text = if text.is_some() {
+        Text::Used
+    } else {
+        Text::NotUsed
+    };
+    let read = queries
+        .read(consistency, uses_text, move |v| match text {
+            Some(text) => v.search_spans_text(&text, &query),
+            None => v.search_spans(&query),
+        })
+        .await?;
+    Ok(answer_read(read, |spans| {
+        let spans: Vec<SpanJson> = spans.iter().map(SpanJson::from).collect();
+        json!({ "spans": spans })
+    }))
 }
 
 pub async fn by_id(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     Path(trace_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -162,27 +113,30 @@ pub async fn by_id(
             "invalid trace id {trace_id:?}: expected 32 hex characters"
         ))
     })?;
-    let barrier = node.read_barrier(consistency).await?;
-    let store = node.sm.store();
-    let spans = blocking(move || store.trace(&id)).await?;
-    if spans.is_empty() {
+    let read = queries
+        .read(consistency, Text::NotUsed, move |v| v.trace(&id))
+        .await?;
+    if read.value.is_empty() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "trace not found"));
     }
-    let json_spans: Vec<SpanJson> = spans.iter().map(SpanJson::from).collect();
-    Ok(answer(
-        barrier,
-        json!({ "trace_id": crate::model::hex_lower(&id), "span_count": json_spans.len(), "spans": json_spans }),
-    ))
+    Ok(answer_read(read, |spans| {
+        let json_spans: Vec<SpanJson> = spans.iter().map(SpanJson::from).collect();
+        json!({ "trace_id": crate::model::hex_lower(&id), "span_count": json_spans.len(), "spans": json_spans })
+    }))
 }
 
 pub async fn services(
-    State(node): State<Arc<Node>>,
+    State(queries): State<Arc<QueryService>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
-    let barrier = node.read_barrier(p.consistency()?).await?;
-    let store = node.sm.store();
-    let services = blocking(move || store.services()).await?;
+    let read = queries
+        .read(p.consistency()?, Text::NotUsed, |v| v.services())
+        .await?;
+    Ok(answer_read(read, services_json))
+}
+
+fn services_json(services: Vec<(String, crate::query::ServiceStats)>) -> serde_json::Value {
     let list: Vec<serde_json::Value> = services
         .into_iter()
         .map(|(name, s)| {
@@ -196,7 +150,7 @@ pub async fn services(
             })
         })
         .collect();
-    Ok(answer(barrier, json!({ "services": list })))
+    json!({ "services": list })
 }
 
 #[cfg(test)]

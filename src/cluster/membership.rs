@@ -11,29 +11,15 @@ use std::time::Duration;
 
 use openraft::ChangeMembers;
 use serde::Serialize;
-use tael_consensus::pb;
 use tael_consensus::Node as RaftNodeAddr;
 
-use crate::node::Node;
+use super::peers::{PeerError, PeerErrorOr};
+use super::{Cluster, ClusterError};
 
 /// Bounds a caller's wait for a learner to catch up.
 pub const MAX_CATCH_UP_WAIT: Duration = Duration::from_secs(600);
 const ADOPT_TIMEOUT: Duration = Duration::from_secs(5);
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
-
-#[derive(Debug, thiserror::Error)]
-pub enum MembershipError {
-    /// Ask the leader instead; its REST address when known.
-    #[error("this node is not the leader")]
-    NotLeader { leader_rest: Option<String> },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// No leader, no quorum, timed out: retry.
-    #[error("{0}")]
-    Unavailable(String),
-}
 
 #[derive(Debug, Serialize)]
 pub struct Member {
@@ -52,12 +38,12 @@ pub struct Members {
     pub joint: bool,
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> MembershipError {
-    MembershipError::Unavailable(format!("{what}: {e}"))
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::unavailable(what, e)
 }
 
-impl Node {
-    pub fn members(&self) -> Result<Members, MembershipError> {
+impl Cluster {
+    pub fn members(&self) -> Result<Members, ClusterError> {
         let m = self.metrics();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -90,29 +76,19 @@ impl Node {
     pub async fn leader_rest_addr(&self) -> Option<String> {
         let m = self.metrics();
         let leader = m.current_leader?;
-        if leader == self.id {
-            return Some(self.config.rest_addr.clone());
+        if leader == self.settings.node_id {
+            return Some(self.settings.rest_addr.clone());
         }
-        let addr = m
-            .membership_config
-            .membership()
-            .get_node(&leader)?
-            .addr
-            .clone();
-        let cluster_id = self.identity.get()?;
-        let mut client = self.peers.client(&addr).ok()?;
-        let req = pb::NodeStatusRequest { cluster_id };
-        match tokio::time::timeout(ADOPT_TIMEOUT, client.node_status(req)).await {
-            Ok(Ok(r)) => Some(r.into_inner().rest_addr),
-            _ => None,
-        }
+        let (_, addr) = self.leader_addr(&m).ok()?;
+        let status = self.peers.node_status(&addr, ADOPT_TIMEOUT).await.ok()?;
+        Some(status.rest_addr)
     }
 
-    async fn require_leader(&self) -> Result<(), MembershipError> {
-        if self.metrics().current_leader == Some(self.id) {
+    async fn require_leader(&self) -> Result<(), ClusterError> {
+        if self.is_leader() {
             return Ok(());
         }
-        Err(MembershipError::NotLeader {
+        Err(ClusterError::NotLeader {
             leader_rest: self.leader_rest_addr().await,
         })
     }
@@ -124,31 +100,31 @@ impl Node {
         node_id: u64,
         raft_addr: &str,
         catch_up_wait: Option<Duration>,
-    ) -> Result<bool, MembershipError> {
+    ) -> Result<bool, ClusterError> {
         self.require_leader().await?;
         if node_id == 0 {
-            return Err(MembershipError::Invalid("node ids start at 1".into()));
+            return Err(ClusterError::Invalid("node ids start at 1".into()));
         }
         if raft_addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(MembershipError::Invalid(format!(
+            return Err(ClusterError::Invalid(format!(
                 "raft_addr {raft_addr:?} is not a host:port socket address"
             )));
         }
         let members = self.members()?;
         if members.retired_node_ids.contains(&node_id) {
-            return Err(MembershipError::Conflict(format!(
+            return Err(ClusterError::Conflict(format!(
                 "node id {node_id} was removed from this cluster and is never reused; \
                  start the new node with a new id"
             )));
         }
         if let Some(m) = members.members.iter().find(|m| m.node_id == node_id) {
-            return Err(MembershipError::Conflict(format!(
+            return Err(ClusterError::Conflict(format!(
                 "node {node_id} is already a {} at {}",
                 m.role, m.raft_addr
             )));
         }
         if let Some(m) = members.members.iter().find(|m| m.raft_addr == raft_addr) {
-            return Err(MembershipError::Conflict(format!(
+            return Err(ClusterError::Conflict(format!(
                 "{raft_addr} is already the address of node {}",
                 m.node_id
             )));
@@ -172,33 +148,31 @@ impl Node {
     }
 
     /// The new node must belong to this cluster before it takes replication.
-    async fn adopt(&self, node_id: u64, raft_addr: &str) -> Result<(), MembershipError> {
+    async fn adopt(&self, node_id: u64, raft_addr: &str) -> Result<(), ClusterError> {
         let cluster_id = self
             .identity
             .get()
-            .ok_or_else(|| MembershipError::Unavailable("this node has no cluster yet".into()))?;
-        let mut client = self
+            .ok_or_else(|| ClusterError::Unavailable("this node has no cluster yet".into()))?;
+        let who = format!("node {node_id} at {raft_addr}");
+        match self
             .peers
-            .client(raft_addr)
-            .map_err(MembershipError::Invalid)?;
-        let req = pb::AdoptClusterRequest {
-            cluster_id,
-            node_id,
-        };
-        match tokio::time::timeout(ADOPT_TIMEOUT, client.adopt_cluster(req)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(s)) if s.code() == tonic::Code::Unavailable => Err(unavailable(
-                &format!("node {node_id} at {raft_addr}"),
-                s.message(),
-            )),
-            Ok(Err(s)) => Err(MembershipError::Conflict(format!(
-                "node {node_id} at {raft_addr} refused to join: {}",
+            .adopt(raft_addr, &cluster_id, node_id, ADOPT_TIMEOUT)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(PeerErrorOr::Local(e)) => Err(e),
+            Err(PeerErrorOr::Peer(PeerError::Refused(s)))
+                if s.code() == tonic::Code::Unavailable =>
+            {
+                Err(unavailable(&who, s.message()))
+            }
+            Err(PeerErrorOr::Peer(PeerError::Refused(s))) => Err(ClusterError::Conflict(format!(
+                "{who} refused to join: {}",
                 s.message()
             ))),
-            Err(_) => Err(unavailable(
-                &format!("node {node_id} at {raft_addr}"),
-                "did not answer (is it running?)",
-            )),
+            Err(PeerErrorOr::Peer(PeerError::NoAnswer)) => {
+                Err(unavailable(&who, "did not answer (is it running?)"))
+            }
         }
     }
 
@@ -224,17 +198,17 @@ impl Node {
     }
 
     /// Makes learner `node_id` a voter (joint consensus).
-    pub async fn promote(&self, node_id: u64) -> Result<(), MembershipError> {
+    pub async fn promote(&self, node_id: u64) -> Result<(), ClusterError> {
         self.require_leader().await?;
         let members = self.members()?;
         match members.members.iter().find(|m| m.node_id == node_id) {
             None => {
-                return Err(MembershipError::Invalid(format!(
+                return Err(ClusterError::Invalid(format!(
                     "node {node_id} is not a member; add it as a learner first"
                 )))
             }
             Some(m) if m.role == "voter" => {
-                return Err(MembershipError::Conflict(format!(
+                return Err(ClusterError::Conflict(format!(
                     "node {node_id} is already a voter"
                 )))
             }
@@ -246,7 +220,7 @@ impl Node {
 
     /// Removes `node_id` from the cluster (a voter leaves through joint
     /// consensus). Its id is retired.
-    pub async fn remove(&self, node_id: u64) -> Result<(), MembershipError> {
+    pub async fn remove(&self, node_id: u64) -> Result<(), ClusterError> {
         self.require_leader().await?;
         let members = self.members()?;
         let voters: Vec<u64> = members
@@ -256,12 +230,12 @@ impl Node {
             .map(|m| m.node_id)
             .collect();
         match members.members.iter().find(|m| m.node_id == node_id) {
-            None => Err(MembershipError::Invalid(format!(
+            None => Err(ClusterError::Invalid(format!(
                 "node {node_id} is not a member"
             ))),
             Some(m) if m.role == "voter" => {
                 if voters.len() == 1 {
-                    return Err(MembershipError::Conflict(
+                    return Err(ClusterError::Conflict(
                         "refusing to remove the last voter".into(),
                     ));
                 }
@@ -275,10 +249,7 @@ impl Node {
         }
     }
 
-    async fn change(
-        &self,
-        change: ChangeMembers<u64, RaftNodeAddr>,
-    ) -> Result<(), MembershipError> {
+    async fn change(&self, change: ChangeMembers<u64, RaftNodeAddr>) -> Result<(), ClusterError> {
         let what = change.to_string();
         tokio::time::timeout(CHANGE_TIMEOUT, self.raft.change_membership(change, false))
             .await

@@ -1,0 +1,105 @@
+//! What the cluster looks like from this node: `GET /api/v1/cluster`,
+//! `/readyz`, `tael-raft status`.
+
+use std::time::Duration;
+
+use tael_consensus::pb::NodeStatusResponse;
+
+use super::Cluster;
+
+const PEER_STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One member as seen from here; `status` is its own answer, `None` when it
+/// did not give one in time.
+pub struct MemberStatus {
+    pub id: u64,
+    pub raft_addr: String,
+    pub voter: bool,
+    pub status: Option<NodeStatusResponse>,
+}
+
+pub struct ClusterStatus {
+    pub cluster_id: Option<String>,
+    pub node_id: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub members: Vec<MemberStatus>,
+}
+
+impl ClusterStatus {
+    /// The leader's last log index, when the leader answered.
+    pub fn leader_last_log_index(&self) -> Option<u64> {
+        self.members
+            .iter()
+            .filter(|m| Some(m.id) == self.leader)
+            .find_map(|m| m.status.as_ref().map(|s| s.last_log_index))
+    }
+}
+
+/// Ready: a leader is known and everything committed here is applied.
+pub struct Readiness {
+    pub ready: bool,
+    pub leader: Option<u64>,
+    pub committed_index: u64,
+    pub applied_index: u64,
+}
+
+impl Cluster {
+    /// This node's own status, as it answers peers.
+    pub fn local_status(&self) -> NodeStatusResponse {
+        tael_consensus::server::node_status(
+            &self.raft,
+            self.settings.node_id,
+            &self.log,
+            &self.settings.rest_addr,
+        )
+    }
+
+    /// Every member's status, asked of each (one second each at most).
+    pub async fn status(&self) -> ClusterStatus {
+        let m = self.metrics();
+        let membership = m.membership_config.membership().clone();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let learners: Vec<u64> = membership.learner_ids().collect();
+        let mut members = Vec::new();
+        for (id, node) in membership.nodes() {
+            let status = if *id == self.settings.node_id {
+                Some(self.local_status())
+            } else {
+                self.peers
+                    .node_status(&node.addr, PEER_STATUS_TIMEOUT)
+                    .await
+                    .ok()
+            };
+            members.push(MemberStatus {
+                id: *id,
+                raft_addr: node.addr.clone(),
+                voter: voters.contains(id),
+                status,
+            });
+        }
+        ClusterStatus {
+            cluster_id: self.identity.get(),
+            node_id: self.settings.node_id,
+            leader: m.current_leader,
+            term: m.current_term,
+            voters,
+            learners,
+            members,
+        }
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let m = self.metrics();
+        let committed_index = m.local_committed.map_or(0, |l| l.index);
+        let applied_index = m.last_applied.map_or(0, |l| l.index);
+        Readiness {
+            ready: m.current_leader.is_some() && applied_index >= committed_index,
+            leader: m.current_leader,
+            committed_index,
+            applied_index,
+        }
+    }
+}

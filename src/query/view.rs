@@ -1,0 +1,133 @@
+//! A read of the whole data set: every storage read a query makes.
+//! Blocking; [`super::QueryService::read`] runs it off the async workers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::analytics::SpanDigest;
+use crate::comments::Comment;
+use crate::fulltext::{DocKind, FullText, MAX_HITS};
+use crate::llm::Sha256Digest;
+use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
+use crate::state::hot::{
+    Found, HotStore, LogQuery, MetricQuery, ServiceStats, SpanQuery, StoreError, StoreResult,
+};
+
+pub struct View {
+    hot: Arc<HotStore>,
+    fulltext: Arc<FullText>,
+}
+
+impl View {
+    pub(super) fn new(hot: Arc<HotStore>, fulltext: Arc<FullText>) -> View {
+        View { hot, fulltext }
+    }
+
+    /// Every span of a trace (empty when there is none).
+    pub fn trace(&self, id: &TraceId) -> StoreResult<Vec<SpanRecord>> {
+        self.hot.trace(id)
+    }
+
+    /// Spans matching `q`, newest first.
+    pub fn search_spans(&self, q: &SpanQuery) -> StoreResult<Vec<SpanRecord>> {
+        Ok(self.hot.search(q)?.spans)
+    }
+
+    /// The best full-text hits for `text` among spans, narrowed by `q`,
+    /// newest first. Only the best [`MAX_HITS`] hits are considered.
+    pub fn search_spans_text(&self, text: &str, q: &SpanQuery) -> StoreResult<Vec<SpanRecord>> {
+        let keys = self
+            .fulltext
+            .search(text, DocKind::Span, MAX_HITS)
+            .map_err(StoreError::Index)?;
+        // Hits come newest first: stop loading at `limit` matches.
+        let mut spans = Vec::new();
+        for k in keys {
+            if spans.len() == q.limit {
+                break;
+            }
+            if let Some(s) = self.hot.get_span_by_key(&k)? {
+                if q.matches(&s) {
+                    spans.push(s);
+                }
+            }
+        }
+        debug_assert!(spans
+            .windows(2)
+            .all(|w| w[0].start_unix_nanos >= w[1].start_unix_nanos));
+        Ok(spans)
+    }
+
+    pub fn services(&self) -> StoreResult<Vec<(String, ServiceStats)>> {
+        self.hot.services()
+    }
+
+    pub fn search_logs(&self, q: &LogQuery) -> StoreResult<Found<LogRecord>> {
+        self.hot.search_logs(q)
+    }
+
+    /// Full-text hits among log records, narrowed by `q`, newest first.
+    pub fn search_logs_text(&self, text: &str, q: &LogQuery) -> StoreResult<Vec<LogRecord>> {
+        let keys = self
+            .fulltext
+            .search(text, DocKind::Log, MAX_HITS)
+            .map_err(StoreError::Index)?;
+        // Hits come newest first: stop loading at `limit` matches.
+        let mut logs = Vec::new();
+        for k in keys {
+            if logs.len() == q.limit {
+                break;
+            }
+            if let Some(l) = self.hot.get_log_by_key(&k)? {
+                let in_window = q
+                    .since_unix_nanos
+                    .is_none_or(|s| l.timestamp_unix_nanos >= s);
+                if in_window && q.matches(&l) {
+                    logs.push(l);
+                }
+            }
+        }
+        Ok(logs)
+    }
+
+    pub fn search_metrics(&self, q: &MetricQuery) -> StoreResult<Found<MetricPoint>> {
+        self.hot.search_metrics(q)
+    }
+
+    /// Digests of the spans that started in `[since, until]`, at most `max`
+    /// (and whether there were more).
+    pub fn span_digests(
+        &self,
+        (since, until): (u64, u64),
+        service: Option<&str>,
+        max: usize,
+    ) -> StoreResult<(Vec<SpanDigest>, bool)> {
+        self.hot.span_digests(since, until, service, max)
+    }
+
+    pub fn log_severity_counts(
+        &self,
+        (since, until): (u64, u64),
+        service: Option<&str>,
+    ) -> StoreResult<BTreeMap<Severity, u64>> {
+        self.hot.log_severity_counts(since, until, service)
+    }
+
+    /// Metric points in the window and their distinct names.
+    pub fn metric_point_counts(
+        &self,
+        (since, until): (u64, u64),
+        service: Option<&str>,
+    ) -> StoreResult<(u64, u64)> {
+        self.hot.metric_point_counts(since, until, service)
+    }
+
+    pub fn trace_comments(&self, trace: &TraceId, limit: usize) -> StoreResult<Vec<Comment>> {
+        self.hot.trace_comments(trace, limit)
+    }
+
+    /// A stored LLM payload or large log body, by content hash.
+    pub fn blob(&self, sha256: &Sha256Digest) -> StoreResult<Option<Vec<u8>>> {
+        self.hot.blob(sha256)
+    }
+}

@@ -1,0 +1,71 @@
+//! REST errors: `{"error": "..."}` with a meaningful status. The one place
+//! where cluster and query errors become HTTP statuses.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::cluster::ClusterError;
+use crate::query::QueryError;
+
+/// An error answer; 503s carry `Retry-After` because they are worth retrying.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        let status = match &e {
+            ClusterError::Unavailable(_) | ClusterError::NotLeader { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ClusterError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ClusterError::Conflict(_) => StatusCode::CONFLICT,
+            ClusterError::NotFound(_) => StatusCode::NOT_FOUND,
+            ClusterError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Cluster(e) => e.into(),
+            QueryError::TextIndexBehind(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            QueryError::Storage(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

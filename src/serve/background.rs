@@ -1,0 +1,86 @@
+//! Work a node does on its own while it serves: keeping the storage engine's
+//! journal synced in the background, and snapshotting when the log outgrows
+//! the state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+use crate::state;
+
+const STORAGE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(250);
+/// fjall names its flush and compaction threads like this.
+const STORAGE_THREAD_PREFIX: &str = "fjall:";
+const STORAGE_THREAD_NICE: i32 = 10;
+/// About every 5 s at the maintenance interval.
+const RENICE_EVERY_TICKS: u64 = 20;
+
+/// Keeps the state machine's journal mostly on disk and its small keyspaces
+/// flushed. The Raft log is the durable copy of every write, so the state
+/// machine never needs to fsync on the apply path; but fjall fsyncs its
+/// journal under the journal lock whenever it flushes a memtable, and a
+/// journal full of unsynced data then stalls every apply for hundreds of
+/// milliseconds. Syncing it in the background, in small steps and outside
+/// that lock, leaves those fsyncs little to do.
+pub async fn storage_maintenance(sm: Arc<state::Shared>, mut shutdown: watch::Receiver<bool>) {
+    for tick in 0u64.. {
+        tokio::select! {
+            _ = tokio::time::sleep(STORAGE_MAINTENANCE_INTERVAL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let store = sm.store();
+        // Compaction must not take CPU from consensus and apply: on a busy
+        // host a starved apply thread stalls acknowledgements for hundreds of
+        // milliseconds. Renewed now and then, since a snapshot install starts
+        // new storage threads; rescanning the thread list every tick is waste.
+        if tick % RENICE_EVERY_TICKS == 0 {
+            crate::sys::renice_threads(STORAGE_THREAD_PREFIX, STORAGE_THREAD_NICE);
+        }
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.maintain()).await {
+            tracing::warn!(error = %e, "storage maintenance");
+        }
+    }
+}
+
+/// Below this much log, no size-triggered snapshot.
+const SNAPSHOT_MIN_LOG_BYTES: u64 = 256 * 1024 * 1024;
+const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Triggers a snapshot when the retained log outgrows the state it would
+/// replace (and at least [`SNAPSHOT_MIN_LOG_BYTES`]). A snapshot copies the
+/// whole state, so tying it to the bytes written since the last one keeps its
+/// cost at about one copy per state-size of writes, however large the state
+/// grows; a fixed entry count would copy a growing state ever more often.
+pub async fn snapshot_by_size(
+    cluster: Arc<Cluster>,
+    sm: Arc<state::Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SNAPSHOT_CHECK_INTERVAL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let log_bytes = cluster.log().disk_bytes();
+        if log_bytes < SNAPSHOT_MIN_LOG_BYTES {
+            continue;
+        }
+        let store = sm.store();
+        let state_bytes = match tokio::task::spawn_blocking(move || store.db.disk_space()).await {
+            Ok(Ok(b)) => b,
+            _ => continue,
+        };
+        if log_bytes > state_bytes {
+            tracing::info!(
+                log_bytes,
+                state_bytes,
+                "log outgrew the state: building a snapshot"
+            );
+            if cluster.trigger_snapshot().await.is_err() {
+                return; // raft stopped
+            }
+        }
+    }
+}

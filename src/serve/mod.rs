@@ -1,0 +1,253 @@
+//! The composition root: builds one node from its configuration.
+//!
+//! Start-up, in order: open the durable parts (cluster identity, Raft log,
+//! state machine, full-text index, spool), start Raft over them, build the
+//! services the edges use (the [`Cluster`] handle, [`Ingest`],
+//! [`QueryService`], [`SelfMetrics`]), bind every listener (so a port
+//! conflict fails start-up before anything serves), then serve and start the
+//! background work. Nothing below this module knows the other services exist:
+//! each edge gets only the services it uses.
+
+mod background;
+mod listeners;
+mod raft_config;
+
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tael_consensus::network::{NetworkFactory, PeerChannels, MAX_MESSAGE_BYTES};
+use tael_consensus::pb::raft_transport_server::RaftTransportServer;
+use tael_consensus::server::RaftService;
+use tael_consensus::{ClusterIdentity, LogStore, LogStoreOptions, Raft};
+use tokio::sync::watch;
+
+use crate::cluster::{Cluster, ClusterSettings, Peers};
+use crate::config::ServeConfig;
+use crate::faults::{FaultConfig, Mutation};
+use crate::fulltext::FullText;
+use crate::ingest::Ingest;
+use crate::payload;
+use crate::query::QueryService;
+use crate::rest::RestState;
+use crate::self_metrics::SelfMetrics;
+use crate::spool::Spool;
+use crate::state::{StateMachine, StateMachineOptions};
+use listeners::{bind, spawn_grpc, spawn_http};
+
+/// A started node: its services, and what stops it.
+pub struct RunningNode {
+    pub cluster: Arc<Cluster>,
+    raft: Raft<StateMachine>,
+    fulltext: Arc<FullText>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The durable parts of a node, opened but not yet serving.
+struct Stores {
+    identity: Arc<ClusterIdentity>,
+    log: LogStore,
+    sm: StateMachine,
+    fulltext: Arc<FullText>,
+    spool: Option<Arc<Spool>>,
+}
+
+fn open_stores(config: &ServeConfig) -> Result<Stores, String> {
+    let data_dir: &Path = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let identity =
+        Arc::new(ClusterIdentity::load(data_dir).map_err(|e| format!("reading cluster id: {e}"))?);
+    let log_opts = LogStoreOptions {
+        faults: config.faults.log_faults(),
+        ..LogStoreOptions::default()
+    };
+    let log = LogStore::open(&data_dir.join("raft-log"), log_opts)
+        .map_err(|e| format!("opening the raft log: {e}"))?;
+    let sm_opts = StateMachineOptions {
+        fjall_worker_threads: config.storage_threads,
+        fjall_cache_bytes: config.cache_mb * 1024 * 1024,
+        duplicate_retries: config.faults.is_active(Mutation::DoubleApplyRetries),
+    };
+    let sm = StateMachine::open(data_dir, sm_opts).map_err(|e| {
+        format!(
+            "the state machine in {} cannot be opened ({e}); refusing to start. \
+             If its files are damaged, restore this node from its peers \
+             (docs/operations.md, Damage and recovery)",
+            data_dir.join("sm").display()
+        )
+    })?;
+    let fulltext = FullText::start(&data_dir.join("fulltext"), sm.shared.clone())?;
+    let spool = if config.ingest_spooled {
+        Some(Arc::new(Spool::open(
+            data_dir,
+            config.node_id,
+            config.spool_max_pending_mb.saturating_mul(1024 * 1024),
+        )?))
+    } else {
+        None
+    };
+    Ok(Stores {
+        identity,
+        log,
+        sm,
+        fulltext,
+        spool,
+    })
+}
+
+fn warn_if_faulty(config: &ServeConfig) {
+    if config.faults != FaultConfig::default() {
+        tracing::warn!(
+            mutation = ?config.faults.mutation.map(|m| m.name()),
+            power_loss_sim = config.faults.power_loss_sim,
+            "FAULT INJECTION ACTIVE: this node runs with a deliberate defect; never use it for real data"
+        );
+    }
+}
+
+/// Starts a node: opens its stores, starts Raft, binds and serves.
+pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
+    warn_if_faulty(&config);
+    let stores = open_stores(&config)?;
+    let sm_shared = stores.sm.shared.clone();
+    let channels = PeerChannels::with_dial_overrides(config.dial_overrides.clone());
+    let network = NetworkFactory::new(stores.identity.clone(), channels.clone());
+    let raft = Raft::new(
+        config.node_id,
+        Arc::new(raft_config::from(&config)?),
+        network,
+        stores.log.clone(),
+        stores.sm,
+    )
+    .await
+    .map_err(|e| format!("starting raft: {e}"))?;
+
+    let ack = config.faults.ack_level(config.ingest_ack);
+    let cluster = Arc::new(Cluster::new(
+        ClusterSettings {
+            node_id: config.node_id,
+            rest_addr: config.rest_addr.clone(),
+            ack,
+            stale_local_reads: config.faults.is_active(Mutation::StaleLocalReads),
+        },
+        raft.clone(),
+        stores.log.clone(),
+        stores.identity.clone(),
+        Peers::new(channels, stores.identity.clone()),
+        sm_shared.clone(),
+    ));
+    let ingest = Arc::new(Ingest::new(cluster.clone(), stores.spool.clone()));
+    let rest = RestState {
+        query: Arc::new(QueryService::new(
+            cluster.clone(),
+            sm_shared.clone(),
+            stores.fulltext.clone(),
+        )),
+        ingest: ingest.clone(),
+        cluster: cluster.clone(),
+        self_metrics: Arc::new(SelfMetrics::new(
+            cluster.clone(),
+            ingest.clone(),
+            sm_shared.clone(),
+            stores.fulltext.clone(),
+            stores.spool.clone(),
+        )),
+    };
+    let raft_service = RaftService {
+        raft: raft.clone(),
+        node_id: config.node_id,
+        identity: stores.identity.clone(),
+        log: stores.log.clone(),
+        incoming_snapshot_dir: config.data_dir.join("snapshots-incoming"),
+        rest_addr: config.rest_addr.clone(),
+        snapshots_received: Arc::new(AtomicU64::new(0)),
+        ack,
+        leader_stamp: Arc::new(payload::leader_stamp),
+    };
+
+    // Bind every socket before serving, so a port conflict fails start-up.
+    let raft_listener = bind(&config.raft_addr, "raft").await?;
+    let otlp_grpc_listener = bind(&config.otlp_grpc_addr, "OTLP gRPC").await?;
+    let otlp_http_listener = bind(&config.otlp_http_addr, "OTLP HTTP").await?;
+    let rest_listener = bind(&config.rest_addr, "REST").await?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let raft_svc = RaftTransportServer::new(raft_service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut tasks = vec![
+        spawn_grpc(
+            tonic::transport::Server::builder().add_service(raft_svc),
+            raft_listener,
+            shutdown_rx.clone(),
+            "raft",
+        ),
+        spawn_grpc(
+            crate::otlp::grpc::router(ingest.clone()),
+            otlp_grpc_listener,
+            shutdown_rx.clone(),
+            "otlp-grpc",
+        ),
+        spawn_http(
+            crate::otlp::http::router(ingest),
+            otlp_http_listener,
+            shutdown_rx.clone(),
+            "otlp-http",
+        ),
+        spawn_http(
+            crate::rest::router(rest),
+            rest_listener,
+            shutdown_rx.clone(),
+            "rest",
+        ),
+        tokio::spawn(background::snapshot_by_size(
+            cluster.clone(),
+            sm_shared.clone(),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(background::storage_maintenance(
+            sm_shared,
+            shutdown_rx.clone(),
+        )),
+    ];
+    if let Some(spool) = stores.spool {
+        tasks.push(tokio::spawn(crate::spool::forward(
+            cluster.clone(),
+            spool,
+            shutdown_rx,
+        )));
+    }
+    tracing::info!(
+        node_id = config.node_id,
+        raft = %config.raft_addr,
+        rest = %config.rest_addr,
+        otlp_grpc = %config.otlp_grpc_addr,
+        otlp_http = %config.otlp_http_addr,
+        "node started"
+    );
+    Ok(RunningNode {
+        cluster,
+        raft,
+        fulltext: stores.fulltext,
+        shutdown_tx,
+        tasks,
+    })
+}
+
+impl RunningNode {
+    /// Stops serving, then stops Raft (which flushes nothing more: every
+    /// acknowledged write is already durable).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        self.fulltext.stop();
+    }
+}
