@@ -8,6 +8,7 @@
 
 pub mod analytics;
 pub mod cmd;
+pub mod codec;
 pub mod comments;
 pub mod config;
 pub mod faults;

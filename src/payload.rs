@@ -6,9 +6,10 @@
 
 use tael_consensus::{Record, BATCH_KEY_LEN, FIRST_APP_TAG};
 
+use crate::codec::{decode, encode};
 use crate::comments::{self, Comment};
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
-use crate::state::hot::{decode, encode, ApplyBatch, StoreError, StoreResult};
+use crate::state::hot::{ApplyBatch, StoreError, StoreResult};
 
 /// A batch of spans from one export request.
 pub const TAG_SPANS: u8 = FIRST_APP_TAG;

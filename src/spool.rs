@@ -51,9 +51,9 @@ use tael_consensus::{Record, BATCH_KEY_LEN};
 use tokio::sync::{watch, Notify};
 use walrus_rust::{FsyncSchedule, ReadConsistency, Walrus};
 
+use crate::codec::{decode, encode};
 use crate::node::{ClusterError, Node};
 use crate::payload;
-use crate::state::hot::{decode, encode};
 
 /// Under the data directory.
 pub const SPOOL_DIR: &str = "spool";

@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{answer, blocking, ApiError, Params};
+use crate::codec::decode;
 use crate::comments::{self, Comment};
 use crate::model::{parse_hex, TraceId};
 use crate::node::Node;
 use crate::payload;
-use crate::state::hot::decode;
 
 const DEFAULT_LIMIT: usize = 1_000;
 

@@ -33,6 +33,9 @@ use tael_consensus::{LogId, StoredMembership};
 use sha2::{Digest, Sha256};
 
 use crate::analytics::SpanDigest;
+// Re-exported for code written before the codec had a module of its own.
+use crate::codec::CodecError;
+pub use crate::codec::{decode, encode};
 use crate::model::{LogRecord, MetricPoint, MetricType, Severity, SpanRecord, SpanStatus, TraceId};
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -58,22 +61,10 @@ impl From<StoreError> for std::io::Error {
     }
 }
 
-const BINCODE: bincode::config::Configuration = bincode::config::standard();
-
-pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    bincode::serde::encode_to_vec(v, BINCODE).expect("in-memory encoding cannot fail")
-}
-
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
-    let (v, read) = bincode::serde::decode_from_slice(bytes, BINCODE)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if read != bytes.len() {
-        return Err(StoreError::Corrupt(format!(
-            "{} trailing bytes",
-            bytes.len() - read
-        )));
+impl From<CodecError> for StoreError {
+    fn from(e: CodecError) -> Self {
+        StoreError::Corrupt(e.to_string())
     }
-    Ok(v)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -743,18 +734,19 @@ impl HotStore {
 
     /// The log record stored under `key`.
     pub fn get_log_by_key(&self, key: &[u8]) -> StoreResult<Option<LogRecord>> {
-        self.keyspaces[LOGS]
+        Ok(self.keyspaces[LOGS]
             .get(key)?
             .map(|v| decode::<LogRecord>(&v))
-            .transpose()
+            .transpose()?)
     }
 
     /// The span stored under `key` (trace id ++ span id).
     pub fn get_span_by_key(&self, key: &[u8]) -> StoreResult<Option<SpanRecord>> {
-        self.spans()
+        Ok(self
+            .spans()
             .get(key)?
             .map(|v| decode::<SpanRecord>(&v))
-            .transpose()
+            .transpose()?)
     }
 
     pub fn get_span(&self, trace: &TraceId, span: &[u8; 8]) -> StoreResult<Option<SpanRecord>> {

@@ -359,8 +359,8 @@ mod tests {
 
     #[test]
     fn a_spooled_record_proposed_twice_is_applied_once_even_after_a_snapshot() {
+        use crate::codec::encode;
         use crate::payload::{self, SpooledRecord, TAG_LOGS};
-        use crate::state::hot::encode;
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
         let spooled = |generation: u64, seq: u64, min_live: u64, body: u64| {
