@@ -382,7 +382,7 @@ mod tests {
             let mut duplicates = 0;
             for (i, r) in records.iter().enumerate() {
                 batch.begin_entry(i as u64 + 1);
-                let c = payload::apply(&mut batch, i as u64 + 1, r).unwrap();
+                let c = crate::state::apply::apply(&mut batch, i as u64 + 1, r).unwrap();
                 applied += c.spooled_applied;
                 duplicates += c.spooled_duplicates;
             }
