@@ -1,0 +1,212 @@
+//! The write side of an apply: [`ApplyBatch`] stages everything one run of
+//! committed entries writes, and commits it atomically with the new applied
+//! position.
+//!
+//! Spans are staged in `spans.rs`, spooled-record marks in
+//! `spool_marks.rs`; logs, metric points, comments, full-text documents and
+//! the membership's retired nodes here.
+
+use std::collections::{BTreeSet, HashMap};
+
+use fjall::OwnedWriteBatch;
+use tael_consensus::{LogId, StoredMembership};
+
+use super::keys::{
+    bucketed, comment_key, pending_doc_key, prefixed, record_key, service_prefix,
+    META_LAST_APPLIED, META_MEMBERSHIP, META_RETIRED_NODES,
+};
+use super::{HotStore, PendingDoc, ServiceStats, StoreResult};
+use crate::codec::encode;
+use crate::comments::Comment;
+use crate::fulltext::DocKind;
+use crate::model::{LogRecord, MetricPoint, SpanRecord, TraceId};
+
+/// Log bodies beyond this go to the blob store; the record keeps a preview.
+pub const LARGE_LOG_BODY_BYTES: usize = 16 * 1024;
+const LOG_BODY_PREVIEW_BYTES: usize = 1024;
+
+/// One atomic apply: everything staged here lands in a single fjall batch
+/// together with `last_applied`.
+///
+/// A fjall batch cannot be read back, so what later entries of the same
+/// batch must see (spans, counters, marks) is also kept here, in maps.
+pub struct ApplyBatch<'a> {
+    pub(super) store: &'a HotStore,
+    pub(super) batch: OwnedWriteBatch,
+    /// Spans written earlier in this batch.
+    pub(super) spans: HashMap<[u8; 24], SpanRecord>,
+    pub(super) stats: HashMap<String, ServiceStats>,
+    pub(super) svc_traces: HashMap<Vec<u8>, u32>,
+    /// Traces looked up in `trace_marks` in this batch: true when the trace
+    /// may have spans stored before this batch.
+    pub(super) trace_stored: HashMap<TraceId, bool>,
+    /// The entry being applied, and how many full-text documents it queued.
+    log_index: u64,
+    text_docs_in_entry: u32,
+    /// `spool_applied` values staged in this batch (None: removed).
+    pub(super) spool_marks: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> ApplyBatch<'a> {
+    pub(super) fn new(store: &'a HotStore) -> ApplyBatch<'a> {
+        ApplyBatch {
+            store,
+            batch: store.db.batch(),
+            spans: HashMap::new(),
+            stats: HashMap::new(),
+            svc_traces: HashMap::new(),
+            trace_stored: HashMap::new(),
+            log_index: 0,
+            text_docs_in_entry: 0,
+            spool_marks: HashMap::new(),
+        }
+    }
+}
+
+impl ApplyBatch<'_> {
+    /// Marks the start of the entry at `log_index`; what follows belongs to it.
+    pub fn begin_entry(&mut self, log_index: u64) {
+        debug_assert!(log_index > self.log_index || self.log_index == 0);
+        self.log_index = log_index;
+        self.text_docs_in_entry = 0;
+    }
+
+    /// Queues `text` for the full-text index, pointing at `key`.
+    pub fn queue_text(&mut self, kind: DocKind, key: Vec<u8>, time_unix_nanos: u64, text: String) {
+        debug_assert!(self.log_index > 0, "begin_entry comes first");
+        let k = pending_doc_key(self.log_index, self.text_docs_in_entry);
+        self.text_docs_in_entry += 1;
+        let doc = PendingDoc {
+            kind,
+            key,
+            time_unix_nanos,
+            text,
+        };
+        self.batch
+            .insert(&self.store.keyspaces.ft_pending, k, encode(&doc));
+    }
+
+    /// Adds `ids` to the retired node ids (they left the membership).
+    pub fn retire_nodes(&mut self, ids: &BTreeSet<u64>) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut all = self.store.retired_node_ids()?;
+        all.extend(ids);
+        self.batch.insert(
+            &self.store.keyspaces.meta,
+            META_RETIRED_NODES.to_vec(),
+            serde_json::to_vec(&all).expect("a set of ids serializes"),
+        );
+        Ok(())
+    }
+
+    pub fn put_comment(&mut self, log_index: u64, c: &Comment) {
+        let key = comment_key(&c.trace_id, log_index);
+        self.batch
+            .insert(&self.store.keyspaces.comments, key, encode(c));
+    }
+
+    /// Stages a log record and its index entries. A record already stored
+    /// has the same keys, so storing it again changes nothing.
+    pub fn put_log(&mut self, log: &LogRecord) {
+        let store = self.store;
+        let ks = &store.keyspaces;
+        let value = encode(log);
+        // The key comes from the record as sent, so a retry lands on it again.
+        let key = record_key(log.timestamp_unix_nanos, &value);
+        self.queue_text(
+            DocKind::Log,
+            key.to_vec(),
+            log.timestamp_unix_nanos,
+            log.body.clone(),
+        );
+        let value = if log.body.len() > LARGE_LOG_BODY_BYTES {
+            let sha = crate::llm::sha256(log.body.as_bytes());
+            self.batch
+                .insert(&ks.blobs, sha.to_vec(), log.body.as_bytes().to_vec());
+            let mut stored = log.clone();
+            stored.body = preview(&log.body, LOG_BODY_PREVIEW_BYTES);
+            stored.body_sha256 = Some(sha);
+            encode(&stored)
+        } else {
+            value
+        };
+        self.batch.insert(
+            &ks.log_by_service,
+            bucketed(&service_prefix(&log.service), &key),
+            b"".to_vec(),
+        );
+        self.batch.insert(
+            &ks.log_by_severity,
+            bucketed(&[log.severity.code()], &key),
+            b"".to_vec(),
+        );
+        if let Some(t) = &log.trace_id {
+            self.batch
+                .insert(&ks.log_by_trace, prefixed(t, &key), b"".to_vec());
+        }
+        self.batch.insert(&ks.logs, key.to_vec(), value);
+    }
+
+    /// Stages a metric point and its index entry (idempotent like [`Self::put_log`]).
+    pub fn put_metric(&mut self, point: &MetricPoint) {
+        let store = self.store;
+        let ks = &store.keyspaces;
+        let value = encode(point);
+        let key = record_key(point.timestamp_unix_nanos, &value);
+        self.batch.insert(
+            &ks.metric_by_name,
+            bucketed(&service_prefix(&point.name), &key),
+            b"".to_vec(),
+        );
+        self.batch.insert(&ks.metrics, key.to_vec(), value);
+    }
+
+    /// Writes everything staged, with the new applied position, atomically.
+    pub fn commit(
+        mut self,
+        last_applied: Option<LogId>,
+        membership: Option<&StoredMembership>,
+    ) -> StoreResult<()> {
+        let store = self.store;
+        let ks = &store.keyspaces;
+        for (svc, stats) in self.stats.drain() {
+            if stats.span_count == 0 {
+                self.batch.remove(&ks.svc_stats, svc.into_bytes());
+            } else {
+                self.batch
+                    .insert(&ks.svc_stats, svc.into_bytes(), encode(&stats));
+            }
+        }
+        for (k, n) in self.svc_traces.drain() {
+            if n == 0 {
+                self.batch.remove(&ks.svc_traces, k);
+            } else {
+                self.batch
+                    .insert(&ks.svc_traces, k, n.to_le_bytes().to_vec());
+            }
+        }
+        let json = serde_json::to_vec(&last_applied).expect("log id serializes");
+        self.batch
+            .insert(&ks.meta, META_LAST_APPLIED.to_vec(), json);
+        if let Some(m) = membership {
+            self.batch.insert(
+                &ks.meta,
+                META_MEMBERSHIP.to_vec(),
+                serde_json::to_vec(m).expect("membership serializes"),
+            );
+        }
+        self.batch.commit()?;
+        Ok(())
+    }
+}
+
+/// The first `max_bytes` of `s`, cut at a character boundary.
+fn preview(s: &str, max_bytes: usize) -> String {
+    let mut end = max_bytes.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
