@@ -267,6 +267,15 @@ mod tests {
     fn logs_and_metrics_survive_export_and_import() {
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
+        let log_id = |i| {
+            tael_consensus::LogId::new(
+                tael_consensus::LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                i,
+            )
+        };
         let mut batch = store.begin();
         batch.begin_entry(1);
         for i in 0..10 {
@@ -278,11 +287,11 @@ mod tests {
             batch.put_log(&log(i));
             batch.put_metric(&point(i));
         }
-        batch.commit(None, None).unwrap();
+        batch.commit(Some(log_id(1)), None).unwrap();
         let mut batch = store.begin();
         batch.begin_entry(2);
         batch.put_log(&log(3));
-        batch.commit(None, None).unwrap();
+        batch.commit(Some(log_id(2)), None).unwrap();
         assert_eq!(all_logs(&store).len(), 10);
         assert_eq!(all_points(&store).len(), 10);
 
@@ -377,17 +386,28 @@ mod tests {
                 },
             )
         };
+        // One log for all stores: each continues from its snapshot's position.
+        let next_index = std::cell::Cell::new(1u64);
         let apply = |store: &HotStore, records: &[tael_consensus::Record]| {
             let mut batch = store.begin();
             let mut applied = 0;
             let mut duplicates = 0;
-            for (i, r) in records.iter().enumerate() {
-                batch.begin_entry(i as u64 + 1);
-                let c = crate::state::apply::apply(&mut batch, i as u64 + 1, r).unwrap();
+            let mut last = None;
+            for r in records {
+                let index = next_index.replace(next_index.get() + 1);
+                batch.begin_entry(index);
+                let c = crate::state::apply::apply(&mut batch, index, r).unwrap();
                 applied += c.spooled_applied;
                 duplicates += c.spooled_duplicates;
+                last = Some(tael_consensus::LogId::new(
+                    tael_consensus::LeaderId {
+                        term: 1,
+                        node_id: 1,
+                    },
+                    index,
+                ));
             }
-            batch.commit(None, None).unwrap();
+            batch.commit(last, None).unwrap();
             (applied, duplicates)
         };
         let applied_total = |store: &HotStore| {

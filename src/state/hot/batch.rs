@@ -40,8 +40,10 @@ pub struct ApplyBatch<'a> {
     /// Traces looked up in `trace_marks` in this batch: true when the trace
     /// may have spans stored before this batch.
     pub(super) trace_stored: HashMap<TraceId, bool>,
-    /// The entry being applied, and how many full-text documents it queued.
-    log_index: u64,
+    /// The first and the current entry of this batch (see `begin_entry`),
+    /// and how many full-text documents the current one queued.
+    first_entry: Option<u64>,
+    last_entry: Option<u64>,
     text_docs_in_entry: u32,
     /// `spool_applied` values staged in this batch (None: removed).
     pub(super) spool_marks: HashMap<Vec<u8>, Option<Vec<u8>>>,
@@ -56,7 +58,8 @@ impl<'a> ApplyBatch<'a> {
             stats: HashMap::new(),
             svc_traces: HashMap::new(),
             trace_stored: HashMap::new(),
-            log_index: 0,
+            first_entry: None,
+            last_entry: None,
             text_docs_in_entry: 0,
             spool_marks: HashMap::new(),
         }
@@ -64,17 +67,29 @@ impl<'a> ApplyBatch<'a> {
 }
 
 impl ApplyBatch<'_> {
-    /// Marks the start of the entry at `log_index`; what follows belongs to it.
+    /// Marks the start of the entry at `log_index`; what follows belongs to
+    /// it. Every entry of the batch is begun, in log order.
     pub fn begin_entry(&mut self, log_index: u64) {
-        debug_assert!(log_index > self.log_index || self.log_index == 0);
-        self.log_index = log_index;
+        if let Some(last) = self.last_entry {
+            assert!(
+                log_index > last,
+                "entries apply in increasing log order: entry {log_index} after entry {last}"
+            );
+        }
+        self.first_entry.get_or_insert(log_index);
+        self.last_entry = Some(log_index);
         self.text_docs_in_entry = 0;
+    }
+
+    /// The entry being applied.
+    fn current_entry(&self) -> u64 {
+        self.last_entry
+            .expect("begin_entry comes before anything an entry stages")
     }
 
     /// Queues `text` for the full-text index, pointing at `key`.
     pub fn queue_text(&mut self, kind: DocKind, key: Vec<u8>, time_unix_nanos: u64, text: String) {
-        debug_assert!(self.log_index > 0, "begin_entry comes first");
-        let k = pending_doc_key(self.log_index, self.text_docs_in_entry);
+        let k = pending_doc_key(self.current_entry(), self.text_docs_in_entry);
         self.text_docs_in_entry += 1;
         let doc = PendingDoc {
             kind,
@@ -102,6 +117,11 @@ impl ApplyBatch<'_> {
     }
 
     pub fn put_comment(&mut self, log_index: u64, c: &Comment) {
+        assert_eq!(
+            log_index,
+            self.current_entry(),
+            "a comment is keyed by the entry that carries it"
+        );
         let key = comment_key(&c.trace_id, log_index);
         self.batch
             .insert(&self.store.keyspaces.comments, key, encode(c));
@@ -164,6 +184,11 @@ impl ApplyBatch<'_> {
     }
 
     /// Writes everything staged, with the new applied position, atomically.
+    ///
+    /// `last_applied` is the last entry begun (None only for a batch of no
+    /// entries), and the batch's entries all lie above the applied position
+    /// stored so far: applying an entry twice, or out of order, would make
+    /// this replica diverge from the others.
     pub fn commit(
         mut self,
         last_applied: Option<LogId>,
@@ -171,7 +196,23 @@ impl ApplyBatch<'_> {
     ) -> StoreResult<()> {
         let store = self.store;
         let ks = &store.keyspaces;
+        assert_eq!(
+            last_applied.map(|l| l.index),
+            self.last_entry,
+            "the applied position a batch commits is the index of its last entry"
+        );
+        if let Some(first) = self.first_entry {
+            let stored = store.last_applied_in(&store.read_view())?;
+            assert!(
+                stored.is_none_or(|s| first > s.index),
+                "entry {first} applied again: the store has applied up to {stored:?}"
+            );
+        }
         for (svc, stats) in self.stats.drain() {
+            assert!(
+                stats.error_count <= stats.span_count && stats.trace_count <= stats.span_count,
+                "service {svc}: counters out of step: {stats:?}"
+            );
             if stats.span_count == 0 {
                 self.batch.remove(&ks.svc_stats, svc.into_bytes());
             } else {
@@ -209,4 +250,66 @@ fn preview(s: &str, max_bytes: usize) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{apply_spans, log_id, open_store, test_span};
+
+    #[test]
+    #[should_panic(expected = "entries apply in increasing log order")]
+    fn an_entry_begun_out_of_order_panics() {
+        let (_dir, store) = open_store();
+        let mut b = store.begin();
+        b.begin_entry(5);
+        b.begin_entry(4);
+    }
+
+    #[test]
+    #[should_panic(expected = "entry 3 applied again")]
+    fn an_entry_at_or_below_the_applied_position_panics() {
+        let (_dir, store) = open_store();
+        apply_spans(&store, 3, vec![test_span(1, 1, 100)]);
+        apply_spans(&store, 3, vec![test_span(1, 1, 100)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "the index of its last entry")]
+    fn a_commit_at_another_position_than_its_last_entry_panics() {
+        let (_dir, store) = open_store();
+        let mut b = store.begin();
+        b.begin_entry(1);
+        b.begin_entry(2);
+        b.commit(Some(log_id(1)), None).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "begin_entry comes before")]
+    fn a_log_staged_outside_an_entry_panics() {
+        let (_dir, store) = open_store();
+        let mut b = store.begin();
+        b.put_log(&crate::model::LogRecord {
+            timestamp_unix_nanos: 1,
+            observed_unix_nanos: 0,
+            trace_id: None,
+            span_id: None,
+            severity: crate::model::Severity::Info,
+            severity_text: String::new(),
+            body: "b".into(),
+            body_sha256: None,
+            service: "s".into(),
+            attributes: vec![],
+        });
+    }
+
+    #[test]
+    fn consecutive_batches_advance_the_applied_position() {
+        let (_dir, store) = open_store();
+        apply_spans(&store, 1, vec![test_span(1, 1, 100)]);
+        apply_spans(&store, 2, vec![test_span(2, 1, 100)]);
+        assert_eq!(store.applied_state().unwrap().0, Some(log_id(2)));
+        // An empty batch (no entries) leaves nothing to check and may
+        // write no position.
+        store.begin().commit(None, None).unwrap();
+    }
 }

@@ -36,6 +36,13 @@ impl ApplyBatch<'_> {
                 .map(|v| decode::<SpanRecord>(&v))
                 .transpose()?,
         };
+        if let Some(old) = &old {
+            assert_eq!(
+                span_key(&old.trace_id, &old.span_id),
+                key,
+                "the span stored under a key has that key's trace and span ids"
+            );
+        }
         if old.is_some() && store.duplicate_retries {
             return self.put_duplicate(key, span);
         }
@@ -165,8 +172,12 @@ impl ApplyBatch<'_> {
         self.batch
             .remove(&ks.by_error, time_key(s.start_unix_nanos, key).to_vec());
         let n = self.svc_trace_count_mut(svc_trace_key(&s.service, &s.trace_id))?;
-        debug_assert!(*n > 0, "a stored span is counted in its service's trace");
-        *n = n.saturating_sub(1);
+        assert!(
+            *n > 0,
+            "a stored span of service {} is counted in its trace's span count",
+            s.service
+        );
+        *n -= 1;
         let trace_gone = *n == 0;
         let stats = self.stats_mut(&s.service)?;
         stats.span_count = stats.span_count.saturating_sub(1);
