@@ -146,7 +146,7 @@ impl Ingest {
             .cluster
             .propose_for_response(crate::payload::comment_record(draft))
             .await?;
-        let stamped: Comment = crate::state::hot::decode(&response)
+        let stamped: Comment = crate::codec::decode(&response)
             .map_err(|e| ClusterError::Internal(format!("the leader's stamped comment: {e}")))?;
         assert!(
             stamped.is_stamped() && stamped.trace_id == draft.trace_id,

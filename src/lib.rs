@@ -10,6 +10,7 @@
 pub mod analytics;
 pub mod cluster;
 pub mod cmd;
+pub mod codec;
 pub mod comments;
 pub mod config;
 pub mod faults;

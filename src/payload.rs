@@ -1,14 +1,15 @@
-//! Application records carried in the Raft log, and how each is applied.
+//! Application records carried in the Raft log: their tags and formats.
 //!
 //! The consensus layer sees a tag, a batch key and opaque bytes; this module
 //! gives them meaning. A record's payload is encoded once, on the node that
-//! received the export, and decoded once per replica at apply time.
+//! received the export, and decoded once per replica at apply time (see
+//! [`crate::state::apply`], which also says how each is applied).
 
 use tael_consensus::{Record, BATCH_KEY_LEN, FIRST_APP_TAG};
 
+use crate::codec::{decode, encode};
 use crate::comments::{self, Comment};
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
-use crate::state::hot::{decode, encode, ApplyBatch, StoreError, StoreResult};
 
 /// A batch of spans from one export request.
 pub const TAG_SPANS: u8 = FIRST_APP_TAG;
@@ -112,95 +113,4 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
         }
         _ => Ok((record, Vec::new())),
     }
-}
-
-/// What one applied record contained.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AppliedCounts {
-    pub spans: u64,
-    pub logs: u64,
-    pub metric_points: u64,
-    /// Spooled records applied, and spooled records skipped as re-proposals.
-    pub spooled_applied: u64,
-    pub spooled_duplicates: u64,
-}
-
-/// Applies one record, the entry at `log_index`, into `batch`.
-pub fn apply(
-    batch: &mut ApplyBatch<'_>,
-    log_index: u64,
-    record: &Record,
-) -> StoreResult<AppliedCounts> {
-    if record.tag == TAG_SPOOLED {
-        let spooled: SpooledRecord = decode(&record.payload)?;
-        if !spoolable(spooled.tag) {
-            return Err(StoreError::Corrupt(format!(
-                "spooled record at log index {log_index} wraps tag {}",
-                spooled.tag
-            )));
-        }
-        let first_time = batch.claim_spooled(
-            spooled.origin,
-            spooled.generation,
-            spooled.seq,
-            spooled.min_live_generation,
-        )?;
-        if !first_time {
-            return Ok(AppliedCounts {
-                spooled_duplicates: 1,
-                ..AppliedCounts::default()
-            });
-        }
-        let mut counts = apply_tagged(batch, log_index, spooled.tag, &spooled.payload)?;
-        counts.spooled_applied = 1;
-        return Ok(counts);
-    }
-    apply_tagged(batch, log_index, record.tag, &record.payload)
-}
-
-fn apply_tagged(
-    batch: &mut ApplyBatch<'_>,
-    log_index: u64,
-    tag: u8,
-    payload: &[u8],
-) -> StoreResult<AppliedCounts> {
-    let mut counts = AppliedCounts::default();
-    match tag {
-        TAG_COMMENT => {
-            let c: Comment = decode(payload)?;
-            if !c.is_stamped() {
-                return Err(StoreError::Corrupt(format!(
-                    "comment at log index {log_index} was never stamped by a leader"
-                )));
-            }
-            batch.put_comment(log_index, &c);
-        }
-        TAG_SPANS => {
-            let spans: Vec<SpanRecord> = decode(payload)?;
-            counts.spans = spans.len() as u64;
-            for span in spans {
-                batch.put_span(span)?;
-            }
-        }
-        TAG_LOGS => {
-            let logs: Vec<LogRecord> = decode(payload)?;
-            counts.logs = logs.len() as u64;
-            for log in logs {
-                batch.put_log(&log);
-            }
-        }
-        TAG_METRICS => {
-            let points: Vec<MetricPoint> = decode(payload)?;
-            counts.metric_points = points.len() as u64;
-            for p in points {
-                batch.put_metric(&p);
-            }
-        }
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "log entry with unknown record tag {other}; was it written by a newer tael-raft?"
-            )))
-        }
-    }
-    Ok(counts)
 }

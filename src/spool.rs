@@ -52,8 +52,8 @@ use tokio::sync::{watch, Notify};
 use walrus_rust::{FsyncSchedule, ReadConsistency, Walrus};
 
 use crate::cluster::{Cluster, ClusterError};
+use crate::codec::{decode, encode};
 use crate::payload;
-use crate::state::hot::{decode, encode};
 
 /// Under the data directory.
 pub const SPOOL_DIR: &str = "spool";

@@ -7,10 +7,10 @@
 //! Installing a snapshot loads it into a new `db-N+1`, fsyncs it, then switches
 //! `CURRENT` with an atomic rename: a crash leaves the old state or the new one.
 
+pub mod apply;
 pub mod hot;
 pub mod snapshot;
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,17 +22,11 @@ use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::OptionalSend;
 use tael_consensus::log_store::{read_meta_file, sync_dir, write_meta_file_atomic};
-use tael_consensus::{
-    Applied, Entry, EntryPayload, LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership,
-    TypeConfig,
-};
+use tael_consensus::{LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership, TypeConfig};
 
 use self::hot::{HotStore, StoreError, StoreResult};
-use crate::payload;
 
 const CURRENT_FILE: &str = "CURRENT";
-/// An apply slower than this is logged with the storage engine's backlog.
-const SLOW_APPLY: Duration = Duration::from_millis(200);
 /// Snapshot files kept: the newest, plus one that may still be streaming out.
 const SNAPSHOTS_KEPT: usize = 2;
 
@@ -192,84 +186,7 @@ fn prune_snapshots(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn node_ids(m: &StoredMembership) -> BTreeSet<u64> {
-    m.membership().nodes().map(|(id, _)| *id).collect()
-}
-
 impl Shared {
-    fn apply_entries(&self, entries: &[Entry]) -> StoreResult<Vec<Applied>> {
-        let started = std::time::Instant::now();
-        let store = self.store();
-        let mut batch = store.begin();
-        let mut last = None;
-        let mut membership = None;
-        // Nodes that left the membership in this batch.
-        let mut retired = BTreeSet::new();
-        let mut counts = payload::AppliedCounts::default();
-        let mut responses = Vec::with_capacity(entries.len());
-        for e in entries {
-            debug_assert!(
-                last.is_none_or(|l: LogId| l.index + 1 == e.log_id.index),
-                "entries apply in log order"
-            );
-            match &e.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(record) => {
-                    batch.begin_entry(e.log_id.index);
-                    let c = payload::apply(&mut batch, e.log_id.index, record)?;
-                    counts.spans += c.spans;
-                    counts.logs += c.logs;
-                    counts.metric_points += c.metric_points;
-                    counts.spooled_applied += c.spooled_applied;
-                    counts.spooled_duplicates += c.spooled_duplicates;
-                }
-                EntryPayload::Membership(m) => {
-                    let before: BTreeSet<u64> = match &membership {
-                        Some(prev) => node_ids(prev),
-                        None => node_ids(&store.applied_state()?.1),
-                    };
-                    let now = StoredMembership::new(Some(e.log_id), m.clone());
-                    retired.extend(before.difference(&node_ids(&now)));
-                    membership = Some(now);
-                }
-            }
-            last = Some(e.log_id);
-            responses.push(Applied::default());
-        }
-        batch.retire_nodes(&retired)?;
-        let staged = started.elapsed();
-        batch.commit(last, membership.as_ref())?;
-        let took = started.elapsed();
-        if took > SLOW_APPLY {
-            tracing::warn!(
-                took_ms = took.as_millis() as u64,
-                staging_ms = staged.as_millis() as u64,
-                entries = entries.len(),
-                spans = counts.spans,
-                logs = counts.logs,
-                metric_points = counts.metric_points,
-                storage = %store.backlog(),
-                "slow apply"
-            );
-        }
-        let s = &self.stats;
-        s.entries_applied
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
-        s.spans_applied.fetch_add(counts.spans, Ordering::Relaxed);
-        s.logs_applied.fetch_add(counts.logs, Ordering::Relaxed);
-        s.metric_points_applied
-            .fetch_add(counts.metric_points, Ordering::Relaxed);
-        s.spooled_applied
-            .fetch_add(counts.spooled_applied, Ordering::Relaxed);
-        s.spooled_duplicates_skipped
-            .fetch_add(counts.spooled_duplicates, Ordering::Relaxed);
-        s.apply_batches.fetch_add(1, Ordering::Relaxed);
-        s.apply_micros_total
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        s.apply_latency.record(started.elapsed());
-        Ok(responses)
-    }
-
     fn build_snapshot(&self) -> StoreResult<Snapshot> {
         let store = self.store();
         let view = store.read_view();

@@ -22,6 +22,8 @@ use super::hot::{HotStore, StoreError, StoreResult, KEYSPACES};
 
 const MAGIC: &[u8; 8] = b"TAELSNP1";
 const END: u8 = 0xFF;
+// A record's first byte is its keyspace's position, or END.
+const _: () = assert!(KEYSPACES.len() < END as usize);
 /// Bounds that no valid snapshot exceeds; larger values mean a damaged file.
 const MAX_META_BYTES: u32 = 64 * 1024 * 1024;
 const MAX_KEY_BYTES: u32 = 64 * 1024;
@@ -79,7 +81,7 @@ pub fn export(
     let meta_json = serde_json::to_vec(meta).expect("snapshot meta serializes");
     w.write_all(&(meta_json.len() as u32).to_le_bytes())?;
     w.write_all(&meta_json)?;
-    for (i, ks) in store.keyspaces.iter().enumerate() {
+    for (i, ks) in store.keyspaces.in_snapshot_order().into_iter().enumerate() {
         for g in view.iter(ks) {
             let (k, v) = g.into_inner()?;
             w.write_all(&[i as u8])?;
@@ -150,7 +152,7 @@ pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
         }
         let ks = into
             .keyspaces
-            .get(tag[0] as usize)
+            .by_snapshot_position(tag[0] as usize)
             .ok_or_else(|| corrupt(path, format!("keyspace {}", tag[0])))?;
         let klen = read_u32(&mut r)?;
         if klen > MAX_KEY_BYTES {
@@ -187,7 +189,6 @@ pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
     batch.commit()?;
     into.backfill_trace_marks()?;
     into.persist()?;
-    debug_assert_eq!(KEYSPACES.len(), into.keyspaces.len());
     Ok(meta)
 }
 
@@ -266,6 +267,15 @@ mod tests {
     fn logs_and_metrics_survive_export_and_import() {
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
+        let log_id = |i| {
+            tael_consensus::LogId::new(
+                tael_consensus::LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                i,
+            )
+        };
         let mut batch = store.begin();
         batch.begin_entry(1);
         for i in 0..10 {
@@ -277,11 +287,11 @@ mod tests {
             batch.put_log(&log(i));
             batch.put_metric(&point(i));
         }
-        batch.commit(None, None).unwrap();
+        batch.commit(Some(log_id(1)), None).unwrap();
         let mut batch = store.begin();
         batch.begin_entry(2);
         batch.put_log(&log(3));
-        batch.commit(None, None).unwrap();
+        batch.commit(Some(log_id(2)), None).unwrap();
         assert_eq!(all_logs(&store).len(), 10);
         assert_eq!(all_points(&store).len(), 10);
 
@@ -359,8 +369,8 @@ mod tests {
 
     #[test]
     fn a_spooled_record_proposed_twice_is_applied_once_even_after_a_snapshot() {
+        use crate::codec::encode;
         use crate::payload::{self, SpooledRecord, TAG_LOGS};
-        use crate::state::hot::encode;
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
         let spooled = |generation: u64, seq: u64, min_live: u64, body: u64| {
@@ -376,17 +386,28 @@ mod tests {
                 },
             )
         };
+        // One log for all stores: each continues from its snapshot's position.
+        let next_index = std::cell::Cell::new(1u64);
         let apply = |store: &HotStore, records: &[tael_consensus::Record]| {
             let mut batch = store.begin();
             let mut applied = 0;
             let mut duplicates = 0;
-            for (i, r) in records.iter().enumerate() {
-                batch.begin_entry(i as u64 + 1);
-                let c = payload::apply(&mut batch, i as u64 + 1, r).unwrap();
+            let mut last = None;
+            for r in records {
+                let index = next_index.replace(next_index.get() + 1);
+                batch.begin_entry(index);
+                let c = crate::state::apply::apply(&mut batch, index, r).unwrap();
                 applied += c.spooled_applied;
                 duplicates += c.spooled_duplicates;
+                last = Some(tael_consensus::LogId::new(
+                    tael_consensus::LeaderId {
+                        term: 1,
+                        node_id: 1,
+                    },
+                    index,
+                ));
             }
-            batch.commit(None, None).unwrap();
+            batch.commit(last, None).unwrap();
             (applied, duplicates)
         };
         let applied_total = |store: &HotStore| {

@@ -1,0 +1,32 @@
+//! What can go wrong in the hot store.
+
+use crate::codec::CodecError;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Fjall(#[from] fjall::Error),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("full-text index: {0}")]
+    Index(String),
+}
+
+impl From<CodecError> for StoreError {
+    fn from(e: CodecError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl From<StoreError> for std::io::Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Io(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        }
+    }
+}

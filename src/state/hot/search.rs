@@ -1,0 +1,283 @@
+//! Searches: spans, log records and metric points matching a query, newest
+//! first, walking the most selective index over the time window within a
+//! budget of candidates.
+
+use fjall::{Guard, Keyspace};
+
+use super::keys::{
+    day_prefix, leading_time, prefixed, service_bucket_prefix, service_prefix, time_key_bounds,
+    DAY_NANOS, RECORD_KEY_LEN, SERVICE_BUCKET_NANOS, SPAN_KEY_LEN,
+};
+use super::{
+    Found, HotStore, LogQuery, MetricQuery, SearchResult, SpanQuery, StoreError, StoreResult,
+};
+use crate::codec::decode;
+use crate::model::{LogRecord, MetricPoint, SpanRecord, SpanStatus};
+
+/// How a log or metric search reaches its candidates.
+enum Walk<'a> {
+    /// The time-ordered primary keyspace.
+    Primary,
+    /// An index keyed prefix ++ time ++ content key.
+    Prefixed(&'a Keyspace, Vec<u8>),
+    /// An index keyed day ++ prefix ++ time ++ content key.
+    DayBucketed(&'a Keyspace, Vec<u8>),
+}
+
+impl HotStore {
+    /// Spans matching `q`, newest first. Walks the most selective index over
+    /// the time window and stops after `q.limit` matches or `q.max_scanned`
+    /// candidates.
+    pub fn search(&self, q: &SpanQuery) -> StoreResult<SearchResult> {
+        let from = q.since_unix_nanos.unwrap_or(0);
+        let to = q.until_unix_nanos.unwrap_or(u64::MAX);
+        let (lo, hi) = time_key_bounds(from, to);
+        let ks = &self.keyspaces;
+
+        // Index entries newest first; each key ends with start ++ ids.
+        let entries: Box<dyn Iterator<Item = Guard>> = if q.status == Some(SpanStatus::Error) {
+            Box::new(ks.by_error.range(lo.to_vec()..=hi.to_vec()).rev())
+        } else if let Some(service) = &q.service {
+            // Clamp the window to the data that exists, then walk its hour
+            // buckets newest first.
+            let newest = match ks.by_time.last_key_value() {
+                Some(g) => leading_time(&g.key()?),
+                None => return Ok(SearchResult::default()),
+            };
+            let oldest = match ks.by_time.first_key_value() {
+                Some(g) => leading_time(&g.key()?),
+                None => return Ok(SearchResult::default()),
+            };
+            let (from, to) = (from.max(oldest), to.min(newest));
+            if from > to {
+                return Ok(SearchResult::default());
+            }
+            let by_service = ks.by_service.clone();
+            let service = service.clone();
+            Box::new(
+                (from / SERVICE_BUCKET_NANOS..=to / SERVICE_BUCKET_NANOS)
+                    .rev()
+                    .flat_map(move |bucket| {
+                        let mut a = service_bucket_prefix(bucket, &service);
+                        let mut b = a.clone();
+                        a.extend_from_slice(&lo);
+                        b.extend_from_slice(&hi);
+                        by_service.range(a..=b).rev()
+                    }),
+            )
+        } else {
+            Box::new(ks.by_time.range(lo.to_vec()..=hi.to_vec()).rev())
+        };
+
+        let mut result = SearchResult::default();
+        for g in entries {
+            if result.spans.len() >= q.limit {
+                break;
+            }
+            if result.scanned >= q.max_scanned {
+                result.truncated = true;
+                break;
+            }
+            result.scanned += 1;
+            let k = g.key()?;
+            let ids = &k[k.len() - SPAN_KEY_LEN..];
+            let Some(v) = ks.spans.get(ids)? else {
+                return Err(StoreError::Corrupt("index entry without its span".into()));
+            };
+            let span: SpanRecord = decode(&v)?;
+            if q.matches(&span) {
+                result.spans.push(span);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Log records matching `q`, newest first, walking the most selective
+    /// index (trace, service, severity, else time) over the time window.
+    pub fn search_logs(&self, q: &LogQuery) -> StoreResult<Found<LogRecord>> {
+        let ks = &self.keyspaces;
+        let walk = if let Some(t) = &q.trace_id {
+            Walk::Prefixed(&ks.log_by_trace, t.to_vec())
+        } else if let Some(svc) = &q.service {
+            Walk::DayBucketed(&ks.log_by_service, service_prefix(svc))
+        } else if let Some(sev) = q.severity {
+            Walk::DayBucketed(&ks.log_by_severity, vec![sev.code()])
+        } else {
+            Walk::Primary
+        };
+        let window = (q.since_unix_nanos, q.until_unix_nanos);
+        scan_records(&ks.logs, walk, window, (q.limit, q.max_scanned), |l| {
+            q.matches(l)
+        })
+    }
+
+    /// Metric points matching `q`, newest first.
+    pub fn search_metrics(&self, q: &MetricQuery) -> StoreResult<Found<MetricPoint>> {
+        let ks = &self.keyspaces;
+        let walk = match &q.name {
+            Some(n) => Walk::DayBucketed(&ks.metric_by_name, service_prefix(n)),
+            None => Walk::Primary,
+        };
+        let window = (q.since_unix_nanos, q.until_unix_nanos);
+        scan_records(&ks.metrics, walk, window, (q.limit, q.max_scanned), |m| {
+            q.matches(m)
+        })
+    }
+}
+
+/// Walks `primary` (keys: time ++ content key) or an index over it (keys
+/// end with time ++ content key) newest first within the time window,
+/// until `limit` records are kept or `max_scanned` candidates examined.
+fn scan_records<T: serde::de::DeserializeOwned>(
+    primary: &Keyspace,
+    walk: Walk<'_>,
+    (since, until): (Option<u64>, Option<u64>),
+    (limit, max_scanned): (usize, usize),
+    keep: impl Fn(&T) -> bool,
+) -> StoreResult<Found<T>> {
+    let mut found = Found {
+        records: Vec::new(),
+        scanned: 0,
+        truncated: false,
+    };
+    // Clamp the window to the data that exists: bucketed walks visit
+    // every day in it.
+    let time_of = |g: Option<Guard>| -> StoreResult<Option<u64>> {
+        g.map(|g| Ok(leading_time(&g.key()?))).transpose()
+    };
+    let (Some(oldest), Some(newest)) = (
+        time_of(primary.first_key_value())?,
+        time_of(primary.last_key_value())?,
+    ) else {
+        return Ok(found);
+    };
+    let from = since.unwrap_or(0).max(oldest);
+    let to = until.unwrap_or(u64::MAX).min(newest);
+    if from > to {
+        return Ok(found);
+    }
+    let mut lo = [0u8; RECORD_KEY_LEN];
+    lo[..8].copy_from_slice(&from.to_be_bytes());
+    let mut hi = [0xffu8; RECORD_KEY_LEN];
+    hi[..8].copy_from_slice(&to.to_be_bytes());
+    let is_index = !matches!(walk, Walk::Primary);
+    let entries: Box<dyn Iterator<Item = Guard>> = match walk {
+        Walk::Primary => Box::new(primary.range(lo.to_vec()..=hi.to_vec()).rev()),
+        Walk::Prefixed(index, prefix) => Box::new(
+            index
+                .range(prefixed(&prefix, &lo)..=prefixed(&prefix, &hi))
+                .rev(),
+        ),
+        Walk::DayBucketed(index, prefix) => {
+            let index = index.clone();
+            Box::new(
+                (from / DAY_NANOS..=to / DAY_NANOS)
+                    .rev()
+                    .flat_map(move |day| {
+                        let p = day_prefix(day, &prefix);
+                        index.range(prefixed(&p, &lo)..=prefixed(&p, &hi)).rev()
+                    }),
+            )
+        }
+    };
+    for g in entries {
+        if found.records.len() >= limit {
+            break;
+        }
+        if found.scanned >= max_scanned {
+            found.truncated = true;
+            break;
+        }
+        found.scanned += 1;
+        let record: T = if is_index {
+            let k = g.key()?;
+            let Some(v) = primary.get(&k[k.len() - RECORD_KEY_LEN..])? else {
+                return Err(StoreError::Corrupt("index entry without its record".into()));
+            };
+            decode(&v)?
+        } else {
+            let (_, v) = g.into_inner()?;
+            decode(&v)?
+        };
+        if keep(&record) {
+            found.records.push(record);
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{log_id, open_store};
+    use super::*;
+    use crate::model::Severity;
+
+    fn log(day: u64, n: u64, service: &str, severity: Severity) -> LogRecord {
+        LogRecord {
+            timestamp_unix_nanos: day * DAY_NANOS + n,
+            observed_unix_nanos: 0,
+            trace_id: None,
+            span_id: None,
+            severity,
+            severity_text: String::new(),
+            body: format!("{service} day {day} #{n}"),
+            body_sha256: None,
+            service: service.into(),
+            attributes: vec![],
+        }
+    }
+
+    fn bodies(f: Found<LogRecord>) -> Vec<String> {
+        f.records.into_iter().map(|l| l.body).collect()
+    }
+
+    #[test]
+    fn day_bucketed_indexes_answer_newest_first_across_days() {
+        let (_dir, store) = open_store();
+        let mut batch = store.begin();
+        batch.begin_entry(1);
+        for (day, n, svc, sev) in [
+            (20_000, 1, "a", Severity::Info),
+            (20_003, 5, "a", Severity::Error),
+            (20_003, 2, "b", Severity::Error),
+            (20_010, 0, "a", Severity::Info),
+            (20_010, 9, "b", Severity::Warn),
+        ] {
+            batch.put_log(&log(day, n, svc, sev));
+        }
+        batch.commit(Some(log_id(1)), None).unwrap();
+        let q = |f: &dyn Fn(&mut LogQuery)| {
+            let mut q = LogQuery {
+                limit: 100,
+                max_scanned: 100,
+                ..Default::default()
+            };
+            f(&mut q);
+            store.search_logs(&q).unwrap()
+        };
+        assert_eq!(
+            bodies(q(&|q| q.service = Some("a".into()))),
+            vec!["a day 20010 #0", "a day 20003 #5", "a day 20000 #1"]
+        );
+        let errors = q(&|q| q.severity = Some(Severity::Error));
+        assert_eq!(errors.scanned, 2);
+        assert_eq!(bodies(errors), vec!["a day 20003 #5", "b day 20003 #2"]);
+        assert_eq!(
+            bodies(q(&|q| {
+                q.service = Some("a".into());
+                q.since_unix_nanos = Some(20_003 * DAY_NANOS + 3);
+            })),
+            vec!["a day 20010 #0", "a day 20003 #5"]
+        );
+        assert_eq!(
+            bodies(q(&|q| {
+                q.service = Some("b".into());
+                q.limit = 1;
+            })),
+            vec!["b day 20010 #9"]
+        );
+        assert!(bodies(q(&|q| q.service = Some("c".into()))).is_empty());
+        assert!(bodies(q(&|q| q.since_unix_nanos = Some(u64::MAX - 1))).is_empty());
+        assert_eq!(q(&|q| q.limit = 100).records.len(), 5);
+    }
+}
