@@ -6,6 +6,7 @@ use clap::Args;
 use serde::Deserialize;
 use tael_consensus::AckLevel;
 
+use crate::auth::AuthMode;
 use crate::faults::{FaultConfig, Mutation};
 
 /// The settings of one node, fully resolved.
@@ -38,6 +39,11 @@ pub struct ServeConfig {
     /// Peers to dial somewhere other than their membership address
     /// (membership address → address dialed), e.g. through a test proxy.
     pub dial_overrides: Vec<(String, String)>,
+    /// Whether clients must present an API key (docs/security.md).
+    pub auth: AuthMode,
+    /// The secret every node of the cluster shares; peers prove they know it
+    /// on every node-to-node call.
+    pub cluster_secret_file: Option<PathBuf>,
     pub faults: FaultConfig,
 }
 
@@ -70,6 +76,8 @@ impl Default for ServeConfig {
             ingest_spooled: false,
             spool_max_pending_mb: 1024,
             dial_overrides: Vec::new(),
+            auth: AuthMode::Off,
+            cluster_secret_file: None,
             faults: FaultConfig::default(),
         }
     }
@@ -136,6 +144,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub dial_overrides: Vec<String>,
+    /// `required`: every request but /healthz and /readyz needs an API key
+    /// of the right role; `off`: none does. Default: `required` when any
+    /// listener binds an address other than loopback, else `off`.
+    #[arg(long, env = "TAEL_AUTH")]
+    pub auth: Option<String>,
+    /// A file holding the secret shared by every node of the cluster (at
+    /// least 32 bytes). Needed with `--auth required`.
+    #[arg(long, env = "TAEL_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Fault harness only (`fault-injection` builds): run with a known bug.
     #[arg(long, env = "TAEL_MUTATION")]
     pub mutation: Option<String>,
@@ -191,6 +208,8 @@ struct FileConfig {
     ingest_ack: Option<String>,
     spool_max_pending_mb: Option<u64>,
     dial_overrides: Option<Vec<String>>,
+    auth: Option<String>,
+    cluster_secret_file: Option<PathBuf>,
     mutation: Option<String>,
     power_loss_sim: Option<bool>,
 }
@@ -247,6 +266,11 @@ impl ServeArgs {
                     .map(|s| parse_dial_override(s))
                     .collect::<Result<_, _>>()?
             },
+            auth: AuthMode::Off,
+            cluster_secret_file: self
+                .cluster_secret_file
+                .clone()
+                .or(file.cluster_secret_file.clone()),
             faults: FaultConfig {
                 mutation: self
                     .mutation
@@ -257,13 +281,54 @@ impl ServeArgs {
                 power_loss_sim: self.power_loss_sim.or(file.power_loss_sim).unwrap_or(false),
             },
         };
+        let mut c = c;
+        c.auth = match self.auth.clone().or(file.auth.clone()) {
+            Some(s) => AuthMode::parse(&s)
+                .ok_or_else(|| format!("auth must be required or off, not {s:?}"))?,
+            None if c.non_loopback_listener().is_some() => AuthMode::Required,
+            None => AuthMode::Off,
+        };
         c.validate()?;
         Ok(c)
     }
 }
 
 impl ServeConfig {
+    /// A listener bound to an address other than loopback, if any.
+    pub fn non_loopback_listener(&self) -> Option<&str> {
+        [
+            &self.raft_addr,
+            &self.rest_addr,
+            &self.otlp_grpc_addr,
+            &self.otlp_http_addr,
+        ]
+        .into_iter()
+        .find(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .is_ok_and(|s| !s.ip().is_loopback())
+        })
+        .map(String::as_str)
+    }
+
+    fn validate_auth(&self) -> Result<(), String> {
+        match (self.auth, self.non_loopback_listener()) {
+            (AuthMode::Off, Some(addr)) => Err(format!(
+                "refusing auth = off with a listener on {addr}: anyone who can reach it could \
+                 read, write and administer the cluster. Use --auth required with \
+                 --cluster-secret-file, or bind loopback addresses only (docs/security.md)"
+            )),
+            (AuthMode::Required, _) if self.cluster_secret_file.is_none() => Err(
+                "auth = required needs --cluster-secret-file FILE, the secret every node of \
+                 the cluster shares (create one with `head -c 32 /dev/urandom | base64 > FILE`, \
+                 copy it to every node; docs/security.md)"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_auth()?;
         if self.node_id == 0 {
             return Err("node_id must be at least 1".into());
         }
@@ -473,5 +538,36 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.contains("unknown mutation"), "{err}");
+    }
+
+    #[test]
+    fn auth_defaults_to_required_off_loopback_and_is_refused_without_what_it_needs() {
+        let on_loopback = ServeArgs::default().resolve().unwrap();
+        assert_eq!(on_loopback.auth, AuthMode::Off);
+
+        let public = ServeArgs {
+            rest_addr: Some("0.0.0.0:7701".into()),
+            ..Default::default()
+        };
+        let err = public.resolve().unwrap_err();
+        assert!(err.contains("cluster-secret-file"), "{err}");
+        let with_secret = ServeArgs {
+            cluster_secret_file: Some("/etc/tael/secret".into()),
+            ..public.clone()
+        };
+        assert_eq!(with_secret.resolve().unwrap().auth, AuthMode::Required);
+
+        let off_in_public = ServeArgs {
+            auth: Some("off".into()),
+            ..with_secret.clone()
+        };
+        let err = off_in_public.resolve().unwrap_err();
+        assert!(err.contains("refusing auth = off"), "{err}");
+
+        let bad = ServeArgs {
+            auth: Some("maybe".into()),
+            ..Default::default()
+        };
+        assert!(bad.resolve().unwrap_err().contains("required or off"));
     }
 }

@@ -61,6 +61,15 @@ pub async fn request(
     request_with_headers(method, url, &headers, body, timeout).await
 }
 
+/// The API key this process presents (`--api-key`, `TAEL_API_KEY`), unless a
+/// request names its own `Authorization` header. Set once, at start-up.
+static DEFAULT_API_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Presents `key` as `Authorization: Bearer <key>` on every request.
+pub fn set_default_api_key(key: String) {
+    let _ = DEFAULT_API_KEY.set(key);
+}
+
 /// Like [`request`], with arbitrary extra request headers.
 pub async fn request_with_headers(
     method: &str,
@@ -91,6 +100,12 @@ async fn request_inner(
     for (name, value) in headers {
         debug_assert!(!name.contains(['\r', '\n']) && !value.contains(['\r', '\n']));
         head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let names_its_own = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if let (Some(key), false) = (DEFAULT_API_KEY.get(), names_its_own) {
+        head.push_str(&format!("Authorization: Bearer {key}\r\n"));
     }
     head.push_str("\r\n");
     stream

@@ -7,7 +7,9 @@
 //! [`query`] service, which first passes the cluster's read barrier for the
 //! requested consistency level. [`serve`] builds all of it.
 
+pub mod admin;
 pub mod analytics;
+pub mod auth;
 pub mod cluster;
 pub mod cmd;
 pub mod codec;

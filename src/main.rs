@@ -19,6 +19,9 @@ use tael_raft::config::ServeArgs;
     about = "Raft-replicated OpenTelemetry backend"
 )]
 struct Cli {
+    /// The API key to present to servers (`Authorization: Bearer KEY`).
+    #[arg(long, global = true, env = "TAEL_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +43,10 @@ enum Command {
         /// How long to wait for the server to come up.
         #[arg(long, default_value_t = 30)]
         wait_secs: u64,
+        /// Create the cluster's first admin key and write it to this file
+        /// (mode 0600; the file must not exist yet).
+        #[arg(long)]
+        admin_key_out: Option<PathBuf>,
     },
     /// Show leader, term, commit and applied index per node, and lag.
     Status {
@@ -51,6 +58,9 @@ enum Command {
     /// Membership: add a learner, promote it, remove a node, list.
     #[command(subcommand)]
     Member(cmd::member::MemberCommand),
+    /// API keys: create, list, revoke (needs an admin key).
+    #[command(subcommand)]
+    Key(cmd::key::KeyCommand),
     /// OTLP load generator (traces or logs, over gRPC or HTTP).
     Bench {
         /// OTLP addresses (gRPC or HTTP per --transport), comma separated;
@@ -145,6 +155,9 @@ async fn wait_for_stop_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(key) = cli.api_key.clone().filter(|k| !k.is_empty()) {
+        tael_raft::http_client::set_default_api_key(key);
+    }
     let result: Result<(), String> = match cli.command {
         Command::Serve(args) => match args.resolve() {
             Err(e) => Err(e),
@@ -163,9 +176,29 @@ fn main() -> ExitCode {
             server,
             members,
             wait_secs,
+            admin_key_out,
         } => runtime(1).block_on(async move {
-            let id = cmd::init::run(&server, &members, Duration::from_secs(wait_secs)).await?;
-            println!("initialized cluster {id} with {} members", members.len());
+            if let Some(path) = &admin_key_out {
+                if path.exists() {
+                    return Err(format!("{} exists already; refusing to overwrite it", path.display()));
+                }
+            }
+            let wait = Duration::from_secs(wait_secs);
+            let done =
+                cmd::init::run_with(&server, &members, wait, admin_key_out.is_some()).await?;
+            println!(
+                "initialized cluster {} with {} members",
+                done.cluster_id,
+                members.len()
+            );
+            if let (Some(path), Some(key)) = (&admin_key_out, &done.admin_key) {
+                cmd::init::write_key_file(path, key)?;
+                println!("the first admin key is in {} (mode 0600)", path.display());
+            }
+            Ok(())
+        }),
+        Command::Key(k) => runtime(1).block_on(async move {
+            print!("{}", cmd::key::run(k).await?);
             Ok(())
         }),
         Command::Status { server, output } => runtime(1).block_on(async move {

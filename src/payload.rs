@@ -20,6 +20,9 @@ pub const TAG_METRICS: u8 = FIRST_APP_TAG + 2;
 
 /// One trace comment, stamped by the leader (see [`leader_stamp`]).
 pub const TAG_COMMENT: u8 = FIRST_APP_TAG + 8;
+/// A change to the API key set ([`crate::auth::KeyCommand`]), stamped by
+/// the leader.
+pub const TAG_KEYS: u8 = FIRST_APP_TAG + 12;
 /// A spans, logs or metrics record that went through a node's local spool
 /// (`--ingest-ack spooled`), wrapped in a [`SpooledRecord`]. Only these pay
 /// for the at-most-once check; records ingested directly skip it.
@@ -88,6 +91,10 @@ pub fn comment_record(draft: &Comment) -> Record {
     record(TAG_COMMENT, draft)
 }
 
+pub fn keys_record(cmd: &crate::auth::KeyCommand) -> Record {
+    record(TAG_KEYS, cmd)
+}
+
 /// Run by the leader on every record just before proposing it: fills in the
 /// values that must be chosen exactly once (a comment's id and time). Returns
 /// the record to propose and the bytes to hand back to the writer.
@@ -103,6 +110,20 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
             comments::validate(&draft)?;
             let stamped = comments::stamp(draft, now_unix_nanos);
             let payload = encode(&stamped);
+            Ok((
+                Record {
+                    payload: payload.clone(),
+                    ..record
+                },
+                payload,
+            ))
+        }
+        TAG_KEYS => {
+            let mut cmd: crate::auth::KeyCommand =
+                decode(&record.payload).map_err(|e| format!("undecodable key command: {e}"))?;
+            cmd.validate()?;
+            cmd.stamp(now_unix_nanos);
+            let payload = encode(&cmd);
             Ok((
                 Record {
                     payload: payload.clone(),

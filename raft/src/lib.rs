@@ -12,6 +12,7 @@ pub mod histogram;
 pub mod identity;
 pub mod log_store;
 pub mod network;
+pub mod peer_auth;
 pub mod server;
 pub mod snapshot_file;
 pub mod types;

@@ -25,6 +25,7 @@ use tonic::{Code, Status};
 use crate::convert::*;
 use crate::pb;
 use crate::pb::raft_transport_client::RaftTransportClient;
+use crate::peer_auth::{PeerProof, PeerSecret};
 use crate::types::{Node, NodeId, Snapshot, TypeConfig, Vote};
 use crate::ClusterIdentity;
 
@@ -36,6 +37,11 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 type RpcError = RPCError<TypeConfig>;
+
+/// A client of a peer's transport: every call carries the proof of the
+/// cluster secret (see `peer_auth`).
+pub type PeerClient =
+    RaftTransportClient<tonic::service::interceptor::InterceptedService<Channel, PeerProof>>;
 
 /// What a connection carries. Each purpose gets its own HTTP/2 connection to
 /// a peer, so a heartbeat never waits behind megabytes of replication or a
@@ -56,6 +62,7 @@ pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<(String, Purpose), Channel>>>,
     /// Membership address → address actually dialed (a proxy in fault tests).
     dial_overrides: Arc<HashMap<String, String>>,
+    proof: PeerProof,
 }
 
 impl PeerChannels {
@@ -63,18 +70,21 @@ impl PeerChannels {
         PeerChannels {
             channels: Default::default(),
             dial_overrides: Arc::new(overrides.into_iter().collect()),
+            proof: PeerProof::default(),
         }
     }
 
-    pub fn client(&self, addr: &str) -> Result<RaftTransportClient<Channel>, String> {
+    /// Every call proves knowledge of `secret` to the peer.
+    pub fn with_secret(mut self, secret: Option<PeerSecret>) -> Self {
+        self.proof = PeerProof::new(secret);
+        self
+    }
+
+    pub fn client(&self, addr: &str) -> Result<PeerClient, String> {
         self.client_for(addr, Purpose::Client)
     }
 
-    pub fn client_for(
-        &self,
-        addr: &str,
-        purpose: Purpose,
-    ) -> Result<RaftTransportClient<Channel>, String> {
+    pub fn client_for(&self, addr: &str, purpose: Purpose) -> Result<PeerClient, String> {
         let mut map = self.channels.lock().unwrap();
         let channel = match map.get(&(addr.to_string(), purpose)) {
             Some(c) => c.clone(),
@@ -93,9 +103,11 @@ impl PeerChannels {
                 c
             }
         };
-        Ok(RaftTransportClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(
+            RaftTransportClient::with_interceptor(channel, self.proof.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
     }
 }
 
@@ -141,7 +153,7 @@ impl NetworkFactory {
 pub struct PeerConnection {
     target: NodeId,
     addr: String,
-    client: Result<RaftTransportClient<Channel>, String>,
+    client: Result<PeerClient, String>,
     identity: Arc<ClusterIdentity>,
 }
 
@@ -156,7 +168,7 @@ fn status_to_rpc_error(s: Status) -> RpcError {
 }
 
 impl PeerConnection {
-    fn prepare(&self) -> Result<(RaftTransportClient<Channel>, String), RpcError> {
+    fn prepare(&self) -> Result<(PeerClient, String), RpcError> {
         let client = self
             .client
             .clone()

@@ -6,11 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tael_consensus::network::PeerChannels;
+use tael_consensus::network::{PeerChannels, PeerClient};
 use tael_consensus::pb;
-use tael_consensus::pb::raft_transport_client::RaftTransportClient;
 use tael_consensus::{ClusterIdentity, Record};
-use tonic::transport::Channel;
 use tonic::Status;
 
 use super::ClusterError;
@@ -44,7 +42,7 @@ impl Peers {
         })
     }
 
-    fn client(&self, addr: &str) -> Result<RaftTransportClient<Channel>, ClusterError> {
+    fn client(&self, addr: &str) -> Result<PeerClient, ClusterError> {
         self.channels.client(addr).map_err(ClusterError::Invalid)
     }
 

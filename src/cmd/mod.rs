@@ -5,6 +5,7 @@ pub mod bench_query;
 pub mod dev_cluster;
 pub mod disk_check;
 pub mod init;
+pub mod key;
 pub mod member;
 pub mod status;
 

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Request, Response, Status};
 
+use crate::auth::{AuthError, Authenticator, Role};
 use crate::cluster::ClusterError;
 use crate::ingest::Ingest;
 use crate::ingest::Transport;
@@ -71,6 +72,7 @@ type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'stati
 /// The collector service of one signal.
 pub struct OtlpService<S> {
     ingest: Arc<Ingest>,
+    auth: Arc<Authenticator>,
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -78,6 +80,7 @@ impl<S> Clone for OtlpService<S> {
     fn clone(&self) -> Self {
         OtlpService {
             ingest: self.ingest.clone(),
+            auth: self.auth.clone(),
             _signal: PhantomData,
         }
     }
@@ -122,6 +125,12 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let ingest = self.ingest.clone();
+        // Checked before the message is read: a caller without a writer key
+        // costs no decoding.
+        let presented = req.headers().get(http::header::AUTHORIZATION);
+        let allowed = self
+            .auth
+            .check(presented.map(|v| v.as_bytes()), Role::Writer);
         let is_export = req
             .uri()
             .path()
@@ -129,6 +138,9 @@ where
             .and_then(|p| p.strip_prefix(S::SERVICE))
             == Some("/Export");
         Box::pin(async move {
+            if let Err(e) = allowed {
+                return Ok(auth_status(e).into_http());
+            }
             if !is_export {
                 return Ok(Status::unimplemented("unknown method").into_http());
             }
@@ -141,6 +153,15 @@ where
             };
             Ok(grpc.unary(unary, req).await)
         })
+    }
+}
+
+/// A refused key: UNAUTHENTICATED or PERMISSION_DENIED (neither is retried
+/// by OpenTelemetry exporters, which is right).
+fn auth_status(e: AuthError) -> Status {
+    match e {
+        AuthError::Unauthenticated(m) => Status::unauthenticated(m),
+        AuthError::Forbidden(m) => Status::permission_denied(m),
     }
 }
 
@@ -218,16 +239,17 @@ fn unavailable_with_retry_info(message: String, delay_secs: i64) -> Status {
     )
 }
 
-fn service<S: OtlpSignal>(ingest: &Arc<Ingest>) -> OtlpService<S> {
+fn service<S: OtlpSignal>(ingest: &Arc<Ingest>, auth: &Arc<Authenticator>) -> OtlpService<S> {
     OtlpService {
         ingest: ingest.clone(),
+        auth: auth.clone(),
         _signal: PhantomData,
     }
 }
 
-pub fn router(ingest: Arc<Ingest>) -> tonic::transport::server::Router {
+pub fn router(ingest: Arc<Ingest>, auth: Arc<Authenticator>) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
-        .add_service(service::<Traces>(&ingest))
-        .add_service(service::<Logs>(&ingest))
-        .add_service(service::<Metrics>(&ingest))
+        .add_service(service::<Traces>(&ingest, &auth))
+        .add_service(service::<Logs>(&ingest, &auth))
+        .add_service(service::<Metrics>(&ingest, &auth))
 }

@@ -14,6 +14,7 @@ use axum::routing::post;
 use axum::Router;
 use prost::Message;
 
+use crate::auth::{AuthError, Authenticator, Role};
 use crate::cluster::ClusterError;
 use crate::ingest::Ingest;
 use crate::ingest::Transport;
@@ -46,12 +47,14 @@ impl Format {
 #[derive(Clone)]
 struct HttpState {
     ingest: Arc<Ingest>,
+    auth: Arc<Authenticator>,
     inflight: Arc<tokio::sync::Semaphore>,
 }
 
-pub fn router(ingest: Arc<Ingest>) -> Router {
+pub fn router(ingest: Arc<Ingest>, auth: Arc<Authenticator>) -> Router {
     let state = HttpState {
         ingest,
+        auth,
         inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT_EXPORTS)),
     };
     Router::new()
@@ -213,6 +216,15 @@ async fn handle<S: OtlpSignal>(
         Ok(f) => f,
         Err(why) => return error(Format::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, why),
     };
+    // Before the body is read: a caller without a writer key costs nothing.
+    let presented = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if let Err(e) = state.auth.check(presented, Role::Writer) {
+        let (status, why) = match e {
+            AuthError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
+            AuthError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+        };
+        return error(format, status, why);
+    }
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())

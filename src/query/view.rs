@@ -126,6 +126,11 @@ impl View {
         self.hot.trace_comments(trace, limit)
     }
 
+    /// The API key set.
+    pub fn keys(&self) -> StoreResult<crate::auth::KeySet> {
+        self.hot.key_set()
+    }
+
     /// A stored LLM payload or large log body, by content hash.
     pub fn blob(&self, sha256: &Sha256Digest) -> StoreResult<Option<Vec<u8>>> {
         self.hot.blob(sha256)

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -11,6 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiError;
+use crate::admin::KeyAdmin;
+use crate::auth::Role;
 use crate::cluster::status::{ClusterStatus, MemberStatus};
 use crate::cluster::Cluster;
 use crate::self_metrics::SelfMetrics;
@@ -20,10 +23,17 @@ use crate::self_metrics::SelfMetrics;
 pub struct InitRequest {
     /// Node id → node-to-node address.
     pub members: BTreeMap<u64, String>,
+    /// Also create the cluster's first admin key and answer with it.
+    #[serde(default)]
+    pub create_admin_key: bool,
 }
+
+/// How long init waits for a leader to take the first admin key.
+const ADMIN_KEY_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn init(
     State(cluster): State<Arc<Cluster>>,
+    State(keys): State<Arc<KeyAdmin>>,
     body: Result<Json<InitRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body
@@ -35,11 +45,28 @@ pub async fn init(
         return Err(ApiError::bad_request("node ids start at 1"));
     }
     let cluster_id = cluster.init(req.members.clone()).await?;
-    Ok((
-        StatusCode::OK,
-        Json(json!({ "cluster_id": cluster_id, "members": req.members })),
-    )
-        .into_response())
+    let mut body = json!({ "cluster_id": cluster_id, "members": req.members });
+    if req.create_admin_key {
+        match first_admin_key(&keys).await {
+            Ok(key) => body["admin_key"] = key,
+            Err(e) => body["admin_key_error"] = json!(e),
+        }
+    }
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// Creates the first admin key as soon as the new cluster has a leader.
+async fn first_admin_key(keys: &KeyAdmin) -> Result<serde_json::Value, String> {
+    let deadline = tokio::time::Instant::now() + ADMIN_KEY_WAIT;
+    loop {
+        match keys.create("admin", Role::Admin).await {
+            Ok((key, info)) => return Ok(json!({ "id": info.id, "key": key.reveal() })),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("the first admin key could not be created: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 pub async fn status(State(cluster): State<Arc<Cluster>>) -> Response {

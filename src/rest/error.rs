@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::cluster::ClusterError;
 use crate::query::QueryError;
 
@@ -59,12 +60,27 @@ impl From<QueryError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
+            AuthError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
+        let h = resp.headers_mut();
+        match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert("retry-after", HeaderValue::from_static("1"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                h.insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         resp
     }

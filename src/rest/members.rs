@@ -113,10 +113,19 @@ async fn relay_or_fail(
         ));
     };
     let url = format!("http://{leader_rest}{path}");
+    // The caller's key goes along: the leader checks it again.
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut relay_headers = vec![("Content-Type", "application/json"), (RELAYED_HEADER, "1")];
+    if !authorization.is_empty() {
+        relay_headers.push(("Authorization", authorization));
+    }
     let r = http_client::request_with_headers(
         method.as_str(),
         &url,
-        &[("Content-Type", "application/json"), (RELAYED_HEADER, "1")],
+        &relay_headers,
         body,
         MAX_CATCH_UP_WAIT + Duration::from_secs(30),
     )

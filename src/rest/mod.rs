@@ -3,7 +3,8 @@
 //!
 //! Handlers receive the narrow services they use (axum sub-states of
 //! [`RestState`]): the [`QueryService`] for reads, [`Ingest`] for writes, the
-//! [`Cluster`] for administration, [`SelfMetrics`] for `/metrics`. They parse
+//! [`Cluster`] and [`KeyAdmin`] for administration, [`SelfMetrics`] for
+//! `/metrics`. Every route but the health checks is behind [`Guard`]. They parse
 //! requests into domain queries and shape domain results into JSON; they
 //! know nothing of storage.
 
@@ -12,6 +13,8 @@ mod blobs;
 mod cluster;
 mod comments;
 mod error;
+mod guard;
+mod keys;
 mod members;
 mod params;
 mod signals;
@@ -25,12 +28,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::admin::KeyAdmin;
 use crate::cluster::{Cluster, ReadBarrier};
 use crate::ingest::Ingest;
 use crate::query::{QueryService, Read};
 use crate::self_metrics::SelfMetrics;
 
 pub use error::ApiError;
+pub use guard::Guard;
 pub use params::{parse_duration_secs, Params};
 
 /// Everything the REST API may use.
@@ -39,7 +44,14 @@ pub struct RestState {
     pub query: Arc<QueryService>,
     pub ingest: Arc<Ingest>,
     pub cluster: Arc<Cluster>,
+    pub keys: Arc<KeyAdmin>,
     pub self_metrics: Arc<SelfMetrics>,
+}
+
+impl FromRef<RestState> for Arc<KeyAdmin> {
+    fn from_ref(s: &RestState) -> Self {
+        s.keys.clone()
+    }
 }
 
 impl FromRef<RestState> for Arc<QueryService> {
@@ -69,7 +81,8 @@ impl FromRef<RestState> for Arc<SelfMetrics> {
 /// Request bodies on the REST API are small JSON documents.
 const MAX_REST_BODY_BYTES: usize = 1024 * 1024;
 
-pub fn router(state: RestState) -> Router {
+/// The REST API; every route but the health checks behind `guard`.
+pub fn router(state: RestState, guard: Guard) -> Router {
     Router::new()
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::by_id))
@@ -100,11 +113,14 @@ pub fn router(state: RestState) -> Router {
             "/api/v1/cluster/members/{node_id}",
             axum::routing::delete(members::remove),
         )
+        .route("/api/v1/keys", get(keys::list).post(keys::create))
+        .route("/api/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_REST_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .with_state(state)
 }
 

@@ -19,10 +19,13 @@ use std::time::Duration;
 
 use tael_consensus::network::{NetworkFactory, PeerChannels, MAX_MESSAGE_BYTES};
 use tael_consensus::pb::raft_transport_server::RaftTransportServer;
+use tael_consensus::peer_auth::{PeerCheck, PeerSecret};
 use tael_consensus::server::RaftService;
 use tael_consensus::{ClusterIdentity, LogStore, LogStoreOptions, Raft};
 use tokio::sync::watch;
 
+use crate::admin::KeyAdmin;
+use crate::auth::{Authenticator, KeySource};
 use crate::cluster::{Cluster, ClusterSettings, Peers};
 use crate::config::ServeConfig;
 use crate::faults::{FaultConfig, Mutation};
@@ -30,7 +33,7 @@ use crate::fulltext::FullText;
 use crate::ingest::Ingest;
 use crate::payload;
 use crate::query::QueryService;
-use crate::rest::RestState;
+use crate::rest::{Guard, RestState};
 use crate::self_metrics::SelfMetrics;
 use crate::spool::Spool;
 use crate::state::{StateMachine, StateMachineOptions};
@@ -113,7 +116,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
     warn_if_faulty(&config);
     let stores = open_stores(&config)?;
     let sm_shared = stores.sm.shared.clone();
-    let channels = PeerChannels::with_dial_overrides(config.dial_overrides.clone());
+    let secret = match &config.cluster_secret_file {
+        Some(path) => Some(PeerSecret::load(path)?),
+        None => None,
+    };
+    let channels = PeerChannels::with_dial_overrides(config.dial_overrides.clone())
+        .with_secret(secret.clone());
     let network = NetworkFactory::new(stores.identity.clone(), channels.clone());
     let raft = Raft::new(
         config.node_id,
@@ -140,6 +148,14 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         sm_shared.clone(),
     ));
     let ingest = Arc::new(Ingest::new(cluster.clone(), stores.spool.clone()));
+    let auth = Arc::new(Authenticator::new(
+        config.auth,
+        sm_shared.clone() as Arc<dyn KeySource>,
+    ));
+    let guard = Guard {
+        auth: auth.clone(),
+        cluster: cluster.clone(),
+    };
     let rest = RestState {
         query: Arc::new(QueryService::new(
             cluster.clone(),
@@ -148,6 +164,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         )),
         ingest: ingest.clone(),
         cluster: cluster.clone(),
+        keys: Arc::new(KeyAdmin::new(cluster.clone())),
         self_metrics: Arc::new(SelfMetrics::new(
             cluster.clone(),
             ingest.clone(),
@@ -175,9 +192,14 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
     let rest_listener = bind(&config.rest_addr, "REST").await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let raft_svc = RaftTransportServer::new(raft_service)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // The proof of the cluster secret is checked before a request's body
+    // is read (`peer_auth`).
+    let raft_svc = tonic::service::interceptor::InterceptedService::new(
+        RaftTransportServer::new(raft_service)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        PeerCheck::new(secret),
+    );
     let mut tasks = vec![
         spawn_grpc(
             tonic::transport::Server::builder().add_service(raft_svc),
@@ -186,19 +208,19 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             "raft",
         ),
         spawn_grpc(
-            crate::otlp::grpc::router(ingest.clone()),
+            crate::otlp::grpc::router(ingest.clone(), auth.clone()),
             otlp_grpc_listener,
             shutdown_rx.clone(),
             "otlp-grpc",
         ),
         spawn_http(
-            crate::otlp::http::router(ingest),
+            crate::otlp::http::router(ingest, auth),
             otlp_http_listener,
             shutdown_rx.clone(),
             "otlp-http",
         ),
         spawn_http(
-            crate::rest::router(rest),
+            crate::rest::router(rest, guard),
             rest_listener,
             shutdown_rx.clone(),
             "rest",

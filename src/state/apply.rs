@@ -36,7 +36,9 @@ use super::Shared;
 use crate::codec::decode;
 use crate::comments::Comment;
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
-use crate::payload::{self, SpooledRecord, TAG_COMMENT, TAG_LOGS, TAG_METRICS, TAG_SPANS};
+use crate::payload::{
+    self, SpooledRecord, TAG_COMMENT, TAG_KEYS, TAG_LOGS, TAG_METRICS, TAG_SPANS,
+};
 
 /// An apply slower than this is logged with the storage engine's backlog.
 const SLOW_APPLY: Duration = Duration::from_millis(200);
@@ -113,6 +115,12 @@ fn apply_tagged(
             }
             batch.put_comment(log_index, &c);
         }
+        TAG_KEYS => {
+            let cmd: crate::auth::KeyCommand = decode(payload)?;
+            if let Err(why) = batch.apply_key_command(cmd)? {
+                tracing::warn!(log_index, reason = %why, "key command took no effect");
+            }
+        }
         TAG_SPANS => {
             let spans: Vec<SpanRecord> = decode(payload)?;
             counts.spans = spans.len() as u64;
@@ -188,7 +196,11 @@ impl Shared {
         }
         batch.retire_nodes(&retired)?;
         let staged = started.elapsed();
+        let keys_changed = batch.changes_keys();
         batch.commit(last, membership.as_ref())?;
+        if keys_changed {
+            self.keys_version.fetch_add(1, Ordering::SeqCst);
+        }
         let took = started.elapsed();
         if took > SLOW_APPLY {
             tracing::warn!(

@@ -72,8 +72,21 @@ pub struct Shared {
     opts: StateMachineOptions,
     store: RwLock<Arc<HotStore>>,
     generation: AtomicU64,
+    /// Bumped whenever the API key set may have changed (a key command
+    /// applied, a snapshot installed): edges cache the set until it moves.
+    keys_version: AtomicU64,
     current_snapshot: Mutex<Option<(SnapshotMeta, PathBuf)>>,
     pub stats: StateMachineStats,
+}
+
+impl crate::auth::KeySource for Shared {
+    fn keys_version(&self) -> u64 {
+        self.keys_version.load(Ordering::SeqCst)
+    }
+
+    fn load_keys(&self) -> Result<crate::auth::KeySet, String> {
+        self.store().key_set().map_err(|e| e.to_string())
+    }
 }
 
 impl Shared {
@@ -143,6 +156,7 @@ impl StateMachine {
                 opts,
                 store: RwLock::new(Arc::new(store)),
                 generation: AtomicU64::new(generation),
+                keys_version: AtomicU64::new(0),
                 current_snapshot: Mutex::new(current_snapshot),
                 stats: StateMachineStats::default(),
             }),
@@ -252,6 +266,8 @@ impl Shared {
         write_meta_file_atomic(&self.sm_dir, CURRENT_FILE, &generation)?;
         self.generation.store(generation, Ordering::SeqCst);
         let old = std::mem::replace(&mut *self.store.write().unwrap(), Arc::new(store));
+        // After the swap: a check that sees the new version reads the new store.
+        self.keys_version.fetch_add(1, Ordering::SeqCst);
         let old_dir = self.sm_dir.join(db_dir_name(generation - 1));
         retire_store(old, old_dir);
 

@@ -12,10 +12,11 @@ use fjall::OwnedWriteBatch;
 use tael_consensus::{LogId, StoredMembership};
 
 use super::keys::{
-    bucketed, comment_key, pending_doc_key, prefixed, record_key, service_prefix,
+    bucketed, comment_key, pending_doc_key, prefixed, record_key, service_prefix, META_API_KEYS,
     META_LAST_APPLIED, META_MEMBERSHIP, META_RETIRED_NODES,
 };
 use super::{HotStore, PendingDoc, ServiceStats, StoreResult};
+use crate::auth::{KeyCommand, KeySet};
 use crate::codec::encode;
 use crate::comments::Comment;
 use crate::fulltext::DocKind;
@@ -47,6 +48,8 @@ pub struct ApplyBatch<'a> {
     text_docs_in_entry: u32,
     /// `spool_applied` values staged in this batch (None: removed).
     pub(super) spool_marks: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The key set as changed by this batch, when a key command was applied.
+    key_set: Option<KeySet>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -62,6 +65,7 @@ impl<'a> ApplyBatch<'a> {
             last_entry: None,
             text_docs_in_entry: 0,
             spool_marks: HashMap::new(),
+            key_set: None,
         }
     }
 }
@@ -114,6 +118,24 @@ impl ApplyBatch<'_> {
             serde_json::to_vec(&all).expect("a set of ids serializes"),
         );
         Ok(())
+    }
+
+    /// Applies a key command; `Ok(Err(why))` when it could take no effect
+    /// (the same on every replica: the key set is replicated state).
+    pub fn apply_key_command(&mut self, cmd: KeyCommand) -> StoreResult<Result<(), String>> {
+        let set = match self.key_set.take() {
+            Some(set) => set,
+            None => self.store.key_set()?,
+        };
+        let mut set = set;
+        let outcome = set.apply(cmd);
+        self.key_set = Some(set);
+        Ok(outcome)
+    }
+
+    /// Whether this batch changed the key set.
+    pub fn changes_keys(&self) -> bool {
+        self.key_set.is_some()
     }
 
     pub fn put_comment(&mut self, log_index: u64, c: &Comment) {
@@ -227,6 +249,13 @@ impl ApplyBatch<'_> {
                 self.batch
                     .insert(&ks.svc_traces, k, n.to_le_bytes().to_vec());
             }
+        }
+        if let Some(keys) = self.key_set.take() {
+            self.batch.insert(
+                &ks.meta,
+                META_API_KEYS.to_vec(),
+                serde_json::to_vec(&keys).expect("a key set serializes"),
+            );
         }
         let json = serde_json::to_vec(&last_applied).expect("log id serializes");
         self.batch

@@ -36,6 +36,8 @@ pub(super) const META_LAST_APPLIED: &[u8] = b"last_applied";
 pub(super) const META_MEMBERSHIP: &[u8] = b"membership";
 /// `meta`: ids of nodes removed from the membership: never admitted again.
 pub(super) const META_RETIRED_NODES: &[u8] = b"retired_node_ids";
+/// The API key set (`auth::KeySet`), as JSON.
+pub(super) const META_API_KEYS: &[u8] = b"api_keys";
 /// `meta`: set once every stored span's trace has its mark in `trace_marks`.
 pub(super) const META_TRACE_MARKS_COMPLETE: &[u8] = b"trace_marks_complete";
 

@@ -7,7 +7,8 @@ use fjall::Readable;
 use tael_consensus::{LogId, StoredMembership};
 
 use super::keys::{
-    span_key, time_key_bounds, META_LAST_APPLIED, META_MEMBERSHIP, META_RETIRED_NODES,
+    span_key, time_key_bounds, META_API_KEYS, META_LAST_APPLIED, META_MEMBERSHIP,
+    META_RETIRED_NODES,
 };
 use super::{HotStore, ServiceStats, StoreError, StoreResult};
 use crate::analytics::SpanDigest;
@@ -176,6 +177,13 @@ impl HotStore {
     pub fn retired_node_ids(&self) -> StoreResult<BTreeSet<u64>> {
         Ok(self
             .meta_json(&self.read_view(), META_RETIRED_NODES)?
+            .unwrap_or_default())
+    }
+
+    /// The API key set (empty before the first key is created).
+    pub fn key_set(&self) -> StoreResult<crate::auth::KeySet> {
+        Ok(self
+            .meta_json(&self.read_view(), META_API_KEYS)?
             .unwrap_or_default())
     }
 

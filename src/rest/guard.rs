@@ -1,0 +1,93 @@
+//! Who may call what: the role each route needs, checked before any handler
+//! runs. One table, [`required_role`], so a new route is one line here.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use crate::auth::{Authenticator, Role};
+use crate::cluster::Cluster;
+
+pub const INIT_PATH: &str = "/api/v1/cluster/init";
+
+/// The role a request needs; `None` for the public health checks.
+pub fn required_role(method: &Method, path: &str) -> Option<Role> {
+    let read = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/healthz" | "/readyz" => None,
+        INIT_PATH => Some(Role::Admin),
+        p if p == "/api/v1/keys" || p.starts_with("/api/v1/keys/") => Some(Role::Admin),
+        p if p.starts_with("/api/v1/cluster/members") && !read => Some(Role::Admin),
+        p if p.starts_with("/api/v1/traces/") && p.ends_with("/comments") && !read => {
+            Some(Role::Writer)
+        }
+        _ => Some(Role::Reader),
+    }
+}
+
+#[derive(Clone)]
+pub struct Guard {
+    pub auth: Arc<Authenticator>,
+    pub cluster: Arc<Cluster>,
+}
+
+pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let Some(role) = required_role(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    // Before `init` there is no key to present: bootstrapping a node that is
+    // in no cluster yet is open (init creates the first admin key). Once the
+    // node belongs to a cluster, init needs an admin key like the rest.
+    if req.uri().path() == INIT_PATH && g.cluster.cluster_id().is_none() {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match g.auth.check(presented, role) {
+        Ok(()) => next.run(req).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_needs_the_right_role() {
+        let get = Method::GET;
+        let post = Method::POST;
+        let delete = Method::DELETE;
+        let cases: &[(&Method, &str, Option<Role>)] = &[
+            (&get, "/healthz", None),
+            (&get, "/readyz", None),
+            (&get, "/metrics", Some(Role::Reader)),
+            (&get, "/api/v1/traces", Some(Role::Reader)),
+            (&get, "/api/v1/traces/ab/comments", Some(Role::Reader)),
+            (&post, "/api/v1/traces/ab/comments", Some(Role::Writer)),
+            (&get, "/api/v1/cluster", Some(Role::Reader)),
+            (&get, "/api/v1/cluster/members", Some(Role::Reader)),
+            (&post, "/api/v1/cluster/members", Some(Role::Admin)),
+            (
+                &post,
+                "/api/v1/cluster/members/3/promote",
+                Some(Role::Admin),
+            ),
+            (&delete, "/api/v1/cluster/members/3", Some(Role::Admin)),
+            (&post, INIT_PATH, Some(Role::Admin)),
+            (&get, "/api/v1/keys", Some(Role::Admin)),
+            (&post, "/api/v1/keys", Some(Role::Admin)),
+            (&delete, "/api/v1/keys/0123456789abcdef", Some(Role::Admin)),
+            (&get, "/no/such/route", Some(Role::Reader)),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(required_role(m, p), *want, "{m} {p}");
+        }
+    }
+}
