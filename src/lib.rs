@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod cmd;
 pub mod comments;
 pub mod config;
+pub mod data_format;
 pub mod faults;
 pub mod fulltext;
 pub mod http_client;

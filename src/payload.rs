@@ -10,12 +10,20 @@ use crate::comments::{self, Comment};
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
 use crate::state::hot::{decode, encode, ApplyBatch, StoreError, StoreResult};
 
-/// A batch of spans from one export request.
-pub const TAG_SPANS: u8 = FIRST_APP_TAG;
-/// A batch of log records from one export request.
-pub const TAG_LOGS: u8 = FIRST_APP_TAG + 1;
+/// A batch of spans from one export request, in the lossless span format
+/// (data format 2, see `data_format`). Not `FIRST_APP_TAG`, the tag of the
+/// earlier, flattened span format: a log holding old entries must fail with
+/// a clear "unknown tag" instead of mis-decoding them.
+pub const TAG_SPANS: u8 = FIRST_APP_TAG + 10;
+/// A batch of log records from one export request, in the lossless log
+/// format. Not `FIRST_APP_TAG + 1`, the earlier format's tag (as above).
+pub const TAG_LOGS: u8 = FIRST_APP_TAG + 11;
 /// A batch of metric points from one export request.
 pub const TAG_METRICS: u8 = FIRST_APP_TAG + 2;
+
+/// Tags of record formats no longer read (spans and logs before data
+/// format 2). Never reuse them.
+const RETIRED_TAGS: [u8; 2] = [FIRST_APP_TAG, FIRST_APP_TAG + 1];
 
 /// One trace comment, stamped by the leader (see [`leader_stamp`]).
 pub const TAG_COMMENT: u8 = FIRST_APP_TAG + 8;
@@ -95,6 +103,11 @@ pub fn leader_stamp(record: Record) -> Result<(Record, Vec<u8>), String> {
 }
 
 fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), String> {
+    // Refused before it reaches the log: a node of an older version
+    // forwarding a record this version no longer reads.
+    if RETIRED_TAGS.contains(&record.tag) {
+        return Err(retired_tag_message(record.tag));
+    }
     match record.tag {
         TAG_COMMENT => {
             let draft: Comment =
@@ -112,6 +125,15 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
         }
         _ => Ok((record, Vec::new())),
     }
+}
+
+fn retired_tag_message(tag: u8) -> String {
+    format!(
+        "record tag {tag} carries spans or logs in the format before data format {}, \
+         which this version no longer reads; see docs/operations.md, \
+         Upgrading across a data format change",
+        crate::data_format::FORMAT_VERSION
+    )
 }
 
 /// What one applied record contained.
@@ -195,6 +217,12 @@ fn apply_tagged(
             for p in points {
                 batch.put_metric(&p);
             }
+        }
+        other if RETIRED_TAGS.contains(&other) => {
+            return Err(StoreError::Corrupt(format!(
+                "log entry at index {log_index}: {}",
+                retired_tag_message(other)
+            )))
         }
         other => {
             return Err(StoreError::Corrupt(format!(

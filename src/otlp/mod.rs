@@ -1,8 +1,11 @@
 //! OpenTelemetry protocol ingest: gRPC and HTTP transports over one export path.
 
 pub mod convert;
+pub mod encode;
 pub mod grpc;
 pub mod http;
+#[cfg(test)]
+mod roundtrip_tests;
 
 use std::sync::atomic::Ordering;
 

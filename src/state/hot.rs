@@ -508,9 +508,9 @@ impl HotStore {
             let text = match log.body_sha256 {
                 Some(sha) => match view.get(self.blobs(), sha)? {
                     Some(b) => String::from_utf8_lossy(&b).into_owned(),
-                    None => log.body,
+                    None => log.body_text().into_owned(),
                 },
-                None => log.body,
+                None => log.body_text().into_owned(),
             };
             f(PendingDoc {
                 kind: crate::fulltext::DocKind::Log,
@@ -1016,11 +1016,11 @@ pub enum AttributeFilter {
 }
 
 impl AttributeFilter {
-    fn matches<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> bool {
+    fn matches<'a>(&self, lookup: impl Fn(&str) -> Option<std::borrow::Cow<'a, str>>) -> bool {
         match self {
-            AttributeFilter::Exact(k, v) => lookup(k) == Some(v.as_str()),
+            AttributeFilter::Exact(k, v) => lookup(k).as_deref() == Some(v.as_str()),
             AttributeFilter::Contains(k, v) => lookup(k).is_some_and(|a| a.contains(v.as_str())),
-            AttributeFilter::Regex(k, re) => lookup(k).is_some_and(|a| re.is_match(a)),
+            AttributeFilter::Regex(k, re) => lookup(k).is_some_and(|a| re.is_match(&a)),
         }
     }
 }
@@ -1080,7 +1080,7 @@ impl LogQuery {
             && self
                 .body_contains
                 .as_ref()
-                .is_none_or(|b| l.body.contains(b.as_str()))
+                .is_none_or(|b| l.body_text().contains(b.as_str()))
             && self.trace_id.is_none_or(|t| l.trace_id == Some(t))
             && self
                 .attributes
@@ -1453,23 +1453,18 @@ impl ApplyBatch<'_> {
         let value = encode(log);
         // The key comes from the record as sent, so a retry lands on it again.
         let key = record_key(log.timestamp_unix_nanos, &value);
+        let body = log.body_text();
         self.queue_text(
             crate::fulltext::DocKind::Log,
             key.to_vec(),
             log.timestamp_unix_nanos,
-            log.body.clone(),
+            body.to_string(),
         );
-        let value = if log.body.len() > LARGE_LOG_BODY_BYTES {
-            let sha = crate::llm::sha256(log.body.as_bytes());
-            self.batch.insert(
-                &st.keyspaces[BLOBS],
-                sha.to_vec(),
-                log.body.as_bytes().to_vec(),
-            );
-            let mut stored = log.clone();
-            stored.body = preview(&log.body, LOG_BODY_PREVIEW_BYTES);
-            stored.body_sha256 = Some(sha);
-            encode(&stored)
+        let value = if body.len() > LARGE_LOG_BODY_BYTES {
+            let sha = crate::llm::sha256(body.as_bytes());
+            self.batch
+                .insert(&st.keyspaces[BLOBS], sha.to_vec(), body.as_bytes().to_vec());
+            encode(&log.with_body_in_blob(sha, preview(&body, LOG_BODY_PREVIEW_BYTES)))
         } else {
             value
         };
@@ -1550,20 +1545,20 @@ mod tests {
     fn log(day: u64, n: u64, service: &str, severity: Severity) -> LogRecord {
         LogRecord {
             timestamp_unix_nanos: day * DAY_NANOS + n,
-            observed_unix_nanos: 0,
-            trace_id: None,
-            span_id: None,
             severity,
-            severity_text: String::new(),
-            body: format!("{service} day {day} #{n}"),
-            body_sha256: None,
+            body: Some(crate::model::AnyValue::String(format!(
+                "{service} day {day} #{n}"
+            ))),
             service: service.into(),
-            attributes: vec![],
+            ..Default::default()
         }
     }
 
     fn bodies(f: Found<LogRecord>) -> Vec<String> {
-        f.records.into_iter().map(|l| l.body).collect()
+        f.records
+            .into_iter()
+            .map(|l| l.body_text().into_owned())
+            .collect()
     }
 
     #[test]
@@ -1627,11 +1622,8 @@ mod tests {
             start_unix_nanos: start,
             end_unix_nanos: start + 10,
             status: SpanStatus::Ok,
-            status_message: String::new(),
             kind: crate::model::SpanKind::Server,
-            attributes: vec![],
-            events: vec![],
-            llm: None,
+            ..Default::default()
         }
     }
 

@@ -215,11 +215,10 @@ mod tests {
             } else {
                 Severity::Info
             },
-            severity_text: String::new(),
-            body: format!("body {i}"),
-            body_sha256: None,
+            body: Some(crate::model::AnyValue::String(format!("body {i}"))),
             service: format!("svc{}", i % 2),
-            attributes: vec![("k".into(), i.to_string())],
+            attributes: vec![crate::model::KeyValue::string("k", i.to_string())],
+            ..Default::default()
         }
     }
 
@@ -317,7 +316,7 @@ mod tests {
             errors
                 .records
                 .iter()
-                .map(|l| l.body.clone())
+                .map(|l| l.body_text().into_owned())
                 .collect::<Vec<_>>(),
             vec!["body 9", "body 6", "body 3", "body 0"],
             "newest first"
@@ -332,7 +331,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(svc.records.len(), 2);
-        assert_eq!(svc.records[0].body, "body 9");
+        assert_eq!(svc.records[0].body_text(), "body 9");
         let named = restored
             .search_metrics(&MetricQuery {
                 name: Some("metric1".into()),
