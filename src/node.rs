@@ -126,6 +126,8 @@ async fn bind(addr: &str, what: &str) -> std::io::Result<tokio::net::TcpListener
 
 impl Node {
     pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
+        // Before anything opens the directory: refuse data in an older format.
+        crate::data_format::check_and_mark(&config.data_dir)?;
         let data_dir: PathBuf = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
