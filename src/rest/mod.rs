@@ -5,6 +5,7 @@ mod blobs;
 mod cluster;
 mod comments;
 mod members;
+mod otlp_export;
 mod params;
 mod signals;
 mod traces;
@@ -29,6 +30,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::by_id))
+        .route("/api/v1/traces/{trace_id}/otlp", get(otlp_export::trace))
         .route(
             "/api/v1/traces/{trace_id}/comments",
             get(comments::list).post(comments::create),
