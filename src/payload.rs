@@ -4,6 +4,8 @@
 //! gives them meaning. A record's payload is encoded once, on the node that
 //! received the export, and decoded once per replica at apply time.
 
+mod grouped;
+
 use tael_consensus::{Record, BATCH_KEY_LEN, FIRST_APP_TAG};
 
 use crate::comments::{self, Comment};
@@ -79,12 +81,14 @@ fn record<T: serde::Serialize>(tag: u8, value: &T) -> Record {
     }
 }
 
-pub fn spans_record(spans: &[SpanRecord]) -> Record {
-    record(TAG_SPANS, &spans)
+/// Spans travel with each distinct resource and scope once (see [`grouped`]).
+pub fn spans_record(spans: Vec<SpanRecord>) -> Record {
+    record(TAG_SPANS, &grouped::group(spans))
 }
 
-pub fn logs_record(logs: &[LogRecord]) -> Record {
-    record(TAG_LOGS, &logs)
+/// Log records travel like spans.
+pub fn logs_record(logs: Vec<LogRecord>) -> Record {
+    record(TAG_LOGS, &grouped::group(logs))
 }
 
 pub fn metrics_record(points: &[MetricPoint]) -> Record {
@@ -198,14 +202,14 @@ fn apply_tagged(
             batch.put_comment(log_index, &c);
         }
         TAG_SPANS => {
-            let spans: Vec<SpanRecord> = decode(payload)?;
+            let spans: Vec<SpanRecord> = grouped::ungroup(decode(payload)?)?;
             counts.spans = spans.len() as u64;
             for span in spans {
                 batch.put_span(span)?;
             }
         }
         TAG_LOGS => {
-            let logs: Vec<LogRecord> = decode(payload)?;
+            let logs: Vec<LogRecord> = grouped::ungroup(decode(payload)?)?;
             counts.logs = logs.len() as u64;
             for log in logs {
                 batch.put_log(&log);

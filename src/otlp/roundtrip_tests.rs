@@ -33,7 +33,7 @@ fn spans_come_back_as_they_were_sent() {
     let before_apply = encode::traces_data(&converted.records, no_blobs);
     assert_eq!(fixture::normalised_traces(before_apply), sent);
 
-    let (_dir, store) = store_with(&payload::spans_record(&converted.records));
+    let (_dir, store) = store_with(&payload::spans_record(converted.records.clone()));
     let stored = store.trace(&fixture::TRACE_ID).unwrap();
     assert_eq!(stored.len(), converted.records.len());
     let llm_spans: Vec<&SpanRecord> = stored.iter().filter(|s| s.llm.is_some()).collect();
@@ -110,7 +110,7 @@ fn logs_come_back_as_they_were_sent() {
     assert_eq!(converted.rejected, 0, "{:?}", converted.first_error);
     let sent = fixture::normalised_logs(fixture::logs_of(req));
 
-    let (_dir, store) = store_with(&payload::logs_record(&converted.records));
+    let (_dir, store) = store_with(&payload::logs_record(converted.records.clone()));
     let found = store
         .search_logs(&LogQuery {
             limit: 100,

@@ -359,7 +359,6 @@ mod tests {
     #[test]
     fn a_spooled_record_proposed_twice_is_applied_once_even_after_a_snapshot() {
         use crate::payload::{self, SpooledRecord, TAG_LOGS};
-        use crate::state::hot::encode;
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
         let spooled = |generation: u64, seq: u64, min_live: u64, body: u64| {
@@ -371,7 +370,7 @@ mod tests {
                     seq,
                     min_live_generation: min_live,
                     tag: TAG_LOGS,
-                    payload: encode(&vec![log(body)]),
+                    payload: payload::logs_record(vec![log(body)]).payload,
                 },
             )
         };
