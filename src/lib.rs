@@ -15,6 +15,7 @@ pub mod cmd;
 pub mod codec;
 pub mod comments;
 pub mod config;
+pub mod data_format;
 pub mod faults;
 pub mod fulltext;
 pub mod http_client;

@@ -4,11 +4,16 @@
 //!
 //! The text travels inside the span in the log entry (so every replica gets
 //! it); applying the span stores it under its sha256 and keeps only the hash.
+//! What was taken out of the span is recorded ([`MovedAttribute`]) so that
+//! `otlp::encode` can put it back exactly as it was sent.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::{hex_lower, SpanKind, SpanRecord};
+use crate::model::value::find;
+use crate::model::{hex_lower, AnyValue, KeyValue, SpanRecord};
 
 pub type Sha256Digest = [u8; 32];
 
@@ -31,6 +36,33 @@ pub struct LlmInfo {
     /// Present only between ingest and apply (see the module comment).
     pub prompt_text: Option<String>,
     pub completion_text: Option<String>,
+    /// The attributes the texts were taken from, to give the span back.
+    pub moved: Vec<MovedAttribute>,
+}
+
+/// Which of the two texts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Text {
+    Prompt,
+    Completion,
+}
+
+/// An attribute promotion took out of the span.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MovedAttribute {
+    /// `None`: a span attribute; `Some(i)`: an attribute of event `i`.
+    pub event: Option<u32>,
+    pub key: String,
+    pub value: MovedValue,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum MovedValue {
+    /// A string value: bytes `start..end` of the prompt or completion text.
+    Slice { text: Text, start: u32, end: u32 },
+    /// A value of another type, kept as it was (the text holds its string
+    /// form, which cannot give it back).
+    Kept(Option<AnyValue>),
 }
 
 impl LlmInfo {
@@ -64,6 +96,22 @@ impl LlmInfo {
         }
         out
     }
+
+    /// The hash of one of the texts.
+    pub fn sha256_of(&self, text: Text) -> Option<Sha256Digest> {
+        match text {
+            Text::Prompt => self.prompt_sha256,
+            Text::Completion => self.completion_sha256,
+        }
+    }
+
+    /// One of the texts, while it is still in the span (before apply).
+    pub fn text_in_span(&self, text: Text) -> Option<&str> {
+        match text {
+            Text::Prompt => self.prompt_text.as_deref(),
+            Text::Completion => self.completion_text.as_deref(),
+        }
+    }
 }
 
 pub fn sha256(bytes: &[u8]) -> Sha256Digest {
@@ -83,19 +131,16 @@ const COMPLETION_KEYS: [&str; 2] = ["gen_ai.completion", "gen_ai.output.messages
 const PROMPT_EVENT: &str = "gen_ai.content.prompt";
 const COMPLETION_EVENT: &str = "gen_ai.content.completion";
 
-fn get<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<Cow<'a, str>> {
+    find(attrs, key).map(KeyValue::string_form)
 }
 
-fn get_u64(attrs: &[(String, String)], keys: &[&str]) -> Option<u64> {
+fn get_u64(attrs: &[KeyValue], keys: &[&str]) -> Option<u64> {
     keys.iter()
         .find_map(|k| get(attrs, k).and_then(|v| v.trim().parse().ok()))
 }
 
-fn get_f64(attrs: &[(String, String)], keys: &[&str]) -> Option<f64> {
+fn get_f64(attrs: &[KeyValue], keys: &[&str]) -> Option<f64> {
     keys.iter().find_map(|k| {
         get(attrs, k)
             .and_then(|v| v.trim().parse::<f64>().ok())
@@ -121,39 +166,84 @@ fn first_of_list(v: &str) -> String {
     }
 }
 
+/// What one text was made of: the removed attributes, in text order.
+struct TakenText {
+    text: String,
+    moved: Vec<MovedAttribute>,
+}
+
+impl TakenText {
+    fn new() -> TakenText {
+        TakenText {
+            text: String::new(),
+            moved: Vec::new(),
+        }
+    }
+
+    /// Appends `kv`'s string form (after a newline when not the first part).
+    fn push(&mut self, which: Text, event: Option<u32>, kv: KeyValue) {
+        if !self.moved.is_empty() {
+            self.text.push('\n');
+        }
+        let start = self.text.len();
+        self.text.push_str(&kv.string_form());
+        let value = match kv.value {
+            Some(AnyValue::String(_)) => MovedValue::Slice {
+                text: which,
+                start: start as u32,
+                end: self.text.len() as u32,
+            },
+            other => MovedValue::Kept(other),
+        };
+        self.moved.push(MovedAttribute {
+            event,
+            key: kv.key,
+            value,
+        });
+    }
+}
+
 /// Removes and returns the text under `keys` (attributes first, then the
 /// content event), also gathering indexed `<key>.N.content` attributes.
-fn take_text(span: &mut SpanRecord, keys: &[&str], event: &str) -> Option<String> {
+fn take_text(span: &mut SpanRecord, which: Text, keys: &[&str], event: &str) -> Option<TakenText> {
+    let mut taken = TakenText::new();
     for key in keys {
-        if let Some(i) = span.attributes.iter().position(|(k, _)| k == key) {
-            return Some(span.attributes.remove(i).1);
+        if let Some(i) = span.attributes.iter().position(|kv| kv.key == *key) {
+            taken.push(which, None, span.attributes.remove(i));
+            return Some(taken);
         }
     }
     // OpenLLMetry style: gen_ai.prompt.0.content, gen_ai.prompt.1.content, ...
     let prefix = format!("{}.", keys[0]);
-    let mut parts: Vec<(u64, String)> = Vec::new();
-    span.attributes.retain(|(k, v)| {
-        let idx = k
-            .strip_prefix(&prefix)
+    let index_of = |k: &str| {
+        k.strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".content"))
-            .and_then(|n| n.parse::<u64>().ok());
-        match idx {
-            Some(n) => {
-                parts.push((n, v.clone()));
-                false
-            }
-            None => true,
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let mut parts: Vec<(u64, KeyValue)> = Vec::new();
+    let mut kept = Vec::with_capacity(span.attributes.len());
+    for kv in std::mem::take(&mut span.attributes) {
+        match index_of(&kv.key) {
+            Some(n) => parts.push((n, kv)),
+            None => kept.push(kv),
         }
-    });
+    }
+    span.attributes = kept;
     if !parts.is_empty() {
         parts.sort_by_key(|(n, _)| *n);
-        let texts: Vec<String> = parts.into_iter().map(|(_, v)| v).collect();
-        return Some(texts.join("\n"));
+        for (_, kv) in parts {
+            taken.push(which, None, kv);
+        }
+        return Some(taken);
     }
-    for e in span.events.iter_mut().filter(|e| e.name == event) {
+    for (i, e) in span.events.iter_mut().enumerate() {
+        if e.name != event {
+            continue;
+        }
         for key in keys {
-            if let Some(i) = e.attributes.iter().position(|(k, _)| k == key) {
-                return Some(e.attributes.remove(i).1);
+            if let Some(at) = e.attributes.iter().position(|kv| kv.key == *key) {
+                taken.push(which, Some(i as u32), e.attributes.remove(at));
+                return Some(taken);
             }
         }
     }
@@ -162,7 +252,7 @@ fn take_text(span: &mut SpanRecord, keys: &[&str], event: &str) -> Option<String
 
 /// Makes `span` an LLM span if it carries GenAI attributes.
 pub fn promote(span: &mut SpanRecord) {
-    if !MARKERS.iter().any(|k| get(&span.attributes, k).is_some()) {
+    if !MARKERS.iter().any(|k| find(&span.attributes, k).is_some()) {
         return;
     }
     let a = &span.attributes;
@@ -186,13 +276,13 @@ pub fn promote(span: &mut SpanRecord) {
     let mut info = LlmInfo {
         provider: get(a, "gen_ai.provider.name")
             .or(get(a, "gen_ai.system"))
-            .unwrap_or("unknown")
-            .to_string(),
+            .unwrap_or(Cow::Borrowed("unknown"))
+            .into_owned(),
         model: get(a, "gen_ai.request.model")
             .or(get(a, "gen_ai.response.model"))
-            .unwrap_or("unknown")
-            .to_string(),
-        operation: operation(get(a, "gen_ai.operation.name")).to_string(),
+            .unwrap_or(Cow::Borrowed("unknown"))
+            .into_owned(),
+        operation: operation(get(a, "gen_ai.operation.name").as_deref()).to_string(),
         input_tokens,
         output_tokens,
         total_tokens,
@@ -213,43 +303,45 @@ pub fn promote(span: &mut SpanRecord) {
             )),
         finish_reason: get(a, "gen_ai.response.finish_reasons")
             .or(get(a, "gen_ai.response.finish_reason"))
-            .map(first_of_list),
+            .map(|v| first_of_list(&v)),
         temperature: get_f64(a, &["gen_ai.request.temperature"]),
         ..Default::default()
     };
-    info.prompt_text = take_text(span, &PROMPT_KEYS, PROMPT_EVENT);
-    info.completion_text = take_text(span, &COMPLETION_KEYS, COMPLETION_EVENT);
-    info.prompt_sha256 = info.prompt_text.as_ref().map(|t| sha256(t.as_bytes()));
-    info.completion_sha256 = info.completion_text.as_ref().map(|t| sha256(t.as_bytes()));
-    span.kind = SpanKind::Llm;
+    if let Some(t) = take_text(span, Text::Prompt, &PROMPT_KEYS, PROMPT_EVENT) {
+        info.prompt_sha256 = Some(sha256(t.text.as_bytes()));
+        info.prompt_text = Some(t.text);
+        info.moved.extend(t.moved);
+    }
+    if let Some(t) = take_text(span, Text::Completion, &COMPLETION_KEYS, COMPLETION_EVENT) {
+        info.completion_sha256 = Some(sha256(t.text.as_bytes()));
+        info.completion_text = Some(t.text);
+        info.moved.extend(t.moved);
+    }
     span.llm = Some(info);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SpanEvent, SpanStatus};
+    use crate::model::value::sort_unique;
+    use crate::model::{SpanEvent, SpanKind, SpanStatus};
 
     fn span(attrs: &[(&str, &str)]) -> SpanRecord {
-        let mut attributes: Vec<(String, String)> = attrs
+        let attributes = attrs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| KeyValue::string(*k, *v))
             .collect();
-        attributes.sort();
         SpanRecord {
             trace_id: [1; 16],
             span_id: [2; 8],
-            parent_span_id: None,
             service: "agent".into(),
             operation: "chat gpt-4o".into(),
             start_unix_nanos: 1,
             end_unix_nanos: 2,
             status: SpanStatus::Ok,
-            status_message: String::new(),
             kind: SpanKind::Client,
-            attributes,
-            events: vec![],
-            llm: None,
+            attributes: sort_unique(attributes),
+            ..Default::default()
         }
     }
 
@@ -269,7 +361,8 @@ mod tests {
             ("http.route", "/v1/chat"),
         ]);
         promote(&mut s);
-        assert_eq!(s.kind, SpanKind::Llm);
+        assert_eq!(s.kind_label(), "llm");
+        assert_eq!(s.kind, SpanKind::Client, "the OTLP kind is kept");
         let llm = s.llm.clone().unwrap();
         assert_eq!(
             (
@@ -292,7 +385,7 @@ mod tests {
             "text left the attributes"
         );
         assert!(s.attribute("gen_ai.completion").is_none());
-        assert_eq!(s.attribute("http.route"), Some("/v1/chat"));
+        assert_eq!(s.attribute("http.route").as_deref(), Some("/v1/chat"));
         let mut llm = s.llm.unwrap();
         let texts = llm.take_texts();
         assert_eq!(texts.len(), 2);
@@ -309,7 +402,8 @@ mod tests {
         s.events.push(SpanEvent {
             name: COMPLETION_EVENT.into(),
             time_unix_nanos: 1,
-            attributes: vec![("gen_ai.completion".into(), "answer".into())],
+            attributes: vec![KeyValue::string("gen_ai.completion", "answer")],
+            ..Default::default()
         });
         promote(&mut s);
         let llm = s.llm.as_ref().unwrap();

@@ -5,18 +5,28 @@
 //! received the export, and decoded once per replica at apply time (see
 //! [`crate::state::apply`], which also says how each is applied).
 
+mod grouped;
+
 use tael_consensus::{Record, BATCH_KEY_LEN, FIRST_APP_TAG};
 
 use crate::codec::{decode, encode};
 use crate::comments::{self, Comment};
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
 
-/// A batch of spans from one export request.
-pub const TAG_SPANS: u8 = FIRST_APP_TAG;
-/// A batch of log records from one export request.
-pub const TAG_LOGS: u8 = FIRST_APP_TAG + 1;
+/// A batch of spans from one export request, in the lossless span format
+/// (data format 2, see `data_format`). Not `FIRST_APP_TAG`, the tag of the
+/// earlier, flattened span format: a log holding old entries must fail with
+/// a clear "unknown tag" instead of mis-decoding them.
+pub const TAG_SPANS: u8 = FIRST_APP_TAG + 10;
+/// A batch of log records from one export request, in the lossless log
+/// format. Not `FIRST_APP_TAG + 1`, the earlier format's tag (as above).
+pub const TAG_LOGS: u8 = FIRST_APP_TAG + 11;
 /// A batch of metric points from one export request.
 pub const TAG_METRICS: u8 = FIRST_APP_TAG + 2;
+
+/// Tags of record formats no longer read (spans and logs before data
+/// format 2). Never reuse them.
+pub const RETIRED_TAGS: [u8; 2] = [FIRST_APP_TAG, FIRST_APP_TAG + 1];
 
 /// One trace comment, stamped by the leader (see [`leader_stamp`]).
 pub const TAG_COMMENT: u8 = FIRST_APP_TAG + 8;
@@ -75,12 +85,24 @@ fn record<T: serde::Serialize>(tag: u8, value: &T) -> Record {
     }
 }
 
-pub fn spans_record(spans: &[SpanRecord]) -> Record {
-    record(TAG_SPANS, &spans)
+/// Spans travel with each distinct resource and scope once (see [`grouped`]).
+pub fn spans_record(spans: Vec<SpanRecord>) -> Record {
+    record(TAG_SPANS, &grouped::group(spans))
 }
 
-pub fn logs_record(logs: &[LogRecord]) -> Record {
-    record(TAG_LOGS, &logs)
+/// Log records travel like spans.
+pub fn logs_record(logs: Vec<LogRecord>) -> Record {
+    record(TAG_LOGS, &grouped::group(logs))
+}
+
+/// The spans of a `TAG_SPANS` payload.
+pub fn decode_spans(payload: &[u8]) -> Result<Vec<SpanRecord>, String> {
+    grouped::ungroup(decode(payload).map_err(|e| e.to_string())?)
+}
+
+/// The log records of a `TAG_LOGS` payload.
+pub fn decode_logs(payload: &[u8]) -> Result<Vec<LogRecord>, String> {
+    grouped::ungroup(decode(payload).map_err(|e| e.to_string())?)
 }
 
 pub fn metrics_record(points: &[MetricPoint]) -> Record {
@@ -103,6 +125,11 @@ pub fn leader_stamp(record: Record) -> Result<(Record, Vec<u8>), String> {
 }
 
 fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), String> {
+    // Refused before it reaches the log: a node of an older version
+    // forwarding a record this version no longer reads.
+    if RETIRED_TAGS.contains(&record.tag) {
+        return Err(retired_tag_message(record.tag));
+    }
     match record.tag {
         TAG_COMMENT => {
             let draft: Comment =
@@ -134,4 +161,13 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
         }
         _ => Ok((record, Vec::new())),
     }
+}
+
+pub fn retired_tag_message(tag: u8) -> String {
+    format!(
+        "record tag {tag} carries spans or logs in the format before data format {}, \
+         which this version no longer reads; see docs/operations.md, \
+         Upgrading across a data format change",
+        crate::data_format::FORMAT_VERSION
+    )
 }

@@ -1,17 +1,23 @@
 //! The real OpenTelemetry Python SDK exports traces, logs and metrics over
 //! OTLP/gRPC and OTLP/HTTP to a 3-node cluster (to followers and to the
-//! leader), and everything it sent reads back.
+//! leader), and everything it sent reads back: through the REST API, and
+//! the spans also as OTLP, equal to what the SDK's exporters encoded.
 //!
 //! Needs the SDK (`scripts/install-test-deps`). Without it the test is
 //! skipped on a developer machine, and fails when `CI=true`.
 
 mod common;
+#[path = "fixtures/otlp_requests.rs"]
+mod fixture;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::TracesData;
+use prost::Message;
 use serde_json::Value as J;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/otel_sdk/send.py");
@@ -85,6 +91,37 @@ fn one<'a>(list: &'a [J], field: &str, value: &str) -> &'a J {
     found[0]
 }
 
+fn from_hex(s: &str) -> Vec<u8> {
+    assert!(s.len().is_multiple_of(2), "even hex length");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The trace as node `id` gives it back over OTLP equals what the SDK's
+/// exporter encoded (modulo order).
+async fn verify_otlp(c: &TestCluster, id: u64, sent: &J) {
+    let trace_id = sent["trace_id"].as_str().unwrap();
+    let encoded = from_hex(sent["otlp_traces_hex"].as_str().unwrap());
+    let req = ExportTraceServiceRequest::decode(&encoded[..]).expect("the SDK's encoding");
+    let spans: usize = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    assert_eq!(spans as u64, sent["spans"].as_u64().unwrap());
+    let r = c.get(id, &format!("/api/v1/traces/{trace_id}/otlp")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let back = TracesData::decode(&r.body[..]).expect("protobuf TracesData");
+    assert_eq!(
+        fixture::normalised_traces(back),
+        fixture::normalised_traces(fixture::traces_of(req)),
+        "node {id}, trace {trace_id}"
+    );
+}
+
 /// Checks everything one SDK run sent over one transport, as node `id` sees it.
 async fn verify(c: &TestCluster, id: u64, sent: &J) {
     let service = sent["service"].as_str().unwrap();
@@ -98,6 +135,7 @@ async fn verify(c: &TestCluster, id: u64, sent: &J) {
         sent["spans"].as_u64().unwrap(),
         "{service}"
     );
+    verify_otlp(c, id, sent).await;
     let t = get_json(c, id, &format!("/api/v1/traces/{trace_id}")).await;
     assert_eq!(t["span_count"], 5);
     let tspans = t["spans"].as_array().unwrap();

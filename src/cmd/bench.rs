@@ -601,7 +601,7 @@ mod tests {
             .records
             .iter()
             .chain(&conv_b.records)
-            .map(|l| l.body.clone())
+            .map(|l| l.body_text().into_owned())
             .collect();
         assert_eq!(bodies.len(), 100, "content-keyed records must not collide");
     }

@@ -6,31 +6,35 @@
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1 as otlp_common;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, Metric};
+use opentelemetry_proto::tonic::trace::v1 as otlp_trace;
 
+use crate::model::value::sort_unique;
 use crate::model::{
-    HistogramData, LogRecord, MetricPoint, MetricType, Severity, SpanEvent, SpanId, SpanKind,
-    SpanRecord, SpanStatus, Temporality, TraceId,
+    AnyValue, EntityRef, HistogramData, KeyValue, LogRecord, MetricPoint, MetricType, Resource,
+    Scope, Severity, SpanEvent, SpanId, SpanKind, SpanLink, SpanRecord, SpanStatus, Temporality,
+    TraceId,
 };
 
-/// Largest attribute value (after flattening to text) a record may carry.
+/// Largest attribute value (its string form) a record may carry.
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024 * 1024;
 /// Largest attribute key.
 pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 1024;
-/// Most attributes on one span or event.
+/// Most attributes on one span, event, link, resource or scope.
 pub const MAX_ATTRIBUTES: usize = 1024;
 /// Most events on one span.
 pub const MAX_EVENTS: usize = 1024;
-/// Largest log body (after flattening to text).
+/// Most links on one span.
+pub const MAX_LINKS: usize = 1024;
+/// Largest log body (its string form).
 pub const MAX_LOG_BODY_BYTES: usize = 1024 * 1024;
 /// Most buckets in one histogram point (explicit, or after converting an
 /// exponential histogram).
 pub const MAX_HISTOGRAM_BUCKETS: usize = 4096;
 /// Most quantiles in one summary point.
 pub const MAX_QUANTILES: usize = 1024;
-/// Nesting depth of arrays/maps flattened into JSON text.
-const MAX_VALUE_DEPTH: usize = 16;
 
 #[derive(Debug)]
 pub struct Converted<T> {
@@ -57,16 +61,38 @@ impl<T> Converted<T> {
             self.first_error = Some(why);
         }
     }
+
+    /// Rejects `n` records for one reason (a bad resource or scope rejects
+    /// every record under it).
+    fn reject_all(&mut self, n: usize, why: String) {
+        for _ in 0..n {
+            self.reject(why.clone());
+        }
+    }
 }
 
 pub fn traces(req: ExportTraceServiceRequest) -> Converted<SpanRecord> {
     let mut out = Converted::default();
     for rs in req.resource_spans {
-        let resource_attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
-        let service = service_name(&resource_attrs);
+        let count = rs.scope_spans.iter().map(|ss| ss.spans.len()).sum();
+        let resource = match resource(rs.resource, rs.schema_url) {
+            Ok(r) => r,
+            Err(why) => {
+                out.reject_all(count, why);
+                continue;
+            }
+        };
+        let service = service_name(&resource.attributes);
         for ss in rs.scope_spans {
+            let scope = match scope(ss.scope, ss.schema_url) {
+                Ok(s) => s,
+                Err(why) => {
+                    out.reject_all(ss.spans.len(), why);
+                    continue;
+                }
+            };
             for span in ss.spans {
-                match span_record(&service, span) {
+                match span_record(&service, &resource, &scope, span) {
                     Ok(rec) => out.records.push(rec),
                     Err(why) => out.reject(why),
                 }
@@ -76,7 +102,53 @@ pub fn traces(req: ExportTraceServiceRequest) -> Converted<SpanRecord> {
     out
 }
 
+fn resource(
+    r: Option<opentelemetry_proto::tonic::resource::v1::Resource>,
+    schema_url: String,
+) -> Result<Resource, String> {
+    let r = r.unwrap_or_default();
+    Ok(Resource {
+        attributes: attributes(r.attributes).map_err(|e| format!("resource: {e}"))?,
+        dropped_attributes_count: r.dropped_attributes_count,
+        entity_refs: r
+            .entity_refs
+            .into_iter()
+            .map(|e| EntityRef {
+                schema_url: e.schema_url,
+                entity_type: e.r#type,
+                id_keys: e.id_keys,
+                description_keys: e.description_keys,
+            })
+            .collect(),
+        schema_url,
+    })
+}
+
+fn scope(
+    s: Option<otlp_common::InstrumentationScope>,
+    schema_url: String,
+) -> Result<Scope, String> {
+    let s = s.unwrap_or_default();
+    Ok(Scope {
+        name: s.name,
+        version: s.version,
+        attributes: attributes(s.attributes).map_err(|e| format!("scope: {e}"))?,
+        dropped_attributes_count: s.dropped_attributes_count,
+        schema_url,
+    })
+}
+
+/// The service a resource names: its `service.name` string, cleaned, or "unknown".
 pub fn service_name(resource_attrs: &[KeyValue]) -> String {
+    match crate::model::value::find(resource_attrs, "service.name").and_then(|kv| kv.value.as_ref())
+    {
+        Some(AnyValue::String(s)) if !s.is_empty() => clean_name(s),
+        _ => "unknown".to_string(),
+    }
+}
+
+/// Metrics keep only the service of their resource: its first `service.name`.
+fn metric_service_name(resource_attrs: &[otlp_common::KeyValue]) -> String {
     resource_attrs
         .iter()
         .find(|kv| kv.key == "service.name")
@@ -94,9 +166,18 @@ fn clean_name(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(256).collect()
 }
 
+/// The cleaned form of `raw`, and `raw` itself when cleaning changed it.
+fn cleaned(raw: String) -> (String, Option<String>) {
+    let clean = clean_name(&raw);
+    let raw = (clean != raw).then_some(raw);
+    (clean, raw)
+}
+
 fn span_record(
     service: &str,
-    span: opentelemetry_proto::tonic::trace::v1::Span,
+    resource: &Resource,
+    scope: &Scope,
+    span: otlp_trace::Span,
 ) -> Result<SpanRecord, String> {
     let trace_id: TraceId = id(&span.trace_id, "trace_id")?;
     let span_id: SpanId = id(&span.span_id, "span_id")?;
@@ -111,39 +192,58 @@ fn span_record(
             span.events.len()
         ));
     }
-    let status = match span.status.as_ref().map(|s| s.code) {
-        Some(1) => SpanStatus::Ok,
-        Some(2) => SpanStatus::Error,
-        _ => SpanStatus::Unset,
-    };
-    let kind = match span.kind {
-        2 => SpanKind::Server,
-        3 => SpanKind::Client,
-        4 => SpanKind::Producer,
-        5 => SpanKind::Consumer,
-        _ => SpanKind::Internal,
-    };
+    if span.links.len() > MAX_LINKS {
+        return Err(format!(
+            "span has {} links, the limit is {MAX_LINKS}",
+            span.links.len()
+        ));
+    }
+    let status = span.status.unwrap_or_default();
     let mut events = Vec::with_capacity(span.events.len());
     for e in span.events {
         events.push(SpanEvent {
             name: e.name,
             time_unix_nanos: e.time_unix_nano,
             attributes: attributes(e.attributes)?,
+            dropped_attributes_count: e.dropped_attributes_count,
         });
     }
+    let mut links = Vec::with_capacity(span.links.len());
+    for l in span.links {
+        links.push(SpanLink {
+            trace_id: l.trace_id,
+            span_id: l.span_id,
+            trace_state: l.trace_state,
+            attributes: attributes(l.attributes)?,
+            dropped_attributes_count: l.dropped_attributes_count,
+            flags: l.flags,
+        });
+    }
+    let (operation, raw_name) = cleaned(span.name);
+    let end = span.end_time_unix_nano;
     let mut record = SpanRecord {
         trace_id,
         span_id,
         parent_span_id,
         service: service.to_string(),
-        operation: clean_name(&span.name),
+        operation,
+        raw_name,
         start_unix_nanos: span.start_time_unix_nano,
-        end_unix_nanos: span.end_time_unix_nano.max(span.start_time_unix_nano),
-        status,
-        status_message: span.status.map(|s| s.message).unwrap_or_default(),
-        kind,
+        end_unix_nanos: end.max(span.start_time_unix_nano),
+        raw_end_unix_nanos: (end < span.start_time_unix_nano).then_some(end),
+        status: SpanStatus::from_otlp(status.code),
+        status_message: status.message,
+        kind: SpanKind::from_otlp(span.kind),
+        trace_state: span.trace_state,
+        flags: span.flags,
         attributes: attributes(span.attributes)?,
+        dropped_attributes_count: span.dropped_attributes_count,
         events,
+        dropped_events_count: span.dropped_events_count,
+        links,
+        dropped_links_count: span.dropped_links_count,
+        resource: resource.clone(),
+        scope: scope.clone(),
         llm: None,
     };
     crate::llm::promote(&mut record);
@@ -160,15 +260,16 @@ fn id<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], String> {
     Ok(arr)
 }
 
-/// Flattens OTLP attributes into sorted, unique string pairs (last value wins).
-pub fn attributes(kvs: Vec<KeyValue>) -> Result<Vec<(String, String)>, String> {
+/// Typed attributes, sorted by key and unique (last value wins), within the
+/// limits on count and size (sizes are of the key and the value's string form).
+pub fn attributes(kvs: Vec<otlp_common::KeyValue>) -> Result<Vec<KeyValue>, String> {
     if kvs.len() > MAX_ATTRIBUTES {
         return Err(format!(
             "{} attributes, the limit is {MAX_ATTRIBUTES}",
             kvs.len()
         ));
     }
-    let mut out: Vec<(String, String)> = Vec::with_capacity(kvs.len());
+    let mut out: Vec<KeyValue> = Vec::with_capacity(kvs.len());
     for kv in kvs {
         if kv.key.len() > MAX_ATTRIBUTE_KEY_BYTES {
             return Err(format!(
@@ -176,76 +277,78 @@ pub fn attributes(kvs: Vec<KeyValue>) -> Result<Vec<(String, String)>, String> {
                 kv.key.len()
             ));
         }
-        let value = kv.value.map(|v| flatten(&v, 0)).unwrap_or_default();
-        if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
+        let kv = key_value(kv);
+        let value_bytes = kv.string_form().len();
+        if value_bytes > MAX_ATTRIBUTE_VALUE_BYTES {
             return Err(format!(
-                "attribute {:?} value of {} bytes exceeds {MAX_ATTRIBUTE_VALUE_BYTES}",
+                "attribute {:?} value of {value_bytes} bytes exceeds {MAX_ATTRIBUTE_VALUE_BYTES}",
                 kv.key,
-                value.len()
             ));
         }
-        out.push((kv.key, value));
+        out.push(kv);
     }
-    // Stable sort keeps input order among equal keys; keep the last of each.
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut dedup: Vec<(String, String)> = Vec::with_capacity(out.len());
-    for (k, v) in out {
-        match dedup.last_mut() {
-            Some(last) if last.0 == k => last.1 = v,
-            _ => dedup.push((k, v)),
-        }
-    }
-    Ok(dedup)
+    Ok(sort_unique(out))
 }
 
-fn flatten(v: &AnyValue, depth: usize) -> String {
-    match &v.value {
-        None => String::new(),
-        Some(Value::StringValue(s)) => s.clone(),
-        Some(Value::BoolValue(b)) => b.to_string(),
-        Some(Value::IntValue(i)) => i.to_string(),
-        Some(Value::DoubleValue(d)) => d.to_string(),
-        Some(Value::BytesValue(b)) => tael_consensus::hex(b),
-        Some(Value::StringValueStrindex(i)) => i.to_string(),
-        Some(_) => to_json(v, depth).to_string(),
+/// Metric attributes, still stored as text: the string forms of [`attributes`].
+fn text_attributes(kvs: Vec<otlp_common::KeyValue>) -> Result<Vec<(String, String)>, String> {
+    Ok(attributes(kvs)?
+        .into_iter()
+        .map(|kv| {
+            let text = kv.string_form().into_owned();
+            (kv.key, text)
+        })
+        .collect())
+}
+
+fn key_value(kv: otlp_common::KeyValue) -> KeyValue {
+    KeyValue {
+        key: kv.key,
+        value: kv.value.map(any_value),
     }
 }
 
-fn to_json(v: &AnyValue, depth: usize) -> serde_json::Value {
-    use serde_json::Value as J;
-    if depth >= MAX_VALUE_DEPTH {
-        return J::String("<nested too deep>".into());
-    }
-    match &v.value {
+/// An OTLP value as a typed stored value (no information is lost).
+pub fn any_value(v: otlp_common::AnyValue) -> AnyValue {
+    match v.value {
+        None => AnyValue::Empty,
+        Some(Value::StringValue(s)) => AnyValue::String(s),
+        Some(Value::BoolValue(b)) => AnyValue::Bool(b),
+        Some(Value::IntValue(i)) => AnyValue::Int(i),
+        Some(Value::DoubleValue(d)) => AnyValue::Double(d),
+        Some(Value::BytesValue(b)) => AnyValue::Bytes(b),
+        Some(Value::StringValueStrindex(i)) => AnyValue::StrIndex(i),
         Some(Value::ArrayValue(a)) => {
-            J::Array(a.values.iter().map(|x| to_json(x, depth + 1)).collect())
+            AnyValue::Array(a.values.into_iter().map(any_value).collect())
         }
-        Some(Value::KvlistValue(kv)) => J::Object(
-            kv.values
-                .iter()
-                .map(|p| {
-                    (
-                        p.key.clone(),
-                        p.value.as_ref().map_or(J::Null, |x| to_json(x, depth + 1)),
-                    )
-                })
-                .collect(),
-        ),
-        Some(Value::BoolValue(b)) => J::Bool(*b),
-        Some(Value::IntValue(i)) => J::from(*i),
-        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
-        _ => J::String(flatten(v, depth + 1)),
+        Some(Value::KvlistValue(kv)) => {
+            AnyValue::KvList(kv.values.into_iter().map(key_value).collect())
+        }
     }
 }
 
 pub fn logs(req: ExportLogsServiceRequest) -> Converted<LogRecord> {
     let mut out = Converted::default();
     for rl in req.resource_logs {
-        let resource_attrs = rl.resource.map(|r| r.attributes).unwrap_or_default();
-        let service = service_name(&resource_attrs);
+        let count = rl.scope_logs.iter().map(|sl| sl.log_records.len()).sum();
+        let resource = match resource(rl.resource, rl.schema_url) {
+            Ok(r) => r,
+            Err(why) => {
+                out.reject_all(count, why);
+                continue;
+            }
+        };
+        let service = service_name(&resource.attributes);
         for sl in rl.scope_logs {
+            let scope = match scope(sl.scope, sl.schema_url) {
+                Ok(s) => s,
+                Err(why) => {
+                    out.reject_all(sl.log_records.len(), why);
+                    continue;
+                }
+            };
             for rec in sl.log_records {
-                match log_record(&service, rec) {
+                match log_record(&service, &resource, &scope, rec) {
                     Ok(rec) => out.records.push(rec),
                     Err(why) => out.reject(why),
                 }
@@ -265,15 +368,17 @@ fn optional_id<const N: usize>(bytes: &[u8], what: &str) -> Result<Option<[u8; N
 
 fn log_record(
     service: &str,
+    resource: &Resource,
+    scope: &Scope,
     rec: opentelemetry_proto::tonic::logs::v1::LogRecord,
 ) -> Result<LogRecord, String> {
     let trace_id = optional_id(&rec.trace_id, "trace_id")?;
     let span_id = optional_id(&rec.span_id, "span_id")?;
-    let body = rec.body.map(|b| flatten(&b, 0)).unwrap_or_default();
-    if body.len() > MAX_LOG_BODY_BYTES {
+    let body = rec.body.map(any_value);
+    let body_bytes = body.as_ref().map_or(0, |b| b.string_form().len());
+    if body_bytes > MAX_LOG_BODY_BYTES {
         return Err(format!(
-            "log body of {} bytes exceeds {MAX_LOG_BODY_BYTES}",
-            body.len()
+            "log body of {body_bytes} bytes exceeds {MAX_LOG_BODY_BYTES}"
         ));
     }
     let timestamp = if rec.time_unix_nano != 0 {
@@ -281,17 +386,27 @@ fn log_record(
     } else {
         rec.observed_time_unix_nano
     };
+    let (severity_text, raw_severity_text) = cleaned(rec.severity_text);
     Ok(LogRecord {
         timestamp_unix_nanos: timestamp,
+        time_unix_nanos: rec.time_unix_nano,
         observed_unix_nanos: rec.observed_time_unix_nano,
         trace_id,
         span_id,
         severity: Severity::from_number(rec.severity_number),
-        severity_text: clean_name(&rec.severity_text),
+        severity_number: rec.severity_number,
+        severity_text,
+        raw_severity_text,
         body,
         body_sha256: None,
+        body_value: None,
         service: service.to_string(),
         attributes: attributes(rec.attributes)?,
+        dropped_attributes_count: rec.dropped_attributes_count,
+        flags: rec.flags,
+        event_name: rec.event_name,
+        resource: resource.clone(),
+        scope: scope.clone(),
     })
 }
 
@@ -299,7 +414,7 @@ pub fn metrics(req: ExportMetricsServiceRequest) -> Converted<MetricPoint> {
     let mut out = Converted::default();
     for rm in req.resource_metrics {
         let resource_attrs = rm.resource.map(|r| r.attributes).unwrap_or_default();
-        let service = service_name(&resource_attrs);
+        let service = metric_service_name(&resource_attrs);
         for sm in rm.scope_metrics {
             for m in sm.metrics {
                 metric_points(&service, m, &mut out);
@@ -323,7 +438,7 @@ impl PointBase<'_> {
         time: u64,
         start: u64,
         value: f64,
-        attrs: Vec<KeyValue>,
+        attrs: Vec<otlp_common::KeyValue>,
     ) -> Result<MetricPoint, String> {
         Ok(MetricPoint {
             timestamp_unix_nanos: time,
@@ -333,7 +448,7 @@ impl PointBase<'_> {
             metric_type,
             value,
             unit: self.unit.clone(),
-            attributes: attributes(attrs)?,
+            attributes: text_attributes(attrs)?,
             temporality: None,
             is_monotonic: None,
             histogram: None,
@@ -591,6 +706,111 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets;
     use opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint;
+
+    /// The flattening records were stored with before they kept typed
+    /// values, verbatim: the REST API must keep showing exactly this text.
+    mod before_lossless {
+        use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+
+        const MAX_VALUE_DEPTH: usize = 16;
+
+        pub fn flatten(v: &AnyValue, depth: usize) -> String {
+            match &v.value {
+                None => String::new(),
+                Some(Value::StringValue(s)) => s.clone(),
+                Some(Value::BoolValue(b)) => b.to_string(),
+                Some(Value::IntValue(i)) => i.to_string(),
+                Some(Value::DoubleValue(d)) => d.to_string(),
+                Some(Value::BytesValue(b)) => tael_consensus::hex(b),
+                Some(Value::StringValueStrindex(i)) => i.to_string(),
+                Some(_) => to_json(v, depth).to_string(),
+            }
+        }
+
+        fn to_json(v: &AnyValue, depth: usize) -> serde_json::Value {
+            use serde_json::Value as J;
+            if depth >= MAX_VALUE_DEPTH {
+                return J::String("<nested too deep>".into());
+            }
+            match &v.value {
+                Some(Value::ArrayValue(a)) => {
+                    J::Array(a.values.iter().map(|x| to_json(x, depth + 1)).collect())
+                }
+                Some(Value::KvlistValue(kv)) => J::Object(
+                    kv.values
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.key.clone(),
+                                p.value.as_ref().map_or(J::Null, |x| to_json(x, depth + 1)),
+                            )
+                        })
+                        .collect(),
+                ),
+                Some(Value::BoolValue(b)) => J::Bool(*b),
+                Some(Value::IntValue(i)) => J::from(*i),
+                Some(Value::DoubleValue(d)) => {
+                    serde_json::Number::from_f64(*d).map_or(J::Null, J::Number)
+                }
+                _ => J::String(flatten(v, depth + 1)),
+            }
+        }
+    }
+
+    #[test]
+    fn the_string_form_is_the_text_stored_before_values_were_typed() {
+        use opentelemetry_proto::tonic::common::v1::{
+            AnyValue as PAnyValue, ArrayValue, KeyValue as PKeyValue, KeyValueList,
+        };
+        let v = |x: Value| PAnyValue { value: Some(x) };
+        let kv = |k: &str, x: Option<PAnyValue>| PKeyValue {
+            key: k.into(),
+            value: x,
+            key_strindex: 0,
+        };
+        let mut deep = v(Value::StringValue("bottom".into()));
+        for i in 0..20 {
+            deep = if i % 2 == 0 {
+                v(Value::ArrayValue(ArrayValue {
+                    values: vec![deep, v(Value::IntValue(i))],
+                }))
+            } else {
+                v(Value::KvlistValue(KeyValueList {
+                    values: vec![kv("k", Some(deep)), kv("n", None)],
+                }))
+            };
+        }
+        let mut values = vec![
+            PAnyValue { value: None },
+            v(Value::StringValue("text \"quoted\" ✓".into())),
+            v(Value::BoolValue(false)),
+            v(Value::IntValue(i64::MAX)),
+            v(Value::DoubleValue(-0.0)),
+            v(Value::DoubleValue(1e300)),
+            v(Value::DoubleValue(f64::NAN)),
+            v(Value::DoubleValue(f64::NEG_INFINITY)),
+            v(Value::DoubleValue(0.1 + 0.2)),
+            v(Value::BytesValue(vec![])),
+            v(Value::BytesValue(vec![0xde, 0xad])),
+            v(Value::StringValueStrindex(-3)),
+            v(Value::KvlistValue(KeyValueList {
+                values: vec![
+                    kv("b", Some(v(Value::DoubleValue(2.0)))),
+                    kv("a", Some(PAnyValue { value: None })),
+                    kv("b", Some(v(Value::BytesValue(vec![1])))),
+                    kv("c", None),
+                ],
+            })),
+            deep,
+        ];
+        values.push(v(Value::ArrayValue(ArrayValue {
+            values: values.clone(),
+        })));
+        for x in values {
+            let expected = before_lossless::flatten(&x, 0);
+            assert_eq!(any_value(x.clone()).string_form(), expected, "{x:?}");
+        }
+    }
 
     #[test]
     fn severity_ranges() {

@@ -1,8 +1,11 @@
 //! OpenTelemetry protocol ingest: gRPC and HTTP transports over one export path.
 
 pub mod convert;
+pub mod encode;
 pub mod grpc;
 pub mod http;
+#[cfg(test)]
+mod roundtrip_tests;
 
 use std::sync::atomic::Ordering;
 
@@ -39,7 +42,7 @@ pub trait OtlpSignal: Send + Sync + 'static {
     type Resp: prost::Message + Default + serde::Serialize + Send + 'static;
     type Rec: Send + 'static;
     fn convert(req: Self::Req) -> Converted<Self::Rec>;
-    fn log_record(records: &[Self::Rec]) -> Record;
+    fn log_record(records: Vec<Self::Rec>) -> Record;
     fn response(rejected: Option<(u64, String)>) -> Self::Resp;
 }
 
@@ -57,7 +60,7 @@ impl OtlpSignal for Traces {
     fn convert(req: Self::Req) -> Converted<SpanRecord> {
         convert::traces(req)
     }
-    fn log_record(records: &[SpanRecord]) -> Record {
+    fn log_record(records: Vec<SpanRecord>) -> Record {
         payload::spans_record(records)
     }
     fn response(rejected: Option<(u64, String)>) -> Self::Resp {
@@ -80,7 +83,7 @@ impl OtlpSignal for Logs {
     fn convert(req: Self::Req) -> Converted<LogRecord> {
         convert::logs(req)
     }
-    fn log_record(records: &[LogRecord]) -> Record {
+    fn log_record(records: Vec<LogRecord>) -> Record {
         payload::logs_record(records)
     }
     fn response(rejected: Option<(u64, String)>) -> Self::Resp {
@@ -103,8 +106,8 @@ impl OtlpSignal for Metrics {
     fn convert(req: Self::Req) -> Converted<MetricPoint> {
         convert::metrics(req)
     }
-    fn log_record(records: &[MetricPoint]) -> Record {
-        payload::metrics_record(records)
+    fn log_record(records: Vec<MetricPoint>) -> Record {
+        payload::metrics_record(&records)
     }
     fn response(rejected: Option<(u64, String)>) -> Self::Resp {
         ExportMetricsServiceResponse {
@@ -139,9 +142,8 @@ pub async fn export<S: OtlpSignal>(
             None => Ok(S::response(None)),
         };
     }
-    let record = S::log_record(&converted.records);
     let n = converted.records.len() as u64;
-    drop(converted.records);
+    let record = S::log_record(converted.records);
     ingest.commit(S::SIGNAL, transport, record, n).await?;
     Ok(S::response(
         converted.first_error.map(|why| (converted.rejected, why)),

@@ -1,8 +1,10 @@
 //! A read of the whole data set: every storage read a query makes.
 //! Blocking; [`super::QueryService::read`] runs it off the async workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use opentelemetry_proto::tonic::trace::v1::TracesData;
 
 use crate::analytics::SpanDigest;
 use crate::comments::Comment;
@@ -26,6 +28,38 @@ impl View {
     /// Every span of a trace (empty when there is none).
     pub fn trace(&self, id: &TraceId) -> StoreResult<Vec<SpanRecord>> {
         self.hot.trace(id)
+    }
+
+    /// A trace as OTLP `TracesData`, exactly as it was sent (see
+    /// `otlp::encode`); `None` when there is no such trace.
+    pub fn trace_as_otlp(&self, id: &TraceId) -> StoreResult<Option<TracesData>> {
+        let spans = self.hot.trace(id)?;
+        if spans.is_empty() {
+            return Ok(None);
+        }
+        let blobs = self.llm_texts(&spans)?;
+        Ok(Some(crate::otlp::encode::traces_data(&spans, |sha| {
+            blobs.get(sha).cloned()
+        })))
+    }
+
+    /// The LLM texts the spans' attributes were moved to, read up front so a
+    /// storage error fails the read instead of leaving attributes out.
+    fn llm_texts(&self, spans: &[SpanRecord]) -> StoreResult<HashMap<Sha256Digest, Vec<u8>>> {
+        let mut out = HashMap::new();
+        let shas = spans
+            .iter()
+            .filter_map(|s| s.llm.as_ref())
+            .flat_map(|l| [l.prompt_sha256, l.completion_sha256])
+            .flatten();
+        for sha in shas {
+            if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(sha) {
+                if let Some(bytes) = self.hot.blob(&sha)? {
+                    slot.insert(bytes);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Spans matching `q`, newest first.

@@ -16,6 +16,7 @@ mod error;
 mod guard;
 mod keys;
 mod members;
+mod otlp_export;
 mod params;
 mod signals;
 mod traces;
@@ -86,6 +87,7 @@ pub fn router(state: RestState, guard: Guard) -> Router {
     Router::new()
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::by_id))
+        .route("/api/v1/traces/{trace_id}/otlp", get(otlp_export::trace))
         .route(
             "/api/v1/traces/{trace_id}/comments",
             get(comments::list).post(comments::create),

@@ -58,6 +58,8 @@ struct Stores {
 }
 
 fn open_stores(config: &ServeConfig) -> Result<Stores, String> {
+    // Before anything opens the directory: refuse data in an older format.
+    crate::data_format::check_and_mark(&config.data_dir)?;
     let data_dir: &Path = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;

@@ -122,14 +122,16 @@ fn apply_tagged(
             }
         }
         TAG_SPANS => {
-            let spans: Vec<SpanRecord> = decode(payload)?;
+            let spans: Vec<SpanRecord> =
+                payload::decode_spans(payload).map_err(StoreError::Corrupt)?;
             counts.spans = spans.len() as u64;
             for span in spans {
                 batch.put_span(span)?;
             }
         }
         TAG_LOGS => {
-            let logs: Vec<LogRecord> = decode(payload)?;
+            let logs: Vec<LogRecord> =
+                payload::decode_logs(payload).map_err(StoreError::Corrupt)?;
             counts.logs = logs.len() as u64;
             for log in logs {
                 batch.put_log(&log);
@@ -141,6 +143,12 @@ fn apply_tagged(
             for p in points {
                 batch.put_metric(&p);
             }
+        }
+        other if payload::RETIRED_TAGS.contains(&other) => {
+            return Err(StoreError::Corrupt(format!(
+                "log entry at index {log_index}: {}",
+                payload::retired_tag_message(other)
+            )))
         }
         other => {
             return Err(StoreError::Corrupt(format!(

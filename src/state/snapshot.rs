@@ -216,11 +216,10 @@ mod tests {
             } else {
                 Severity::Info
             },
-            severity_text: String::new(),
-            body: format!("body {i}"),
-            body_sha256: None,
+            body: Some(crate::model::AnyValue::String(format!("body {i}"))),
             service: format!("svc{}", i % 2),
-            attributes: vec![("k".into(), i.to_string())],
+            attributes: vec![crate::model::KeyValue::string("k", i.to_string())],
+            ..Default::default()
         }
     }
 
@@ -327,7 +326,7 @@ mod tests {
             errors
                 .records
                 .iter()
-                .map(|l| l.body.clone())
+                .map(|l| l.body_text().into_owned())
                 .collect::<Vec<_>>(),
             vec!["body 9", "body 6", "body 3", "body 0"],
             "newest first"
@@ -342,7 +341,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(svc.records.len(), 2);
-        assert_eq!(svc.records[0].body, "body 9");
+        assert_eq!(svc.records[0].body_text(), "body 9");
         let named = restored
             .search_metrics(&MetricQuery {
                 name: Some("metric1".into()),
@@ -369,7 +368,6 @@ mod tests {
 
     #[test]
     fn a_spooled_record_proposed_twice_is_applied_once_even_after_a_snapshot() {
-        use crate::codec::encode;
         use crate::payload::{self, SpooledRecord, TAG_LOGS};
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
@@ -382,7 +380,7 @@ mod tests {
                     seq,
                     min_live_generation: min_live,
                     tag: TAG_LOGS,
-                    payload: encode(&vec![log(body)]),
+                    payload: payload::logs_record(vec![log(body)]).payload,
                 },
             )
         };

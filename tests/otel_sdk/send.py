@@ -3,7 +3,10 @@ SDK's own OTLP exporters, over gRPC and over HTTP.
 
 Each signal is first recorded in memory, then handed to the exporter
 directly, so a failed export is a non-zero exit here rather than a silently
-dropped batch. Prints what was sent as JSON for the Rust test to check.
+dropped batch. Prints what was sent as JSON for the Rust test to check,
+including the spans as the exporters encode them (an OTLP
+ExportTraceServiceRequest in hex), which the test compares with what the
+cluster gives back as OTLP.
 
 usage: send.py --grpc HOST:PORT --http http://HOST:PORT --run-id ID
 """
@@ -15,6 +18,7 @@ import sys
 
 import grpc
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
     OTLPLogExporter as GrpcLogExporter,
 )
@@ -55,12 +59,33 @@ LOGS_PER_RUN = 4
 
 def record(service):
     """Records spans, logs (inside a span) and metrics for `service` in memory."""
-    resource = Resource.create({"service.name": service, "sdk.test": "yes"})
+    resource = Resource.create(
+        {
+            "service.name": service,
+            "sdk.test": "yes",
+            "sdk.pid": 4242,
+            "sdk.ratio": 0.25,
+            "sdk.tags": ["a", "b"],
+        },
+        schema_url="https://opentelemetry.io/schemas/1.21.0",
+    )
 
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracer = tracer_provider.get_tracer("tael-sdk-test")
+    tracer = tracer_provider.get_tracer(
+        "tael-sdk-test",
+        "1.2.3",
+        schema_url="https://opentelemetry.io/schemas/1.26.0",
+        attributes={"scope.kind": "test", "scope.level": 2},
+    )
+    linked = trace.SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0x00F067AA0BA902B7,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        trace_state=trace.TraceState([("vendor", "v1")]),
+    )
 
     logs = InMemoryLogRecordExporter()
     logger_provider = LoggerProvider(resource=resource)
@@ -73,10 +98,28 @@ def record(service):
     trace_ids = []
     with tracer.start_as_current_span("sdk-root") as root:
         root.set_attribute("run.service", service)
+        root.set_attributes(
+            {
+                "run.int": -7,
+                "run.double": 2.5,
+                "run.bool": True,
+                "run.strings": ["x", "y"],
+                "run.ints": [1, 2, 3],
+                "run.doubles": [0.5, -1.0],
+                "run.bools": [True, False],
+            }
+        )
+        root.add_event("checkpoint", {"step": 2, "ok": True, "ratio": 0.75})
         trace_ids.append(format(root.get_span_context().trace_id, "032x"))
         for i in range(SPANS_PER_RUN - 1):
-            with tracer.start_as_current_span(f"sdk-child-{i}", kind=trace.SpanKind.CLIENT) as child:
+            with tracer.start_as_current_span(
+                f"sdk-child-{i}",
+                kind=trace.SpanKind.CLIENT,
+                links=[trace.Link(linked, {"link.i": i, "link.reason": "follows"})],
+            ) as child:
                 child.set_attribute("i", i)
+                if i == 1:
+                    child.set_status(trace.Status(trace.StatusCode.ERROR, "child 1 failed"))
         py_logger.error("sdk error log", extra={"order.id": "o-1"})
         py_logger.warning("sdk warning log")
         py_logger.info("sdk info log")
@@ -157,6 +200,7 @@ def main():
             "spans": len(spans),
             "logs": len(logs),
             "trace_id": trace_id,
+            "otlp_traces_hex": encode_spans(spans).SerializeToString().hex(),
         }
     print(json.dumps(sent))
 

@@ -157,20 +157,18 @@ impl ApplyBatch<'_> {
         let value = encode(log);
         // The key comes from the record as sent, so a retry lands on it again.
         let key = record_key(log.timestamp_unix_nanos, &value);
+        let body = log.body_text();
         self.queue_text(
             DocKind::Log,
             key.to_vec(),
             log.timestamp_unix_nanos,
-            log.body.clone(),
+            body.to_string(),
         );
-        let value = if log.body.len() > LARGE_LOG_BODY_BYTES {
-            let sha = crate::llm::sha256(log.body.as_bytes());
+        let value = if body.len() > LARGE_LOG_BODY_BYTES {
+            let sha = crate::llm::sha256(body.as_bytes());
             self.batch
-                .insert(&ks.blobs, sha.to_vec(), log.body.as_bytes().to_vec());
-            let mut stored = log.clone();
-            stored.body = preview(&log.body, LOG_BODY_PREVIEW_BYTES);
-            stored.body_sha256 = Some(sha);
-            encode(&stored)
+                .insert(&ks.blobs, sha.to_vec(), body.as_bytes().to_vec());
+            encode(&log.with_body_in_blob(sha, preview(&body, LOG_BODY_PREVIEW_BYTES)))
         } else {
             value
         };
@@ -319,15 +317,10 @@ mod tests {
         let mut b = store.begin();
         b.put_log(&crate::model::LogRecord {
             timestamp_unix_nanos: 1,
-            observed_unix_nanos: 0,
-            trace_id: None,
-            span_id: None,
             severity: crate::model::Severity::Info,
-            severity_text: String::new(),
-            body: "b".into(),
-            body_sha256: None,
+            body: Some(crate::model::AnyValue::String("b".into())),
             service: "s".into(),
-            attributes: vec![],
+            ..Default::default()
         });
     }
 

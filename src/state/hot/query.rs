@@ -22,11 +22,11 @@ pub enum AttributeFilter {
 }
 
 impl AttributeFilter {
-    fn matches<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> bool {
+    fn matches<'a>(&self, lookup: impl Fn(&str) -> Option<std::borrow::Cow<'a, str>>) -> bool {
         match self {
-            AttributeFilter::Exact(k, v) => lookup(k) == Some(v.as_str()),
+            AttributeFilter::Exact(k, v) => lookup(k).as_deref() == Some(v.as_str()),
             AttributeFilter::Contains(k, v) => lookup(k).is_some_and(|a| a.contains(v.as_str())),
-            AttributeFilter::Regex(k, re) => lookup(k).is_some_and(|a| re.is_match(a)),
+            AttributeFilter::Regex(k, re) => lookup(k).is_some_and(|a| re.is_match(&a)),
         }
     }
 }
@@ -86,7 +86,7 @@ impl LogQuery {
             && self
                 .body_contains
                 .as_ref()
-                .is_none_or(|b| l.body.contains(b.as_str()))
+                .is_none_or(|b| l.body_text().contains(b.as_str()))
             && self.trace_id.is_none_or(|t| l.trace_id == Some(t))
             && self
                 .attributes

@@ -215,20 +215,20 @@ mod tests {
     fn log(day: u64, n: u64, service: &str, severity: Severity) -> LogRecord {
         LogRecord {
             timestamp_unix_nanos: day * DAY_NANOS + n,
-            observed_unix_nanos: 0,
-            trace_id: None,
-            span_id: None,
             severity,
-            severity_text: String::new(),
-            body: format!("{service} day {day} #{n}"),
-            body_sha256: None,
+            body: Some(crate::model::AnyValue::String(format!(
+                "{service} day {day} #{n}"
+            ))),
             service: service.into(),
-            attributes: vec![],
+            ..Default::default()
         }
     }
 
     fn bodies(f: Found<LogRecord>) -> Vec<String> {
-        f.records.into_iter().map(|l| l.body).collect()
+        f.records
+            .into_iter()
+            .map(|l| l.body_text().into_owned())
+            .collect()
     }
 
     #[test]

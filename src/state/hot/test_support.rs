@@ -34,11 +34,8 @@ pub(super) fn test_span(trace: u8, span: u8, start: u64) -> SpanRecord {
         start_unix_nanos: start,
         end_unix_nanos: start + 10,
         status: SpanStatus::Ok,
-        status_message: String::new(),
         kind: SpanKind::Server,
-        attributes: vec![],
-        events: vec![],
-        llm: None,
+        ..Default::default()
     }
 }
 

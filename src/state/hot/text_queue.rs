@@ -75,9 +75,9 @@ impl HotStore {
             let text = match log.body_sha256 {
                 Some(sha) => match view.get(&ks.blobs, sha)? {
                     Some(b) => String::from_utf8_lossy(&b).into_owned(),
-                    None => log.body,
+                    None => log.body_text().into_owned(),
                 },
-                None => log.body,
+                None => log.body_text().into_owned(),
             };
             f(PendingDoc {
                 kind: DocKind::Log,
