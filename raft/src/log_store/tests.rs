@@ -414,6 +414,34 @@ async fn a_truncation_inside_a_batch_reopens_exactly() {
     assert_eq!(last[0].log_id, log_id(2, 8));
 }
 
+/// Truncating a segment's first entry empties the segment, so the next
+/// append may start it again from a spare under the same name.
+#[tokio::test]
+async fn truncating_a_segments_first_entry_then_appending_from_a_spare() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    append(&mut s, (0..20).map(|i| entry(1, i)).collect()).await;
+    let (first, seg) = last_segment_with_first(dir.path());
+    assert!(first > 0);
+    s.truncate_after(Some(log_id(1, first - 1))).await.unwrap();
+    assert_eq!(fs::metadata(&seg).unwrap().len(), 0, "emptied whole");
+    let spare = dir.path().join(super::prealloc::SPARE_FILE);
+    for _ in 0..500 {
+        if spare.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(spare.exists(), "a spare was prepared");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    append(&mut s, vec![entry(2, first)]).await;
+    drop(s);
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..=first).collect::<Vec<_>>());
+    let last = s.try_get_log_entries(first..=first).await.unwrap();
+    assert_eq!(last[0].log_id, log_id(2, first));
+}
+
 /// Segments written before batch headers (format 1) are read; new entries
 /// go to a new segment; damage in an old one is refused, as it cannot be
 /// told from a torn write.

@@ -430,24 +430,32 @@ impl Writer {
                     .open(self.path(cut.segment))?;
                 self.active_first = cut.segment;
             }
+            // A segment is named by its first entry: when that one goes, the
+            // segment is emptied whole (its first batch header too), so a
+            // later rotation may recreate it under the same name.
+            let keep_bytes = if cut.segment == first_removed {
+                0
+            } else {
+                cut.offset
+            };
             // Shrinking the file (not zeroing the cut frames) makes the cut
             // durable in one step; the segment grows again from here. A cut
             // inside a batch leaves its header claiming more frames than
             // remain: recovery reads a clean end, or a new header, there.
-            self.active.set_len(cut.offset)?;
+            self.active.set_len(keep_bytes)?;
             self.active.sync_all()?;
-            self.active_capacity = cut.offset;
-            self.active_synced_len = cut.offset;
+            self.active_capacity = keep_bytes;
+            self.active_synced_len = keep_bytes;
             self.idle_mark_at = None;
             if let Some(synced) = &mut self.synced {
                 let was = synced.get(cut.segment).unwrap_or(0);
-                synced.set(cut.segment, was.min(cut.offset))?;
+                synced.set(cut.segment, was.min(keep_bytes))?;
             }
-            self.segments.insert(cut.segment, cut.offset);
+            self.segments.insert(cut.segment, keep_bytes);
             meta_file::sync_dir(&self.shared.dir)?;
             if self.legacy.contains(&cut.segment) {
                 // Appends go on in a new segment of the current format.
-                if cut.offset == 0 {
+                if keep_bytes == 0 {
                     self.remove_segment(cut.segment)?;
                 }
                 self.rotate(first_removed)?;
