@@ -19,7 +19,9 @@
 //! torn write. After the last batch of a busy period the writer also leaves an
 //! empty header (`frames_len` 0) at the end of the data, without an fsync, so
 //! the last fsynced batch is proven too unless a power cut takes that header
-//! with it; the next batch overwrites it.
+//! with it; the next batch overwrites it. A truncation that cuts a batch
+//! short ends it with an empty header too (fsynced, kept): the next batch
+//! then never starts inside an earlier one.
 //!
 //! The magic read as a format-1 length field is larger than any record may be
 //! (`frame::MAX_BODY_BYTES`), so a header is never mistaken for a frame.

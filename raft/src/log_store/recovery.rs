@@ -13,6 +13,9 @@
 //! in any order, so intact frames after the damage are no evidence of
 //! corruption; only a header's mark is. Earlier segments were fsynced whole
 //! before the next one was started, so any damage in them is corruption.
+//! Data that simply stops inside a batch (a truncation cut it there) is kept
+//! and the batch sealed with an empty header, unless none of its frames
+//! arrived.
 //!
 //! Segments may be preallocated: the written data is followed by zeros up to
 //! the file's end. All-zero bytes where a record would start are the end of
@@ -25,6 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::frame;
@@ -222,6 +226,8 @@ struct OpenBatch {
     frames_end: usize,
     /// Offsets of the frames of this batch already added to the index.
     indexed: Vec<usize>,
+    /// Frames of this batch read so far (also those behind the purge point).
+    frames: usize,
 }
 
 impl Segment<'_> {
@@ -241,6 +247,7 @@ impl Segment<'_> {
                     start: pos,
                     frames_end: frames_at + h.frames_len as usize,
                     indexed: Vec::new(),
+                    frames: 0,
                 });
                 pos = frames_at;
                 continue;
@@ -255,6 +262,7 @@ impl Segment<'_> {
                         if self.index_frame(index, pos, len, log_id)? {
                             b.indexed.push(pos);
                         }
+                        b.frames += 1;
                         pos += len;
                         continue;
                     }
@@ -264,12 +272,18 @@ impl Segment<'_> {
             let in_batch = batch.filter(|b| pos < b.frames_end);
             return self.torn_or_damaged(index, pos, cause, mark, in_batch);
         }
-        // Data that stops inside a batch with zeros after it: the rest of the
-        // batch never reached the disk. Stopping at the very end of the file
-        // is different: that is where a truncation cut the batch short.
-        if let Some(b) = batch.filter(|b| pos < b.frames_end && pos < self.buf.len()) {
-            let cause = "the rest of the batch is zeros".to_string();
-            return self.torn_or_damaged(index, pos, cause, mark, Some(b));
+        // Data that stops inside a batch: the rest of the batch never reached
+        // the disk, or a truncation cut the batch short and stopped before
+        // sealing the cut (see `Writer::seal_cut`). A batch with none of its
+        // frames goes; frames that did arrive stay, sealed.
+        if let Some(b) = batch.filter(|b| pos < b.frames_end) {
+            if b.frames == 0 {
+                let cause = "a batch header without any of its records".to_string();
+                return self.torn_or_damaged(index, pos, cause, mark, Some(b));
+            }
+            if self.is_last {
+                return self.seal_at(pos);
+            }
         }
         Ok(Scanned {
             len: pos as u64,
@@ -350,7 +364,7 @@ impl Segment<'_> {
             let keep_upto = (index.next_index() - unindexed as u64).checked_sub(1);
             index.truncate_after(keep_upto);
         }
-        let cut_bytes = (written - cut) as u64;
+        let cut_bytes = written.saturating_sub(cut) as u64;
         tracing::warn!(
             segment = %self.path.display(),
             offset = at,
@@ -366,6 +380,29 @@ impl Segment<'_> {
         Ok(Scanned {
             len: cut as u64,
             torn_bytes: cut_bytes,
+        })
+    }
+
+    /// Ends the batch the data stops in with a durable, empty batch header
+    /// at `at`, so the next batch does not start inside it: a power cut
+    /// tearing that one would otherwise look like a torn tail of this one.
+    fn seal_at(&self, at: usize) -> io::Result<Scanned> {
+        let f = OpenOptions::new().write(true).open(self.path)?;
+        // The frames first, then the header that claims them synced.
+        f.set_len(at as u64)?;
+        f.sync_all()?;
+        let seal = BatchHeader {
+            segment_first: self.first,
+            offset: at as u64,
+            synced_len: at as u64,
+            frames_len: 0,
+        };
+        f.write_all_at(&seal.encode(), at as u64)?;
+        f.sync_data()?;
+        tracing::info!(segment = %self.path.display(), offset = at, "sealed a raft log batch cut short");
+        Ok(Scanned {
+            len: (at + BATCH_HEADER_BYTES) as u64,
+            torn_bytes: 0,
         })
     }
 

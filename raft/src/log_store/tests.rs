@@ -382,42 +382,87 @@ async fn a_torn_batch_header_with_intact_frames_is_a_torn_tail() {
     .await;
 }
 
-/// A truncation may cut a batch short: the file then ends inside it, which
-/// is not a torn write, and a later batch starts where the cut was.
-#[tokio::test]
-async fn a_truncation_inside_a_batch_reopens_exactly() {
-    let dir = tempfile::tempdir().unwrap();
+/// Appends 0..10 as one batch and truncates after 5, which cuts the batch
+/// short and seals the cut. Returns the segment and where the seal is.
+async fn truncated_mid_batch(dir: &Path) -> (PathBuf, usize) {
     {
-        let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+        let mut s = LogStore::open(dir, LogStoreOptions::default()).unwrap();
         append(&mut s, (0..10).map(|i| entry(1, i)).collect()).await;
         s.truncate_after(Some(log_id(1, 5))).await.unwrap();
     }
-    // Lose the idle mark after the cut, as a power cut may: the file then
-    // ends inside the batch.
-    let seg = last_segment(dir.path());
-    let len = fs::metadata(&seg).unwrap().len();
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(len - BATCH_HEADER_BYTES as u64)
-        .unwrap();
-    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
-    assert_eq!(indexes(&mut s).await, (0..6).collect::<Vec<_>>());
-    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0);
-    append(&mut s, (6..9).map(|i| entry(2, i)).collect()).await;
-    drop(s);
-    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
-    assert_eq!(indexes(&mut s).await, (0..9).collect::<Vec<_>>());
-    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0);
-    let last = s.try_get_log_entries(8..9).await.unwrap();
-    assert_eq!(last[0].log_id, log_id(2, 8));
+    let (first, seg) = last_segment_with_first(dir);
+    let bytes = fs::read(&seg).unwrap();
+    let cut = frame_at(&bytes, &entry(1, 5)) + frame::encode_entry(&entry(1, 5)).len();
+    let seal = BatchHeader::parse_at(&bytes, cut, first).expect("the cut is sealed");
+    assert_eq!((seal.frames_len, seal.synced_len), (0, cut as u64));
+    (seg, cut)
 }
 
-/// Truncating a segment's first entry empties the segment, so the next
-/// append may start it again from a spare under the same name.
+async fn assert_reopens_with(dir: &Path, upto: u64, repairs: u64) {
+    let mut s = LogStore::open(dir, LogStoreOptions::default()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..=upto).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), repairs);
+    append(&mut s, vec![entry(2, upto + 1)]).await;
+    drop(s);
+    let mut s = LogStore::open(dir, LogStoreOptions::default()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..=upto + 1).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0);
+}
+
 #[tokio::test]
-async fn truncating_a_segments_first_entry_then_appending_from_a_spare() {
+async fn a_truncation_inside_a_batch_reopens_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    truncated_mid_batch(dir.path()).await;
+    assert_reopens_with(dir.path(), 5, 0).await;
+}
+
+/// The batch written after a truncation is torn by a power cut: the frames
+/// kept before the cut were fsynced and stay.
+#[tokio::test]
+async fn a_torn_batch_after_a_truncation_keeps_the_entries_before_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seg, cut) = truncated_mid_batch(dir.path()).await;
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes.truncate(cut + BATCH_HEADER_BYTES);
+    bytes.extend_from_slice(&[0x5A; 200]);
+    fs::write(&seg, &bytes).unwrap();
+    assert_reopens_with(dir.path(), 5, 1).await;
+}
+
+/// A crash after the cut but before its seal leaves the file ending inside
+/// the cut batch, or zeros after it: the kept frames stay and are sealed,
+/// so a torn batch after them cannot take them along.
+#[tokio::test]
+async fn a_truncation_that_stopped_before_its_seal_keeps_its_frames() {
+    for zeros_after in [0, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, cut) = truncated_mid_batch(dir.path()).await;
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes.truncate(cut);
+        bytes.resize(cut + zeros_after, 0);
+        fs::write(&seg, &bytes).unwrap();
+        {
+            let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+            assert_eq!(indexes(&mut s).await, (0..=5).collect::<Vec<_>>());
+        }
+        let (first, _) = last_segment_with_first(dir.path());
+        let mut bytes = fs::read(&seg).unwrap();
+        assert!(
+            BatchHeader::parse_at(&bytes, cut, first).is_some(),
+            "sealed at start"
+        );
+        bytes.truncate(cut + BATCH_HEADER_BYTES);
+        bytes.extend_from_slice(&[0x5A; 200]);
+        fs::write(&seg, &bytes).unwrap();
+        assert_reopens_with(dir.path(), 5, 1).await;
+    }
+}
+
+/// Truncating a segment's first entry empties the segment (its first
+/// batch header too): a header left alone there would let the next append
+/// rotate, from a ready spare, to a new segment of the same name.
+#[tokio::test]
+async fn truncating_a_segments_first_entry_empties_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
     append(&mut s, (0..20).map(|i| entry(1, i)).collect()).await;
@@ -425,16 +470,8 @@ async fn truncating_a_segments_first_entry_then_appending_from_a_spare() {
     assert!(first > 0);
     s.truncate_after(Some(log_id(1, first - 1))).await.unwrap();
     assert_eq!(fs::metadata(&seg).unwrap().len(), 0, "emptied whole");
-    let spare = dir.path().join(super::prealloc::SPARE_FILE);
-    for _ in 0..500 {
-        if spare.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(spare.exists(), "a spare was prepared");
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     append(&mut s, vec![entry(2, first)]).await;
+    assert_eq!(last_segment_with_first(dir.path()).0, first);
     drop(s);
     let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
     assert_eq!(indexes(&mut s).await, (0..=first).collect::<Vec<_>>());

@@ -439,9 +439,8 @@ impl Writer {
                 cut.offset
             };
             // Shrinking the file (not zeroing the cut frames) makes the cut
-            // durable in one step; the segment grows again from here. A cut
-            // inside a batch leaves its header claiming more frames than
-            // remain: recovery reads a clean end, or a new header, there.
+            // durable in one step; the segment grows again from here, after
+            // the seal that ends the cut batch.
             self.active.set_len(keep_bytes)?;
             self.active.sync_all()?;
             self.active_capacity = keep_bytes;
@@ -453,6 +452,9 @@ impl Writer {
             }
             self.segments.insert(cut.segment, keep_bytes);
             meta_file::sync_dir(&self.shared.dir)?;
+            if keep_bytes > 0 && !self.legacy.contains(&cut.segment) {
+                self.seal_cut(keep_bytes)?;
+            }
             if self.legacy.contains(&cut.segment) {
                 // Appends go on in a new segment of the current format.
                 if keep_bytes == 0 {
@@ -466,6 +468,31 @@ impl Writer {
             .lock()
             .unwrap()
             .truncate_after(keep_upto.map(|l| l.index));
+        Ok(())
+    }
+
+    /// Ends the batch a truncation cut short with a durable, empty batch
+    /// header at the cut. Without it the next batch would start inside the
+    /// cut one, and a power cut tearing that next batch would look like a
+    /// torn tail of the cut batch, whose kept frames are fsynced. One fsync,
+    /// on truncation only. Crashing before it leaves the file ending at the
+    /// cut (or zeros after it), which recovery reads as the end of the data.
+    fn seal_cut(&mut self, at: u64) -> io::Result<()> {
+        let seal = BatchHeader {
+            segment_first: self.active_first,
+            offset: at,
+            synced_len: at,
+            frames_len: 0,
+        };
+        self.active.write_all_at(&seal.encode(), at)?;
+        self.active.sync_data()?;
+        let len = at + BATCH_HEADER_BYTES as u64;
+        self.segments.insert(self.active_first, len);
+        self.active_capacity = len;
+        self.active_synced_len = len;
+        if let Some(synced) = &mut self.synced {
+            synced.set(self.active_first, len)?;
+        }
         Ok(())
     }
 
