@@ -22,7 +22,9 @@ async fn torn_tail_is_repaired_and_mid_log_damage_refuses_to_start() {
             .unwrap();
     }
 
-    // Cut the last record of the victim's log in half.
+    // Cut the last record of the victim's log in half. An idle log ends with
+    // a sync mark written without an fsync, so that is the record torn, as a
+    // power cut may tear it: a torn tail that costs no acknowledged entry.
     c.kill(victim);
     let seg = c.node(victim).wal_segments().pop().unwrap();
     // A segment may be preallocated: its data ends before its zeros.

@@ -5,10 +5,17 @@
 //! group-commits them and fires the callback after the fsync. Reads come from a
 //! bounded cache of recent frames or from the segment files.
 //!
-//! Directory layout: `seg-<first index>.wal` segments (zero-filled beyond their
-//! last frame when preallocated), `vote`, `purged`, and at most one
-//! `segment.spare` being readied for the next segment.
+//! Directory layout: `seg-<first index>.v2.wal` segments (batches of frames,
+//! see `batch`; zero-filled beyond their data when preallocated), possibly
+//! older `seg-<first index>.wal` segments of format 1 (read, never written),
+//! `vote`, `purged`, and at most one `segment.spare` being readied for the
+//! next segment.
+//!
+//! Start-up recovery cuts a torn write off the end of the log only when it
+//! lies after the last fsync; damage before it refuses to start (see
+//! `recovery`).
 
+mod batch;
 mod index;
 mod meta_file;
 mod power_loss;
@@ -36,6 +43,7 @@ pub use self::meta_file::{
     read as read_meta_file, sync_dir, write_atomic as write_meta_file_atomic,
 };
 pub use self::prealloc::written_len;
+pub use self::recovery::{LogDamage, NotTorn};
 use self::writer::{Command, Writer, PURGED_FILE, VOTE_FILE};
 use crate::frame;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
@@ -46,7 +54,8 @@ pub struct LogStoreOptions {
     pub segment_max_bytes: u64,
     /// Upper bound on recent frames kept in memory for replication.
     pub cache_max_bytes: usize,
-    /// Upper bound on bytes written by one group commit (and so on a torn tail).
+    /// Upper bound on bytes of frames queued into one group commit (a batch
+    /// may exceed it by its last command).
     pub max_write_batch_bytes: usize,
     /// Upper bound on commands queued for the writer.
     pub queue_depth: usize,
@@ -158,18 +167,15 @@ impl LogStore {
         }
         let vote: Option<Vote> = meta_file::read(dir, VOTE_FILE)?;
         let purged: Option<LogId> = meta_file::read::<Option<LogId>>(dir, PURGED_FILE)?.flatten();
-        let recovered = recovery::recover(
-            dir,
-            purged,
-            opts.max_write_batch_bytes as u64 + frame::MAX_BODY_BYTES as u64,
-        )?;
+        let recovered = recovery::recover(dir, purged)?;
 
         let mut files = BTreeMap::new();
-        for &first in recovered.segments.keys() {
-            files.insert(
-                first,
-                Arc::new(File::open(recovery::segment_path(dir, first))?),
-            );
+        let mut legacy = std::collections::BTreeSet::new();
+        for (&first, path) in &recovered.paths {
+            files.insert(first, Arc::new(File::open(path)?));
+            if recovery::is_legacy(path) {
+                legacy.insert(first);
+            }
         }
         let stats = LogStoreStats::default();
         if recovered.torn_tail_bytes > 0 {
@@ -192,6 +198,7 @@ impl LogStore {
         let writer = Writer::new(
             shared.clone(),
             recovered.segments,
+            legacy,
             first_index_if_empty,
             opts.segment_max_bytes,
             opts.max_write_batch_bytes,

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::log_store::prealloc::written_len;
 use crate::log_store::recovery::list_segments;
 
-const RECORD_FILE: &str = "power-loss-synced.json";
+pub(crate) const RECORD_FILE: &str = "power-loss-synced.json";
 
 /// Fsynced length of every segment, as the writer last made it durable.
 pub(crate) struct SyncedLengths {

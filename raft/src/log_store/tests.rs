@@ -3,7 +3,8 @@ use std::fs::{self, OpenOptions};
 use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 
-use super::recovery::{list_segments, segment_path};
+use super::batch::{BatchHeader, BATCH_HEADER_BYTES};
+use super::recovery::{legacy_segment_path, list_segments, segment_path};
 use super::*;
 use crate::types::{EntryPayload, LeaderId, Record};
 
@@ -109,30 +110,189 @@ fn last_segment(dir: &Path) -> PathBuf {
         .unwrap()
 }
 
+/// The newest segment and the first index in its name.
+fn last_segment_with_first(dir: &Path) -> (u64, PathBuf) {
+    list_segments(dir).unwrap().into_iter().next_back().unwrap()
+}
+
+/// Where the frame of `e` starts in a segment's bytes.
+fn frame_at(bytes: &[u8], e: &Entry) -> usize {
+    let frame = frame::encode_entry(e);
+    bytes
+        .windows(frame.len())
+        .position(|w| w == &frame[..])
+        .expect("the entry's frame is in the segment")
+}
+
+/// Offset of the idle mark after a segment's last batch: where the data the
+/// writer fsynced ends. Walks the batch headers from the start.
+fn idle_mark_at(bytes: &[u8], first: u64) -> usize {
+    let mut pos = 0;
+    loop {
+        let h = BatchHeader::parse_at(bytes, pos, first).expect("a header at every batch");
+        if h.frames_len == 0 {
+            return pos;
+        }
+        pos += BATCH_HEADER_BYTES + h.frames_len as usize;
+    }
+}
+
+/// The bytes a group commit of `entries` at offset `at` writes before its
+/// fsync, and the offsets of its frames.
+fn unsynced_batch(first: u64, at: usize, entries: &[Entry]) -> (Vec<u8>, Vec<usize>) {
+    let frames: Vec<Vec<u8>> = entries.iter().map(frame::encode_entry).collect();
+    let frames_len: usize = frames.iter().map(Vec::len).sum();
+    let header = BatchHeader {
+        segment_first: first,
+        offset: at as u64,
+        synced_len: at as u64,
+        frames_len: frames_len as u32,
+    };
+    let mut out = header.encode().to_vec();
+    let mut offsets = Vec::new();
+    for f in frames {
+        offsets.push(at + out.len());
+        out.extend_from_slice(&f);
+    }
+    (out, offsets)
+}
+
+async fn open_err(dir: &Path) -> io::Error {
+    match LogStore::open(dir, LogStoreOptions::default()) {
+        Ok(_) => panic!("the log must refuse to open"),
+        Err(e) => e,
+    }
+}
+
+fn damage_of(err: &io::Error) -> &LogDamage {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<LogDamage>())
+        .unwrap_or_else(|| panic!("not a LogDamage: {err}"))
+}
+
+/// The refusal says what an operator needs: file, offset, entry, and how
+/// to recover.
+fn assert_guidance(err: &io::Error, seg: &Path, offset: usize, entry: u64) {
+    let d = damage_of(err);
+    assert_eq!(d.path, seg);
+    assert_eq!(d.offset, offset as u64);
+    assert_eq!(d.entry, entry);
+    let text = err.to_string();
+    for needle in [
+        &seg.display().to_string(),
+        &format!("offset {offset}"),
+        &format!("entry {entry}"),
+        "refusing to start",
+        "rejoin it from its peers",
+        "docs/operations.md",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from: {text}");
+    }
+}
+
+/// Appends `0..count` in group commits of 1 to 7 entries.
+async fn append_in_batches(s: &mut LogStore, count: u64) {
+    let mut next = 0;
+    let mut size = 1;
+    while next < count {
+        let end = (next + size).min(count);
+        append(s, (next..end).map(|i| entry(1, i)).collect()).await;
+        next = end;
+        size = size % 7 + 1;
+    }
+}
+
+/// The reported defect: one byte of a length field in the middle of a
+/// stopped follower's active segment made start-up cut every entry from
+/// there on. It is damage to fsynced data and must refuse, cutting nothing.
 #[tokio::test]
-async fn torn_tail_is_cut_off_and_counted() {
+async fn a_flipped_length_byte_mid_segment_refuses_with_guidance() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+        append_in_batches(&mut s, 1589).await;
+    }
+    let (_, seg) = last_segment_with_first(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = frame_at(&bytes, &entry(1, 870));
+    bytes[at + 1] ^= 0x01;
+    fs::write(&seg, &bytes).unwrap();
+
+    let err = open_err(dir.path()).await;
+    assert_guidance(&err, &seg, at, 870);
+    assert!(
+        matches!(damage_of(&err).not_torn, NotTorn::SyncedThrough(n) if n > at as u64),
+        "{err}"
+    );
+    assert_eq!(fs::read(&seg).unwrap(), bytes, "nothing was cut");
+}
+
+#[tokio::test]
+async fn a_zeroed_region_before_the_last_sync_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+        append_in_batches(&mut s, 40).await;
+    }
+    let (_, seg) = last_segment_with_first(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = frame_at(&bytes, &entry(1, 10));
+    bytes[at..at + 512].fill(0);
+    fs::write(&seg, &bytes).unwrap();
+
+    let err = open_err(dir.path()).await;
+    assert_guidance(&err, &seg, at, 10);
+    assert_eq!(fs::read(&seg).unwrap(), bytes, "nothing was cut");
+}
+
+/// The last batch is proven fsynced by the idle mark after it, so damage to
+/// the newest entry is damage too, not a torn write.
+#[tokio::test]
+async fn damage_in_the_last_synced_batch_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+        append_in_batches(&mut s, 10).await;
+    }
+    let (_, seg) = last_segment_with_first(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = frame_at(&bytes, &entry(1, 9));
+    bytes[at + 60] ^= 0x40; // inside the payload
+    fs::write(&seg, &bytes).unwrap();
+
+    let err = open_err(dir.path()).await;
+    assert_guidance(&err, &seg, at, 9);
+    assert_eq!(fs::read(&seg).unwrap(), bytes);
+}
+
+/// The idle mark is written without an fsync, so a power cut may tear it:
+/// that is a torn tail, and it costs no entry.
+#[tokio::test]
+async fn a_torn_idle_mark_is_cut_off_and_keeps_every_entry() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
         append(&mut s, (0..10).map(|i| entry(1, i)).collect()).await;
     }
-    let seg = last_segment(dir.path());
-    let len = fs::metadata(&seg).unwrap().len();
+    let (first, seg) = last_segment_with_first(dir.path());
+    let bytes = fs::read(&seg).unwrap();
+    let synced = idle_mark_at(&bytes, first);
+    assert_eq!(bytes.len(), synced + BATCH_HEADER_BYTES);
     OpenOptions::new()
         .write(true)
         .open(&seg)
         .unwrap()
-        .set_len(len - 7)
+        .set_len(bytes.len() as u64 - 7)
         .unwrap();
 
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
-    assert_eq!(indexes(&mut s).await, (0..9).collect::<Vec<_>>());
+    assert_eq!(indexes(&mut s).await, (0..10).collect::<Vec<_>>());
     assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 1);
-    // The repaired log takes new appends where the good data ended.
-    append(&mut s, vec![entry(2, 9)]).await;
+    assert_eq!(fs::metadata(&seg).unwrap().len(), synced as u64);
+    append(&mut s, vec![entry(2, 10)]).await;
     drop(s);
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
-    assert_eq!(indexes(&mut s).await, (0..10).collect::<Vec<_>>());
+    assert_eq!(indexes(&mut s).await, (0..11).collect::<Vec<_>>());
     assert_eq!(
         s.stats().torn_tail_repairs.load(Ordering::Relaxed),
         0,
@@ -140,22 +300,217 @@ async fn torn_tail_is_cut_off_and_counted() {
     );
 }
 
-#[tokio::test]
-async fn corrupt_last_record_and_garbage_tail_are_cut_off() {
+/// Writes entries 0..12 (fsynced), lays an unsynced batch of 12..16 where
+/// the next group commit would go, lets `tear` damage it as a power cut
+/// might, and checks that recovery cuts exactly back to the synced data.
+async fn torn_unsynced_batch_is_cut_exactly(tear: impl FnOnce(&mut Vec<u8>, usize, &[usize])) {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
-        append(&mut s, (0..10).map(|i| entry(1, i)).collect()).await;
+        for i in (0..12).step_by(3) {
+            append(&mut s, (i..i + 3).map(|i| entry(1, i)).collect()).await;
+        }
     }
-    let seg = last_segment(dir.path());
+    let (first, seg) = last_segment_with_first(dir.path());
     let mut bytes = fs::read(&seg).unwrap();
-    let n = bytes.len();
-    bytes[n - 10] ^= 0x40; // inside the last record's payload
-    bytes.extend_from_slice(&[0u8; 100]); // zero-filled preallocation after a crash
+    let synced = idle_mark_at(&bytes, first);
+    let unsynced: Vec<Entry> = (12..16).map(|i| entry(1, i)).collect();
+    let (batch, frames) = unsynced_batch(first, synced, &unsynced);
+    bytes.truncate(synced);
+    bytes.extend_from_slice(&batch);
+    tear(&mut bytes, synced, &frames);
     fs::write(&seg, &bytes).unwrap();
 
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
-    assert_eq!(indexes(&mut s).await, (0..9).collect::<Vec<_>>());
+    assert_eq!(
+        fs::metadata(&seg).unwrap().len(),
+        synced as u64,
+        "cut exactly at the end of the last synced frame"
+    );
+    assert_eq!(indexes(&mut s).await, (0..12).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 1);
+    append(&mut s, vec![entry(2, 12)]).await;
+    drop(s);
+    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..13).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_partial_frame_after_the_last_sync_is_cut() {
+    torn_unsynced_batch_is_cut_exactly(|bytes, _, frames| bytes.truncate(frames[1] + 20)).await;
+}
+
+#[tokio::test]
+async fn garbage_after_the_last_sync_is_cut() {
+    torn_unsynced_batch_is_cut_exactly(|bytes, _, frames| {
+        let mut x: u32 = 0x9E37_79B9;
+        for b in &mut bytes[frames[1]..] {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *b = (x >> 24) as u8;
+        }
+    })
+    .await;
+}
+
+/// A preallocated segment after a power cut: the header reached the disk,
+/// the frames did not.
+#[tokio::test]
+async fn zeros_after_the_last_sync_are_cut() {
+    torn_unsynced_batch_is_cut_exactly(|bytes, at, _| {
+        bytes[at + BATCH_HEADER_BYTES..].fill(0);
+        bytes.resize(bytes.len() + 4096, 0);
+    })
+    .await;
+}
+
+/// The pages of an unsynced batch reach the disk in any order: a later frame
+/// intact after an earlier torn one is still a torn tail.
+#[tokio::test]
+async fn an_out_of_order_torn_batch_is_a_torn_tail() {
+    torn_unsynced_batch_is_cut_exactly(|bytes, _, frames| {
+        bytes[frames[0] + 10..frames[1]].fill(0); // length field intact
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_torn_batch_header_with_intact_frames_is_a_torn_tail() {
+    torn_unsynced_batch_is_cut_exactly(|bytes, at, _| {
+        bytes[at..at + BATCH_HEADER_BYTES].fill(0);
+    })
+    .await;
+}
+
+/// Appends 0..10 as one batch and truncates after 5, which cuts the batch
+/// short and seals the cut. Returns the segment and where the seal is.
+async fn truncated_mid_batch(dir: &Path) -> (PathBuf, usize) {
+    {
+        let mut s = LogStore::open(dir, LogStoreOptions::default()).unwrap();
+        append(&mut s, (0..10).map(|i| entry(1, i)).collect()).await;
+        s.truncate_after(Some(log_id(1, 5))).await.unwrap();
+    }
+    let (first, seg) = last_segment_with_first(dir);
+    let bytes = fs::read(&seg).unwrap();
+    let cut = frame_at(&bytes, &entry(1, 5)) + frame::encode_entry(&entry(1, 5)).len();
+    let seal = BatchHeader::parse_at(&bytes, cut, first).expect("the cut is sealed");
+    assert_eq!((seal.frames_len, seal.synced_len), (0, cut as u64));
+    (seg, cut)
+}
+
+async fn assert_reopens_with(dir: &Path, upto: u64, repairs: u64) {
+    let mut s = LogStore::open(dir, LogStoreOptions::default()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..=upto).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), repairs);
+    append(&mut s, vec![entry(2, upto + 1)]).await;
+    drop(s);
+    let mut s = LogStore::open(dir, LogStoreOptions::default()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..=upto + 1).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_truncation_inside_a_batch_reopens_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    truncated_mid_batch(dir.path()).await;
+    assert_reopens_with(dir.path(), 5, 0).await;
+}
+
+/// The batch written after a truncation is torn by a power cut: the frames
+/// kept before the cut were fsynced and stay.
+#[tokio::test]
+async fn a_torn_batch_after_a_truncation_keeps_the_entries_before_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seg, cut) = truncated_mid_batch(dir.path()).await;
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes.truncate(cut + BATCH_HEADER_BYTES);
+    bytes.extend_from_slice(&[0x5A; 200]);
+    fs::write(&seg, &bytes).unwrap();
+    assert_reopens_with(dir.path(), 5, 1).await;
+}
+
+/// A crash after the cut but before its seal leaves the file ending inside
+/// the cut batch, or zeros after it: the kept frames stay and are sealed,
+/// so a torn batch after them cannot take them along.
+#[tokio::test]
+async fn a_truncation_that_stopped_before_its_seal_keeps_its_frames() {
+    for zeros_after in [0, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, cut) = truncated_mid_batch(dir.path()).await;
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes.truncate(cut);
+        bytes.resize(cut + zeros_after, 0);
+        fs::write(&seg, &bytes).unwrap();
+        {
+            let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+            assert_eq!(indexes(&mut s).await, (0..=5).collect::<Vec<_>>());
+        }
+        let (first, _) = last_segment_with_first(dir.path());
+        let mut bytes = fs::read(&seg).unwrap();
+        assert!(
+            BatchHeader::parse_at(&bytes, cut, first).is_some(),
+            "sealed at start"
+        );
+        bytes.truncate(cut + BATCH_HEADER_BYTES);
+        bytes.extend_from_slice(&[0x5A; 200]);
+        fs::write(&seg, &bytes).unwrap();
+        assert_reopens_with(dir.path(), 5, 1).await;
+    }
+}
+
+/// Truncating a segment's first entry empties the segment (its first
+/// batch header too): a header left alone there would let the next append
+/// rotate, from a ready spare, to a new segment of the same name.
+#[tokio::test]
+async fn truncating_a_segments_first_entry_empties_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    append(&mut s, (0..20).map(|i| entry(1, i)).collect()).await;
+    let (first, seg) = last_segment_with_first(dir.path());
+    assert!(first > 0);
+    s.truncate_after(Some(log_id(1, first - 1))).await.unwrap();
+    assert_eq!(fs::metadata(&seg).unwrap().len(), 0, "emptied whole");
+    append(&mut s, vec![entry(2, first)]).await;
+    assert_eq!(last_segment_with_first(dir.path()).0, first);
+    drop(s);
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..=first).collect::<Vec<_>>());
+    let last = s.try_get_log_entries(first..=first).await.unwrap();
+    assert_eq!(last[0].log_id, log_id(2, first));
+}
+
+/// Segments written before batch headers (format 1) are read; new entries
+/// go to a new segment; damage in an old one is refused, as it cannot be
+/// told from a torn write.
+#[tokio::test]
+async fn format_1_segments_are_read_and_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = legacy_segment_path(dir.path(), 0);
+    let old: Vec<u8> = (0..5)
+        .flat_map(|i| frame::encode_entry(&entry(1, i)))
+        .collect();
+    fs::write(&legacy, &old).unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+        assert_eq!(indexes(&mut s).await, (0..5).collect::<Vec<_>>());
+        append(&mut s, (5..8).map(|i| entry(1, i)).collect()).await;
+    }
+    assert_eq!(
+        fs::read(&legacy).unwrap(),
+        old,
+        "the old segment is untouched"
+    );
+    assert!(segment_path(dir.path(), 5).exists());
+    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    assert_eq!(indexes(&mut s).await, (0..8).collect::<Vec<_>>());
+    drop(s);
+
+    let mut bytes = old.clone();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0x01;
+    fs::write(&legacy, &bytes).unwrap();
+    let err = open_err(dir.path()).await;
+    assert_eq!(damage_of(&err).not_torn, NotTorn::LegacyFormat, "{err}");
 }
 
 #[tokio::test]
@@ -295,6 +650,48 @@ async fn simulated_power_loss_drops_exactly_what_was_not_fsynced() {
     );
 }
 
+/// A real group commit whose fsync never happened, torn out of order by
+/// the (simulated) power cut: recovery cuts back to exactly what the
+/// simulation recorded as fsynced.
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn a_torn_unsynced_group_commit_is_cut_back_to_the_synced_length() {
+    let power_loss = |skip_fsync| LogStoreOptions {
+        faults: LogFaults {
+            skip_fsync,
+            simulate_power_loss: true,
+            ..Default::default()
+        },
+        ..LogStoreOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), power_loss(false)).unwrap();
+        append_in_batches(&mut s, 20).await;
+    }
+    {
+        let mut s = LogStore::open(dir.path(), power_loss(true)).unwrap();
+        append(&mut s, (20..26).map(|i| entry(1, i)).collect()).await;
+    }
+    let (first, seg) = last_segment_with_first(dir.path());
+    let record = fs::read(dir.path().join(super::power_loss::RECORD_FILE)).unwrap();
+    let synced_lengths: BTreeMap<u64, u64> = serde_json::from_slice(&record).unwrap();
+    let synced = synced_lengths[&first] as usize;
+    let mut bytes = fs::read(&seg).unwrap();
+    let header = BatchHeader::parse_at(&bytes, synced, first).expect("the unsynced batch");
+    assert_eq!(header.synced_len, synced as u64);
+    // The first frame's page never landed; the later frames did.
+    let at = frame_at(&bytes, &entry(1, 20));
+    bytes[at + 8..at + 40].fill(0);
+    assert!(frame::decode_log_id(&bytes[frame_at(&bytes, &entry(1, 25))..]).is_ok());
+    fs::write(&seg, &bytes).unwrap();
+
+    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    assert_eq!(fs::metadata(&seg).unwrap().len(), synced as u64);
+    assert_eq!(indexes(&mut s).await, (0..20).collect::<Vec<_>>());
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 1);
+}
+
 fn sized_entry(term: u64, index: u64, payload_bytes: usize) -> Entry {
     let mut e = entry(term, index);
     if let EntryPayload::Normal(r) = &mut e.payload {
@@ -369,32 +766,37 @@ async fn torn_and_truncated_tails_in_a_preallocated_segment() {
         append(&mut s, vec![sized_entry(1, next, 100)]).await;
         next + 1
     };
-    // A torn write: the last frame's end never reached the disk (zeros).
-    let seg = last_segment(dir.path());
+    // A torn write: an unsynced batch whose last frame's end never reached
+    // the disk (zeros, as the segment was preallocated).
+    let (first, seg) = last_segment_with_first(dir.path());
     let mut bytes = fs::read(&seg).unwrap();
-    let written = super::prealloc::written_len(&bytes);
-    bytes[written - 20..written].fill(0);
+    let synced = idle_mark_at(&bytes, first);
+    let unsynced: Vec<Entry> = (next..next + 2).map(|i| sized_entry(1, i, 100)).collect();
+    let (batch, _) = unsynced_batch(first, synced, &unsynced);
+    let end = synced + batch.len();
+    bytes[synced..end].copy_from_slice(&batch);
+    bytes[end - 20..end].fill(0);
     fs::write(&seg, &bytes).unwrap();
 
     let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
-    assert_eq!(indexes(&mut s).await, (0..next - 1).collect::<Vec<_>>());
+    assert_eq!(indexes(&mut s).await, (0..next).collect::<Vec<_>>());
     assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 1);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), synced as u64);
 
     // A truncation inside a preallocated segment stays truncated.
     append(
         &mut s,
-        (next - 1..next + 3)
-            .map(|i| sized_entry(1, i, 100))
-            .collect(),
+        (next..next + 4).map(|i| sized_entry(1, i, 100)).collect(),
     )
     .await;
-    s.truncate_after(Some(log_id(1, next))).await.unwrap();
-    append(&mut s, vec![sized_entry(2, next + 1, 50)]).await;
+    s.truncate_after(Some(log_id(1, next + 1))).await.unwrap();
+    append(&mut s, vec![sized_entry(2, next + 2, 50)]).await;
     drop(s);
     let mut s = LogStore::open(dir.path(), prealloc_opts()).unwrap();
     let entries = s.try_get_log_entries(0..u64::MAX).await.unwrap();
-    assert_eq!(entries.len() as u64, next + 2);
-    assert_eq!(entries.last().unwrap().log_id, log_id(2, next + 1));
+    assert_eq!(entries.len() as u64, next + 3);
+    assert_eq!(entries.last().unwrap().log_id, log_id(2, next + 2));
+    assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]
