@@ -11,6 +11,9 @@ use tokio::process::{Child, Command};
 
 use crate::http_client;
 
+/// Under the cluster's directory: the admin key made at init.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+
 pub struct DevNode {
     pub id: u64,
     pub rest: String,
@@ -86,10 +89,14 @@ pub async fn run(dir: PathBuf, nodes: u64) -> Result<(), String> {
     let cluster = http_client::get(&format!("{first}/api/v1/cluster"))
         .await?
         .json()?;
+    let key_file = dir.join(ADMIN_KEY_FILE);
     if cluster["cluster_id"].is_null() {
         let members: Vec<(u64, String)> = plan.iter().map(|n| (n.id, n.raft.clone())).collect();
-        let id = super::init::run(&first, &members, Duration::from_secs(30)).await?;
-        println!("initialized cluster {id}");
+        let done = super::init::run_with(&first, &members, Duration::from_secs(30), true).await?;
+        println!("initialized cluster {}", done.cluster_id);
+        // A key file left by an earlier cluster in this directory is stale.
+        let _ = std::fs::remove_file(&key_file);
+        super::init::write_key_file(&key_file, &done.admin_key.unwrap_or_default())?;
     } else {
         println!(
             "cluster {} already initialized; restarted its nodes",
@@ -110,6 +117,11 @@ pub async fn run(dir: PathBuf, nodes: u64) -> Result<(), String> {
             n.id, n.rest, n.otlp_grpc, n.otlp_http, n.raft
         );
     }
+    println!(
+        "\nadmin key: {} (the nodes listen on loopback only, so auth is off; \
+         with --auth required, present it as TAEL_API_KEY)",
+        key_file.display()
+    );
     println!("\nstatus: tael-raft status --server {first}\nCtrl-C stops the cluster.");
 
     tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;

@@ -129,9 +129,17 @@ impl TestCluster {
     /// Starts one more node (not part of the cluster until added) and
     /// returns its id.
     pub fn add_node(&mut self) -> u64 {
+        let defaults = default_node_args().len();
+        let extra: Vec<String> = self.nodes[0].extra_args[defaults..].to_vec();
+        self.add_node_with(&extra.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// [`TestCluster::add_node`] with these flags instead of the first
+    /// node's.
+    pub fn add_node_with(&mut self, extra_args: &[&str]) -> u64 {
         let id = self.nodes.len() as u64 + 1;
         let mut args = default_node_args();
-        args.extend(self.nodes[0].extra_args.iter().skip(args.len()).cloned());
+        args.extend(extra_args.iter().map(|s| s.to_string()));
         self.nodes.push(TestNode {
             id,
             rest: format!("127.0.0.1:{}", free_port()),

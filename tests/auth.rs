@@ -1,0 +1,352 @@
+//! Authentication and roles on every surface of a real 3-node cluster run
+//! with `--auth required` and a cluster secret: REST routes, OTLP over gRPC
+//! and HTTP, key revocation on every node, and peers that cannot prove the
+//! secret.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use serde_json::json;
+use tael_raft::http_client;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test-cluster-secret";
+
+fn secret_file(dir: &std::path::Path, name: &str, secret: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, secret).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+async fn call(url: &str, method: &str, key: Option<&str>, body: &[u8]) -> u16 {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    http_client::request_with_headers(method, url, &headers, body, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+        .status
+}
+
+async fn create_key(c: &TestCluster, admin: &str, name: &str, role: &str) -> (String, String) {
+    let body = json!({ "name": name, "role": role }).to_string();
+    let auth = format!("Bearer {admin}");
+    let r = http_client::request_with_headers(
+        "POST",
+        &c.node(2).url("/api/v1/keys"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        body.as_bytes(),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json().unwrap();
+    assert_eq!(v["role"], role);
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// (method, path, body, role needed or None for public).
+fn routes(trace: &str) -> Vec<(&'static str, String, Vec<u8>, Option<&'static str>)> {
+    let comment = json!({ "body": "looked at it" }).to_string().into_bytes();
+    let r = |m, p: &str, b: Vec<u8>, role| (m, p.to_string(), b, role);
+    vec![
+        r("GET", "/healthz", vec![], None),
+        r("GET", "/readyz", vec![], None),
+        r("GET", "/metrics", vec![], Some("reader")),
+        r("GET", "/api/v1/services", vec![], Some("reader")),
+        r("GET", "/api/v1/traces?last=1h", vec![], Some("reader")),
+        r(
+            "GET",
+            &format!("/api/v1/traces/{trace}"),
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            &format!("/api/v1/traces/{trace}/otlp"),
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            &format!("/api/v1/traces/{trace}/comments"),
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "POST",
+            &format!("/api/v1/traces/{trace}/comments"),
+            comment,
+            Some("writer"),
+        ),
+        r("GET", "/api/v1/logs?last=1h", vec![], Some("reader")),
+        r("GET", "/api/v1/metrics?last=1h", vec![], Some("reader")),
+        r("GET", "/api/v1/summary", vec![], Some("reader")),
+        r("GET", "/api/v1/anomalies", vec![], Some("reader")),
+        r("GET", "/api/v1/topology", vec![], Some("reader")),
+        r("GET", "/api/v1/diff", vec![], Some("reader")),
+        r(
+            "GET",
+            &format!("/api/v1/correlate?trace={trace}"),
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            &format!("/api/v1/blobs/{}", "0".repeat(64)),
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/api/v1/cluster", vec![], Some("reader")),
+        r("GET", "/api/v1/cluster/members", vec![], Some("reader")),
+        // Admin routes, with requests that are refused after the check (a
+        // node id that is not a member, a bad body), so the table changes
+        // nothing.
+        r(
+            "POST",
+            "/api/v1/cluster/init",
+            b"{}".to_vec(),
+            Some("admin"),
+        ),
+        r(
+            "POST",
+            "/api/v1/cluster/members",
+            b"{}".to_vec(),
+            Some("admin"),
+        ),
+        r(
+            "POST",
+            "/api/v1/cluster/members/99/promote",
+            vec![],
+            Some("admin"),
+        ),
+        r(
+            "DELETE",
+            "/api/v1/cluster/members/99",
+            vec![],
+            Some("admin"),
+        ),
+        r("GET", "/api/v1/keys", vec![], Some("admin")),
+        r("POST", "/api/v1/keys", b"{}".to_vec(), Some("admin")),
+        r(
+            "DELETE",
+            &format!("/api/v1/keys/{}", "f".repeat(16)),
+            vec![],
+            Some("admin"),
+        ),
+    ]
+}
+
+fn allows(key_role: &str, needed: &str) -> bool {
+    key_role == "admin" || key_role == needed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_and_rpc_needs_the_right_key_and_peers_the_secret() {
+    let secrets = tempfile::tempdir().unwrap();
+    let good = secret_file(secrets.path(), "secret", SECRET);
+    let args = ["--auth", "required", "--cluster-secret-file", &good];
+    let mut c = TestCluster::start(3, &args);
+    for id in 1..=3 {
+        c.wait_healthy(id).await;
+    }
+
+    // Before init nothing but init and the health checks is open.
+    assert_eq!(
+        call(&c.node(1).url("/api/v1/services"), "GET", None, b"").await,
+        401
+    );
+
+    let members: Vec<(u64, String)> = c.nodes.iter().map(|n| (n.id, n.raft.clone())).collect();
+    let done = tael_raft::cmd::init::run_with(
+        &format!("http://{}", c.node(1).rest),
+        &members,
+        Duration::from_secs(20),
+        true,
+    )
+    .await
+    .expect("init");
+    let admin = done.admin_key.expect("an admin key");
+    c.wait_leader().await;
+
+    let (_, reader) = create_key(&c, &admin, "grafana", "reader").await;
+    let (_, writer) = create_key(&c, &admin, "collector", "writer").await;
+    let (revoked_id, revoked) = create_key(&c, &admin, "old", "reader").await;
+    let auth = format!("Bearer {admin}");
+    let r = http_client::request_with_headers(
+        "DELETE",
+        &c.node(3).url(&format!("/api/v1/keys/{revoked_id}")),
+        &[("Authorization", &auth)],
+        b"",
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // A revoked key stops working on every node within a second.
+    let revoked_at = std::time::Instant::now();
+    for id in 1..=3 {
+        wait_until(Duration::from_secs(1), "revocation everywhere", || async {
+            call(
+                &c.node(id).url("/api/v1/services"),
+                "GET",
+                Some(&revoked),
+                b"",
+            )
+            .await
+                == 401
+        })
+        .await;
+    }
+    assert!(revoked_at.elapsed() < Duration::from_secs(2));
+
+    let bad = format!("tael_{}_{}", "a".repeat(16), "b".repeat(64));
+    let trace = "ab".repeat(16);
+    for (method, path, body, needed) in routes(&trace) {
+        let url = c.node(2).url(&path);
+        for (who, key) in [
+            ("none", None),
+            ("bad", Some(bad.as_str())),
+            ("revoked", Some(revoked.as_str())),
+        ] {
+            let status = call(&url, method, key, &body).await;
+            match needed {
+                None => assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} {who}: {status}"
+                ),
+                Some(_) => assert_eq!(status, 401, "{method} {path} with {who} key"),
+            }
+        }
+        for (role, key) in [("reader", &reader), ("writer", &writer), ("admin", &admin)] {
+            let status = call(&url, method, Some(key), &body).await;
+            match needed {
+                Some(n) if !allows(role, n) => {
+                    assert_eq!(status, 403, "{method} {path} with a {role} key")
+                }
+                _ => assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} with a {role} key: {status}"
+                ),
+            }
+        }
+    }
+
+    // OTLP over gRPC: writer only; the refusals are not retryable codes.
+    let endpoint = format!("http://{}", c.node(1).otlp);
+    for (key, want) in [
+        (None, Some(tonic::Code::Unauthenticated)),
+        (Some(bad.as_str()), Some(tonic::Code::Unauthenticated)),
+        (Some(reader.as_str()), Some(tonic::Code::PermissionDenied)),
+        (Some(writer.as_str()), None),
+        (Some(admin.as_str()), None),
+    ] {
+        let mut client = TraceServiceClient::connect(endpoint.clone()).await.unwrap();
+        let mut req = tonic::Request::new(trace_request("checkout", 1, 2));
+        if let Some(k) = key {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {k}").parse().unwrap());
+        }
+        let got = client.export(req).await.err().map(|s| s.code());
+        assert_eq!(got, want, "OTLP/gRPC with {key:?}");
+    }
+    // OTLP over HTTP.
+    let body = prost::Message::encode_to_vec(&trace_request("checkout", 2, 2));
+    for (key, want) in [
+        (None, 401),
+        (Some(reader.as_str()), 403),
+        (Some(writer.as_str()), 200),
+    ] {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("Content-Type", "application/x-protobuf")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let r = post(&c, 3, "/v1/traces", &headers, &body).await;
+        assert_eq!(r.status, want, "OTLP/HTTP with {key:?}");
+    }
+
+    // A forged append with no proof of the secret is refused before it is read.
+    let mut raft = tael_consensus::pb::raft_transport_client::RaftTransportClient::connect(
+        format!("http://{}", c.node(1).raft),
+    )
+    .await
+    .unwrap();
+    let forged = raft
+        .append(tael_consensus::pb::AppendRequest {
+            cluster_id: done.cluster_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
+
+    // A fourth node with another secret can neither join nor vote.
+    let other = secret_file(secrets.path(), "other", &SECRET.replace('0', "9"));
+    let leader = c.wait_leader().await;
+    let four = c.add_node_with(&["--auth", "required", "--cluster-secret-file", &other]);
+    c.wait_healthy(four).await;
+    let add =
+        json!({ "node_id": four, "raft_addr": c.node(four).raft, "wait_secs": 0 }).to_string();
+    let status = call(
+        &c.node(leader).url("/api/v1/cluster/members"),
+        "POST",
+        Some(&admin),
+        add.as_bytes(),
+    )
+    .await;
+    assert!(
+        status == 409 || status == 503,
+        "adding a node with another secret: {status}"
+    );
+    let auth = format!("Bearer {admin}");
+    let members = http_client::request_with_headers(
+        "GET",
+        &c.node(leader).url("/api/v1/cluster"),
+        &[("Authorization", &auth)],
+        b"",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+    .json()
+    .unwrap();
+    assert!(
+        !members["voters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == four)
+            && !members["learners"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v == four),
+        "{members}"
+    );
+    assert!(
+        c.node(four)
+            .log_text()
+            .contains("refused a node-to-node call")
+            || {
+                // The refusal is logged where the call arrived: on node 4 (the
+                // adopt call) or on the cluster's nodes (anything node 4 sent).
+                (1..=3).any(|id| {
+                    c.node(id)
+                        .log_text()
+                        .contains("refused a node-to-node call")
+                })
+            }
+    );
+}
