@@ -70,6 +70,12 @@ pub fn set_default_api_key(key: String) {
     let _ = DEFAULT_API_KEY.set(key);
 }
 
+/// The key set by [`set_default_api_key`], for clients of other protocols
+/// (OTLP/gRPC) in the same process.
+pub fn default_api_key() -> Option<&'static str> {
+    DEFAULT_API_KEY.get().map(String::as_str)
+}
+
 /// Like [`request`], with arbitrary extra request headers.
 pub async fn request_with_headers(
     method: &str,

@@ -224,10 +224,20 @@ impl Cluster {
                 dial_overrides: BTreeMap::new(),
             })),
         };
+        // Nodes run the way production runs them: every client call with a
+        // key, every peer call with a proof of the cluster secret.
+        let secret = tael_consensus::hex(&rand::random::<[u8; 32]>());
+        std::fs::write(c.secret_file(), secret)
+            .map_err(|e| format!("{}: {e}", c.secret_file().display()))?;
         for id in 1..=n {
             c.add_spec(id)?;
         }
         Ok(c)
+    }
+
+    /// The cluster secret every node is started with.
+    pub fn secret_file(&self) -> std::path::PathBuf {
+        self.cfg.run_dir.join("cluster.secret")
     }
 
     pub fn net(&self) -> NetMode {
@@ -415,6 +425,10 @@ impl Cluster {
                 "1",
                 "--cache-mb",
                 "16",
+                "--auth",
+                "required",
+                "--cluster-secret-file",
+                &self.secret_file().display().to_string(),
             ]
             .iter()
             .map(|s| s.to_string()),
@@ -635,6 +649,16 @@ impl Cluster {
             ));
         }
         r.json()
+    }
+
+    /// A GET that must answer 200; its body as text.
+    pub async fn get_text(&self, id: u64, path: &str, timeout: Duration) -> Result<String, String> {
+        let url = self.spec(id).url(path);
+        let r = http_client::request("GET", &url, None, b"", timeout).await?;
+        if r.status != 200 {
+            return Err(format!("GET {url}: {}", r.status));
+        }
+        Ok(String::from_utf8_lossy(&r.body).into_owned())
     }
 
     /// The node's wall clock as its HTTP `Date` header says (seconds).

@@ -127,8 +127,9 @@ pub(crate) async fn wait_healthy(
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
+        // /healthz: public, so it answers before init has made a key.
         if cluster
-            .get_json(id, "/api/v1/cluster", Duration::from_secs(1))
+            .get_text(id, "/healthz", Duration::from_secs(1))
             .await
             .is_ok()
         {
@@ -396,14 +397,21 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         .map(|s| (s.id, s.raft.clone()))
         .collect();
     let first = cluster.spec(1);
-    if let Err(e) = tael_raft::cmd::init::run(
+    match tael_raft::cmd::init::run_with(
         &format!("http://{}", first.rest),
         &members,
         Duration::from_secs(20),
+        true,
     )
     .await
     {
-        return harness_failure(opts, format!("init: {e}"));
+        // Every later REST call of this process presents the admin key; the
+        // workload's OTLP exports present it too (workload.rs).
+        Ok(done) => match done.admin_key {
+            Some(key) => tael_raft::http_client::set_default_api_key(key),
+            None => return harness_failure(opts, "init created no admin key".into()),
+        },
+        Err(e) => return harness_failure(opts, format!("init: {e}")),
     }
     let (initial, _) = wait_converged(&cluster, &cluster.ids(), Duration::from_secs(30)).await;
     if initial.valid != Some(true) {

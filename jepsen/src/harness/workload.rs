@@ -233,6 +233,10 @@ impl Clients {
                 let mut client = TraceServiceClient::new(ch);
                 let mut req = tonic::Request::new(spans_request(trace, ids));
                 req.set_timeout(self.timeout());
+                if let Some(key) = http_client::default_api_key() {
+                    let bearer = format!("Bearer {key}").parse().expect("a key is ASCII");
+                    req.metadata_mut().insert("authorization", bearer);
+                }
                 match tokio::time::timeout(self.timeout(), client.export(req)).await {
                     Ok(Ok(resp)) => match resp.into_inner().partial_success {
                         Some(p) if p.rejected_spans > 0 => WriteOutcome::Info(format!(
