@@ -14,8 +14,9 @@
 use std::io::Write;
 use std::path::Path;
 
-/// The format this version writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format this version writes and reads: that of the records it
+/// carries in the log and stores (`payload`).
+pub const FORMAT_VERSION: u32 = crate::payload::DATA_FORMAT_VERSION;
 /// The marker file, in the data directory.
 pub const FORMAT_FILE: &str = "FORMAT";
 /// What the marker's one line says before the version number.

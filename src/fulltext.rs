@@ -30,25 +30,7 @@ use tokio::sync::watch;
 use crate::state::hot::{HotStore, PendingDoc};
 use crate::state::Shared as StateShared;
 
-/// What a document points at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[repr(u8)]
-pub enum DocKind {
-    /// Key: the span's store key (trace id ++ span id).
-    Span = 0,
-    /// Key: the log record's store key.
-    Log = 1,
-}
-
-impl DocKind {
-    fn from_u64(v: u64) -> Option<DocKind> {
-        match v {
-            0 => Some(DocKind::Span),
-            1 => Some(DocKind::Log),
-            _ => None,
-        }
-    }
-}
+pub use crate::state::hot::DocKind;
 
 pub const MAX_QUERY_BYTES: usize = 1024;
 /// Most hits one query considers (the newest ones) before its other filters

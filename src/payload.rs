@@ -24,6 +24,10 @@ pub const TAG_LOGS: u8 = FIRST_APP_TAG + 11;
 /// A batch of metric points from one export request.
 pub const TAG_METRICS: u8 = FIRST_APP_TAG + 2;
 
+/// The data format of these records: 2 since spans and logs are stored
+/// losslessly (see `data_format`, which marks data directories with it).
+pub const DATA_FORMAT_VERSION: u32 = 2;
+
 /// Tags of record formats no longer read (spans and logs before data
 /// format 2). Never reuse them.
 pub const RETIRED_TAGS: [u8; 2] = [FIRST_APP_TAG, FIRST_APP_TAG + 1];
@@ -168,6 +172,6 @@ pub fn retired_tag_message(tag: u8) -> String {
         "record tag {tag} carries spans or logs in the format before data format {}, \
          which this version no longer reads; see docs/operations.md, \
          Upgrading across a data format change",
-        crate::data_format::FORMAT_VERSION
+        DATA_FORMAT_VERSION
     )
 }

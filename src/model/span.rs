@@ -161,7 +161,7 @@ pub struct SpanRecord {
     pub resource: Resource,
     pub scope: Scope,
     /// Set on LLM spans, see [`crate::llm`].
-    pub llm: Option<crate::llm::LlmInfo>,
+    pub llm: Option<super::llm::LlmInfo>,
 }
 
 impl SpanRecord {

@@ -15,11 +15,11 @@ use super::keys::{
     bucketed, comment_key, pending_doc_key, prefixed, record_key, service_prefix, META_API_KEYS,
     META_LAST_APPLIED, META_MEMBERSHIP, META_RETIRED_NODES,
 };
+use super::DocKind;
 use super::{HotStore, PendingDoc, ServiceStats, StoreResult};
 use crate::auth::{KeyCommand, KeySet};
 use crate::codec::encode;
 use crate::comments::Comment;
-use crate::fulltext::DocKind;
 use crate::model::{LogRecord, MetricPoint, SpanRecord, TraceId};
 
 /// Log bodies beyond this go to the blob store; the record keeps a preview.

@@ -67,7 +67,7 @@ pub use self::query::{
     AttributeFilter, Found, LogQuery, MetricQuery, SearchResult, ServiceStats, SpanQuery,
 };
 pub use self::spool_marks::SpoolFloor;
-pub use self::text_queue::PendingDoc;
+pub use self::text_queue::{DocKind, PendingDoc};
 // Re-exported for code written before the codec had a module of its own.
 pub use crate::codec::{decode, encode};
 

@@ -2,10 +2,10 @@
 //! service's counters, replacing an older version of the same span.
 
 use super::keys::{service_key, span_key, svc_trace_key, time_key, SPAN_KEY_LEN};
+use super::DocKind;
 use super::{ApplyBatch, ServiceStats, StoreError, StoreResult};
 use crate::analytics::SpanDigest;
 use crate::codec::{decode, encode};
-use crate::fulltext::DocKind;
 use crate::model::{SpanRecord, SpanStatus, TraceId};
 
 impl ApplyBatch<'_> {

@@ -10,8 +10,27 @@ use serde::{Deserialize, Serialize};
 
 use super::{HotStore, StoreError, StoreResult};
 use crate::codec::decode;
-use crate::fulltext::DocKind;
 use crate::model::{LogRecord, SpanRecord};
+
+/// What a document points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum DocKind {
+    /// Key: the span's store key (trace id ++ span id).
+    Span = 0,
+    /// Key: the log record's store key.
+    Log = 1,
+}
+
+impl DocKind {
+    pub fn from_u64(v: u64) -> Option<DocKind> {
+        match v {
+            0 => Some(DocKind::Span),
+            1 => Some(DocKind::Log),
+            _ => None,
+        }
+    }
+}
 
 /// Text queued for the full-text index by an apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
