@@ -55,10 +55,7 @@ fn check_history_exit_codes() {
 
 #[test]
 fn check_golden_reports_agreement() {
-    let dir = match std::env::var_os("TAEL_JEPSEN_GOLDEN") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/jepsen-golden"),
-    };
+    let dir = tael_jepsen::golden::test_dir();
     assert!(
         dir.is_dir(),
         "golden directory {} is missing",
