@@ -12,8 +12,6 @@ use serde::Serialize;
 use serde_json::Value;
 use tael_raft::http_client;
 
-pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
 /// How nodes reach each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,7 +65,8 @@ pub struct ClusterConfig {
     pub net: NetMode,
     /// Extra `serve` flags for every node (e.g. `--power-loss-sim`).
     pub extra_args: Vec<String>,
-    pub faketime: bool,
+    /// libfaketime to preload into every node (clock faults), if any.
+    pub faketime_lib: Option<PathBuf>,
 }
 
 struct Inner {
@@ -260,7 +259,7 @@ impl Cluster {
                 format!("127.0.0.1:{}", free_port()?),
             ),
         };
-        let clock_file = if self.cfg.faketime {
+        let clock_file = if self.cfg.faketime_lib.is_some() {
             let p = dir.join(format!("node{id}.faketime"));
             std::fs::write(&p, "+0s\n").map_err(|e| format!("{}: {e}", p.display()))?;
             Some(p)
@@ -383,8 +382,8 @@ impl Cluster {
             .map_err(|e| format!("{}: {e}", spec.log_path.display()))?;
         let mut args: Vec<String> = Vec::new();
         args.push("TAEL_LOG=info,openraft=warn".into());
-        if let Some(clock) = &spec.clock_file {
-            args.push(format!("LD_PRELOAD={FAKETIME_LIB}"));
+        if let (Some(clock), Some(lib)) = (&spec.clock_file, &self.cfg.faketime_lib) {
+            args.push(format!("LD_PRELOAD={}", lib.display()));
             args.push("DONT_FAKE_MONOTONIC=1".into());
             args.push("FAKETIME_NO_CACHE=1".into());
             args.push(format!("FAKETIME_TIMESTAMP_FILE={}", clock.display()));

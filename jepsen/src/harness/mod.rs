@@ -2,8 +2,10 @@
 //! nemesis, then checks the history offline.
 
 pub mod cluster;
+pub mod coverage;
 pub mod membership;
 pub mod nemesis;
+pub mod prereqs;
 pub mod profiles;
 pub mod proxy;
 pub mod workload;
@@ -321,8 +323,17 @@ async fn run_async(opts: TestOptions) -> Outcome {
         extra_args.push("--mutation".into());
         extra_args.push(m.clone());
     }
-    caps.faketime =
-        profile.faults.contains(&FaultKind::Clock) && Path::new(cluster::FAKETIME_LIB).exists();
+    // Faults the machine cannot install would leave the run unknown after
+    // minutes of work: say what to install now instead.
+    let machine = prereqs::probe();
+    let missing = prereqs::missing(&profile.faults, opts.net, &machine);
+    if !missing.is_empty() {
+        return harness_failure(&opts, prereqs::explain(&missing, opts.net));
+    }
+    let faketime_lib = machine
+        .faketime_lib
+        .filter(|_| profile.faults.contains(&FaultKind::Clock));
+    caps.faketime = faketime_lib.is_some();
     let run_dir = opts.out_dir.clone();
     let cluster = match Cluster::new(
         ClusterConfig {
@@ -330,7 +341,7 @@ async fn run_async(opts: TestOptions) -> Outcome {
             run_dir: run_dir.clone(),
             net: opts.net,
             extra_args,
-            faketime: caps.faketime,
+            faketime_lib,
         },
         3,
     ) {
@@ -357,6 +368,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         3_000,
         time_limit_ms.saturating_sub(2_000),
         profile.fault_timing,
+        opts.net,
     );
 
     // Proxy mode: one proxy per link, nodes dial peers through them.
@@ -687,6 +699,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     };
     checks.push(liveness);
     checks.push(convergence_check(&convergence, liveness_ok(&checks)));
+    checks.push(coverage::check(&plan, &history));
     let corruption = nem.corruption_log.lock().expect("lock").clone();
     if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
         let bad: Vec<&Value> = corruption

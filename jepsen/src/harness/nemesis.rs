@@ -75,6 +75,30 @@ impl FaultKind {
         }
     }
 
+    /// The nemesis events that record an attempt at this fault (not its
+    /// heal or restart): their `installed` says whether it took effect.
+    pub fn event_names(self) -> &'static [&'static str] {
+        match self {
+            FaultKind::Kill => &["kill"],
+            FaultKind::Pause => &["pause"],
+            FaultKind::Partition => &["partition", "flap", "delay"],
+            FaultKind::Clock => &["clock"],
+            FaultKind::Corrupt | FaultKind::CorruptAny => &["corrupt"],
+            FaultKind::PowerLoss => &["power-loss"],
+            FaultKind::Membership => &["membership"],
+        }
+    }
+
+    /// The targets `plan` draws from in network mode `net`: link delay
+    /// needs the harness's proxies, so netns mode never plans it.
+    fn targets_in(self, net: NetMode) -> Vec<&'static str> {
+        self.targets()
+            .iter()
+            .copied()
+            .filter(|t| net == NetMode::Proxy || !PROXY_ONLY_TARGETS.contains(t))
+            .collect()
+    }
+
     fn targets(self) -> &'static [&'static str] {
         match self {
             FaultKind::Kill => &["one", "leader", "majority", "all"],
@@ -98,6 +122,9 @@ impl FaultKind {
     }
 }
 
+/// Targets only the proxy network mode can install (netns would need netem).
+const PROXY_ONLY_TARGETS: &[&str] = &["delay"];
+
 /// One planned fault, fully determined by the seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Planned {
@@ -114,13 +141,15 @@ pub struct Planned {
 /// The schedule of every kind in `kinds`, each drawn from its own stream
 /// of the seed so adding a kind does not move the others.
 /// `timing` overrides every kind's (min gap, max gap, min duration, max
-/// duration) in ms.
+/// duration) in ms. Only faults that network mode `net` can install are
+/// planned.
 pub fn plan(
     kinds: &[FaultKind],
     seed: u64,
     start_ms: u64,
     end_ms: u64,
     timing: Option<(u64, u64, u64, u64)>,
+    net: NetMode,
 ) -> Vec<Planned> {
     let mut out = Vec::new();
     for &kind in kinds {
@@ -136,7 +165,7 @@ pub fn plan(
             if t + duration_ms > end_ms {
                 break;
             }
-            let targets = kind.targets();
+            let targets = kind.targets_in(net);
             let target = targets[rng.random_range(0..targets.len())].to_string();
             let amount = match kind {
                 FaultKind::Clock => {
@@ -791,14 +820,47 @@ mod tests {
     #[test]
     fn same_seed_same_plan() {
         let kinds = [FaultKind::Kill, FaultKind::Partition, FaultKind::Clock];
-        let a = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None)).unwrap();
-        let b = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None)).unwrap();
-        let c = serde_json::to_string(&plan(&kinds, 8, 5_000, 60_000, None)).unwrap();
+        let net = NetMode::Netns;
+        let a = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None, net)).unwrap();
+        let b = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None, net)).unwrap();
+        let c = serde_json::to_string(&plan(&kinds, 8, 5_000, 60_000, None, net)).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert!(plan(&kinds, 7, 5_000, 60_000, None)
+        assert!(plan(&kinds, 7, 5_000, 60_000, None, net)
             .iter()
             .all(|p| p.at_ms + p.duration_ms <= 60_000));
+    }
+
+    /// `delay` was planned in netns mode, where it is never installed
+    /// (seen in the `retry` and `mutation-ack-before-commit` profiles).
+    #[test]
+    fn netns_mode_never_plans_link_delay() {
+        let delays = |net| {
+            (0..200u64)
+                .flat_map(|seed| plan(&[FaultKind::Partition], seed, 3_000, 120_000, None, net))
+                .filter(|p| p.target == "delay")
+                .count()
+        };
+        assert_eq!(delays(NetMode::Netns), 0);
+        assert!(delays(NetMode::Proxy) > 0, "proxy mode still delays links");
+        // Every other partition target stays in the netns schedule.
+        let netns_targets: BTreeSet<String> = (0..200u64)
+            .flat_map(|seed| {
+                plan(
+                    &[FaultKind::Partition],
+                    seed,
+                    3_000,
+                    120_000,
+                    None,
+                    NetMode::Netns,
+                )
+            })
+            .map(|p| p.target)
+            .collect();
+        assert_eq!(
+            netns_targets.len(),
+            FaultKind::Partition.targets().len() - 1
+        );
     }
 
     #[test]
