@@ -43,7 +43,10 @@ async fn member(bin: &PathBuf, args: &[String], timeout: Duration) -> Result<Str
 impl Membership {
     async fn server_url(&self, n: &Nemesis) -> Option<String> {
         let leader = current_leader(&n.cluster).await?;
-        Some(format!("http://{}", n.cluster.spec(leader).rest))
+        // The leader may be a node the harness already forgot (removed,
+        // or whose join failed): then there is no address to use.
+        let spec = n.cluster.spec(leader).ok()?;
+        Some(format!("http://{}", spec.rest))
     }
 
     async fn add(&self, n: &Nemesis, url: &str) -> Result<u64, String> {

@@ -137,9 +137,10 @@ pub(crate) async fn wait_healthy(
             return Ok(());
         }
         if !cluster.is_running(id) {
+            let log = cluster.spec(id)?.log_path;
             return Err(format!(
                 "node {id} exited during start; see {}",
-                cluster.spec(id).log_path.display()
+                log.display()
             ));
         }
         if Instant::now() > deadline {
@@ -380,9 +381,11 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             .collect();
         match proxy::Proxies::start(&nodes).await {
             Ok(p) => {
-                for s in cluster.specs() {
-                    let ov = p.overrides_for(s.id, |to| cluster.spec(to).raft);
-                    cluster.set_dial_overrides(s.id, ov);
+                let raft_addr: BTreeMap<u64, String> = nodes.iter().cloned().collect();
+                for &(id, _) in &nodes {
+                    let ov =
+                        p.overrides_for(id, |to| raft_addr.get(&to).cloned().unwrap_or_default());
+                    cluster.set_dial_overrides(id, ov);
                 }
                 Some(p)
             }
@@ -407,7 +410,10 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         .iter()
         .map(|s| (s.id, s.raft.clone()))
         .collect();
-    let first = cluster.spec(1);
+    let first = match cluster.spec(1) {
+        Ok(spec) => spec,
+        Err(e) => return harness_failure(opts, e),
+    };
     if let Err(e) = tael_raft::cmd::init::run(
         &format!("http://{}", first.rest),
         &members,
@@ -521,11 +527,13 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
 
     tokio::time::sleep(Duration::from_millis(time_limit_ms)).await;
     stop.store(true, Ordering::Relaxed);
-    for t in nemesis_tasks {
-        let _ = t.await;
-    }
-    for t in tasks {
-        let _ = t.await;
+    // A task that panicked stopped injecting faults or issuing operations
+    // part-way: the run is then a harness fault, never valid.
+    let mut task_panics = Vec::new();
+    for t in nemesis_tasks.into_iter().chain(tasks) {
+        if let Err(e) = t.await {
+            task_panics.push(e.to_string());
+        }
     }
 
     // Final phase: heal everything, then demand a leader and full apply.
@@ -665,7 +673,9 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         }
     }
     stop_obs.store(true, Ordering::Relaxed);
-    let _ = observer.await;
+    if let Err(e) = observer.await {
+        task_panics.push(e.to_string());
+    }
 
     // Crashes: a panic in any node log is a bug whatever else happened.
     // A full disk is the environment's fault: the run proves nothing.
@@ -738,6 +748,18 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         details: json!(checkers::first(&panics, 20)),
     });
     checks.push(environment_check(&environment, &checks));
+    if !task_panics.is_empty() {
+        checks.push(Check {
+            name: "harness".into(),
+            valid: None,
+            summary: format!(
+                "{} harness task(s) failed: {}",
+                task_panics.len(),
+                task_panics.join("; ")
+            ),
+            details: json!({"task_errors": task_panics}),
+        });
+    }
     let nemesis_summary = summarize_nemesis(&history);
     // A full disk can explain any anomaly: never a definite verdict then.
     let valid = if environment.is_empty() {

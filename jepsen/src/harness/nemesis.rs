@@ -308,7 +308,11 @@ impl Nemesis {
                 sleep_or_stop(hold, stop).await;
                 let mut restarted = Vec::new();
                 for id in killed {
-                    if self.refused.lock().expect("lock").contains(&id) {
+                    // Left down after corruption, or removed from the
+                    // membership while it was down: never restarted.
+                    if self.refused.lock().expect("lock").contains(&id)
+                        || self.cluster.is_removed(id)
+                    {
                         continue;
                     }
                     match self.cluster.start(id) {
@@ -564,8 +568,17 @@ impl Nemesis {
         }
         let target = pick_some(&ids, 1, p.pick);
         let Some(&id) = target.first() else { return };
+        let spec = match self.cluster.spec(id) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.rec.nemesis(
+                    "corrupt",
+                    json!({"target": p.target, "node": id, "installed": false, "error": e}),
+                );
+                return;
+            }
+        };
         let was_running = self.cluster.kill(id);
-        let spec = self.cluster.spec(id);
         let result = corrupt_files(&spec.data_dir, &p.target, p.amount as u64);
         self.rec.nemesis(
             "corrupt",
@@ -630,6 +643,9 @@ pub fn partition_links(
         }
         v
     };
+    if ids.is_empty() {
+        return (Vec::new(), json!({"error": "no nodes to partition"}));
+    }
     let shuffled = pick_some(ids, ids.len(), pick);
     match target {
         "isolate-one" | "isolate-leader" | "blackhole" => {
