@@ -170,14 +170,20 @@ async fn observe(cluster: Cluster, rec: Recorder, stop: Arc<AtomicBool>, interva
     }
 }
 
-/// Records a leader claim if node `id` says it is the leader.
+/// Records a leader claim if node `id` says it is the leader, with what
+/// the election checker needs: which incarnation (process start) of the
+/// node answered, and its commit and last log indexes from the same
+/// metrics snapshot as its term.
 async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
+    let starts_before = cluster.starts(id);
     let Ok(v) = cluster
         .get_json(id, "/api/v1/cluster", Duration::from_millis(1500))
         .await
     else {
         return;
     };
+    // Restarted while polled: the answer cannot be tied to one process.
+    let incarnation = (cluster.starts(id) == starts_before).then_some(starts_before);
     let own = v["nodes"]
         .as_array()
         .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(id)).cloned());
@@ -188,7 +194,9 @@ async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
                 OpKind::Info,
                 checkers::election::CLAIM_F,
                 None,
-                json!({"node": id, "term": own["term"]}),
+                json!({"node": id, "term": own["term"], "incarnation": incarnation,
+                       "committed_index": own["committed_index"],
+                       "last_log_index": own["last_log_index"]}),
                 Some(id),
                 None,
             );
