@@ -30,6 +30,7 @@ const SUBNET: &str = "10.77.0";
 const REST_PORT: u16 = 7701;
 const RAFT_PORT: u16 = 7702;
 const OTLP_PORT: u16 = 4317;
+const OTLP_HTTP_PORT: u16 = 4318;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeSpec {
@@ -37,6 +38,9 @@ pub struct NodeSpec {
     pub rest: String,
     pub raft: String,
     pub otlp: String,
+    /// OTLP/HTTP: not used by the workloads, but every node binds one, so
+    /// on loopback each needs its own port.
+    pub otlp_http: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     /// Network namespace (netns mode).
@@ -265,7 +269,7 @@ impl Cluster {
     /// Declares node `id` (fresh data dir, own namespace in netns mode).
     pub fn add_spec(&self, id: u64) -> Result<NodeSpec, String> {
         let dir = &self.cfg.run_dir;
-        let (netns, ip, rest, raft, otlp) = match self.cfg.net {
+        let (netns, ip, rest, raft, otlp, otlp_http) = match self.cfg.net {
             NetMode::Netns => {
                 let (ns, ip) = netns_add_node(id)?;
                 (
@@ -274,11 +278,13 @@ impl Cluster {
                     format!("{ip}:{REST_PORT}"),
                     format!("{ip}:{RAFT_PORT}"),
                     format!("{ip}:{OTLP_PORT}"),
+                    format!("{ip}:{OTLP_HTTP_PORT}"),
                 )
             }
             NetMode::Proxy => (
                 None,
                 None,
+                format!("127.0.0.1:{}", free_port()?),
                 format!("127.0.0.1:{}", free_port()?),
                 format!("127.0.0.1:{}", free_port()?),
                 format!("127.0.0.1:{}", free_port()?),
@@ -296,6 +302,7 @@ impl Cluster {
             rest,
             raft,
             otlp,
+            otlp_http,
             data_dir: dir.join(format!("node{id}")),
             log_path: dir.join(format!("node{id}.log")),
             netns,
@@ -387,49 +394,7 @@ impl Cluster {
             .append(true)
             .open(&spec.log_path)
             .map_err(|e| format!("{}: {e}", spec.log_path.display()))?;
-        let mut args: Vec<String> = Vec::new();
-        args.push("TAEL_LOG=info,openraft=warn".into());
-        if let (Some(clock), Some(lib)) = (&spec.clock_file, &self.cfg.faketime_lib) {
-            args.push(format!("LD_PRELOAD={}", lib.display()));
-            args.push("DONT_FAKE_MONOTONIC=1".into());
-            args.push("FAKETIME_NO_CACHE=1".into());
-            args.push(format!("FAKETIME_TIMESTAMP_FILE={}", clock.display()));
-        }
-        args.push(self.cfg.server_bin.display().to_string());
-        args.extend(
-            [
-                "serve",
-                "--node-id",
-                &id.to_string(),
-                "--data-dir",
-                &spec.data_dir.display().to_string(),
-                "--raft-addr",
-                &spec.raft,
-                "--rest-addr",
-                &spec.rest,
-                "--otlp-grpc-addr",
-                &spec.otlp,
-                "--heartbeat-interval-ms",
-                "100",
-                "--election-timeout-min-ms",
-                "700",
-                "--election-timeout-max-ms",
-                "1400",
-                "--runtime-threads",
-                "2",
-                "--storage-threads",
-                "1",
-                "--cache-mb",
-                "16",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        for o in &overrides {
-            args.push("--dial-override".into());
-            args.push(o.clone());
-        }
-        args.extend(self.cfg.extra_args.iter().cloned());
+        let mut args = self.command_line(id, &spec, &overrides);
         // `ip netns exec` and `env` exec in place, so the child's pid is
         // the server's and signals reach it directly.
         let program = match &spec.netns {
@@ -468,6 +433,58 @@ impl Cluster {
         p.paused = false;
         p.starts += 1;
         Ok(true)
+    }
+
+    /// `env VAR=... tael-raft serve ...` for node `id`: every listener on
+    /// the node's own address (a listener left at its default would
+    /// collide between nodes on loopback).
+    fn command_line(&self, id: u64, spec: &NodeSpec, overrides: &[String]) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        args.push("TAEL_LOG=info,openraft=warn".into());
+        if let (Some(clock), Some(lib)) = (&spec.clock_file, &self.cfg.faketime_lib) {
+            args.push(format!("LD_PRELOAD={}", lib.display()));
+            args.push("DONT_FAKE_MONOTONIC=1".into());
+            args.push("FAKETIME_NO_CACHE=1".into());
+            args.push(format!("FAKETIME_TIMESTAMP_FILE={}", clock.display()));
+        }
+        args.push(self.cfg.server_bin.display().to_string());
+        args.extend(
+            [
+                "serve",
+                "--node-id",
+                &id.to_string(),
+                "--data-dir",
+                &spec.data_dir.display().to_string(),
+                "--raft-addr",
+                &spec.raft,
+                "--rest-addr",
+                &spec.rest,
+                "--otlp-grpc-addr",
+                &spec.otlp,
+                "--otlp-http-addr",
+                &spec.otlp_http,
+                "--heartbeat-interval-ms",
+                "100",
+                "--election-timeout-min-ms",
+                "700",
+                "--election-timeout-max-ms",
+                "1400",
+                "--runtime-threads",
+                "2",
+                "--storage-threads",
+                "1",
+                "--cache-mb",
+                "16",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        for o in overrides {
+            args.push("--dial-override".into());
+            args.push(o.clone());
+        }
+        args.extend(self.cfg.extra_args.iter().cloned());
+        args
     }
 
     /// The pid of the server process itself (`ip netns exec` and `env`
@@ -720,6 +737,43 @@ mod tests {
         assert!(c.is_removed(2) && !c.is_removed(3));
         assert!(!c.is_running(2) && !c.is_paused(2) && !c.kill(2));
         assert!(c.netns_link_cut(1, 2).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every listener the server opens gets a port of its own per node:
+    /// the OTLP/HTTP listener left at its default made the second node on
+    /// loopback exit with "Address already in use" (proxy mode).
+    #[test]
+    fn every_listener_gets_its_own_address_per_node() {
+        let dir = std::env::temp_dir().join(format!("tj-cmdline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Cluster::new(
+            ClusterConfig {
+                server_bin: PathBuf::from("/bin/false"),
+                run_dir: dir.clone(),
+                net: NetMode::Proxy,
+                extra_args: Vec::new(),
+                faketime_lib: None,
+            },
+            3,
+        )
+        .unwrap();
+        let mut seen = BTreeSet::new();
+        for spec in c.specs() {
+            let args = c.command_line(spec.id, &spec, &[]);
+            for flag in [
+                "--raft-addr",
+                "--rest-addr",
+                "--otlp-grpc-addr",
+                "--otlp-http-addr",
+            ] {
+                let at = args.iter().position(|a| a == flag);
+                let addr = at.and_then(|i| args.get(i + 1));
+                let addr = addr.unwrap_or_else(|| panic!("node {}: no {flag}", spec.id));
+                assert!(seen.insert(addr.clone()), "{addr} used twice");
+            }
+        }
+        assert_eq!(seen.len(), 12);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
