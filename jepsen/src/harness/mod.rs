@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod coverage;
 pub mod membership;
 pub mod nemesis;
+pub mod netns_lock;
 pub mod prereqs;
 pub mod profiles;
 pub mod proxy;
@@ -91,6 +92,15 @@ pub fn default_server_bin() -> PathBuf {
 }
 
 pub fn run_test(opts: TestOptions) -> Outcome {
+    // Held until the run's network is removed (end of this function).
+    let _netns_lock = if opts.net == NetMode::Netns {
+        match netns_lock::acquire(Path::new(netns_lock::LOCK_PATH)) {
+            Ok(lock) => Some(lock),
+            Err(e) => return harness_failure(&opts, e),
+        }
+    } else {
+        None
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
