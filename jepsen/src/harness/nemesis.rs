@@ -122,6 +122,11 @@ impl FaultKind {
     }
 }
 
+/// Why a proxy-mode link fault did not take: the harness proxies only the
+/// links among the first nodes.
+const NOT_THROUGH_PROXY: &str = "no traffic on this link goes through a harness proxy \
+     (nodes added by the membership nemesis dial their peers directly)";
+
 /// Targets only the proxy network mode can install (netns would need netem).
 const PROXY_ONLY_TARGETS: &[&str] = &["delay"];
 
@@ -375,10 +380,18 @@ impl Nemesis {
                 };
                 let installed =
                     result.is_ok() && !links.is_empty() && verified.as_ref().is_ok_and(|v| *v);
+                let error = match (&result, &verified) {
+                    (Err(e), _) | (Ok(()), Err(e)) => Some(e.clone()),
+                    (Ok(()), Ok(false)) if !links.is_empty() => Some(match self.cluster.net() {
+                        NetMode::Netns => "a TCP connect across a cut link succeeded".to_string(),
+                        NetMode::Proxy => NOT_THROUGH_PROXY.to_string(),
+                    }),
+                    _ => None,
+                };
                 self.rec.nemesis(
                     "partition",
                     json!({"target": p.target, "grudge": desc, "links": links,
-                           "installed": installed, "verified_cut": verified.ok(), "error": result.err()}),
+                           "installed": installed, "verified_cut": verified.ok(), "error": error}),
                 );
                 sleep_or_stop(hold, stop).await;
                 let cut: Vec<Value> = match &self.proxies {
@@ -406,17 +419,25 @@ impl Nemesis {
         let ids = self.members();
         let (links, desc) = partition_links("isolate-one", &ids, p.pick, None);
         let delay_ms = 50 + (p.amount as u64 % 450);
-        let installed = match (&self.proxies, self.caps.dial_override) {
+        let (installed, error) = match (&self.proxies, self.caps.dial_override) {
             (Some(px), true) => {
                 px.delay(&links, delay_ms);
-                links.first().is_some_and(|l| px.counters(*l).0 > 0)
+                let through_proxy = links.first().is_some_and(|l| px.counters(*l).0 > 0);
+                if !through_proxy {
+                    // Not the fault planned: leave no link half-delayed.
+                    px.delay(&[], 0);
+                }
+                (through_proxy, (!through_proxy).then_some(NOT_THROUGH_PROXY))
             }
-            _ => false,
+            _ => (
+                false,
+                Some("link delay needs proxy mode (netns would need netem)"),
+            ),
         };
         self.rec.nemesis(
             "delay",
             json!({"target": desc, "delay_ms": delay_ms, "links": links, "installed": installed,
-                   "error": if installed { Value::Null } else { json!("link delay needs proxy mode (netns would need netem)") }}),
+                   "error": error}),
         );
         if !installed {
             return;
