@@ -1,4 +1,6 @@
 //! Readers for the golden histories in `jepsen-golden/` (see its README.md).
+//! The repository ships them as test data under [`BUNDLED_DIR`]; the tests
+//! read them from there unless `TAEL_JEPSEN_GOLDEN` names another copy.
 //!
 //! Two formats, both of a single compare-and-set register:
 //! * `etcd-cas/*.log`: Jepsen log lines `INFO  jepsen.util - 3 :invoke :read nil`
@@ -12,6 +14,26 @@ use std::path::{Path, PathBuf};
 
 use crate::edn::{self, Edn};
 use crate::history::{Op, OpKind, Value, F};
+
+/// Where the golden histories live, relative to this crate's directory.
+pub const BUNDLED_DIR: &str = "testdata/jepsen-golden";
+
+/// Names another golden directory for the tests (a larger or newer set).
+pub const DIR_ENV: &str = "TAEL_JEPSEN_GOLDEN";
+
+/// The golden directory the tests use: `$TAEL_JEPSEN_GOLDEN` when set,
+/// otherwise the copy shipped in this crate, so a plain clone can run them.
+pub fn test_dir() -> PathBuf {
+    match std::env::var_os(DIR_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => bundled_dir(),
+    }
+}
+
+/// The copy shipped with the crate's sources.
+pub fn bundled_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(BUNDLED_DIR)
+}
 
 /// Which reader a golden file needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

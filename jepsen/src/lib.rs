@@ -6,7 +6,8 @@
 //!   a pluggable sequential [`linearizability::Model`].
 //! * [`harness`]: `tael-jepsen test`: real nodes, clients, nemeses.
 //! * [`events`], [`checkers`], [`report`]: run histories, their checkers
-//!   (set-full, sessions, append-list linearizability, election safety)
+//!   (set-full, sessions, append-list linearizability, election safety under
+//!   openraft's leader ids)
 //!   and the run report.
 
 pub mod checkers;

@@ -300,7 +300,16 @@ fn check_run(args: &[String]) -> ExitCode {
         }
     };
     match harness::check_history(&history, false) {
-        Ok(checks) => {
+        Ok(mut checks) => {
+            // The fault schedule is in config.json; a bare history has none.
+            match read_schedule(Path::new(dir)) {
+                Ok(Some(plan)) => checks.push(harness::coverage::check(&plan, &history)),
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("tael-jepsen: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             for c in &checks {
                 println!("{:<28} {:<8} {}", c.name, c.verdict_str(), c.summary);
             }
@@ -311,4 +320,19 @@ fn check_run(args: &[String]) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The fault schedule of a run directory, if it has a `config.json`.
+fn read_schedule(dir: &Path) -> Result<Option<Vec<harness::nemesis::Planned>>, String> {
+    let path = dir.join("config.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_value(config["schedule"].clone())
+        .map(Some)
+        .map_err(|e| format!("{}: schedule: {e}", path.display()))
 }

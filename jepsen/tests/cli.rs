@@ -55,10 +55,7 @@ fn check_history_exit_codes() {
 
 #[test]
 fn check_golden_reports_agreement() {
-    let dir = match std::env::var_os("TAEL_JEPSEN_GOLDEN") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/jepsen-golden"),
-    };
+    let dir = tael_jepsen::golden::test_dir();
     assert!(
         dir.is_dir(),
         "golden directory {} is missing",
@@ -101,4 +98,43 @@ fn check_golden_reports_agreement() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// `check-run` judges fault coverage from the run's config.json: a run whose
+/// scheduled partitions were never installed cannot be valid.
+#[test]
+fn check_run_reports_faults_never_installed() {
+    let dir = std::env::temp_dir().join(format!("tael-jepsen-{}-run", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let planned = |kind: &str, target: &str| {
+        format!(
+            r#"{{"kind":"{kind}","at_ms":3000,"duration_ms":1000,"target":"{target}","pick":0,"amount":0}}"#
+        )
+    };
+    std::fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"profile":{{"name":"x"}},"schedule":[{},{}]}}"#,
+            planned("kill", "one"),
+            planned("partition", "bridge")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("history.jsonl"),
+        r#"{"index":0,"time_ns":1,"process":-1,"type":"info","f":"kill","value":{"installed":true}}
+{"index":1,"time_ns":2,"process":-1,"type":"info","f":"partition","value":{"installed":false,"error":"nft: not found"}}
+"#,
+    )
+    .unwrap();
+    let out = bin().arg("check-run").arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("fault-coverage"))
+        .unwrap_or_else(|| panic!("no fault-coverage line in\n{stdout}"));
+    assert!(line.contains("unknown"), "{line}");
+    assert!(line.contains("never installed: partition"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,9 @@
 //! Every golden history must get its expected verdict.
 //!
-//! The data lives outside the crate (`/work/shared/jepsen-golden`, or the
-//! directory named by `TAEL_JEPSEN_GOLDEN`). A missing directory fails the
-//! test: a checker that was never compared with the golden set must not look
-//! validated.
+//! The data ships with the crate (`testdata/jepsen-golden`); the
+//! directory named by `TAEL_JEPSEN_GOLDEN` replaces it. A missing directory
+//! fails the test: a checker that was never compared with the golden set must
+//! not look validated.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,10 +17,7 @@ use tael_jepsen::linearizability::{check_cas_history, Budget};
 const DEBUG_BUDGET_MS: u64 = 60_000;
 
 fn golden_dir() -> PathBuf {
-    match std::env::var_os("TAEL_JEPSEN_GOLDEN") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/jepsen-golden"),
-    }
+    golden::test_dir()
 }
 
 #[test]
@@ -37,7 +34,7 @@ fn every_golden_history_gets_its_expected_verdict() {
             .filter(|c| c.format == format && c.expected_linearizable == expected)
             .count()
     };
-    if std::env::var_os("TAEL_JEPSEN_GOLDEN").is_none() {
+    if std::env::var_os(golden::DIR_ENV).is_none() {
         for format in [GoldenFormat::EtcdLog, GoldenFormat::KnossosEdn] {
             for expected in [true, false] {
                 assert!(
@@ -81,6 +78,38 @@ fn every_golden_history_gets_its_expected_verdict() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// A clone of the repository has everything the tests need: the bundled
+/// set holds both formats and both verdicts, with its provenance and
+/// licence notes beside it.
+#[test]
+fn the_golden_set_ships_with_the_crate() {
+    let dir = golden::bundled_dir();
+    assert!(
+        dir.starts_with(env!("CARGO_MANIFEST_DIR")),
+        "{} is outside the crate",
+        dir.display()
+    );
+    let cases = golden::discover(&dir).unwrap_or_else(|e| panic!("{e}"));
+    for format in [GoldenFormat::EtcdLog, GoldenFormat::KnossosEdn] {
+        for expected in [true, false] {
+            assert!(
+                cases
+                    .iter()
+                    .any(|c| c.format == format && c.expected_linearizable == expected),
+                "no bundled {format:?} case expecting {expected}"
+            );
+        }
+    }
+    for note in ["README.md", "LICENSES.md"] {
+        let text =
+            std::fs::read_to_string(dir.join(note)).unwrap_or_else(|e| panic!("{note}: {e}"));
+        assert!(
+            text.contains("licence") || text.contains("License"),
+            "{note} names no licence"
+        );
+    }
 }
 
 #[test]

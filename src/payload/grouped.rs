@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(grouped.resources.len(), 2);
         assert_eq!(grouped.scopes.len(), 2);
         let bytes = encode(&grouped);
-        let decoded: Grouped<SpanRecord> = crate::state::hot::decode(&bytes).unwrap();
+        let decoded: Grouped<SpanRecord> = crate::codec::decode(&bytes).unwrap();
         assert_eq!(ungroup(decoded).unwrap(), spans);
     }
 

@@ -1,18 +1,16 @@
 //! Real `tael-raft serve` processes: start, kill, pause, restart, and their
 //! network (loopback, or one network namespace per node on a bridge).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 use tael_raft::http_client;
-
-pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// How nodes reach each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,6 +30,7 @@ const SUBNET: &str = "10.77.0";
 const REST_PORT: u16 = 7701;
 const RAFT_PORT: u16 = 7702;
 const OTLP_PORT: u16 = 4317;
+const OTLP_HTTP_PORT: u16 = 4318;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeSpec {
@@ -39,6 +38,9 @@ pub struct NodeSpec {
     pub rest: String,
     pub raft: String,
     pub otlp: String,
+    /// OTLP/HTTP: not used by the workloads, but every node binds one, so
+    /// on loopback each needs its own port.
+    pub otlp_http: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     /// Network namespace (netns mode).
@@ -67,7 +69,8 @@ pub struct ClusterConfig {
     pub net: NetMode,
     /// Extra `serve` flags for every node (e.g. `--power-loss-sim`).
     pub extra_args: Vec<String>,
-    pub faketime: bool,
+    /// libfaketime to preload into every node (clock faults), if any.
+    pub faketime_lib: Option<PathBuf>,
 }
 
 struct Inner {
@@ -75,6 +78,21 @@ struct Inner {
     procs: BTreeMap<u64, Proc>,
     /// proxy mode: `--dial-override` flags per dialing node.
     dial_overrides: BTreeMap<u64, Vec<String>>,
+    /// Nodes the membership nemesis removed: never started again, and
+    /// named as removed when asked for (ids are never reused).
+    removed: BTreeSet<u64>,
+}
+
+impl Inner {
+    fn spec(&self, id: u64) -> Result<&NodeSpec, String> {
+        self.specs.get(&id).ok_or_else(|| {
+            if self.removed.contains(&id) {
+                format!("node {id} was removed from the cluster")
+            } else {
+                format!("no node {id}")
+            }
+        })
+    }
 }
 
 impl Drop for Inner {
@@ -222,6 +240,7 @@ impl Cluster {
                 specs: BTreeMap::new(),
                 procs: BTreeMap::new(),
                 dial_overrides: BTreeMap::new(),
+                removed: BTreeSet::new(),
             })),
         };
         // Nodes run the way production runs them: every client call with a
@@ -240,6 +259,15 @@ impl Cluster {
         self.cfg.run_dir.join("cluster.secret")
     }
 
+    /// The process table. Every critical section is a lookup or a single
+    /// insert or remove, and none calls code that panics, so a poisoned
+    /// lock (a panic elsewhere while it was held) still guards consistent
+    /// maps: recover it rather than turning one panic into a panic of
+    /// every later caller, including the heal and the shutdown.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn net(&self) -> NetMode {
         self.cfg.net
     }
@@ -251,7 +279,7 @@ impl Cluster {
     /// Declares node `id` (fresh data dir, own namespace in netns mode).
     pub fn add_spec(&self, id: u64) -> Result<NodeSpec, String> {
         let dir = &self.cfg.run_dir;
-        let (netns, ip, rest, raft, otlp) = match self.cfg.net {
+        let (netns, ip, rest, raft, otlp, otlp_http) = match self.cfg.net {
             NetMode::Netns => {
                 let (ns, ip) = netns_add_node(id)?;
                 (
@@ -260,6 +288,7 @@ impl Cluster {
                     format!("{ip}:{REST_PORT}"),
                     format!("{ip}:{RAFT_PORT}"),
                     format!("{ip}:{OTLP_PORT}"),
+                    format!("{ip}:{OTLP_HTTP_PORT}"),
                 )
             }
             NetMode::Proxy => (
@@ -268,9 +297,10 @@ impl Cluster {
                 format!("127.0.0.1:{}", free_port()?),
                 format!("127.0.0.1:{}", free_port()?),
                 format!("127.0.0.1:{}", free_port()?),
+                format!("127.0.0.1:{}", free_port()?),
             ),
         };
-        let clock_file = if self.cfg.faketime {
+        let clock_file = if self.cfg.faketime_lib.is_some() {
             let p = dir.join(format!("node{id}.faketime"));
             std::fs::write(&p, "+0s\n").map_err(|e| format!("{}: {e}", p.display()))?;
             Some(p)
@@ -282,69 +312,55 @@ impl Cluster {
             rest,
             raft,
             otlp,
+            otlp_http,
             data_dir: dir.join(format!("node{id}")),
             log_path: dir.join(format!("node{id}.log")),
             netns,
             ip,
             clock_file,
         };
-        let mut inner = self.inner.lock().expect("cluster lock");
+        let mut inner = self.lock();
         inner.specs.insert(id, spec.clone());
         inner.procs.entry(id).or_default();
         Ok(spec)
     }
 
-    /// A node that may have been removed meanwhile.
-    pub fn try_spec(&self, id: u64) -> Result<NodeSpec, String> {
-        self.inner
-            .lock()
-            .expect("cluster lock")
-            .specs
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| format!("node {id} is no longer part of the cluster"))
+    /// Node `id`'s addresses and paths; an error once the membership
+    /// nemesis removed it (any task may still hold its id).
+    pub fn spec(&self, id: u64) -> Result<NodeSpec, String> {
+        self.lock().spec(id).cloned()
     }
 
-    pub fn spec(&self, id: u64) -> NodeSpec {
-        self.inner.lock().expect("cluster lock").specs[&id].clone()
-    }
-
+    /// The nodes of the cluster (removed ones excluded).
     pub fn specs(&self) -> Vec<NodeSpec> {
-        self.inner
-            .lock()
-            .expect("cluster lock")
-            .specs
-            .values()
-            .cloned()
-            .collect()
+        self.lock().specs.values().cloned().collect()
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.inner
-            .lock()
-            .expect("cluster lock")
-            .specs
-            .keys()
-            .copied()
-            .collect()
+        self.lock().specs.keys().copied().collect()
     }
 
-    /// Forgets a node (after it was removed from the membership).
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.lock().removed.contains(&id)
+    }
+
+    /// Kills and forgets a node (after it was removed from the membership,
+    /// or never became a member). Its id stays known as removed.
     pub fn forget(&self, id: u64) {
         self.kill(id);
-        self.inner.lock().expect("cluster lock").specs.remove(&id);
+        let mut inner = self.lock();
+        inner.specs.remove(&id);
+        inner.procs.remove(&id);
+        inner.dial_overrides.remove(&id);
+        inner.removed.insert(id);
     }
 
     pub fn set_dial_overrides(&self, id: u64, overrides: Vec<String>) {
-        self.inner
-            .lock()
-            .expect("cluster lock")
-            .dial_overrides
-            .insert(id, overrides);
+        self.lock().dial_overrides.insert(id, overrides);
     }
 
     pub fn is_running(&self, id: u64) -> bool {
-        let mut inner = self.inner.lock().expect("cluster lock");
+        let mut inner = self.lock();
         let Some(p) = inner.procs.get_mut(&id) else {
             return false;
         };
@@ -366,78 +382,29 @@ impl Cluster {
     }
 
     pub fn is_paused(&self, id: u64) -> bool {
-        self.inner
-            .lock()
-            .expect("cluster lock")
-            .procs
-            .get(&id)
-            .is_some_and(|p| p.paused)
+        self.lock().procs.get(&id).is_some_and(|p| p.paused)
     }
 
     /// Starts node `id` unless it is running; returns whether it started.
+    /// A removed node is an error: it must never come back.
     pub fn start(&self, id: u64) -> Result<bool, String> {
         if self.is_running(id) {
             return Ok(false);
         }
-        let mut inner = self.inner.lock().expect("cluster lock");
-        let spec = inner
-            .specs
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| format!("no node {id}"))?;
+        // Held until the child is recorded, so two concurrent starts of
+        // one node cannot both spawn it.
+        let mut inner = self.lock();
+        let spec = inner.spec(id)?.clone();
+        if inner.procs.get(&id).is_some_and(|p| p.child.is_some()) {
+            return Ok(false);
+        }
         let overrides = inner.dial_overrides.get(&id).cloned().unwrap_or_default();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&spec.log_path)
             .map_err(|e| format!("{}: {e}", spec.log_path.display()))?;
-        let mut args: Vec<String> = Vec::new();
-        args.push("TAEL_LOG=info,openraft=warn".into());
-        if let Some(clock) = &spec.clock_file {
-            args.push(format!("LD_PRELOAD={FAKETIME_LIB}"));
-            args.push("DONT_FAKE_MONOTONIC=1".into());
-            args.push("FAKETIME_NO_CACHE=1".into());
-            args.push(format!("FAKETIME_TIMESTAMP_FILE={}", clock.display()));
-        }
-        args.push(self.cfg.server_bin.display().to_string());
-        args.extend(
-            [
-                "serve",
-                "--node-id",
-                &id.to_string(),
-                "--data-dir",
-                &spec.data_dir.display().to_string(),
-                "--raft-addr",
-                &spec.raft,
-                "--rest-addr",
-                &spec.rest,
-                "--otlp-grpc-addr",
-                &spec.otlp,
-                "--heartbeat-interval-ms",
-                "100",
-                "--election-timeout-min-ms",
-                "700",
-                "--election-timeout-max-ms",
-                "1400",
-                "--runtime-threads",
-                "2",
-                "--storage-threads",
-                "1",
-                "--cache-mb",
-                "16",
-                "--auth",
-                "required",
-                "--cluster-secret-file",
-                &self.secret_file().display().to_string(),
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        for o in &overrides {
-            args.push("--dial-override".into());
-            args.push(o.clone());
-        }
-        args.extend(self.cfg.extra_args.iter().cloned());
+        let mut args = self.command_line(id, &spec, &overrides);
         // `ip netns exec` and `env` exec in place, so the child's pid is
         // the server's and signals reach it directly.
         let program = match &spec.netns {
@@ -478,12 +445,66 @@ impl Cluster {
         Ok(true)
     }
 
+    /// `env VAR=... tael-raft serve ...` for node `id`: every listener on
+    /// the node's own address (a listener left at its default would
+    /// collide between nodes on loopback).
+    fn command_line(&self, id: u64, spec: &NodeSpec, overrides: &[String]) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        args.push("TAEL_LOG=info,openraft=warn".into());
+        if let (Some(clock), Some(lib)) = (&spec.clock_file, &self.cfg.faketime_lib) {
+            args.push(format!("LD_PRELOAD={}", lib.display()));
+            args.push("DONT_FAKE_MONOTONIC=1".into());
+            args.push("FAKETIME_NO_CACHE=1".into());
+            args.push(format!("FAKETIME_TIMESTAMP_FILE={}", clock.display()));
+        }
+        args.push(self.cfg.server_bin.display().to_string());
+        args.extend(
+            [
+                "serve",
+                "--node-id",
+                &id.to_string(),
+                "--data-dir",
+                &spec.data_dir.display().to_string(),
+                "--raft-addr",
+                &spec.raft,
+                "--rest-addr",
+                &spec.rest,
+                "--otlp-grpc-addr",
+                &spec.otlp,
+                "--otlp-http-addr",
+                &spec.otlp_http,
+                "--heartbeat-interval-ms",
+                "100",
+                "--election-timeout-min-ms",
+                "700",
+                "--election-timeout-max-ms",
+                "1400",
+                "--runtime-threads",
+                "2",
+                "--storage-threads",
+                "1",
+                "--cache-mb",
+                "16",
+                "--auth",
+                "required",
+                "--cluster-secret-file",
+                &self.secret_file().display().to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        for o in overrides {
+            args.push("--dial-override".into());
+            args.push(o.clone());
+        }
+        args.extend(self.cfg.extra_args.iter().cloned());
+        args
+    }
+
     /// The pid of the server process itself (`ip netns exec` and `env`
     /// exec into it, so the child pid is the server's).
     pub fn pid(&self, id: u64) -> Option<u32> {
-        self.inner
-            .lock()
-            .expect("cluster lock")
+        self.lock()
             .procs
             .get(&id)
             .and_then(|p| p.child.as_ref().map(Child::id))
@@ -491,7 +512,7 @@ impl Cluster {
 
     /// SIGKILL; returns whether a running process was killed.
     pub fn kill(&self, id: u64) -> bool {
-        let mut inner = self.inner.lock().expect("cluster lock");
+        let mut inner = self.lock();
         let Some(p) = inner.procs.get_mut(&id) else {
             return false;
         };
@@ -519,7 +540,7 @@ impl Cluster {
         }
         let ok = self.signal(id, libc::SIGSTOP);
         if ok {
-            if let Some(p) = self.inner.lock().expect("cluster lock").procs.get_mut(&id) {
+            if let Some(p) = self.lock().procs.get_mut(&id) {
                 p.paused = true;
             }
         }
@@ -531,7 +552,7 @@ impl Cluster {
             return false;
         }
         let ok = self.signal(id, libc::SIGCONT);
-        if let Some(p) = self.inner.lock().expect("cluster lock").procs.get_mut(&id) {
+        if let Some(p) = self.lock().procs.get_mut(&id) {
             p.paused = false;
         }
         ok
@@ -542,7 +563,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         loop {
             {
-                let mut inner = self.inner.lock().expect("cluster lock");
+                let mut inner = self.lock();
                 let p = inner.procs.get_mut(&id)?;
                 let child = p.child.as_mut()?;
                 if let Ok(Some(status)) = child.try_wait() {
@@ -558,12 +579,7 @@ impl Cluster {
     }
 
     pub fn starts(&self, id: u64) -> u32 {
-        self.inner
-            .lock()
-            .expect("cluster lock")
-            .procs
-            .get(&id)
-            .map_or(0, |p| p.starts)
+        self.lock().procs.get(&id).map_or(0, |p| p.starts)
     }
 
     /// Kills every node and removes the network.
@@ -607,7 +623,7 @@ impl Cluster {
     /// Whether a TCP connect from `from`'s namespace to `to`'s raft port
     /// fails within a second: proof that the link is really cut.
     pub fn netns_link_cut(&self, from: u64, to: u64) -> Result<bool, String> {
-        let (f, t) = (self.spec(from), self.spec(to));
+        let (f, t) = (self.spec(from)?, self.spec(to)?);
         let ns = f.netns.ok_or("not in netns mode")?;
         let status = Command::new("ip")
             .args(["netns", "exec", &ns, "timeout", "1", "bash", "-c"])
@@ -626,7 +642,7 @@ impl Cluster {
     // ---- clock (libfaketime) ----
 
     pub fn set_clock_offset(&self, id: u64, offset_s: i64) -> Result<(), String> {
-        let spec = self.spec(id);
+        let spec = self.spec(id)?;
         let path = spec.clock_file.ok_or("clock faults are not enabled")?;
         let text = if offset_s >= 0 {
             format!("+{offset_s}s\n")
@@ -639,7 +655,7 @@ impl Cluster {
     // ---- REST helpers ----
 
     pub async fn get_json(&self, id: u64, path: &str, timeout: Duration) -> Result<Value, String> {
-        let url = self.spec(id).url(path);
+        let url = self.spec(id)?.url(path);
         let r = http_client::request("GET", &url, None, b"", timeout).await?;
         if r.status != 200 {
             return Err(format!(
@@ -653,7 +669,7 @@ impl Cluster {
 
     /// A GET that must answer 200; its body as text.
     pub async fn get_text(&self, id: u64, path: &str, timeout: Duration) -> Result<String, String> {
-        let url = self.spec(id).url(path);
+        let url = self.spec(id)?.url(path);
         let r = http_client::request("GET", &url, None, b"", timeout).await?;
         if r.status != 200 {
             return Err(format!("GET {url}: {}", r.status));
@@ -663,7 +679,7 @@ impl Cluster {
 
     /// The node's wall clock as its HTTP `Date` header says (seconds).
     pub async fn node_wall_clock_s(&self, id: u64) -> Result<i64, String> {
-        let url = self.spec(id).url("/healthz");
+        let url = self.spec(id)?.url("/healthz");
         let r = http_client::request("GET", &url, None, b"", Duration::from_secs(2)).await?;
         let date = r.header("date").ok_or("no Date header")?;
         parse_http_date(date).ok_or_else(|| format!("unparseable Date header {date:?}"))
@@ -708,6 +724,82 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The membership nemesis removes node 2 while the observer, the
+    /// clients and the other nemeses still hold its id. Asking for it was
+    /// a panic (`no entry found for key`) inside the cluster lock, which
+    /// poisoned the lock and panicked every later caller: exit 101.
+    #[test]
+    fn a_removed_node_is_an_error_for_every_caller() {
+        let dir = std::env::temp_dir().join(format!("tj-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Cluster::new(
+            ClusterConfig {
+                server_bin: PathBuf::from("/bin/false"),
+                run_dir: dir.clone(),
+                net: NetMode::Proxy,
+                extra_args: Vec::new(),
+                faketime_lib: None,
+            },
+            3,
+        )
+        .unwrap();
+        c.forget(2);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(c.get_json(2, "/api/v1/cluster", Duration::from_millis(200)));
+        assert!(got.unwrap_err().contains("removed"));
+        assert!(rt.block_on(c.node_wall_clock_s(2)).is_err());
+        assert!(c.set_clock_offset(2, 5).is_err());
+        // Later callers still work.
+        assert_eq!(c.ids(), [1, 3]);
+        assert!(c.spec(2).unwrap_err().contains("removed"));
+        assert!(c.spec(3).is_ok());
+        assert!(c.start(2).unwrap_err().contains("removed"));
+        assert!(c.is_removed(2) && !c.is_removed(3));
+        assert!(!c.is_running(2) && !c.is_paused(2) && !c.kill(2));
+        assert!(c.netns_link_cut(1, 2).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every listener the server opens gets a port of its own per node:
+    /// the OTLP/HTTP listener left at its default made the second node on
+    /// loopback exit with "Address already in use" (proxy mode).
+    #[test]
+    fn every_listener_gets_its_own_address_per_node() {
+        let dir = std::env::temp_dir().join(format!("tj-cmdline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Cluster::new(
+            ClusterConfig {
+                server_bin: PathBuf::from("/bin/false"),
+                run_dir: dir.clone(),
+                net: NetMode::Proxy,
+                extra_args: Vec::new(),
+                faketime_lib: None,
+            },
+            3,
+        )
+        .unwrap();
+        let mut seen = BTreeSet::new();
+        for spec in c.specs() {
+            let args = c.command_line(spec.id, &spec, &[]);
+            for flag in [
+                "--raft-addr",
+                "--rest-addr",
+                "--otlp-grpc-addr",
+                "--otlp-http-addr",
+            ] {
+                let at = args.iter().position(|a| a == flag);
+                let addr = at.and_then(|i| args.get(i + 1));
+                let addr = addr.unwrap_or_else(|| panic!("node {}: no {flag}", spec.id));
+                assert!(seen.insert(addr.clone()), "{addr} used twice");
+            }
+        }
+        assert_eq!(seen.len(), 12);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn http_dates() {

@@ -43,23 +43,33 @@ async fn member(bin: &PathBuf, args: &[String], timeout: Duration) -> Result<Str
 impl Membership {
     async fn server_url(&self, n: &Nemesis) -> Option<String> {
         let leader = current_leader(&n.cluster).await?;
-        Some(format!("http://{}", n.cluster.spec(leader).rest))
+        // The leader may be a node the harness already forgot (removed,
+        // or whose join failed): then there is no address to use.
+        let spec = n.cluster.spec(leader).ok()?;
+        Some(format!("http://{}", spec.rest))
     }
 
     async fn add(&self, n: &Nemesis, url: &str) -> Result<u64, String> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let spec = n.cluster.add_spec(id)?;
-        let joined = self.join(n, url, id, &spec.raft).await;
-        if joined.is_err() {
-            // Never a member: not a node the clients or the heal should use.
+        let started = match n.cluster.start(id) {
+            Ok(_) => super::wait_healthy(&n.cluster, id, Duration::from_secs(30)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            // No membership command ran: never a member, not a node the
+            // clients or the heal should use.
             n.cluster.forget(id);
+            return Err(e);
         }
-        joined.map(|()| id)
+        // Once `member add` was sent the node may be a learner or a voter
+        // whatever the command reported (a timeout can hide success), so
+        // it keeps running: killing a voter would cost the cluster a vote.
+        // The heal waits only for the nodes in the leader's membership.
+        self.join(url, id, &spec.raft).await.map(|()| id)
     }
 
-    async fn join(&self, n: &Nemesis, url: &str, id: u64, raft: &str) -> Result<(), String> {
-        n.cluster.start(id)?;
-        super::wait_healthy(&n.cluster, id, Duration::from_secs(30)).await?;
+    async fn join(&self, url: &str, id: u64, raft: &str) -> Result<(), String> {
         let t = Duration::from_secs(60);
         member(
             &self.server_bin,

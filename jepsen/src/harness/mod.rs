@@ -2,8 +2,11 @@
 //! nemesis, then checks the history offline.
 
 pub mod cluster;
+pub mod coverage;
 pub mod membership;
 pub mod nemesis;
+pub mod netns_lock;
+pub mod prereqs;
 pub mod profiles;
 pub mod proxy;
 pub mod workload;
@@ -89,6 +92,15 @@ pub fn default_server_bin() -> PathBuf {
 }
 
 pub fn run_test(opts: TestOptions) -> Outcome {
+    // Held until the run's network is removed (end of this function).
+    let _netns_lock = if opts.net == NetMode::Netns {
+        match netns_lock::acquire(Path::new(netns_lock::LOCK_PATH)) {
+            Ok(lock) => Some(lock),
+            Err(e) => return harness_failure(&opts, e),
+        }
+    } else {
+        None
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -136,9 +148,10 @@ pub(crate) async fn wait_healthy(
             return Ok(());
         }
         if !cluster.is_running(id) {
+            let log = cluster.spec(id)?.log_path;
             return Err(format!(
                 "node {id} exited during start; see {}",
-                cluster.spec(id).log_path.display()
+                log.display()
             ));
         }
         if Instant::now() > deadline {
@@ -168,14 +181,20 @@ async fn observe(cluster: Cluster, rec: Recorder, stop: Arc<AtomicBool>, interva
     }
 }
 
-/// Records a leader claim if node `id` says it is the leader.
+/// Records a leader claim if node `id` says it is the leader, with what
+/// the election checker needs: which incarnation (process start) of the
+/// node answered, and its commit and last log indexes from the same
+/// metrics snapshot as its term.
 async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
+    let starts_before = cluster.starts(id);
     let Ok(v) = cluster
         .get_json(id, "/api/v1/cluster", Duration::from_millis(1500))
         .await
     else {
         return;
     };
+    // Restarted while polled: the answer cannot be tied to one process.
+    let incarnation = (cluster.starts(id) == starts_before).then_some(starts_before);
     let own = v["nodes"]
         .as_array()
         .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(id)).cloned());
@@ -186,7 +205,9 @@ async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
                 OpKind::Info,
                 checkers::election::CLAIM_F,
                 None,
-                json!({"node": id, "term": own["term"]}),
+                json!({"node": id, "term": own["term"], "incarnation": incarnation,
+                       "committed_index": own["committed_index"],
+                       "last_log_index": own["last_log_index"]}),
                 Some(id),
                 None,
             );
@@ -322,8 +343,17 @@ async fn run_async(opts: TestOptions) -> Outcome {
         extra_args.push("--mutation".into());
         extra_args.push(m.clone());
     }
-    caps.faketime =
-        profile.faults.contains(&FaultKind::Clock) && Path::new(cluster::FAKETIME_LIB).exists();
+    // Faults the machine cannot install would leave the run unknown after
+    // minutes of work: say what to install now instead.
+    let machine = prereqs::probe();
+    let missing = prereqs::missing(&profile.faults, opts.net, &machine);
+    if !missing.is_empty() {
+        return harness_failure(&opts, prereqs::explain(&missing, opts.net));
+    }
+    let faketime_lib = machine
+        .faketime_lib
+        .filter(|_| profile.faults.contains(&FaultKind::Clock));
+    caps.faketime = faketime_lib.is_some();
     let run_dir = opts.out_dir.clone();
     let cluster = match Cluster::new(
         ClusterConfig {
@@ -331,7 +361,7 @@ async fn run_async(opts: TestOptions) -> Outcome {
             run_dir: run_dir.clone(),
             net: opts.net,
             extra_args,
-            faketime: caps.faketime,
+            faketime_lib,
         },
         3,
     ) {
@@ -358,6 +388,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         3_000,
         time_limit_ms.saturating_sub(2_000),
         profile.fault_timing,
+        opts.net,
     );
 
     // Proxy mode: one proxy per link, nodes dial peers through them.
@@ -369,9 +400,11 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             .collect();
         match proxy::Proxies::start(&nodes).await {
             Ok(p) => {
-                for s in cluster.specs() {
-                    let ov = p.overrides_for(s.id, |to| cluster.spec(to).raft);
-                    cluster.set_dial_overrides(s.id, ov);
+                let raft_addr: BTreeMap<u64, String> = nodes.iter().cloned().collect();
+                for &(id, _) in &nodes {
+                    let ov =
+                        p.overrides_for(id, |to| raft_addr.get(&to).cloned().unwrap_or_default());
+                    cluster.set_dial_overrides(id, ov);
                 }
                 Some(p)
             }
@@ -396,7 +429,10 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         .iter()
         .map(|s| (s.id, s.raft.clone()))
         .collect();
-    let first = cluster.spec(1);
+    let first = match cluster.spec(1) {
+        Ok(spec) => spec,
+        Err(e) => return harness_failure(opts, e),
+    };
     match tael_raft::cmd::init::run_with(
         &format!("http://{}", first.rest),
         &members,
@@ -517,11 +553,13 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
 
     tokio::time::sleep(Duration::from_millis(time_limit_ms)).await;
     stop.store(true, Ordering::Relaxed);
-    for t in nemesis_tasks {
-        let _ = t.await;
-    }
-    for t in tasks {
-        let _ = t.await;
+    // A task that panicked stopped injecting faults or issuing operations
+    // part-way: the run is then a harness fault, never valid.
+    let mut task_panics = Vec::new();
+    for t in nemesis_tasks.into_iter().chain(tasks) {
+        if let Err(e) = t.await {
+            task_panics.push(e.to_string());
+        }
     }
 
     // Final phase: heal everything, then demand a leader and full apply.
@@ -661,7 +699,9 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         }
     }
     stop_obs.store(true, Ordering::Relaxed);
-    let _ = observer.await;
+    if let Err(e) = observer.await {
+        task_panics.push(e.to_string());
+    }
 
     // Crashes: a panic in any node log is a bug whatever else happened.
     // A full disk is the environment's fault: the run proves nothing.
@@ -695,6 +735,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     };
     checks.push(liveness);
     checks.push(convergence_check(&convergence, liveness_ok(&checks)));
+    checks.push(coverage::check(&plan, &history));
     let corruption = nem.corruption_log.lock().expect("lock").clone();
     if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
         let bad: Vec<&Value> = corruption
@@ -733,6 +774,18 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         details: json!(checkers::first(&panics, 20)),
     });
     checks.push(environment_check(&environment, &checks));
+    if !task_panics.is_empty() {
+        checks.push(Check {
+            name: "harness".into(),
+            valid: None,
+            summary: format!(
+                "{} harness task(s) failed: {}",
+                task_panics.len(),
+                task_panics.join("; ")
+            ),
+            details: json!({"task_errors": task_panics}),
+        });
+    }
     let nemesis_summary = summarize_nemesis(&history);
     // A full disk can explain any anomaly: never a definite verdict then.
     let valid = if environment.is_empty() {

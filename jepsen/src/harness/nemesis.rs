@@ -75,6 +75,30 @@ impl FaultKind {
         }
     }
 
+    /// The nemesis events that record an attempt at this fault (not its
+    /// heal or restart): their `installed` says whether it took effect.
+    pub fn event_names(self) -> &'static [&'static str] {
+        match self {
+            FaultKind::Kill => &["kill"],
+            FaultKind::Pause => &["pause"],
+            FaultKind::Partition => &["partition", "flap", "delay"],
+            FaultKind::Clock => &["clock"],
+            FaultKind::Corrupt | FaultKind::CorruptAny => &["corrupt"],
+            FaultKind::PowerLoss => &["power-loss"],
+            FaultKind::Membership => &["membership"],
+        }
+    }
+
+    /// The targets `plan` draws from in network mode `net`: link delay
+    /// needs the harness's proxies, so netns mode never plans it.
+    fn targets_in(self, net: NetMode) -> Vec<&'static str> {
+        self.targets()
+            .iter()
+            .copied()
+            .filter(|t| net == NetMode::Proxy || !PROXY_ONLY_TARGETS.contains(t))
+            .collect()
+    }
+
     fn targets(self) -> &'static [&'static str] {
         match self {
             FaultKind::Kill => &["one", "leader", "majority", "all"],
@@ -98,6 +122,14 @@ impl FaultKind {
     }
 }
 
+/// Why a proxy-mode link fault did not take: the harness proxies only the
+/// links among the first nodes.
+const NOT_THROUGH_PROXY: &str = "no traffic on this link goes through a harness proxy \
+     (nodes added by the membership nemesis dial their peers directly)";
+
+/// Targets only the proxy network mode can install (netns would need netem).
+const PROXY_ONLY_TARGETS: &[&str] = &["delay"];
+
 /// One planned fault, fully determined by the seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Planned {
@@ -114,13 +146,15 @@ pub struct Planned {
 /// The schedule of every kind in `kinds`, each drawn from its own stream
 /// of the seed so adding a kind does not move the others.
 /// `timing` overrides every kind's (min gap, max gap, min duration, max
-/// duration) in ms.
+/// duration) in ms. Only faults that network mode `net` can install are
+/// planned.
 pub fn plan(
     kinds: &[FaultKind],
     seed: u64,
     start_ms: u64,
     end_ms: u64,
     timing: Option<(u64, u64, u64, u64)>,
+    net: NetMode,
 ) -> Vec<Planned> {
     let mut out = Vec::new();
     for &kind in kinds {
@@ -136,7 +170,7 @@ pub fn plan(
             if t + duration_ms > end_ms {
                 break;
             }
-            let targets = kind.targets();
+            let targets = kind.targets_in(net);
             let target = targets[rng.random_range(0..targets.len())].to_string();
             let amount = match kind {
                 FaultKind::Clock => {
@@ -279,7 +313,11 @@ impl Nemesis {
                 sleep_or_stop(hold, stop).await;
                 let mut restarted = Vec::new();
                 for id in killed {
-                    if self.refused.lock().expect("lock").contains(&id) {
+                    // Left down after corruption, or removed from the
+                    // membership while it was down: never restarted.
+                    if self.refused.lock().expect("lock").contains(&id)
+                        || self.cluster.is_removed(id)
+                    {
                         continue;
                     }
                     match self.cluster.start(id) {
@@ -342,10 +380,18 @@ impl Nemesis {
                 };
                 let installed =
                     result.is_ok() && !links.is_empty() && verified.as_ref().is_ok_and(|v| *v);
+                let error = match (&result, &verified) {
+                    (Err(e), _) | (Ok(()), Err(e)) => Some(e.clone()),
+                    (Ok(()), Ok(false)) if !links.is_empty() => Some(match self.cluster.net() {
+                        NetMode::Netns => "a TCP connect across a cut link succeeded".to_string(),
+                        NetMode::Proxy => NOT_THROUGH_PROXY.to_string(),
+                    }),
+                    _ => None,
+                };
                 self.rec.nemesis(
                     "partition",
                     json!({"target": p.target, "grudge": desc, "links": links,
-                           "installed": installed, "verified_cut": verified.ok(), "error": result.err()}),
+                           "installed": installed, "verified_cut": verified.ok(), "error": error}),
                 );
                 sleep_or_stop(hold, stop).await;
                 let cut: Vec<Value> = match &self.proxies {
@@ -373,17 +419,25 @@ impl Nemesis {
         let ids = self.members();
         let (links, desc) = partition_links("isolate-one", &ids, p.pick, None);
         let delay_ms = 50 + (p.amount as u64 % 450);
-        let installed = match (&self.proxies, self.caps.dial_override) {
+        let (installed, error) = match (&self.proxies, self.caps.dial_override) {
             (Some(px), true) => {
                 px.delay(&links, delay_ms);
-                links.first().is_some_and(|l| px.counters(*l).0 > 0)
+                let through_proxy = links.first().is_some_and(|l| px.counters(*l).0 > 0);
+                if !through_proxy {
+                    // Not the fault planned: leave no link half-delayed.
+                    px.delay(&[], 0);
+                }
+                (through_proxy, (!through_proxy).then_some(NOT_THROUGH_PROXY))
             }
-            _ => false,
+            _ => (
+                false,
+                Some("link delay needs proxy mode (netns would need netem)"),
+            ),
         };
         self.rec.nemesis(
             "delay",
             json!({"target": desc, "delay_ms": delay_ms, "links": links, "installed": installed,
-                   "error": if installed { Value::Null } else { json!("link delay needs proxy mode (netns would need netem)") }}),
+                   "error": error}),
         );
         if !installed {
             return;
@@ -535,8 +589,17 @@ impl Nemesis {
         }
         let target = pick_some(&ids, 1, p.pick);
         let Some(&id) = target.first() else { return };
+        let spec = match self.cluster.spec(id) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.rec.nemesis(
+                    "corrupt",
+                    json!({"target": p.target, "node": id, "installed": false, "error": e}),
+                );
+                return;
+            }
+        };
         let was_running = self.cluster.kill(id);
-        let spec = self.cluster.spec(id);
         let result = corrupt_files(&spec.data_dir, &p.target, p.amount as u64);
         self.rec.nemesis(
             "corrupt",
@@ -601,6 +664,9 @@ pub fn partition_links(
         }
         v
     };
+    if ids.is_empty() {
+        return (Vec::new(), json!({"error": "no nodes to partition"}));
+    }
     let shuffled = pick_some(ids, ids.len(), pick);
     match target {
         "isolate-one" | "isolate-leader" | "blackhole" => {
@@ -791,14 +857,47 @@ mod tests {
     #[test]
     fn same_seed_same_plan() {
         let kinds = [FaultKind::Kill, FaultKind::Partition, FaultKind::Clock];
-        let a = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None)).unwrap();
-        let b = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None)).unwrap();
-        let c = serde_json::to_string(&plan(&kinds, 8, 5_000, 60_000, None)).unwrap();
+        let net = NetMode::Netns;
+        let a = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None, net)).unwrap();
+        let b = serde_json::to_string(&plan(&kinds, 7, 5_000, 60_000, None, net)).unwrap();
+        let c = serde_json::to_string(&plan(&kinds, 8, 5_000, 60_000, None, net)).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert!(plan(&kinds, 7, 5_000, 60_000, None)
+        assert!(plan(&kinds, 7, 5_000, 60_000, None, net)
             .iter()
             .all(|p| p.at_ms + p.duration_ms <= 60_000));
+    }
+
+    /// `delay` was planned in netns mode, where it is never installed
+    /// (seen in the `retry` and `mutation-ack-before-commit` profiles).
+    #[test]
+    fn netns_mode_never_plans_link_delay() {
+        let delays = |net| {
+            (0..200u64)
+                .flat_map(|seed| plan(&[FaultKind::Partition], seed, 3_000, 120_000, None, net))
+                .filter(|p| p.target == "delay")
+                .count()
+        };
+        assert_eq!(delays(NetMode::Netns), 0);
+        assert!(delays(NetMode::Proxy) > 0, "proxy mode still delays links");
+        // Every other partition target stays in the netns schedule.
+        let netns_targets: BTreeSet<String> = (0..200u64)
+            .flat_map(|seed| {
+                plan(
+                    &[FaultKind::Partition],
+                    seed,
+                    3_000,
+                    120_000,
+                    None,
+                    NetMode::Netns,
+                )
+            })
+            .map(|p| p.target)
+            .collect();
+        assert_eq!(
+            netns_targets.len(),
+            FaultKind::Partition.targets().len() - 1
+        );
     }
 
     #[test]

@@ -189,7 +189,7 @@ impl Clients {
         if let Some(c) = map.get(&node) {
             return Ok(c.clone());
         }
-        let spec = self.cluster.try_spec(node)?;
+        let spec = self.cluster.spec(node)?;
         let ch = Endpoint::from_shared(format!("http://{}", spec.otlp))
             .map_err(|e| e.to_string())?
             .connect_timeout(Duration::from_millis(1000))
@@ -280,7 +280,7 @@ impl Clients {
             None,
         );
         let path = format!("/api/v1/traces/{}?consistency={consistency}", hex(&trace));
-        let result = match self.cluster.try_spec(node) {
+        let result = match self.cluster.spec(node) {
             Err(e) => Err(e),
             Ok(spec) => {
                 http_client::request("GET", &spec.url(&path), None, b"", self.timeout()).await
@@ -483,7 +483,7 @@ impl Clients {
         );
         let body = serde_json::to_vec(&json!({"body": value.to_string(), "author": "jepsen"}))
             .expect("json");
-        let r = match self.cluster.try_spec(node) {
+        let r = match self.cluster.spec(node) {
             Err(e) => Err(format!("{e} (not sent)")),
             Ok(spec) => {
                 http_client::request(
@@ -549,7 +549,7 @@ impl Clients {
             Some(node),
             None,
         );
-        let result = match self.cluster.try_spec(node) {
+        let result = match self.cluster.spec(node) {
             Err(e) => Err(e),
             Ok(spec) => {
                 let url = spec.url(&format!(
@@ -606,7 +606,10 @@ impl Clients {
     /// Whether the server has the comments API (a 404 for an unknown route
     /// has no JSON `comments`; an empty trace answers 200 or 404 with JSON).
     pub async fn comments_supported(&self, node: u64) -> bool {
-        let url = self.cluster.spec(node).url(&format!(
+        let Ok(spec) = self.cluster.spec(node) else {
+            return false;
+        };
+        let url = spec.url(&format!(
             "/api/v1/traces/{}/comments?consistency=local",
             hex(&list_trace_id(u64::MAX))
         ));

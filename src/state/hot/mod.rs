@@ -69,7 +69,6 @@ pub use self::query::{
 pub use self::spool_marks::SpoolFloor;
 pub use self::text_queue::{DocKind, PendingDoc};
 // Re-exported for code written before the codec had a module of its own.
-pub use crate::codec::{decode, encode};
 
 pub struct HotStore {
     pub db: Database,
