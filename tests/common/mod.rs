@@ -216,14 +216,20 @@ impl TestCluster {
 
     pub async fn wait_healthy(&self, id: u64) {
         let n = self.node(id);
-        wait_until(
-            Duration::from_secs(30),
-            &format!("node {id} healthy"),
-            || async {
-                matches!(http_client::get(&n.url("/healthz")).await, Ok(r) if r.status == 200)
-            },
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(http_client::get(&n.url("/healthz")).await, Ok(r) if r.status == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Say why: a port taken by another process, a refusal at start-up.
+        let log = n.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        panic!(
+            "node {id} not healthy within 30s; the end of its log:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 
     pub async fn init(&self) {
