@@ -5,7 +5,10 @@
 //! received the export, and decoded once per replica at apply time (see
 //! [`crate::state::apply`], which also says how each is applied).
 
+mod check;
 mod grouped;
+
+pub use check::MAX_INDEX_NAME_BYTES;
 
 use tael_consensus::{Record, BATCH_KEY_LEN, FIRST_APP_TAG};
 
@@ -101,12 +104,12 @@ pub fn logs_record(logs: Vec<LogRecord>) -> Record {
 
 /// The spans of a `TAG_SPANS` payload.
 pub fn decode_spans(payload: &[u8]) -> Result<Vec<SpanRecord>, String> {
-    grouped::ungroup(decode(payload).map_err(|e| e.to_string())?)
+    grouped::ungroup(decode(payload).map_err(|e| format!("undecodable spans: {e}"))?)
 }
 
 /// The log records of a `TAG_LOGS` payload.
 pub fn decode_logs(payload: &[u8]) -> Result<Vec<LogRecord>, String> {
-    grouped::ungroup(decode(payload).map_err(|e| e.to_string())?)
+    grouped::ungroup(decode(payload).map_err(|e| format!("undecodable log records: {e}"))?)
 }
 
 pub fn metrics_record(points: &[MetricPoint]) -> Record {
@@ -121,10 +124,97 @@ pub fn keys_record(cmd: &crate::auth::KeyCommand) -> Record {
     record(TAG_KEYS, cmd)
 }
 
+/// The decoded contents of a record of a known tag (spooled records
+/// unwrapped by the caller).
+#[derive(Debug)]
+pub enum Contents {
+    Spans(Vec<SpanRecord>),
+    Logs(Vec<LogRecord>),
+    Metrics(Vec<MetricPoint>),
+    Comment(Comment),
+    Keys(crate::auth::KeyCommand),
+}
+
+/// Decodes a plain (not spooled) record of `tag` and checks that the store
+/// can hold it (`check::storable_*`). Apply runs this on every replica, so
+/// it must stay deterministic: the same bytes give the same answer on every
+/// node and version that knows the tag.
+pub fn decode_contents(tag: u8, payload: &[u8]) -> Result<Contents, String> {
+    match tag {
+        TAG_SPANS => {
+            let spans = decode_spans(payload)?;
+            spans.iter().try_for_each(check::storable_span)?;
+            Ok(Contents::Spans(spans))
+        }
+        TAG_LOGS => {
+            let logs = decode_logs(payload)?;
+            logs.iter().try_for_each(check::storable_log)?;
+            Ok(Contents::Logs(logs))
+        }
+        TAG_METRICS => {
+            let points: Vec<MetricPoint> =
+                decode(payload).map_err(|e| format!("undecodable metric points: {e}"))?;
+            points.iter().try_for_each(check::storable_metric)?;
+            Ok(Contents::Metrics(points))
+        }
+        TAG_COMMENT => decode(payload)
+            .map(Contents::Comment)
+            .map_err(|e| format!("undecodable comment: {e}")),
+        TAG_KEYS => decode(payload)
+            .map(Contents::Keys)
+            .map_err(|e| format!("undecodable key command: {e}")),
+        other if RETIRED_TAGS.contains(&other) => Err(retired_tag_message(other)),
+        other => Err(format!(
+            "unknown record tag {other}; was it written by a newer tael-raft?"
+        )),
+    }
+}
+
+/// The payload of a `TAG_SPOOLED` record, with the wrapped tag checked.
+pub fn decode_spooled(payload: &[u8]) -> Result<SpooledRecord, String> {
+    let spooled: SpooledRecord =
+        decode(payload).map_err(|e| format!("undecodable spooled record: {e}"))?;
+    if !spoolable(spooled.tag) {
+        return Err(format!("spooled record wraps tag {}", spooled.tag));
+    }
+    Ok(spooled)
+}
+
+/// Run by the leader on a record forwarded by a peer, just before proposing
+/// it: refuses anything this node's own ingest would not have produced
+/// (undecodable bytes, unknown or retired tags, contents beyond the ingest
+/// limits), then stamps it like [`stamp_local`]. The peer may run another
+/// version or be hostile; a record that reached the log would be applied
+/// (or rejected) by every replica, so refusing it here is the cheap place.
+pub fn leader_stamp(record: Record) -> Result<(Record, Vec<u8>), String> {
+    admissible(&record)?;
+    stamp_local(record)
+}
+
+/// Whether the leader may propose `record` (see [`leader_stamp`]).
+pub fn admissible(record: &Record) -> Result<(), String> {
+    let (tag, payload) = if record.tag == TAG_SPOOLED {
+        let spooled = decode_spooled(&record.payload)?;
+        (spooled.tag, std::borrow::Cow::Owned(spooled.payload))
+    } else {
+        (record.tag, std::borrow::Cow::Borrowed(&record.payload))
+    };
+    match decode_contents(tag, &payload)? {
+        Contents::Spans(spans) => spans.iter().try_for_each(check::admissible_span),
+        Contents::Logs(logs) => logs.iter().try_for_each(check::admissible_log),
+        Contents::Metrics(points) => points.iter().try_for_each(check::admissible_metric),
+        // Checked when stamped.
+        Contents::Comment(_) | Contents::Keys(_) => Ok(()),
+    }
+}
+
 /// Run by the leader on every record just before proposing it: fills in the
 /// values that must be chosen exactly once (a comment's id and time). Returns
-/// the record to propose and the bytes to hand back to the writer.
-pub fn leader_stamp(record: Record) -> Result<(Record, Vec<u8>), String> {
+/// the record to propose and the bytes to hand back to the writer. Records
+/// built by this process's own ingest go through this alone: their telemetry
+/// was converted and checked here, and decoding it again would cost the
+/// leader a second decode of every export.
+pub fn stamp_local(record: Record) -> Result<(Record, Vec<u8>), String> {
     stamp_at(record, crate::model::now_unix_nanos())
 }
 
@@ -163,7 +253,10 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
                 payload,
             ))
         }
-        _ => Ok((record, Vec::new())),
+        TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED => Ok((record, Vec::new())),
+        other => Err(format!(
+            "unknown record tag {other}; was it written by a newer tael-raft?"
+        )),
     }
 }
 

@@ -60,9 +60,11 @@ where
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
 
 /// Run by the leader on each forwarded record just before proposing it, so
-/// the application can fill in values chosen once, by the leader (ids,
-/// times). Returns the record to propose and bytes to return to the sender;
-/// an error is the sender's fault (INVALID_ARGUMENT).
+/// the application can refuse what it could not apply (undecodable bytes,
+/// unknown tags, invalid contents: the sender may run another version, or be
+/// hostile) and fill in values chosen once, by the leader (ids, times).
+/// Returns the record to propose and bytes to return to the sender; an error
+/// is the sender's fault (INVALID_ARGUMENT) and nothing reaches the log.
 pub type LeaderStamp = Arc<dyn Fn(Record) -> Result<(Record, Vec<u8>), String> + Send + Sync>;
 
 pub struct RaftService<SM>

@@ -12,7 +12,7 @@
 //! | `by_error`        | start ++ trace id ++ span id (errors only)     | empty                 |
 //! | `svc_stats`       | service                                        | [`ServiceStats`]      |
 //! | `svc_traces`      | len16 ++ service ++ trace id                   | u32 LE spans of it    |
-//! | `meta`            | `last_applied`, `membership`, ...              | JSON                  |
+//! | `meta`            | `last_applied`, `membership`, `rejected_entries`, ... | JSON           |
 //! | `logs`            | time ++ content key                            | log record            |
 //! | `log_by_service`  | day ++ len16 ++ service ++ time ++ content key | empty                 |
 //! | `log_by_severity` | day ++ severity code ++ time ++ content key    | empty                 |
@@ -60,7 +60,7 @@ use std::path::{Path, PathBuf};
 
 use fjall::{Database, PersistMode};
 
-pub use self::batch::{ApplyBatch, LARGE_LOG_BODY_BYTES};
+pub use self::batch::{ApplyBatch, RejectedEntries, RejectedEntry, LARGE_LOG_BODY_BYTES};
 pub use self::error::{StoreError, StoreResult};
 pub use self::keyspaces::{Keyspaces, KEYSPACES};
 pub use self::query::{
