@@ -354,6 +354,24 @@ where
             .map_err(Status::failed_precondition)?;
         Ok(Response::new(pb::Empty {}))
     }
+
+    async fn init_probe(
+        &self,
+        req: Request<pb::InitProbeRequest>,
+    ) -> Result<Response<pb::InitProbeResponse>, Status> {
+        let req = req.into_inner();
+        if req.node_id != self.node_id {
+            return Err(Status::invalid_argument(format!(
+                "this address is node {}, not node {}",
+                self.node_id, req.node_id
+            )));
+        }
+        let initialized = self.raft.is_initialized().await.map_err(fatal)?;
+        Ok(Response::new(pb::InitProbeResponse {
+            cluster_id: self.identity.get().unwrap_or_default(),
+            initialized,
+        }))
+    }
 }
 
 async fn receive_chunks(
