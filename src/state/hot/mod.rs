@@ -98,6 +98,11 @@ impl HotStore {
         Ok(store)
     }
 
+    /// The database directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Starts an apply: nothing staged in it is visible until its commit.
     pub fn begin(&self) -> ApplyBatch<'_> {
         ApplyBatch::new(self)
