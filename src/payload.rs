@@ -116,8 +116,30 @@ pub fn metrics_record(points: &[MetricPoint]) -> Record {
     record(TAG_METRICS, &points)
 }
 
-pub fn comment_record(draft: &Comment) -> Record {
-    record(TAG_COMMENT, draft)
+/// A comment under a fresh batch key, or, when the client named its request
+/// (`Idempotency-Key`), under a key derived from that name and the trace: a
+/// retried request then carries the same key, and apply keeps the comment
+/// once.
+pub fn comment_record(draft: &Comment, idempotency_key: Option<&str>) -> Record {
+    let batch_key = match idempotency_key {
+        None => new_batch_key(),
+        Some(name) => {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(b"tael comment\0");
+            h.update(draft.trace_id);
+            h.update(name.as_bytes());
+            let digest = h.finalize();
+            let mut key = [0u8; BATCH_KEY_LEN];
+            key.copy_from_slice(&digest[..BATCH_KEY_LEN]);
+            key
+        }
+    };
+    Record {
+        tag: TAG_COMMENT,
+        batch_key,
+        payload: encode(draft),
+    }
 }
 
 pub fn keys_record(cmd: &crate::auth::KeyCommand) -> Record {
@@ -229,7 +251,7 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
             let draft: Comment =
                 decode(&record.payload).map_err(|e| format!("undecodable comment: {e}"))?;
             comments::validate(&draft)?;
-            let stamped = comments::stamp(draft, now_unix_nanos);
+            let stamped = comments::stamp(draft, now_unix_nanos, &record.batch_key);
             let payload = encode(&stamped);
             Ok((
                 Record {
@@ -267,4 +289,63 @@ pub fn retired_tag_message(tag: u8) -> String {
          Upgrading across a data format change",
         DATA_FORMAT_VERSION
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(trace: u8) -> Comment {
+        Comment {
+            id: String::new(),
+            trace_id: [trace; 16],
+            span_id: None,
+            author: "a".into(),
+            body: "b".into(),
+            created_at_unix_nanos: 0,
+        }
+    }
+
+    #[test]
+    fn a_named_comment_request_gets_the_same_batch_key_on_its_trace_only() {
+        let key = |trace, name| comment_record(&draft(trace), name).batch_key;
+        assert_eq!(key(1, Some("r")), key(1, Some("r")));
+        assert_ne!(key(1, Some("r")), key(2, Some("r")));
+        assert_ne!(key(1, Some("r")), key(1, Some("s")));
+        assert_ne!(key(1, None), key(1, None));
+    }
+
+    #[test]
+    fn a_comment_stamped_again_under_its_batch_key_gets_the_same_id() {
+        let record = comment_record(&draft(1), Some("r"));
+        let (a, _) = stamp_at(record.clone(), 10).unwrap();
+        let (b, _) = stamp_at(record, 20).unwrap();
+        let id = |r: &Record| decode::<Comment>(&r.payload).unwrap().id;
+        assert_eq!(id(&a), id(&b));
+    }
+
+    #[test]
+    fn the_leader_refuses_what_it_could_not_apply() {
+        let unknown = Record {
+            tag: FIRST_APP_TAG + 60,
+            batch_key: [0; BATCH_KEY_LEN],
+            payload: vec![],
+        };
+        assert!(leader_stamp(unknown)
+            .unwrap_err()
+            .contains("unknown record tag"));
+        let garbage = Record {
+            tag: TAG_LOGS,
+            batch_key: [0; BATCH_KEY_LEN],
+            payload: vec![0xff; 4],
+        };
+        assert!(leader_stamp(garbage).unwrap_err().contains("undecodable"));
+        let fine = spans_record(vec![SpanRecord {
+            trace_id: [1; 16],
+            span_id: [1; 8],
+            service: "svc".into(),
+            ..Default::default()
+        }]);
+        assert!(leader_stamp(fine).is_ok());
+    }
 }

@@ -39,7 +39,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tael_consensus::{Applied, Entry, EntryPayload, LogId, Record, StoredMembership};
+use tael_consensus::{
+    Applied, Entry, EntryPayload, LogId, Record, StoredMembership, BATCH_KEY_LEN,
+};
 
 use super::hot::{ApplyBatch, StoreResult};
 use super::Shared;
@@ -87,7 +89,7 @@ pub fn apply(
             Ok(c) => c,
             Err(why) => return Ok(Err(why)),
         };
-        return stage(batch, log_index, contents).map(Ok);
+        return stage(batch, log_index, record.batch_key, contents).map(Ok);
     }
     let spooled = match payload::decode_spooled(&record.payload) {
         Ok(s) => s,
@@ -109,7 +111,7 @@ pub fn apply(
             ..AppliedCounts::default()
         }));
     }
-    let mut counts = stage(batch, log_index, contents)?;
+    let mut counts = stage(batch, log_index, record.batch_key, contents)?;
     counts.spooled_applied = 1;
     Ok(Ok(counts))
 }
@@ -131,11 +133,23 @@ fn checked_contents(log_index: u64, tag: u8, bytes: &[u8]) -> Result<Contents, S
 fn stage(
     batch: &mut ApplyBatch<'_>,
     log_index: u64,
+    batch_key: [u8; BATCH_KEY_LEN],
     contents: Contents,
 ) -> StoreResult<AppliedCounts> {
     let mut counts = AppliedCounts::default();
     match contents {
-        Contents::Comment(c) => batch.put_comment(log_index, &c),
+        // A comment has no key of its own (telemetry is keyed by its ids or
+        // content, so a retry lands on itself); its batch key stands in.
+        Contents::Comment(c) => {
+            if batch.claim_batch_key(batch_key)? {
+                batch.put_comment(log_index, &c);
+            } else {
+                tracing::info!(
+                    log_index,
+                    "comment proposed again under its batch key; skipped"
+                );
+            }
+        }
         Contents::Keys(cmd) => {
             if let Err(why) = batch.apply_key_command(cmd)? {
                 tracing::warn!(log_index, reason = %why, "key command took no effect");
@@ -347,7 +361,7 @@ mod tests {
                 payload::spans_record(vec![span(9, "ok"), span(8, &long_service)]),
                 "service name",
             ),
-            (payload::comment_record(&unstamped), "never stamped"),
+            (payload::comment_record(&unstamped, None), "never stamped"),
             (
                 payload::spooled_record([1; 16], &spooled_garbage),
                 "undecodable spans",
@@ -407,6 +421,46 @@ mod tests {
             sm.shared.store().rejected_entries().unwrap(),
             sm2.shared.store().rejected_entries().unwrap()
         );
+    }
+
+    fn stamped_comment(body: &str, batch_key: [u8; 16]) -> Record {
+        let c = crate::comments::Comment {
+            id: "c1".into(),
+            trace_id: [4; 16],
+            span_id: None,
+            author: "a".into(),
+            body: body.into(),
+            created_at_unix_nanos: 1,
+        };
+        Record {
+            batch_key,
+            ..payload::comment_record(&c, None)
+        }
+    }
+
+    #[test]
+    fn a_comment_proposed_again_under_its_batch_key_is_stored_once() {
+        let (_dir, sm) = open();
+        // In one batch, then across batches (read back from the store).
+        sm.shared
+            .apply_entries(&[
+                normal(1, stamped_comment("first", [1; 16])),
+                normal(2, stamped_comment("first", [1; 16])),
+                normal(3, stamped_comment("second", [2; 16])),
+            ])
+            .unwrap();
+        sm.shared
+            .apply_entries(&[normal(4, stamped_comment("second", [2; 16]))])
+            .unwrap();
+        let bodies: Vec<String> = sm
+            .shared
+            .store()
+            .trace_comments(&[4; 16], 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.body)
+            .collect();
+        assert_eq!(bodies, ["first", "second"]);
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! `spool_marks.rs`; logs, metric points, comments, full-text documents and
 //! the membership's retired nodes here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use fjall::OwnedWriteBatch;
-use tael_consensus::{LogId, StoredMembership};
+use tael_consensus::{LogId, StoredMembership, BATCH_KEY_LEN};
 
 use super::keys::{
     bucketed, comment_key, pending_doc_key, prefixed, record_key, service_prefix, META_API_KEYS,
@@ -72,6 +72,8 @@ pub struct ApplyBatch<'a> {
     key_set: Option<KeySet>,
     /// The rejected entries as changed by this batch, when one was rejected.
     rejected: Option<RejectedEntries>,
+    /// Batch keys claimed in this batch (see `claim_batch_key`).
+    batch_keys: HashSet<[u8; BATCH_KEY_LEN]>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -89,6 +91,7 @@ impl<'a> ApplyBatch<'a> {
             spool_marks: HashMap::new(),
             key_set: None,
             rejected: None,
+            batch_keys: HashSet::new(),
         }
     }
 }
@@ -181,6 +184,20 @@ impl ApplyBatch<'_> {
     /// Whether this batch changed the key set.
     pub fn changes_keys(&self) -> bool {
         self.key_set.is_some()
+    }
+
+    /// Claims `key` for the current entry: false when an earlier entry
+    /// already claimed it (a proposal made again, e.g. a retried request).
+    pub fn claim_batch_key(&mut self, key: [u8; BATCH_KEY_LEN]) -> StoreResult<bool> {
+        let ks = &self.store.keyspaces.batch_keys;
+        if self.batch_keys.contains(&key) || ks.get(key)?.is_some() {
+            return Ok(false);
+        }
+        let index = self.current_entry();
+        self.batch
+            .insert(ks, key.to_vec(), index.to_be_bytes().to_vec());
+        self.batch_keys.insert(key);
+        Ok(true)
     }
 
     pub fn put_comment(&mut self, log_index: u64, c: &Comment) {

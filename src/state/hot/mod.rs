@@ -24,6 +24,7 @@
 //! | `ft_pending`      | log index ++ doc number                        | [`PendingDoc`]        |
 //! | `spool_applied`   | origin ++ kind (++ generation)                 | [`SpoolFloor`] or seq |
 //! | `trace_marks`     | trace id                                       | empty                 |
+//! | `batch_keys`      | batch key (comments only)                      | log index (u64 BE)    |
 //!
 //! Integers in keys are big-endian; values are bincode ([`crate::codec`])
 //! unless said otherwise. `keys.rs` builds every key and says why it is
