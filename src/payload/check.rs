@@ -178,12 +178,14 @@ mod tests {
 
     #[test]
     fn an_llm_text_must_match_its_hash() {
-        let mut span = SpanRecord::default();
-        span.llm = Some(crate::model::llm::LlmInfo {
-            prompt_text: Some("hello".into()),
-            prompt_sha256: Some(sha256(b"other")),
+        let span = SpanRecord {
+            llm: Some(crate::model::llm::LlmInfo {
+                prompt_text: Some("hello".into()),
+                prompt_sha256: Some(sha256(b"other")),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         assert!(storable_span(&span).unwrap_err().contains("prompt"));
     }
 }
