@@ -1,6 +1,7 @@
 //! A record no replica could apply never stops the cluster: the leader
 //! refuses a forwarded record it could not apply, before it reaches the log,
-//! and the cluster keeps committing.
+//! and the cluster keeps committing; an entry that is in the log anyway is
+//! rejected by apply and the node carries on.
 
 mod common;
 
@@ -131,4 +132,78 @@ async fn a_forwarded_record_no_replica_could_apply_is_refused_and_the_cluster_ke
             "node {id}: nothing refused reached the log"
         );
     }
+}
+
+/// Appends `records` to a stopped node's log, in the term of its last entry,
+/// as a leader of that term would have.
+async fn append_to_log(node: &TestNode, records: Vec<tael_consensus::Record>) -> u64 {
+    use openraft::storage::{IOFlushed, RaftLogStorage};
+    use openraft::type_config::TypeConfigExt;
+    use tael_consensus::{Entry, EntryPayload, LogId, LogStore, LogStoreOptions, TypeConfig};
+
+    let mut log = LogStore::open(&node.data_dir.join("raft-log"), LogStoreOptions::default())
+        .expect("open the stopped node's log");
+    let last = log.bounds().1.expect("the log has entries");
+    let entries: Vec<Entry> = records
+        .into_iter()
+        .zip(last.index + 1..)
+        .map(|(record, index)| Entry {
+            log_id: LogId::new(last.leader_id, index),
+            payload: EntryPayload::Normal(record),
+        })
+        .collect();
+    let appended = last.index + entries.len() as u64;
+    let (tx, rx) = TypeConfig::oneshot();
+    log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().expect("appended and fsynced");
+    appended
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_no_replica_can_apply_is_rejected_on_restart_and_the_node_carries_on() {
+    let mut c = TestCluster::start(1, &[]);
+    c.init().await;
+    c.wait_leader().await;
+    let mut otlp = c.otlp_client(1).await;
+    export(&mut otlp, trace_request("before", 1, 2))
+        .await
+        .unwrap();
+    c.kill(1);
+
+    let unknown = tael_consensus::Record {
+        tag: FIRST_APP_TAG + 60,
+        batch_key: [3; 16],
+        payload: b"from a newer version".to_vec(),
+    };
+    let garbage = tael_consensus::Record {
+        tag: payload::TAG_SPANS,
+        batch_key: [4; 16],
+        payload: vec![0xff; 9],
+    };
+    let good = payload::spans_record(vec![span(9, "between")]);
+    let last = append_to_log(c.node(1), vec![unknown, good, garbage]).await;
+
+    // The restarted node commits and applies them (a one-node quorum).
+    c.spawn(1);
+    c.wait_healthy(1).await;
+    c.wait_leader().await;
+    c.wait_applied(1, last).await;
+    let mut otlp = c.otlp_client(1).await;
+    export(&mut otlp, trace_request("after", 2, 2))
+        .await
+        .expect("the node still commits");
+    for (service, spans) in [("before", 2), ("between", 1), ("after", 2)] {
+        let found = traces_of_service(&c, 1, service, "linearizable")
+            .await
+            .unwrap();
+        assert_eq!(found.len(), spans, "{service}");
+    }
+    let metrics = c.get(1, "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert_eq!(metric(&text, "tael_apply_rejected_entries_total"), 2);
+    let log = c.node(1).log_text();
+    assert!(
+        log.contains("log entry rejected"),
+        "the rejection is logged"
+    );
 }
