@@ -65,7 +65,10 @@ pub fn validate(c: &Comment) -> Result<(), String> {
 static LAST_STAMP_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Assigns the id and creation time. Called only by the proposing leader.
-pub fn stamp(mut c: Comment, now_unix_nanos: u64) -> Comment {
+/// The id comes from the record's batch key, so a comment proposed again
+/// under the same key (a retried request, see `payload::comment_record`)
+/// is answered with the id of the one apply keeps.
+pub fn stamp(mut c: Comment, now_unix_nanos: u64, batch_key: &[u8; 16]) -> Comment {
     use std::sync::atomic::Ordering;
     let prev = LAST_STAMP_NANOS
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
@@ -73,8 +76,7 @@ pub fn stamp(mut c: Comment, now_unix_nanos: u64) -> Comment {
         })
         .expect("the update closure always succeeds");
     c.created_at_unix_nanos = now_unix_nanos.max(prev + 1);
-    let suffix: [u8; 8] = rand::random();
-    c.id = format!("c{}", hex_lower(&suffix));
+    c.id = format!("c{}", hex_lower(&batch_key[..8]));
     debug_assert!(c.is_stamped());
     c
 }
@@ -96,8 +98,8 @@ mod tests {
 
     #[test]
     fn stamps_are_unique_and_never_go_back() {
-        let a = stamp(draft("x"), 1_000);
-        let b = stamp(draft("x"), 500); // the wall clock stepped back
+        let a = stamp(draft("x"), 1_000, &[1; 16]);
+        let b = stamp(draft("x"), 500, &[2; 16]); // the wall clock stepped back
         assert!(a.is_stamped() && b.is_stamped());
         assert_ne!(a.id, b.id);
         assert!(b.created_at_unix_nanos > a.created_at_unix_nanos);

@@ -249,8 +249,9 @@ impl Indexer {
 
     /// One round; returns whether it hit its batch limit.
     fn step(&mut self) -> Result<bool, String> {
-        let store = self.sm.store();
-        let generation = self.sm.generation();
+        // Together: a store read apart from its generation could be the
+        // one a snapshot install just replaced.
+        let (store, generation) = self.sm.store_with_generation();
         if generation != self.state.generation {
             self.rebuild(&store, generation)?;
             return Ok(true);

@@ -140,11 +140,16 @@ impl Ingest {
         }
     }
 
-    /// Commits a validated comment; the leader stamps its id and time.
-    pub async fn add_comment(&self, draft: &Comment) -> Result<Comment, ClusterError> {
+    /// Commits a validated comment; the leader stamps its id and time. The
+    /// same `idempotency_key` on the same trace is stored once.
+    pub async fn add_comment(
+        &self,
+        draft: &Comment,
+        idempotency_key: Option<&str>,
+    ) -> Result<Comment, ClusterError> {
         let (_, response) = self
             .cluster
-            .propose_for_response(crate::payload::comment_record(draft))
+            .propose_for_response(crate::payload::comment_record(draft, idempotency_key))
             .await?;
         let stamped: Comment = crate::codec::decode(&response)
             .map_err(|e| ClusterError::Internal(format!("the leader's stamped comment: {e}")))?;

@@ -40,7 +40,8 @@ enum Command {
         /// A member as ID=RAFT_HOST:PORT; repeat for each node.
         #[arg(long = "member", required = true, value_parser = cmd::parse_member)]
         members: Vec<(u64, String)>,
-        /// How long to wait for the server to come up.
+        /// How long to wait for the server and the other members to come
+        /// up (init is retried while any of them is unreachable).
         #[arg(long, default_value_t = 30)]
         wait_secs: u64,
         /// Create the cluster's first admin key and write it to this file

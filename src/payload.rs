@@ -5,7 +5,10 @@
 //! received the export, and decoded once per replica at apply time (see
 //! [`crate::state::apply`], which also says how each is applied).
 
+mod check;
 mod grouped;
+
+pub use check::MAX_INDEX_NAME_BYTES;
 
 use tael_consensus::{Record, BATCH_KEY_LEN, FIRST_APP_TAG};
 
@@ -102,12 +105,20 @@ pub fn logs_record(logs: Vec<LogRecord>) -> Record {
 
 /// The spans of a `TAG_SPANS` payload.
 pub fn decode_spans(payload: &[u8]) -> Result<Vec<SpanRecord>, String> {
-    grouped::ungroup(decode(&decompressed(payload)?).map_err(|e| e.to_string())?)
+    decode_grouped(payload).map_err(|e| format!("undecodable spans: {e}"))
 }
 
 /// The log records of a `TAG_LOGS` payload.
 pub fn decode_logs(payload: &[u8]) -> Result<Vec<LogRecord>, String> {
-    grouped::ungroup(decode(&decompressed(payload)?).map_err(|e| e.to_string())?)
+    decode_grouped(payload).map_err(|e| format!("undecodable log records: {e}"))
+}
+
+fn decode_grouped<R>(payload: &[u8]) -> Result<Vec<R>, String>
+where
+    R: grouped::HasOrigin + serde::de::DeserializeOwned,
+{
+    let bytes = decompressed(payload)?;
+    grouped::ungroup(decode(&bytes).map_err(|e| e.to_string())?)
 }
 
 /// The first byte of a compressed payload: an LZ4 block follows, led by its
@@ -157,18 +168,127 @@ pub fn metrics_record(points: &[MetricPoint]) -> Record {
     record(TAG_METRICS, &points)
 }
 
-pub fn comment_record(draft: &Comment) -> Record {
-    record(TAG_COMMENT, draft)
+/// A comment under a fresh batch key, or, when the client named its request
+/// (`Idempotency-Key`), under a key derived from that name and the trace: a
+/// retried request then carries the same key, and apply keeps the comment
+/// once.
+pub fn comment_record(draft: &Comment, idempotency_key: Option<&str>) -> Record {
+    let batch_key = match idempotency_key {
+        None => new_batch_key(),
+        Some(name) => {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(b"tael comment\0");
+            h.update(draft.trace_id);
+            h.update(name.as_bytes());
+            let digest = h.finalize();
+            let mut key = [0u8; BATCH_KEY_LEN];
+            key.copy_from_slice(&digest[..BATCH_KEY_LEN]);
+            key
+        }
+    };
+    Record {
+        tag: TAG_COMMENT,
+        batch_key,
+        payload: encode(draft),
+    }
 }
 
 pub fn keys_record(cmd: &crate::auth::KeyCommand) -> Record {
     record(TAG_KEYS, cmd)
 }
 
+/// The decoded contents of a record of a known tag (spooled records
+/// unwrapped by the caller).
+#[derive(Debug)]
+pub enum Contents {
+    Spans(Vec<SpanRecord>),
+    Logs(Vec<LogRecord>),
+    Metrics(Vec<MetricPoint>),
+    Comment(Comment),
+    Keys(crate::auth::KeyCommand),
+}
+
+/// Decodes a plain (not spooled) record of `tag` and checks that the store
+/// can hold it (`check::storable_*`). Apply runs this on every replica, so
+/// it must stay deterministic: the same bytes give the same answer on every
+/// node and version that knows the tag.
+pub fn decode_contents(tag: u8, payload: &[u8]) -> Result<Contents, String> {
+    match tag {
+        TAG_SPANS => {
+            let spans = decode_spans(payload)?;
+            spans.iter().try_for_each(check::storable_span)?;
+            Ok(Contents::Spans(spans))
+        }
+        TAG_LOGS => {
+            let logs = decode_logs(payload)?;
+            logs.iter().try_for_each(check::storable_log)?;
+            Ok(Contents::Logs(logs))
+        }
+        TAG_METRICS => {
+            let points: Vec<MetricPoint> =
+                decode(payload).map_err(|e| format!("undecodable metric points: {e}"))?;
+            points.iter().try_for_each(check::storable_metric)?;
+            Ok(Contents::Metrics(points))
+        }
+        TAG_COMMENT => decode(payload)
+            .map(Contents::Comment)
+            .map_err(|e| format!("undecodable comment: {e}")),
+        TAG_KEYS => decode(payload)
+            .map(Contents::Keys)
+            .map_err(|e| format!("undecodable key command: {e}")),
+        other if RETIRED_TAGS.contains(&other) => Err(retired_tag_message(other)),
+        other => Err(format!(
+            "unknown record tag {other}; was it written by a newer tael-raft?"
+        )),
+    }
+}
+
+/// The payload of a `TAG_SPOOLED` record, with the wrapped tag checked.
+pub fn decode_spooled(payload: &[u8]) -> Result<SpooledRecord, String> {
+    let spooled: SpooledRecord =
+        decode(payload).map_err(|e| format!("undecodable spooled record: {e}"))?;
+    if !spoolable(spooled.tag) {
+        return Err(format!("spooled record wraps tag {}", spooled.tag));
+    }
+    Ok(spooled)
+}
+
+/// Run by the leader on a record forwarded by a peer, just before proposing
+/// it: refuses anything this node's own ingest would not have produced
+/// (undecodable bytes, unknown or retired tags, contents beyond the ingest
+/// limits), then stamps it like [`stamp_local`]. The peer may run another
+/// version or be hostile; a record that reached the log would be applied
+/// (or rejected) by every replica, so refusing it here is the cheap place.
+pub fn leader_stamp(record: Record) -> Result<(Record, Vec<u8>), String> {
+    admissible(&record)?;
+    stamp_local(record)
+}
+
+/// Whether the leader may propose `record` (see [`leader_stamp`]).
+pub fn admissible(record: &Record) -> Result<(), String> {
+    let (tag, payload) = if record.tag == TAG_SPOOLED {
+        let spooled = decode_spooled(&record.payload)?;
+        (spooled.tag, std::borrow::Cow::Owned(spooled.payload))
+    } else {
+        (record.tag, std::borrow::Cow::Borrowed(&record.payload))
+    };
+    match decode_contents(tag, &payload)? {
+        Contents::Spans(spans) => spans.iter().try_for_each(check::admissible_span),
+        Contents::Logs(logs) => logs.iter().try_for_each(check::admissible_log),
+        Contents::Metrics(points) => points.iter().try_for_each(check::admissible_metric),
+        // Checked when stamped.
+        Contents::Comment(_) | Contents::Keys(_) => Ok(()),
+    }
+}
+
 /// Run by the leader on every record just before proposing it: fills in the
 /// values that must be chosen exactly once (a comment's id and time). Returns
-/// the record to propose and the bytes to hand back to the writer.
-pub fn leader_stamp(record: Record) -> Result<(Record, Vec<u8>), String> {
+/// the record to propose and the bytes to hand back to the writer. Records
+/// built by this process's own ingest go through this alone: their telemetry
+/// was converted and checked here, and decoding it again would cost the
+/// leader a second decode of every export.
+pub fn stamp_local(record: Record) -> Result<(Record, Vec<u8>), String> {
     stamp_at(record, crate::model::now_unix_nanos())
 }
 
@@ -183,7 +303,7 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
             let draft: Comment =
                 decode(&record.payload).map_err(|e| format!("undecodable comment: {e}"))?;
             comments::validate(&draft)?;
-            let stamped = comments::stamp(draft, now_unix_nanos);
+            let stamped = comments::stamp(draft, now_unix_nanos, &record.batch_key);
             let payload = encode(&stamped);
             Ok((
                 Record {
@@ -207,7 +327,10 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
                 payload,
             ))
         }
-        _ => Ok((record, Vec::new())),
+        TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED => Ok((record, Vec::new())),
+        other => Err(format!(
+            "unknown record tag {other}; was it written by a newer tael-raft?"
+        )),
     }
 }
 
@@ -249,5 +372,59 @@ mod tests {
             assert!(decompressed(bad).is_err(), "{bad:?}");
         }
         assert!(decode_spans(&bomb).unwrap_err().contains("claims"));
+    }
+
+    fn draft(trace: u8) -> Comment {
+        Comment {
+            id: String::new(),
+            trace_id: [trace; 16],
+            span_id: None,
+            author: "a".into(),
+            body: "b".into(),
+            created_at_unix_nanos: 0,
+        }
+    }
+
+    #[test]
+    fn a_named_comment_request_gets_the_same_batch_key_on_its_trace_only() {
+        let key = |trace, name| comment_record(&draft(trace), name).batch_key;
+        assert_eq!(key(1, Some("r")), key(1, Some("r")));
+        assert_ne!(key(1, Some("r")), key(2, Some("r")));
+        assert_ne!(key(1, Some("r")), key(1, Some("s")));
+        assert_ne!(key(1, None), key(1, None));
+    }
+
+    #[test]
+    fn a_comment_stamped_again_under_its_batch_key_gets_the_same_id() {
+        let record = comment_record(&draft(1), Some("r"));
+        let (a, _) = stamp_at(record.clone(), 10).unwrap();
+        let (b, _) = stamp_at(record, 20).unwrap();
+        let id = |r: &Record| decode::<Comment>(&r.payload).unwrap().id;
+        assert_eq!(id(&a), id(&b));
+    }
+
+    #[test]
+    fn the_leader_refuses_what_it_could_not_apply() {
+        let unknown = Record {
+            tag: FIRST_APP_TAG + 60,
+            batch_key: [0; BATCH_KEY_LEN],
+            payload: vec![],
+        };
+        assert!(leader_stamp(unknown)
+            .unwrap_err()
+            .contains("unknown record tag"));
+        let garbage = Record {
+            tag: TAG_LOGS,
+            batch_key: [0; BATCH_KEY_LEN],
+            payload: vec![0xff; 4],
+        };
+        assert!(leader_stamp(garbage).unwrap_err().contains("undecodable"));
+        let fine = spans_record(vec![SpanRecord {
+            trace_id: [1; 16],
+            span_id: [1; 8],
+            service: "svc".into(),
+            ..Default::default()
+        }]);
+        assert!(leader_stamp(fine).is_ok());
     }
 }

@@ -192,6 +192,17 @@ impl SelfMetrics {
         &one(ss.spooled_duplicates_skipped.load(Ordering::Relaxed)),
     );
         let store = self.sm.store();
+        if let Ok(Ok(rejected)) =
+            tokio::task::spawn_blocking(move || store.rejected_entries()).await
+        {
+            metric(
+                "tael_apply_rejected_entries_total",
+                "counter",
+                "Committed log entries the state machine could not apply (undecodable, unknown tag, invalid contents) and skipped; replicated state, equal on every node at the same applied index. See the log for each entry's index and reason.",
+                &one(rejected.count),
+            );
+        }
+        let store = self.sm.store();
         if let Ok(Ok(by_origin)) =
             tokio::task::spawn_blocking(move || store.spooled_applied_by_origin()).await
         {

@@ -117,3 +117,59 @@ async fn comments_replicate_in_commit_order_with_leader_assigned_ids() {
         .await;
     assert_eq!(r.json().unwrap()["count"], 3, "bad requests stored nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comment_retried_under_its_idempotency_key_is_stored_once() {
+    let c = TestCluster::start(3, &[]);
+    c.init().await;
+    let leader = c.wait_leader().await;
+    let follower = (1..=3).find(|&n| n != leader).unwrap();
+    let trace = trace_hex(43);
+    let send = |via: u64, key: &'static str| {
+        let url = c.node(via).url(&format!("/api/v1/traces/{trace}/comments"));
+        async move {
+            let r = http_client::request_with_headers(
+                "POST",
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                br#"{"body": "rolled back the deploy"}"#,
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+            r.json().unwrap()["comment"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    // The retry may reach another node: the key, not the node, decides.
+    let first = send(follower, "req-1").await;
+    let retry = send(leader, "req-1").await;
+    let other = send(follower, "req-2").await;
+    assert_eq!(
+        first, retry,
+        "the retry is answered with the stored comment's id"
+    );
+    assert_ne!(first, other);
+    for node in 1..=3 {
+        let r = c
+            .get(
+                node,
+                &format!("/api/v1/traces/{trace}/comments?consistency=linearizable"),
+            )
+            .await;
+        let v = r.json().unwrap();
+        let ids: Vec<&str> = v["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [first.as_str(), other.as_str()], "node {node}");
+    }
+}

@@ -60,9 +60,11 @@ where
 pub const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
 
 /// Run by the leader on each forwarded record just before proposing it, so
-/// the application can fill in values chosen once, by the leader (ids,
-/// times). Returns the record to propose and bytes to return to the sender;
-/// an error is the sender's fault (INVALID_ARGUMENT).
+/// the application can refuse what it could not apply (undecodable bytes,
+/// unknown tags, invalid contents: the sender may run another version, or be
+/// hostile) and fill in values chosen once, by the leader (ids, times).
+/// Returns the record to propose and bytes to return to the sender; an error
+/// is the sender's fault (INVALID_ARGUMENT) and nothing reaches the log.
 pub type LeaderStamp = Arc<dyn Fn(Record) -> Result<(Record, Vec<u8>), String> + Send + Sync>;
 
 pub struct RaftService<SM>
@@ -351,6 +353,24 @@ where
             .adopt(&req.cluster_id)
             .map_err(Status::failed_precondition)?;
         Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn init_probe(
+        &self,
+        req: Request<pb::InitProbeRequest>,
+    ) -> Result<Response<pb::InitProbeResponse>, Status> {
+        let req = req.into_inner();
+        if req.node_id != self.node_id {
+            return Err(Status::invalid_argument(format!(
+                "this address is node {}, not node {}",
+                self.node_id, req.node_id
+            )));
+        }
+        let initialized = self.raft.is_initialized().await.map_err(fatal)?;
+        Ok(Response::new(pb::InitProbeResponse {
+            cluster_id: self.identity.get().unwrap_or_default(),
+            initialized,
+        }))
     }
 }
 

@@ -5,8 +5,9 @@
 //! on it) and ask:
 //!
 //! - [`Cluster::propose`]: commit a record through the leader. On the leader
-//!   it is stamped (`payload::leader_stamp`) and appended; elsewhere it is
-//!   forwarded to the leader over the peer port. Either way the answer comes
+//!   it is stamped (`payload::stamp_local`) and appended; elsewhere it is
+//!   forwarded to the leader over the peer port, which checks and stamps it
+//!   (`payload::leader_stamp`). Either way the answer comes
 //!   once the entry reached the configured ack level.
 //! - [`Cluster::read_barrier`]: make the local state machine fresh enough for
 //!   a consistency level (a read index from the leader, then a wait for local

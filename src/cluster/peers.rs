@@ -109,6 +109,19 @@ impl Peers {
         within(timeout, client.adopt_cluster(req)).await?;
         Ok(())
     }
+
+    /// Whether the node at `addr` (expected to be `node_id`) belongs to a
+    /// cluster, and whether its Raft is initialized.
+    pub async fn init_probe(
+        &self,
+        addr: &str,
+        node_id: u64,
+        timeout: Duration,
+    ) -> Result<pb::InitProbeResponse, PeerErrorOr> {
+        let req = pb::InitProbeRequest { node_id };
+        let mut client = self.client(addr)?;
+        Ok(within(timeout, client.init_probe(req)).await?)
+    }
 }
 
 /// A peer call's failure: either the call could not be made here

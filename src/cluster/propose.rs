@@ -23,7 +23,7 @@ impl Cluster {
     }
 
     /// [`Cluster::propose`], also returning what the leader's stamp produced
-    /// (see [`payload::leader_stamp`]).
+    /// (see [`payload::stamp_local`]).
     pub async fn propose_for_response(
         &self,
         record: Record,
@@ -31,8 +31,7 @@ impl Cluster {
         self.peers.cluster_id()?;
         let m = self.metrics();
         if m.current_leader == Some(self.settings.node_id) {
-            let (record, response) =
-                payload::leader_stamp(record).map_err(ClusterError::Invalid)?;
+            let (record, response) = payload::stamp_local(record).map_err(ClusterError::Invalid)?;
             let index = tael_consensus::write::propose(
                 &self.raft,
                 &self.log,

@@ -15,7 +15,9 @@ pub struct Initialized {
 }
 
 /// Asks the node at `server` to create the cluster. Waits up to `wait` for
-/// the node to come up; a cluster that already exists is an error.
+/// the node and every member to come up (the server answers 503 while a
+/// member is unreachable, having adopted nothing, so asking again is safe);
+/// a cluster that already exists is an error.
 pub async fn run(
     server: &str,
     members: &[(u64, String)],
@@ -50,11 +52,14 @@ pub async fn run_with(
                     .json()
                     .ok()
                     .and_then(|v| v["error"].as_str().map(str::to_string));
-                return Err(format!(
-                    "init refused ({}): {}",
-                    resp.status,
-                    msg.unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned())
-                ));
+                let msg = msg.unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
+                if resp.status == 503 {
+                    return Err(format!(
+                        "init still unavailable after waiting {}s: {msg}; run init again once every member is up (a retry completes a partial init)",
+                        wait.as_secs()
+                    ));
+                }
+                return Err(format!("init refused ({}): {msg}", resp.status));
             }
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!("cannot reach {server}: {e}"))

@@ -6,6 +6,7 @@
 
 pub mod ids;
 pub mod json;
+pub mod limits;
 pub mod llm;
 pub mod log;
 pub mod metric;

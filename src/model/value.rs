@@ -15,8 +15,40 @@ pub const MAX_STRING_FORM_DEPTH: usize = 16;
 /// [`MAX_STRING_FORM_DEPTH`].
 pub const NESTED_TOO_DEEP: &str = "<nested too deep>";
 
+/// Deepest nesting of arrays and maps a value may have when decoded from
+/// our own encoding (log entries, stored records). OTLP decoding stops far
+/// sooner (protobuf at 100 nested messages, about 50 values; JSON at 128
+/// levels, about 40 values), so only forged bytes reach it; without it, a
+/// record nested a hundred thousand deep would exhaust the stack of every
+/// node decoding it. Part of what apply accepts: never lower it.
+pub const MAX_DECODE_DEPTH: usize = 128;
+
+std::thread_local! {
+    /// How many `AnyValue`s this thread is decoding, one inside the other.
+    static DECODE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of [`DECODE_DEPTH`], left when dropped (on errors too).
+struct DecodeLevel;
+
+impl DecodeLevel {
+    fn enter() -> (DecodeLevel, usize) {
+        let depth = DECODE_DEPTH.with(|d| {
+            d.set(d.get() + 1);
+            d.get()
+        });
+        (DecodeLevel, depth)
+    }
+}
+
+impl Drop for DecodeLevel {
+    fn drop(&mut self) {
+        DECODE_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
 /// One OTLP `AnyValue`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum AnyValue {
     /// An `AnyValue` with no value set (OTLP calls it "empty").
     Empty,
@@ -30,6 +62,45 @@ pub enum AnyValue {
     /// `string_value_strindex`: a string-table reference used only by the
     /// profiling signal. Kept so a record gives back what it was sent.
     StrIndex(i32),
+}
+
+/// [`AnyValue`] as decoded: the same variants in the same order (the
+/// encoding names variants by position), its nested values decoded through
+/// the depth check of `AnyValue`'s `Deserialize`.
+#[derive(Deserialize)]
+#[serde(rename = "AnyValue")]
+enum AnyValueRepr {
+    Empty,
+    String(String),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
+    Array(Vec<AnyValue>),
+    KvList(Vec<KeyValue>),
+    StrIndex(i32),
+}
+
+impl<'de> Deserialize<'de> for AnyValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (_level, depth) = DecodeLevel::enter();
+        if depth > MAX_DECODE_DEPTH {
+            return Err(serde::de::Error::custom(format!(
+                "value nested deeper than {MAX_DECODE_DEPTH} levels"
+            )));
+        }
+        Ok(match AnyValueRepr::deserialize(d)? {
+            AnyValueRepr::Empty => AnyValue::Empty,
+            AnyValueRepr::String(s) => AnyValue::String(s),
+            AnyValueRepr::Bool(b) => AnyValue::Bool(b),
+            AnyValueRepr::Int(i) => AnyValue::Int(i),
+            AnyValueRepr::Double(f) => AnyValue::Double(f),
+            AnyValueRepr::Bytes(b) => AnyValue::Bytes(b),
+            AnyValueRepr::Array(a) => AnyValue::Array(a),
+            AnyValueRepr::KvList(kvs) => AnyValue::KvList(kvs),
+            AnyValueRepr::StrIndex(i) => AnyValue::StrIndex(i),
+        })
+    }
 }
 
 /// One attribute: OTLP `KeyValue`. The value is optional as in OTLP: an
@@ -220,5 +291,79 @@ mod tests {
             Some("3")
         );
         assert_eq!(find(&out, "c"), None);
+    }
+
+    fn nested(depth: usize) -> AnyValue {
+        let mut v = AnyValue::Int(1);
+        for i in 0..depth - 1 {
+            v = if i % 2 == 0 {
+                AnyValue::Array(vec![v])
+            } else {
+                AnyValue::KvList(vec![KeyValue::new("k", v)])
+            };
+        }
+        v
+    }
+
+    /// The bytes of a value nested `depth` deep, built without a nested
+    /// value in memory (which could not even be dropped at that depth):
+    /// `depth - 1` arrays of one element around an empty value.
+    fn nested_bytes(depth: usize) -> Vec<u8> {
+        let array = crate::codec::encode(&AnyValue::Array(vec![AnyValue::Empty]));
+        let empty = crate::codec::encode(&AnyValue::Empty);
+        let prefix = &array[..array.len() - empty.len()];
+        let mut bytes = prefix.repeat(depth - 1);
+        bytes.extend_from_slice(&empty);
+        bytes
+    }
+
+    #[test]
+    fn values_decode_as_they_were_encoded_up_to_the_depth_limit() {
+        for v in [
+            AnyValue::Empty,
+            AnyValue::Bytes(vec![1, 2]),
+            AnyValue::StrIndex(-3),
+            nested(MAX_DECODE_DEPTH),
+        ] {
+            let bytes = crate::codec::encode(&v);
+            assert_eq!(crate::codec::decode::<AnyValue>(&bytes).unwrap(), v);
+        }
+        let same = nested_bytes(3);
+        assert_eq!(
+            crate::codec::decode::<AnyValue>(&same).unwrap(),
+            AnyValue::Array(vec![AnyValue::Array(vec![AnyValue::Empty])])
+        );
+    }
+
+    #[test]
+    fn a_value_nested_too_deep_is_an_error_not_a_stack_overflow() {
+        // A small stack, as on the runtime's threads.
+        let outcome = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(|| {
+                let too_deep =
+                    crate::codec::decode::<AnyValue>(&nested_bytes(MAX_DECODE_DEPTH + 1))
+                        .unwrap_err()
+                        .to_string();
+                let hostile = crate::codec::decode::<Vec<KeyValue>>(&{
+                    // One attribute whose value is nested 100,000 deep.
+                    let mut b = crate::codec::encode(&vec![KeyValue::new("k", AnyValue::Empty)]);
+                    let empty = crate::codec::encode(&AnyValue::Empty);
+                    b.truncate(b.len() - empty.len());
+                    b.extend(nested_bytes(100_000));
+                    b
+                })
+                .unwrap_err()
+                .to_string();
+                // The depth count is back at zero after the errors.
+                let fine = crate::codec::decode::<AnyValue>(&nested_bytes(MAX_DECODE_DEPTH));
+                (too_deep, hostile, fine.is_ok())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.0.contains("nested deeper"), "{}", outcome.0);
+        assert!(outcome.1.contains("nested deeper"), "{}", outcome.1);
+        assert!(outcome.2);
     }
 }

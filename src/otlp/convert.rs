@@ -18,23 +18,12 @@ use crate::model::{
     TraceId,
 };
 
-/// Largest attribute value (its string form) a record may carry.
-pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024 * 1024;
-/// Largest attribute key.
-pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 1024;
-/// Most attributes on one span, event, link, resource or scope.
-pub const MAX_ATTRIBUTES: usize = 1024;
-/// Most events on one span.
-pub const MAX_EVENTS: usize = 1024;
-/// Most links on one span.
-pub const MAX_LINKS: usize = 1024;
-/// Largest log body (its string form).
-pub const MAX_LOG_BODY_BYTES: usize = 1024 * 1024;
-/// Most buckets in one histogram point (explicit, or after converting an
-/// exponential histogram).
-pub const MAX_HISTOGRAM_BUCKETS: usize = 4096;
-/// Most quantiles in one summary point.
-pub const MAX_QUANTILES: usize = 1024;
+// The limits live with the model: the leader checks forwarded records
+// against the same ones (`payload::check`).
+pub use crate::model::limits::{
+    MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_EVENTS,
+    MAX_HISTOGRAM_BUCKETS, MAX_LINKS, MAX_LOG_BODY_BYTES, MAX_NAME_CHARS, MAX_QUANTILES,
+};
 
 #[derive(Debug)]
 pub struct Converted<T> {
@@ -163,7 +152,10 @@ fn metric_service_name(resource_attrs: &[otlp_common::KeyValue]) -> String {
 
 /// Service and operation names are index keys: bound them and drop control characters.
 fn clean_name(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(256).collect()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect()
 }
 
 /// The cleaned form of `raw`, and `raw` itself when cleaning changed it.

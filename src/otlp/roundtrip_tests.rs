@@ -17,7 +17,7 @@ fn store_with(record: &tael_consensus::Record) -> (tempfile::TempDir, HotStore) 
     let store = HotStore::open(dir.path(), 1, 1 << 20).unwrap();
     let mut batch = store.begin();
     batch.begin_entry(1);
-    apply::apply(&mut batch, 1, record).unwrap();
+    apply::apply(&mut batch, 1, record).unwrap().unwrap();
     let entry = tael_consensus::LogId::new(
         tael_consensus::LeaderId {
             term: 1,

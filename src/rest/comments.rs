@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -28,6 +28,20 @@ struct NewComment {
     span_id: Option<String>,
 }
 
+/// The client's name for this request: a retry under the same name (and
+/// trace) stores the comment once.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(s) if !s.is_empty() && s.len() <= MAX_IDEMPOTENCY_KEY_BYTES => Ok(Some(s.to_string())),
+        _ => Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII characters"
+        ))),
+    }
+}
+
 fn trace_id(raw: &str) -> Result<TraceId, ApiError> {
     parse_hex(raw).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -36,11 +50,16 @@ fn trace_id(raw: &str) -> Result<TraceId, ApiError> {
     })
 }
 
+/// Longest `Idempotency-Key` header accepted.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
 pub async fn create(
     State(ingest): State<Arc<Ingest>>,
     Path(raw_trace): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
     let trace = trace_id(&raw_trace)?;
     let req: NewComment = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
@@ -62,7 +81,9 @@ pub async fn create(
         created_at_unix_nanos: 0,
     };
     comments::validate(&draft).map_err(ApiError::bad_request)?;
-    let stamped = ingest.add_comment(&draft).await?;
+    let stamped = ingest
+        .add_comment(&draft, idempotency_key.as_deref())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "comment": stamped.to_json() })),

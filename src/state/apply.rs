@@ -15,6 +15,16 @@
 //! is deterministic: no clock, no randomness, no local configuration other
 //! than the `double-apply-retries` fault.
 //!
+//! Apply is total over entry contents: an entry that cannot be applied
+//! (undecodable, an unknown or retired tag, contents the store cannot hold)
+//! is rejected, recorded in the store's `rejected_entries` (in the same
+//! batch, so equal on every replica), logged and counted, and the applied
+//! position moves past it. Returning an error instead would stop openraft on
+//! every replica, and a restart would apply the same entry again: one bad
+//! entry (a forged forward, a record of a newer version during a rolling
+//! upgrade) would stop the cluster for good. Only the store's own errors
+//! (I/O, corrupt stored data) stop this replica.
+//!
 //! Invariants, asserted in release builds too (a violation means this
 //! replica is about to diverge from the others, which is worse than a
 //! crash; the checks cost nothing next to the batch's write):
@@ -29,16 +39,13 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tael_consensus::{Applied, Entry, EntryPayload, LogId, Record, StoredMembership};
-
-use super::hot::{ApplyBatch, StoreError, StoreResult};
-use super::Shared;
-use crate::codec::decode;
-use crate::comments::Comment;
-use crate::model::{LogRecord, MetricPoint, SpanRecord};
-use crate::payload::{
-    self, SpooledRecord, TAG_COMMENT, TAG_KEYS, TAG_LOGS, TAG_METRICS, TAG_SPANS,
+use tael_consensus::{
+    Applied, Entry, EntryPayload, LogId, Record, StoredMembership, BATCH_KEY_LEN,
 };
+
+use super::hot::{ApplyBatch, StoreResult};
+use super::Shared;
+use crate::payload::{self, Contents};
 
 /// An apply slower than this is logged with the storage engine's backlog.
 const SLOW_APPLY: Duration = Duration::from_millis(200);
@@ -52,6 +59,8 @@ pub struct AppliedCounts {
     /// Spooled records applied, and spooled records skipped as re-proposals.
     pub spooled_applied: u64,
     pub spooled_duplicates: u64,
+    /// Entries that could not be applied (see [`apply`]).
+    pub rejected: u64,
 }
 
 impl AppliedCounts {
@@ -61,25 +70,35 @@ impl AppliedCounts {
         self.metric_points += other.metric_points;
         self.spooled_applied += other.spooled_applied;
         self.spooled_duplicates += other.spooled_duplicates;
+        self.rejected += other.rejected;
     }
 }
 
-/// Applies one record, the entry at `log_index`, into `batch`.
+/// Applies one record, the entry at `log_index`, into `batch`: its counts,
+/// or `Err(reason)` when the entry cannot be applied (undecodable, an
+/// unknown or retired tag, contents the store cannot hold). A rejected
+/// entry stages nothing: everything is decoded and checked before the first
+/// write. The outer error is the store's (I/O), fatal to this replica.
 pub fn apply(
     batch: &mut ApplyBatch<'_>,
     log_index: u64,
     record: &Record,
-) -> StoreResult<AppliedCounts> {
+) -> StoreResult<Result<AppliedCounts, String>> {
     if record.tag != payload::TAG_SPOOLED {
-        return apply_tagged(batch, log_index, record.tag, &record.payload);
+        let contents = match checked_contents(log_index, record.tag, &record.payload) {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        return stage(batch, log_index, record.batch_key, contents).map(Ok);
     }
-    let spooled: SpooledRecord = decode(&record.payload)?;
-    if !payload::spoolable(spooled.tag) {
-        return Err(StoreError::Corrupt(format!(
-            "spooled record at log index {log_index} wraps tag {}",
-            spooled.tag
-        )));
-    }
+    let spooled = match payload::decode_spooled(&record.payload) {
+        Ok(s) => s,
+        Err(why) => return Ok(Err(why)),
+    };
+    let contents = match checked_contents(log_index, spooled.tag, &spooled.payload) {
+        Ok(c) => c,
+        Err(why) => return Ok(Err(why)),
+    };
     let first_time = batch.claim_spooled(
         spooled.origin,
         spooled.generation,
@@ -87,73 +106,72 @@ pub fn apply(
         spooled.min_live_generation,
     )?;
     if !first_time {
-        return Ok(AppliedCounts {
+        return Ok(Ok(AppliedCounts {
             spooled_duplicates: 1,
             ..AppliedCounts::default()
-        });
+        }));
     }
-    let mut counts = apply_tagged(batch, log_index, spooled.tag, &spooled.payload)?;
+    let mut counts = stage(batch, log_index, record.batch_key, contents)?;
     counts.spooled_applied = 1;
-    Ok(counts)
+    Ok(Ok(counts))
 }
 
-/// Stages the contents of a plain (not spooled) record of `tag`.
-fn apply_tagged(
+/// The contents of a plain record of `tag`, or why it cannot be applied.
+fn checked_contents(log_index: u64, tag: u8, bytes: &[u8]) -> Result<Contents, String> {
+    let contents = payload::decode_contents(tag, bytes)?;
+    if let Contents::Comment(c) = &contents {
+        if !c.is_stamped() {
+            return Err(format!(
+                "comment at log index {log_index} was never stamped by a leader"
+            ));
+        }
+    }
+    Ok(contents)
+}
+
+/// Stages checked contents; only the store can fail here.
+fn stage(
     batch: &mut ApplyBatch<'_>,
     log_index: u64,
-    tag: u8,
-    payload: &[u8],
+    batch_key: [u8; BATCH_KEY_LEN],
+    contents: Contents,
 ) -> StoreResult<AppliedCounts> {
     let mut counts = AppliedCounts::default();
-    match tag {
-        TAG_COMMENT => {
-            let c: Comment = decode(payload)?;
-            if !c.is_stamped() {
-                return Err(StoreError::Corrupt(format!(
-                    "comment at log index {log_index} was never stamped by a leader"
-                )));
+    match contents {
+        // A comment has no key of its own (telemetry is keyed by its ids or
+        // content, so a retry lands on itself); its batch key stands in.
+        Contents::Comment(c) => {
+            if batch.claim_batch_key(batch_key)? {
+                batch.put_comment(log_index, &c);
+            } else {
+                tracing::info!(
+                    log_index,
+                    "comment proposed again under its batch key; skipped"
+                );
             }
-            batch.put_comment(log_index, &c);
         }
-        TAG_KEYS => {
-            let cmd: crate::auth::KeyCommand = decode(payload)?;
+        Contents::Keys(cmd) => {
             if let Err(why) = batch.apply_key_command(cmd)? {
                 tracing::warn!(log_index, reason = %why, "key command took no effect");
             }
         }
-        TAG_SPANS => {
-            let spans: Vec<SpanRecord> =
-                payload::decode_spans(payload).map_err(StoreError::Corrupt)?;
+        Contents::Spans(spans) => {
             counts.spans = spans.len() as u64;
             for span in spans {
                 batch.put_span(span)?;
             }
         }
-        TAG_LOGS => {
-            let logs: Vec<LogRecord> =
-                payload::decode_logs(payload).map_err(StoreError::Corrupt)?;
+        Contents::Logs(logs) => {
             counts.logs = logs.len() as u64;
             for log in logs {
                 batch.put_log(&log);
             }
         }
-        TAG_METRICS => {
-            let points: Vec<MetricPoint> = decode(payload)?;
+        Contents::Metrics(points) => {
             counts.metric_points = points.len() as u64;
             for p in points {
                 batch.put_metric(&p);
             }
-        }
-        other if payload::RETIRED_TAGS.contains(&other) => {
-            return Err(StoreError::Corrupt(format!(
-                "log entry at index {log_index}: {}",
-                payload::retired_tag_message(other)
-            )))
-        }
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "log entry with unknown record tag {other}; was it written by a newer tael-raft?"
-            )))
         }
     }
     Ok(counts)
@@ -186,9 +204,21 @@ impl Shared {
             batch.begin_entry(e.log_id.index);
             match &e.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(record) => {
-                    counts.add(apply(&mut batch, e.log_id.index, record)?);
-                }
+                EntryPayload::Normal(record) => match apply(&mut batch, e.log_id.index, record)? {
+                    Ok(applied) => counts.add(applied),
+                    Err(reason) => {
+                        // Deterministic: every replica rejects the same
+                        // entry for the same reason, so they stay equal.
+                        tracing::error!(
+                            log_index = e.log_id.index,
+                            tag = record.tag,
+                            %reason,
+                            "log entry rejected: applied as a no-op"
+                        );
+                        batch.reject_entry(e.log_id.index, &reason)?;
+                        counts.rejected += 1;
+                    }
+                },
                 EntryPayload::Membership(m) => {
                     let before: BTreeSet<u64> = match &membership {
                         Some(prev) => node_ids(prev),
@@ -247,21 +277,207 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use tael_consensus::{Entry, EntryPayload, LeaderId, LogId};
+    use tael_consensus::{Entry, EntryPayload, LeaderId, LogId, Record, FIRST_APP_TAG};
 
+    use crate::model::SpanRecord;
+    use crate::payload::{self, SpooledRecord};
     use crate::state::{StateMachine, StateMachineOptions};
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(
+            LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            index,
+        )
+    }
 
     fn blank(index: u64) -> Entry {
         Entry {
-            log_id: LogId::new(
-                LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                index,
-            ),
+            log_id: log_id(index),
             payload: EntryPayload::Blank,
         }
+    }
+
+    fn normal(index: u64, record: Record) -> Entry {
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(record),
+        }
+    }
+
+    fn raw(tag: u8, payload: Vec<u8>) -> Record {
+        Record {
+            tag,
+            batch_key: [7; 16],
+            payload,
+        }
+    }
+
+    fn span(trace: u8, service: &str) -> SpanRecord {
+        SpanRecord {
+            trace_id: [trace; 16],
+            span_id: [1; 8],
+            service: service.into(),
+            operation: "op".into(),
+            start_unix_nanos: 1_000,
+            end_unix_nanos: 2_000,
+            ..Default::default()
+        }
+    }
+
+    /// Entries no replica can apply, each with a word its reason contains.
+    fn poison() -> Vec<(Record, &'static str)> {
+        let long_service = "s".repeat(payload::MAX_INDEX_NAME_BYTES + 1);
+        let unstamped = crate::comments::Comment {
+            id: String::new(),
+            trace_id: [1; 16],
+            span_id: None,
+            author: "a".into(),
+            body: "b".into(),
+            created_at_unix_nanos: 0,
+        };
+        let spooled_garbage = SpooledRecord {
+            origin: 1,
+            generation: 1,
+            seq: 1,
+            min_live_generation: 1,
+            tag: payload::TAG_SPANS,
+            payload: vec![0xff; 5],
+        };
+        vec![
+            (raw(payload::TAG_SPANS, vec![0xff; 9]), "undecodable spans"),
+            (
+                raw(FIRST_APP_TAG + 60, b"from the future".to_vec()),
+                "unknown record tag",
+            ),
+            (
+                raw(payload::RETIRED_TAGS[0], vec![1, 2, 3]),
+                "no longer reads",
+            ),
+            (
+                // The first span is fine: a rejected entry stores none of it.
+                payload::spans_record(vec![span(9, "ok"), span(8, &long_service)]),
+                "service name",
+            ),
+            (payload::comment_record(&unstamped, None), "never stamped"),
+            (
+                payload::spooled_record([1; 16], &spooled_garbage),
+                "undecodable spans",
+            ),
+            (
+                raw(payload::TAG_SPOOLED, vec![0xff; 3]),
+                "undecodable spooled",
+            ),
+        ]
+    }
+
+    #[test]
+    fn entries_that_cannot_apply_are_rejected_and_the_good_ones_around_them_apply() {
+        let (_dir, sm) = open();
+        let mut entries = vec![normal(1, payload::spans_record(vec![span(1, "a")]))];
+        let mut index = 1;
+        let poison = poison();
+        for (record, _) in &poison {
+            index += 1;
+            entries.push(normal(index, record.clone()));
+            index += 1;
+            entries.push(normal(
+                index,
+                payload::spans_record(vec![span(index as u8 + 10, "a")]),
+            ));
+        }
+        // Both in one batch and entry by entry: the same store.
+        let (_dir2, sm2) = open();
+        sm.shared.apply_entries(&entries).unwrap();
+        for e in &entries {
+            sm2.shared.apply_entries(std::slice::from_ref(e)).unwrap();
+        }
+        for sm in [&sm, &sm2] {
+            let store = sm.shared.store();
+            let (last, _) = store.applied_state().unwrap();
+            assert_eq!(last.map(|l| l.index), Some(index));
+            assert_eq!(store.trace(&[1; 16]).unwrap().len(), 1);
+            for good in (3..=index).step_by(2) {
+                let trace = [good as u8 + 10; 16];
+                assert_eq!(store.trace(&trace).unwrap().len(), 1, "entry {good}");
+            }
+            assert!(
+                store.trace(&[9; 16]).unwrap().is_empty(),
+                "a rejected entry stages nothing"
+            );
+            assert!(store.trace_comments(&[1; 16], 10).unwrap().is_empty());
+            let rejected = store.rejected_entries().unwrap();
+            assert_eq!(rejected.count, poison.len() as u64);
+            let indexes: Vec<u64> = rejected.recent.iter().map(|r| r.log_index).collect();
+            let expected: Vec<u64> = (2..index).step_by(2).collect();
+            assert_eq!(indexes, expected);
+            for (r, (_, why)) in rejected.recent.iter().zip(&poison) {
+                assert!(r.reason.contains(why), "{}: {:?}", r.log_index, r.reason);
+            }
+        }
+        assert_eq!(
+            sm.shared.store().rejected_entries().unwrap(),
+            sm2.shared.store().rejected_entries().unwrap()
+        );
+    }
+
+    fn stamped_comment(body: &str, batch_key: [u8; 16]) -> Record {
+        let c = crate::comments::Comment {
+            id: "c1".into(),
+            trace_id: [4; 16],
+            span_id: None,
+            author: "a".into(),
+            body: body.into(),
+            created_at_unix_nanos: 1,
+        };
+        Record {
+            batch_key,
+            ..payload::comment_record(&c, None)
+        }
+    }
+
+    #[test]
+    fn a_comment_proposed_again_under_its_batch_key_is_stored_once() {
+        let (_dir, sm) = open();
+        // In one batch, then across batches (read back from the store).
+        sm.shared
+            .apply_entries(&[
+                normal(1, stamped_comment("first", [1; 16])),
+                normal(2, stamped_comment("first", [1; 16])),
+                normal(3, stamped_comment("second", [2; 16])),
+            ])
+            .unwrap();
+        sm.shared
+            .apply_entries(&[normal(4, stamped_comment("second", [2; 16]))])
+            .unwrap();
+        let bodies: Vec<String> = sm
+            .shared
+            .store()
+            .trace_comments(&[4; 16], 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.body)
+            .collect();
+        assert_eq!(bodies, ["first", "second"]);
+    }
+
+    #[test]
+    fn a_rejection_is_kept_across_a_restart_and_not_counted_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let sm = StateMachine::open(dir.path(), StateMachineOptions::default()).unwrap();
+            let bad = raw(FIRST_APP_TAG + 60, vec![]);
+            sm.shared
+                .apply_entries(&[normal(1, bad.clone()), normal(2, bad)])
+                .unwrap();
+        }
+        let sm = StateMachine::open(dir.path(), StateMachineOptions::default()).unwrap();
+        sm.shared.apply_entries(&[blank(3)]).unwrap();
+        let rejected = sm.shared.store().rejected_entries().unwrap();
+        assert_eq!(rejected.count, 2);
+        assert_eq!(rejected.recent.len(), 2);
     }
 
     fn open() -> (tempfile::TempDir, StateMachine) {

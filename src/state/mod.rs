@@ -101,6 +101,17 @@ impl Shared {
         self.generation.load(Ordering::SeqCst)
     }
 
+    /// The live store and the generation it belongs to, read together: an
+    /// install changes both under the store's write lock, so this never
+    /// pairs a store with another store's generation. Whoever keys work by
+    /// generation (the full-text indexer) must read them here, not one after
+    /// the other: an old store read under the new generation would be
+    /// indexed as the new one, and its rebuild never repeated.
+    pub fn store_with_generation(&self) -> (Arc<HotStore>, u64) {
+        let store = self.store.read().unwrap();
+        (store.clone(), self.generation.load(Ordering::SeqCst))
+    }
+
     pub fn current_snapshot_meta(&self) -> Option<SnapshotMeta> {
         self.current_snapshot
             .lock()
@@ -264,8 +275,12 @@ impl Shared {
         }
         // The switch: from here on a restart opens the new store.
         write_meta_file_atomic(&self.sm_dir, CURRENT_FILE, &generation)?;
-        self.generation.store(generation, Ordering::SeqCst);
-        let old = std::mem::replace(&mut *self.store.write().unwrap(), Arc::new(store));
+        let old = {
+            // Both at once, under the lock (see `store_with_generation`).
+            let mut live = self.store.write().unwrap();
+            self.generation.store(generation, Ordering::SeqCst);
+            std::mem::replace(&mut *live, Arc::new(store))
+        };
         // After the swap: a check that sees the new version reads the new store.
         self.keys_version.fetch_add(1, Ordering::SeqCst);
         let old_dir = self.sm_dir.join(db_dir_name(generation - 1));
@@ -388,5 +403,59 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let shared = self.shared.clone();
         blocking(move || shared.build_snapshot()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use tael_consensus::{Entry, EntryPayload, LeaderId, LogId};
+
+    use super::*;
+
+    #[test]
+    fn a_store_is_never_seen_with_another_stores_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path(), StateMachineOptions::default()).unwrap();
+        let shared = sm.shared.clone();
+        shared
+            .apply_entries(&[Entry {
+                log_id: LogId::new(
+                    LeaderId {
+                        term: 1,
+                        node_id: 1,
+                    },
+                    1,
+                ),
+                payload: EntryPayload::Blank,
+            }])
+            .unwrap();
+        let snapshot = shared.build_snapshot().unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (shared, done) = (shared.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::SeqCst) {
+                    let (store, generation) = shared.store_with_generation();
+                    assert!(
+                        store.dir().ends_with(db_dir_name(generation)),
+                        "store {} read with generation {generation}",
+                        store.dir().display()
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for _ in 0..5 {
+            shared
+                .install_snapshot(&snapshot.meta, &snapshot.snapshot.path)
+                .unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        assert!(reader.join().unwrap() > 0);
+        assert_eq!(shared.store_with_generation().1, 5);
     }
 }

@@ -394,7 +394,9 @@ mod tests {
             for r in records {
                 let index = next_index.replace(next_index.get() + 1);
                 batch.begin_entry(index);
-                let c = crate::state::apply::apply(&mut batch, index, r).unwrap();
+                let c = crate::state::apply::apply(&mut batch, index, r)
+                    .unwrap()
+                    .unwrap();
                 applied += c.spooled_applied;
                 duplicates += c.spooled_duplicates;
                 last = Some(tael_consensus::LogId::new(

@@ -6,14 +6,14 @@
 //! `spool_marks.rs`; logs, metric points, comments, full-text documents and
 //! the membership's retired nodes here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use fjall::OwnedWriteBatch;
-use tael_consensus::{LogId, StoredMembership};
+use tael_consensus::{LogId, StoredMembership, BATCH_KEY_LEN};
 
 use super::keys::{
     bucketed, comment_key, pending_doc_key, prefixed, record_key, service_prefix, META_API_KEYS,
-    META_LAST_APPLIED, META_MEMBERSHIP, META_RETIRED_NODES,
+    META_LAST_APPLIED, META_MEMBERSHIP, META_REJECTED_ENTRIES, META_RETIRED_NODES,
 };
 use super::DocKind;
 use super::{HotStore, PendingDoc, ServiceStats, StoreResult};
@@ -25,6 +25,26 @@ use crate::model::{LogRecord, MetricPoint, SpanRecord, TraceId};
 /// Log bodies beyond this go to the blob store; the record keeps a preview.
 pub const LARGE_LOG_BODY_BYTES: usize = 16 * 1024;
 const LOG_BODY_PREVIEW_BYTES: usize = 1024;
+/// Rejected entries remembered with their reason (the count covers all).
+pub const REJECTED_ENTRIES_KEPT: usize = 16;
+/// A rejection reason is kept up to this length.
+const REJECTION_REASON_BYTES: usize = 512;
+
+/// Entries apply could not apply (see `state::apply`): replicated state,
+/// equal on every replica at the same applied index.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RejectedEntries {
+    /// Every entry ever rejected.
+    pub count: u64,
+    /// The latest [`REJECTED_ENTRIES_KEPT`], oldest first.
+    pub recent: Vec<RejectedEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RejectedEntry {
+    pub log_index: u64,
+    pub reason: String,
+}
 
 /// One atomic apply: everything staged here lands in a single fjall batch
 /// together with `last_applied`.
@@ -50,6 +70,10 @@ pub struct ApplyBatch<'a> {
     pub(super) spool_marks: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// The key set as changed by this batch, when a key command was applied.
     key_set: Option<KeySet>,
+    /// The rejected entries as changed by this batch, when one was rejected.
+    rejected: Option<RejectedEntries>,
+    /// Batch keys claimed in this batch (see `claim_batch_key`).
+    batch_keys: HashSet<[u8; BATCH_KEY_LEN]>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -66,6 +90,8 @@ impl<'a> ApplyBatch<'a> {
             text_docs_in_entry: 0,
             spool_marks: HashMap::new(),
             key_set: None,
+            rejected: None,
+            batch_keys: HashSet::new(),
         }
     }
 }
@@ -133,9 +159,45 @@ impl ApplyBatch<'_> {
         Ok(outcome)
     }
 
+    /// Records that the current entry was rejected (it staged nothing).
+    pub fn reject_entry(&mut self, log_index: u64, reason: &str) -> StoreResult<()> {
+        assert_eq!(
+            log_index,
+            self.current_entry(),
+            "a rejection is recorded for the entry being applied"
+        );
+        let mut rejected = match self.rejected.take() {
+            Some(r) => r,
+            None => self.store.rejected_entries()?,
+        };
+        rejected.count += 1;
+        rejected.recent.push(RejectedEntry {
+            log_index,
+            reason: preview(reason, REJECTION_REASON_BYTES),
+        });
+        let excess = rejected.recent.len().saturating_sub(REJECTED_ENTRIES_KEPT);
+        rejected.recent.drain(..excess);
+        self.rejected = Some(rejected);
+        Ok(())
+    }
+
     /// Whether this batch changed the key set.
     pub fn changes_keys(&self) -> bool {
         self.key_set.is_some()
+    }
+
+    /// Claims `key` for the current entry: false when an earlier entry
+    /// already claimed it (a proposal made again, e.g. a retried request).
+    pub fn claim_batch_key(&mut self, key: [u8; BATCH_KEY_LEN]) -> StoreResult<bool> {
+        let ks = &self.store.keyspaces.batch_keys;
+        if self.batch_keys.contains(&key) || ks.get(key)?.is_some() {
+            return Ok(false);
+        }
+        let index = self.current_entry();
+        self.batch
+            .insert(ks, key.to_vec(), index.to_be_bytes().to_vec());
+        self.batch_keys.insert(key);
+        Ok(true)
     }
 
     pub fn put_comment(&mut self, log_index: u64, c: &Comment) {
@@ -253,6 +315,13 @@ impl ApplyBatch<'_> {
                 &ks.meta,
                 META_API_KEYS.to_vec(),
                 serde_json::to_vec(&keys).expect("a key set serializes"),
+            );
+        }
+        if let Some(rejected) = self.rejected.take() {
+            self.batch.insert(
+                &ks.meta,
+                META_REJECTED_ENTRIES.to_vec(),
+                serde_json::to_vec(&rejected).expect("rejected entries serialize"),
             );
         }
         let json = serde_json::to_vec(&last_applied).expect("log id serializes");

@@ -38,6 +38,8 @@ pub(super) const META_MEMBERSHIP: &[u8] = b"membership";
 pub(super) const META_RETIRED_NODES: &[u8] = b"retired_node_ids";
 /// The API key set (`auth::KeySet`), as JSON.
 pub(super) const META_API_KEYS: &[u8] = b"api_keys";
+/// `meta`: entries apply rejected ([`super::RejectedEntries`], JSON).
+pub(super) const META_REJECTED_ENTRIES: &[u8] = b"rejected_entries";
 /// `meta`: set once every stored span's trace has its mark in `trace_marks`.
 pub(super) const META_TRACE_MARKS_COMPLETE: &[u8] = b"trace_marks_complete";
 
@@ -72,7 +74,9 @@ pub(super) fn time_key_bounds(from: u64, to: u64) -> ([u8; TIME_KEY_LEN], [u8; T
 
 /// len16 ++ name: a service or metric name inside a key.
 pub(super) fn service_prefix(service: &str) -> Vec<u8> {
-    let len = u16::try_from(service.len()).expect("service names are bounded at ingest");
+    // Apply never stores a name this long (`payload::MAX_INDEX_NAME_BYTES`),
+    // so a longer one (a query's) gets a prefix no stored key has.
+    let len = u16::try_from(service.len()).unwrap_or(u16::MAX);
     let mut k = Vec::with_capacity(2 + service.len() + 32);
     k.extend_from_slice(&len.to_be_bytes());
     k.extend_from_slice(service.as_bytes());

@@ -45,7 +45,7 @@ macro_rules! keyspaces {
     };
 }
 
-keyspaces! { 18;
+keyspaces! { 19;
     /// trace id ++ span id → span.
     spans,
     /// start ++ trace id ++ span id → span digest (window analytics).
@@ -87,6 +87,9 @@ keyspaces! { 18;
     /// without a mark is new, so applying it needs no read of the old
     /// version (see `ApplyBatch::put_span`).
     trace_marks,
+    /// batch key → log index (u64 BE): the entry that applied a comment with
+    /// that batch key; a comment proposed again under it is skipped.
+    batch_keys,
 }
 
 impl Keyspaces {
@@ -98,12 +101,13 @@ impl Keyspaces {
     /// Keyspaces that stay small whatever the workload: error spans, stats,
     /// per-trace counters, meta. They rarely fill a memtable, so they are
     /// flushed by [`super::HotStore::maintain`] instead.
-    pub(super) fn small(&self) -> [&Keyspace; 4] {
+    pub(super) fn small(&self) -> [&Keyspace; 5] {
         [
             &self.by_error,
             &self.svc_stats,
             &self.svc_traces,
             &self.meta,
+            &self.batch_keys,
         ]
     }
 
@@ -171,6 +175,7 @@ mod tests {
                 "ft_pending",
                 "spool_applied",
                 "trace_marks",
+                "batch_keys",
             ]
         );
     }

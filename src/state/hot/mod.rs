@@ -12,7 +12,7 @@
 //! | `by_error`        | start ++ trace id ++ span id (errors only)     | empty                 |
 //! | `svc_stats`       | service                                        | [`ServiceStats`]      |
 //! | `svc_traces`      | len16 ++ service ++ trace id                   | u32 LE spans of it    |
-//! | `meta`            | `last_applied`, `membership`, ...              | JSON                  |
+//! | `meta`            | `last_applied`, `membership`, `rejected_entries`, ... | JSON           |
 //! | `logs`            | time ++ content key                            | log record            |
 //! | `log_by_service`  | day ++ len16 ++ service ++ time ++ content key | empty                 |
 //! | `log_by_severity` | day ++ severity code ++ time ++ content key    | empty                 |
@@ -24,6 +24,7 @@
 //! | `ft_pending`      | log index ++ doc number                        | [`PendingDoc`]        |
 //! | `spool_applied`   | origin ++ kind (++ generation)                 | [`SpoolFloor`] or seq |
 //! | `trace_marks`     | trace id                                       | empty                 |
+//! | `batch_keys`      | batch key (comments only)                      | log index (u64 BE)    |
 //!
 //! Integers in keys are big-endian; values are bincode ([`crate::codec`])
 //! unless said otherwise. `keys.rs` builds every key and says why it is
@@ -60,7 +61,7 @@ use std::path::{Path, PathBuf};
 
 use fjall::{Database, PersistMode};
 
-pub use self::batch::{ApplyBatch, LARGE_LOG_BODY_BYTES};
+pub use self::batch::{ApplyBatch, RejectedEntries, RejectedEntry, LARGE_LOG_BODY_BYTES};
 pub use self::error::{StoreError, StoreResult};
 pub use self::keyspaces::{Keyspaces, KEYSPACES};
 pub use self::query::{
@@ -95,6 +96,11 @@ impl HotStore {
         };
         store.backfill_trace_marks()?;
         Ok(store)
+    }
+
+    /// The database directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Starts an apply: nothing staged in it is visible until its commit.

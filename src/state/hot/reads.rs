@@ -8,9 +8,9 @@ use tael_consensus::{LogId, StoredMembership};
 
 use super::keys::{
     span_key, time_key_bounds, META_API_KEYS, META_LAST_APPLIED, META_MEMBERSHIP,
-    META_RETIRED_NODES,
+    META_REJECTED_ENTRIES, META_RETIRED_NODES,
 };
-use super::{HotStore, ServiceStats, StoreError, StoreResult};
+use super::{HotStore, RejectedEntries, ServiceStats, StoreError, StoreResult};
 use crate::analytics::SpanDigest;
 use crate::codec::decode;
 use crate::comments::Comment;
@@ -177,6 +177,13 @@ impl HotStore {
     pub fn retired_node_ids(&self) -> StoreResult<BTreeSet<u64>> {
         Ok(self
             .meta_json(&self.read_view(), META_RETIRED_NODES)?
+            .unwrap_or_default())
+    }
+
+    /// The entries apply rejected so far (replicated state).
+    pub fn rejected_entries(&self) -> StoreResult<RejectedEntries> {
+        Ok(self
+            .meta_json(&self.read_view(), META_REJECTED_ENTRIES)?
             .unwrap_or_default())
     }
 
