@@ -1,6 +1,12 @@
-//! Binding and serving the node's four listeners until shutdown.
+//! Binding and serving the node's four listeners until shutdown, over plain
+//! TCP or over TLS (`crate::tls`).
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 use tokio::sync::watch;
+
+use crate::tls::{HandshakeFailures, TlsListener};
 
 pub async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr)
@@ -8,39 +14,88 @@ pub async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, Str
         .map_err(|e| format!("binding the {what} address {addr}: {e}"))
 }
 
-pub fn spawn_grpc(
-    router: tonic::transport::server::Router,
+fn start_tls(
     listener: tokio::net::TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    config: Arc<rustls::ServerConfig>,
+    what: &'static str,
+) -> Result<TlsListener, String> {
+    // The node-to-node listener is the only one called "raft".
+    let failures = if what == "raft" {
+        HandshakeFailures::Warn
+    } else {
+        HandshakeFailures::Debug
+    };
+    TlsListener::start(listener, config, what, failures)
+        .map_err(|e| format!("starting the {what} TLS listener: {e}"))
+}
+
+fn spawn_served(
+    served: BoxFuture<'static, Result<(), String>>,
     what: &'static str,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
-            tracing::error!(error = %e, server = what, "gRPC server failed");
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, server = what, "server failed");
         }
     })
+}
+
+pub fn spawn_grpc(
+    router: tonic::transport::server::Router,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let served: BoxFuture<'static, Result<(), String>> = match tls {
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            Box::pin(async move {
+                let r = router.serve_with_incoming_shutdown(incoming, stop).await;
+                r.map_err(|e| e.to_string())
+            })
+        }
+        Some(config) => {
+            let incoming = start_tls(listener, config, what)?.into_stream();
+            Box::pin(async move {
+                let r = router.serve_with_incoming_shutdown(incoming, stop).await;
+                r.map_err(|e| e.to_string())
+            })
+        }
+    };
+    Ok(spawn_served(served, what))
 }
 
 pub fn spawn_http(
     app: axum::Router,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, server = what, "HTTP server failed");
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    let served: BoxFuture<'static, Result<(), String>> = match tls {
+        None => Box::pin(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await;
+            r.map_err(|e| e.to_string())
+        }),
+        Some(config) => {
+            let listener = start_tls(listener, config, what)?;
+            Box::pin(async move {
+                let r = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await;
+                r.map_err(|e| e.to_string())
+            })
         }
-    })
+    };
+    Ok(spawn_served(served, what))
 }
