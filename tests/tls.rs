@@ -317,3 +317,71 @@ fn bad_certificate_files_stop_serve_with_an_error_naming_them() {
         "holds no PEM certificate",
     );
 }
+
+/// The leaf certificate (DER) a TLS server at `addr` presents.
+async fn served_cert(addr: &str, ca: &Path) -> Vec<u8> {
+    let roots = tael_raft::tls::load_roots(ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(tael_raft::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der_of(cert: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(cert)
+        .unwrap()
+        .to_vec()
+}
+
+/// A running node serves a certificate replaced on disk without a restart;
+/// a broken replacement keeps the previous one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_certificate_is_served_without_a_restart() {
+    let pki = client_pki();
+    let live = tempfile::tempdir().unwrap();
+    let (cert, key) = pki.issue_in(live.path(), "live");
+    let mut c = TestCluster::start(1, &["--tls-cert", &s(&cert), "--tls-key", &s(&key)]);
+    c.use_https();
+    c.wait_healthy(1).await;
+    let rest = c.node(1).rest.clone();
+    assert_eq!(served_cert(&rest, &pki.ca_cert).await, der_of(&cert));
+
+    // Rotate as an operator would: write the new pair aside, rename over.
+    let staged = tempfile::tempdir_in(live.path()).unwrap();
+    let (new_cert, new_key) = pki.issue_in(staged.path(), "live");
+    let new_der = der_of(&new_cert);
+    std::fs::rename(&new_key, &key).unwrap();
+    std::fs::rename(&new_cert, &cert).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the new certificate served",
+        || async { served_cert(&rest, &pki.ca_cert).await == new_der },
+    )
+    .await;
+    let other = c.node(1).otlp_http.clone();
+    assert_eq!(
+        served_cert(&other, &pki.ca_cert).await,
+        new_der,
+        "OTLP/HTTP serves it too"
+    );
+
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\ntruncated\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(served_cert(&rest, &pki.ca_cert).await, new_der);
+    let r = http_client::get(&c.node(1).url("/healthz")).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        c.node(1).log_text().contains("cannot be loaded"),
+        "{}",
+        c.node(1).log_text()
+    );
+}
