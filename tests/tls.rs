@@ -217,6 +217,11 @@ async fn cluster_over_tls_with_peer_mtls_and_keys() {
     );
     let status = call(&c.node(leader).url("/api/v1/cluster"), "GET", &admin, b"").await;
     assert!(!is_member(&status.json().unwrap(), rogue));
+    // The refused handshake is logged where it arrived, as a warning.
+    assert!(
+        (1..=rogue).any(|id| c.node(id).log_text().contains("TLS handshake failed")),
+        "no node logged the refused peer handshake"
+    );
     c.kill(rogue);
 
     // A node with a good certificate joins, its addition sent to a follower

@@ -14,18 +14,37 @@ pub async fn bind(addr: &str, what: &str) -> Result<tokio::net::TcpListener, Str
         .map_err(|e| format!("binding the {what} address {addr}: {e}"))
 }
 
+/// TLS under one listener: its configuration, and how loudly a failed
+/// handshake is logged there.
+pub struct ListenerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub failures: HandshakeFailures,
+}
+
+impl ListenerTls {
+    /// A client-facing listener.
+    pub fn client(config: Option<Arc<rustls::ServerConfig>>) -> Option<ListenerTls> {
+        config.map(|config| ListenerTls {
+            config,
+            failures: HandshakeFailures::Debug,
+        })
+    }
+
+    /// The node-to-node listener.
+    pub fn peer(config: Option<Arc<rustls::ServerConfig>>) -> Option<ListenerTls> {
+        config.map(|config| ListenerTls {
+            config,
+            failures: HandshakeFailures::Warn,
+        })
+    }
+}
+
 fn start_tls(
     listener: tokio::net::TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    tls: ListenerTls,
     what: &'static str,
 ) -> Result<TlsListener, String> {
-    // The node-to-node listener is the only one called "raft".
-    let failures = if what == "raft" {
-        HandshakeFailures::Warn
-    } else {
-        HandshakeFailures::Debug
-    };
-    TlsListener::start(listener, config, what, failures)
+    TlsListener::start(listener, tls.config, what, tls.failures)
         .map_err(|e| format!("starting the {what} TLS listener: {e}"))
 }
 
@@ -43,7 +62,7 @@ fn spawn_served(
 pub fn spawn_grpc(
     router: tonic::transport::server::Router,
     listener: tokio::net::TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<ListenerTls>,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
@@ -59,8 +78,8 @@ pub fn spawn_grpc(
                 r.map_err(|e| e.to_string())
             })
         }
-        Some(config) => {
-            let incoming = start_tls(listener, config, what)?.into_stream();
+        Some(tls) => {
+            let incoming = start_tls(listener, tls, what)?.into_stream();
             Box::pin(async move {
                 let r = router.serve_with_incoming_shutdown(incoming, stop).await;
                 r.map_err(|e| e.to_string())
@@ -73,7 +92,7 @@ pub fn spawn_grpc(
 pub fn spawn_http(
     app: axum::Router,
     listener: tokio::net::TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<ListenerTls>,
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
@@ -87,8 +106,8 @@ pub fn spawn_http(
                 .await;
             r.map_err(|e| e.to_string())
         }),
-        Some(config) => {
-            let listener = start_tls(listener, config, what)?;
+        Some(tls) => {
+            let listener = start_tls(listener, tls, what)?;
             Box::pin(async move {
                 let r = axum::serve(listener, app)
                     .with_graceful_shutdown(stop)

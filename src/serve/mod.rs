@@ -38,7 +38,7 @@ use crate::self_metrics::SelfMetrics;
 use crate::spool::Spool;
 use crate::state::{StateMachine, StateMachineOptions};
 use crate::tls::NodeTls;
-use listeners::{bind, spawn_grpc, spawn_http};
+use listeners::{bind, spawn_grpc, spawn_http, ListenerTls};
 
 /// A started node: its services, and what stops it.
 pub struct RunningNode {
@@ -216,28 +216,28 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         spawn_grpc(
             tonic::transport::Server::builder().add_service(raft_svc),
             raft_listener,
-            tls.peer_server,
+            ListenerTls::peer(tls.peer_server),
             shutdown_rx.clone(),
             "raft",
         )?,
         spawn_grpc(
             crate::otlp::grpc::router(ingest.clone(), auth.clone()),
             otlp_grpc_listener,
-            tls.grpc,
+            ListenerTls::client(tls.grpc),
             shutdown_rx.clone(),
             "otlp-grpc",
         )?,
         spawn_http(
             crate::otlp::http::router(ingest, auth),
             otlp_http_listener,
-            tls.http.clone(),
+            ListenerTls::client(tls.http.clone()),
             shutdown_rx.clone(),
             "otlp-http",
         )?,
         spawn_http(
             crate::rest::router(rest, guard),
             rest_listener,
-            tls.http,
+            ListenerTls::client(tls.http),
             shutdown_rx.clone(),
             "rest",
         )?,
