@@ -8,6 +8,7 @@ use tael_consensus::AckLevel;
 
 use crate::auth::AuthMode;
 use crate::faults::{FaultConfig, Mutation};
+use crate::tls::{PeerTlsFiles, TlsFiles};
 
 /// The settings of one node, fully resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +45,10 @@ pub struct ServeConfig {
     /// The secret every node of the cluster shares; peers prove they know it
     /// on every node-to-node call.
     pub cluster_secret_file: Option<PathBuf>,
+    /// TLS on the client-facing listeners (REST, OTLP/gRPC, OTLP/HTTP).
+    pub tls: Option<TlsFiles>,
+    /// Mutual TLS on the node-to-node port, both as server and as client.
+    pub peer_tls: Option<PeerTlsFiles>,
     pub faults: FaultConfig,
 }
 
@@ -78,6 +83,8 @@ impl Default for ServeConfig {
             dial_overrides: Vec::new(),
             auth: AuthMode::Off,
             cluster_secret_file: None,
+            tls: None,
+            peer_tls: None,
             faults: FaultConfig::default(),
         }
     }
@@ -153,6 +160,24 @@ pub struct ServeArgs {
     /// least 32 bytes). Needed with `--auth required`.
     #[arg(long, env = "TAEL_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// PEM certificate (chain, leaf first) served by the REST, OTLP/gRPC and
+    /// OTLP/HTTP listeners; with --tls-key. Re-read when the file changes.
+    #[arg(long, env = "TAEL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TAEL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate this node presents on the node-to-node port, as
+    /// server and as client (mutual TLS); it needs an IP SAN of the raft
+    /// address. With --peer-tls-key and --peer-tls-ca.
+    #[arg(long, env = "TAEL_PEER_TLS_CERT")]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// PEM private key of --peer-tls-cert.
+    #[arg(long, env = "TAEL_PEER_TLS_KEY")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): a peer's certificate must be signed by it.
+    #[arg(long, env = "TAEL_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
     /// Fault harness only (`fault-injection` builds): run with a known bug.
     #[arg(long, env = "TAEL_MUTATION")]
     pub mutation: Option<String>,
@@ -174,6 +199,45 @@ fn parse_dial_override(s: &str) -> Result<(String, String), String> {
         }
     }
     Ok((from.to_string(), to.to_string()))
+}
+
+/// `--tls-cert` and `--tls-key`: both or neither.
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFiles>, String> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (Some(_), None) => Err("tls_cert is set but tls_key is not: give both or neither".into()),
+        (None, Some(_)) => Err("tls_key is set but tls_cert is not: give both or neither".into()),
+    }
+}
+
+/// `--peer-tls-cert`, `--peer-tls-key` and `--peer-tls-ca`: all or none.
+fn peer_tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<PeerTlsFiles>, String> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(PeerTlsFiles {
+            own: TlsFiles { cert, key },
+            ca,
+        })),
+        (cert, key, ca) => {
+            let missing: Vec<&str> = [
+                ("peer_tls_cert", cert.is_none()),
+                ("peer_tls_key", key.is_none()),
+                ("peer_tls_ca", ca.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, absent)| absent.then_some(name))
+            .collect();
+            Err(format!(
+                "peer TLS needs peer_tls_cert, peer_tls_key and peer_tls_ca together; missing: {}",
+                missing.join(", ")
+            ))
+        }
+    }
 }
 
 /// The ack level of proposals, and whether exports go through the spool.
@@ -210,6 +274,11 @@ struct FileConfig {
     dial_overrides: Option<Vec<String>>,
     auth: Option<String>,
     cluster_secret_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    peer_tls_cert: Option<PathBuf>,
+    peer_tls_key: Option<PathBuf>,
+    peer_tls_ca: Option<PathBuf>,
     mutation: Option<String>,
     power_loss_sim: Option<bool>,
 }
@@ -271,6 +340,15 @@ impl ServeArgs {
                 .cluster_secret_file
                 .clone()
                 .or(file.cluster_secret_file.clone()),
+            tls: tls_files(
+                self.tls_cert.clone().or(file.tls_cert.clone()),
+                self.tls_key.clone().or(file.tls_key.clone()),
+            )?,
+            peer_tls: peer_tls_files(
+                self.peer_tls_cert.clone().or(file.peer_tls_cert.clone()),
+                self.peer_tls_key.clone().or(file.peer_tls_key.clone()),
+                self.peer_tls_ca.clone().or(file.peer_tls_ca.clone()),
+            )?,
             faults: FaultConfig {
                 mutation: self
                     .mutation
@@ -538,6 +616,49 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.contains("unknown mutation"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_flags_beat_the_file() {
+        let err = ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("tls_key is not"), "{err}");
+        let err = ServeArgs {
+            peer_tls_cert: Some("c.pem".into()),
+            peer_tls_key: Some("k.pem".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("missing: peer_tls_ca"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "tls_cert = \"file.crt\"\ntls_key = \"file.key\"\npeer_tls_cert = \"p.crt\"\npeer_tls_key = \"p.key\"\npeer_tls_ca = \"ca.crt\"\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(path),
+            tls_cert: Some("flag.crt".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "flag.crt".into(),
+                key: "file.key".into()
+            })
+        );
+        assert_eq!(c.peer_tls.unwrap().ca, PathBuf::from("ca.crt"));
+        assert_eq!(ServeArgs::default().resolve().unwrap().tls, None);
     }
 
     #[test]

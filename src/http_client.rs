@@ -1,9 +1,14 @@
 //! A small HTTP/1.1 client for the CLI and tests: one request per
-//! connection, JSON in and out, bounded response size.
+//! connection, JSON in and out, bounded response size. `https://` URLs are
+//! served over TLS, trusting only the CA set with [`set_ca_file`]
+//! (`--ca-cert`, `TAEL_CA_CERT`).
 
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -32,11 +37,27 @@ impl HttpResponse {
     }
 }
 
-/// Splits `http://host:port/path` into (`host:port`, `/path`).
-pub fn split_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+/// A URL split into what a request needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    pub https: bool,
+    /// `host:port`.
+    pub host: String,
+    /// `/path?query`.
+    pub path: String,
+}
+
+/// Splits `http://host:port/path` or `https://...`.
+pub fn split_url(url: &str) -> Result<Target, String> {
+    let (https, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        return Err(format!(
+            "{url:?}: only http:// and https:// URLs are supported"
+        ));
+    };
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -44,7 +65,55 @@ pub fn split_url(url: &str) -> Result<(String, String), String> {
     if host.is_empty() {
         return Err(format!("{url:?} has no host"));
     }
-    Ok((host.to_string(), path.to_string()))
+    Ok(Target {
+        https,
+        host: host.to_string(),
+        path: path.to_string(),
+    })
+}
+
+/// The TLS client configuration for `https://` URLs, once a CA is set.
+static TLS_CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Trusts the CA certificate(s) in `path` for every `https://` request of
+/// this process (set once, at start-up; later calls change nothing).
+pub fn set_ca_file(path: &Path) -> Result<(), String> {
+    let roots = crate::tls::load_roots(path).map_err(|e| e.to_string())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![crate::tls::ALPN_HTTP1.to_vec()];
+    let _ = TLS_CONFIG.set(Arc::new(config));
+    Ok(())
+}
+
+/// The name the server's certificate must carry: the host of `host:port`
+/// (an IP address or a DNS name).
+fn server_name(host_port: &str) -> Result<ServerName<'static>, String> {
+    let host = match host_port.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host_port,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?}: {e}"))
+}
+
+async fn connect_tls(
+    host: &str,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let config = TLS_CONFIG.get().ok_or_else(|| {
+        format!(
+            "https://{host} needs the CA that signed its certificate: \
+             --ca-cert FILE or TAEL_CA_CERT"
+        )
+    })?;
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(server_name(host)?, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake with {host}: {e}"))
 }
 
 pub async fn request(
@@ -95,12 +164,14 @@ async fn request_inner(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, String> {
-    let (host, path) = split_url(url)?;
-    let mut stream = TcpStream::connect(&host)
+    let target = split_url(url)?;
+    let host = &target.host;
+    let tcp = TcpStream::connect(host)
         .await
         .map_err(|e| format!("connecting to {host}: {e}"))?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        target.path,
         body.len()
     );
     for (name, value) in headers {
@@ -114,15 +185,29 @@ async fn request_inner(
         head.push_str(&format!("Authorization: Bearer {key}\r\n"));
     }
     head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    let raw = if target.https {
+        exchange(connect_tls(host, tcp).await?, head.as_bytes(), body).await?
+    } else {
+        exchange(tcp, head.as_bytes(), body).await?
+    };
+    parse_response(&raw)
+}
+
+/// Sends one request and reads the whole response.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    head: &[u8],
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    stream.write_all(head).await.map_err(|e| e.to_string())?;
     // A server may answer before it has read the whole body (413 for an
     // oversized one) and close: the answer is still there to read.
-    let write_error = stream.write_all(body).await.err();
+    let write_error = match stream.write_all(body).await {
+        Ok(()) => stream.flush().await.err(),
+        Err(e) => Some(e),
+    };
     let mut raw = Vec::new();
-    let read = stream
+    let read = (&mut stream)
         .take(MAX_RESPONSE_BYTES as u64 + 1)
         .read_to_end(&mut raw)
         .await;
@@ -142,7 +227,7 @@ async fn request_inner(
     if raw.len() > MAX_RESPONSE_BYTES {
         return Err("response too large".into());
     }
-    parse_response(&raw)
+    Ok(raw)
 }
 
 fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
@@ -230,8 +315,27 @@ mod tests {
         assert!(parse_response(b"garbage").is_err());
         assert_eq!(
             split_url("http://h:1/x?y=1").unwrap(),
-            ("h:1".into(), "/x?y=1".into())
+            Target {
+                https: false,
+                host: "h:1".into(),
+                path: "/x?y=1".into()
+            }
         );
-        assert!(split_url("https://h").is_err());
+        let t = split_url("https://10.0.0.1:7701").unwrap();
+        assert!(t.https);
+        assert_eq!(t.path, "/");
+        assert!(split_url("ftp://h").is_err());
+        assert_eq!(
+            server_name("10.0.0.1:7701").unwrap(),
+            ServerName::IpAddress("10.0.0.1".parse::<std::net::IpAddr>().unwrap().into())
+        );
+        assert!(matches!(
+            server_name("[::1]:7701").unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        assert!(matches!(
+            server_name("tael.example:7701").unwrap(),
+            ServerName::DnsName(_)
+        ));
     }
 }

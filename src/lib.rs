@@ -31,3 +31,4 @@ pub mod serve;
 pub mod spool;
 pub mod state;
 pub mod sys;
+pub mod tls;

@@ -22,6 +22,10 @@ struct Cli {
     /// The API key to present to servers (`Authorization: Bearer KEY`).
     #[arg(long, global = true, env = "TAEL_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// PEM CA certificate(s) trusted for `https://` servers (the CLI's
+    /// commands; `serve` relays membership changes to the leader with it).
+    #[arg(long, global = true, env = "TAEL_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -158,6 +162,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(key) = cli.api_key.clone().filter(|k| !k.is_empty()) {
         tael_raft::http_client::set_default_api_key(key);
+    }
+    if let Some(path) = &cli.ca_cert {
+        if let Err(e) = tael_raft::http_client::set_ca_file(path) {
+            eprintln!("error: --ca-cert: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let result: Result<(), String> = match cli.command {
         Command::Serve(args) => match args.resolve() {

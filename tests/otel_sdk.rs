@@ -36,19 +36,22 @@ fn sdk_available() -> bool {
 }
 
 async fn run_sdk(grpc: &str, http: &str, run_id: &str) -> J {
+    run_sdk_with(grpc, &format!("http://{http}"), run_id, &[]).await
+}
+
+/// The script with `extra` arguments (TLS, key); `http` is a base URL.
+async fn run_sdk_with(grpc: &str, http: &str, run_id: &str, extra: &[&str]) -> J {
     assert!(Path::new(SCRIPT).exists());
     let out = tokio::time::timeout(
         SCRIPT_TIMEOUT,
         tokio::process::Command::new("python3")
             .arg(SCRIPT)
-            .args([
-                "--grpc",
-                grpc,
-                "--http",
-                &format!("http://{http}"),
-                "--run-id",
-                run_id,
-            ])
+            .args(["--grpc", grpc, "--http", http, "--run-id", run_id])
+            .args(extra)
+            // requests lets these override the CA an exporter configures
+            // on its session (`certificate_file`).
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
             .kill_on_drop(true)
             .output(),
     )
@@ -221,18 +224,92 @@ async fn verify(c: &TestCluster, id: u64, sent: &J) {
     assert_eq!(inflight[0]["is_monotonic"], false);
 }
 
+/// Whether the test can run; panics on CI without the SDK.
+fn sdk_or_skip() -> bool {
+    if sdk_available() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "the OpenTelemetry Python SDK is missing on CI; \
+             scripts/install-test-deps installs it"
+        );
+    }
+    eprintln!("SKIPPED: the OpenTelemetry Python SDK is not installed (scripts/install-test-deps)");
+    false
+}
+
+/// Over TLS with `--auth required`: the SDK's exporters, trusting the
+/// node's CA and sending a writer key, export all signals over gRPC and
+/// HTTP; without the key they are refused (UNAUTHENTICATED, 401).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opentelemetry_python_sdk_exports_all_signals() {
-    if !sdk_available() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!(
-                "the OpenTelemetry Python SDK is missing on CI; \
-                 scripts/install-test-deps installs it"
+async fn opentelemetry_python_sdk_exports_over_tls_with_a_key() {
+    if !sdk_or_skip() {
+        return;
+    }
+    let pki = common::pki::Pki::new("sdk");
+    let (cert, key) = pki.issue("node");
+    let secret = pki.dir.path().join("cluster.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef-sdk-secret").unwrap();
+    let (cert, key, secret, ca) = (
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+        secret.to_string_lossy().into_owned(),
+        pki.ca_cert.to_string_lossy().into_owned(),
+    );
+    let mut c = TestCluster::start(
+        1,
+        &[
+            "--auth",
+            "required",
+            "--cluster-secret-file",
+            &secret,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    c.use_https();
+    tael_raft::http_client::set_ca_file(&pki.ca_cert).unwrap();
+    c.wait_healthy(1).await;
+    let init = tael_raft::cmd::init::run_with(
+        &c.node(1).url(""),
+        &[(1, c.node(1).raft.clone())],
+        Duration::from_secs(20),
+        true,
+    )
+    .await
+    .expect("init over HTTPS");
+    let admin = init.admin_key.unwrap();
+    // The reads in `verify` present it too.
+    tael_raft::http_client::set_default_api_key(admin.clone());
+    c.wait_leader().await;
+
+    let n = c.node(1);
+    let http = format!("https://{}", n.otlp_http);
+    let refused = run_sdk_with(&n.otlp, &http, "tls-nokey", &["--ca", &ca, "--refused"]).await;
+    for transport in ["grpc", "http"] {
+        for signal in ["spans", "logs"] {
+            let result = refused[transport][signal].as_str().unwrap();
+            assert!(
+                result.ends_with("FAILURE"),
+                "{transport} {signal}: {refused}"
             );
         }
-        eprintln!(
-            "SKIPPED: the OpenTelemetry Python SDK is not installed (scripts/install-test-deps)"
-        );
+    }
+    assert_eq!(refused["http"]["status"], 401, "{refused}");
+    let grpc_messages = refused["log_messages"].to_string();
+    assert!(grpc_messages.contains("UNAUTHENTICATED"), "{refused}");
+
+    let sent = run_sdk_with(&n.otlp, &http, "tls", &["--ca", &ca, "--api-key", &admin]).await;
+    verify(&c, 1, &sent["grpc"]).await;
+    verify(&c, 1, &sent["http"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_python_sdk_exports_all_signals() {
+    if !sdk_or_skip() {
         return;
     }
     let c = TestCluster::start(3, &[]);

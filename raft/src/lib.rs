@@ -13,6 +13,7 @@ pub mod identity;
 pub mod log_store;
 pub mod network;
 pub mod peer_auth;
+pub mod peer_tls;
 pub mod server;
 pub mod snapshot_file;
 pub mod types;

@@ -63,6 +63,8 @@ pub struct PeerChannels {
     /// Membership address → address actually dialed (a proxy in fault tests).
     dial_overrides: Arc<HashMap<String, String>>,
     proof: PeerProof,
+    /// Mutual TLS towards every peer (`peer_tls`), or plain TCP.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PeerChannels {
@@ -71,7 +73,14 @@ impl PeerChannels {
             channels: Default::default(),
             dial_overrides: Arc::new(overrides.into_iter().collect()),
             proof: PeerProof::default(),
+            tls: None,
         }
+    }
+
+    /// Dial every peer with mutual TLS under `config`.
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = config;
+        self
     }
 
     /// Every call proves knowledge of `secret` to the peer.
@@ -98,7 +107,15 @@ impl PeerChannels {
                     .keep_alive_timeout(Duration::from_secs(5))
                     .initial_stream_window_size(Some(4 * 1024 * 1024))
                     .initial_connection_window_size(Some(16 * 1024 * 1024));
-                let c = endpoint.connect_lazy();
+                let c = match &self.tls {
+                    None => endpoint.connect_lazy(),
+                    // The URI stays http://: tonic refuses https:// unless
+                    // its own TLS does the handshake, and here the
+                    // connector does.
+                    Some(config) => endpoint.connect_with_connector_lazy(
+                        crate::peer_tls::PeerTlsConnector::new(config.clone(), addr)?,
+                    ),
+                };
                 map.insert((addr.to_string(), purpose), c.clone());
                 c
             }

@@ -15,7 +15,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ApiError;
+use super::{ApiError, RestScheme};
 use crate::cluster::{Cluster, ClusterError, MAX_CATCH_UP_WAIT};
 use crate::http_client;
 
@@ -39,6 +39,7 @@ pub async fn list(State(cluster): State<Arc<Cluster>>) -> Result<Response, ApiEr
 
 pub async fn add(
     State(cluster): State<Arc<Cluster>>,
+    State(scheme): State<RestScheme>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -63,12 +64,23 @@ pub async fn add(
             "caught_up": caught_up,
         }))
         .into_response()),
-        Err(e) => relay_or_fail(e, &headers, Method::POST, "/api/v1/cluster/members", &body).await,
+        Err(e) => {
+            relay_or_fail(
+                e,
+                scheme,
+                &headers,
+                Method::POST,
+                "/api/v1/cluster/members",
+                &body,
+            )
+            .await
+        }
     }
 }
 
 pub async fn promote(
     State(cluster): State<Arc<Cluster>>,
+    State(scheme): State<RestScheme>,
     Path(id): Path<u64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -76,13 +88,14 @@ pub async fn promote(
         Ok(()) => Ok(Json(json!({ "node_id": id, "role": "voter" })).into_response()),
         Err(e) => {
             let path = format!("/api/v1/cluster/members/{id}/promote");
-            relay_or_fail(e, &headers, Method::POST, &path, b"").await
+            relay_or_fail(e, scheme, &headers, Method::POST, &path, b"").await
         }
     }
 }
 
 pub async fn remove(
     State(cluster): State<Arc<Cluster>>,
+    State(scheme): State<RestScheme>,
     Path(id): Path<u64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -90,7 +103,7 @@ pub async fn remove(
         Ok(()) => Ok(Json(json!({ "node_id": id, "removed": true })).into_response()),
         Err(e) => {
             let path = format!("/api/v1/cluster/members/{id}");
-            relay_or_fail(e, &headers, Method::DELETE, &path, b"").await
+            relay_or_fail(e, scheme, &headers, Method::DELETE, &path, b"").await
         }
     }
 }
@@ -98,6 +111,7 @@ pub async fn remove(
 /// A change refused for not being the leader goes to the leader, once.
 async fn relay_or_fail(
     e: ClusterError,
+    scheme: RestScheme,
     headers: &HeaderMap,
     method: Method,
     path: &str,
@@ -112,7 +126,9 @@ async fn relay_or_fail(
             "no leader is known (or leadership is moving); retry",
         ));
     };
-    let url = format!("http://{leader_rest}{path}");
+    // Over TLS, the leader's certificate is checked against the CA named by
+    // `--ca-cert` (http_client).
+    let url = format!("{}://{leader_rest}{path}", scheme.0);
     // The caller's key goes along: the leader checks it again.
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)

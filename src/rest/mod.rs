@@ -47,6 +47,20 @@ pub struct RestState {
     pub cluster: Arc<Cluster>,
     pub keys: Arc<KeyAdmin>,
     pub self_metrics: Arc<SelfMetrics>,
+    /// How this node's REST listener is reached, and so every node's (a
+    /// cluster serves REST either all over TLS or all in the clear):
+    /// membership changes are relayed to the leader with it.
+    pub rest_scheme: RestScheme,
+}
+
+/// `http` or `https`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestScheme(pub &'static str);
+
+impl FromRef<RestState> for RestScheme {
+    fn from_ref(s: &RestState) -> Self {
+        s.rest_scheme
+    }
 }
 
 impl FromRef<RestState> for Arc<KeyAdmin> {

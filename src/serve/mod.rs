@@ -33,11 +33,12 @@ use crate::fulltext::FullText;
 use crate::ingest::Ingest;
 use crate::payload;
 use crate::query::QueryService;
-use crate::rest::{Guard, RestState};
+use crate::rest::{Guard, RestScheme, RestState};
 use crate::self_metrics::SelfMetrics;
 use crate::spool::Spool;
 use crate::state::{StateMachine, StateMachineOptions};
-use listeners::{bind, spawn_grpc, spawn_http};
+use crate::tls::NodeTls;
+use listeners::{bind, spawn_grpc, spawn_http, ListenerTls};
 
 /// A started node: its services, and what stops it.
 pub struct RunningNode {
@@ -116,6 +117,9 @@ fn warn_if_faulty(config: &ServeConfig) {
 /// Starts a node: opens its stores, starts Raft, binds and serves.
 pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
     warn_if_faulty(&config);
+    // Before the stores: a bad certificate fails start-up at once.
+    let tls = NodeTls::load(config.tls.as_ref(), config.peer_tls.as_ref())
+        .map_err(|e| format!("TLS: {e}"))?;
     let stores = open_stores(&config)?;
     let sm_shared = stores.sm.shared.clone();
     let secret = match &config.cluster_secret_file {
@@ -123,7 +127,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         None => None,
     };
     let channels = PeerChannels::with_dial_overrides(config.dial_overrides.clone())
-        .with_secret(secret.clone());
+        .with_secret(secret.clone())
+        .with_tls(tls.peer_client.clone());
     let network = NetworkFactory::new(stores.identity.clone(), channels.clone());
     let raft = Raft::new(
         config.node_id,
@@ -174,6 +179,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             stores.fulltext.clone(),
             stores.spool.clone(),
         )),
+        rest_scheme: RestScheme(if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }),
     };
     let raft_service = RaftService {
         raft: raft.clone(),
@@ -206,27 +216,31 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         spawn_grpc(
             tonic::transport::Server::builder().add_service(raft_svc),
             raft_listener,
+            ListenerTls::peer(tls.peer_server),
             shutdown_rx.clone(),
             "raft",
-        ),
+        )?,
         spawn_grpc(
             crate::otlp::grpc::router(ingest.clone(), auth.clone()),
             otlp_grpc_listener,
+            ListenerTls::client(tls.grpc),
             shutdown_rx.clone(),
             "otlp-grpc",
-        ),
+        )?,
         spawn_http(
             crate::otlp::http::router(ingest, auth),
             otlp_http_listener,
+            ListenerTls::client(tls.http.clone()),
             shutdown_rx.clone(),
             "otlp-http",
-        ),
+        )?,
         spawn_http(
             crate::rest::router(rest, guard),
             rest_listener,
+            ListenerTls::client(tls.http),
             shutdown_rx.clone(),
             "rest",
-        ),
+        )?,
         tokio::spawn(background::snapshot_by_size(
             cluster.clone(),
             sm_shared.clone(),
@@ -250,6 +264,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         rest = %config.rest_addr,
         otlp_grpc = %config.otlp_grpc_addr,
         otlp_http = %config.otlp_http_addr,
+        client_tls = config.tls.is_some(),
+        peer_tls = config.peer_tls.is_some(),
         "node started"
     );
     Ok(RunningNode {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ pub struct TestNode {
     pub otlp_http: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// `http`, or `https` for a node serving REST and OTLP/HTTP over TLS.
+    pub scheme: &'static str,
     child: Option<Child>,
     extra_args: Vec<String>,
 }
@@ -50,12 +54,12 @@ impl TestNode {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.rest, path)
+        format!("{}://{}{}", self.scheme, self.rest, path)
     }
 
     /// An OTLP/HTTP URL on this node, e.g. `otlp_url("/v1/logs")`.
     pub fn otlp_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.otlp_http, path)
+        format!("{}://{}{}", self.scheme, self.otlp_http, path)
     }
 
     pub fn wal_segments(&self) -> Vec<PathBuf> {
@@ -115,6 +119,7 @@ impl TestCluster {
                 otlp_http: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node{id}")),
                 log_path: dir.path().join(format!("node{id}.log")),
+                scheme: "http",
                 child: None,
                 extra_args: args,
             });
@@ -148,11 +153,19 @@ impl TestCluster {
             otlp_http: format!("127.0.0.1:{}", free_port()),
             data_dir: self.dir.path().join(format!("node{id}")),
             log_path: self.dir.path().join(format!("node{id}.log")),
+            scheme: self.nodes.first().map_or("http", |n| n.scheme),
             child: None,
             extra_args: args,
         });
         self.spawn(id);
         id
+    }
+
+    /// Requests to every node (and nodes added later) go over `https://`.
+    pub fn use_https(&mut self) {
+        for n in &mut self.nodes {
+            n.scheme = "https";
+        }
     }
 
     pub fn node(&self, id: u64) -> &TestNode {
@@ -238,13 +251,9 @@ impl TestCluster {
         }
         let members: Vec<(u64, String)> =
             self.nodes.iter().map(|n| (n.id, n.raft.clone())).collect();
-        tael_raft::cmd::init::run(
-            &format!("http://{}", self.nodes[0].rest),
-            &members,
-            Duration::from_secs(20),
-        )
-        .await
-        .expect("init");
+        tael_raft::cmd::init::run(&self.nodes[0].url(""), &members, Duration::from_secs(20))
+            .await
+            .expect("init");
     }
 
     pub async fn cluster_status(&self, id: u64) -> Option<serde_json::Value> {

@@ -9,6 +9,12 @@ ExportTraceServiceRequest in hex), which the test compares with what the
 cluster gives back as OTLP.
 
 usage: send.py --grpc HOST:PORT --http http://HOST:PORT --run-id ID
+               [--ca CA.pem] [--api-key KEY] [--refused]
+
+With --ca both exporters speak TLS (gRPC to https://HOST:PORT, HTTP to the
+https:// URL given) and trust only that CA; with --api-key they send
+`authorization: Bearer KEY`. With --refused the script expects every export
+to be refused for want of a key and prints what the exporters saw.
 """
 
 import argparse
@@ -165,30 +171,89 @@ def check(what, result, success):
         sys.exit(1)
 
 
+def exporters(transport, args):
+    """The span, log and metric exporters of one transport, configured as the
+    command line says (TLS, key)."""
+    headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else None
+    if transport == "grpc":
+        if args.ca:
+            with open(args.ca, "rb") as f:
+                tls = {"insecure": False, "credentials": grpc.ssl_channel_credentials(f.read())}
+            endpoint = f"https://{args.grpc}"
+        else:
+            tls = {"insecure": True}
+            endpoint = f"http://{args.grpc}"
+        common = {"endpoint": endpoint, "timeout": 20, "headers": headers, **tls}
+        return (
+            GrpcSpanExporter(**common),
+            GrpcLogExporter(**common),
+            GrpcMetricExporter(**common, compression=grpc.Compression.Gzip),
+        )
+    base = args.http.rstrip("/")
+    gzip = HttpCompression.Gzip
+    common = {"timeout": 20, "headers": headers, "certificate_file": args.ca}
+    return (
+        HttpSpanExporter(endpoint=f"{base}/v1/traces", compression=gzip, **common),
+        HttpLogExporter(endpoint=f"{base}/v1/logs", **common),
+        HttpMetricExporter(endpoint=f"{base}/v1/metrics", compression=gzip, **common),
+    )
+
+
+class Captured(logging.Handler):
+    """Keeps the exporters' own log messages (the gRPC exporter logs the
+    status code of a refused export)."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def refused(args):
+    """Every export without a key fails, and says why: HTTP 401 and gRPC
+    UNAUTHENTICATED."""
+    captured = Captured()
+    logging.getLogger("opentelemetry.exporter.otlp").addHandler(captured)
+    seen = {}
+    for transport in ("grpc", "http"):
+        spans, logs, _metrics, _trace_id = record(f"sdk-refused-{transport}-{args.run_id}")
+        span_exp, log_exp, metric_exp = exporters(transport, args)
+        seen[transport] = {
+            "spans": str(span_exp.export(spans)),
+            "logs": str(log_exp.export(logs)),
+        }
+        if transport == "http":
+            # The status the HTTP exporter's own client received (the
+            # exporter returns FAILURE without logging it).
+            body = encode_spans(spans).SerializeToString()
+            seen["http"]["status"] = span_exp._client.export(body).status_code
+        span_exp.shutdown()
+        log_exp.shutdown()
+        metric_exp.shutdown()
+    seen["log_messages"] = captured.messages
+    print(json.dumps(seen))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--grpc", required=True, help="OTLP/gRPC host:port")
     parser.add_argument("--http", required=True, help="OTLP/HTTP base URL")
     parser.add_argument("--run-id", required=True)
+    parser.add_argument("--ca", help="CA certificate (PEM): export over TLS")
+    parser.add_argument("--api-key", help="sent as authorization: Bearer KEY")
+    parser.add_argument("--refused", action="store_true", help="expect every export refused")
     args = parser.parse_args()
+    if args.refused:
+        refused(args)
+        return
 
     sent = {}
     for transport in ("grpc", "http"):
         service = f"sdk-{transport}-{args.run_id}"
         spans, logs, metrics, trace_id = record(service)
-        if transport == "grpc":
-            endpoint = f"http://{args.grpc}"
-            span_exp = GrpcSpanExporter(endpoint=endpoint, insecure=True, timeout=20)
-            log_exp = GrpcLogExporter(endpoint=endpoint, insecure=True, timeout=20)
-            metric_exp = GrpcMetricExporter(
-                endpoint=endpoint, insecure=True, timeout=20, compression=grpc.Compression.Gzip
-            )
-        else:
-            base = args.http.rstrip("/")
-            gzip = HttpCompression.Gzip
-            span_exp = HttpSpanExporter(endpoint=f"{base}/v1/traces", timeout=20, compression=gzip)
-            log_exp = HttpLogExporter(endpoint=f"{base}/v1/logs", timeout=20)
-            metric_exp = HttpMetricExporter(endpoint=f"{base}/v1/metrics", timeout=20, compression=gzip)
+        span_exp, log_exp, metric_exp = exporters(transport, args)
         check(f"{transport} spans", span_exp.export(spans), SpanExportResult.SUCCESS)
         check(f"{transport} logs", log_exp.export(logs), LogRecordExportResult.SUCCESS)
         check(f"{transport} metrics", metric_exp.export(metrics), MetricExportResult.SUCCESS)
