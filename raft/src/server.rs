@@ -85,6 +85,34 @@ where
     pub leader_stamp: LeaderStamp,
 }
 
+/// Removes what snapshot transfers left in `dir` when the process died in
+/// the middle of one (`incoming-<pid>-<n>.snap`: the next process never uses
+/// these names, so nothing else would ever remove them). Call before serving.
+/// Returns how many files were removed.
+pub fn remove_incoming_leftovers(dir: &std::path::Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        let is_leftover = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("incoming-") && n.ends_with(".snap"));
+        if is_leftover {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        crate::log_store::sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
 /// How long a forwarded write may wait for its acknowledgement.
 pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -420,4 +448,27 @@ async fn receive_chunks(
     }
     file.sync_all().await.map_err(fatal)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod leftover_tests {
+    use super::remove_incoming_leftovers;
+
+    #[test]
+    fn leftovers_of_dead_transfers_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["incoming-41-0.snap", "incoming-41-1.snap", "keep.txt"] {
+            std::fs::write(dir.path().join(name), b"partial").unwrap();
+        }
+        assert_eq!(remove_incoming_leftovers(dir.path()).unwrap(), 2);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, vec!["keep.txt".to_string()]);
+        assert_eq!(
+            remove_incoming_leftovers(&dir.path().join("absent")).unwrap(),
+            0
+        );
+    }
 }

@@ -40,6 +40,9 @@ use crate::state::{StateMachine, StateMachineOptions};
 use crate::tls::NodeTls;
 use listeners::{bind, spawn_grpc, spawn_http, ListenerTls};
 
+/// Under the data directory: snapshots being received from the leader.
+const INCOMING_SNAPSHOT_DIR: &str = "snapshots-incoming";
+
 /// A started node: its services, and what stops it.
 pub struct RunningNode {
     pub cluster: Arc<Cluster>,
@@ -85,6 +88,12 @@ fn open_stores(config: &ServeConfig) -> Result<Stores, String> {
             data_dir.join("sm").display()
         )
     })?;
+    let incoming = data_dir.join(INCOMING_SNAPSHOT_DIR);
+    match tael_consensus::server::remove_incoming_leftovers(&incoming) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed snapshot transfers a crash left behind"),
+        Err(e) => return Err(format!("cleaning {}: {e}", incoming.display())),
+    }
     let fulltext = FullText::start(&data_dir.join("fulltext"), sm.shared.clone())?;
     let spool = if config.ingest_spooled {
         Some(Arc::new(Spool::open(
@@ -190,7 +199,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         node_id: config.node_id,
         identity: stores.identity.clone(),
         log: stores.log.clone(),
-        incoming_snapshot_dir: config.data_dir.join("snapshots-incoming"),
+        incoming_snapshot_dir: config.data_dir.join(INCOMING_SNAPSHOT_DIR),
         rest_addr: config.rest_addr.clone(),
         snapshots_received: Arc::new(AtomicU64::new(0)),
         ack,
