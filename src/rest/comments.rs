@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{answer_read, ApiError, Params};
 use crate::comments::{self, Comment};
 use crate::ingest::Ingest;
-use crate::model::{parse_hex, TraceId};
+use crate::model::parse_hex;
 use crate::query::{QueryService, Text};
 
 const DEFAULT_LIMIT: usize = 1_000;
@@ -42,14 +42,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn trace_id(raw: &str) -> Result<TraceId, ApiError> {
-    parse_hex(raw).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "invalid trace id {raw:?}: expected 32 hex characters"
-        ))
-    })
-}
-
 /// Longest `Idempotency-Key` header accepted.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
@@ -60,7 +52,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let trace = trace_id(&raw_trace)?;
+    let trace = super::params::trace_id_in_path(&raw_trace)?;
     let req: NewComment = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "comment must be a JSON object with a string \"body\": {e}"
@@ -99,7 +91,7 @@ pub async fn list(
     let p = Params::parse(raw.as_deref())?;
     let consistency = p.consistency()?;
     let limit = p.limit(DEFAULT_LIMIT)?.min(comments::MAX_LIST);
-    let trace = trace_id(&raw_trace)?;
+    let trace = super::params::trace_id_in_path(&raw_trace)?;
     let read = queries
         .read(consistency, Text::NotUsed, move |v| {
             v.trace_comments(&trace, limit)

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{mark_served, ApiError, Params};
-use crate::model::{parse_hex, TraceId};
+use crate::model::TraceId;
 use crate::query::{QueryService, Text};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -23,11 +23,7 @@ pub async fn trace(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let consistency = p.consistency()?;
-    let id: TraceId = parse_hex(&trace_id).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "invalid trace id {trace_id:?}: expected 32 hex characters"
-        ))
-    })?;
+    let id: TraceId = super::params::trace_id_in_path(&trace_id)?;
     let read = queries
         .read(consistency, Text::NotUsed, move |v| v.trace_as_otlp(&id))
         .await?;

@@ -9,6 +9,15 @@ const MAX_WINDOW_SECS: u64 = 10 * 365 * 86_400;
 pub const MAX_LIMIT: usize = 10_000;
 const MAX_PARAMS: usize = 64;
 
+/// A trace id in a path: 32 hex characters, or a 400 that says so.
+pub fn trace_id_in_path(raw: &str) -> Result<crate::model::TraceId, ApiError> {
+    crate::model::parse_hex(raw).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "invalid trace id {raw:?}: expected 32 hex characters"
+        ))
+    })
+}
+
 pub struct Params {
     pairs: Vec<(String, String)>,
 }

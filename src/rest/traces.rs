@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::{answer_read, ApiError, Params};
-use crate::model::{now_unix_nanos, parse_hex, SpanJson, SpanStatus, TraceId};
+use crate::model::{now_unix_nanos, SpanJson, SpanStatus, TraceId};
 use crate::query::{AttributeFilter, QueryService, SpanQuery, Text};
 
 const DEFAULT_LIMIT: usize = 100;
@@ -108,11 +108,7 @@ pub async fn by_id(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let consistency = p.consistency()?;
-    let id: TraceId = parse_hex(&trace_id).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "invalid trace id {trace_id:?}: expected 32 hex characters"
-        ))
-    })?;
+    let id: TraceId = super::params::trace_id_in_path(&trace_id)?;
     let read = queries
         .read(consistency, Text::NotUsed, move |v| v.trace(&id))
         .await?;
