@@ -26,12 +26,26 @@ use tael_raft::http_client::{self, HttpResponse};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tael-raft");
 
+/// Test ports come from below Linux's ephemeral range (32768 and up). A port
+/// picked by binding port 0 is an ephemeral one, and an outgoing connection
+/// (a node dialing its peers) could take it before the node that should
+/// listen on it starts: "Address already in use" at start-up.
+const TEST_PORTS: std::ops::Range<u16> = 10_000..32_000;
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    // Each test process starts at its own place, so two at once rarely meet.
+    let start = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + (start + n) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 pub struct TestNode {
