@@ -45,6 +45,8 @@ pub struct ServeConfig {
     /// The secret every node of the cluster shares; peers prove they know it
     /// on every node-to-node call.
     pub cluster_secret_file: Option<PathBuf>,
+    /// How Raft log records are protected (docs/security.md).
+    pub log_integrity: LogIntegrity,
     /// TLS on the client-facing listeners (REST, OTLP/gRPC, OTLP/HTTP).
     pub tls: Option<TlsFiles>,
     /// Mutual TLS on the node-to-node port, both as server and as client.
@@ -83,9 +85,29 @@ impl Default for ServeConfig {
             dial_overrides: Vec::new(),
             auth: AuthMode::Off,
             cluster_secret_file: None,
+            log_integrity: LogIntegrity::Crc32c,
             tls: None,
             peer_tls: None,
             faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// `--log-integrity`: what protects each Raft log record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogIntegrity {
+    Crc32c,
+    Hmac,
+}
+
+impl LogIntegrity {
+    fn parse(s: &str) -> Result<LogIntegrity, String> {
+        match s {
+            "crc32c" => Ok(LogIntegrity::Crc32c),
+            "hmac" => Ok(LogIntegrity::Hmac),
+            other => Err(format!(
+                "log_integrity must be crc32c or hmac, not {other:?}"
+            )),
         }
     }
 }
@@ -160,6 +182,13 @@ pub struct ServeArgs {
     /// least 32 bytes). Needed with `--auth required`.
     #[arg(long, env = "TAEL_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// `crc32c` (default): Raft log records carry a checksum, which catches
+    /// damage. `hmac`: they also carry an HMAC-SHA256 under a key derived
+    /// from the cluster secret, checked on every append from a peer, every
+    /// read and at recovery, which catches deliberate changes. Needs
+    /// --cluster-secret-file; every node should run the same mode.
+    #[arg(long, env = "TAEL_LOG_INTEGRITY")]
+    pub log_integrity: Option<String>,
     /// PEM certificate (chain, leaf first) served by the REST, OTLP/gRPC and
     /// OTLP/HTTP listeners; with --tls-key. Re-read when the file changes.
     #[arg(long, env = "TAEL_TLS_CERT")]
@@ -274,6 +303,7 @@ struct FileConfig {
     dial_overrides: Option<Vec<String>>,
     auth: Option<String>,
     cluster_secret_file: Option<PathBuf>,
+    log_integrity: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     peer_tls_cert: Option<PathBuf>,
@@ -340,6 +370,10 @@ impl ServeArgs {
                 .cluster_secret_file
                 .clone()
                 .or(file.cluster_secret_file.clone()),
+            log_integrity: match self.log_integrity.clone().or(file.log_integrity.clone()) {
+                Some(s) => LogIntegrity::parse(&s)?,
+                None => d.log_integrity,
+            },
             tls: tls_files(
                 self.tls_cert.clone().or(file.tls_cert.clone()),
                 self.tls_key.clone().or(file.tls_key.clone()),
@@ -407,6 +441,13 @@ impl ServeConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         self.validate_auth()?;
+        if self.log_integrity == LogIntegrity::Hmac && self.cluster_secret_file.is_none() {
+            return Err(
+                "log_integrity = hmac needs --cluster-secret-file FILE: the HMAC key \
+                 of log records is derived from the cluster secret (docs/security.md)"
+                    .into(),
+            );
+        }
         if self.node_id == 0 {
             return Err("node_id must be at least 1".into());
         }
@@ -690,5 +731,32 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.resolve().unwrap_err().contains("required or off"));
+    }
+
+    #[test]
+    fn log_integrity_defaults_to_crc32c_and_hmac_needs_the_secret() {
+        assert_eq!(
+            ServeArgs::default().resolve().unwrap().log_integrity,
+            LogIntegrity::Crc32c
+        );
+        let hmac = ServeArgs {
+            log_integrity: Some("hmac".into()),
+            ..Default::default()
+        };
+        let err = hmac.resolve().unwrap_err();
+        assert!(err.contains("needs --cluster-secret-file"), "{err}");
+        let with_secret = ServeArgs {
+            cluster_secret_file: Some("/etc/tael/secret".into()),
+            ..hmac
+        };
+        assert_eq!(
+            with_secret.resolve().unwrap().log_integrity,
+            LogIntegrity::Hmac
+        );
+        let bad = ServeArgs {
+            log_integrity: Some("sha1".into()),
+            ..Default::default()
+        };
+        assert!(bad.resolve().unwrap_err().contains("crc32c or hmac"));
     }
 }

@@ -141,6 +141,13 @@ impl SelfMetrics {
             "Torn log tails cut off at start-up.",
             &one(ls.torn_tail_repairs.load(Ordering::Relaxed)),
         );
+        metric(
+            "tael_log_integrity_failures_total",
+            "counter",
+            "Raft log records refused because their HMAC failed or was missing \
+             (--log-integrity hmac): a security event.",
+            &one(self.cluster.log().integrity().failures()),
+        );
         let ft = &self.fulltext;
         metric(
             "tael_fulltext_watermark_index",

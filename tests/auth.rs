@@ -156,7 +156,15 @@ fn allows(key_role: &str, needed: &str) -> bool {
 async fn every_route_and_rpc_needs_the_right_key_and_peers_the_secret() {
     let secrets = tempfile::tempdir().unwrap();
     let good = secret_file(secrets.path(), "secret", SECRET);
-    let args = ["--auth", "required", "--cluster-secret-file", &good];
+    // With HMAC-protected log records: every write below replicates through them.
+    let args = [
+        "--auth",
+        "required",
+        "--cluster-secret-file",
+        &good,
+        "--log-integrity",
+        "hmac",
+    ];
     let mut c = TestCluster::start(3, &args);
     for id in 1..=3 {
         c.wait_healthy(id).await;
@@ -291,6 +299,53 @@ async fn every_route_and_rpc_needs_the_right_key_and_peers_the_secret() {
         .await
         .unwrap_err();
     assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
+
+    // A caller that has the secret but writes a record under another log
+    // key (or none) is refused before the record reaches the log, and the
+    // refusal is counted as a security event.
+    use tael_consensus::frame::{encode_entry, RecordIntegrity};
+    use tael_consensus::types::{Entry, EntryPayload, LeaderId, LogId, Record};
+    let record = Entry {
+        log_id: LogId::new(
+            LeaderId {
+                term: 1,
+                node_id: 1,
+            },
+            1_000_000,
+        ),
+        payload: EntryPayload::Normal(Record {
+            tag: tael_consensus::FIRST_APP_TAG,
+            batch_key: [0; 16],
+            payload: b"forged".to_vec(),
+        }),
+    };
+    for integrity in [RecordIntegrity::Crc32c, RecordIntegrity::hmac([9; 32])] {
+        let mut req = tonic::Request::new(tael_consensus::pb::AppendRequest {
+            cluster_id: done.cluster_id.clone(),
+            entries: vec![encode_entry(&record, &integrity)],
+            ..Default::default()
+        });
+        let proof = tael_consensus::peer_auth::PeerSecret::from_bytes(SECRET.as_bytes()).proof();
+        req.metadata_mut().insert(
+            tael_consensus::peer_auth::PROOF_HEADER,
+            proof.parse().unwrap(),
+        );
+        let refused = raft.append(req).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains("integrity"), "{refused:?}");
+    }
+    let auth = format!("Bearer {admin}");
+    let text = http_client::request_with_headers(
+        "GET",
+        &c.node(1).url("/metrics"),
+        &[("Authorization", &auth)],
+        b"",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&text.body);
+    assert_eq!(metric(&text, "tael_log_integrity_failures_total"), 2);
 
     // A fourth node with another secret can neither join nor vote.
     let other = secret_file(secrets.path(), "other", &SECRET.replace('0', "9"));

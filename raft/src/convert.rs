@@ -88,22 +88,30 @@ pub fn vote_response_from_pb(r: pb::VoteResponse) -> Result<VoteResponse<TypeCon
 pub fn append_request_to_pb(
     cluster_id: String,
     r: &AppendEntriesRequest<TypeConfig>,
+    integrity: &frame::RecordIntegrity,
 ) -> pb::AppendRequest {
     pb::AppendRequest {
         cluster_id,
         vote: Some(vote_to_pb(&r.vote)),
         prev_log_id: r.prev_log_id.as_ref().map(log_id_to_pb),
         leader_commit: r.leader_commit.as_ref().map(log_id_to_pb),
-        entries: r.entries.iter().map(frame::encode_entry).collect(),
+        entries: r
+            .entries
+            .iter()
+            .map(|e| frame::encode_entry(e, integrity))
+            .collect(),
     }
 }
 
+/// Decodes a peer's append, checking every record as this node's log would
+/// (`integrity`): a record that fails is refused before it reaches the log.
 pub fn append_request_from_pb(
     r: pb::AppendRequest,
+    integrity: &frame::RecordIntegrity,
 ) -> Result<AppendEntriesRequest<TypeConfig>, Status> {
     let mut entries: Vec<Entry> = Vec::with_capacity(r.entries.len());
     for (i, bytes) in r.entries.iter().enumerate() {
-        let (len, entry) = frame::decode_entry(bytes).map_err(|e| {
+        let (len, entry) = frame::decode_entry(bytes, integrity).map_err(|e| {
             Status::invalid_argument(format!("append entry #{i} failed its check: {e}"))
         })?;
         if len != bytes.len() {

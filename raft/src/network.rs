@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::convert::*;
+use crate::frame::RecordIntegrity;
 use crate::pb;
 use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::peer_auth::{PeerProof, PeerSecret};
@@ -65,6 +66,8 @@ pub struct PeerChannels {
     proof: PeerProof,
     /// Mutual TLS towards every peer (`peer_tls`), or plain TCP.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// How records sent to followers are protected (as in the local log).
+    integrity: RecordIntegrity,
 }
 
 impl PeerChannels {
@@ -74,12 +77,19 @@ impl PeerChannels {
             dial_overrides: Arc::new(overrides.into_iter().collect()),
             proof: PeerProof::default(),
             tls: None,
+            integrity: RecordIntegrity::default(),
         }
     }
 
     /// Dial every peer with mutual TLS under `config`.
     pub fn with_tls(mut self, config: Option<Arc<rustls::ClientConfig>>) -> Self {
         self.tls = config;
+        self
+    }
+
+    /// Records sent to followers carry what `integrity` asks for.
+    pub fn with_integrity(mut self, integrity: RecordIntegrity) -> Self {
+        self.integrity = integrity;
         self
     }
 
@@ -163,6 +173,7 @@ impl NetworkFactory {
             addr: node.addr.clone(),
             client: self.channels.client_for(&node.addr, purpose),
             identity: self.identity.clone(),
+            integrity: self.channels.integrity.clone(),
         }
     }
 }
@@ -172,6 +183,7 @@ pub struct PeerConnection {
     addr: String,
     client: Result<PeerClient, String>,
     identity: Arc<ClusterIdentity>,
+    integrity: RecordIntegrity,
 }
 
 fn status_to_rpc_error(s: Status) -> RpcError {
@@ -248,7 +260,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RpcError> {
         let (mut client, cluster_id) = self.prepare()?;
-        let req = append_request_to_pb(cluster_id, &rpc);
+        let req = append_request_to_pb(cluster_id, &rpc, &self.integrity);
         let resp = self.deadline(&option, client.append(req)).await?;
         append_response_from_pb(resp).map_err(status_to_rpc_error)
     }
@@ -266,7 +278,9 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     {
         Box::pin(async move {
             let (mut client, cluster_id) = self.prepare()?;
-            let requests = input.map(move |r| append_request_to_pb(cluster_id.clone(), &r));
+            let integrity = self.integrity.clone();
+            let requests =
+                input.map(move |r| append_request_to_pb(cluster_id.clone(), &r, &integrity));
             let resp = client
                 .stream_append(requests)
                 .await

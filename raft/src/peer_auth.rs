@@ -69,6 +69,15 @@ impl PeerSecret {
         }
     }
 
+    /// The key of `--log-integrity hmac`: derived from the secret under its
+    /// own label, so an HMAC over a log record can never pass as a peer
+    /// proof (or the reverse), and the secret itself never keys records.
+    pub fn log_integrity_key(&self) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(b"tael-raft log integrity v1");
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self, unix_ms: u64, nonce: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(format!("tael-peer-{VERSION}\0{unix_ms}\0{nonce}").as_bytes());

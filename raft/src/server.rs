@@ -184,7 +184,7 @@ where
         self.check_cluster(&req.cluster_id)?;
         let resp = self
             .raft
-            .append_entries(append_request_from_pb(req)?)
+            .append_entries(append_request_from_pb(req, self.log.integrity())?)
             .await
             .map_err(fatal)?;
         Ok(Response::new(append_response_to_pb(&resp)))
@@ -197,12 +197,13 @@ where
         req: Request<Streaming<pb::AppendRequest>>,
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
         let identity = self.identity.clone();
+        let integrity = self.log.integrity().clone();
         // The input ends at the first request that is malformed or for another
         // cluster; the leader sees the stream end and starts over.
         let input = req.into_inner().scan((), move |_, item| {
             let next = match item {
                 Ok(r) => match check_cluster(&identity, &r.cluster_id)
-                    .and_then(|_| append_request_from_pb(r))
+                    .and_then(|_| append_request_from_pb(r, &integrity))
                 {
                     Ok(r) => Some(r),
                     Err(status) => {

@@ -17,6 +17,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tael_consensus::frame::RecordIntegrity;
 use tael_consensus::network::{NetworkFactory, PeerChannels, MAX_MESSAGE_BYTES};
 use tael_consensus::pb::raft_transport_server::RaftTransportServer;
 use tael_consensus::peer_auth::{PeerCheck, PeerSecret};
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 use crate::admin::KeyAdmin;
 use crate::auth::{Authenticator, KeySource};
 use crate::cluster::{Cluster, ClusterSettings, Peers};
-use crate::config::ServeConfig;
+use crate::config::{LogIntegrity, ServeConfig};
 use crate::faults::{FaultConfig, Mutation};
 use crate::fulltext::FullText;
 use crate::ingest::Ingest;
@@ -61,7 +62,7 @@ struct Stores {
     spool: Option<Arc<Spool>>,
 }
 
-fn open_stores(config: &ServeConfig) -> Result<Stores, String> {
+fn open_stores(config: &ServeConfig, integrity: &RecordIntegrity) -> Result<Stores, String> {
     // Before anything opens the directory: refuse data in an older format.
     crate::data_format::check_and_mark(&config.data_dir)?;
     let data_dir: &Path = &config.data_dir;
@@ -71,6 +72,7 @@ fn open_stores(config: &ServeConfig) -> Result<Stores, String> {
         Arc::new(ClusterIdentity::load(data_dir).map_err(|e| format!("reading cluster id: {e}"))?);
     let log_opts = LogStoreOptions {
         faults: config.faults.log_faults(),
+        integrity: integrity.clone(),
         ..LogStoreOptions::default()
     };
     let log = LogStore::open(&data_dir.join("raft-log"), log_opts)
@@ -113,6 +115,20 @@ fn open_stores(config: &ServeConfig) -> Result<Stores, String> {
     })
 }
 
+/// What protects this node's log records (`--log-integrity`).
+fn record_integrity(
+    config: &ServeConfig,
+    secret: Option<&PeerSecret>,
+) -> Result<RecordIntegrity, String> {
+    match (config.log_integrity, secret) {
+        (LogIntegrity::Crc32c, _) => Ok(RecordIntegrity::Crc32c),
+        (LogIntegrity::Hmac, Some(s)) => Ok(RecordIntegrity::hmac(s.log_integrity_key())),
+        (LogIntegrity::Hmac, None) => {
+            Err("log_integrity = hmac needs --cluster-secret-file".into())
+        }
+    }
+}
+
 fn warn_if_faulty(config: &ServeConfig) {
     if config.faults != FaultConfig::default() {
         tracing::warn!(
@@ -129,14 +145,16 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
     // Before the stores: a bad certificate fails start-up at once.
     let tls = NodeTls::load(config.tls.as_ref(), config.peer_tls.as_ref())
         .map_err(|e| format!("TLS: {e}"))?;
-    let stores = open_stores(&config)?;
-    let sm_shared = stores.sm.shared.clone();
     let secret = match &config.cluster_secret_file {
         Some(path) => Some(PeerSecret::load(path)?),
         None => None,
     };
+    let integrity = record_integrity(&config, secret.as_ref())?;
+    let stores = open_stores(&config, &integrity)?;
+    let sm_shared = stores.sm.shared.clone();
     let channels = PeerChannels::with_dial_overrides(config.dial_overrides.clone())
         .with_secret(secret.clone())
+        .with_integrity(integrity)
         .with_tls(tls.peer_client.clone());
     let network = NetworkFactory::new(stores.identity.clone(), channels.clone());
     let raft = Raft::new(

@@ -489,6 +489,11 @@ impl Cluster {
                 "required",
                 "--cluster-secret-file",
                 &self.secret_file().display().to_string(),
+                // The strongest record protection, so every fault runs
+                // against it: a crash or a damaged log must never read as
+                // an integrity failure, nor one slip through.
+                "--log-integrity",
+                "hmac",
             ]
             .iter()
             .map(|s| s.to_string()),

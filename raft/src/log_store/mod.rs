@@ -61,6 +61,8 @@ pub struct LogStoreOptions {
     pub queue_depth: usize,
     /// Off unless built with the `fault-injection` feature and asked for.
     pub faults: LogFaults,
+    /// How records are protected (`--log-integrity`).
+    pub integrity: frame::RecordIntegrity,
 }
 
 impl Default for LogStoreOptions {
@@ -71,6 +73,7 @@ impl Default for LogStoreOptions {
             max_write_batch_bytes: 16 * 1024 * 1024,
             queue_depth: 4096,
             faults: LogFaults::default(),
+            integrity: frame::RecordIntegrity::default(),
         }
     }
 }
@@ -147,6 +150,7 @@ pub(crate) struct Shared {
     cache_max_bytes: usize,
     pub(crate) stats: LogStoreStats,
     pub(crate) fault: LogFaults,
+    integrity: frame::RecordIntegrity,
     /// Bytes in segment files, published by the writer after each batch.
     pub(crate) disk_bytes: AtomicU64,
 }
@@ -167,7 +171,7 @@ impl LogStore {
         }
         let vote: Option<Vote> = meta_file::read(dir, VOTE_FILE)?;
         let purged: Option<LogId> = meta_file::read::<Option<LogId>>(dir, PURGED_FILE)?.flatten();
-        let recovered = recovery::recover(dir, purged)?;
+        let recovered = recovery::recover(dir, purged, &opts.integrity)?;
 
         let mut files = BTreeMap::new();
         let mut legacy = std::collections::BTreeSet::new();
@@ -193,6 +197,7 @@ impl LogStore {
             cache_max_bytes: opts.cache_max_bytes,
             stats,
             fault: opts.faults.clone(),
+            integrity: opts.integrity.clone(),
             disk_bytes: AtomicU64::new(recovered.segments.values().sum()),
         });
         let writer = Writer::new(
@@ -218,6 +223,11 @@ impl LogStore {
     /// until their segment is deleted).
     pub fn disk_bytes(&self) -> u64 {
         self.shared.disk_bytes.load(Ordering::Relaxed)
+    }
+
+    /// How this log protects its records; peers' appends are checked the same way.
+    pub fn integrity(&self) -> &frame::RecordIntegrity {
+        &self.shared.integrity
     }
 
     pub fn faults(&self) -> &LogFaults {
@@ -296,7 +306,7 @@ impl LogStore {
                     &buf
                 }
             };
-            let (_, entry) = frame::decode_entry(bytes).map_err(|e| {
+            let (_, entry) = frame::decode_entry(bytes, &self.shared.integrity).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("log entry {log_id} failed its check on read: {e}"),
@@ -372,7 +382,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let frames: Vec<(LogId, Arc<Vec<u8>>)> = entries
             .into_iter()
-            .map(|e| (e.log_id, Arc::new(frame::encode_entry(&e))))
+            .map(|e| {
+                (
+                    e.log_id,
+                    Arc::new(frame::encode_entry(&e, &self.shared.integrity)),
+                )
+            })
             .collect();
         {
             let mut index = self.shared.index.lock().unwrap();

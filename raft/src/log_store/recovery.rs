@@ -31,7 +31,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::frame;
+use crate::frame::{self, FrameError, RecordIntegrity};
 use crate::log_store::batch::{highest_mark_in, BatchHeader, BATCH_HEADER_BYTES};
 use crate::log_store::index::{Loc, LogIndex, Slot};
 use crate::log_store::prealloc::written_len;
@@ -115,6 +115,9 @@ pub enum NotTorn {
     ClosedSegment,
     /// A format-1 segment has no sync marks to tell a torn write by.
     LegacyFormat,
+    /// The record's checksum holds but its HMAC does not: a deliberate
+    /// change, wherever it lies (a torn write cannot produce a valid checksum).
+    Integrity,
 }
 
 /// Damage to log data that may have been acknowledged. Carried inside the
@@ -160,6 +163,10 @@ impl LogDamage {
             NotTorn::LegacyFormat => "The segment predates sync marks (format 1), so a torn \
                  write cannot be told from damage."
                 .to_string(),
+            NotTorn::Integrity => "Its checksum is intact, so this is a change made without the \
+                 cluster secret (or by a node without --log-integrity hmac), not a torn write: \
+                 treat it as a security event."
+                .to_string(),
         }
     }
 
@@ -171,7 +178,11 @@ impl LogDamage {
 /// Scans every segment, cuts a torn tail off the last one and makes the last
 /// one durable (a killed process may have left written, unsynced frames that
 /// this node is about to report as part of its log).
-pub fn recover(dir: &Path, purged: Option<LogId>) -> io::Result<Recovered> {
+pub fn recover(
+    dir: &Path,
+    purged: Option<LogId>,
+    integrity: &RecordIntegrity,
+) -> io::Result<Recovered> {
     let paths = list_segments(dir)?;
     let mut index = LogIndex::new(purged);
     let mut segments = BTreeMap::new();
@@ -185,6 +196,7 @@ pub fn recover(dir: &Path, purged: Option<LogId>) -> io::Result<Recovered> {
             first,
             buf: &buf,
             is_last: Some(first) == last_segment,
+            integrity,
         };
         let scanned = if is_legacy(path) {
             seg.walk_legacy(&mut index)?
@@ -212,6 +224,7 @@ struct Segment<'a> {
     first: u64,
     buf: &'a [u8],
     is_last: bool,
+    integrity: &'a RecordIntegrity,
 }
 
 struct Scanned {
@@ -254,7 +267,7 @@ impl Segment<'_> {
             }
             let cause = match batch.as_mut().filter(|b| pos < b.frames_end) {
                 None => "no intact batch header where one must start".to_string(),
-                Some(b) => match frame::decode_log_id(&self.buf[pos..]) {
+                Some(b) => match frame::decode_log_id(&self.buf[pos..], self.integrity) {
                     Ok((len, _)) if pos + len > b.frames_end => {
                         "a record runs past the end of its batch".to_string()
                     }
@@ -265,6 +278,9 @@ impl Segment<'_> {
                         b.frames += 1;
                         pos += len;
                         continue;
+                    }
+                    Err(e @ FrameError::Integrity(_)) => {
+                        return Err(self.damage(index, pos, e.to_string(), NotTorn::Integrity));
                     }
                     Err(e) => e.to_string(),
                 },
@@ -296,7 +312,7 @@ impl Segment<'_> {
         let written = written_len(self.buf);
         let mut pos = 0usize;
         while pos < written {
-            match frame::decode_log_id(&self.buf[pos..]) {
+            match frame::decode_log_id(&self.buf[pos..], self.integrity) {
                 Ok((len, log_id)) => {
                     self.index_frame(index, pos, len, log_id)?;
                     pos += len;

@@ -6,6 +6,7 @@ use openraft::type_config::TypeConfigExt;
 use super::batch::{BatchHeader, BATCH_HEADER_BYTES};
 use super::recovery::{legacy_segment_path, list_segments, segment_path};
 use super::*;
+use crate::frame::RecordIntegrity;
 use crate::types::{EntryPayload, LeaderId, Record};
 
 fn log_id(term: u64, index: u64) -> LogId {
@@ -117,7 +118,11 @@ fn last_segment_with_first(dir: &Path) -> (u64, PathBuf) {
 
 /// Where the frame of `e` starts in a segment's bytes.
 fn frame_at(bytes: &[u8], e: &Entry) -> usize {
-    let frame = frame::encode_entry(e);
+    frame_at_in(bytes, e, &RecordIntegrity::Crc32c)
+}
+
+fn frame_at_in(bytes: &[u8], e: &Entry, integrity: &RecordIntegrity) -> usize {
+    let frame = frame::encode_entry(e, integrity);
     bytes
         .windows(frame.len())
         .position(|w| w == &frame[..])
@@ -140,7 +145,19 @@ fn idle_mark_at(bytes: &[u8], first: u64) -> usize {
 /// The bytes a group commit of `entries` at offset `at` writes before its
 /// fsync, and the offsets of its frames.
 fn unsynced_batch(first: u64, at: usize, entries: &[Entry]) -> (Vec<u8>, Vec<usize>) {
-    let frames: Vec<Vec<u8>> = entries.iter().map(frame::encode_entry).collect();
+    unsynced_batch_in(first, at, entries, &RecordIntegrity::Crc32c)
+}
+
+fn unsynced_batch_in(
+    first: u64,
+    at: usize,
+    entries: &[Entry],
+    integrity: &RecordIntegrity,
+) -> (Vec<u8>, Vec<usize>) {
+    let frames: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|e| frame::encode_entry(e, integrity))
+        .collect();
     let frames_len: usize = frames.iter().map(Vec::len).sum();
     let header = BatchHeader {
         segment_first: first,
@@ -304,9 +321,16 @@ async fn a_torn_idle_mark_is_cut_off_and_keeps_every_entry() {
 /// the next group commit would go, lets `tear` damage it as a power cut
 /// might, and checks that recovery cuts exactly back to the synced data.
 async fn torn_unsynced_batch_is_cut_exactly(tear: impl FnOnce(&mut Vec<u8>, usize, &[usize])) {
+    torn_unsynced_batch_is_cut_exactly_in(LogStoreOptions::default(), tear).await
+}
+
+async fn torn_unsynced_batch_is_cut_exactly_in(
+    opts: LogStoreOptions,
+    tear: impl FnOnce(&mut Vec<u8>, usize, &[usize]),
+) {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+        let mut s = LogStore::open(dir.path(), opts.clone()).unwrap();
         for i in (0..12).step_by(3) {
             append(&mut s, (i..i + 3).map(|i| entry(1, i)).collect()).await;
         }
@@ -315,13 +339,13 @@ async fn torn_unsynced_batch_is_cut_exactly(tear: impl FnOnce(&mut Vec<u8>, usiz
     let mut bytes = fs::read(&seg).unwrap();
     let synced = idle_mark_at(&bytes, first);
     let unsynced: Vec<Entry> = (12..16).map(|i| entry(1, i)).collect();
-    let (batch, frames) = unsynced_batch(first, synced, &unsynced);
+    let (batch, frames) = unsynced_batch_in(first, synced, &unsynced, &opts.integrity);
     bytes.truncate(synced);
     bytes.extend_from_slice(&batch);
     tear(&mut bytes, synced, &frames);
     fs::write(&seg, &bytes).unwrap();
 
-    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    let mut s = LogStore::open(dir.path(), opts.clone()).unwrap();
     assert_eq!(
         fs::metadata(&seg).unwrap().len(),
         synced as u64,
@@ -331,8 +355,13 @@ async fn torn_unsynced_batch_is_cut_exactly(tear: impl FnOnce(&mut Vec<u8>, usiz
     assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 1);
     append(&mut s, vec![entry(2, 12)]).await;
     drop(s);
-    let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+    let mut s = LogStore::open(dir.path(), opts.clone()).unwrap();
     assert_eq!(indexes(&mut s).await, (0..13).collect::<Vec<_>>());
+    assert_eq!(
+        opts.integrity.failures(),
+        0,
+        "a torn write is not tampering"
+    );
     assert_eq!(s.stats().torn_tail_repairs.load(Ordering::Relaxed), 0);
 }
 
@@ -392,7 +421,8 @@ async fn truncated_mid_batch(dir: &Path) -> (PathBuf, usize) {
     }
     let (first, seg) = last_segment_with_first(dir);
     let bytes = fs::read(&seg).unwrap();
-    let cut = frame_at(&bytes, &entry(1, 5)) + frame::encode_entry(&entry(1, 5)).len();
+    let cut = frame_at(&bytes, &entry(1, 5))
+        + frame::encode_entry(&entry(1, 5), &RecordIntegrity::Crc32c).len();
     let seal = BatchHeader::parse_at(&bytes, cut, first).expect("the cut is sealed");
     assert_eq!((seal.frames_len, seal.synced_len), (0, cut as u64));
     (seg, cut)
@@ -487,7 +517,7 @@ async fn format_1_segments_are_read_and_never_written() {
     let dir = tempfile::tempdir().unwrap();
     let legacy = legacy_segment_path(dir.path(), 0);
     let old: Vec<u8> = (0..5)
-        .flat_map(|i| frame::encode_entry(&entry(1, i)))
+        .flat_map(|i| frame::encode_entry(&entry(1, i), &RecordIntegrity::Crc32c))
         .collect();
     fs::write(&legacy, &old).unwrap();
     {
@@ -683,7 +713,11 @@ async fn a_torn_unsynced_group_commit_is_cut_back_to_the_synced_length() {
     // The first frame's page never landed; the later frames did.
     let at = frame_at(&bytes, &entry(1, 20));
     bytes[at + 8..at + 40].fill(0);
-    assert!(frame::decode_log_id(&bytes[frame_at(&bytes, &entry(1, 25))..]).is_ok());
+    assert!(frame::decode_log_id(
+        &bytes[frame_at(&bytes, &entry(1, 25))..],
+        &RecordIntegrity::Crc32c
+    )
+    .is_ok());
     fs::write(&seg, &bytes).unwrap();
 
     let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
@@ -817,4 +851,106 @@ async fn damage_before_the_zeros_of_a_preallocated_segment_refuses_to_start() {
     fs::write(&seg, &bytes).unwrap();
     let err = LogStore::open(dir.path(), prealloc_opts()).err().unwrap();
     assert!(err.to_string().contains("refusing to start"), "{err}");
+}
+
+fn hmac_opts(integrity: &RecordIntegrity) -> LogStoreOptions {
+    LogStoreOptions {
+        cache_max_bytes: 0,
+        integrity: integrity.clone(),
+        ..Default::default()
+    }
+}
+
+/// Changes one payload byte of `e`'s frame and redoes its checksum, as
+/// anyone with write access but without the cluster secret could.
+fn forge(bytes: &mut [u8], e: &Entry, integrity: &RecordIntegrity) {
+    let at = frame_at_in(bytes, e, integrity);
+    let len = frame::encode_entry(e, integrity).len();
+    let payload_byte = at + len - 4 - frame::MAC_BYTES - 1;
+    bytes[payload_byte] ^= 0x20;
+    let crc = crc32c::crc32c(&bytes[at + 4..at + len - 4]);
+    bytes[at + len - 4..at + len].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[tokio::test]
+async fn a_forged_record_refuses_to_start_in_hmac_mode_even_at_the_tail() {
+    let key = RecordIntegrity::hmac([7; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), hmac_opts(&key)).unwrap();
+        append(&mut s, (0..10).map(|i| entry(1, i)).collect()).await;
+    }
+    // The very last record: where a torn write would be cut, a forgery
+    // must still refuse.
+    let seg = last_segment(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    forge(&mut bytes, &entry(1, 9), &key);
+    fs::write(&seg, &bytes).unwrap();
+
+    let err = LogStore::open(dir.path(), hmac_opts(&key))
+        .err()
+        .expect("must refuse to start");
+    let text = err.to_string();
+    assert!(
+        text.contains("integrity check") && text.contains("entry 9"),
+        "{text}"
+    );
+    assert!(text.contains("security event"), "{text}");
+    assert_eq!(key.failures(), 1);
+    assert_eq!(fs::read(&seg).unwrap(), bytes, "nothing is cut");
+
+    // The checksum alone cannot see it: in crc32c mode the forgery reads
+    // as data. This is what the HMAC is for.
+    let mut s = LogStore::open(dir.path(), hmac_opts(&RecordIntegrity::Crc32c)).unwrap();
+    let got = s.try_get_log_entries(9..10).await.unwrap();
+    assert_ne!(got[0], entry(1, 9));
+}
+
+#[tokio::test]
+async fn every_read_checks_the_hmac() {
+    let key = RecordIntegrity::hmac([7; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = LogStore::open(dir.path(), hmac_opts(&key)).unwrap();
+    append(&mut s, (0..10).map(|i| entry(1, i)).collect()).await;
+    assert_eq!(indexes(&mut s).await.len(), 10);
+    // Changed behind the running node's back (no frame cache: reads hit the disk).
+    let seg = last_segment(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    forge(&mut bytes, &entry(1, 4), &key);
+    fs::write(&seg, &bytes).unwrap();
+
+    let err = s.try_get_log_entries(0..10).await.unwrap_err();
+    assert!(err.to_string().contains("entry 4"), "{err}");
+    assert_eq!(key.failures(), 1);
+    assert_eq!(s.try_get_log_entries(5..10).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn unsigned_records_and_another_key_are_refused_in_hmac_mode() {
+    for writer in [RecordIntegrity::Crc32c, RecordIntegrity::hmac([8; 32])] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = LogStore::open(dir.path(), hmac_opts(&writer)).unwrap();
+            append(&mut s, (0..3).map(|i| entry(1, i)).collect()).await;
+        }
+        let key = RecordIntegrity::hmac([7; 32]);
+        let err = LogStore::open(dir.path(), hmac_opts(&key))
+            .err()
+            .expect("must refuse to start");
+        assert!(err.to_string().contains("integrity check"), "{err}");
+        assert_eq!(key.failures(), 1);
+    }
+}
+
+/// HMAC mode tells a torn write (the checksum fails) from tampering (only
+/// the HMAC fails): a torn tail after the last sync is still cut.
+#[tokio::test]
+async fn in_hmac_mode_a_torn_tail_is_still_cut() {
+    for tear_at in [20usize, 60] {
+        let opts = hmac_opts(&RecordIntegrity::hmac([7; 32]));
+        torn_unsynced_batch_is_cut_exactly_in(opts, |bytes, _, frames| {
+            bytes.truncate(frames[1] + tear_at)
+        })
+        .await;
+    }
 }
