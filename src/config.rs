@@ -47,6 +47,8 @@ pub struct ServeConfig {
     pub cluster_secret_file: Option<PathBuf>,
     /// How Raft log records are protected (docs/security.md).
     pub log_integrity: LogIntegrity,
+    /// The leader runs a consistency check this often; 0: never.
+    pub consistency_check_interval_secs: u64,
     /// TLS on the client-facing listeners (REST, OTLP/gRPC, OTLP/HTTP).
     pub tls: Option<TlsFiles>,
     /// Mutual TLS on the node-to-node port, both as server and as client.
@@ -86,6 +88,8 @@ impl Default for ServeConfig {
             auth: AuthMode::Off,
             cluster_secret_file: None,
             log_integrity: LogIntegrity::Crc32c,
+            // Each check reads every replica's whole state once.
+            consistency_check_interval_secs: 3600,
             tls: None,
             peer_tls: None,
             faults: FaultConfig::default(),
@@ -189,6 +193,11 @@ pub struct ServeArgs {
     /// --cluster-secret-file; every node should run the same mode.
     #[arg(long, env = "TAEL_LOG_INTEGRITY")]
     pub log_integrity: Option<String>,
+    /// The leader proposes a consistency check this often (every replica
+    /// digests its state at the same log position; docs/operations.md).
+    /// 0 turns periodic checks off; `POST /api/v1/cluster/check` still runs one.
+    #[arg(long, env = "TAEL_CONSISTENCY_CHECK_INTERVAL_SECS")]
+    pub consistency_check_interval_secs: Option<u64>,
     /// PEM certificate (chain, leaf first) served by the REST, OTLP/gRPC and
     /// OTLP/HTTP listeners; with --tls-key. Re-read when the file changes.
     #[arg(long, env = "TAEL_TLS_CERT")]
@@ -304,6 +313,7 @@ struct FileConfig {
     auth: Option<String>,
     cluster_secret_file: Option<PathBuf>,
     log_integrity: Option<String>,
+    consistency_check_interval_secs: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     peer_tls_cert: Option<PathBuf>,
@@ -374,6 +384,7 @@ impl ServeArgs {
                 Some(s) => LogIntegrity::parse(&s)?,
                 None => d.log_integrity,
             },
+            consistency_check_interval_secs: pick!(consistency_check_interval_secs),
             tls: tls_files(
                 self.tls_cert.clone().or(file.tls_cert.clone()),
                 self.tls_key.clone().or(file.tls_key.clone()),

@@ -44,6 +44,9 @@ pub const TAG_KEYS: u8 = FIRST_APP_TAG + 12;
 /// (`--ingest-ack spooled`), wrapped in a [`SpooledRecord`]. Only these pay
 /// for the at-most-once check; records ingested directly skip it.
 pub const TAG_SPOOLED: u8 = FIRST_APP_TAG + 9;
+/// A consistency check (empty payload): every replica digests its state as
+/// of the entry before it (see `state::digest`).
+pub const TAG_CHECK: u8 = FIRST_APP_TAG + 13;
 
 /// What the spool forwarder proposes: the original record plus where it came
 /// from. `(origin, generation, seq)` names one spooled export for ever: the
@@ -194,6 +197,15 @@ pub fn comment_record(draft: &Comment, idempotency_key: Option<&str>) -> Record 
     }
 }
 
+/// A consistency check (see [`TAG_CHECK`]).
+pub fn check_record() -> Record {
+    Record {
+        tag: TAG_CHECK,
+        batch_key: new_batch_key(),
+        payload: Vec::new(),
+    }
+}
+
 pub fn keys_record(cmd: &crate::auth::KeyCommand) -> Record {
     record(TAG_KEYS, cmd)
 }
@@ -207,6 +219,8 @@ pub enum Contents {
     Metrics(Vec<MetricPoint>),
     Comment(Comment),
     Keys(crate::auth::KeyCommand),
+    /// A consistency check: changes nothing.
+    Check,
 }
 
 /// Decodes a plain (not spooled) record of `tag` and checks that the store
@@ -237,6 +251,11 @@ pub fn decode_contents(tag: u8, payload: &[u8]) -> Result<Contents, String> {
         TAG_KEYS => decode(payload)
             .map(Contents::Keys)
             .map_err(|e| format!("undecodable key command: {e}")),
+        TAG_CHECK if payload.is_empty() => Ok(Contents::Check),
+        TAG_CHECK => Err(format!(
+            "a consistency check carries no payload, this one {} bytes",
+            payload.len()
+        )),
         other if RETIRED_TAGS.contains(&other) => Err(retired_tag_message(other)),
         other => Err(format!(
             "unknown record tag {other}; was it written by a newer tael-raft?"
@@ -279,6 +298,7 @@ pub fn admissible(record: &Record) -> Result<(), String> {
         Contents::Metrics(points) => points.iter().try_for_each(check::admissible_metric),
         // Checked when stamped.
         Contents::Comment(_) | Contents::Keys(_) => Ok(()),
+        Contents::Check => Ok(()),
     }
 }
 
@@ -327,7 +347,7 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
                 payload,
             ))
         }
-        TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED => Ok((record, Vec::new())),
+        TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED | TAG_CHECK => Ok((record, Vec::new())),
         other => Err(format!(
             "unknown record tag {other}; was it written by a newer tael-raft?"
         )),

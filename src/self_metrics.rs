@@ -141,6 +141,25 @@ impl SelfMetrics {
             "Torn log tails cut off at start-up.",
             &one(ls.torn_tail_repairs.load(Ordering::Relaxed)),
         );
+        let checks = self.cluster.check_stats();
+        metric(
+            "tael_consistency_checks_total",
+            "counter",
+            "Consistency checks this node ran (see POST /api/v1/cluster/check).",
+            &one(checks.checks.load(Ordering::Relaxed)),
+        );
+        metric(
+            "tael_consistency_mismatches_total",
+            "counter",
+            "Consistency checks that found replicas with different state at the same log position.",
+            &one(checks.mismatches.load(Ordering::Relaxed)),
+        );
+        metric(
+            "tael_state_digest_index",
+            "gauge",
+            "Log index of the latest consistency check this replica digested (0: none).",
+            &one(self.cluster.local_digest().map_or(0, |d| d.0)),
+        );
         metric(
             "tael_log_integrity_failures_total",
             "counter",

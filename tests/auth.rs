@@ -110,6 +110,13 @@ fn routes(trace: &str) -> Vec<(&'static str, String, Vec<u8>, Option<&'static st
         ),
         r("GET", "/api/v1/cluster", vec![], Some("reader")),
         r("GET", "/api/v1/cluster/members", vec![], Some("reader")),
+        r("GET", "/api/v1/cluster/check", vec![], Some("reader")),
+        r(
+            "POST",
+            "/api/v1/cluster/check?wait_secs=100000",
+            vec![],
+            Some("admin"),
+        ),
         // Admin routes, with requests that are refused after the check (a
         // node id that is not a member, a bad body), so the table changes
         // nothing.

@@ -22,12 +22,17 @@ use crate::types::{
 };
 use crate::{ClusterIdentity, LogStore, SnapshotFile};
 
+/// The state machine's latest consistency-check digest: the check entry's
+/// index and the digest, as the application computes it.
+pub type StateDigestSource = Arc<dyn Fn() -> Option<(u64, String)> + Send + Sync>;
+
 /// This node's view of the cluster, as served by `NodeStatus`.
 pub fn node_status<SM>(
     raft: &Raft<SM>,
     node_id: u64,
     log: &LogStore,
     rest_addr: &str,
+    state_digest: Option<(u64, String)>,
 ) -> pb::NodeStatusResponse
 where
     SM: RaftStateMachine<TypeConfig>,
@@ -53,6 +58,8 @@ where
         snapshot_index: m.snapshot.map_or(0, |l| l.index),
         purged_index: purged.map_or(0, |l| l.index),
         rest_addr: rest_addr.to_string(),
+        state_digest_index: state_digest.as_ref().map_or(0, |d| d.0),
+        state_digest: state_digest.map(|d| d.1).unwrap_or_default(),
     }
 }
 
@@ -83,6 +90,7 @@ where
     /// When forwarded writes are acknowledged.
     pub ack: crate::AckLevel,
     pub leader_stamp: LeaderStamp,
+    pub state_digest: StateDigestSource,
 }
 
 /// Removes what snapshot transfers left in `dir` when the process died in
@@ -364,6 +372,7 @@ where
             self.node_id,
             &self.log,
             &self.rest_addr,
+            (self.state_digest)(),
         )))
     }
 

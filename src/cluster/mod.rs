@@ -13,10 +13,12 @@
 //!   a consistency level (a read index from the leader, then a wait for local
 //!   apply) and say which applied index a read reflects.
 //! - [`Cluster::init`], membership ([`membership`]) and status ([`status`]).
+//! - [`Cluster::run_check`]: prove the replicas agree ([`consistency`]).
 //!
 //! Errors are [`ClusterError`]s; each transport maps them to its own status
 //! codes in one place.
 
+pub mod consistency;
 pub mod error;
 mod init;
 pub mod membership;
@@ -58,8 +60,10 @@ pub struct Cluster {
     log: LogStore,
     identity: Arc<ClusterIdentity>,
     peers: Peers,
-    /// The replicated state, for what membership keeps there (retired ids).
+    /// The replicated state, for what membership keeps there (retired ids)
+    /// and this replica's consistency-check digests.
     sm: Arc<state::Shared>,
+    checks: consistency::CheckStats,
 }
 
 impl Cluster {
@@ -78,6 +82,7 @@ impl Cluster {
             identity,
             peers,
             sm,
+            checks: Default::default(),
         }
     }
 

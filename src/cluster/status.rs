@@ -54,6 +54,7 @@ impl Cluster {
             self.settings.node_id,
             &self.log,
             &self.settings.rest_addr,
+            self.local_digest(),
         )
     }
 

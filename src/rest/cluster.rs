@@ -70,7 +70,43 @@ async fn first_admin_key(keys: &KeyAdmin) -> Result<serde_json::Value, String> {
 }
 
 pub async fn status(State(cluster): State<Arc<Cluster>>) -> Response {
-    Json(status_json(cluster.status().await)).into_response()
+    let mut body = status_json(cluster.status().await);
+    body["last_check"] = json!(*cluster.check_stats().last.lock().unwrap());
+    Json(body).into_response()
+}
+
+/// How long `POST /api/v1/cluster/check` waits for the members' digests,
+/// by default and at most.
+const CHECK_WAIT_DEFAULT_SECS: u64 = 60;
+const CHECK_WAIT_MAX_SECS: u64 = 600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckParams {
+    wait_secs: Option<u64>,
+}
+
+/// Runs a consistency check now and answers with its report (`agree`,
+/// `differing`, `missing`, every member's digest).
+pub async fn check(
+    State(cluster): State<Arc<Cluster>>,
+    params: Result<axum::extract::Query<CheckParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(p) = params
+        .map_err(|e| ApiError::bad_request(format!("invalid parameters: {}", e.body_text())))?;
+    let wait_secs = p.wait_secs.unwrap_or(CHECK_WAIT_DEFAULT_SECS);
+    if wait_secs > CHECK_WAIT_MAX_SECS {
+        return Err(ApiError::bad_request(format!(
+            "wait_secs may be at most {CHECK_WAIT_MAX_SECS}"
+        )));
+    }
+    let report = cluster.run_check(Duration::from_secs(wait_secs)).await?;
+    Ok(Json(report).into_response())
+}
+
+/// The last check this node ran (null when none).
+pub async fn last_check(State(cluster): State<Arc<Cluster>>) -> Response {
+    Json(json!(*cluster.check_stats().last.lock().unwrap())).into_response()
 }
 
 fn status_json(status: ClusterStatus) -> serde_json::Value {
@@ -103,6 +139,7 @@ fn member_json(m: MemberStatus, leader_last_log: Option<u64>) -> serde_json::Val
             "last_log_index": s.last_log_index, "committed_index": s.committed_index,
             "applied_index": s.applied_index, "snapshot_index": s.snapshot_index, "purged_index": s.purged_index,
             "lag": leader_last_log.map(|l| l.saturating_sub(s.applied_index)),
+            "state_digest_index": s.state_digest_index, "state_digest": s.state_digest,
         }),
     }
 }

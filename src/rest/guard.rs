@@ -22,6 +22,7 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         INIT_PATH => Some(Role::Admin),
         p if p == "/api/v1/keys" || p.starts_with("/api/v1/keys/") => Some(Role::Admin),
         p if p.starts_with("/api/v1/cluster/members") && !read => Some(Role::Admin),
+        "/api/v1/cluster/check" if !read => Some(Role::Admin),
         p if p.starts_with("/api/v1/traces/") && p.ends_with("/comments") && !read => {
             Some(Role::Writer)
         }
@@ -81,6 +82,8 @@ mod tests {
             ),
             (&delete, "/api/v1/cluster/members/3", Some(Role::Admin)),
             (&post, INIT_PATH, Some(Role::Admin)),
+            (&get, "/api/v1/cluster/check", Some(Role::Reader)),
+            (&post, "/api/v1/cluster/check", Some(Role::Admin)),
             (&get, "/api/v1/keys", Some(Role::Admin)),
             (&post, "/api/v1/keys", Some(Role::Admin)),
             (&delete, "/api/v1/keys/0123456789abcdef", Some(Role::Admin)),

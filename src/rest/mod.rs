@@ -118,6 +118,10 @@ pub fn router(state: RestState, guard: Guard) -> Router {
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/cluster/init", post(cluster::init))
         .route(
+            "/api/v1/cluster/check",
+            get(cluster::last_check).post(cluster::check),
+        )
+        .route(
             "/api/v1/cluster/members",
             get(members::list).post(members::add),
         )

@@ -1,6 +1,6 @@
 //! Work a node does on its own while it serves: keeping the storage engine's
-//! journal synced in the background, and snapshotting when the log outgrows
-//! the state.
+//! journal synced in the background, snapshotting when the log outgrows
+//! the state, and (on the leader) checking that the replicas agree.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,30 @@ pub async fn storage_maintenance(sm: Arc<state::Shared>, mut shutdown: watch::Re
         }
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.maintain()).await {
             tracing::warn!(error = %e, "storage maintenance");
+        }
+    }
+}
+
+/// How long a periodic consistency check waits for the members' digests.
+const CHECK_WAIT: Duration = Duration::from_secs(120);
+
+/// On the leader, every `interval`: a consistency check
+/// (`cluster::consistency`); a mismatch is logged and counted there.
+pub async fn consistency_checks(
+    cluster: Arc<Cluster>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if !cluster.is_leader() {
+            continue;
+        }
+        if let Err(e) = cluster.run_check(CHECK_WAIT).await {
+            tracing::warn!(error = %e, "periodic consistency check could not run");
         }
     }
 }

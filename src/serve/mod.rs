@@ -222,6 +222,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         snapshots_received: Arc::new(AtomicU64::new(0)),
         ack,
         leader_stamp: Arc::new(payload::leader_stamp),
+        state_digest: {
+            let cluster = cluster.clone();
+            Arc::new(move || cluster.local_digest())
+        },
     };
 
     // Bind every socket before serving, so a port conflict fails start-up.
@@ -278,6 +282,13 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             shutdown_rx.clone(),
         )),
     ];
+    if config.consistency_check_interval_secs > 0 {
+        tasks.push(tokio::spawn(background::consistency_checks(
+            cluster.clone(),
+            Duration::from_secs(config.consistency_check_interval_secs),
+            shutdown_rx.clone(),
+        )));
+    }
     if let Some(spool) = stores.spool {
         tasks.push(tokio::spawn(crate::spool::forward(
             cluster.clone(),

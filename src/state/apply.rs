@@ -173,6 +173,8 @@ fn stage(
                 batch.put_metric(&p);
             }
         }
+        // Digested before it is applied (`Shared::apply_entries`).
+        Contents::Check => {}
     }
     Ok(counts)
 }
@@ -181,9 +183,35 @@ fn node_ids(m: &StoredMembership) -> BTreeSet<u64> {
     m.membership().nodes().map(|(id, _)| *id).collect()
 }
 
+/// Whether `e` is a consistency check (`payload::TAG_CHECK`).
+fn is_check(e: &Entry) -> bool {
+    matches!(&e.payload, EntryPayload::Normal(r) if r.tag == payload::TAG_CHECK)
+}
+
 impl Shared {
-    /// Applies `entries` (consecutive, in log order) as one atomic batch.
+    /// Applies `entries` (consecutive, in log order). A consistency check
+    /// starts a new batch: the entries before it are committed first and
+    /// the store's state at that point is digested, the same cut on every
+    /// replica however openraft grouped the entries into calls.
     pub(super) fn apply_entries(&self, entries: &[Entry]) -> StoreResult<Vec<Applied>> {
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut rest = entries;
+        while !rest.is_empty() {
+            if is_check(&rest[0]) {
+                let store = self.store();
+                let view = store.read_view();
+                self.digests.start(rest[0].log_id.index, store, view);
+            }
+            let run_len = 1 + rest[1..].iter().take_while(|e| !is_check(e)).count();
+            let (run, after) = rest.split_at(run_len);
+            responses.extend(self.apply_batch(run)?);
+            rest = after;
+        }
+        Ok(responses)
+    }
+
+    /// Applies `entries` (consecutive, in log order) as one atomic batch.
+    fn apply_batch(&self, entries: &[Entry]) -> StoreResult<Vec<Applied>> {
         let started = Instant::now();
         let store = self.store();
         let mut batch = store.begin();
@@ -508,5 +536,88 @@ mod tests {
         let (_dir, sm) = open();
         sm.shared.apply_entries(&[blank(1), blank(2)]).unwrap();
         let _ = sm.shared.apply_entries(&[blank(2), blank(3)]);
+    }
+
+    fn digest_at(sm: &StateMachine, index: u64) -> String {
+        for _ in 0..500 {
+            match sm.shared.digests.latest() {
+                Some(d) if d.index == index => return d.sha256,
+                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        panic!("no digest for the check at {index}");
+    }
+
+    /// A check digests the state as of the entry before it, however the
+    /// entries were grouped into apply calls: the same cut on every replica.
+    #[test]
+    fn a_check_digests_the_state_before_it_whatever_the_batching() {
+        let entries = vec![
+            normal(1, payload::spans_record(vec![span(1, "a")])),
+            normal(2, payload::spans_record(vec![span(2, "b")])),
+            normal(3, payload::check_record()),
+            normal(4, payload::spans_record(vec![span(4, "c")])),
+        ];
+        let (_d1, whole) = open();
+        whole.shared.apply_entries(&entries).unwrap();
+        let (_d2, split) = open();
+        split.shared.apply_entries(&entries[..1]).unwrap();
+        split.shared.apply_entries(&entries[1..]).unwrap();
+        let (_d3, one_by_one) = open();
+        for e in &entries {
+            one_by_one
+                .shared
+                .apply_entries(std::slice::from_ref(e))
+                .unwrap();
+        }
+        let digest = digest_at(&whole, 3);
+        assert_eq!(digest_at(&split, 3), digest);
+        assert_eq!(digest_at(&one_by_one, 3), digest);
+        assert_eq!(
+            whole.shared.store().applied_state().unwrap().0,
+            Some(log_id(4))
+        );
+
+        // A later check sees entry 4; a replica that missed it differs.
+        let (_d4, behind) = open();
+        behind.shared.apply_entries(&entries[..3]).unwrap();
+        // One digest at a time: a check arriving while one runs is skipped.
+        assert_eq!(digest_at(&behind, 3), digest);
+        let later = |i| normal(i, payload::check_record());
+        whole.shared.apply_entries(&[later(5)]).unwrap();
+        behind.shared.apply_entries(&[blank(4), later(5)]).unwrap();
+        assert_ne!(digest_at(&whole, 5), digest);
+        assert_ne!(digest_at(&whole, 5), digest_at(&behind, 5));
+    }
+
+    #[test]
+    fn a_check_with_a_payload_is_rejected_and_a_spooled_check_too() {
+        let (_dir, sm) = open();
+        let mut bad = payload::check_record();
+        bad.payload = vec![1];
+        let spooled = SpooledRecord {
+            origin: 1,
+            generation: 1,
+            seq: 1,
+            min_live_generation: 1,
+            tag: payload::TAG_CHECK,
+            payload: vec![],
+        };
+        sm.shared
+            .apply_entries(&[
+                normal(1, bad),
+                normal(2, payload::spooled_record([1; 16], &spooled)),
+            ])
+            .unwrap();
+        assert_eq!(
+            sm.shared
+                .stats
+                .entries_applied
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        let rejected = sm.shared.store().rejected_entries().unwrap();
+        assert_eq!(rejected.count, 2, "{rejected:?}");
+        assert!(sm.shared.digests.latest().is_none(), "nothing digested");
     }
 }

@@ -8,6 +8,7 @@
 //! `CURRENT` with an atomic rename: a crash leaves the old state or the new one.
 
 pub mod apply;
+pub mod digest;
 pub mod hot;
 pub mod snapshot;
 
@@ -77,6 +78,8 @@ pub struct Shared {
     keys_version: AtomicU64,
     current_snapshot: Mutex<Option<(SnapshotMeta, PathBuf)>>,
     pub stats: StateMachineStats,
+    /// Consistency-check digests of this replica (see `digest`).
+    pub digests: Arc<digest::Digests>,
 }
 
 impl crate::auth::KeySource for Shared {
@@ -170,6 +173,7 @@ impl StateMachine {
                 keys_version: AtomicU64::new(0),
                 current_snapshot: Mutex::new(current_snapshot),
                 stats: StateMachineStats::default(),
+                digests: Default::default(),
             }),
         })
     }
