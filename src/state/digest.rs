@@ -20,6 +20,9 @@ use sha2::{Digest, Sha256};
 
 use super::hot::{HotStore, StoreResult, KEYSPACES};
 
+const DIGEST_THREAD_NAME: &str = "state-digest";
+const DIGEST_THREAD_NICE: i32 = 10;
+
 /// Keyspaces that hold node-local progress rather than replicated state.
 const LOCAL_KEYSPACES: [&str; 1] = ["ft_pending"];
 
@@ -60,8 +63,10 @@ impl Digests {
         }
         let me = self.clone();
         let spawned = std::thread::Builder::new()
-            .name("state-digest".into())
+            .name(DIGEST_THREAD_NAME.into())
             .spawn(move || {
+                // A full read of the store: behind consensus and apply.
+                crate::sys::renice_threads(DIGEST_THREAD_NAME, DIGEST_THREAD_NICE);
                 let started = Instant::now();
                 match digest(&store, &view, index) {
                     Ok(d) => {
