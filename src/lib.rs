@@ -32,3 +32,4 @@ pub mod spool;
 pub mod state;
 pub mod sys;
 pub mod tls;
+pub mod traceql;
