@@ -14,11 +14,16 @@ mod cluster;
 mod comments;
 mod error;
 mod guard;
+mod jaeger;
+mod jaeger_model;
 mod keys;
 mod members;
 mod otlp_export;
 mod params;
 mod signals;
+mod tempo;
+mod tempo_search;
+mod tempo_tags;
 mod traces;
 
 use std::sync::Arc;
@@ -131,6 +136,8 @@ pub fn router(state: RestState, guard: Guard) -> Router {
         )
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
+        .nest("/tempo", tempo::router())
+        .nest("/jaeger", jaeger::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))
