@@ -109,6 +109,57 @@ fn routes(trace: &str) -> Vec<(&'static str, String, Vec<u8>, Option<&'static st
             Some("reader"),
         ),
         r("GET", "/api/v1/cluster", vec![], Some("reader")),
+        // Grafana's data sources: Tempo and Jaeger, probes included.
+        r(
+            "GET",
+            &format!("/tempo/api/v2/traces/{trace}"),
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            &format!("/tempo/api/traces/{trace}"),
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/tempo/api/search?q=%7B%7D", vec![], Some("reader")),
+        r("GET", "/tempo/api/v2/search/tags", vec![], Some("reader")),
+        r(
+            "GET",
+            "/tempo/api/v2/search/tag/resource.service.name/values",
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/tempo/api/search/tags", vec![], Some("reader")),
+        r(
+            "GET",
+            "/tempo/api/search/tag/service.name/values",
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/tempo/api/echo", vec![], Some("reader")),
+        r("GET", "/tempo/ready", vec![], Some("reader")),
+        r("GET", "/tempo/api/status/buildinfo", vec![], Some("reader")),
+        r("GET", "/jaeger/api/services", vec![], Some("reader")),
+        r(
+            "GET",
+            "/jaeger/api/services/checkout/operations",
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            "/jaeger/api/traces?service=checkout",
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            &format!("/jaeger/api/traces/{trace}"),
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/jaeger/api/dependencies", vec![], Some("reader")),
         r("GET", "/api/v1/cluster/members", vec![], Some("reader")),
         // Admin routes, with requests that are refused after the check (a
         // node id that is not a member, a bad body), so the table changes
