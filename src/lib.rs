@@ -20,6 +20,7 @@ pub mod faults;
 pub mod fulltext;
 pub mod http_client;
 pub mod ingest;
+pub mod live_tail;
 pub mod llm;
 pub mod model;
 pub mod otlp;

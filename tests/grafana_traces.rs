@@ -603,3 +603,92 @@ async fn jaeger(c: &TestCluster, f: u64, t1: &str, t0: u64) {
     refused(c, f, "/jaeger/api/traces/nothex", "invalid trace id").await;
     refused(c, f, "/jaeger/api/dependencies?endTs=x", "endTs").await;
 }
+
+/// An open server-sent-events response, read as raw text.
+struct Sse {
+    stream: tokio::net::TcpStream,
+    text: String,
+}
+
+impl Sse {
+    async fn open(c: &TestCluster, node: u64, path: &str) -> Sse {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(&c.node(node).rest)
+            .await
+            .unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: tael\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut sse = Sse {
+            stream,
+            text: String::new(),
+        };
+        sse.read_until("text/event-stream").await;
+        assert!(sse.text.starts_with("HTTP/1.1 200"), "{}", sse.text);
+        sse
+    }
+
+    /// Reads until the text received so far contains `needle`.
+    async fn read_until(&mut self, needle: &str) {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 8192];
+        while !self.text.contains(needle) {
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} within 20s in {:?}", self.text))
+                .unwrap();
+            assert!(n > 0, "the stream ended before {needle:?}: {:?}", self.text);
+            self.text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_tail_streams_applied_records_on_a_follower() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+
+    let c = TestCluster::start(3, &[]);
+    c.init().await;
+    let leader = c.wait_leader().await;
+    let f = (1..=3).find(|&n| n != leader).unwrap();
+    let mut spans = Sse::open(&c, f, "/api/v1/traces/live?service=checkout").await;
+    let mut logs = Sse::open(&c, f, "/api/v1/logs/live?severity=error").await;
+
+    let t0 = now_nanos() - 1_000 * MS;
+    let mut client = c.otlp_client(leader).await;
+    export(&mut client, fixture(t0)).await.expect("export");
+    spans.read_until("\"operation\":\"charge\"").await;
+    assert!(spans.text.contains("event: span"), "{}", spans.text);
+    assert!(spans.text.contains(&trace_hex(1)), "{}", spans.text);
+    assert!(
+        !spans.text.contains("\"service\":\"frontend\""),
+        "{}",
+        spans.text
+    );
+
+    let record = |severity_number: i32, body: &str| LogRecord {
+        time_unix_nano: t0,
+        severity_number,
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body.into())),
+        }),
+        ..Default::default()
+    };
+    let mut log_client = LogsServiceClient::connect(format!("http://{}", c.node(leader).otlp))
+        .await
+        .unwrap();
+    log_client
+        .export(logs_request(
+            Some("checkout"),
+            vec![record(9, "all good"), record(17, "payment failed")],
+        ))
+        .await
+        .expect("export logs");
+    logs.read_until("payment failed").await;
+    assert!(logs.text.contains("event: log"), "{}", logs.text);
+    assert!(!logs.text.contains("all good"), "{}", logs.text);
+
+    refused(&c, f, "/api/v1/traces/live?status=broken", "status must be").await;
+    refused(&c, f, "/api/v1/logs/live?severity=loud", "severity must be").await;
+}

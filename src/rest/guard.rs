@@ -113,6 +113,8 @@ mod tests {
             (&get, "/jaeger/api/traces", Some(Role::Reader)),
             (&get, "/jaeger/api/traces/ab", Some(Role::Reader)),
             (&get, "/jaeger/api/dependencies", Some(Role::Reader)),
+            (&get, "/api/v1/traces/live", Some(Role::Reader)),
+            (&get, "/api/v1/logs/live", Some(Role::Reader)),
         ];
         for (m, p, want) in cases {
             assert_eq!(required_role(m, p), *want, "{m} {p}");

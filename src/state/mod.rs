@@ -77,6 +77,8 @@ pub struct Shared {
     keys_version: AtomicU64,
     current_snapshot: Mutex<Option<(SnapshotMeta, PathBuf)>>,
     pub stats: StateMachineStats,
+    /// Applied spans and logs for live-tail clients.
+    pub tail: Arc<crate::live_tail::LiveTail>,
 }
 
 impl crate::auth::KeySource for Shared {
@@ -170,6 +172,7 @@ impl StateMachine {
                 keys_version: AtomicU64::new(0),
                 current_snapshot: Mutex::new(current_snapshot),
                 stats: StateMachineStats::default(),
+                tail: Arc::default(),
             }),
         })
     }
