@@ -59,8 +59,10 @@ fn scan(
     filter: Option<&crate::traceql::Query>,
     mut f: impl FnMut(&SpanRecord) -> bool,
 ) -> StoreResult<()> {
+    // A filter on trace-level values cannot judge a span alone: it keeps all.
+    let filter = filter.filter(|q| !q.uses_trace_facts());
     v.visit_spans(window, SpanWalk::Time, MAX_SCANNED_SPANS, |span| {
-        let keep = filter.is_none_or(|q| q.uses_trace_facts() || q.span_passes_a_filter(&span));
+        let keep = filter.is_none_or(|q| q.span_passes_a_filter(&span));
         Ok(if keep && !f(&span) {
             ControlFlow::Break(())
         } else {
