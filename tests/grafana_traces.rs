@@ -647,6 +647,7 @@ impl Sse {
 async fn live_tail_streams_applied_records_on_a_follower() {
     use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
     use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use tokio::io::AsyncBufReadExt;
 
     let c = TestCluster::start(3, &[]);
     c.init().await;
@@ -688,6 +689,32 @@ async fn live_tail_streams_applied_records_on_a_follower() {
     logs.read_until("payment failed").await;
     assert!(logs.text.contains("event: log"), "{}", logs.text);
     assert!(!logs.text.contains("all good"), "{}", logs.text);
+
+    // `tael-raft tail traces` prints the spans it follows, one a line.
+    let mut tail = tokio::process::Command::new(BIN)
+        .args(["tail", "traces", "--service", "checkout", "--server"])
+        .arg(c.node(f).url(""))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    // It may subscribe after an export: export until a line shows up.
+    let mut printed = None;
+    for n in 100..200 {
+        export(&mut client, trace_request("checkout", n, 1))
+            .await
+            .expect("export");
+        let next = tokio::time::timeout(Duration::from_millis(300), lines.next_line()).await;
+        if let Ok(line) = next {
+            printed = line.unwrap();
+            break;
+        }
+    }
+    let line = printed.expect("tael-raft tail printed a span");
+    assert!(line.contains(" checkout op-0 "), "{line}");
+    assert!(line.contains("ms unset ab000000"), "{line}");
+    tail.kill().await.unwrap();
 
     refused(&c, f, "/api/v1/traces/live?status=broken", "status must be").await;
     refused(&c, f, "/api/v1/logs/live?severity=loud", "severity must be").await;
