@@ -67,6 +67,8 @@ pub struct StateMachineStats {
 /// State shared by the state machine (owned by openraft), its snapshot
 /// builders and the query engine.
 pub struct Shared {
+    /// Applied spans and logs for live-tail clients.
+    pub tail: Arc<crate::live_tail::LiveTail>,
     sm_dir: PathBuf,
     snapshot_dir: PathBuf,
     opts: StateMachineOptions,
@@ -77,8 +79,6 @@ pub struct Shared {
     keys_version: AtomicU64,
     current_snapshot: Mutex<Option<(SnapshotMeta, PathBuf)>>,
     pub stats: StateMachineStats,
-    /// Applied spans and logs for live-tail clients.
-    pub tail: Arc<crate::live_tail::LiveTail>,
 }
 
 impl crate::auth::KeySource for Shared {
@@ -164,6 +164,7 @@ impl StateMachine {
         let current_snapshot = latest_snapshot(&snapshot_dir)?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
+                tail: Arc::default(),
                 sm_dir,
                 snapshot_dir,
                 opts,
@@ -172,7 +173,6 @@ impl StateMachine {
                 keys_version: AtomicU64::new(0),
                 current_snapshot: Mutex::new(current_snapshot),
                 stats: StateMachineStats::default(),
-                tail: Arc::default(),
             }),
         })
     }
