@@ -339,3 +339,184 @@ mod tests {
         ));
     }
 }
+
+/// Longest line [`stream_lines`] accepts: one SSE event's data.
+const MAX_STREAM_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// GETs a streaming response (server-sent events) and hands each line of
+/// its body to `on_line` as it arrives, until the server ends the stream or
+/// `on_line` returns false. A status other than 200 is an error carrying
+/// the body.
+pub async fn stream_lines(url: &str, on_line: impl FnMut(&str) -> bool) -> Result<(), String> {
+    let target = split_url(url)?;
+    let host = &target.host;
+    let tcp = TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("connecting to {host}: {e}"))?;
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n",
+        target.path
+    );
+    if let Some(key) = DEFAULT_API_KEY.get() {
+        head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
+    head.push_str("\r\n");
+    if target.https {
+        stream_over(connect_tls(host, tcp).await?, head.as_bytes(), on_line).await
+    } else {
+        stream_over(tcp, head.as_bytes(), on_line).await
+    }
+}
+
+async fn stream_over<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    head: &[u8],
+    mut on_line: impl FnMut(&str) -> bool,
+) -> Result<(), String> {
+    stream.write_all(head).await.map_err(|e| e.to_string())?;
+    let mut raw: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    // The response head.
+    let body_start = loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if raw.len() > MAX_STREAM_LINE_BYTES {
+            return Err("malformed response: no header end".into());
+        }
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the server closed the connection before answering".into());
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = std::str::from_utf8(&raw[..body_start]).map_err(|_| "malformed response head")?;
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let status_ok = head.split(' ').nth(1) == Some("200");
+    if !status_ok {
+        // An error answer is short: read it whole and say what it was.
+        let _ = (&mut stream).take(1024 * 1024).read_to_end(&mut raw).await;
+        let resp = parse_response(&raw)?;
+        return Err(format!(
+            "status {}: {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        ));
+    }
+    let mut body = Dechunked::new(chunked);
+    body.push(&raw[body_start..])?;
+    loop {
+        while let Some(line) = body.next_line()? {
+            if !on_line(&line) {
+                return Ok(());
+            }
+        }
+        if body.ended {
+            return Ok(());
+        }
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        body.push(&buf[..n])?;
+    }
+}
+
+/// A response body taken apart as it arrives: chunked framing removed,
+/// split into lines.
+struct Dechunked {
+    chunked: bool,
+    /// Bytes received and not yet de-framed.
+    raw: Vec<u8>,
+    /// De-framed bytes not yet returned as lines.
+    text: Vec<u8>,
+    /// The last (zero-size) chunk arrived.
+    ended: bool,
+}
+
+impl Dechunked {
+    fn new(chunked: bool) -> Dechunked {
+        Dechunked {
+            chunked,
+            raw: Vec::new(),
+            text: Vec::new(),
+            ended: false,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) -> Result<(), String> {
+        if !self.chunked {
+            self.text.extend_from_slice(data);
+            return Ok(());
+        }
+        self.raw.extend_from_slice(data);
+        while !self.ended {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
+            let size_str =
+                std::str::from_utf8(&self.raw[..line_end]).map_err(|_| "malformed chunk size")?;
+            let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| "malformed chunk size")?;
+            if size > MAX_STREAM_LINE_BYTES {
+                return Err("chunk too large".into());
+            }
+            if size == 0 {
+                self.ended = true;
+                break;
+            }
+            let end = line_end + 2 + size + 2;
+            if self.raw.len() < end {
+                break;
+            }
+            self.text
+                .extend_from_slice(&self.raw[line_end + 2..line_end + 2 + size]);
+            self.raw.drain(..end);
+        }
+        if self.text.len() > MAX_STREAM_LINE_BYTES {
+            return Err("line too long".into());
+        }
+        Ok(())
+    }
+
+    /// The next complete line, without its line ending.
+    fn next_line(&mut self) -> Result<Option<String>, String> {
+        let Some(end) = self.text.iter().position(|&b| b == b'\n') else {
+            return Ok(None);
+        };
+        let line: Vec<u8> = self.text.drain(..=end).collect();
+        let line = String::from_utf8(line).map_err(|_| "a line is not UTF-8")?;
+        Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::Dechunked;
+
+    #[test]
+    fn chunks_split_anywhere_give_back_the_lines() {
+        let framed = b"c\r\nevent: span\n\r\nf\r\ndata: {\"a\":1}\n\n\r\n0\r\n\r\n";
+        for cut in 0..framed.len() {
+            let mut d = Dechunked::new(true);
+            let mut lines = Vec::new();
+            for part in [&framed[..cut], &framed[cut..]] {
+                d.push(part).unwrap();
+                while let Some(l) = d.next_line().unwrap() {
+                    lines.push(l);
+                }
+            }
+            assert_eq!(
+                lines,
+                vec!["event: span", "data: {\"a\":1}", ""],
+                "cut at {cut}"
+            );
+            assert!(d.ended);
+        }
+    }
+}

@@ -60,6 +60,24 @@ enum Command {
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
+    /// Follow a node's live tail of spans or log records.
+    Tail {
+        #[arg(value_parser = ["traces", "logs"])]
+        signal: String,
+        #[arg(long, default_value = "http://127.0.0.1:7701")]
+        server: String,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Spans only: ok, error or unset.
+        #[arg(long)]
+        status: Option<String>,
+        /// Logs only: trace, debug, info, warn, error, fatal or unspecified.
+        #[arg(long)]
+        severity: Option<String>,
+        #[arg(long, value_parser = ["line", "json"], default_value = "line")]
+        output: String,
+    },
     /// Membership: add a learner, promote it, remove a node, list.
     #[command(subcommand)]
     Member(cmd::member::MemberCommand),
@@ -218,6 +236,26 @@ fn main() -> ExitCode {
                 println!();
             }
             Ok(())
+        }),
+        Command::Tail {
+            signal,
+            server,
+            service,
+            status,
+            severity,
+            output,
+        } => runtime(1).block_on(async move {
+            let filters = [("service", service), ("status", status), ("severity", severity)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            cmd::tail::run(cmd::tail::TailArgs {
+                server,
+                signal,
+                filters,
+                json_output: output == "json",
+            })
+            .await
         }),
         Command::Member(m) => runtime(1).block_on(async move {
             print!("{}", cmd::member::run(m).await?);

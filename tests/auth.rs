@@ -109,6 +109,57 @@ fn routes(trace: &str) -> Vec<(&'static str, String, Vec<u8>, Option<&'static st
             Some("reader"),
         ),
         r("GET", "/api/v1/cluster", vec![], Some("reader")),
+        // Grafana's data sources: Tempo and Jaeger, probes included.
+        r(
+            "GET",
+            &format!("/tempo/api/v2/traces/{trace}"),
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            &format!("/tempo/api/traces/{trace}"),
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/tempo/api/search?q=%7B%7D", vec![], Some("reader")),
+        r("GET", "/tempo/api/v2/search/tags", vec![], Some("reader")),
+        r(
+            "GET",
+            "/tempo/api/v2/search/tag/resource.service.name/values",
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/tempo/api/search/tags", vec![], Some("reader")),
+        r(
+            "GET",
+            "/tempo/api/search/tag/service.name/values",
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/tempo/api/echo", vec![], Some("reader")),
+        r("GET", "/tempo/ready", vec![], Some("reader")),
+        r("GET", "/tempo/api/status/buildinfo", vec![], Some("reader")),
+        r("GET", "/jaeger/api/services", vec![], Some("reader")),
+        r(
+            "GET",
+            "/jaeger/api/services/checkout/operations",
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            "/jaeger/api/traces?service=checkout",
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            &format!("/jaeger/api/traces/{trace}"),
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/jaeger/api/dependencies", vec![], Some("reader")),
         r("GET", "/api/v1/cluster/members", vec![], Some("reader")),
         r("GET", "/api/v1/cluster/check", vec![], Some("reader")),
         r(
@@ -154,6 +205,37 @@ fn routes(trace: &str) -> Vec<(&'static str, String, Vec<u8>, Option<&'static st
         ),
     ]
 }
+
+/// The status of a streaming (server-sent events) route: the status line
+/// only, since an accepted stream never ends.
+async fn stream_status(rest: &str, path: &str, key: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(rest).await.unwrap();
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: tael\r\n{auth}\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut byte))
+            .await
+            .expect("a status line within 20s")
+            .unwrap();
+        assert_eq!(n, 1, "{path}: closed before the status line");
+        head.push(byte[0]);
+    }
+    let line = String::from_utf8_lossy(&head).into_owned();
+    line.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{path}: bad status line {line:?}"))
+}
+
+/// Streaming routes and the role they need.
+const STREAMING_ROUTES: &[(&str, &str)] = &[
+    ("/api/v1/traces/live", "reader"),
+    ("/api/v1/logs/live?severity=error", "reader"),
+];
 
 fn allows(key_role: &str, needed: &str) -> bool {
     key_role == "admin" || key_role == needed
@@ -255,6 +337,21 @@ async fn every_route_and_rpc_needs_the_right_key_and_peers_the_secret() {
                     "{method} {path} with a {role} key: {status}"
                 ),
             }
+        }
+    }
+
+    for (path, needed) in STREAMING_ROUTES {
+        let rest = &c.node(2).rest;
+        for key in [None, Some(bad.as_str()), Some(revoked.as_str())] {
+            assert_eq!(stream_status(rest, path, key).await, 401, "{path} {key:?}");
+        }
+        for (role, key) in [("reader", &reader), ("writer", &writer), ("admin", &admin)] {
+            let want = if allows(role, needed) { 200 } else { 403 };
+            assert_eq!(
+                stream_status(rest, path, Some(key)).await,
+                want,
+                "{path} with a {role} key"
+            );
         }
     }
 

@@ -8,6 +8,7 @@ pub mod init;
 pub mod key;
 pub mod member;
 pub mod status;
+pub mod tail;
 
 /// The nearest-rank `p` quantile (0 < p <= 1) of ascending `sorted`
 /// samples; `None` when there are none.

@@ -20,7 +20,8 @@ use crate::fulltext::FullText;
 use crate::state;
 
 pub use crate::state::hot::{
-    AttributeFilter, Found, LogQuery, MetricQuery, ServiceStats, SpanQuery, StoreError,
+    AttributeFilter, Found, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
+    StoreError, StoreResult,
 };
 pub use view::View;
 

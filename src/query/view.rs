@@ -2,6 +2,7 @@
 //! Blocking; [`super::QueryService::read`] runs it off the async workers.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::trace::v1::TracesData;
@@ -12,7 +13,8 @@ use crate::fulltext::{DocKind, FullText, MAX_HITS};
 use crate::llm::Sha256Digest;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
 use crate::state::hot::{
-    Found, HotStore, LogQuery, MetricQuery, ServiceStats, SpanQuery, StoreError, StoreResult,
+    Found, HotStore, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
+    StoreError, StoreResult,
 };
 
 pub struct View {
@@ -90,6 +92,19 @@ impl View {
             .windows(2)
             .all(|w| w[0].start_unix_nanos >= w[1].start_unix_nanos));
         Ok(spans)
+    }
+
+    /// Visits the spans that started in `[from, to]` (unix nanoseconds),
+    /// newest first, through the index `walk` names, until `visit` breaks or
+    /// `max_scanned` spans were visited; the answer says which.
+    pub fn visit_spans(
+        &self,
+        window: (u64, u64),
+        walk: SpanWalk<'_>,
+        max_scanned: usize,
+        visit: impl FnMut(SpanRecord) -> StoreResult<ControlFlow<()>>,
+    ) -> StoreResult<SpanScan> {
+        self.hot.visit_spans(window, walk, max_scanned, visit)
     }
 
     pub fn services(&self) -> StoreResult<Vec<(String, ServiceStats)>> {

@@ -26,6 +26,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         p if p.starts_with("/api/v1/traces/") && p.ends_with("/comments") && !read => {
             Some(Role::Writer)
         }
+        // Grafana's data sources only read, probes included (a Grafana
+        // data source sends its key on every call).
+        p if p == "/tempo" || p.starts_with("/tempo/") => Some(Role::Reader),
+        p if p == "/jaeger" || p.starts_with("/jaeger/") => Some(Role::Reader),
         _ => Some(Role::Reader),
     }
 }
@@ -88,6 +92,32 @@ mod tests {
             (&post, "/api/v1/keys", Some(Role::Admin)),
             (&delete, "/api/v1/keys/0123456789abcdef", Some(Role::Admin)),
             (&get, "/no/such/route", Some(Role::Reader)),
+            (&get, "/tempo/api/v2/traces/ab", Some(Role::Reader)),
+            (&get, "/tempo/api/traces/ab", Some(Role::Reader)),
+            (&get, "/tempo/api/search", Some(Role::Reader)),
+            (&get, "/tempo/api/v2/search/tags", Some(Role::Reader)),
+            (
+                &get,
+                "/tempo/api/v2/search/tag/span.x/values",
+                Some(Role::Reader),
+            ),
+            (&get, "/tempo/api/search/tags", Some(Role::Reader)),
+            (&get, "/tempo/api/search/tag/x/values", Some(Role::Reader)),
+            (&get, "/tempo/api/echo", Some(Role::Reader)),
+            (&get, "/tempo/ready", Some(Role::Reader)),
+            (&get, "/tempo/api/status/buildinfo", Some(Role::Reader)),
+            (&post, "/tempo/api/search", Some(Role::Reader)),
+            (&get, "/jaeger/api/services", Some(Role::Reader)),
+            (
+                &get,
+                "/jaeger/api/services/s/operations",
+                Some(Role::Reader),
+            ),
+            (&get, "/jaeger/api/traces", Some(Role::Reader)),
+            (&get, "/jaeger/api/traces/ab", Some(Role::Reader)),
+            (&get, "/jaeger/api/dependencies", Some(Role::Reader)),
+            (&get, "/api/v1/traces/live", Some(Role::Reader)),
+            (&get, "/api/v1/logs/live", Some(Role::Reader)),
         ];
         for (m, p, want) in cases {
             assert_eq!(required_role(m, p), *want, "{m} {p}");

@@ -14,11 +14,17 @@ mod cluster;
 mod comments;
 mod error;
 mod guard;
+mod jaeger;
+mod jaeger_model;
 mod keys;
+mod live;
 mod members;
 mod otlp_export;
 mod params;
 mod signals;
+mod tempo;
+mod tempo_search;
+mod tempo_tags;
 mod traces;
 
 use std::sync::Arc;
@@ -47,6 +53,8 @@ pub struct RestState {
     pub cluster: Arc<Cluster>,
     pub keys: Arc<KeyAdmin>,
     pub self_metrics: Arc<SelfMetrics>,
+    /// Applied spans and logs, for the live-tail routes.
+    pub tail: Arc<crate::live_tail::LiveTail>,
     /// How this node's REST listener is reached, and so every node's (a
     /// cluster serves REST either all over TLS or all in the clear):
     /// membership changes are relayed to the leader with it.
@@ -87,6 +95,12 @@ impl FromRef<RestState> for Arc<Cluster> {
     }
 }
 
+impl FromRef<RestState> for Arc<crate::live_tail::LiveTail> {
+    fn from_ref(s: &RestState) -> Self {
+        s.tail.clone()
+    }
+}
+
 impl FromRef<RestState> for Arc<SelfMetrics> {
     fn from_ref(s: &RestState) -> Self {
         s.self_metrics.clone()
@@ -100,6 +114,8 @@ const MAX_REST_BODY_BYTES: usize = 1024 * 1024;
 pub fn router(state: RestState, guard: Guard) -> Router {
     Router::new()
         .route("/api/v1/traces", get(traces::search))
+        .route("/api/v1/traces/live", get(live::traces))
+        .route("/api/v1/logs/live", get(live::logs))
         .route("/api/v1/traces/{trace_id}", get(traces::by_id))
         .route("/api/v1/traces/{trace_id}/otlp", get(otlp_export::trace))
         .route(
@@ -135,6 +151,8 @@ pub fn router(state: RestState, guard: Guard) -> Router {
         )
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
+        .nest("/tempo", tempo::router())
+        .nest("/jaeger", jaeger::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))

@@ -206,6 +206,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             stores.fulltext.clone(),
             stores.spool.clone(),
         )),
+        tail: sm_shared.tail.clone(),
         rest_scheme: RestScheme(if config.tls.is_some() {
             "https"
         } else {

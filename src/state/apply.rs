@@ -45,6 +45,7 @@ use tael_consensus::{
 
 use super::hot::{ApplyBatch, StoreResult};
 use super::Shared;
+use crate::live_tail::Tapped;
 use crate::payload::{self, Contents};
 
 /// An apply slower than this is logged with the storage engine's backlog.
@@ -84,12 +85,23 @@ pub fn apply(
     log_index: u64,
     record: &Record,
 ) -> StoreResult<Result<AppliedCounts, String>> {
+    apply_tapped(batch, log_index, record, None)
+}
+
+/// [`apply`], copying the spans and logs it stages into `tap` (for the
+/// live tail; a rejected entry copies nothing).
+pub fn apply_tapped(
+    batch: &mut ApplyBatch<'_>,
+    log_index: u64,
+    record: &Record,
+    tap: Option<&mut Tapped>,
+) -> StoreResult<Result<AppliedCounts, String>> {
     if record.tag != payload::TAG_SPOOLED {
         let contents = match checked_contents(log_index, record.tag, &record.payload) {
             Ok(c) => c,
             Err(why) => return Ok(Err(why)),
         };
-        return stage(batch, log_index, record.batch_key, contents).map(Ok);
+        return stage(batch, log_index, record.batch_key, contents, tap).map(Ok);
     }
     let spooled = match payload::decode_spooled(&record.payload) {
         Ok(s) => s,
@@ -111,7 +123,7 @@ pub fn apply(
             ..AppliedCounts::default()
         }));
     }
-    let mut counts = stage(batch, log_index, record.batch_key, contents)?;
+    let mut counts = stage(batch, log_index, record.batch_key, contents, tap)?;
     counts.spooled_applied = 1;
     Ok(Ok(counts))
 }
@@ -135,6 +147,7 @@ fn stage(
     log_index: u64,
     batch_key: [u8; BATCH_KEY_LEN],
     contents: Contents,
+    tap: Option<&mut Tapped>,
 ) -> StoreResult<AppliedCounts> {
     let mut counts = AppliedCounts::default();
     match contents {
@@ -157,14 +170,20 @@ fn stage(
         }
         Contents::Spans(spans) => {
             counts.spans = spans.len() as u64;
+            if let Some(t) = tap {
+                t.spans.extend(spans.iter().cloned());
+            }
             for span in spans {
                 batch.put_span(span)?;
             }
         }
         Contents::Logs(logs) => {
             counts.logs = logs.len() as u64;
-            for log in logs {
-                batch.put_log(&log);
+            for log in &logs {
+                batch.put_log(log);
+            }
+            if let Some(t) = tap {
+                t.logs.extend(logs);
             }
         }
         Contents::Metrics(points) => {
@@ -221,6 +240,8 @@ impl Shared {
         let mut retired = BTreeSet::new();
         let mut counts = AppliedCounts::default();
         let mut responses = Vec::with_capacity(entries.len());
+        // Copies for the live tail, only while someone listens.
+        let mut tap = self.tail.is_listened().then(Tapped::default);
         for e in entries {
             if let Some(l) = last {
                 assert_eq!(
@@ -232,21 +253,23 @@ impl Shared {
             batch.begin_entry(e.log_id.index);
             match &e.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(record) => match apply(&mut batch, e.log_id.index, record)? {
-                    Ok(applied) => counts.add(applied),
-                    Err(reason) => {
-                        // Deterministic: every replica rejects the same
-                        // entry for the same reason, so they stay equal.
-                        tracing::error!(
-                            log_index = e.log_id.index,
-                            tag = record.tag,
-                            %reason,
-                            "log entry rejected: applied as a no-op"
-                        );
-                        batch.reject_entry(e.log_id.index, &reason)?;
-                        counts.rejected += 1;
+                EntryPayload::Normal(record) => {
+                    match apply_tapped(&mut batch, e.log_id.index, record, tap.as_mut())? {
+                        Ok(applied) => counts.add(applied),
+                        Err(reason) => {
+                            // Deterministic: every replica rejects the same
+                            // entry for the same reason, so they stay equal.
+                            tracing::error!(
+                                log_index = e.log_id.index,
+                                tag = record.tag,
+                                %reason,
+                                "log entry rejected: applied as a no-op"
+                            );
+                            batch.reject_entry(e.log_id.index, &reason)?;
+                            counts.rejected += 1;
+                        }
                     }
-                },
+                }
                 EntryPayload::Membership(m) => {
                     let before: BTreeSet<u64> = match &membership {
                         Some(prev) => node_ids(prev),
@@ -264,6 +287,9 @@ impl Shared {
         let staged = started.elapsed();
         let keys_changed = batch.changes_keys();
         batch.commit(last, membership.as_ref())?;
+        if let Some(tapped) = tap {
+            self.tail.publish(tapped);
+        }
         if keys_changed {
             self.keys_version.fetch_add(1, Ordering::SeqCst);
         }

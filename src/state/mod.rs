@@ -68,6 +68,8 @@ pub struct StateMachineStats {
 /// State shared by the state machine (owned by openraft), its snapshot
 /// builders and the query engine.
 pub struct Shared {
+    /// Applied spans and logs for live-tail clients.
+    pub tail: Arc<crate::live_tail::LiveTail>,
     sm_dir: PathBuf,
     snapshot_dir: PathBuf,
     opts: StateMachineOptions,
@@ -165,6 +167,7 @@ impl StateMachine {
         let current_snapshot = latest_snapshot(&snapshot_dir)?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
+                tail: Arc::default(),
                 sm_dir,
                 snapshot_dir,
                 opts,

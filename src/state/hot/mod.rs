@@ -67,6 +67,7 @@ pub use self::keyspaces::{Keyspaces, KEYSPACES};
 pub use self::query::{
     AttributeFilter, Found, LogQuery, MetricQuery, SearchResult, ServiceStats, SpanQuery,
 };
+pub use self::search::{SpanScan, SpanWalk};
 pub use self::spool_marks::SpoolFloor;
 pub use self::text_queue::{DocKind, PendingDoc};
 // Re-exported for code written before the codec had a module of its own.

@@ -2,6 +2,8 @@
 //! first, walking the most selective index over the time window within a
 //! budget of candidates.
 
+use std::ops::ControlFlow;
+
 use fjall::{Guard, Keyspace};
 
 use super::keys::{
@@ -13,6 +15,25 @@ use super::{
 };
 use crate::codec::decode;
 use crate::model::{LogRecord, MetricPoint, SpanRecord, SpanStatus};
+
+/// Which index a span scan walks.
+#[derive(Clone, Copy, Debug)]
+pub enum SpanWalk<'a> {
+    /// Every span (`by_time`).
+    Time,
+    /// Spans with status error only (`by_error`).
+    Errors,
+    /// The spans of one service (`by_service`).
+    Service(&'a str),
+}
+
+/// What a span scan examined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpanScan {
+    pub scanned: usize,
+    /// The budget ran out before the window was exhausted.
+    pub truncated: bool,
+}
 
 /// How a log or metric search reaches its candidates.
 enum Walk<'a> {
@@ -29,67 +50,109 @@ impl HotStore {
     /// the time window and stops after `q.limit` matches or `q.max_scanned`
     /// candidates.
     pub fn search(&self, q: &SpanQuery) -> StoreResult<SearchResult> {
-        let from = q.since_unix_nanos.unwrap_or(0);
-        let to = q.until_unix_nanos.unwrap_or(u64::MAX);
-        let (lo, hi) = time_key_bounds(from, to);
-        let ks = &self.keyspaces;
-
-        // Index entries newest first; each key ends with start ++ ids.
-        let entries: Box<dyn Iterator<Item = Guard>> = if q.status == Some(SpanStatus::Error) {
-            Box::new(ks.by_error.range(lo.to_vec()..=hi.to_vec()).rev())
+        let window = (
+            q.since_unix_nanos.unwrap_or(0),
+            q.until_unix_nanos.unwrap_or(u64::MAX),
+        );
+        let walk = if q.status == Some(SpanStatus::Error) {
+            SpanWalk::Errors
         } else if let Some(service) = &q.service {
-            // Clamp the window to the data that exists, then walk its hour
-            // buckets newest first.
-            let newest = match ks.by_time.last_key_value() {
-                Some(g) => leading_time(&g.key()?),
-                None => return Ok(SearchResult::default()),
-            };
-            let oldest = match ks.by_time.first_key_value() {
-                Some(g) => leading_time(&g.key()?),
-                None => return Ok(SearchResult::default()),
-            };
-            let (from, to) = (from.max(oldest), to.min(newest));
-            if from > to {
-                return Ok(SearchResult::default());
-            }
-            let by_service = ks.by_service.clone();
-            let service = service.clone();
-            Box::new(
-                (from / SERVICE_BUCKET_NANOS..=to / SERVICE_BUCKET_NANOS)
-                    .rev()
-                    .flat_map(move |bucket| {
-                        let mut a = service_bucket_prefix(bucket, &service);
-                        let mut b = a.clone();
-                        a.extend_from_slice(&lo);
-                        b.extend_from_slice(&hi);
-                        by_service.range(a..=b).rev()
-                    }),
-            )
+            SpanWalk::Service(service)
         } else {
-            Box::new(ks.by_time.range(lo.to_vec()..=hi.to_vec()).rev())
+            SpanWalk::Time
         };
-
         let mut result = SearchResult::default();
+        let scan = self.visit_spans(window, walk, q.max_scanned, |span| {
+            if q.matches(&span) {
+                result.spans.push(span);
+            }
+            Ok(if result.spans.len() >= q.limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        result.scanned = scan.scanned;
+        result.truncated = scan.truncated;
+        Ok(result)
+    }
+
+    /// Visits the spans that started in `[from, to]`, newest first, through
+    /// the index `walk` names, until `visit` breaks or `max_scanned` spans
+    /// were visited (then the scan says it was truncated).
+    pub fn visit_spans(
+        &self,
+        (from, to): (u64, u64),
+        walk: SpanWalk<'_>,
+        max_scanned: usize,
+        mut visit: impl FnMut(SpanRecord) -> StoreResult<ControlFlow<()>>,
+    ) -> StoreResult<SpanScan> {
+        let mut scan = SpanScan::default();
+        let Some(entries) = self.span_entries((from, to), walk)? else {
+            return Ok(scan);
+        };
+        let ks = &self.keyspaces;
         for g in entries {
-            if result.spans.len() >= q.limit {
+            if scan.scanned >= max_scanned {
+                scan.truncated = true;
                 break;
             }
-            if result.scanned >= q.max_scanned {
-                result.truncated = true;
-                break;
-            }
-            result.scanned += 1;
+            scan.scanned += 1;
             let k = g.key()?;
             let ids = &k[k.len() - SPAN_KEY_LEN..];
             let Some(v) = ks.spans.get(ids)? else {
                 return Err(StoreError::Corrupt("index entry without its span".into()));
             };
-            let span: SpanRecord = decode(&v)?;
-            if q.matches(&span) {
-                result.spans.push(span);
+            if visit(decode(&v)?)?.is_break() {
+                break;
             }
         }
-        Ok(result)
+        Ok(scan)
+    }
+
+    /// Index entries of the spans that started in `[from, to]`, newest
+    /// first; each key ends with start ++ ids. `None` when the store has no
+    /// span in the window.
+    fn span_entries(
+        &self,
+        (from, to): (u64, u64),
+        walk: SpanWalk<'_>,
+    ) -> StoreResult<Option<Box<dyn Iterator<Item = Guard>>>> {
+        let (lo, hi) = time_key_bounds(from, to);
+        let ks = &self.keyspaces;
+        Ok(Some(match walk {
+            SpanWalk::Errors => Box::new(ks.by_error.range(lo.to_vec()..=hi.to_vec()).rev()),
+            SpanWalk::Time => Box::new(ks.by_time.range(lo.to_vec()..=hi.to_vec()).rev()),
+            SpanWalk::Service(service) => {
+                // Clamp the window to the data that exists, then walk its
+                // hour buckets newest first.
+                let newest = match ks.by_time.last_key_value() {
+                    Some(g) => leading_time(&g.key()?),
+                    None => return Ok(None),
+                };
+                let oldest = match ks.by_time.first_key_value() {
+                    Some(g) => leading_time(&g.key()?),
+                    None => return Ok(None),
+                };
+                let (from, to) = (from.max(oldest), to.min(newest));
+                if from > to {
+                    return Ok(None);
+                }
+                let by_service = ks.by_service.clone();
+                let service = service.to_string();
+                Box::new(
+                    (from / SERVICE_BUCKET_NANOS..=to / SERVICE_BUCKET_NANOS)
+                        .rev()
+                        .flat_map(move |bucket| {
+                            let mut a = service_bucket_prefix(bucket, &service);
+                            let mut b = a.clone();
+                            a.extend_from_slice(&lo);
+                            b.extend_from_slice(&hi);
+                            by_service.range(a..=b).rev()
+                        }),
+                )
+            }
+        }))
     }
 
     /// Log records matching `q`, newest first, walking the most selective
