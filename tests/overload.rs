@@ -59,6 +59,9 @@ async fn slow_bodies_are_shed_and_time_out_while_a_fast_client_is_served() {
             "4",
             "--otlp-body-read-timeout-ms",
             "3000",
+            // As many export slots as slow senders: they must not hold any.
+            "--otlp-max-inflight-exports",
+            "2",
         ],
     );
     c.init().await;
@@ -78,7 +81,8 @@ async fn slow_bodies_are_shed_and_time_out_while_a_fast_client_is_served() {
     assert_eq!(status, 429, "{head}");
     assert!(head.contains("retry-after: 1"), "{head}");
 
-    // A small export fits beside them and commits.
+    // A small export fits beside them and commits: the slow senders hold
+    // budget, not export slots.
     let body = prost::Message::encode_to_vec(&trace_request("fast", 1, 2));
     let r = post(
         &c,
