@@ -28,8 +28,8 @@ use crate::ingest::Ingest;
 use crate::ingest::Transport;
 use crate::otlp::limits::{declared_len, OtlpLimits, Refusal, RETRY_AFTER_SECS};
 use crate::otlp::{
-    commit_prepared, gunzip_bounded, prepare, Logs, Metrics, OtlpSignal, Prepared, Traces,
-    INLINE_DECODE_BYTES, MAX_EXPORT_BYTES,
+    commit_prepared, gunzip_bounded, prepare, GunzipError, Logs, Metrics, OtlpSignal, Prepared,
+    Traces, INLINE_DECODE_BYTES, MAX_EXPORT_BYTES,
 };
 
 /// A gRPC message's prefix: a compressed flag and a big-endian length.
@@ -188,12 +188,9 @@ fn decode_message<S: OtlpSignal>(gzip: bool, raw: &[u8]) -> Result<Prepared<S>, 
     let message = match (compressed, gzip) {
         (false, _) => message,
         (true, true) => {
-            inflated = gunzip_bounded(message, MAX_EXPORT_BYTES).map_err(|(too_large, why)| {
-                if too_large {
-                    Status::resource_exhausted(why)
-                } else {
-                    Status::invalid_argument(why)
-                }
+            inflated = gunzip_bounded(message, MAX_EXPORT_BYTES).map_err(|e| match e {
+                GunzipError::TooLarge(why) => Status::resource_exhausted(why),
+                GunzipError::Invalid(why) => Status::invalid_argument(why),
             })?;
             &inflated[..]
         }

@@ -17,6 +17,7 @@ use crate::cluster::ClusterError;
 use crate::ingest::Ingest;
 use crate::ingest::Transport;
 use crate::otlp::limits::{declared_len, OtlpLimits, Refusal, RETRY_AFTER_SECS};
+use crate::otlp::GunzipError;
 use crate::otlp::{
     commit_prepared, prepare, Logs, Metrics, OtlpSignal, Prepared, Traces, INLINE_DECODE_BYTES,
     MAX_EXPORT_BYTES,
@@ -158,13 +159,9 @@ fn decode_body<S: OtlpSignal>(
 ) -> Result<S::Req, (StatusCode, String)> {
     let inflated;
     let body = if gzip {
-        inflated = super::gunzip_bounded(raw, MAX_EXPORT_BYTES).map_err(|(too_large, why)| {
-            let status = if too_large {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            (status, why)
+        inflated = super::gunzip_bounded(raw, MAX_EXPORT_BYTES).map_err(|e| match e {
+            GunzipError::TooLarge(why) => (StatusCode::PAYLOAD_TOO_LARGE, why),
+            GunzipError::Invalid(why) => (StatusCode::BAD_REQUEST, why),
         })?;
         &inflated[..]
     } else {
@@ -306,16 +303,24 @@ mod tests {
 
     #[test]
     fn gzip_is_bounded() {
-        use crate::otlp::gunzip_bounded;
+        use crate::otlp::{gunzip_bounded, GunzipError};
         let small = gzip(b"hello");
         assert_eq!(gunzip_bounded(&small, 5).unwrap(), b"hello");
-        let err = gunzip_bounded(&small, 4).unwrap_err();
-        assert!(err.0, "over the limit");
+        assert!(matches!(
+            gunzip_bounded(&small, 4),
+            Err(GunzipError::TooLarge(_))
+        ));
         // A bomb: 64 MiB of zeros compresses to ~64 KiB.
         let bomb = gzip(&vec![0u8; 64 << 20]);
         assert!(bomb.len() < 1 << 20);
-        assert_eq!(gunzip_bounded(&bomb, 1 << 20).unwrap_err().0, true);
-        assert_eq!(gunzip_bounded(b"not gzip", 100).unwrap_err().0, false);
+        assert!(matches!(
+            gunzip_bounded(&bomb, 1 << 20),
+            Err(GunzipError::TooLarge(_))
+        ));
+        assert!(matches!(
+            gunzip_bounded(b"not gzip", 100),
+            Err(GunzipError::Invalid(_))
+        ));
     }
 
     #[test]

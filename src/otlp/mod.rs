@@ -125,18 +125,27 @@ impl OtlpSignal for Metrics {
 /// which would delay the Raft heartbeats sharing the async workers).
 pub const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
-/// Inflates a gzip body, refusing to produce more than `limit` bytes (a
-/// small body may inflate to gigabytes). `Err(true)`: over the limit;
-/// `Err(false)`: not gzip.
-pub fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, (bool, String)> {
+/// Why a gzip body was not inflated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GunzipError {
+    /// It inflates beyond the limit (a small body may inflate to gigabytes).
+    TooLarge(String),
+    /// It is not gzip.
+    Invalid(String),
+}
+
+/// Inflates a gzip body, refusing to produce more than `limit` bytes.
+pub fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
     use std::io::Read;
     let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
     let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
     decoder
         .read_to_end(&mut out)
-        .map_err(|e| (false, format!("invalid gzip body: {e}")))?;
+        .map_err(|e| GunzipError::Invalid(format!("invalid gzip body: {e}")))?;
     if out.len() > limit {
-        return Err((true, format!("body inflates beyond the {limit}-byte limit")));
+        return Err(GunzipError::TooLarge(format!(
+            "body inflates beyond the {limit}-byte limit"
+        )));
     }
     Ok(out)
 }

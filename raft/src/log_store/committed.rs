@@ -261,7 +261,8 @@ mod tests {
         // Tear the newest slot: the one before it is read.
         let path = dir.path().join(COMMITTED_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
-        let newest = (3 % 2) * SLOT_BYTES as usize;
+        // Three writes: seq 3 went to slot 3 % 2 = 1.
+        let newest = SLOT_BYTES as usize;
         bytes[newest + 26] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(CommittedFile::open(dir.path()).unwrap().1, Some(id(2, 9)));
