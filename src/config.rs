@@ -37,6 +37,19 @@ pub struct ServeConfig {
     /// Spooled bytes not yet forwarded beyond which exports are refused
     /// (UNAVAILABLE / 503 with a retry hint).
     pub spool_max_pending_mb: u64,
+    /// OTLP exports (gRPC and HTTP) being decoded, validated and committed
+    /// at once; more wait up to a second, then are shed (429 /
+    /// RESOURCE_EXHAUSTED with a retry hint). See `otlp::limits`.
+    pub otlp_max_inflight_exports: usize,
+    /// MiB of OTLP request bodies being received or held at once; a body
+    /// that does not fit is shed at once.
+    pub otlp_body_budget_mb: u64,
+    /// An OTLP request body must arrive whole within this (HTTP 408, gRPC
+    /// DEADLINE_EXCEEDED otherwise).
+    pub otlp_body_read_timeout_ms: u64,
+    /// REST queries scanning storage at once, on the blocking pool beside
+    /// the state machine's apply; more wait up to a second, then get 429.
+    pub query_max_concurrent_scans: usize,
     /// Peers to dial somewhere other than their membership address
     /// (membership address → address dialed), e.g. through a test proxy.
     pub dial_overrides: Vec<(String, String)>,
@@ -84,6 +97,12 @@ impl Default for ServeConfig {
             ingest_ack: AckLevel::Committed,
             ingest_spooled: false,
             spool_max_pending_mb: 1024,
+            otlp_max_inflight_exports: 64,
+            otlp_body_budget_mb: 256,
+            otlp_body_read_timeout_ms: 30_000,
+            // Two cores per node on the benchmark hosts: more concurrent
+            // scans only queue for CPU that apply also needs.
+            query_max_concurrent_scans: 4,
             dial_overrides: Vec::new(),
             auth: AuthMode::Off,
             cluster_secret_file: None,
@@ -169,6 +188,21 @@ pub struct ServeArgs {
     /// which exports are refused with a retry hint.
     #[arg(long, env = "TAEL_SPOOL_MAX_PENDING_MB")]
     pub spool_max_pending_mb: Option<u64>,
+    /// OTLP exports (gRPC and HTTP) decoded and committed at once (default
+    /// 64); more are shed with 429 / RESOURCE_EXHAUSTED and a retry hint.
+    #[arg(long, env = "TAEL_OTLP_MAX_INFLIGHT_EXPORTS")]
+    pub otlp_max_inflight_exports: Option<usize>,
+    /// MiB of OTLP request bodies received or held at once (default 256);
+    /// a body that does not fit is shed.
+    #[arg(long, env = "TAEL_OTLP_BODY_BUDGET_MB")]
+    pub otlp_body_budget_mb: Option<u64>,
+    /// Milliseconds an OTLP request body may take to arrive (default 30000).
+    #[arg(long, env = "TAEL_OTLP_BODY_READ_TIMEOUT_MS")]
+    pub otlp_body_read_timeout_ms: Option<u64>,
+    /// REST queries scanning storage at once (default 4); more wait up to a
+    /// second, then get 429 with Retry-After.
+    #[arg(long, env = "TAEL_QUERY_MAX_CONCURRENT_SCANS")]
+    pub query_max_concurrent_scans: Option<usize>,
     /// `RAFT_ADDR=DIAL_ADDR`: reach the peer whose membership address is
     /// RAFT_ADDR at DIAL_ADDR instead (a proxy, a NAT). Repeatable.
     #[arg(
@@ -309,6 +343,10 @@ struct FileConfig {
     runtime_threads: Option<usize>,
     ingest_ack: Option<String>,
     spool_max_pending_mb: Option<u64>,
+    otlp_max_inflight_exports: Option<usize>,
+    otlp_body_budget_mb: Option<u64>,
+    otlp_body_read_timeout_ms: Option<u64>,
+    query_max_concurrent_scans: Option<usize>,
     dial_overrides: Option<Vec<String>>,
     auth: Option<String>,
     cluster_secret_file: Option<PathBuf>,
@@ -365,6 +403,10 @@ impl ServeArgs {
             ingest_ack,
             ingest_spooled,
             spool_max_pending_mb: pick!(spool_max_pending_mb),
+            otlp_max_inflight_exports: pick!(otlp_max_inflight_exports),
+            otlp_body_budget_mb: pick!(otlp_body_budget_mb),
+            otlp_body_read_timeout_ms: pick!(otlp_body_read_timeout_ms),
+            query_max_concurrent_scans: pick!(query_max_concurrent_scans),
             dial_overrides: {
                 let raw = if self.dial_overrides.is_empty() {
                     file.dial_overrides.clone().unwrap_or_default()
@@ -483,6 +525,22 @@ impl ServeConfig {
         }
         if self.runtime_threads == 0 || self.storage_threads == 0 {
             return Err("thread counts must be at least 1".into());
+        }
+        for (name, value) in [
+            (
+                "otlp_max_inflight_exports",
+                self.otlp_max_inflight_exports as u64,
+            ),
+            ("otlp_body_budget_mb", self.otlp_body_budget_mb),
+            ("otlp_body_read_timeout_ms", self.otlp_body_read_timeout_ms),
+            (
+                "query_max_concurrent_scans",
+                self.query_max_concurrent_scans as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
         }
         if self.ingest_spooled {
             if self.spool_max_pending_mb == 0 {

@@ -56,15 +56,51 @@ pub struct IngestCounters {
     pub requests: AtomicU64,
 }
 
-/// Records accepted (committed) and refused, per signal and transport.
+/// Why an OTLP request was shed before it was decoded (`otlp::limits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShedReason {
+    /// The bytes of bodies being received were at their budget.
+    BodyBudget,
+    /// The body did not arrive within the read timeout.
+    BodyTimeout,
+    /// Every export slot stayed busy.
+    ExportsBusy,
+}
+
+impl ShedReason {
+    pub const ALL: [ShedReason; 3] = [
+        ShedReason::BodyBudget,
+        ShedReason::BodyTimeout,
+        ShedReason::ExportsBusy,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShedReason::BodyBudget => "body_budget",
+            ShedReason::BodyTimeout => "body_timeout",
+            ShedReason::ExportsBusy => "exports_busy",
+        }
+    }
+}
+
+/// Records accepted (committed) and refused, per signal and transport;
+/// requests shed, per transport and reason.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
     counters: [[IngestCounters; 2]; 3],
+    shed: [[AtomicU64; 3]; 2],
 }
 
 impl IngestMetrics {
     pub fn get(&self, signal: Signal, transport: Transport) -> &IngestCounters {
         &self.counters[signal as usize][transport as usize]
+    }
+
+    pub fn record_shed(&self, transport: Transport, reason: ShedReason) {
+        self.shed[transport as usize][reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn shed(&self, transport: Transport, reason: ShedReason) -> u64 {
+        self.shed[transport as usize][reason as usize].load(Ordering::Relaxed)
     }
 }
 

@@ -29,6 +29,7 @@ pub mod query;
 pub mod rest;
 pub mod self_metrics;
 pub mod serve;
+pub mod slots;
 pub mod spool;
 pub mod state;
 pub mod sys;

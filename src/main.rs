@@ -191,6 +191,13 @@ fn main() -> ExitCode {
         Command::Serve(args) => match args.resolve() {
             Err(e) => Err(e),
             Ok(config) => {
+                if config.ingest_spooled {
+                    // Still one thread: the only sound moment to change the
+                    // environment (see `spool::walrus_environment`).
+                    for (var, value) in tael_raft::spool::walrus_environment(&config.data_dir) {
+                        std::env::set_var(var, value);
+                    }
+                }
                 init_tracing();
                 runtime(config.runtime_threads).block_on(async move {
                     let running = tael_raft::serve::start(config).await?;

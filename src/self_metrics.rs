@@ -86,6 +86,25 @@ impl SelfMetrics {
             "OTLP export requests by signal and transport.",
             &requests,
         );
+        let mut shed = Vec::new();
+        for transport in crate::ingest::Transport::ALL {
+            for reason in crate::ingest::ShedReason::ALL {
+                shed.push((
+                    format!(
+                        "{{transport=\"{}\",reason=\"{}\"}}",
+                        transport.as_str(),
+                        reason.as_str()
+                    ),
+                    ing.shed(transport, reason) as f64,
+                ));
+            }
+        }
+        metric(
+            "tael_ingest_shed_total",
+            "counter",
+            "OTLP requests shed before decoding (429 / RESOURCE_EXHAUSTED / timeout) by transport and reason.",
+            &shed,
+        );
         metric(
             "tael_raft_is_leader",
             "gauge",

@@ -82,6 +82,44 @@ const MAX_CLOCK_WAIT: Duration = Duration::from_secs(2);
 
 static OPENED: AtomicBool = AtomicBool::new(false);
 
+/// Walrus's root directory, read from the environment when it opens.
+const WALRUS_DATA_DIR_VAR: &str = "WALRUS_DATA_DIR";
+/// Present: walrus prints nothing (it reads this at every operation).
+const WALRUS_QUIET_VAR: &str = "WALRUS_QUIET";
+
+/// The environment walrus needs for a spool under `data_dir`.
+///
+/// Walrus 0.2.0 takes its directory and its quiet switch only from the
+/// process environment, and reads them from its own threads. Changing the
+/// environment while other threads run is undefined behaviour (a concurrent
+/// `getenv` can read freed memory), so the process sets these once, at the
+/// start of `main`, before any thread exists; [`Spool::open`] only checks
+/// that they are there. Tests start a child process with them instead.
+pub fn walrus_environment(data_dir: &Path) -> [(&'static str, std::ffi::OsString); 2] {
+    [
+        (WALRUS_QUIET_VAR, "1".into()),
+        (
+            WALRUS_DATA_DIR_VAR,
+            data_dir.join(SPOOL_DIR).into_os_string(),
+        ),
+    ]
+}
+
+/// Refuses to open walrus unless the process started with
+/// [`walrus_environment`]: walrus would otherwise write elsewhere.
+fn check_walrus_environment(data_dir: &Path) -> Result<(), String> {
+    for (name, want) in walrus_environment(data_dir) {
+        if std::env::var_os(name).as_ref() != Some(&want) {
+            return Err(format!(
+                "the spool's write-ahead log (walrus) reads {name} from the environment, \
+                 and this process did not start with it set to {want:?}; it is set at \
+                 start-up, before any thread runs (spool::walrus_environment)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One spooled export as stored in walrus.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SpoolEntry {
@@ -227,7 +265,10 @@ fn now_millis() -> u64 {
 
 impl Spool {
     /// Opens the spool under `data_dir`, for node `origin`. Once per process.
+    /// The process must have started with [`walrus_environment`] for
+    /// `data_dir`.
     pub fn open(data_dir: &Path, origin: u64, max_pending_bytes: u64) -> Result<Spool, String> {
+        check_walrus_environment(data_dir)?;
         probe_io_uring()?;
         if OPENED.swap(true, Ordering::SeqCst) {
             return Err(
@@ -296,10 +337,7 @@ impl Spool {
         }
         let recovered_bytes = allocated_bytes(&wal_dir);
 
-        // Walrus takes its directory from the environment and prints every
-        // operation unless told to be quiet. Set once, under OPENED.
-        std::env::set_var("WALRUS_QUIET", "1");
-        std::env::set_var("WALRUS_DATA_DIR", &dir);
+        // Walrus finds `dir` in the environment (checked above).
         let wal = Walrus::with_consistency_and_schedule_for_key(
             WALRUS_KEY,
             // Cursors are not trusted across restarts (see the module docs);
@@ -618,11 +656,63 @@ mod tests {
         assert!(decode_entry(&[]).is_err());
     }
 
-    /// The only test in this process that opens a spool (one per process).
+    /// Runs test `name` of this module in a child process of this test
+    /// binary that starts with walrus's environment (set by `Command`, so
+    /// no thread of this process ever changes its own environment). In the
+    /// child, returns the data directory to use; in the parent, checks the
+    /// child ran exactly that test and passed, and returns `None`.
+    fn in_prepared_child(name: &str) -> Option<PathBuf> {
+        const CHILD_DATA_DIR_VAR: &str = "TAEL_SPOOL_TEST_DATA_DIR";
+        if let Some(dir) = std::env::var_os(CHILD_DATA_DIR_VAR) {
+            return Some(PathBuf::from(dir));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let module = module_path!().split_once("::").unwrap().1;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", &format!("{module}::{name}"), "--test-threads=1"])
+            .env(CHILD_DATA_DIR_VAR, dir.path());
+        for (var, value) in walrus_environment(dir.path()) {
+            child.env(var, value);
+        }
+        let out = child.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "the child process running {name} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        None
+    }
+
+    /// Opening never touches the process environment: a process that did
+    /// not start with walrus's variables is refused, and still has none.
+    #[test]
+    fn open_refuses_a_process_not_started_with_the_walrus_environment() {
+        if std::env::var_os(WALRUS_DATA_DIR_VAR).is_some() {
+            // A child started for another test of this module.
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let err = Spool::open(dir.path(), 4, 1 << 20).err().unwrap();
+        assert!(
+            err.contains(WALRUS_DATA_DIR_VAR) || err.contains(WALRUS_QUIET_VAR),
+            "{err}"
+        );
+        assert_eq!(std::env::var_os(WALRUS_DATA_DIR_VAR), None);
+        assert_eq!(std::env::var_os(WALRUS_QUIET_VAR), None);
+        assert!(!dir.path().join(SPOOL_DIR).exists());
+    }
+
+    /// The only test that opens a spool (one per process), in a child process.
     #[test]
     fn append_read_forward_drain_and_a_second_spool_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 4, 1 << 20).unwrap();
+        let Some(data_dir) =
+            in_prepared_child("append_read_forward_drain_and_a_second_spool_is_refused")
+        else {
+            return;
+        };
+        let spool = Spool::open(&data_dir, 4, 1 << 20).unwrap();
         assert_eq!(spool.generation(), 1);
         let record = |n: u8| Record {
             tag: payload::TAG_LOGS,
@@ -682,8 +772,7 @@ mod tests {
         let state: SpoolState = read_meta_file(&spool.dir, STATE_FILE).unwrap().unwrap();
         assert!(!state.drained, "an append clears the drained mark first");
 
-        let other = tempfile::tempdir().unwrap();
-        let err = Spool::open(other.path(), 5, 1 << 20).err().unwrap();
+        let err = Spool::open(&data_dir, 5, 1 << 20).err().unwrap();
         assert!(err.contains("one spooled node per process"), "{err}");
     }
 }

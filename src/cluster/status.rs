@@ -38,12 +38,37 @@ impl ClusterStatus {
     }
 }
 
-/// Ready: a leader is known and everything committed here is applied.
+/// Ready: a leader is known, everything committed here is applied, and the
+/// state machine is back at least where it was before this node restarted.
 pub struct Readiness {
     pub ready: bool,
     pub leader: Option<u64>,
     pub committed_index: u64,
     pub applied_index: u64,
+    /// The committed index saved before this start (0 if none).
+    pub recovered_committed_index: u64,
+}
+
+impl Readiness {
+    /// `local_committed` alone is not enough: right after a restart it can
+    /// be what the state machine recovered, not what it had applied before
+    /// the crash; `recovered_committed_index` is that, from the log store.
+    pub fn new(
+        leader: Option<u64>,
+        committed_index: u64,
+        applied_index: u64,
+        recovered_committed_index: u64,
+    ) -> Readiness {
+        Readiness {
+            ready: leader.is_some()
+                && applied_index >= committed_index
+                && applied_index >= recovered_committed_index,
+            leader,
+            committed_index,
+            applied_index,
+            recovered_committed_index,
+        }
+    }
 }
 
 impl Cluster {
@@ -94,13 +119,25 @@ impl Cluster {
 
     pub fn readiness(&self) -> Readiness {
         let m = self.metrics();
-        let committed_index = m.local_committed.map_or(0, |l| l.index);
-        let applied_index = m.last_applied.map_or(0, |l| l.index);
-        Readiness {
-            ready: m.current_leader.is_some() && applied_index >= committed_index,
-            leader: m.current_leader,
-            committed_index,
-            applied_index,
-        }
+        Readiness::new(
+            m.current_leader,
+            m.local_committed.map_or(0, |l| l.index),
+            m.last_applied.map_or(0, |l| l.index),
+            self.log.recovered_committed().map_or(0, |l| l.index),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Readiness;
+
+    #[test]
+    fn not_ready_before_applying_what_was_committed_before_the_restart() {
+        assert!(Readiness::new(Some(1), 10, 10, 10).ready);
+        assert!(!Readiness::new(None, 10, 10, 0).ready);
+        assert!(!Readiness::new(Some(1), 10, 9, 0).ready);
+        // Committed here looks applied, but the node had applied 12 before.
+        assert!(!Readiness::new(Some(1), 10, 10, 12).ready);
     }
 }

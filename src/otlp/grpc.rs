@@ -1,8 +1,14 @@
 //! OTLP/gRPC collector services.
 //!
-//! Hand-routed rather than generated so that a request that is not valid
-//! protobuf is answered with INVALID_ARGUMENT (tonic's stock codec says
-//! INTERNAL, which OTLP clients would retry forever).
+//! Hand-routed and hand-framed rather than generated. Hand-routed so that a
+//! request that is not valid protobuf is answered with INVALID_ARGUMENT
+//! (tonic's stock codec says INTERNAL, which OTLP clients would retry
+//! forever). Hand-framed so that the message is received within the OTLP
+//! limits (`limits`: a body budget and read timeout, then an export slot)
+//! and inflated and decoded on the blocking pool: tonic's codec path would
+//! inflate and decode a 20 MiB message on the async workers that also carry
+//! Raft's heartbeats. A unary call is one length-prefixed message each way
+//! and a `grpc-status` trailer, which is all this needs.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,68 +17,32 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::{Request, Response, Status};
+use bytes::{Buf, Bytes};
+use http_body_util::BodyExt;
+use prost::Message;
+use tonic::Status;
 
 use crate::auth::{AuthError, Authenticator, Role};
 use crate::cluster::ClusterError;
 use crate::ingest::Ingest;
 use crate::ingest::Transport;
-use crate::otlp::{export, Logs, Metrics, OtlpSignal, Traces, MAX_EXPORT_BYTES};
+use crate::otlp::limits::{declared_len, OtlpLimits, Refusal, RETRY_AFTER_SECS};
+use crate::otlp::{
+    commit_prepared, gunzip_bounded, prepare, GunzipError, Logs, Metrics, OtlpSignal, Prepared,
+    Traces, INLINE_DECODE_BYTES, MAX_EXPORT_BYTES,
+};
 
-pub struct OtlpCodec<Resp, Req>(PhantomData<(Resp, Req)>);
-
-impl<Resp, Req> Default for OtlpCodec<Resp, Req> {
-    fn default() -> Self {
-        OtlpCodec(PhantomData)
-    }
-}
-
-pub struct MessageEncoder<T>(PhantomData<T>);
-pub struct MessageDecoder<T>(PhantomData<T>);
-
-impl<T: prost::Message> Encoder for MessageEncoder<T> {
-    type Item = T;
-    type Error = Status;
-    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(buf)
-            .map_err(|e| Status::internal(format!("encoding response: {e}")))
-    }
-}
-
-impl<T: prost::Message + Default> Decoder for MessageDecoder<T> {
-    type Item = T;
-    type Error = Status;
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
-        T::decode(buf)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))
-    }
-}
-
-impl<Resp, Req> Codec for OtlpCodec<Resp, Req>
-where
-    Resp: prost::Message + Send + 'static,
-    Req: prost::Message + Default + Send + 'static,
-{
-    type Encode = Resp;
-    type Decode = Req;
-    type Encoder = MessageEncoder<Resp>;
-    type Decoder = MessageDecoder<Req>;
-    fn encoder(&mut self) -> Self::Encoder {
-        MessageEncoder(PhantomData)
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        MessageDecoder(PhantomData)
-    }
-}
+/// A gRPC message's prefix: a compressed flag and a big-endian length.
+const FRAME_HEADER_BYTES: usize = 5;
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The collector service of one signal.
 pub struct OtlpService<S> {
     ingest: Arc<Ingest>,
     auth: Arc<Authenticator>,
+    limits: Arc<OtlpLimits>,
     _signal: PhantomData<fn() -> S>,
 }
 
@@ -81,6 +51,7 @@ impl<S> Clone for OtlpService<S> {
         OtlpService {
             ingest: self.ingest.clone(),
             auth: self.auth.clone(),
+            limits: self.limits.clone(),
             _signal: PhantomData,
         }
     }
@@ -90,30 +61,12 @@ impl<S: OtlpSignal> tonic::server::NamedService for OtlpService<S> {
     const NAME: &'static str = S::SERVICE;
 }
 
-struct Unary<S> {
-    ingest: Arc<Ingest>,
-    _signal: PhantomData<fn() -> S>,
-}
-
-impl<S: OtlpSignal> tonic::server::UnaryService<S::Req> for Unary<S> {
-    type Response = S::Resp;
-    type Future = BoxFuture<Response<S::Resp>, Status>;
-    fn call(&mut self, request: Request<S::Req>) -> Self::Future {
-        let ingest = self.ingest.clone();
-        Box::pin(async move {
-            export::<S>(&ingest, Transport::Grpc, request.into_inner())
-                .await
-                .map(Response::new)
-                .map_err(status_from)
-        })
-    }
-}
-
 impl<S, B> tower_service::Service<http::Request<B>> for OtlpService<S>
 where
     S: OtlpSignal,
     B: http_body::Body + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
@@ -125,6 +78,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let ingest = self.ingest.clone();
+        let limits = self.limits.clone();
         // Checked before the message is read: a caller without a writer key
         // costs no decoding.
         let presented = req.headers().get(http::header::AUTHORIZATION);
@@ -144,15 +98,159 @@ where
             if !is_export {
                 return Ok(Status::unimplemented("unknown method").into_http());
             }
-            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<S::Resp, S::Req>::default())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .apply_max_message_size_config(Some(MAX_EXPORT_BYTES), Some(MAX_EXPORT_BYTES));
-            let unary = Unary::<S> {
-                ingest,
-                _signal: PhantomData,
-            };
-            Ok(grpc.unary(unary, req).await)
+            Ok(match unary_export::<S, B>(&ingest, &limits, req).await {
+                Ok(resp) => ok_response(&resp),
+                Err(status) => status.into_http(),
+            })
         })
+    }
+}
+
+/// Receives, decodes, validates and commits one export.
+async fn unary_export<S, B>(
+    ingest: &Ingest,
+    limits: &OtlpLimits,
+    req: http::Request<B>,
+) -> Result<S::Resp, Status>
+where
+    S: OtlpSignal,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError> + Send + 'static,
+{
+    let gzip = request_compression(req.headers())?;
+    let declared = declared_len(req.headers());
+    let body = Box::pin(
+        req.into_body()
+            .map_frame(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))
+            .map_err(Into::<BoxError>::into),
+    );
+    let max_bytes = FRAME_HEADER_BYTES + MAX_EXPORT_BYTES;
+    let shed = |r: Refusal| {
+        if let Some(reason) = r.shed_reason() {
+            ingest.metrics.record_shed(Transport::Grpc, reason);
+        }
+        status_of_refusal(r)
+    };
+    let raw = limits
+        .receive(body, declared, max_bytes, max_bytes)
+        .await
+        .map_err(shed)?;
+    // Only now, with the whole message in, an export slot.
+    let _slot = limits.admit_export().await.map_err(shed)?;
+    let prepared = decode_and_prepare::<S>(gzip, raw.bytes).await?;
+    commit_prepared::<S>(ingest, Transport::Grpc, prepared)
+        .await
+        .map_err(status_from)
+}
+
+/// Whether messages may arrive gzip-compressed (`grpc-encoding`).
+fn request_compression(headers: &http::HeaderMap) -> Result<bool, Status> {
+    match headers
+        .get("grpc-encoding")
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => Ok(false),
+        Some("gzip") => Ok(true),
+        Some(other) => Err(Status::unimplemented(format!(
+            "unsupported grpc-encoding {other:?}; use gzip or none"
+        ))),
+    }
+}
+
+/// The one message of a unary request: `(compressed, bytes)`.
+fn unframe(raw: &[u8]) -> Result<(bool, &[u8]), Status> {
+    if raw.len() < FRAME_HEADER_BYTES {
+        return Err(Status::invalid_argument("missing request message"));
+    }
+    let compressed = match raw[0] {
+        0 => false,
+        1 => true,
+        flag => {
+            return Err(Status::invalid_argument(format!(
+                "malformed gRPC frame: compressed flag {flag}"
+            )))
+        }
+    };
+    let len = u32::from_be_bytes(raw[1..FRAME_HEADER_BYTES].try_into().unwrap()) as usize;
+    if raw.len() - FRAME_HEADER_BYTES != len {
+        return Err(Status::invalid_argument(format!(
+            "malformed gRPC request: one message of {len} bytes announced, {} bytes sent",
+            raw.len() - FRAME_HEADER_BYTES
+        )));
+    }
+    Ok((compressed, &raw[FRAME_HEADER_BYTES..]))
+}
+
+fn decode_message<S: OtlpSignal>(gzip: bool, raw: &[u8]) -> Result<Prepared<S>, Status> {
+    let (compressed, message) = unframe(raw)?;
+    let inflated;
+    let message = match (compressed, gzip) {
+        (false, _) => message,
+        (true, true) => {
+            inflated = gunzip_bounded(message, MAX_EXPORT_BYTES).map_err(|e| match e {
+                GunzipError::TooLarge(why) => Status::resource_exhausted(why),
+                GunzipError::Invalid(why) => Status::invalid_argument(why),
+            })?;
+            &inflated[..]
+        }
+        (true, false) => {
+            return Err(Status::invalid_argument(
+                "a compressed message without a grpc-encoding header",
+            ))
+        }
+    };
+    let req = S::Req::decode(message)
+        .map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))?;
+    Ok(prepare::<S>(req))
+}
+
+/// Decodes and validates off the async workers unless the message is small.
+async fn decode_and_prepare<S: OtlpSignal>(gzip: bool, raw: Bytes) -> Result<Prepared<S>, Status> {
+    if raw.len() <= INLINE_DECODE_BYTES && raw.first() != Some(&1) {
+        return decode_message::<S>(gzip, &raw);
+    }
+    tokio::task::spawn_blocking(move || decode_message::<S>(gzip, &raw))
+        .await
+        .map_err(|e| Status::internal(format!("decoding task: {e}")))?
+}
+
+/// A unary response: one uncompressed message, then `grpc-status: 0`.
+fn ok_response<M: Message>(message: &M) -> http::Response<tonic::body::Body> {
+    let len = message.encoded_len();
+    let mut framed = Vec::with_capacity(FRAME_HEADER_BYTES + len);
+    framed.push(0);
+    framed.extend_from_slice(&(len as u32).to_be_bytes());
+    message
+        .encode(&mut framed)
+        .expect("a Vec grows to hold any message");
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let body = http_body_util::Full::new(Bytes::from(framed))
+        .with_trailers(async move { Some(Ok::<_, Infallible>(trailers)) });
+    let mut resp = http::Response::new(tonic::body::Body::new(body));
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-accept-encoding",
+        http::HeaderValue::from_static("gzip"),
+    );
+    resp
+}
+
+/// A refused body or admission as a gRPC status. Shedding is
+/// RESOURCE_EXHAUSTED with a RetryInfo, which OTLP exporters retry.
+fn status_of_refusal(r: Refusal) -> Status {
+    match r {
+        Refusal::BodyBudgetFull(m) | Refusal::ExportsBusy(m) => {
+            with_retry_info(tonic::Code::ResourceExhausted, m, RETRY_AFTER_SECS as i64)
+        }
+        Refusal::TooLarge(m) => Status::resource_exhausted(m),
+        Refusal::Timeout(m) => Status::deadline_exceeded(m),
+        Refusal::Unreadable(m) => Status::invalid_argument(m),
     }
 }
 
@@ -168,9 +266,11 @@ fn auth_status(e: AuthError) -> Status {
 /// The one place a [`ClusterError`] becomes a gRPC status.
 pub fn status_from(e: ClusterError) -> Status {
     match e {
-        ClusterError::Unavailable(m) => unavailable_with_retry_info(m, RETRY_DELAY_SECS),
+        ClusterError::Unavailable(m) => {
+            with_retry_info(tonic::Code::Unavailable, m, RETRY_DELAY_SECS)
+        }
         ClusterError::NotLeader { .. } => {
-            unavailable_with_retry_info(e.to_string(), RETRY_DELAY_SECS)
+            with_retry_info(tonic::Code::Unavailable, e.to_string(), RETRY_DELAY_SECS)
         }
         ClusterError::Invalid(m) => Status::invalid_argument(m),
         ClusterError::Conflict(m) => Status::failed_precondition(m),
@@ -216,8 +316,9 @@ struct ProtoDuration {
     nanos: i32,
 }
 
-fn unavailable_with_retry_info(message: String, delay_secs: i64) -> Status {
-    use prost::Message;
+/// A status carrying a google.rpc.RetryInfo: OTLP exporters retry
+/// UNAVAILABLE, and RESOURCE_EXHAUSTED only with one.
+fn with_retry_info(code: tonic::Code, message: String, delay_secs: i64) -> Status {
     let retry = RetryInfo {
         retry_delay: Some(ProtoDuration {
             seconds: delay_secs,
@@ -225,31 +326,36 @@ fn unavailable_with_retry_info(message: String, delay_secs: i64) -> Status {
         }),
     };
     let details = RpcStatus {
-        code: tonic::Code::Unavailable as i32,
+        code: code as i32,
         message: message.clone(),
         details: vec![ProtoAny {
             type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
             value: retry.encode_to_vec(),
         }],
     };
-    Status::with_details(
-        tonic::Code::Unavailable,
-        message,
-        details.encode_to_vec().into(),
-    )
+    Status::with_details(code, message, details.encode_to_vec().into())
 }
 
-fn service<S: OtlpSignal>(ingest: &Arc<Ingest>, auth: &Arc<Authenticator>) -> OtlpService<S> {
+fn service<S: OtlpSignal>(
+    ingest: &Arc<Ingest>,
+    auth: &Arc<Authenticator>,
+    limits: &Arc<OtlpLimits>,
+) -> OtlpService<S> {
     OtlpService {
         ingest: ingest.clone(),
         auth: auth.clone(),
+        limits: limits.clone(),
         _signal: PhantomData,
     }
 }
 
-pub fn router(ingest: Arc<Ingest>, auth: Arc<Authenticator>) -> tonic::transport::server::Router {
+pub fn router(
+    ingest: Arc<Ingest>,
+    auth: Arc<Authenticator>,
+    limits: Arc<OtlpLimits>,
+) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
-        .add_service(service::<Traces>(&ingest, &auth))
-        .add_service(service::<Logs>(&ingest, &auth))
-        .add_service(service::<Metrics>(&ingest, &auth))
+        .add_service(service::<Traces>(&ingest, &auth, &limits))
+        .add_service(service::<Logs>(&ingest, &auth, &limits))
+        .add_service(service::<Metrics>(&ingest, &auth, &limits))
 }

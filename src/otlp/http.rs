@@ -2,9 +2,7 @@
 //! JSON bodies, optionally gzip-compressed. Answers in the request's content
 //! type; errors carry a `google.rpc.Status` body as the spec asks.
 
-use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -18,13 +16,12 @@ use crate::auth::{AuthError, Authenticator, Role};
 use crate::cluster::ClusterError;
 use crate::ingest::Ingest;
 use crate::ingest::Transport;
-use crate::otlp::{export, Logs, Metrics, OtlpSignal, Traces, MAX_EXPORT_BYTES};
-
-/// Exports read, decoded and waiting for commit at once: each may hold up to
-/// 20 MiB of body plus its decoded form, so this bounds memory.
-const MAX_INFLIGHT_EXPORTS: usize = 64;
-/// How long a request waits for a slot before it is told to retry.
-const INFLIGHT_WAIT: Duration = Duration::from_secs(5);
+use crate::otlp::limits::{declared_len, OtlpLimits, Refusal, RETRY_AFTER_SECS};
+use crate::otlp::GunzipError;
+use crate::otlp::{
+    commit_prepared, prepare, Logs, Metrics, OtlpSignal, Prepared, Traces, INLINE_DECODE_BYTES,
+    MAX_EXPORT_BYTES,
+};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -48,14 +45,14 @@ impl Format {
 struct HttpState {
     ingest: Arc<Ingest>,
     auth: Arc<Authenticator>,
-    inflight: Arc<tokio::sync::Semaphore>,
+    limits: Arc<OtlpLimits>,
 }
 
-pub fn router(ingest: Arc<Ingest>, auth: Arc<Authenticator>) -> Router {
+pub fn router(ingest: Arc<Ingest>, auth: Arc<Authenticator>, limits: Arc<OtlpLimits>) -> Router {
     let state = HttpState {
         ingest,
         auth,
-        inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT_EXPORTS)),
+        limits,
     };
     Router::new()
         .route("/v1/traces", post(handle::<Traces>))
@@ -87,6 +84,8 @@ fn error(format: Format, status: StatusCode, message: String) -> Response {
         StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
         StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
         StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+        StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+        StatusCode::REQUEST_TIMEOUT => tonic::Code::DeadlineExceeded,
         StatusCode::NOT_FOUND => tonic::Code::NotFound,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => tonic::Code::InvalidArgument,
         _ => tonic::Code::Internal,
@@ -109,9 +108,9 @@ fn error(format: Format, status: StatusCode, message: String) -> Response {
         body,
     )
         .into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
     resp
 }
@@ -133,57 +132,23 @@ fn request_format(headers: &HeaderMap) -> Result<Format, String> {
     }
 }
 
-/// Inflates a gzip body, refusing to produce more than `limit` bytes (a
-/// small body may inflate to gigabytes).
-fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
-    if out.len() > limit {
-        return Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body inflates beyond the {limit}-byte limit"),
-        ));
-    }
-    Ok(out)
-}
-
-/// Bodies up to this size are decoded on the async worker.
-const INLINE_DECODE_BYTES: usize = 64 * 1024;
-
 /// Bytes of an oversized body read and dropped before answering 413, so the
 /// client (still sending) gets the answer instead of a reset connection.
 const MAX_DRAIN_BYTES: usize = 4 * MAX_EXPORT_BYTES;
 
-/// Collects the body, at most [`MAX_EXPORT_BYTES`]. Beyond that it keeps
-/// reading and discarding up to [`MAX_DRAIN_BYTES`], then refuses with 413.
-async fn read_body_bounded(body: Body) -> Result<bytes::Bytes, (StatusCode, String)> {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let mut buf = bytes::BytesMut::new();
-    let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        seen += data.len();
-        if seen <= MAX_EXPORT_BYTES {
-            buf.extend_from_slice(&data);
-        } else if seen > MAX_DRAIN_BYTES {
-            break;
+/// The HTTP answer to a refused body or admission (shedding is counted).
+fn refused(ingest: &Ingest, format: Format, r: Refusal) -> Response {
+    if let Some(reason) = r.shed_reason() {
+        ingest.metrics.record_shed(Transport::Http, reason);
+    }
+    match r {
+        Refusal::BodyBudgetFull(m) | Refusal::ExportsBusy(m) => {
+            error(format, StatusCode::TOO_MANY_REQUESTS, m)
         }
+        Refusal::TooLarge(m) => error(format, StatusCode::PAYLOAD_TOO_LARGE, m),
+        Refusal::Timeout(m) => error(format, StatusCode::REQUEST_TIMEOUT, m),
+        Refusal::Unreadable(m) => error(format, StatusCode::BAD_REQUEST, m),
     }
-    if seen > MAX_EXPORT_BYTES {
-        return Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body exceeds the {MAX_EXPORT_BYTES}-byte limit"),
-        ));
-    }
-    Ok(buf.freeze())
 }
 
 /// The one decode of a request body: gunzip (bounded) then protobuf or JSON.
@@ -194,7 +159,10 @@ fn decode_body<S: OtlpSignal>(
 ) -> Result<S::Req, (StatusCode, String)> {
     let inflated;
     let body = if gzip {
-        inflated = gunzip_bounded(raw, MAX_EXPORT_BYTES)?;
+        inflated = super::gunzip_bounded(raw, MAX_EXPORT_BYTES).map_err(|e| match e {
+            GunzipError::TooLarge(why) => (StatusCode::PAYLOAD_TOO_LARGE, why),
+            GunzipError::Invalid(why) => (StatusCode::BAD_REQUEST, why),
+        })?;
         &inflated[..]
     } else {
         raw
@@ -240,35 +208,30 @@ async fn handle<S: OtlpSignal>(
             )
         }
     };
-    let _slot = match tokio::time::timeout(INFLIGHT_WAIT, state.inflight.acquire()).await {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            return error(
-                format,
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("overloaded: {MAX_INFLIGHT_EXPORTS} exports already in progress"),
-            )
-        }
-    };
-    let raw = match read_body_bounded(body).await {
+    // The body first, within its budget and read timeout, holding no
+    // export slot: a slow sender must not keep fast ones from committing.
+    let raw = match state
+        .limits
+        .receive(
+            body,
+            declared_len(&headers),
+            MAX_EXPORT_BYTES,
+            MAX_DRAIN_BYTES,
+        )
+        .await
+    {
         Ok(raw) => raw,
-        Err((status, message)) => return error(format, status, message),
+        Err(r) => return refused(&state.ingest, format, r),
     };
-    // Inflating and decoding a large body takes milliseconds of CPU: off the
-    // async workers, which also carry Raft's heartbeats.
-    let decoded = if raw.len() > INLINE_DECODE_BYTES {
-        match tokio::task::spawn_blocking(move || decode_body::<S>(format, gzip, &raw)).await {
-            Ok(r) => r,
-            Err(e) => return error(format, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    } else {
-        decode_body::<S>(format, gzip, &raw)
+    let _slot = match state.limits.admit_export().await {
+        Ok(permit) => permit,
+        Err(r) => return refused(&state.ingest, format, r),
     };
-    let req = match decoded {
-        Ok(r) => r,
+    let prepared = match decode_and_prepare::<S>(format, gzip, raw.bytes).await {
+        Ok(p) => p,
         Err((status, why)) => return error(format, status, why),
     };
-    match export::<S>(&state.ingest, Transport::Http, req).await {
+    match commit_prepared::<S>(&state.ingest, Transport::Http, prepared).await {
         Ok(resp) => {
             let body = match format {
                 Format::Protobuf => resp.encode_to_vec(),
@@ -290,6 +253,28 @@ async fn handle<S: OtlpSignal>(
         }
         Err(e) => error(format, status_of(&e), e.to_string()),
     }
+}
+
+/// Decodes and validates a body: on the blocking pool when it is large.
+async fn decode_and_prepare<S: OtlpSignal>(
+    format: Format,
+    gzip: bool,
+    raw: bytes::Bytes,
+) -> Result<Prepared<S>, (StatusCode, String)> {
+    let small = raw_len_is_small(gzip, &raw);
+    let work = move || decode_body::<S>(format, gzip, &raw).map(prepare::<S>);
+    if small {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// A gzip body may inflate a thousandfold: only a small plain one is
+/// decoded inline.
+fn raw_len_is_small(gzip: bool, raw: &[u8]) -> bool {
+    !gzip && raw.len() <= INLINE_DECODE_BYTES
 }
 
 /// The one place a [`ClusterError`] becomes an OTLP/HTTP status.
@@ -318,21 +303,24 @@ mod tests {
 
     #[test]
     fn gzip_is_bounded() {
+        use crate::otlp::{gunzip_bounded, GunzipError};
         let small = gzip(b"hello");
         assert_eq!(gunzip_bounded(&small, 5).unwrap(), b"hello");
-        let err = gunzip_bounded(&small, 4).unwrap_err();
-        assert_eq!(err.0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(matches!(
+            gunzip_bounded(&small, 4),
+            Err(GunzipError::TooLarge(_))
+        ));
         // A bomb: 64 MiB of zeros compresses to ~64 KiB.
         let bomb = gzip(&vec![0u8; 64 << 20]);
         assert!(bomb.len() < 1 << 20);
-        assert_eq!(
-            gunzip_bounded(&bomb, 1 << 20).unwrap_err().0,
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            gunzip_bounded(b"not gzip", 100).unwrap_err().0,
-            StatusCode::BAD_REQUEST
-        );
+        assert!(matches!(
+            gunzip_bounded(&bomb, 1 << 20),
+            Err(GunzipError::TooLarge(_))
+        ));
+        assert!(matches!(
+            gunzip_bounded(b"not gzip", 100),
+            Err(GunzipError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod convert;
 pub mod encode;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 #[cfg(test)]
 mod roundtrip_tests;
 
@@ -119,33 +120,95 @@ impl OtlpSignal for Metrics {
     }
 }
 
-/// Validates one decoded export and commits its valid records as one log
-/// entry. A request with nothing valid in it is `Invalid`; one with some
-/// invalid records is answered with a partial success.
-pub async fn export<S: OtlpSignal>(
+/// Bodies up to this size are decoded on the async worker; larger ones on
+/// the blocking pool (decoding 20 MiB takes tens of milliseconds of CPU,
+/// which would delay the Raft heartbeats sharing the async workers).
+pub const INLINE_DECODE_BYTES: usize = 64 * 1024;
+
+/// Why a gzip body was not inflated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GunzipError {
+    /// It inflates beyond the limit (a small body may inflate to gigabytes).
+    TooLarge(String),
+    /// It is not gzip.
+    Invalid(String),
+}
+
+/// Inflates a gzip body, refusing to produce more than `limit` bytes.
+pub fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| GunzipError::Invalid(format!("invalid gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(GunzipError::TooLarge(format!(
+            "body inflates beyond the {limit}-byte limit"
+        )));
+    }
+    Ok(out)
+}
+
+/// An export validated and encoded for the log, not yet committed.
+pub struct Prepared<S: OtlpSignal> {
+    /// `None` when nothing in the request was valid (or it was empty).
+    record: Option<(Record, u64)>,
+    rejected: u64,
+    first_error: Option<String>,
+    _signal: std::marker::PhantomData<fn() -> S>,
+}
+
+/// Validates one decoded export and encodes its valid records as one log
+/// entry: CPU work, which callers run off the async workers when large.
+pub fn prepare<S: OtlpSignal>(req: S::Req) -> Prepared<S> {
+    let converted = S::convert(req);
+    let record = (!converted.records.is_empty()).then(|| {
+        let n = converted.records.len() as u64;
+        (S::log_record(converted.records), n)
+    });
+    Prepared {
+        record,
+        rejected: converted.rejected,
+        first_error: converted.first_error,
+        _signal: std::marker::PhantomData,
+    }
+}
+
+/// Commits a prepared export. A request with nothing valid in it is
+/// `Invalid`; one with some invalid records is answered with a partial
+/// success.
+pub async fn commit_prepared<S: OtlpSignal>(
     ingest: &Ingest,
     transport: Transport,
-    req: S::Req,
+    prepared: Prepared<S>,
 ) -> Result<S::Resp, ClusterError> {
     let counters = ingest.metrics.get(S::SIGNAL, transport);
     counters.requests.fetch_add(1, Ordering::Relaxed);
-    let converted = S::convert(req);
     counters
         .rejected
-        .fetch_add(converted.rejected, Ordering::Relaxed);
-    if converted.records.is_empty() {
-        return match converted.first_error {
+        .fetch_add(prepared.rejected, Ordering::Relaxed);
+    let Some((record, n)) = prepared.record else {
+        return match prepared.first_error {
             Some(why) => Err(ClusterError::Invalid(format!(
                 "no valid {}: {why}",
                 S::RECORDS
             ))),
             None => Ok(S::response(None)),
         };
-    }
-    let n = converted.records.len() as u64;
-    let record = S::log_record(converted.records);
+    };
     ingest.commit(S::SIGNAL, transport, record, n).await?;
     Ok(S::response(
-        converted.first_error.map(|why| (converted.rejected, why)),
+        prepared.first_error.map(|why| (prepared.rejected, why)),
     ))
+}
+
+/// Validates one decoded export and commits its valid records as one log
+/// entry (see [`prepare`] and [`commit_prepared`]).
+pub async fn export<S: OtlpSignal>(
+    ingest: &Ingest,
+    transport: Transport,
+    req: S::Req,
+) -> Result<S::Resp, ClusterError> {
+    commit_prepared::<S>(ingest, transport, prepare::<S>(req)).await
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::cluster::{Cluster, ClusterError, Consistency, ReadBarrier, READ_TIMEOUT};
 use crate::fulltext::FullText;
+use crate::slots::Slots;
 use crate::state;
 
 pub use crate::state::hot::{
@@ -37,7 +38,13 @@ pub enum QueryError {
     /// Local storage failed.
     #[error("{0}")]
     Storage(#[from] StoreError),
+    /// Every scan slot stayed busy for [`SCAN_ADMISSION_WAIT`]: retry later.
+    #[error("{0}")]
+    Overloaded(String),
 }
+
+/// How long a query waits for a scan slot before it is shed.
+pub const SCAN_ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A query's answer and the state it reflects.
 pub struct Read<T> {
@@ -49,6 +56,10 @@ pub struct QueryService {
     cluster: Arc<Cluster>,
     sm: Arc<state::Shared>,
     fulltext: Arc<FullText>,
+    /// Scans running at once. They share the blocking pool with the state
+    /// machine's apply and the log's reads: a burst of scans over millions
+    /// of rows must not take every core from them.
+    scans: Slots,
 }
 
 /// Whether a read searches the full-text index.
@@ -59,12 +70,28 @@ pub enum Text {
 }
 
 impl QueryService {
-    pub fn new(cluster: Arc<Cluster>, sm: Arc<state::Shared>, fulltext: Arc<FullText>) -> Self {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        sm: Arc<state::Shared>,
+        fulltext: Arc<FullText>,
+        max_concurrent_scans: usize,
+    ) -> Self {
         QueryService {
             cluster,
             sm,
             fulltext,
+            scans: Slots::new(max_concurrent_scans, SCAN_ADMISSION_WAIT),
         }
+    }
+
+    /// A scan slot, waited for at most [`SCAN_ADMISSION_WAIT`].
+    async fn admit_scan(&self) -> Result<tokio::sync::OwnedSemaphorePermit, QueryError> {
+        self.scans.acquire().await.ok_or_else(|| {
+            QueryError::Overloaded(format!(
+                "overloaded: {} queries are already scanning; retry shortly",
+                self.scans.max()
+            ))
+        })
     }
 
     /// Passes the read barrier for `consistency`, then runs `f` over the data
@@ -84,10 +111,14 @@ impl QueryService {
                 .await
                 .map_err(QueryError::TextIndexBehind)?;
         }
+        let slot = self.admit_scan().await?;
         let view = View::new(self.sm.store(), self.fulltext.clone());
-        let value = tokio::task::spawn_blocking(move || f(&view))
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(format!("query task: {e}"))))??;
+        let value = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            f(&view)
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(format!("query task: {e}"))))??;
         Ok(Read { barrier, value })
     }
 }

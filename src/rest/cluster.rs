@@ -146,7 +146,7 @@ fn member_json(m: MemberStatus, leader_last_log: Option<u64>) -> serde_json::Val
 
 pub async fn ready(State(cluster): State<Arc<Cluster>>) -> Response {
     let r = cluster.readiness();
-    let body = json!({ "ready": r.ready, "leader": r.leader, "committed_index": r.committed_index, "applied_index": r.applied_index });
+    let body = json!({ "ready": r.ready, "leader": r.leader, "committed_index": r.committed_index, "applied_index": r.applied_index, "recovered_committed_index": r.recovered_committed_index });
     let status = if r.ready {
         StatusCode::OK
     } else {

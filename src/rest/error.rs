@@ -10,7 +10,8 @@ use crate::auth::AuthError;
 use crate::cluster::ClusterError;
 use crate::query::QueryError;
 
-/// An error answer; 503s carry `Retry-After` because they are worth retrying.
+/// An error answer; 503s and 429s carry `Retry-After` because they are worth
+/// retrying.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -56,6 +57,7 @@ impl From<QueryError> for ApiError {
             QueryError::Cluster(e) => e.into(),
             QueryError::TextIndexBehind(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
             QueryError::Storage(e) => ApiError::internal(e),
+            QueryError::Overloaded(m) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, m),
         }
     }
 }
@@ -74,7 +76,7 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
         let h = resp.headers_mut();
         match self.status {
-            StatusCode::SERVICE_UNAVAILABLE => {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
                 h.insert("retry-after", HeaderValue::from_static("1"));
             }
             StatusCode::UNAUTHORIZED => {

@@ -32,6 +32,7 @@ use crate::config::{LogIntegrity, ServeConfig};
 use crate::faults::{FaultConfig, Mutation};
 use crate::fulltext::FullText;
 use crate::ingest::Ingest;
+use crate::otlp::limits::{OtlpLimits, OtlpLimitsConfig};
 use crate::payload;
 use crate::query::QueryService;
 use crate::rest::{Guard, RestScheme, RestState};
@@ -182,6 +183,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         sm_shared.clone(),
     ));
     let ingest = Arc::new(Ingest::new(cluster.clone(), stores.spool.clone()));
+    let otlp_limits = OtlpLimits::new(OtlpLimitsConfig {
+        max_inflight_exports: config.otlp_max_inflight_exports,
+        body_budget_bytes: config.otlp_body_budget_mb.saturating_mul(1024 * 1024),
+        body_read_timeout: Duration::from_millis(config.otlp_body_read_timeout_ms),
+    });
     let auth = Arc::new(Authenticator::new(
         config.auth,
         sm_shared.clone() as Arc<dyn KeySource>,
@@ -195,6 +201,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             cluster.clone(),
             sm_shared.clone(),
             stores.fulltext.clone(),
+            config.query_max_concurrent_scans,
         )),
         ingest: ingest.clone(),
         cluster: cluster.clone(),
@@ -253,14 +260,14 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             "raft",
         )?,
         spawn_grpc(
-            crate::otlp::grpc::router(ingest.clone(), auth.clone()),
+            crate::otlp::grpc::router(ingest.clone(), auth.clone(), otlp_limits.clone()),
             otlp_grpc_listener,
             ListenerTls::client(tls.grpc),
             shutdown_rx.clone(),
             "otlp-grpc",
         )?,
         spawn_http(
-            crate::otlp::http::router(ingest, auth),
+            crate::otlp::http::router(ingest, auth, otlp_limits),
             otlp_http_listener,
             ListenerTls::client(tls.http.clone()),
             shutdown_rx.clone(),

@@ -4,8 +4,9 @@
 //! - `sm/CURRENT` names the live fjall database directory (`sm/db-N`);
 //! - `snapshots/snap-<index>-<term>-<node>.snap` are snapshot files.
 //!
-//! Installing a snapshot loads it into a new `db-N+1`, fsyncs it, then switches
-//! `CURRENT` with an atomic rename: a crash leaves the old state or the new one.
+//! Installing a snapshot loads it into a new `db-N+1` and keeps a copy of the
+//! file, fsyncs both, then switches `CURRENT` with an atomic rename: a crash
+//! leaves the old state or the new one, never a switch to data not on disk.
 
 pub mod apply;
 pub mod digest;
@@ -251,35 +252,27 @@ impl Shared {
         }
     }
 
+    /// Installs a snapshot received from the leader. The order is what makes
+    /// a crash at any point safe: first everything the switch will point at
+    /// is written and fsynced (the new store, its directory entry, the kept
+    /// copy of the file and its directory entry), and only then is `CURRENT`
+    /// switched (temp file, fsync, rename, fsync of the directory). A crash
+    /// before the switch restarts on the old store, next to a kept snapshot
+    /// newer than it, which start-up installs again; a crash after it
+    /// restarts on the new store with its snapshot on disk to serve.
     fn install_snapshot(&self, meta: &SnapshotMeta, file: &Path) -> StoreResult<()> {
         let generation = self.generation.load(Ordering::SeqCst) + 1;
-        let new_dir = self.sm_dir.join(db_dir_name(generation));
-        if new_dir.exists() {
-            fs::remove_dir_all(&new_dir)?;
-        }
-        let loaded = HotStore::open(
-            &new_dir,
-            self.opts.fjall_worker_threads,
-            self.opts.fjall_cache_bytes,
-        )
-        .and_then(|mut store| {
-            store.duplicate_retries = self.opts.duplicate_retries;
-            snapshot::import(file, &store).map(|m| (store, m))
-        });
-        let (store, file_meta) = match loaded {
-            Ok(x) => x,
+        let store = self.load_snapshot_store(meta, file, generation)?;
+        let kept = match self.keep_snapshot_copy(meta, file) {
+            Ok(kept) => kept,
             Err(e) => {
-                let _ = fs::remove_dir_all(&new_dir);
+                // Not switched to: the next start-up would remove it too.
+                drop(store);
+                let _ = fs::remove_dir_all(self.sm_dir.join(db_dir_name(generation)));
                 return Err(e);
             }
         };
-        if file_meta.last_log_id != meta.last_log_id {
-            let _ = fs::remove_dir_all(&new_dir);
-            return Err(StoreError::Corrupt(format!(
-                "snapshot file covers {:?}, the leader announced {:?}",
-                file_meta.last_log_id, meta.last_log_id
-            )));
-        }
+
         // The switch: from here on a restart opens the new store.
         write_meta_file_atomic(&self.sm_dir, CURRENT_FILE, &generation)?;
         let old = {
@@ -293,7 +286,55 @@ impl Shared {
         let old_dir = self.sm_dir.join(db_dir_name(generation - 1));
         retire_store(old, old_dir);
 
-        // Keep a copy to serve to other nodes; the received file belongs to the transport.
+        self.set_current_snapshot(meta.clone(), kept);
+        prune_snapshots(&self.snapshot_dir)?;
+        self.stats
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Loads `file` into a new store directory for `generation`, durable
+    /// (data fsynced by the import, the directory entry by `sync_dir`).
+    /// Nothing is left behind when it fails.
+    fn load_snapshot_store(
+        &self,
+        meta: &SnapshotMeta,
+        file: &Path,
+        generation: u64,
+    ) -> StoreResult<HotStore> {
+        let new_dir = self.sm_dir.join(db_dir_name(generation));
+        if new_dir.exists() {
+            fs::remove_dir_all(&new_dir)?;
+        }
+        let loaded = HotStore::open(
+            &new_dir,
+            self.opts.fjall_worker_threads,
+            self.opts.fjall_cache_bytes,
+        )
+        .and_then(|mut store| {
+            store.duplicate_retries = self.opts.duplicate_retries;
+            snapshot::import(file, &store).map(|m| (store, m))
+        })
+        .and_then(|(store, file_meta)| {
+            if file_meta.last_log_id != meta.last_log_id {
+                return Err(StoreError::Corrupt(format!(
+                    "snapshot file covers {:?}, the leader announced {:?}",
+                    file_meta.last_log_id, meta.last_log_id
+                )));
+            }
+            sync_dir(&self.sm_dir)?;
+            Ok(store)
+        });
+        if loaded.is_err() {
+            let _ = fs::remove_dir_all(&new_dir);
+        }
+        loaded
+    }
+
+    /// Keeps a durable copy of `file` to serve to other nodes (the received
+    /// file belongs to the transport) and returns its path.
+    fn keep_snapshot_copy(&self, meta: &SnapshotMeta, file: &Path) -> StoreResult<PathBuf> {
         let kept = self.snapshot_dir.join(snapshot::snapshot_file_name(meta));
         if file != kept {
             let tmp = kept.with_extension("tmp");
@@ -302,12 +343,7 @@ impl Shared {
             fs::rename(&tmp, &kept)?;
             sync_dir(&self.snapshot_dir)?;
         }
-        self.set_current_snapshot(meta.clone(), kept);
-        prune_snapshots(&self.snapshot_dir)?;
-        self.stats
-            .snapshots_installed
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(kept)
     }
 }
 
@@ -464,5 +500,55 @@ mod tests {
         done.store(true, Ordering::SeqCst);
         assert!(reader.join().unwrap() > 0);
         assert_eq!(shared.store_with_generation().1, 5);
+    }
+
+    /// `CURRENT` is switched only once the kept copy of the snapshot is on
+    /// disk: when keeping it fails, the node stays on its old store (and a
+    /// crash at that point would too), not on a store whose snapshot is gone.
+    #[test]
+    fn current_is_not_switched_before_the_kept_snapshot_copy_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path(), StateMachineOptions::default()).unwrap();
+        let shared = sm.shared.clone();
+        shared
+            .apply_entries(&[Entry {
+                log_id: LogId::new(
+                    LeaderId {
+                        term: 1,
+                        node_id: 1,
+                    },
+                    1,
+                ),
+                payload: EntryPayload::Blank,
+            }])
+            .unwrap();
+        let built = shared.build_snapshot().unwrap();
+        // As the transport hands it over: a file outside the snapshot directory.
+        let received = dir.path().join("received.snap");
+        fs::copy(&built.snapshot.path, &received).unwrap();
+        fs::remove_file(&built.snapshot.path).unwrap();
+        // Keeping the copy fails: its temporary name is taken by a directory.
+        let kept = shared
+            .snapshot_dir
+            .join(snapshot::snapshot_file_name(&built.meta));
+        fs::create_dir(kept.with_extension("tmp")).unwrap();
+
+        assert!(shared.install_snapshot(&built.meta, &received).is_err());
+        assert_eq!(
+            read_meta_file::<u64>(&shared.sm_dir, CURRENT_FILE).unwrap(),
+            Some(0),
+            "CURRENT switched to a store whose snapshot copy never reached the disk"
+        );
+        assert_eq!(shared.generation(), 0);
+        assert!(!shared.sm_dir.join(db_dir_name(1)).exists());
+
+        // Once the copy can be kept, the install goes through.
+        fs::remove_dir(kept.with_extension("tmp")).unwrap();
+        shared.install_snapshot(&built.meta, &received).unwrap();
+        assert_eq!(
+            read_meta_file::<u64>(&shared.sm_dir, CURRENT_FILE).unwrap(),
+            Some(1)
+        );
+        assert!(kept.exists());
     }
 }

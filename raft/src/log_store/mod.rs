@@ -8,14 +8,15 @@
 //! Directory layout: `seg-<first index>.v2.wal` segments (batches of frames,
 //! see `batch`; zero-filled beyond their data when preallocated), possibly
 //! older `seg-<first index>.wal` segments of format 1 (read, never written),
-//! `vote`, `purged`, and at most one `segment.spare` being readied for the
-//! next segment.
+//! `vote`, `purged`, `committed` (see `committed`), and at most one
+//! `segment.spare` being readied for the next segment.
 //!
 //! Start-up recovery cuts a torn write off the end of the log only when it
 //! lies after the last fsync; damage before it refuses to start (see
 //! `recovery`).
 
 mod batch;
+mod committed;
 mod index;
 mod meta_file;
 mod power_loss;
@@ -38,6 +39,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 use tokio::sync::{mpsc, oneshot};
 
+use self::committed::{CommittedFile, CommittedPersister};
 use self::index::{Loc, LogIndex, Slot};
 pub use self::meta_file::{
     read as read_meta_file, sync_dir, write_atomic as write_meta_file_atomic,
@@ -160,6 +162,9 @@ pub(crate) struct Shared {
 pub struct LogStore {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
+    committed: Arc<CommittedPersister>,
+    /// The committed log id saved before this start, if the log holds it.
+    recovered_committed: Option<LogId>,
 }
 
 impl LogStore {
@@ -170,6 +175,7 @@ impl LogStore {
             power_loss::drop_unsynced(dir)?;
         }
         let vote: Option<Vote> = meta_file::read(dir, VOTE_FILE)?;
+        let (committed_file, saved_committed) = CommittedFile::open(dir)?;
         let purged: Option<LogId> = meta_file::read::<Option<LogId>>(dir, PURGED_FILE)?.flatten();
         let recovered = recovery::recover(dir, purged, &opts.integrity)?;
 
@@ -208,11 +214,35 @@ impl LogStore {
             opts.segment_max_bytes,
             opts.max_write_batch_bytes,
         )?;
+        let recovered_committed = committed::usable(saved_committed, &shared);
+        let committed = CommittedPersister::start(
+            committed_file,
+            recovered_committed,
+            Arc::downgrade(&shared),
+        )?;
         let (tx, rx) = mpsc::channel(opts.queue_depth);
         std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || writer.run(rx))?;
-        Ok(LogStore { shared, tx })
+        Ok(LogStore {
+            shared,
+            tx,
+            committed,
+            recovered_committed,
+        })
+    }
+
+    /// The committed log id saved before this start (start-up re-applies
+    /// the log up to it). A node is not ready before it applied this far.
+    pub fn recovered_committed(&self) -> Option<LogId> {
+        self.recovered_committed
+    }
+
+    /// The committed log id on disk now (it trails the saved one by at
+    /// most the time its entry takes to become durable, plus
+    /// `committed::MIN_WRITE_INTERVAL`).
+    pub fn durable_committed(&self) -> Option<LogId> {
+        self.committed.written()
     }
 
     pub fn stats(&self) -> &LogStoreStats {
@@ -364,6 +394,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
         self.clone()
+    }
+
+    /// Never waits for the disk: the value is written by its own thread
+    /// once the entry it names is durable (see `committed`).
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.committed.save(committed);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.committed.latest())
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {

@@ -954,3 +954,61 @@ async fn in_hmac_mode_a_torn_tail_is_still_cut() {
         .await;
     }
 }
+
+async fn wait_durable_committed(s: &LogStore, want: Option<LogId>) {
+    for _ in 0..500 {
+        if s.durable_committed() == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "committed {want:?} not durable within 5s (on disk: {:?})",
+        s.durable_committed()
+    );
+}
+
+#[tokio::test]
+async fn the_committed_log_id_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+        assert_eq!(s.read_committed().await.unwrap(), None);
+        append(&mut s, (0..10).map(|i| entry(1, i)).collect()).await;
+        s.save_committed(Some(log_id(1, 7))).await.unwrap();
+        assert_eq!(s.read_committed().await.unwrap(), Some(log_id(1, 7)));
+        wait_durable_committed(&s, Some(log_id(1, 7))).await;
+    }
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(s.recovered_committed(), Some(log_id(1, 7)));
+    assert_eq!(s.read_committed().await.unwrap(), Some(log_id(1, 7)));
+    // Later values replace it; a purge behind it keeps it valid.
+    s.save_committed(Some(log_id(1, 9))).await.unwrap();
+    wait_durable_committed(&s, Some(log_id(1, 9))).await;
+    s.purge(log_id(1, 9)).await.unwrap();
+    drop(s);
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(s.read_committed().await.unwrap(), Some(log_id(1, 9)));
+}
+
+#[tokio::test]
+async fn a_committed_id_the_log_does_not_hold_is_ignored_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+        append(&mut s, (0..5).map(|i| entry(1, i)).collect()).await;
+    }
+    // As if the log had been discarded and rebuilt shorter, or had another
+    // entry at that index: start-up could not re-apply up to it.
+    let (mut f, _) = super::committed::CommittedFile::open(dir.path()).unwrap();
+    f.write(Some(log_id(1, 40))).unwrap();
+    drop(f);
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(s.read_committed().await.unwrap(), None);
+    drop(s);
+    let (mut f, _) = super::committed::CommittedFile::open(dir.path()).unwrap();
+    f.write(Some(log_id(3, 4))).unwrap();
+    drop(f);
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(s.read_committed().await.unwrap(), None);
+}
