@@ -2,6 +2,7 @@
 //! typed, plus the index keys derived from it.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -103,8 +104,12 @@ pub struct LogRecord {
     pub dropped_attributes_count: u32,
     pub flags: u32,
     pub event_name: String,
-    pub resource: Resource,
-    pub scope: Scope,
+    /// Shared by the records of one export in memory, encoded in full
+    /// (see [`super::resource`]).
+    #[serde(with = "super::resource::inline")]
+    pub resource: Arc<Resource>,
+    #[serde(with = "super::resource::inline")]
+    pub scope: Arc<Scope>,
 }
 
 impl LogRecord {

@@ -2,6 +2,7 @@
 //! plus the index keys derived from it (`service`, `operation`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -158,8 +159,12 @@ pub struct SpanRecord {
     pub dropped_events_count: u32,
     pub links: Vec<SpanLink>,
     pub dropped_links_count: u32,
-    pub resource: Resource,
-    pub scope: Scope,
+    /// Shared by the records of one export in memory, encoded in full
+    /// (see [`super::resource`]).
+    #[serde(with = "super::resource::inline")]
+    pub resource: Arc<Resource>,
+    #[serde(with = "super::resource::inline")]
+    pub scope: Arc<Scope>,
     /// Set on LLM spans, see [`crate::llm`].
     pub llm: Option<super::llm::LlmInfo>,
 }

@@ -3,6 +3,8 @@
 //! A record that cannot be stored (bad id, oversized value) is counted and
 //! described for the OTLP partial-success response; the rest are stored.
 
+use std::sync::Arc;
+
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -65,7 +67,7 @@ pub fn traces(req: ExportTraceServiceRequest) -> Converted<SpanRecord> {
     for rs in req.resource_spans {
         let count = rs.scope_spans.iter().map(|ss| ss.spans.len()).sum();
         let resource = match resource(rs.resource, rs.schema_url) {
-            Ok(r) => r,
+            Ok(r) => Arc::new(r),
             Err(why) => {
                 out.reject_all(count, why);
                 continue;
@@ -74,7 +76,7 @@ pub fn traces(req: ExportTraceServiceRequest) -> Converted<SpanRecord> {
         let service = service_name(&resource.attributes);
         for ss in rs.scope_spans {
             let scope = match scope(ss.scope, ss.schema_url) {
-                Ok(s) => s,
+                Ok(s) => Arc::new(s),
                 Err(why) => {
                     out.reject_all(ss.spans.len(), why);
                     continue;
@@ -167,8 +169,8 @@ fn cleaned(raw: String) -> (String, Option<String>) {
 
 fn span_record(
     service: &str,
-    resource: &Resource,
-    scope: &Scope,
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
     span: otlp_trace::Span,
 ) -> Result<SpanRecord, String> {
     let trace_id: TraceId = id(&span.trace_id, "trace_id")?;
@@ -234,8 +236,8 @@ fn span_record(
         dropped_events_count: span.dropped_events_count,
         links,
         dropped_links_count: span.dropped_links_count,
-        resource: resource.clone(),
-        scope: scope.clone(),
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
         llm: None,
     };
     crate::llm::promote(&mut record);
@@ -324,7 +326,7 @@ pub fn logs(req: ExportLogsServiceRequest) -> Converted<LogRecord> {
     for rl in req.resource_logs {
         let count = rl.scope_logs.iter().map(|sl| sl.log_records.len()).sum();
         let resource = match resource(rl.resource, rl.schema_url) {
-            Ok(r) => r,
+            Ok(r) => Arc::new(r),
             Err(why) => {
                 out.reject_all(count, why);
                 continue;
@@ -333,7 +335,7 @@ pub fn logs(req: ExportLogsServiceRequest) -> Converted<LogRecord> {
         let service = service_name(&resource.attributes);
         for sl in rl.scope_logs {
             let scope = match scope(sl.scope, sl.schema_url) {
-                Ok(s) => s,
+                Ok(s) => Arc::new(s),
                 Err(why) => {
                     out.reject_all(sl.log_records.len(), why);
                     continue;
@@ -360,8 +362,8 @@ fn optional_id<const N: usize>(bytes: &[u8], what: &str) -> Result<Option<[u8; N
 
 fn log_record(
     service: &str,
-    resource: &Resource,
-    scope: &Scope,
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
     rec: opentelemetry_proto::tonic::logs::v1::LogRecord,
 ) -> Result<LogRecord, String> {
     let trace_id = optional_id(&rec.trace_id, "trace_id")?;
@@ -397,8 +399,8 @@ fn log_record(
         dropped_attributes_count: rec.dropped_attributes_count,
         flags: rec.flags,
         event_name: rec.event_name,
-        resource: resource.clone(),
-        scope: scope.clone(),
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
     })
 }
 

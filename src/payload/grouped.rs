@@ -4,9 +4,12 @@
 //! Stored records carry their own resource and scope (see
 //! `model::resource`), but the records of one export mostly share one or a
 //! few of each, and a resource is often as large as a span: repeating it in
-//! every record would about double the bytes every replica writes.
+//! every record would about double the bytes every replica writes. Decoded,
+//! the records of one group share its resource and scope again (an [`Arc`]
+//! each, not a copy per record).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,17 +18,17 @@ use crate::model::{LogRecord, Resource, Scope, SpanRecord};
 
 /// A record that carries its resource and scope.
 pub trait HasOrigin {
-    fn origin_mut(&mut self) -> (&mut Resource, &mut Scope);
+    fn origin_mut(&mut self) -> (&mut Arc<Resource>, &mut Arc<Scope>);
 }
 
 impl HasOrigin for SpanRecord {
-    fn origin_mut(&mut self) -> (&mut Resource, &mut Scope) {
+    fn origin_mut(&mut self) -> (&mut Arc<Resource>, &mut Arc<Scope>) {
         (&mut self.resource, &mut self.scope)
     }
 }
 
 impl HasOrigin for LogRecord {
-    fn origin_mut(&mut self) -> (&mut Resource, &mut Scope) {
+    fn origin_mut(&mut self) -> (&mut Arc<Resource>, &mut Arc<Scope>) {
         (&mut self.resource, &mut self.scope)
     }
 }
@@ -41,32 +44,50 @@ pub struct Grouped<R> {
 }
 
 /// Distinct values, found by their encoding (records of one export mostly
-/// share the previous record's value, checked first).
+/// share the previous record's value, checked first: by pointer, as records
+/// converted from one group share it, then by value).
 struct Distinct<T> {
-    values: Vec<T>,
+    values: Vec<Arc<T>>,
     by_bytes: HashMap<Vec<u8>, u32>,
     last: Option<u32>,
+    /// What a record's field holds once its value moved here: one shared
+    /// empty value, so taking a value allocates nothing.
+    empty: Arc<T>,
 }
 
-impl<T: Serialize + PartialEq> Distinct<T> {
+impl<T: Serialize + PartialEq + Default + Clone> Distinct<T> {
     fn new() -> Self {
         Distinct {
             values: Vec::new(),
             by_bytes: HashMap::new(),
             last: None,
+            empty: Arc::default(),
         }
     }
 
-    fn index_of(&mut self, value: T) -> u32 {
-        if let Some(i) = self.last.filter(|&i| self.values[i as usize] == value) {
+    /// The index of the value in `field`, which is left holding the empty value.
+    fn take_index(&mut self, field: &mut Arc<T>) -> u32 {
+        let value = std::mem::replace(field, Arc::clone(&self.empty));
+        if let Some(i) = self.last.filter(|&i| {
+            let last = &self.values[i as usize];
+            Arc::ptr_eq(last, &value) || **last == *value
+        }) {
             return i;
         }
-        let i = *self.by_bytes.entry(encode(&value)).or_insert_with(|| {
+        let i = *self.by_bytes.entry(encode(&*value)).or_insert_with(|| {
             self.values.push(value);
             (self.values.len() - 1) as u32
         });
         self.last = Some(i);
         i
+    }
+
+    /// The distinct values, in order of first appearance.
+    fn into_values(self) -> Vec<T> {
+        self.values
+            .into_iter()
+            .map(|v| Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone()))
+            .collect()
     }
 }
 
@@ -77,14 +98,14 @@ pub fn group<R: HasOrigin>(records: Vec<R>) -> Grouped<R> {
         .into_iter()
         .map(|mut r| {
             let (resource, scope) = r.origin_mut();
-            let ri = resources.index_of(std::mem::take(resource));
-            let si = scopes.index_of(std::mem::take(scope));
+            let ri = resources.take_index(resource);
+            let si = scopes.take_index(scope);
             (ri, si, r)
         })
         .collect();
     Grouped {
-        resources: resources.values,
-        scopes: scopes.values,
+        resources: resources.into_values(),
+        scopes: scopes.into_values(),
         records,
     }
 }
@@ -95,18 +116,22 @@ pub fn ungroup<R: HasOrigin>(grouped: Grouped<R>) -> Result<Vec<R>, String> {
         scopes,
         records,
     } = grouped;
+    let resources: Vec<Arc<Resource>> = resources.into_iter().map(Arc::new).collect();
+    let scopes: Vec<Arc<Scope>> = scopes.into_iter().map(Arc::new).collect();
     records
         .into_iter()
         .map(|(ri, si, mut r)| {
             let (resource, scope) = r.origin_mut();
-            *resource = resources
-                .get(ri as usize)
-                .ok_or_else(|| bad_index("resource", ri, resources.len()))?
-                .clone();
-            *scope = scopes
-                .get(si as usize)
-                .ok_or_else(|| bad_index("scope", si, scopes.len()))?
-                .clone();
+            *resource = Arc::clone(
+                resources
+                    .get(ri as usize)
+                    .ok_or_else(|| bad_index("resource", ri, resources.len()))?,
+            );
+            *scope = Arc::clone(
+                scopes
+                    .get(si as usize)
+                    .ok_or_else(|| bad_index("scope", si, scopes.len()))?,
+            );
             Ok(r)
         })
         .collect()
@@ -124,14 +149,14 @@ mod tests {
     fn span(n: u8, service: &str, scope: &str) -> SpanRecord {
         SpanRecord {
             span_id: [n; 8],
-            resource: Resource {
+            resource: Arc::new(Resource {
                 attributes: vec![KeyValue::string("service.name", service)],
                 ..Default::default()
-            },
-            scope: Scope {
+            }),
+            scope: Arc::new(Scope {
                 name: scope.into(),
                 ..Default::default()
-            },
+            }),
             ..Default::default()
         }
     }

@@ -20,7 +20,7 @@ use super::{HotStore, PendingDoc, ServiceStats, StoreResult};
 use crate::auth::{KeyCommand, KeySet};
 use crate::codec::encode;
 use crate::comments::Comment;
-use crate::model::{LogRecord, MetricPoint, SpanRecord, TraceId};
+use crate::model::{LogRecord, MetricPoint, TraceId};
 
 /// Log bodies beyond this go to the blob store; the record keeps a preview.
 pub const LARGE_LOG_BODY_BYTES: usize = 16 * 1024;
@@ -54,8 +54,12 @@ pub struct RejectedEntry {
 pub struct ApplyBatch<'a> {
     pub(super) store: &'a HotStore,
     pub(super) batch: OwnedWriteBatch,
-    /// Spans written earlier in this batch.
-    pub(super) spans: HashMap<[u8; 24], SpanRecord>,
+    /// Spans written earlier in this batch, as encoded (decoded again only
+    /// when a later entry of the batch carries the same span). Not the
+    /// records: a batch can hold tens of thousands of spans of several
+    /// hundred bytes each, and a table of them was copied whole at every
+    /// growth and its memory faulted in afresh for every batch.
+    pub(super) spans: HashMap<[u8; 24], fjall::Slice>,
     pub(super) stats: HashMap<String, ServiceStats>,
     pub(super) svc_traces: HashMap<Vec<u8>, u32>,
     /// Traces looked up in `trace_marks` in this batch: true when the trace

@@ -27,7 +27,7 @@ impl ApplyBatch<'_> {
             }
         }
         let old = match self.spans.get(&key).cloned() {
-            Some(s) => Some(s),
+            Some(bytes) => Some(decode::<SpanRecord>(&bytes)?),
             None if !self.trace_may_be_stored(&span.trace_id)? => None,
             None => store
                 .keyspaces
@@ -53,10 +53,17 @@ impl ApplyBatch<'_> {
             self.unindex(&key, &old)?;
         }
         self.index(&key, &span)?;
-        self.batch
-            .insert(&store.keyspaces.spans, key.to_vec(), encode(&span));
-        self.spans.insert(key, span);
+        self.stage_span_value(key, &span);
         Ok(())
+    }
+
+    /// Stages `span` under `key`, and keeps its bytes (shared with the write
+    /// batch, not copied) for later entries of this batch.
+    fn stage_span_value(&mut self, key: [u8; SPAN_KEY_LEN], span: &SpanRecord) {
+        let value = fjall::Slice::from(encode(span));
+        self.batch
+            .insert(&self.store.keyspaces.spans, key.to_vec(), value.clone());
+        self.spans.insert(key, value);
     }
 
     /// Whether `trace` may have spans stored before this batch. One lookup
@@ -92,8 +99,7 @@ impl ApplyBatch<'_> {
                 continue;
             }
             self.index(&dup, &span)?;
-            self.batch.insert(spans, dup.to_vec(), encode(&span));
-            self.spans.insert(dup, span);
+            self.stage_span_value(dup, &span);
             return Ok(());
         }
         unreachable!("some salt is free")
