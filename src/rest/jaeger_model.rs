@@ -14,11 +14,11 @@ pub fn trace_json(spans: &[SpanRecord]) -> Value {
     for s in spans {
         let n = match processes
             .iter()
-            .position(|(r, svc)| *r == &s.resource && *svc == s.service)
+            .position(|(r, svc)| **r == *s.resource && *svc == s.service)
         {
             Some(n) => n,
             None => {
-                processes.push((&s.resource, s.service.as_str()));
+                processes.push((&*s.resource, s.service.as_str()));
                 processes.len() - 1
             }
         };
@@ -194,13 +194,13 @@ mod tests {
                 span_id: vec![8; 8],
                 ..Default::default()
             }],
-            resource: Resource {
+            resource: std::sync::Arc::new(Resource {
                 attributes: vec![
                     KeyValue::string("host.name", "h1"),
                     KeyValue::string("service.name", "checkout"),
                 ],
                 ..Default::default()
-            },
+            }),
             ..Default::default()
         }
     }

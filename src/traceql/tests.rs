@@ -51,13 +51,13 @@ fn span(d: Def) -> SpanRecord {
         status_message: d.status.1.into(),
         kind: d.kind,
         attributes: crate::model::value::sort_unique(d.attrs),
-        resource: Resource {
+        resource: std::sync::Arc::new(Resource {
             attributes: vec![
                 KeyValue::string("env", env),
                 KeyValue::string("service.name", d.service),
             ],
             ..Default::default()
-        },
+        }),
         ..Default::default()
     }
 }
