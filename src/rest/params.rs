@@ -119,6 +119,18 @@ impl Params {
     }
 }
 
+/// `start`/`end` in unix seconds, validated (Tempo's time range; on trace
+/// by id they are hints only and the whole store is searched).
+pub fn seconds_param(p: &Params, name: &str) -> Result<Option<u64>, ApiError> {
+    match p.one(name)? {
+        None | Some("") => Ok(None),
+        Some(s) => s
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("{name} must be unix seconds, not {s:?}"))),
+    }
+}
+
 /// `30s`, `5m`, `2h`, `7d` or bare seconds; positive and at most ten years.
 pub fn parse_duration_secs(s: &str) -> Option<u64> {
     let (num, unit) = match s.char_indices().last()? {

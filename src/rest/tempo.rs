@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use serde_json::json;
 
+use super::params::seconds_param;
 use super::{mark_served, tempo_search, tempo_tags, ApiError, Params, RestState};
 use crate::model::TraceId;
 use crate::query::{QueryService, Text};
@@ -66,18 +67,6 @@ pub fn lenient_trace_id(raw: &str) -> Result<TraceId, ApiError> {
     }
     let padded = format!("{raw:0>32}");
     crate::model::parse_hex(&padded).ok_or_else(bad)
-}
-
-/// `start`/`end` in unix seconds, validated; on trace-by-id they are hints
-/// only (the whole store is searched).
-pub fn seconds_param(p: &Params, name: &str) -> Result<Option<u64>, ApiError> {
-    match p.one(name)? {
-        None | Some("") => Ok(None),
-        Some(s) => s
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("{name} must be unix seconds, not {s:?}"))),
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

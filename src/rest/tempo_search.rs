@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::tempo::seconds_param;
+use super::params::seconds_param;
 use super::{mark_served, ApiError, Params};
 use crate::model::{hex_lower, AnyValue, SpanRecord};
 use crate::query::{QueryService, Text};
