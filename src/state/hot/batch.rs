@@ -94,7 +94,7 @@ impl<'a> ApplyBatch<'a> {
             key_set: None,
             rejected: None,
             batch_keys: HashSet::new(),
-            tag_keys: HashSet::new(),
+            tag_keys: Default::default(),
         }
     }
 }

@@ -117,10 +117,19 @@ pub(super) fn tag_names_prefix(scope: TagScope) -> Vec<u8> {
 }
 
 /// `tags`: n ++ scope ++ name. The name ends the key, so it needs no length.
+#[cfg(test)]
 pub(super) fn tag_name_key(scope: TagScope, name: &str) -> Vec<u8> {
-    let mut k = tag_names_prefix(scope);
-    k.extend_from_slice(name.as_bytes());
+    let mut k = Vec::new();
+    tag_name_key_into(&mut k, scope, name);
     k
+}
+
+/// [`tag_name_key`] into `k` (cleared first): apply builds keys in one
+/// buffer and allocates only for keys its batch lacks.
+pub(super) fn tag_name_key_into(k: &mut Vec<u8>, scope: TagScope, name: &str) {
+    k.clear();
+    k.extend_from_slice(&[TAG_KIND_NAME, scope.byte()]);
+    k.extend_from_slice(name.as_bytes());
 }
 
 /// `tags`: v ++ scope ++ len16 ++ name, the prefix of one tag's values.
@@ -131,11 +140,27 @@ pub(super) fn tag_values_prefix(scope: TagScope, name: &str) -> Vec<u8> {
 }
 
 /// `tags`: v ++ scope ++ len16 ++ name ++ type ++ value (its string form).
+#[cfg(test)]
 pub(super) fn tag_value_key(scope: TagScope, name: &str, ty: TagType, value: &str) -> Vec<u8> {
-    let mut k = tag_values_prefix(scope, name);
+    let mut k = Vec::new();
+    tag_value_key_into(&mut k, scope, name, ty, value);
+    k
+}
+
+/// [`tag_value_key`] into `k` (cleared first).
+pub(super) fn tag_value_key_into(
+    k: &mut Vec<u8>,
+    scope: TagScope,
+    name: &str,
+    ty: TagType,
+    value: &str,
+) {
+    k.clear();
+    k.extend_from_slice(&[TAG_KIND_VALUE, scope.byte()]);
+    k.extend_from_slice(&name_len16(name));
+    k.extend_from_slice(name.as_bytes());
     k.push(ty.byte());
     k.extend_from_slice(value.as_bytes());
-    k
 }
 
 /// `tags`: o ++ len16 ++ service, the prefix of one service's operations.
@@ -146,10 +171,25 @@ pub(super) fn operations_prefix(service: &str) -> Vec<u8> {
 }
 
 /// `tags`: o ++ len16 ++ service ++ operation.
+#[cfg(test)]
 pub(super) fn operation_key(service: &str, operation: &str) -> Vec<u8> {
-    let mut k = operations_prefix(service);
-    k.extend_from_slice(operation.as_bytes());
+    let mut k = Vec::new();
+    operation_key_into(&mut k, service, operation);
     k
+}
+
+/// [`operation_key`] into `k` (cleared first).
+pub(super) fn operation_key_into(k: &mut Vec<u8>, service: &str, operation: &str) {
+    k.clear();
+    k.push(TAG_KIND_OPERATION);
+    k.extend_from_slice(&name_len16(service));
+    k.extend_from_slice(service.as_bytes());
+    k.extend_from_slice(operation.as_bytes());
+}
+
+/// The len16 of a name inside a key, as [`service_prefix`] writes it.
+fn name_len16(name: &str) -> [u8; 2] {
+    u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes()
 }
 
 /// `logs` and `metrics`: time ++ a hash of the record's encoding. The same
@@ -282,6 +322,7 @@ mod tests {
         let o = operation_key("ab", "GET /");
         assert!(o.starts_with(&operations_prefix("ab")));
         assert!(!o.starts_with(&operations_prefix("a")));
+        assert!(operation_key("ab", "x").starts_with(&operations_prefix("ab")));
         // Kinds never share a prefix.
         for (a, b) in [(&n, &v), (&n, &o), (&v, &o)] {
             assert_ne!(a[0], b[0]);

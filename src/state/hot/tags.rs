@@ -27,7 +27,7 @@
 use std::collections::HashSet;
 
 use super::keys::{
-    operation_key, operations_prefix, tag_name_key, tag_names_prefix, tag_value_key,
+    operation_key_into, operations_prefix, tag_name_key_into, tag_names_prefix, tag_value_key_into,
     tag_values_prefix,
 };
 use super::{ApplyBatch, HotStore, StoreError, StoreResult};
@@ -136,19 +136,19 @@ pub fn kind_keyword(kind: SpanKind) -> &'static str {
     }
 }
 
-/// Every index key of one span, in a fixed order.
-pub(super) fn span_tag_keys(s: &SpanRecord) -> Vec<Vec<u8>> {
+/// Calls `f` with every index key of one span, in a fixed order, built in
+/// one buffer; without the resource's keys when `skip_resource`.
+fn visit_span_tag_keys(s: &SpanRecord, skip_resource: bool, mut f: impl FnMut(&[u8])) {
     use intrinsic::*;
-    let mut keys = Vec::with_capacity(2 * (s.attributes.len() + s.resource.attributes.len()) + 8);
-    for (scope, attrs) in [
-        (TagScope::Resource, &s.resource.attributes),
-        (TagScope::Span, &s.attributes),
-    ] {
-        attribute_keys(scope, attrs, &mut keys);
+    let mut k = Vec::with_capacity(64);
+    if !skip_resource {
+        attribute_keys(TagScope::Resource, &s.resource.attributes, &mut k, &mut f);
     }
+    attribute_keys(TagScope::Span, &s.attributes, &mut k, &mut f);
     let mut intrinsic = |name: &str, ty: TagType, value: &str| {
         if value.len() <= MAX_INDEXED_VALUE_BYTES {
-            keys.push(tag_value_key(TagScope::Intrinsic, name, ty, value));
+            tag_value_key_into(&mut k, TagScope::Intrinsic, name, ty, value);
+            f(&k);
         }
     };
     intrinsic(NAME, TagType::String, s.name());
@@ -162,17 +162,26 @@ pub(super) fn span_tag_keys(s: &SpanRecord) -> Vec<Vec<u8>> {
         intrinsic(ROOT_NAME, TagType::String, s.name());
     }
     if s.name().len() <= MAX_INDEXED_VALUE_BYTES {
-        keys.push(operation_key(&s.service, s.name()));
+        operation_key_into(&mut k, &s.service, s.name());
+        f(&k);
     }
+}
+
+/// Every index key of one span, in a fixed order.
+#[cfg(test)]
+fn span_tag_keys(s: &SpanRecord) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    visit_span_tag_keys(s, false, |k| keys.push(k.to_vec()));
     keys
 }
 
-fn attribute_keys(scope: TagScope, attrs: &[KeyValue], keys: &mut Vec<Vec<u8>>) {
+fn attribute_keys(scope: TagScope, attrs: &[KeyValue], k: &mut Vec<u8>, f: &mut impl FnMut(&[u8])) {
     for kv in attrs {
         if kv.key.is_empty() || kv.key.len() > MAX_INDEXED_NAME_BYTES {
             continue;
         }
-        keys.push(tag_name_key(scope, &kv.key));
+        tag_name_key_into(k, scope, &kv.key);
+        f(k);
         let Some((ty, v)) = kv
             .value
             .as_ref()
@@ -182,26 +191,41 @@ fn attribute_keys(scope: TagScope, attrs: &[KeyValue], keys: &mut Vec<Vec<u8>>) 
         };
         let value = v.string_form();
         if value.len() <= MAX_INDEXED_VALUE_BYTES {
-            keys.push(tag_value_key(scope, &kv.key, ty, &value));
+            tag_value_key_into(k, scope, &kv.key, ty, &value);
+            f(k);
         }
     }
 }
 
 impl ApplyBatch<'_> {
     /// Stages the tag index entries of `s` not yet staged in this batch.
+    /// The resource's keys are skipped when the span before had the same
+    /// resource attributes (their keys are then staged already): spans of
+    /// one request share their resource.
     pub(super) fn index_tags(&mut self, s: &SpanRecord) {
         let tags = &self.store.keyspaces.tags;
-        for k in span_tag_keys(s) {
-            if !self.tag_keys.contains(&k) {
-                self.batch.insert(tags, k.clone(), b"".to_vec());
-                self.tag_keys.insert(k);
-            }
+        let attrs = &s.resource.attributes;
+        let skip_resource = self.tag_keys.last_resource.as_ref() == Some(attrs);
+        if !skip_resource {
+            self.tag_keys.last_resource = Some(attrs.clone());
         }
+        let (batch, staged) = (&mut self.batch, &mut self.tag_keys.keys);
+        visit_span_tag_keys(s, skip_resource, |k| {
+            if !staged.contains(k) {
+                batch.insert(tags, k.to_vec(), b"".to_vec());
+                staged.insert(k.to_vec());
+            }
+        });
     }
 }
 
 /// The tag keys staged in one batch.
-pub(super) type StagedTagKeys = HashSet<Vec<u8>>;
+#[derive(Default)]
+pub(super) struct StagedTagKeys {
+    keys: HashSet<Vec<u8>>,
+    /// The resource attributes of the last span indexed.
+    last_resource: Option<Vec<KeyValue>>,
+}
 
 impl HotStore {
     /// Indexed tag names of `scope` (span or resource) in byte order, at
@@ -259,6 +283,7 @@ fn utf8(b: &[u8]) -> StoreResult<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::{operation_key, tag_name_key, tag_value_key};
     use super::super::test_support::{apply_spans, open_store, test_span};
     use super::*;
     use crate::model::{SpanStatus, TraceId};
@@ -436,11 +461,36 @@ mod tests {
     }
 
     #[test]
+    fn resources_alternating_within_a_batch_are_all_indexed() {
+        let (_dir, store) = open_store();
+        let a = span(1, 1, "a", vec![]);
+        let b = span(1, 2, "b", vec![]);
+        let mut a2 = span(1, 3, "a", vec![]);
+        a2.resource
+            .attributes
+            .push(kv("zone", AnyValue::String("z1".into())));
+        let a3 = span(1, 4, "a", vec![]);
+        apply_spans(&store, 1, vec![a, b, a2, a3]);
+        assert_eq!(
+            values(&store, TagScope::Resource, "service.name"),
+            vec![("string", "a".into()), ("string", "b".into())]
+        );
+        assert_eq!(
+            values(&store, TagScope::Resource, "zone"),
+            vec![("string", "z1".into())]
+        );
+    }
+
+    #[test]
     fn a_span_gets_the_same_keys_on_every_apply() {
         let s = span(1, 1, "svc", vec![kv("x", AnyValue::Bool(true))]);
         let t: TraceId = s.trace_id;
         assert_eq!(t, [1; 16]);
         assert_eq!(span_tag_keys(&s), span_tag_keys(&s.clone()));
+        let keys = span_tag_keys(&s);
+        assert!(keys.contains(&tag_name_key(TagScope::Span, "x")));
+        assert!(keys.contains(&tag_name_key(TagScope::Resource, "service.name")));
+        assert!(keys.contains(&operation_key("svc", "pay")));
         assert!(span_tag_keys(&s).contains(&tag_value_key(
             TagScope::Span,
             "x",
