@@ -128,7 +128,9 @@ enum Command {
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
-    /// Query latency benchmark: trace search, full-text, summary.
+    /// Query latency benchmark: trace search, full-text, summary; with
+    /// --tempo, ingests --spans spans first, then times Tempo's trace by id
+    /// (protobuf) and a TraceQL search by service and attribute.
     BenchQuery {
         /// REST URL of the node to query.
         #[arg(long, default_value = "http://127.0.0.1:7701")]
@@ -136,6 +138,24 @@ enum Command {
         /// Runs of each query.
         #[arg(long, default_value_t = 50)]
         runs: usize,
+        /// Benchmark the Tempo API over freshly ingested spans instead.
+        #[arg(long)]
+        tempo: bool,
+        /// With --tempo: the OTLP/gRPC address to ingest through.
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        otlp_target: String,
+        /// With --tempo: spans to ingest before querying.
+        #[arg(long, default_value_t = 1_000_000)]
+        spans: u64,
+        /// With --tempo: spans per export request.
+        #[arg(long, default_value_t = 100)]
+        spans_per_request: usize,
+        /// With --tempo: concurrent exporters.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// With --tempo: seconds to wait between ingest and queries.
+        #[arg(long, default_value_t = 10)]
+        settle_secs: u64,
         #[arg(long, default_value = "linearizable")]
         consistency: String,
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
@@ -157,6 +177,26 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The table `bench-query` prints.
+fn print_query_latencies(r: &[cmd::bench_query::QueryLatency]) {
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>7} {:>8}",
+        "QUERY", "P50_MS", "P99_MS", "MAX_MS", "ERRORS", "RESULTS"
+    );
+    for q in r {
+        println!(
+            "{:<28} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>8}",
+            q.name,
+            q.ms_p50,
+            q.ms_p99,
+            q.ms_max,
+            q.errors,
+            q.last_result_count
+                .map_or("-".to_string(), |n| n.to_string())
+        );
+    }
 }
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
@@ -397,8 +437,47 @@ fn main() -> ExitCode {
         Command::BenchQuery {
             server,
             runs,
+            tempo: true,
+            otlp_target,
+            spans,
+            spans_per_request,
+            concurrency,
+            settle_secs,
+            output,
+            ..
+        } => runtime(2).block_on(async move {
+            let opts = cmd::bench_tempo::TempoBenchOptions {
+                otlp_target,
+                server,
+                spans,
+                spans_per_request,
+                concurrency,
+                runs,
+                settle: Duration::from_secs(settle_secs),
+            };
+            let r = cmd::bench_tempo::run(&opts).await?;
+            if output == "json" {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("report serializes")
+                );
+            } else {
+                println!(
+                    "ingested {} spans in {:.1} s ({:.0} spans/s)",
+                    r.ingested_spans,
+                    r.ingest_secs,
+                    r.ingested_spans as f64 / r.ingest_secs.max(1e-9)
+                );
+                print_query_latencies(&r.queries);
+            }
+            Ok(())
+        }),
+        Command::BenchQuery {
+            server,
+            runs,
             consistency,
             output,
+            ..
         } => runtime(1).block_on(async move {
             if runs == 0 {
                 return Err("runs must be positive".into());
@@ -410,22 +489,7 @@ fn main() -> ExitCode {
                     serde_json::to_string_pretty(&r).expect("report serializes")
                 );
             } else {
-                println!(
-                    "{:<28} {:>8} {:>8} {:>8} {:>7} {:>8}",
-                    "QUERY", "P50_MS", "P99_MS", "MAX_MS", "ERRORS", "RESULTS"
-                );
-                for q in &r {
-                    println!(
-                        "{:<28} {:>8.1} {:>8.1} {:>8.1} {:>7} {:>8}",
-                        q.name,
-                        q.ms_p50,
-                        q.ms_p99,
-                        q.ms_max,
-                        q.errors,
-                        q.last_result_count
-                            .map_or("-".to_string(), |n| n.to_string())
-                    );
-                }
+                print_query_latencies(&r);
             }
             Ok(())
         }),

@@ -105,7 +105,7 @@ fn kv(k: &str, v: Value) -> KeyValue {
     }
 }
 
-const SERVICES: [&str; 6] = [
+pub const SERVICES: [&str; 6] = [
     "checkout",
     "cart",
     "payments",
@@ -348,7 +348,7 @@ enum Sender {
     Http { url: String },
 }
 
-async fn channel(addr: &str) -> Result<Channel, String> {
+pub(super) async fn channel(addr: &str) -> Result<Channel, String> {
     Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .tcp_nodelay(true)

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_query;
+pub mod bench_tempo;
 pub mod dev_cluster;
 pub mod disk_check;
 pub mod init;

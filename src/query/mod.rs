@@ -22,7 +22,7 @@ use crate::state;
 
 pub use crate::state::hot::{
     AttributeFilter, Found, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
-    StoreError, StoreResult,
+    StoreError, StoreResult, TagScope, TagType,
 };
 pub use view::View;
 

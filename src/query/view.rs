@@ -14,7 +14,7 @@ use crate::llm::Sha256Digest;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
 use crate::state::hot::{
     Found, HotStore, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
-    StoreError, StoreResult,
+    StoreError, StoreResult, TagScope, TagType,
 };
 
 pub struct View {
@@ -105,6 +105,28 @@ impl View {
         visit: impl FnMut(SpanRecord) -> StoreResult<ControlFlow<()>>,
     ) -> StoreResult<SpanScan> {
         self.hot.visit_spans(window, walk, max_scanned, visit)
+    }
+
+    /// Tag names ever seen in `scope` (span or resource), at most `max`,
+    /// from the tag index.
+    pub fn tag_names(&self, scope: TagScope, max: usize) -> StoreResult<Vec<String>> {
+        self.hot.tag_names(scope, max)
+    }
+
+    /// Values ever seen of the tag `name` in `scope`, at most `max`, from
+    /// the tag index.
+    pub fn tag_values(
+        &self,
+        scope: TagScope,
+        name: &str,
+        max: usize,
+    ) -> StoreResult<Vec<(TagType, String)>> {
+        self.hot.tag_values(scope, name, max)
+    }
+
+    /// Span names ever seen in `service`, at most `max`, from the tag index.
+    pub fn operations(&self, service: &str, max: usize) -> StoreResult<Vec<String>> {
+        self.hot.operations(service, max)
     }
 
     pub fn services(&self) -> StoreResult<Vec<(String, ServiceStats)>> {

@@ -23,8 +23,7 @@ use crate::query::{QueryService, SpanWalk, Text};
 const DEFAULT_LIMIT: usize = 20;
 /// Spans a trace search may visit; past it, the answer says so in `errors`.
 pub const MAX_SCANNED_SPANS: usize = 200_000;
-/// Spans an operations list may visit (the newest of the service).
-pub const MAX_OPERATION_SCAN_SPANS: usize = 50_000;
+/// Most operations listed for one service (from the tag index).
 pub const MAX_OPERATIONS: usize = 1_000;
 /// Spans a dependency graph may read.
 pub const MAX_DEPENDENCY_SPANS: usize = 500_000;
@@ -76,17 +75,7 @@ async fn operations(
     let p = Params::parse(raw.as_deref())?;
     let read = queries
         .read(p.consistency()?, Text::NotUsed, move |v| {
-            let mut names = BTreeSet::new();
-            let walk = SpanWalk::Service(&service);
-            v.visit_spans((0, u64::MAX), walk, MAX_OPERATION_SCAN_SPANS, |s| {
-                names.insert(s.name().to_string());
-                Ok(if names.len() >= MAX_OPERATIONS {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                })
-            })?;
-            Ok(names)
+            v.operations(&service, MAX_OPERATIONS)
         })
         .await?;
     Ok(answer_read(read, |names| {

@@ -1,9 +1,13 @@
 //! Tag discovery for Grafana's TraceQL editor: tag names by scope and the
 //! values of one tag, v2 (scoped, typed) and v1 (flat) forms.
 //!
-//! There is no tag index yet: each call scans the newest spans of the
-//! window, at most [`MAX_SCANNED_SPANS`], and so reports the tags of recent
-//! data (what the editor offers), not of all time.
+//! Without a filter (`q` absent, `{}` or not parsing yet), answers come
+//! from the hot store's tag index: every name and value ever stored, of
+//! all time (`start`/`end` do not narrow them). The span names of one
+//! service (`name` values under `{ resource.service.name = "x" }`) come
+//! from the index too. Any other filter needs the spans themselves: the
+//! call then scans the newest spans of the window, at most
+//! [`MAX_SCANNED_SPANS`], and so reports the tags of recent data.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -16,8 +20,9 @@ use serde_json::{json, Value};
 use super::tempo_search::window;
 use super::{answer_read, ApiError, Params};
 use crate::model::{AnyValue, SpanRecord};
-use crate::query::{QueryService, SpanWalk, StoreResult, Text, View};
-use crate::traceql::ast::{Field, Intrinsic, Scope};
+use crate::query::{QueryService, SpanWalk, StoreResult, TagScope, Text, View};
+use crate::state::hot::intrinsic;
+use crate::traceql::ast::{CmpOp, Expr, Field, Intrinsic, Literal, Scope, SetExpr};
 use crate::traceql::parser::parse_field;
 
 /// Spans one tag call may scan.
@@ -72,10 +77,35 @@ fn scan(
     Ok(())
 }
 
+/// The TraceQL filter in `q`; `None` when there is none, it does not
+/// parse, or it keeps every span (`{}`): then the tag index answers.
 fn filter_param(p: &Params) -> Result<Option<crate::traceql::Query>, ApiError> {
     Ok(p.one("q")?
         .filter(|q| q.len() <= super::tempo_search::MAX_QUERY_BYTES)
-        .and_then(|q| crate::traceql::parse(q).ok()))
+        .and_then(|q| crate::traceql::parse(q).ok())
+        .filter(|q| !keeps_everything(q)))
+}
+
+fn keeps_everything(q: &crate::traceql::Query) -> bool {
+    q.stages.is_empty() && matches!(q.sets, SetExpr::Filter(Expr::Static(true)))
+}
+
+/// `x` when the filter is exactly `{ resource.service.name = "x" }` (or
+/// `.service.name`): the editor's filter once a service is picked.
+fn only_service(q: &crate::traceql::Query) -> Option<&str> {
+    let SetExpr::Filter(Expr::Cmp(c)) = &q.sets else {
+        return None;
+    };
+    match (&c.field, c.op, &c.value) {
+        (Field::Attribute { scope, name }, CmpOp::Eq, Literal::Str(service))
+            if q.stages.is_empty()
+                && name == "service.name"
+                && matches!(scope, Scope::Resource | Scope::Any) =>
+        {
+            Some(service)
+        }
+        _ => None,
+    }
 }
 
 #[derive(Default)]
@@ -110,6 +140,18 @@ async fn tag_names(
     let filter = filter_param(p)?;
     Ok(queries
         .read(p.consistency()?, Text::NotUsed, move |v| {
+            if filter.is_none() {
+                return Ok(TagNames {
+                    span: v
+                        .tag_names(TagScope::Span, MAX_NAMES)?
+                        .into_iter()
+                        .collect(),
+                    resource: v
+                        .tag_names(TagScope::Resource, MAX_NAMES)?
+                        .into_iter()
+                        .collect(),
+                });
+            }
             let mut names = TagNames::default();
             scan(v, window, filter.as_ref(), |s| names.add(s))?;
             Ok(names)
@@ -198,8 +240,78 @@ fn attr<'a>(attrs: &'a [crate::model::KeyValue], key: &str) -> Option<&'a AnyVal
     crate::model::value::find(attrs, key).and_then(|kv| kv.value.as_ref())
 }
 
-/// The values of `field` among the scanned spans.
+/// The values of `field` from the tag index, when it can answer: without a
+/// filter, or a service's span names.
+fn indexed_values(
+    v: &View,
+    filter: Option<&crate::traceql::Query>,
+    field: &Field,
+) -> StoreResult<Option<Values>> {
+    let mut out = Values::default();
+    if let Some(q) = filter {
+        let Some(service) = only_service(q) else {
+            return Ok(None);
+        };
+        if *field != Field::Intrinsic(Intrinsic::Name) {
+            return Ok(None);
+        }
+        for name in v.operations(service, MAX_VALUES)? {
+            out.add("string", &name);
+        }
+        return Ok(Some(out));
+    }
+    let lookups: &[(TagScope, &str)] = match field {
+        Field::Intrinsic(i) => match i {
+            Intrinsic::Name => &[(TagScope::Intrinsic, intrinsic::NAME)],
+            Intrinsic::Status => &[(TagScope::Intrinsic, intrinsic::STATUS)],
+            Intrinsic::Kind => &[(TagScope::Intrinsic, intrinsic::KIND)],
+            Intrinsic::StatusMessage => &[(TagScope::Intrinsic, intrinsic::STATUS_MESSAGE)],
+            Intrinsic::RootService => &[(TagScope::Intrinsic, intrinsic::ROOT_SERVICE)],
+            Intrinsic::RootName => &[(TagScope::Intrinsic, intrinsic::ROOT_NAME)],
+            Intrinsic::Duration | Intrinsic::TraceDuration => &[],
+        },
+        Field::Attribute { scope, name } => {
+            let mut scopes = Vec::new();
+            if matches!(scope, Scope::Span | Scope::Any) {
+                scopes.push(TagScope::Span);
+            }
+            if matches!(scope, Scope::Resource | Scope::Any) {
+                scopes.push(TagScope::Resource);
+            }
+            for scope in scopes {
+                for (ty, value) in v.tag_values(scope, name, MAX_VALUES)? {
+                    if !out.add(ty.as_str(), &value) {
+                        break;
+                    }
+                }
+            }
+            return Ok(Some(out));
+        }
+    };
+    for (scope, name) in lookups {
+        for (ty, value) in v.tag_values(*scope, name, MAX_VALUES)? {
+            out.add(ty.as_str(), &value);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The values of `field`: from the tag index when it can answer, else
+/// among the scanned spans.
 fn collect_values(
+    v: &View,
+    window: (u64, u64),
+    filter: Option<&crate::traceql::Query>,
+    field: &Field,
+) -> StoreResult<Values> {
+    if let Some(found) = indexed_values(v, filter, field)? {
+        return Ok(found);
+    }
+    scanned_values(v, window, filter, field)
+}
+
+/// The values of `field` among the scanned spans.
+fn scanned_values(
     v: &View,
     window: (u64, u64),
     filter: Option<&crate::traceql::Query>,

@@ -78,6 +78,8 @@ pub struct ApplyBatch<'a> {
     rejected: Option<RejectedEntries>,
     /// Batch keys claimed in this batch (see `claim_batch_key`).
     batch_keys: HashSet<[u8; BATCH_KEY_LEN]>,
+    /// Tag index keys staged in this batch (see `tags.rs`).
+    pub(super) tag_keys: super::tags::StagedTagKeys,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -96,6 +98,7 @@ impl<'a> ApplyBatch<'a> {
             key_set: None,
             rejected: None,
             batch_keys: HashSet::new(),
+            tag_keys: Default::default(),
         }
     }
 }

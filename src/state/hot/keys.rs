@@ -13,6 +13,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::tags::{TagScope, TagType};
 use crate::model::TraceId;
 
 /// Span key: trace id ++ span id.
@@ -103,6 +104,92 @@ pub(super) fn svc_trace_key(service: &str, trace: &TraceId) -> Vec<u8> {
     let mut k = service_prefix(service);
     k.extend_from_slice(trace);
     k
+}
+
+/// `tags` key kinds (the first byte): a tag name, a tag value, an operation.
+const TAG_KIND_NAME: u8 = b'n';
+const TAG_KIND_VALUE: u8 = b'v';
+const TAG_KIND_OPERATION: u8 = b'o';
+
+/// `tags`: n ++ scope, the prefix of one scope's tag names.
+pub(super) fn tag_names_prefix(scope: TagScope) -> Vec<u8> {
+    vec![TAG_KIND_NAME, scope.byte()]
+}
+
+/// `tags`: n ++ scope ++ name. The name ends the key, so it needs no length.
+#[cfg(test)]
+pub(super) fn tag_name_key(scope: TagScope, name: &str) -> Vec<u8> {
+    let mut k = Vec::new();
+    tag_name_key_into(&mut k, scope, name);
+    k
+}
+
+/// [`tag_name_key`] into `k` (cleared first): apply builds keys in one
+/// buffer and allocates only for keys its batch lacks.
+pub(super) fn tag_name_key_into(k: &mut Vec<u8>, scope: TagScope, name: &str) {
+    k.clear();
+    k.extend_from_slice(&[TAG_KIND_NAME, scope.byte()]);
+    k.extend_from_slice(name.as_bytes());
+}
+
+/// `tags`: v ++ scope ++ len16 ++ name, the prefix of one tag's values.
+pub(super) fn tag_values_prefix(scope: TagScope, name: &str) -> Vec<u8> {
+    let mut k = vec![TAG_KIND_VALUE, scope.byte()];
+    k.extend_from_slice(&service_prefix(name));
+    k
+}
+
+/// `tags`: v ++ scope ++ len16 ++ name ++ type ++ value (its string form).
+#[cfg(test)]
+pub(super) fn tag_value_key(scope: TagScope, name: &str, ty: TagType, value: &str) -> Vec<u8> {
+    let mut k = Vec::new();
+    tag_value_key_into(&mut k, scope, name, ty, value);
+    k
+}
+
+/// [`tag_value_key`] into `k` (cleared first).
+pub(super) fn tag_value_key_into(
+    k: &mut Vec<u8>,
+    scope: TagScope,
+    name: &str,
+    ty: TagType,
+    value: &str,
+) {
+    k.clear();
+    k.extend_from_slice(&[TAG_KIND_VALUE, scope.byte()]);
+    k.extend_from_slice(&name_len16(name));
+    k.extend_from_slice(name.as_bytes());
+    k.push(ty.byte());
+    k.extend_from_slice(value.as_bytes());
+}
+
+/// `tags`: o ++ len16 ++ service, the prefix of one service's operations.
+pub(super) fn operations_prefix(service: &str) -> Vec<u8> {
+    let mut k = vec![TAG_KIND_OPERATION];
+    k.extend_from_slice(&service_prefix(service));
+    k
+}
+
+/// `tags`: o ++ len16 ++ service ++ operation.
+#[cfg(test)]
+pub(super) fn operation_key(service: &str, operation: &str) -> Vec<u8> {
+    let mut k = Vec::new();
+    operation_key_into(&mut k, service, operation);
+    k
+}
+
+/// [`operation_key`] into `k` (cleared first).
+pub(super) fn operation_key_into(k: &mut Vec<u8>, service: &str, operation: &str) {
+    k.clear();
+    k.push(TAG_KIND_OPERATION);
+    k.extend_from_slice(&name_len16(service));
+    k.extend_from_slice(service.as_bytes());
+    k.extend_from_slice(operation.as_bytes());
+}
+
+/// The len16 of a name inside a key, as [`service_prefix`] writes it.
+fn name_len16(name: &str) -> [u8; 2] {
+    u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes()
 }
 
 /// `logs` and `metrics`: time ++ a hash of the record's encoding. The same
@@ -220,6 +307,26 @@ mod tests {
     #[test]
     fn names_that_prefix_each_other_have_disjoint_keys() {
         assert!(!service_prefix("ab").starts_with(&service_prefix("a")));
+    }
+
+    #[test]
+    fn tag_keys_of_one_kind_scope_and_name_share_a_prefix_no_other_has() {
+        let v = tag_value_key(TagScope::Span, "http.route", TagType::String, "/pay");
+        assert!(v.starts_with(&tag_values_prefix(TagScope::Span, "http.route")));
+        assert!(!v.starts_with(&tag_values_prefix(TagScope::Span, "http")));
+        assert!(!v.starts_with(&tag_values_prefix(TagScope::Resource, "http.route")));
+        assert_eq!(v.len(), 2 + 2 + "http.route".len() + 1 + "/pay".len());
+        let n = tag_name_key(TagScope::Resource, "service.name");
+        assert!(n.starts_with(&tag_names_prefix(TagScope::Resource)));
+        assert!(!n.starts_with(&tag_names_prefix(TagScope::Span)));
+        let o = operation_key("ab", "GET /");
+        assert!(o.starts_with(&operations_prefix("ab")));
+        assert!(!o.starts_with(&operations_prefix("a")));
+        assert!(operation_key("ab", "x").starts_with(&operations_prefix("ab")));
+        // Kinds never share a prefix.
+        for (a, b) in [(&n, &v), (&n, &o), (&v, &o)] {
+            assert_ne!(a[0], b[0]);
+        }
     }
 
     #[test]

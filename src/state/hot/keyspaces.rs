@@ -45,7 +45,7 @@ macro_rules! keyspaces {
     };
 }
 
-keyspaces! { 19;
+keyspaces! { 20;
     /// trace id ++ span id → span.
     spans,
     /// start ++ trace id ++ span id → span digest (window analytics).
@@ -90,6 +90,10 @@ keyspaces! { 19;
     /// batch key → log index (u64 BE): the entry that applied a comment with
     /// that batch key; a comment proposed again under it is skipped.
     batch_keys,
+    /// The tag index (see `tags.rs`): n ++ scope ++ tag name, v ++ scope ++
+    /// len16 ++ tag name ++ type ++ value, o ++ len16 ++ service ++
+    /// operation → empty.
+    tags,
 }
 
 impl Keyspaces {
@@ -113,7 +117,7 @@ impl Keyspaces {
 
     /// Keyspaces that are small or large depending on the workload: logs,
     /// metrics, and everything added after them.
-    pub(super) fn workload_sized(&self) -> [&Keyspace; 11] {
+    pub(super) fn workload_sized(&self) -> [&Keyspace; 12] {
         [
             &self.logs,
             &self.log_by_service,
@@ -126,6 +130,7 @@ impl Keyspaces {
             &self.ft_pending,
             &self.spool_applied,
             &self.trace_marks,
+            &self.tags,
         ]
     }
 }
@@ -176,6 +181,7 @@ mod tests {
                 "spool_applied",
                 "trace_marks",
                 "batch_keys",
+                "tags",
             ]
         );
     }

@@ -25,6 +25,7 @@
 //! | `spool_applied`   | origin ++ kind (++ generation)                 | [`SpoolFloor`] or seq |
 //! | `trace_marks`     | trace id                                       | empty                 |
 //! | `batch_keys`      | batch key (comments only)                      | log index (u64 BE)    |
+//! | `tags`            | tag name, tag value or operation (`tags.rs`)   | empty                 |
 //!
 //! Integers in keys are big-endian; values are bincode ([`crate::codec`])
 //! unless said otherwise. `keys.rs` builds every key and says why it is
@@ -38,7 +39,7 @@
 //!
 //! The code, by job: `batch.rs` stages an apply (`spans.rs` the spans and
 //! their indexes, `spool_marks.rs` the at-most-once check of spooled
-//! records); `reads.rs` and `search.rs` answer queries described in
+//! records, `tags.rs` the tag index); `reads.rs` and `search.rs` answer queries described in
 //! `query.rs`; `text_queue.rs` hands text to the full-text indexer;
 //! `maintenance.rs` keeps the engine's journals short and backfills data
 //! that older versions did not write.
@@ -53,6 +54,7 @@ mod reads;
 mod search;
 mod spans;
 mod spool_marks;
+mod tags;
 #[cfg(test)]
 mod test_support;
 mod text_queue;
@@ -69,6 +71,9 @@ pub use self::query::{
 };
 pub use self::search::{SpanScan, SpanWalk};
 pub use self::spool_marks::SpoolFloor;
+pub use self::tags::{
+    intrinsic, kind_keyword, TagScope, TagType, MAX_INDEXED_NAME_BYTES, MAX_INDEXED_VALUE_BYTES,
+};
 pub use self::text_queue::{DocKind, PendingDoc};
 // Re-exported for code written before the codec had a module of its own.
 

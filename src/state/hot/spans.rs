@@ -162,6 +162,9 @@ impl ApplyBatch<'_> {
         stats.error_count += (s.status == SpanStatus::Error) as u64;
         stats.duration_sum_nanos = stats.duration_sum_nanos.saturating_add(s.duration_nanos());
         stats.trace_count += new_trace as u64;
+        // Tag entries are not undone by `unindex`: the index tells what
+        // was ever seen (see `tags.rs`).
+        self.index_tags(s);
         Ok(())
     }
 
