@@ -298,7 +298,8 @@ mod tests {
     fn span(trace: u8, id: u8, service: &str, attrs: Vec<KeyValue>) -> SpanRecord {
         let mut s = test_span(trace, id, 100 + id as u64);
         s.service = service.into();
-        s.resource.attributes = vec![kv("service.name", AnyValue::String(service.into()))];
+        std::sync::Arc::make_mut(&mut s.resource).attributes =
+            vec![kv("service.name", AnyValue::String(service.into()))];
         s.attributes = attrs;
         s
     }
@@ -466,7 +467,7 @@ mod tests {
         let a = span(1, 1, "a", vec![]);
         let b = span(1, 2, "b", vec![]);
         let mut a2 = span(1, 3, "a", vec![]);
-        a2.resource
+        std::sync::Arc::make_mut(&mut a2.resource)
             .attributes
             .push(kv("zone", AnyValue::String("z1".into())));
         let a3 = span(1, 4, "a", vec![]);
