@@ -342,6 +342,7 @@ impl ApplyBatch<'_> {
             );
         }
         self.batch.commit()?;
+        store.stored_tag_keys.remember(self.tag_keys.take_keys());
         Ok(())
     }
 }

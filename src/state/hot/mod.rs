@@ -85,6 +85,8 @@ pub struct HotStore {
     /// The `double-apply-retries` mutation (fault-injection builds only):
     /// a re-ingested span is stored again instead of replacing itself.
     pub duplicate_retries: bool,
+    /// Tag index keys known to be committed here (see `tags`).
+    stored_tag_keys: tags::StoredTagKeys,
 }
 
 impl HotStore {
@@ -99,6 +101,7 @@ impl HotStore {
             dir: dir.to_path_buf(),
             keyspaces,
             duplicate_retries: false,
+            stored_tag_keys: Default::default(),
         };
         store.backfill_trace_marks()?;
         Ok(store)

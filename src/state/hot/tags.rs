@@ -210,8 +210,9 @@ impl ApplyBatch<'_> {
             self.tag_keys.last_resource = Some(attrs.clone());
         }
         let (batch, staged) = (&mut self.batch, &mut self.tag_keys.keys);
+        let stored = self.store.stored_tag_keys.keys.lock().unwrap();
         visit_span_tag_keys(s, skip_resource, |k| {
-            if !staged.contains(k) {
+            if !staged.contains(k) && !stored.contains(k) {
                 batch.insert(tags, k.to_vec(), b"".to_vec());
                 staged.insert(k.to_vec());
             }
@@ -225,6 +226,37 @@ pub(super) struct StagedTagKeys {
     keys: HashSet<Vec<u8>>,
     /// The resource attributes of the last span indexed.
     last_resource: Option<Vec<KeyValue>>,
+}
+
+impl StagedTagKeys {
+    pub(super) fn take_keys(&mut self) -> HashSet<Vec<u8>> {
+        std::mem::take(&mut self.keys)
+    }
+}
+
+/// Tag keys remembered as committed, at most this many (then forgotten all
+/// at once): each is at most about 520 bytes, most a few dozen.
+const MAX_STORED_TAG_KEYS: usize = 200_000;
+
+/// Tag index keys this store has committed, so apply does not write them
+/// again in every batch (most spans repeat the names and values of earlier
+/// ones). Skipping a key that is already stored leaves the store exactly as
+/// writing it would: index keys have empty values and are never removed.
+/// Filled only after a batch commits; a snapshot install opens a new store,
+/// and with it an empty set.
+#[derive(Default)]
+pub(super) struct StoredTagKeys {
+    keys: std::sync::Mutex<HashSet<Vec<u8>>>,
+}
+
+impl StoredTagKeys {
+    pub(super) fn remember(&self, committed: HashSet<Vec<u8>>) {
+        let mut keys = self.keys.lock().unwrap();
+        if keys.len() + committed.len() > MAX_STORED_TAG_KEYS {
+            keys.clear();
+        }
+        keys.extend(committed);
+    }
 }
 
 impl HotStore {
