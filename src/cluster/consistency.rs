@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::status::ClusterStatus;
 use super::{Cluster, ClusterError};
 use crate::payload;
 
@@ -81,6 +82,17 @@ pub fn compare(index: u64, members: &[u64], reported: &BTreeMap<u64, String>) ->
         differing,
         missing,
     }
+}
+
+/// Whether every member answered and applies consistency checks: a node of
+/// an older version would record a check entry as rejected, and its state
+/// would then differ from the others' in that record.
+pub fn every_member_applies_checks(status: &ClusterStatus) -> bool {
+    status.members.iter().all(|m| {
+        m.status
+            .as_ref()
+            .is_some_and(|s| s.applies_consistency_checks)
+    })
 }
 
 impl Cluster {
@@ -186,5 +198,47 @@ mod tests {
         let none = compare(9, &[1, 2, 3], &BTreeMap::new());
         assert_eq!(none.missing, vec![1, 2, 3]);
         assert!(none.differing.is_empty());
+    }
+
+    fn status_of(members: Vec<Option<bool>>) -> ClusterStatus {
+        use super::super::status::MemberStatus;
+        ClusterStatus {
+            cluster_id: Some("c".into()),
+            node_id: 1,
+            leader: Some(1),
+            term: 1,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+            members: members
+                .into_iter()
+                .enumerate()
+                .map(|(i, applies)| MemberStatus {
+                    id: i as u64 + 1,
+                    raft_addr: String::new(),
+                    voter: true,
+                    status: applies.map(|a| tael_consensus::pb::NodeStatusResponse {
+                        applies_consistency_checks: a,
+                        ..Default::default()
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn periodic_checks_wait_for_every_member_to_apply_them() {
+        assert!(every_member_applies_checks(&status_of(vec![Some(true); 3])));
+        // A node of an older version (the field absent reads as false).
+        assert!(!every_member_applies_checks(&status_of(vec![
+            Some(true),
+            Some(false),
+            Some(true)
+        ])));
+        // A member that did not answer.
+        assert!(!every_member_applies_checks(&status_of(vec![
+            Some(true),
+            None,
+            Some(true)
+        ])));
     }
 }

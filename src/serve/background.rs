@@ -62,6 +62,12 @@ pub async fn consistency_checks(
         if !cluster.is_leader() {
             continue;
         }
+        // Not while a member is down or runs a version without checks (a
+        // rolling upgrade): `POST /api/v1/cluster/check` still can.
+        if !crate::cluster::consistency::every_member_applies_checks(&cluster.status().await) {
+            tracing::info!("periodic consistency check skipped: a member is unreachable or cannot apply checks");
+            continue;
+        }
         if let Err(e) = cluster.run_check(CHECK_WAIT).await {
             tracing::warn!(error = %e, "periodic consistency check could not run");
         }
