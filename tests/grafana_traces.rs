@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     span, ResourceSpans, ScopeSpans, Span, Status, TracesData,
@@ -27,23 +27,6 @@ struct TraceByIdResponse {
 }
 
 const MS: u64 = 1_000_000;
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-fn int_kv(k: &str, v: i64) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(Value::IntValue(v)),
-        }),
-        key_strindex: 0,
-    }
-}
 
 fn resource_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
     ResourceSpans {

@@ -457,23 +457,27 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_store_is_never_seen_with_another_stores_generation() {
+    /// A fresh state machine that has applied one blank entry.
+    fn one_entry_applied() -> (tempfile::TempDir, Arc<Shared>) {
         let dir = tempfile::tempdir().unwrap();
         let sm = StateMachine::open(dir.path(), StateMachineOptions::default()).unwrap();
-        let shared = sm.shared.clone();
-        shared
-            .apply_entries(&[Entry {
-                log_id: LogId::new(
-                    LeaderId {
-                        term: 1,
-                        node_id: 1,
-                    },
-                    1,
-                ),
-                payload: EntryPayload::Blank,
-            }])
-            .unwrap();
+        let blank = Entry {
+            log_id: LogId::new(
+                LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                1,
+            ),
+            payload: EntryPayload::Blank,
+        };
+        sm.shared.apply_entries(&[blank]).unwrap();
+        (dir, sm.shared)
+    }
+
+    #[test]
+    fn a_store_is_never_seen_with_another_stores_generation() {
+        let (_dir, shared) = one_entry_applied();
         let snapshot = shared.build_snapshot().unwrap();
         let done = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -507,21 +511,7 @@ mod tests {
     /// crash at that point would too), not on a store whose snapshot is gone.
     #[test]
     fn current_is_not_switched_before_the_kept_snapshot_copy_is_durable() {
-        let dir = tempfile::tempdir().unwrap();
-        let sm = StateMachine::open(dir.path(), StateMachineOptions::default()).unwrap();
-        let shared = sm.shared.clone();
-        shared
-            .apply_entries(&[Entry {
-                log_id: LogId::new(
-                    LeaderId {
-                        term: 1,
-                        node_id: 1,
-                    },
-                    1,
-                ),
-                payload: EntryPayload::Blank,
-            }])
-            .unwrap();
+        let (dir, shared) = one_entry_applied();
         let built = shared.build_snapshot().unwrap();
         // As the transport hands it over: a file outside the snapshot directory.
         let received = dir.path().join("received.snap");

@@ -391,6 +391,24 @@ pub fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
+pub fn int_kv(k: &str, v: i64) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(v)),
+        }),
+        key_strindex: 0,
+    }
+}
+
+/// The wall clock in unix nanoseconds.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 /// One trace of `spans` spans, ids derived from `trace_no`, for `service`.
 pub fn trace_request(service: &str, trace_no: u64, spans: u64) -> ExportTraceServiceRequest {
     let now = std::time::SystemTime::now()

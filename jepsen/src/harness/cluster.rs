@@ -730,25 +730,28 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    /// A 3-node cluster description in proxy mode (nothing is started),
+    /// its run directory under the system's temporary directory.
+    fn proxy_cluster_of_three(name: &str) -> (PathBuf, Cluster) {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = ClusterConfig {
+            server_bin: PathBuf::from("/bin/false"),
+            run_dir: dir.clone(),
+            net: NetMode::Proxy,
+            extra_args: Vec::new(),
+            faketime_lib: None,
+        };
+        (dir, Cluster::new(config, 3).unwrap())
+    }
+
     /// The membership nemesis removes node 2 while the observer, the
     /// clients and the other nemeses still hold its id. Asking for it was
     /// a panic (`no entry found for key`) inside the cluster lock, which
     /// poisoned the lock and panicked every later caller: exit 101.
     #[test]
     fn a_removed_node_is_an_error_for_every_caller() {
-        let dir = std::env::temp_dir().join(format!("tj-cluster-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let c = Cluster::new(
-            ClusterConfig {
-                server_bin: PathBuf::from("/bin/false"),
-                run_dir: dir.clone(),
-                net: NetMode::Proxy,
-                extra_args: Vec::new(),
-                faketime_lib: None,
-            },
-            3,
-        )
-        .unwrap();
+        let (dir, c) = proxy_cluster_of_three("tj-cluster");
         c.forget(2);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -774,19 +777,7 @@ mod tests {
     /// loopback exit with "Address already in use" (proxy mode).
     #[test]
     fn every_listener_gets_its_own_address_per_node() {
-        let dir = std::env::temp_dir().join(format!("tj-cmdline-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let c = Cluster::new(
-            ClusterConfig {
-                server_bin: PathBuf::from("/bin/false"),
-                run_dir: dir.clone(),
-                net: NetMode::Proxy,
-                extra_args: Vec::new(),
-                faketime_lib: None,
-            },
-            3,
-        )
-        .unwrap();
+        let (dir, c) = proxy_cluster_of_three("tj-cmdline");
         let mut seen = BTreeSet::new();
         for spec in c.specs() {
             let args = c.command_line(spec.id, &spec, &[]);
