@@ -286,10 +286,19 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             shutdown_rx.clone(),
         )),
         tokio::spawn(background::storage_maintenance(
-            sm_shared,
+            sm_shared.clone(),
             shutdown_rx.clone(),
         )),
     ];
+    if config.compaction_interval_secs > 0 {
+        tasks.push(tokio::spawn(background::retention(
+            cluster.clone(),
+            sm_shared,
+            config.retention,
+            Duration::from_secs(config.compaction_interval_secs),
+            shutdown_rx.clone(),
+        )));
+    }
     if config.consistency_check_interval_secs > 0 {
         tasks.push(tokio::spawn(background::consistency_checks(
             cluster.clone(),

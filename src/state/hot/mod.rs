@@ -26,6 +26,7 @@
 //! | `trace_marks`     | trace id                                       | empty                 |
 //! | `batch_keys`      | batch key (comments only)                      | log index (u64 BE)    |
 //! | `tags`            | tag name, tag value or operation (`tags.rs`)   | empty                 |
+//! | `blob_refs`       | sha256 ++ kind ++ referencing record's key     | empty                 |
 //!
 //! Integers in keys are big-endian; values are bincode ([`crate::codec`])
 //! unless said otherwise. `keys.rs` builds every key and says why it is
@@ -41,7 +42,7 @@
 //! their indexes, `spool_marks.rs` the at-most-once check of spooled
 //! records, `tags.rs` the tag index); `reads.rs` and `search.rs` answer queries described in
 //! `query.rs`; `text_queue.rs` hands text to the full-text indexer;
-//! `maintenance.rs` keeps the engine's journals short and backfills data
+//! `retention.rs` applies retention cuts; `maintenance.rs` keeps the engine's journals short and backfills data
 //! that older versions did not write.
 
 mod batch;
@@ -51,6 +52,7 @@ mod keyspaces;
 mod maintenance;
 mod query;
 mod reads;
+mod retention;
 mod search;
 mod spans;
 mod spool_marks;
@@ -69,6 +71,7 @@ pub use self::keyspaces::{Keyspaces, KEYSPACES};
 pub use self::query::{
     AttributeFilter, Found, LogQuery, MetricQuery, SearchResult, ServiceStats, SpanQuery,
 };
+pub use self::retention::MAX_RECORDS_PER_CUT;
 pub use self::search::{SpanScan, SpanWalk};
 pub use self::spool_marks::SpoolFloor;
 pub use self::tags::{
