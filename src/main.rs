@@ -60,6 +60,14 @@ enum Command {
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
+    /// Show what each storage tier holds per signal, the retention
+    /// settings and the last retention cut.
+    Storage {
+        #[arg(long, default_value = "http://127.0.0.1:7701")]
+        server: String,
+        #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
     /// Follow a node's live tail of spans or log records.
     Tail {
         #[arg(value_parser = ["traces", "logs"])]
@@ -279,6 +287,13 @@ fn main() -> ExitCode {
         }),
         Command::Status { server, output } => runtime(1).block_on(async move {
             print!("{}", cmd::status::run(&server, output == "json").await?);
+            if output == "json" {
+                println!();
+            }
+            Ok(())
+        }),
+        Command::Storage { server, output } => runtime(1).block_on(async move {
+            print!("{}", cmd::storage::run(&server, output == "json").await?);
             if output == "json" {
                 println!();
             }

@@ -69,6 +69,14 @@ impl Default for RetentionPolicy {
     }
 }
 
+/// The lifecycle settings of a node, as the REST API reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub retention: RetentionPolicy,
+    /// The leader proposes a cut this often; 0: never.
+    pub compaction_interval_secs: u64,
+}
+
 /// The record a leader proposes: the policy, and the time the leader
 /// stamped on it (0 until stamped; an unstamped cut is refused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

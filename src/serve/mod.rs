@@ -219,6 +219,10 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         } else {
             "http"
         }),
+        lifecycle: crate::retention::Lifecycle {
+            retention: config.retention,
+            compaction_interval_secs: config.compaction_interval_secs,
+        },
     };
     let raft_service = RaftService {
         raft: raft.clone(),

@@ -42,7 +42,8 @@
 //! their indexes, `spool_marks.rs` the at-most-once check of spooled
 //! records, `tags.rs` the tag index); `reads.rs` and `search.rs` answer queries described in
 //! `query.rs`; `text_queue.rs` hands text to the full-text indexer;
-//! `retention.rs` applies retention cuts; `maintenance.rs` keeps the engine's journals short and backfills data
+//! `retention.rs` applies retention cuts; `stats.rs` tells what the tier
+//! holds; `maintenance.rs` keeps the engine's journals short and backfills data
 //! that older versions did not write.
 
 mod batch;
@@ -56,6 +57,7 @@ mod retention;
 mod search;
 mod spans;
 mod spool_marks;
+mod stats;
 mod tags;
 #[cfg(test)]
 mod test_support;
@@ -74,6 +76,7 @@ pub use self::query::{
 pub use self::retention::MAX_RECORDS_PER_CUT;
 pub use self::search::{SpanScan, SpanWalk};
 pub use self::spool_marks::SpoolFloor;
+pub use self::stats::{HotStats, SignalStats};
 pub use self::tags::{
     intrinsic, kind_keyword, TagScope, TagType, MAX_INDEXED_NAME_BYTES, MAX_INDEXED_VALUE_BYTES,
 };
