@@ -110,6 +110,7 @@ impl HotStore {
             stored_tag_keys: Default::default(),
         };
         store.backfill_trace_marks()?;
+        store.backfill_blob_refs()?;
         Ok(store)
     }
 

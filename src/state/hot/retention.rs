@@ -33,6 +33,11 @@ pub const MAX_RECORDS_PER_CUT: usize = 20_000;
 /// `meta`: the [`RetentionState`], as JSON.
 pub(super) const META_RETENTION: &[u8] = b"retention";
 
+/// `meta`: set once every stored record's blobs have their `blob_refs`.
+pub(super) const META_BLOB_REFS_COMPLETE: &[u8] = b"blob_refs_complete";
+/// References written per batch while backfilling them.
+const BLOB_REF_BACKFILL_BATCH: usize = 10_000;
+
 /// `blob_refs` key kinds (the byte after the sha).
 pub(super) const REF_KIND_SPAN: u8 = b's';
 pub(super) const REF_KIND_LOG: u8 = b'l';
@@ -91,6 +96,47 @@ impl HotStore {
                 .map_err(|e| StoreError::Corrupt(format!("retention state: {e}"))),
             None => Ok(RetentionState::default()),
         }
+    }
+}
+
+impl HotStore {
+    /// Gives every stored span's and log record's blobs their references,
+    /// once, for a store (or snapshot) written before references existed:
+    /// without them a cut would take a blob that an older record shares.
+    /// Deterministic in the stored data, so every replica writes the same.
+    pub(crate) fn backfill_blob_refs(&self) -> StoreResult<()> {
+        let ks = &self.keyspaces;
+        if ks.meta.get(META_BLOB_REFS_COMPLETE)?.is_some() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        let mut staged = 0usize;
+        let mut stage = |batch: &mut fjall::OwnedWriteBatch, key: Vec<u8>| -> StoreResult<()> {
+            batch.insert(&ks.blob_refs, key, b"".to_vec());
+            staged += 1;
+            if staged % BLOB_REF_BACKFILL_BATCH == 0 {
+                std::mem::replace(batch, self.db.batch()).commit()?;
+            }
+            Ok(())
+        };
+        for kv in ks.spans.iter() {
+            let (k, v) = kv.into_inner()?;
+            let span: SpanRecord = decode(&v)?;
+            for sha in llm_blobs(&span) {
+                stage(&mut batch, blob_ref_key(&sha, REF_KIND_SPAN, &k))?;
+            }
+        }
+        for kv in ks.logs.iter() {
+            let (k, v) = kv.into_inner()?;
+            let log: LogRecord = decode(&v)?;
+            if let Some(sha) = &log.body_sha256 {
+                stage(&mut batch, blob_ref_key(sha, REF_KIND_LOG, &k))?;
+            }
+        }
+        // Only after every reference: an interrupted backfill starts over.
+        batch.insert(&ks.meta, META_BLOB_REFS_COMPLETE.to_vec(), b"".to_vec());
+        batch.commit()?;
+        Ok(())
     }
 }
 
@@ -567,6 +613,37 @@ mod tests {
         assert!(
             store.trace(&[1; 16]).unwrap().is_empty(),
             "a span below the standing floor goes at the next cut"
+        );
+    }
+
+    #[test]
+    fn references_missing_from_an_older_store_are_backfilled_before_a_cut() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![
+                llm_span(1, 1, 10 * SEC, "shared prompt"),
+                llm_span(2, 1, 90 * SEC, "shared prompt"),
+            ],
+        );
+        // As a version without references left it.
+        let ks = &store.keyspaces;
+        let mut b = store.db.batch();
+        for kv in store.read_view().iter(&ks.blob_refs) {
+            b.remove(&ks.blob_refs, kv.key().unwrap().to_vec());
+        }
+        b.remove(&ks.meta, META_BLOB_REFS_COMPLETE.to_vec());
+        b.commit().unwrap();
+        store.backfill_blob_refs().unwrap();
+        assert_eq!(count(&store, &ks.blob_refs), 2);
+        apply_cut(&store, 2, cut_at(100 * SEC, 50));
+        assert!(
+            store
+                .blob(&crate::llm::sha256(b"shared prompt"))
+                .unwrap()
+                .is_some(),
+            "the younger span still uses the blob"
         );
     }
 
