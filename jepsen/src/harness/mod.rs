@@ -459,6 +459,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         set_keys: 8,
         session_clients: profile.session_clients,
         list_clients: profile.list_clients,
+        aged_clients: profile.aged_clients,
         retry: opts.retry.unwrap_or(profile.retry),
         op_timeout_ms: 5_000,
         think_ms: 40,
@@ -507,6 +508,13 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     }
     for c in 0..wcfg.session_clients {
         tasks.push(tokio::spawn(clients.clone().session_client(
+            c as u64,
+            opts.seed,
+            stop.clone(),
+        )));
+    }
+    for c in 0..wcfg.aged_clients {
+        tasks.push(tokio::spawn(clients.clone().aged_client(
             c as u64,
             opts.seed,
             stop.clone(),
@@ -624,6 +632,30 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
                         workload::SESSION_READ,
                         &key,
                         workload::session_trace_id(c),
+                        node,
+                        "linearizable",
+                    )
+                    .await;
+            }
+        }
+    }
+    if wcfg.aged_clients > 0 {
+        let cut = wait_final_cut(
+            &cluster,
+            &members,
+            Duration::from_secs(opts.heal_deadline_s),
+        )
+        .await;
+        rec.nemesis(checkers::retention::FINAL_CUT_EVENT, cut);
+        for &node in &members {
+            let p = workload::FINAL_PROCESS + node as i64;
+            for k in 0..workload::AGED_KEYS {
+                let _ = clients
+                    .read_trace(
+                        p,
+                        workload::AGED_READ,
+                        &format!("aged-{k}"),
+                        workload::aged_trace_id(k),
                         node,
                         "linearizable",
                     )
@@ -847,6 +879,50 @@ fn environment_check(disk_full: &[Value], checks: &[Check]) -> Check {
     }
 }
 
+/// Waits until every member reports a retention cut above the log's end as
+/// of now (so it covers every write of the run) with nothing left pending;
+/// the event's value for [`checkers::retention::FINAL_CUT_EVENT`].
+async fn wait_final_cut(cluster: &Cluster, members: &[u64], deadline: Duration) -> Value {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(2);
+    let mut target = None;
+    let mut last = Value::Null;
+    while started.elapsed() < deadline {
+        if target.is_none() {
+            for &id in members {
+                if let Ok(v) = cluster.get_json(id, "/api/v1/cluster", timeout).await {
+                    target = v["nodes"].as_array().and_then(|ns| {
+                        ns.iter().filter_map(|n| n["last_log_index"].as_u64()).max()
+                    });
+                    if target.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(t) = target {
+            let mut cuts = BTreeMap::new();
+            for &id in members {
+                let v = cluster.get_json(id, "/api/v1/storage", timeout).await;
+                cuts.insert(
+                    id,
+                    v.map(|v| v["last_cut"].clone())
+                        .unwrap_or_else(|e| json!({"error": e})),
+                );
+            }
+            let done = cuts
+                .values()
+                .all(|c| c["log_index"].as_u64().is_some_and(|i| i > t) && c["pending"] == false);
+            last = json!({"target_index": t, "cuts": cuts});
+            if done {
+                return json!({"installed": true, "waited_ms": started.elapsed().as_millis() as u64, "state": last});
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    json!({"installed": false, "error": "no retention cut covered the writes in time", "state": last})
+}
+
 /// Below these a run is not evidence of anything.
 const MIN_ACKED_ADDS: u64 = 50;
 const MIN_READS: u64 = 50;
@@ -877,6 +953,11 @@ pub fn check_history(history: &[events::Event], with_list: bool) -> Result<Vec<C
             LIST_APPEND,
             LIST_READ,
             &Budget::with_ms(60_000),
+        ));
+    }
+    if ops.iter().any(|o| o.f == AGED_ADD) {
+        checks.push(checkers::retention::check(
+            history, &ops, AGED_ADD, AGED_READ,
         ));
     }
     checks.push(checkers::election::check(history));
