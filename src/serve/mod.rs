@@ -295,10 +295,14 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         )),
     ];
     if config.compaction_interval_secs > 0 {
+        let mut retention = config.retention;
+        if config.faults.is_active(Mutation::RetentionWrongUnit) {
+            retention.traces_secs /= 3600;
+        }
         tasks.push(tokio::spawn(background::retention(
             cluster.clone(),
             sm_shared,
-            config.retention,
+            retention,
             Duration::from_secs(config.compaction_interval_secs),
             shutdown_rx.clone(),
         )));

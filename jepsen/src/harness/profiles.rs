@@ -191,6 +191,17 @@ pub fn all() -> Vec<Profile> {
     );
     dup.retry = true;
     v.push(dup);
+    let mut cut = m(
+        "mutation-retention-wrong-unit",
+        "retention-wrong-unit",
+        "the leader reads the retention in the wrong unit and cuts retained spans",
+        &[Kill],
+    );
+    cut.server_args = ["--retention-traces", "1h", "--compaction-interval", "1s"]
+        .map(String::from)
+        .to_vec();
+    cut.aged_clients = 1;
+    v.push(cut);
     // Frequent short kills keep elections going with freshly restarted
     // voters, and fast polling sees short-lived leaders.
     let mut vote = m(
