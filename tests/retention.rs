@@ -239,6 +239,17 @@ async fn aged_records_disappear_everywhere_and_the_rest_stays() {
         .as_u64()
         .is_some());
 
+    for node in 1..=3 {
+        let m = String::from_utf8(c.get(node, "/metrics").await.body).unwrap();
+        assert_eq!(
+            metric(&m, "tael_retention_deleted_total{signal=\"spans\"}"),
+            1,
+            "node {node}"
+        );
+        assert!(metric(&m, "tael_retention_last_cut_timestamp_seconds") > 0);
+        assert_eq!(metric(&m, "tael_query_shed_total"), 0);
+    }
+
     // Every replica deleted exactly the same records.
     let (status, report) = post_json(&c, leader, "/api/v1/cluster/check", b"").await;
     assert_eq!(status, 200, "{report}");

@@ -196,23 +196,27 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         auth: auth.clone(),
         cluster: cluster.clone(),
     };
+    let query = Arc::new(QueryService::new(
+        cluster.clone(),
+        sm_shared.clone(),
+        stores.fulltext.clone(),
+        config.query_max_concurrent_scans,
+    ));
     let rest = RestState {
-        query: Arc::new(QueryService::new(
-            cluster.clone(),
-            sm_shared.clone(),
-            stores.fulltext.clone(),
-            config.query_max_concurrent_scans,
-        )),
+        query: query.clone(),
         ingest: ingest.clone(),
         cluster: cluster.clone(),
         keys: Arc::new(KeyAdmin::new(cluster.clone())),
-        self_metrics: Arc::new(SelfMetrics::new(
-            cluster.clone(),
-            ingest.clone(),
-            sm_shared.clone(),
-            stores.fulltext.clone(),
-            stores.spool.clone(),
-        )),
+        self_metrics: Arc::new(
+            SelfMetrics::new(
+                cluster.clone(),
+                ingest.clone(),
+                sm_shared.clone(),
+                stores.fulltext.clone(),
+                stores.spool.clone(),
+            )
+            .with_query(query),
+        ),
         tail: sm_shared.tail.clone(),
         rest_scheme: RestScheme(if config.tls.is_some() {
             "https"
