@@ -689,6 +689,15 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             }
         }
     }
+    // The replicas' own proof: every member digests its whole state at one
+    // log position (`POST /api/v1/cluster/check`), covering what the reads
+    // above do not (indexes, counters, comments, keys).
+    let digests = if liveness.valid == Some(true) {
+        final_consistency_check(&cluster, &members).await
+    } else {
+        json!({"installed": false, "error": "no converged cluster"})
+    };
+    rec.nemesis(DIGEST_CHECK_EVENT, digests.clone());
     // Comment lists: a final linearizable read of every key through every
     // node, and (after convergence) each node's local list, which must be
     // identical, order included.
@@ -767,6 +776,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     };
     checks.push(liveness);
     checks.push(convergence_check(&convergence, liveness_ok(&checks)));
+    checks.push(digest_check(&digests, &members));
     checks.push(coverage::check(&plan, &history));
     let corruption = nem.corruption_log.lock().expect("lock").clone();
     if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
@@ -964,6 +974,84 @@ pub fn check_history(history: &[events::Event], with_list: bool) -> Result<Vec<C
     Ok(checks)
 }
 
+/// The event recording the final consistency check's report.
+const DIGEST_CHECK_EVENT: &str = "final-consistency-check";
+
+/// Asks the members, in turn, to run a consistency check (the leader
+/// proposes it) and waits for every digest; the report, or why none came.
+async fn final_consistency_check(cluster: &Cluster, members: &[u64]) -> Value {
+    let mut errors = Vec::new();
+    for &id in members {
+        let url = match cluster.spec(id) {
+            Ok(spec) => spec.url("/api/v1/cluster/check?wait_secs=60"),
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        match tael_raft::http_client::request("POST", &url, None, b"", Duration::from_secs(90))
+            .await
+        {
+            Ok(r) if r.status == 200 => match r.json() {
+                Ok(report) => return json!({"installed": true, "via": id, "report": report}),
+                Err(e) => errors.push(e),
+            },
+            Ok(r) => errors.push(format!(
+                "node {id}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )),
+            Err(e) => errors.push(format!("node {id}: {e}")),
+        }
+    }
+    json!({"installed": false, "error": errors})
+}
+
+/// Every running member's digest of its state at the final check must be
+/// the same. Nodes the harness left down (a refused corruption) are missing
+/// from the report by design.
+fn digest_check(event: &Value, running: &[u64]) -> Check {
+    let report = &event["report"];
+    let reported: BTreeSet<u64> = report["digests"]
+        .as_object()
+        .map(|d| d.keys().filter_map(|k| k.parse().ok()).collect())
+        .unwrap_or_default();
+    let (valid, summary) = if event["installed"] != true {
+        (None, format!("not checked: {}", event["error"]))
+    } else if report["differing"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty())
+    {
+        (
+            Some(false),
+            format!(
+                "replicas {} differ from the others at index {}",
+                report["differing"], report["index"]
+            ),
+        )
+    } else if running.iter().all(|id| reported.contains(id)) {
+        (
+            Some(true),
+            format!(
+                "{} replicas agree at index {}",
+                report["digests"].as_object().map_or(0, |d| d.len()),
+                report["index"]
+            ),
+        )
+    } else {
+        (
+            None,
+            format!("members {} gave no digest", report["missing"]),
+        )
+    };
+    Check {
+        name: "replica-digests".into(),
+        valid,
+        summary,
+        details: event.clone(),
+    }
+}
+
 /// Every node's local state of each key must be the same after the heal.
 fn convergence_check(reads: &BTreeMap<String, BTreeMap<u64, Value>>, live: bool) -> Check {
     if !live || reads.is_empty() {
@@ -1068,6 +1156,32 @@ mod tests {
         ]);
         assert_eq!(convergence_check(&unreadable, true).valid, None);
         assert_eq!(convergence_check(&same, false).valid, None);
+    }
+
+    #[test]
+    fn differing_replica_digests_are_invalid_and_missing_ones_unknown() {
+        let ev = |report: Value| json!({"installed": true, "via": 1, "report": report});
+        let agree = ev(
+            json!({"index": 9, "digests": {"1": "a", "2": "a"}, "differing": [], "missing": [], "agree": true}),
+        );
+        assert_eq!(digest_check(&agree, &[1, 2]).valid, Some(true));
+        let differ = ev(
+            json!({"index": 9, "digests": {"1": "a", "2": "b", "3": "a"}, "differing": [2], "missing": [], "agree": false}),
+        );
+        assert_eq!(digest_check(&differ, &[1, 2, 3]).valid, Some(false));
+        let missing = ev(
+            json!({"index": 9, "digests": {"1": "a"}, "differing": [], "missing": [2], "agree": false}),
+        );
+        assert_eq!(digest_check(&missing, &[1, 2]).valid, None);
+        assert_eq!(
+            digest_check(&missing, &[1]).valid,
+            Some(true),
+            "node 2 was left down by the harness"
+        );
+        assert_eq!(
+            digest_check(&json!({"installed": false, "error": "x"}), &[1]).valid,
+            None
+        );
     }
 
     #[test]
