@@ -16,11 +16,7 @@ use super::Check;
 use crate::events::{ids, Outcome, Paired};
 use crate::linearizability::{check_timed, Budget, Model, TimedOp, Verdict};
 
-#[derive(Debug, Clone)]
-pub enum ListOp {
-    Append(u64),
-    Read(Vec<u64>),
-}
+pub use super::list_order::ListOp;
 
 /// The sequential specification: state = the list so far.
 pub struct AppendList;

@@ -20,8 +20,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::list::ListOp;
 use crate::linearizability::TimedOp;
+
+/// One operation on an append-only list.
+#[derive(Debug, Clone)]
+pub enum ListOp {
+    Append(u64),
+    /// Observed the whole list, in order.
+    Read(Vec<u64>),
+}
 
 /// `Ok` when `ops` (one key) is linearizable, else why not. `None` when the
 /// model does not apply (a value appended twice): use the search instead.
