@@ -410,6 +410,12 @@ fn main() -> ExitCode {
                         s.max_ms
                     );
                 }
+                for g in &r.ack_gaps {
+                    println!(
+                        "ack gap         {} ms without an acknowledgement from unix ms {}",
+                        g.gap_ms, g.from_unix_ms
+                    );
+                }
                 if let Some(d) = &r.disk_witness {
                     println!(
                         "disk witness    fdatasync p50 {:.2}  p99 {:.2}  max {:.2} ms; {} stalls over {} ms ({:.0} ms in all)",
