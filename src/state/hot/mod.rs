@@ -69,7 +69,7 @@ pub use self::keyspaces::{Keyspaces, KEYSPACES};
 pub use self::query::{
     AttributeFilter, Found, LogQuery, MetricQuery, SearchResult, ServiceStats, SpanQuery,
 };
-pub use self::search::{SpanScan, SpanWalk};
+pub use self::search::{LogWalk, Order, SpanScan, SpanWalk};
 pub use self::spool_marks::SpoolFloor;
 pub use self::tags::{
     intrinsic, kind_keyword, TagScope, TagType, MAX_INDEXED_NAME_BYTES, MAX_INDEXED_VALUE_BYTES,

@@ -1,0 +1,529 @@
+//! Grafana's Loki data source (`http://NODE:7701`): LogQL log and metric
+//! queries ([`crate::logql`]), label and series discovery and index stats,
+//! on Loki's paths and in Loki's shapes. A thin adapter: it parses the
+//! request, reads through the query service (consistency levels and keys
+//! apply as for every REST read) and shapes the answer.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value as J};
+
+use super::loki_params::{
+    bad, check_length, direction_param, duration_param, limit_param, request_params, time_param,
+    time_range, Direction, LokiError, NANOS_PER_SEC,
+};
+use super::{answer, Params, RestState};
+use crate::logql::ast::{Expr, LogExpr, MetricExpr};
+use crate::logql::eval::{
+    evaluate, EvalError, Processed, RangeCollector, Steps, Stream, StreamSet, StreamsCollector,
+    Value,
+};
+use crate::logql::labels::{severity_of_level, Labels, LEVEL, SERVICE_NAME};
+use crate::logql::{parse, ParseError};
+use crate::model::now_unix_nanos;
+use crate::query::{LogWalk, Order, QueryService, SpanScan, Text};
+
+/// Records one query may examine before it answers with what it found.
+const MAX_SCANNED: usize = 2_000_000;
+/// Window of a log or metric query without `start` (Loki's default).
+const DEFAULT_QUERY_SINCE_NANOS: u64 = 3600 * NANOS_PER_SEC;
+/// Window of the label and series endpoints without `start` (Loki's).
+const DEFAULT_LABELS_SINCE_NANOS: u64 = 6 * 3600 * NANOS_PER_SEC;
+/// Loki answers a step of (end - start) / 250 when none is given.
+const DEFAULT_POINTS: u64 = 250;
+/// The header with which a client asks for structured metadata and parsed
+/// labels apart from the stream's labels.
+const ENCODING_FLAGS: &str = "x-loki-response-encoding-flags";
+const CATEGORIZE_LABELS: &str = "categorize-labels";
+/// The Loki release whose HTTP API this one follows.
+pub const LOKI_API_VERSION: &str = "3.1.0";
+
+pub fn router() -> Router<RestState> {
+    Router::new()
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/query", get(query_instant).post(query_instant))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/index/stats", get(index_stats).post(index_stats))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+}
+
+async fn buildinfo() -> Json<J> {
+    Json(json!({
+        "version": LOKI_API_VERSION,
+        "revision": concat!("tael-raft ", env!("CARGO_PKG_VERSION")),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+fn parse_query(p: &Params, name: &str) -> Result<Expr, LokiError> {
+    let q = p
+        .one(name)?
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| bad(format!("parse error : the {name} parameter is required")))?;
+    parse(q).map_err(|e: ParseError| bad(e.to_string()))
+}
+
+fn eval_error(e: EvalError) -> LokiError {
+    bad(e.to_string())
+}
+
+/// The index a scan for `l` walks: the service or level its selector
+/// requires, else time.
+fn walk_for(l: &LogExpr) -> LogWalk<'_> {
+    if let Some(s) = l.equal_value(SERVICE_NAME) {
+        return LogWalk::Service(s);
+    }
+    match l.equal_value(LEVEL).and_then(severity_of_level) {
+        Some(sev) => LogWalk::Severity(sev),
+        None => LogWalk::Time,
+    }
+}
+
+fn categorize(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ENCODING_FLAGS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|f| f.trim() == CATEGORIZE_LABELS)
+}
+
+async fn query_range(
+    State(queries): State<Arc<QueryService>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let started = Instant::now();
+    let p = request_params(raw.as_deref(), &headers, &body)?;
+    let consistency = p.consistency()?;
+    let expr = parse_query(&p, "query")?;
+    let (start, end) = time_range(&p, now_unix_nanos(), DEFAULT_QUERY_SINCE_NANOS)?;
+    let limit = limit_param(&p)?;
+    let direction = direction_param(&p)?;
+    let step = match duration_param(&p, "step")? {
+        Some(s) => s,
+        None => ((end - start) / DEFAULT_POINTS / NANOS_PER_SEC).max(1) * NANOS_PER_SEC,
+    };
+    match expr {
+        Expr::Log(l) => {
+            check_length(start, end, 0)?;
+            let shape = StreamsShape {
+                categorize: categorize(&headers),
+                started,
+            };
+            log_query(
+                &queries,
+                consistency,
+                l,
+                (start, end),
+                limit,
+                direction,
+                shape,
+            )
+            .await
+        }
+        Expr::Metric(m) => {
+            let max_range = m.ranges().iter().map(|r| r.2).max().unwrap_or(0);
+            check_length(start, end, max_range)?;
+            // Aligned to the step, as Loki's query frontend does, so that
+            // panels refreshed a little later show the same points.
+            let steps =
+                Steps::new(start / step * step, end / step * step, step).map_err(eval_error)?;
+            let (value, scan, processed) = metric_query(&queries, consistency, m, steps).await?;
+            let result = match value.value {
+                Value::Scalar(s) => matrix_json(&[crate::logql::eval::Series {
+                    labels: Labels::new(),
+                    points: steps.iter().map(|t| (t, s)).collect(),
+                }]),
+                Value::Vector(v) => matrix_json(&v),
+            };
+            let entries = result.as_array().map_or(0, Vec::len);
+            Ok(answer(
+                value.barrier,
+                envelope("matrix", result, stats(processed, entries, started), scan),
+            ))
+        }
+    }
+}
+
+async fn query_instant(
+    State(queries): State<Arc<QueryService>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let started = Instant::now();
+    let p = request_params(raw.as_deref(), &headers, &body)?;
+    let consistency = p.consistency()?;
+    let expr = parse_query(&p, "query")?;
+    let at = time_param(&p, "time")?.unwrap_or_else(now_unix_nanos);
+    limit_param(&p)?;
+    direction_param(&p)?;
+    let Expr::Metric(m) = expr else {
+        return Err(bad(
+            "log queries are not supported as an instant query type, please change your query to a range query type",
+        ));
+    };
+    let max_range = m.ranges().iter().map(|r| r.2).max().unwrap_or(0);
+    check_length(at, at, max_range)?;
+    let (read, scan, processed) =
+        metric_query(&queries, consistency, m, Steps::instant(at)).await?;
+    let (kind, result) = match read.value {
+        Value::Scalar(s) => ("scalar", json!([secs(at), number(s)])),
+        Value::Vector(v) => ("vector", vector_json(&v)),
+    };
+    Ok(answer(
+        read.barrier,
+        envelope(kind, result, stats(processed, 1, started), scan),
+    ))
+}
+
+struct StreamsShape {
+    categorize: bool,
+    started: Instant,
+}
+
+/// A log query: entries of `[start, end)`, `limit` of them at most, in
+/// `direction`'s order.
+async fn log_query(
+    queries: &QueryService,
+    consistency: crate::cluster::Consistency,
+    l: LogExpr,
+    (start, end): (u64, u64),
+    limit: usize,
+    direction: Direction,
+    shape: StreamsShape,
+) -> Result<Response, LokiError> {
+    let categorize = shape.categorize;
+    let order = match direction {
+        Direction::Backward => Order::NewestFirst,
+        Direction::Forward => Order::OldestFirst,
+    };
+    let read = queries
+        .read(consistency, Text::NotUsed, move |v| {
+            if end == start {
+                return Ok((Vec::new(), SpanScan::default(), Processed::default()));
+            }
+            let mut c = StreamsCollector::new(&l, limit, categorize);
+            let scan = v.visit_logs((start, end - 1), walk_for(&l), order, MAX_SCANNED, |rec| {
+                Ok(c.offer(&rec))
+            })?;
+            let processed = c.processed;
+            Ok((c.finish(), scan, processed))
+        })
+        .await?;
+    let (streams, scan, processed) = read.value;
+    let entries: usize = streams.iter().map(|s| s.entries.len()).sum();
+    let mut doc = envelope(
+        "streams",
+        streams_json(&streams, categorize),
+        stats(processed, entries, shape.started),
+        scan,
+    );
+    if categorize {
+        doc["data"]["encodingFlags"] = json!([CATEGORIZE_LABELS]);
+    }
+    Ok(answer(read.barrier, doc))
+}
+
+/// A metric query's value at `steps`, from one scan oldest first over the
+/// window every range aggregation needs.
+async fn metric_query(
+    queries: &QueryService,
+    consistency: crate::cluster::Consistency,
+    m: MetricExpr,
+    steps: Steps,
+) -> Result<(crate::query::Read<Value>, SpanScan, Processed), LokiError> {
+    let read = queries
+        .read(consistency, Text::NotUsed, move |v| {
+            let ranges = m.ranges();
+            let mut collectors: Vec<RangeCollector> = ranges
+                .iter()
+                .map(|(l, _, _)| RangeCollector::new(l))
+                .collect();
+            let mut scan = SpanScan::default();
+            let mut failed = None;
+            if let Some(max_range) = ranges.iter().map(|r| r.2).max() {
+                // A point at t counts entries in (t - range, t].
+                let from = (steps.start + 1).saturating_sub(max_range);
+                let walk = match ranges.as_slice() {
+                    [(only, _, _)] => walk_for(only),
+                    _ => LogWalk::Time,
+                };
+                scan = v.visit_logs(
+                    (from, steps.end),
+                    walk,
+                    Order::OldestFirst,
+                    MAX_SCANNED,
+                    |rec| {
+                        for c in &mut collectors {
+                            if let Err(e) = c.offer(&rec) {
+                                failed = Some(e);
+                                return Ok(ControlFlow::Break(()));
+                            }
+                        }
+                        Ok(ControlFlow::Continue(()))
+                    },
+                )?;
+            }
+            let processed = collectors.first().map(|c| c.processed).unwrap_or_default();
+            let value = match failed {
+                Some(e) => Err(e),
+                None => evaluate(&m, steps, collectors),
+            };
+            Ok((value, scan, processed))
+        })
+        .await?;
+    let crate::query::Read { barrier, value } = read;
+    let (value, scan, processed) = value;
+    let value = value.map_err(eval_error)?;
+    Ok((crate::query::Read { barrier, value }, scan, processed))
+}
+
+/// The streams of `[start, end]` some selector matches (every stream
+/// without selectors), and whether there were more than could be gathered.
+async fn stream_set(
+    queries: &QueryService,
+    p: &Params,
+    selectors: Vec<LogExpr>,
+) -> Result<(crate::cluster::ReadBarrier, StreamSet), LokiError> {
+    let consistency = p.consistency()?;
+    let (start, end) = time_range(p, now_unix_nanos(), DEFAULT_LABELS_SINCE_NANOS)?;
+    check_length(start, end, 0)?;
+    let read = queries
+        .read(consistency, Text::NotUsed, move |v| {
+            let walk_hint = match selectors.as_slice() {
+                [only] => Some(only.clone()),
+                _ => None,
+            };
+            let walk = walk_hint.as_ref().map_or(LogWalk::Time, walk_for);
+            let mut set = StreamSet::new(selectors);
+            let scan =
+                v.visit_logs((start, end), walk, Order::NewestFirst, MAX_SCANNED, |rec| {
+                    Ok(set.offer(&rec))
+                })?;
+            set.truncated |= scan.truncated;
+            Ok(set)
+        })
+        .await?;
+    Ok((read.barrier, read.value))
+}
+
+/// Selectors from `name` parameters: stream selectors without stages.
+fn selectors(p: &Params, name: &str) -> Result<Vec<LogExpr>, LokiError> {
+    p.all(name)
+        .filter(|q| !q.trim().is_empty())
+        .map(|q| match parse(q).map_err(|e| bad(e.to_string()))? {
+            Expr::Log(l) => Ok(l),
+            Expr::Metric(_) => Err(bad(format!(
+                "invalid parameter {name:?}: expected a stream selector, not a metric query"
+            ))),
+        })
+        .collect()
+}
+
+async fn labels(
+    State(queries): State<Arc<QueryService>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = request_params(raw.as_deref(), &headers, &body)?;
+    let sel = selectors(&p, "query")?;
+    let (barrier, set) = stream_set(&queries, &p, sel).await?;
+    let names: std::collections::BTreeSet<&String> =
+        set.streams.keys().flat_map(|l| l.keys()).collect();
+    Ok(answer(barrier, list_envelope(json!(names), set.truncated)))
+}
+
+async fn label_values(
+    State(queries): State<Arc<QueryService>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, LokiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let sel = selectors(&p, "query")?;
+    let (barrier, set) = stream_set(&queries, &p, sel).await?;
+    let values: std::collections::BTreeSet<&String> =
+        set.streams.keys().filter_map(|l| l.get(&name)).collect();
+    Ok(answer(barrier, list_envelope(json!(values), set.truncated)))
+}
+
+async fn series(
+    State(queries): State<Arc<QueryService>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = request_params(raw.as_deref(), &headers, &body)?;
+    let sel = selectors(&p, "match[]")?;
+    if sel.is_empty() {
+        return Err(bad("at least one match[] argument required"));
+    }
+    let (barrier, set) = stream_set(&queries, &p, sel).await?;
+    let list: Vec<&Labels> = set.streams.keys().collect();
+    Ok(answer(barrier, list_envelope(json!(list), set.truncated)))
+}
+
+async fn index_stats(
+    State(queries): State<Arc<QueryService>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let p = request_params(raw.as_deref(), &headers, &body)?;
+    let sel = selectors(&p, "query")?;
+    if sel.is_empty() {
+        return Err(bad("parse error : the query parameter is required"));
+    }
+    let (barrier, set) = stream_set(&queries, &p, sel).await?;
+    let entries: u64 = set.streams.values().map(|s| s.entries).sum();
+    let bytes: u64 = set.streams.values().map(|s| s.bytes).sum();
+    let streams = set.streams.len();
+    // The hot tier has no chunks: one per stream is what Grafana's
+    // estimate needs.
+    Ok(answer(
+        barrier,
+        json!({ "streams": streams, "chunks": streams, "entries": entries, "bytes": bytes }),
+    ))
+}
+
+/// Seconds since the epoch, as Loki writes sample times.
+fn secs(unix_nanos: u64) -> J {
+    json!(unix_nanos as f64 / NANOS_PER_SEC as f64)
+}
+
+/// A sample value as Prometheus writes it: a string.
+fn number(v: f64) -> J {
+    J::String(if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        v.to_string()
+    })
+}
+
+fn streams_json(streams: &[Stream], categorize: bool) -> J {
+    let list: Vec<J> = streams
+        .iter()
+        .map(|s| {
+            let values: Vec<J> = s
+                .entries
+                .iter()
+                .map(|e| {
+                    let ts = e.ts_unix_nanos.to_string();
+                    if !categorize {
+                        return json!([ts, e.line]);
+                    }
+                    let mut extra = Map::new();
+                    if !e.metadata.is_empty() {
+                        extra.insert("structuredMetadata".into(), json!(e.metadata));
+                    }
+                    if !e.parsed.is_empty() {
+                        extra.insert("parsed".into(), json!(e.parsed));
+                    }
+                    json!([ts, e.line, extra])
+                })
+                .collect();
+            json!({ "stream": s.labels, "values": values })
+        })
+        .collect();
+    J::Array(list)
+}
+
+fn matrix_json(series: &[crate::logql::eval::Series]) -> J {
+    J::Array(
+        series
+            .iter()
+            .map(|s| {
+                let values: Vec<J> = s
+                    .points
+                    .iter()
+                    .map(|(t, v)| json!([secs(*t), number(*v)]))
+                    .collect();
+                json!({ "metric": s.labels, "values": values })
+            })
+            .collect(),
+    )
+}
+
+fn vector_json(series: &[crate::logql::eval::Series]) -> J {
+    J::Array(
+        series
+            .iter()
+            .filter_map(|s| {
+                let (t, v) = s.points.last()?;
+                Some(json!({ "metric": s.labels, "value": [secs(*t), number(*v)] }))
+            })
+            .collect(),
+    )
+}
+
+/// Loki's `stats.summary`, from what this query read.
+fn stats(processed: Processed, returned: usize, started: Instant) -> J {
+    let exec_secs = started.elapsed().as_secs_f64();
+    let per_sec = |n: u64| {
+        if exec_secs > 0.0 {
+            (n as f64 / exec_secs) as u64
+        } else {
+            0
+        }
+    };
+    json!({
+        "summary": {
+            "bytesProcessedPerSecond": per_sec(processed.bytes),
+            "linesProcessedPerSecond": per_sec(processed.lines),
+            "totalBytesProcessed": processed.bytes,
+            "totalLinesProcessed": processed.lines,
+            "execTime": exec_secs,
+            "queueTime": 0,
+            "subqueries": 0,
+            "totalEntriesReturned": returned,
+            "splits": 0,
+            "shards": 0,
+            "totalPostFilterLines": processed.lines,
+            "totalStructuredMetadataBytesProcessed": 0,
+        }
+    })
+}
+
+const TRUNCATED_WARNING: &str =
+    "the scan budget ran out before the time range was covered: narrow the range or the selector";
+
+/// Loki's envelope; a scan that ran out of budget is a warning, which
+/// Grafana shows with the result.
+fn envelope(kind: &str, result: J, stats: J, scan: SpanScan) -> J {
+    let mut doc = json!({
+        "status": "success",
+        "data": { "resultType": kind, "result": result, "stats": stats },
+    });
+    if scan.truncated {
+        doc["warnings"] = json!([TRUNCATED_WARNING]);
+    }
+    doc
+}
+
+fn list_envelope(data: J, truncated: bool) -> J {
+    let mut doc = json!({ "status": "success", "data": data });
+    if truncated {
+        doc["warnings"] = json!([TRUNCATED_WARNING]);
+    }
+    doc
+}
