@@ -20,7 +20,8 @@ pub const MAX_SERIES: usize = 500;
 /// Series a range aggregation may hold before a vector aggregation
 /// narrows them.
 pub const MAX_RANGE_SERIES: usize = 20_000;
-/// Points a series may have (Loki's and Prometheus' resolution limit).
+/// Points a series may have, less one: Loki refuses a range over
+/// `MAX_STEPS` steps.
 pub const MAX_STEPS: u64 = 11_000;
 /// Distinct streams the label and series endpoints gather.
 pub const MAX_STREAMS: usize = 10_000;
@@ -35,7 +36,7 @@ pub enum EvalError {
     )]
     TooManySeries(usize),
     #[error(
-        "exceeded maximum resolution of 11,000 points per timeseries. Try increasing the value \
+        "exceeded maximum resolution of 11,000 points per time series. Try increasing the value \
          of the step parameter"
     )]
     TooManySteps,
@@ -212,7 +213,7 @@ pub struct Steps {
 impl Steps {
     pub fn new(start: u64, end: u64, step: u64) -> Result<Steps, EvalError> {
         assert!(step > 0 && start <= end, "checked by the caller");
-        if (end - start) / step >= MAX_STEPS {
+        if (end - start) / step > MAX_STEPS {
             return Err(EvalError::TooManySteps);
         }
         Ok(Steps { start, end, step })
@@ -721,8 +722,8 @@ mod tests {
 
     #[test]
     fn step_and_series_limits() {
-        assert_eq!(Steps::new(0, 11_000, 1), Err(EvalError::TooManySteps));
-        assert_eq!(Steps::new(0, 10_999, 1).unwrap().iter().count(), 11_000);
+        assert_eq!(Steps::new(0, 11_001, 1), Err(EvalError::TooManySteps));
+        assert_eq!(Steps::new(0, 11_000, 1).unwrap().iter().count(), 11_001);
         let steps = Steps::new(10, 35, 10).unwrap();
         assert_eq!(steps.iter().collect::<Vec<_>>(), [10, 20, 30]);
         let e = log_expr(r#"{service_name="api"} | logfmt"#);

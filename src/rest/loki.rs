@@ -17,8 +17,8 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value as J};
 
 use super::loki_params::{
-    bad, check_length, direction_param, duration_param, limit_param, request_params, time_param,
-    time_range, Direction, LokiError, NANOS_PER_SEC,
+    bad, check_entries, check_length, direction_param, duration_param, limit_param, request_params,
+    time_param, time_range, Direction, LokiError, NANOS_PER_SEC,
 };
 use super::{answer, Params, RestState};
 use crate::logql::ast::{Expr, LogExpr, MetricExpr};
@@ -36,7 +36,7 @@ const MAX_SCANNED: usize = 2_000_000;
 /// Window of a log or metric query without `start` (Loki's default).
 const DEFAULT_QUERY_SINCE_NANOS: u64 = 3600 * NANOS_PER_SEC;
 /// Window of the label and series endpoints without `start` (Loki's).
-const DEFAULT_LABELS_SINCE_NANOS: u64 = 6 * 3600 * NANOS_PER_SEC;
+const DEFAULT_LABELS_SINCE_NANOS: u64 = DEFAULT_QUERY_SINCE_NANOS;
 /// Loki answers a step of (end - start) / 250 when none is given.
 const DEFAULT_POINTS: u64 = 250;
 /// The header with which a client asks for structured metadata and parsed
@@ -120,6 +120,7 @@ async fn query_range(
     };
     match expr {
         Expr::Log(l) => {
+            check_entries(limit)?;
             check_length(start, end, 0)?;
             let shape = StreamsShape {
                 categorize: categorize(&headers),

@@ -78,13 +78,20 @@ pub fn request_params(
     Ok(Params::parse(Some(&joined))?)
 }
 
-/// A Loki timestamp: a float is seconds; an integer of at most ten digits
-/// is seconds, a longer one nanoseconds; otherwise RFC 3339.
+/// A Loki timestamp: a float is seconds (to the millisecond, as Loki
+/// rounds it); an integer of at most ten digits is seconds, a longer one
+/// nanoseconds; otherwise RFC 3339.
 pub fn parse_time(s: &str) -> Option<u64> {
     if s.contains('.') {
         if let Ok(secs) = s.parse::<f64>() {
-            return (secs.is_finite() && secs >= 0.0 && secs < u64::MAX as f64 / 1e9)
-                .then(|| (secs * 1e9).round() as u64);
+            if !(secs.is_finite() && secs >= 0.0 && secs < u64::MAX as f64 / 1e9) {
+                return None;
+            }
+            let whole = secs.trunc();
+            let millis = ((secs - whole) * 1000.0).round() as u64;
+            return (whole as u64)
+                .checked_mul(NANOS_PER_SEC)?
+                .checked_add(millis * 1_000_000);
         }
     }
     if let Ok(n) = s.parse::<u64>() {
@@ -204,19 +211,29 @@ pub fn duration_param(p: &Params, name: &str) -> Result<Option<u64>, LokiError> 
     Ok(Some(nanos))
 }
 
-/// `limit`: 1 to [`MAX_ENTRIES`], [`DEFAULT_ENTRIES`] when absent.
+/// `limit`: a positive number, [`DEFAULT_ENTRIES`] when absent. Only log
+/// queries are held to [`MAX_ENTRIES`] ([`check_entries`]), as in Loki.
 pub fn limit_param(p: &Params) -> Result<usize, LokiError> {
     let Some(s) = p.one("limit")?.filter(|s| !s.is_empty()) else {
         return Ok(DEFAULT_ENTRIES);
     };
     match s.parse::<i64>() {
         Ok(n) if n <= 0 => Err(bad("limit must be a positive value")),
-        Ok(n) if n as u64 > MAX_ENTRIES as u64 => Err(bad(format!(
-            "max entries limit per query exceeded, limit > max_entries_limit_per_query ({n} > {MAX_ENTRIES})"
+        Ok(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Err(_) => Err(bad(format!(
+            "invalid parameter \"limit\": cannot parse {s:?} as an integer"
         ))),
-        Ok(n) => Ok(n as usize),
-        Err(_) => Err(bad(format!("invalid parameter \"limit\": cannot parse {s:?} as an integer"))),
     }
+}
+
+/// A log query returns at most [`MAX_ENTRIES`] entries.
+pub fn check_entries(limit: usize) -> Result<(), LokiError> {
+    if limit > MAX_ENTRIES {
+        return Err(bad(format!(
+            "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {MAX_ENTRIES})"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,13 +250,14 @@ pub fn direction_param(p: &Params) -> Result<Direction, LokiError> {
     }
 }
 
-/// `[start, end]` of a query: `end` defaults to now, `start` to `end`
-/// minus `since` (or `default_since_nanos`).
+/// `[start, end]` of a query: `end` defaults to now, `start` to `end` (or
+/// now, when `end` is later) minus `since` or `default_since_nanos`.
 pub fn time_range(p: &Params, now: u64, default_since_nanos: u64) -> Result<(u64, u64), LokiError> {
     let end = time_param(p, "end")?.unwrap_or(now);
+    let since = duration_param(p, "since")?.unwrap_or(default_since_nanos);
     let start = match time_param(p, "start")? {
         Some(s) => s,
-        None => end.saturating_sub(duration_param(p, "since")?.unwrap_or(default_since_nanos)),
+        None => end.min(now).saturating_sub(since),
     };
     if end < start {
         return Err(bad(
@@ -279,6 +297,11 @@ mod tests {
         );
         assert_eq!(parse_time("1700000000.5"), Some(1_700_000_000_500_000_000));
         assert_eq!(
+            parse_time("1.0004"),
+            Some(NANOS_PER_SEC),
+            "to the millisecond"
+        );
+        assert_eq!(
             parse_time("2023-11-14T22:13:20Z"),
             Some(1_700_000_000 * NANOS_PER_SEC)
         );
@@ -304,7 +327,10 @@ mod tests {
         let p = |q: &str| Params::parse(Some(q)).unwrap();
         assert_eq!(limit_param(&p("")).unwrap(), DEFAULT_ENTRIES);
         assert_eq!(limit_param(&p("limit=5000")).unwrap(), 5000);
-        for q in ["limit=0", "limit=-1", "limit=5001", "limit=x"] {
+        assert_eq!(limit_param(&p("limit=6000")).unwrap(), 6000);
+        assert!(check_entries(5000).is_ok());
+        assert!(check_entries(5001).is_err());
+        for q in ["limit=0", "limit=-1", "limit=x"] {
             assert!(limit_param(&p(q)).is_err(), "{q}");
         }
         assert_eq!(

@@ -424,4 +424,51 @@ mod tests {
         assert!(bodies(q(&|q| q.since_unix_nanos = Some(u64::MAX - 1))).is_empty());
         assert_eq!(q(&|q| q.limit = 100).records.len(), 5);
     }
+
+    #[test]
+    fn log_visits_walk_either_way_within_budget() {
+        let (_dir, store) = open_store();
+        let mut batch = store.begin();
+        batch.begin_entry(1);
+        for (day, n, svc, sev) in [
+            (20_000, 1, "a", Severity::Info),
+            (20_003, 5, "a", Severity::Error),
+            (20_003, 2, "b", Severity::Error),
+            (20_010, 0, "a", Severity::Info),
+        ] {
+            batch.put_log(&log(day, n, svc, sev));
+        }
+        batch.commit(Some(log_id(1)), None).unwrap();
+        let visit = |walk: LogWalk<'_>, order: Order, max_scanned: usize| {
+            let mut seen = Vec::new();
+            let scan = store
+                .visit_logs((0, u64::MAX), walk, order, max_scanned, |l| {
+                    seen.push(l.body_text().into_owned());
+                    Ok(ControlFlow::Continue(()))
+                })
+                .unwrap();
+            (seen, scan)
+        };
+        let (all, scan) = visit(LogWalk::Time, Order::OldestFirst, 100);
+        assert_eq!(
+            all,
+            [
+                "a day 20000 #1",
+                "b day 20003 #2",
+                "a day 20003 #5",
+                "a day 20010 #0"
+            ]
+        );
+        assert!(!scan.truncated);
+        let (a, _) = visit(LogWalk::Service("a"), Order::OldestFirst, 100);
+        assert_eq!(a, ["a day 20000 #1", "a day 20003 #5", "a day 20010 #0"]);
+        let (a, _) = visit(LogWalk::Service("a"), Order::NewestFirst, 100);
+        assert_eq!(a, ["a day 20010 #0", "a day 20003 #5", "a day 20000 #1"]);
+        let (errors, _) = visit(LogWalk::Severity(Severity::Error), Order::OldestFirst, 100);
+        assert_eq!(errors, ["b day 20003 #2", "a day 20003 #5"]);
+        let (first, scan) = visit(LogWalk::Time, Order::NewestFirst, 2);
+        assert_eq!(first, ["a day 20010 #0", "a day 20003 #5"]);
+        assert!(scan.truncated, "the budget ran out before the window did");
+        assert_eq!(scan.scanned, 2);
+    }
 }
