@@ -405,7 +405,8 @@ async fn index_stats(
 
 /// Seconds since the epoch, as Loki writes sample times.
 fn secs(unix_nanos: u64) -> J {
-    json!(unix_nanos as f64 / NANOS_PER_SEC as f64)
+    let whole = (unix_nanos / NANOS_PER_SEC) as f64;
+    json!(whole + (unix_nanos % NANOS_PER_SEC) as f64 / NANOS_PER_SEC as f64)
 }
 
 /// A sample value as Prometheus writes it: a string.
