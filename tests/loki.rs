@@ -197,7 +197,7 @@ fn streams(v: &J) -> Vec<(J, Vec<(u64, String)>)> {
 /// Every line of a streams result, newest first.
 fn lines(v: &J) -> Vec<String> {
     let mut all: Vec<(u64, String)> = streams(v).into_iter().flat_map(|(_, e)| e).collect();
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|e| std::cmp::Reverse(e.0));
     all.into_iter().map(|(_, l)| l).collect()
 }
 

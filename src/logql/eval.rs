@@ -10,12 +10,13 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::ControlFlow;
 
-use super::ast::{AggOp, BinOp, Grouping, LogExpr, MetricExpr, RangeFn};
+use super::ast::{AggOp, BinOp, Grouping, LogExpr, MetricExpr, RangeFn, Stage};
 use super::labels::{metadata, stream_labels, Labels};
-use super::pipeline::{run, EntryLabels};
+use super::pipeline::{line_matches, run, EntryLabels};
 use crate::model::LogRecord;
 
-/// Series a metric query may answer with (Loki's default `max_query_series`).
+/// Series a metric query may answer with (Loki's default
+/// `max_query_series`), and hold at once at any stage of its evaluation.
 pub const MAX_SERIES: usize = 500;
 /// Series a range aggregation may hold before a vector aggregation
 /// narrows them.
@@ -56,12 +57,27 @@ fn admit<'r>(expr: &LogExpr, rec: &'r LogRecord) -> Option<(EntryLabels, Cow<'r,
         return None;
     }
     let line = rec.body_text();
+    // Line filters need no labels: the leading ones run before the
+    // metadata is built, which most lines of a `|= "x"` query never need.
+    let leading = expr
+        .stages
+        .iter()
+        .take_while(|s| matches!(s, Stage::Line(_)))
+        .count();
+    let (filters, rest) = expr.stages.split_at(leading);
+    let passes = filters.iter().all(|s| match s {
+        Stage::Line(f) => line_matches(f, &line),
+        _ => unreachable!("only line filters lead"),
+    });
+    if !passes {
+        return None;
+    }
     let mut labels = EntryLabels {
         stream,
         metadata: metadata(rec),
         parsed: Labels::new(),
     };
-    run(&expr.stages, &line, &mut labels).then_some((labels, line))
+    run(rest, &line, &mut labels).then_some((labels, line))
 }
 
 /// What a query read, for Loki's `stats`.
@@ -281,24 +297,41 @@ fn eval_node(
             let c = queue
                 .pop_front()
                 .expect("one collector per range aggregation");
-            Value::Vector(range_series(c, *func, *range_nanos, steps))
+            let mut v = bounded(range_series(c, *func, *range_nanos, steps))?;
+            v.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Vector(v)
         }
         MetricExpr::Agg {
             op,
             grouping,
             inner,
-        } => match eval_node(inner, steps, queue)? {
-            Value::Vector(v) => Value::Vector(aggregate(*op, grouping.as_ref(), v)),
-            // Aggregating a scalar: Prometheus refuses; treat it as one series.
-            Value::Scalar(s) => Value::Vector(aggregate(
-                *op,
-                grouping.as_ref(),
-                vec![Series {
-                    labels: Labels::new(),
-                    points: steps.iter().map(|t| (t, s)).collect(),
-                }],
-            )),
-        },
+        } => {
+            let grouping = grouping.as_ref();
+            // Over a range aggregation, its series are folded into the
+            // groups one by one: never all held at once.
+            if let MetricExpr::Range {
+                func, range_nanos, ..
+            } = inner.as_ref()
+            {
+                let c = queue
+                    .pop_front()
+                    .expect("one collector per range aggregation");
+                let series = range_series(c, *func, *range_nanos, steps);
+                return aggregate(*op, grouping, series).map(Value::Vector);
+            }
+            match eval_node(inner, steps, queue)? {
+                Value::Vector(v) => Value::Vector(aggregate(*op, grouping, v)?),
+                // Aggregating a scalar: Prometheus refuses; treat it as one series.
+                Value::Scalar(s) => Value::Vector(aggregate(
+                    *op,
+                    grouping,
+                    [Series {
+                        labels: Labels::new(),
+                        points: steps.iter().map(|t| (t, s)).collect(),
+                    }],
+                )?),
+            }
+        }
         MetricExpr::Binary { op, lhs, rhs } => {
             let l = eval_node(lhs, steps, queue)?;
             let r = eval_node(rhs, steps, queue)?;
@@ -307,19 +340,31 @@ fn eval_node(
     })
 }
 
-/// One range aggregation over its series at every step: the entries in
-/// `(t - range, t]`; no point where there are none.
+/// Series held at once: at most [`MAX_SERIES`], or the query fails.
+fn bounded(series: impl Iterator<Item = Series>) -> Result<Vec<Series>, EvalError> {
+    let mut out = Vec::new();
+    for s in series {
+        if out.len() == MAX_SERIES {
+            return Err(EvalError::TooManySeries(MAX_SERIES));
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// One range aggregation over its series at every step, computed as the
+/// series are taken: the entries in `(t - range, t]`; no point where there
+/// are none, no series without points.
 fn range_series(
     c: RangeCollector<'_>,
     func: RangeFn,
     range_nanos: u64,
     steps: Steps,
-) -> Vec<Series> {
+) -> impl Iterator<Item = Series> {
     let range_secs = range_nanos as f64 / NANOS_PER_SEC;
-    let mut out: Vec<Series> = c
-        .series
+    c.series
         .into_iter()
-        .map(|(labels, mut entries)| {
+        .map(move |(labels, mut entries)| {
             entries.sort_unstable();
             // bytes_before[i]: the bytes of entries[..i].
             let mut bytes_before = Vec::with_capacity(entries.len() + 1);
@@ -353,9 +398,6 @@ fn range_series(
             Series { labels, points }
         })
         .filter(|s| !s.points.is_empty())
-        .collect();
-    out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    out
 }
 
 #[derive(Clone, Copy)]
@@ -381,10 +423,19 @@ fn group_labels(grouping: Option<&Grouping>, labels: &Labels) -> Labels {
     }
 }
 
-fn aggregate(op: AggOp, grouping: Option<&Grouping>, input: Vec<Series>) -> Vec<Series> {
+/// The groups of `input`; more than [`MAX_SERIES`] fail the query.
+fn aggregate(
+    op: AggOp,
+    grouping: Option<&Grouping>,
+    input: impl IntoIterator<Item = Series>,
+) -> Result<Vec<Series>, EvalError> {
     let mut groups: BTreeMap<Labels, BTreeMap<u64, Acc>> = BTreeMap::new();
     for s in input {
-        let group = groups.entry(group_labels(grouping, &s.labels)).or_default();
+        let key = group_labels(grouping, &s.labels);
+        if !groups.contains_key(&key) && groups.len() == MAX_SERIES {
+            return Err(EvalError::TooManySeries(MAX_SERIES));
+        }
+        let group = groups.entry(key).or_default();
         for (t, v) in s.points {
             let acc = group.entry(t).or_insert(Acc {
                 sum: 0.0,
@@ -398,7 +449,7 @@ fn aggregate(op: AggOp, grouping: Option<&Grouping>, input: Vec<Series>) -> Vec<
             acc.max = acc.max.max(v);
         }
     }
-    groups
+    Ok(groups
         .into_iter()
         .map(|(labels, points)| Series {
             labels,
@@ -416,7 +467,7 @@ fn aggregate(op: AggOp, grouping: Option<&Grouping>, input: Vec<Series>) -> Vec<
                 })
                 .collect(),
         })
-        .collect()
+        .collect())
 }
 
 fn apply(op: BinOp, a: f64, b: f64) -> f64 {
@@ -735,6 +786,43 @@ mod tests {
             }
         }
         assert_eq!(err, Some(EvalError::TooManySeries(MAX_RANGE_SERIES)));
+
+        // More series than an answer may hold: refused unless aggregated.
+        let recs: Vec<LogRecord> = (0..=MAX_SERIES)
+            .map(|i| rec("api", Severity::Info, 1, &format!("n={i}")))
+            .collect();
+        let Expr::Metric(m) =
+            parse(r#"count_over_time({service_name="api"} | logfmt [1m])"#).unwrap()
+        else {
+            panic!()
+        };
+        fn collect<'a>(m: &'a MetricExpr, recs: &[LogRecord]) -> Vec<RangeCollector<'a>> {
+            let (log, _, _) = m.ranges()[0];
+            let mut c = RangeCollector::new(log);
+            recs.iter().for_each(|r| c.offer(r).unwrap());
+            vec![c]
+        }
+        let at = Steps::instant(10 * SEC);
+        assert_eq!(
+            evaluate(&m, at, collect(&m, &recs)),
+            Err(EvalError::TooManySeries(MAX_SERIES))
+        );
+        let Expr::Metric(summed) =
+            parse(r#"sum(count_over_time({service_name="api"} | logfmt [1m]))"#).unwrap()
+        else {
+            panic!()
+        };
+        let total = evaluate(&summed, at, collect(&summed, &recs)).unwrap();
+        assert_eq!(points(&total)[0].1, vec![(10, (MAX_SERIES + 1) as f64)]);
+        let Expr::Metric(by_n) =
+            parse(r#"sum by (n) (count_over_time({service_name="api"} | logfmt [1m]))"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            evaluate(&by_n, at, collect(&by_n, &recs)),
+            Err(EvalError::TooManySeries(MAX_SERIES))
+        );
     }
 
     #[test]
