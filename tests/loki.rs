@@ -246,7 +246,9 @@ async fn grafana_reads_logs_through_the_loki_api_on_every_node() {
     .expect("init");
     let admin = done.admin_key.expect("an admin key");
     let leader = c.wait_leader().await;
+    key_works_everywhere(&c, &admin).await;
     let reader = create_key(&c, &admin, "grafana", "reader").await;
+    key_works_everywhere(&c, &reader).await;
 
     let t0 = (now_nanos() - 30 * 60 * SEC) / (60 * SEC) * (60 * SEC);
     let mut client = LogsServiceClient::connect(format!("http://{}", c.node(leader).otlp))
@@ -279,6 +281,25 @@ async fn grafana_reads_logs_through_the_loki_api_on_every_node() {
     .await
     .unwrap();
     assert_eq!(r.status, 401, "no key, no logs");
+}
+
+/// Keys replicate like everything else: wait until every node knows `key`.
+async fn key_works_everywhere(c: &TestCluster, key: &str) {
+    let auth = format!("Bearer {key}");
+    for id in 1..=3 {
+        wait_until(Duration::from_secs(10), "the key on every node", || async {
+            http_client::request_with_headers(
+                "GET",
+                &c.node(id).url("/api/v1/cluster"),
+                &[("Authorization", &auth)],
+                b"",
+                Duration::from_secs(5),
+            )
+            .await
+            .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+    }
 }
 
 async fn create_key(c: &TestCluster, admin: &str, name: &str, role: &str) -> String {
