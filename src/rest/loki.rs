@@ -14,8 +14,12 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Map, Value as J};
+use serde_json::{json, Value as J};
 
+use super::loki_json::{
+    envelope, list_envelope, matrix_json, number, secs, stats, streams_json, vector_json,
+    CATEGORIZE_LABELS, ENCODING_FLAGS,
+};
 use super::loki_params::{
     bad, check_entries, check_length, direction_param, duration_param, limit_param, request_params,
     time_param, time_range, Direction, LokiError, NANOS_PER_SEC,
@@ -23,7 +27,7 @@ use super::loki_params::{
 use super::{answer, Params, RestState};
 use crate::logql::ast::{Expr, LogExpr, MetricExpr};
 use crate::logql::eval::{
-    evaluate, EvalError, Processed, RangeCollector, Steps, Stream, StreamSet, StreamsCollector,
+    evaluate, EvalError, Processed, RangeCollector, Series, Steps, StreamSet, StreamsCollector,
     Value,
 };
 use crate::logql::labels::{severity_of_level, Labels, LEVEL, SERVICE_NAME};
@@ -39,10 +43,6 @@ const DEFAULT_QUERY_SINCE_NANOS: u64 = 3600 * NANOS_PER_SEC;
 const DEFAULT_LABELS_SINCE_NANOS: u64 = DEFAULT_QUERY_SINCE_NANOS;
 /// Loki answers a step of (end - start) / 250 when none is given.
 const DEFAULT_POINTS: u64 = 250;
-/// The header with which a client asks for structured metadata and parsed
-/// labels apart from the stream's labels.
-const ENCODING_FLAGS: &str = "x-loki-response-encoding-flags";
-const CATEGORIZE_LABELS: &str = "categorize-labels";
 /// The Loki release whose HTTP API this one follows.
 pub const LOKI_API_VERSION: &str = "3.1.0";
 
@@ -122,20 +122,15 @@ async fn query_range(
         Expr::Log(l) => {
             check_entries(limit)?;
             check_length(start, end, 0)?;
-            let shape = StreamsShape {
+            let q = LogRequest {
+                expr: l,
+                window: (start, end),
+                limit,
+                direction,
                 categorize: categorize(&headers),
                 started,
             };
-            log_query(
-                &queries,
-                consistency,
-                l,
-                (start, end),
-                limit,
-                direction,
-                shape,
-            )
-            .await
+            log_query(&queries, consistency, q).await
         }
         Expr::Metric(m) => {
             let max_range = m.ranges().iter().map(|r| r.2).max().unwrap_or(0);
@@ -146,7 +141,7 @@ async fn query_range(
                 Steps::new(start / step * step, end / step * step, step).map_err(eval_error)?;
             let (value, scan, processed) = metric_query(&queries, consistency, m, steps).await?;
             let result = match value.value {
-                Value::Scalar(s) => matrix_json(&[crate::logql::eval::Series {
+                Value::Scalar(s) => matrix_json(&[Series {
                     labels: Labels::new(),
                     points: steps.iter().map(|t| (t, s)).collect(),
                 }]),
@@ -155,7 +150,12 @@ async fn query_range(
             let entries = result.as_array().map_or(0, Vec::len);
             Ok(answer(
                 value.barrier,
-                envelope("matrix", result, stats(processed, entries, started), scan),
+                envelope(
+                    "matrix",
+                    result,
+                    stats(processed, entries, started),
+                    scan.truncated,
+                ),
             ))
         }
     }
@@ -189,27 +189,35 @@ async fn query_instant(
     };
     Ok(answer(
         read.barrier,
-        envelope(kind, result, stats(processed, 1, started), scan),
+        envelope(kind, result, stats(processed, 1, started), scan.truncated),
     ))
 }
 
-struct StreamsShape {
+/// A log query: entries of `window` (`[start, end)`), `limit` of them at
+/// most, in `direction`'s order.
+struct LogRequest {
+    expr: LogExpr,
+    window: (u64, u64),
+    limit: usize,
+    direction: Direction,
+    /// Structured metadata and parsed labels apart from the stream's.
     categorize: bool,
     started: Instant,
 }
 
-/// A log query: entries of `[start, end)`, `limit` of them at most, in
-/// `direction`'s order.
 async fn log_query(
     queries: &QueryService,
     consistency: crate::cluster::Consistency,
-    l: LogExpr,
-    (start, end): (u64, u64),
-    limit: usize,
-    direction: Direction,
-    shape: StreamsShape,
+    q: LogRequest,
 ) -> Result<Response, LokiError> {
-    let categorize = shape.categorize;
+    let LogRequest {
+        expr,
+        window: (start, end),
+        limit,
+        direction,
+        categorize,
+        started,
+    } = q;
     let order = match direction {
         Direction::Backward => Order::NewestFirst,
         Direction::Forward => Order::OldestFirst,
@@ -219,10 +227,14 @@ async fn log_query(
             if end == start {
                 return Ok((Vec::new(), SpanScan::default(), Processed::default()));
             }
-            let mut c = StreamsCollector::new(&l, limit, categorize);
-            let scan = v.visit_logs((start, end - 1), walk_for(&l), order, MAX_SCANNED, |rec| {
-                Ok(c.offer(&rec))
-            })?;
+            let mut c = StreamsCollector::new(&expr, limit, categorize);
+            let scan = v.visit_logs(
+                (start, end - 1),
+                walk_for(&expr),
+                order,
+                MAX_SCANNED,
+                |rec| Ok(c.offer(&rec)),
+            )?;
             let processed = c.processed;
             Ok((c.finish(), scan, processed))
         })
@@ -232,8 +244,8 @@ async fn log_query(
     let mut doc = envelope(
         "streams",
         streams_json(&streams, categorize),
-        stats(processed, entries, shape.started),
-        scan,
+        stats(processed, entries, started),
+        scan.truncated,
     );
     if categorize {
         doc["data"]["encodingFlags"] = json!([CATEGORIZE_LABELS]);
@@ -401,131 +413,4 @@ async fn index_stats(
         barrier,
         json!({ "streams": streams, "chunks": streams, "entries": entries, "bytes": bytes }),
     ))
-}
-
-/// Seconds since the epoch, as Loki writes sample times.
-fn secs(unix_nanos: u64) -> J {
-    let whole = (unix_nanos / NANOS_PER_SEC) as f64;
-    json!(whole + (unix_nanos % NANOS_PER_SEC) as f64 / NANOS_PER_SEC as f64)
-}
-
-/// A sample value as Prometheus writes it: a string.
-fn number(v: f64) -> J {
-    J::String(if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        v.to_string()
-    })
-}
-
-fn streams_json(streams: &[Stream], categorize: bool) -> J {
-    let list: Vec<J> = streams
-        .iter()
-        .map(|s| {
-            let values: Vec<J> = s
-                .entries
-                .iter()
-                .map(|e| {
-                    let ts = e.ts_unix_nanos.to_string();
-                    if !categorize {
-                        return json!([ts, e.line]);
-                    }
-                    let mut extra = Map::new();
-                    if !e.metadata.is_empty() {
-                        extra.insert("structuredMetadata".into(), json!(e.metadata));
-                    }
-                    if !e.parsed.is_empty() {
-                        extra.insert("parsed".into(), json!(e.parsed));
-                    }
-                    json!([ts, e.line, extra])
-                })
-                .collect();
-            json!({ "stream": s.labels, "values": values })
-        })
-        .collect();
-    J::Array(list)
-}
-
-fn matrix_json(series: &[crate::logql::eval::Series]) -> J {
-    J::Array(
-        series
-            .iter()
-            .map(|s| {
-                let values: Vec<J> = s
-                    .points
-                    .iter()
-                    .map(|(t, v)| json!([secs(*t), number(*v)]))
-                    .collect();
-                json!({ "metric": s.labels, "values": values })
-            })
-            .collect(),
-    )
-}
-
-fn vector_json(series: &[crate::logql::eval::Series]) -> J {
-    J::Array(
-        series
-            .iter()
-            .filter_map(|s| {
-                let (t, v) = s.points.last()?;
-                Some(json!({ "metric": s.labels, "value": [secs(*t), number(*v)] }))
-            })
-            .collect(),
-    )
-}
-
-/// Loki's `stats.summary`, from what this query read.
-fn stats(processed: Processed, returned: usize, started: Instant) -> J {
-    let exec_secs = started.elapsed().as_secs_f64();
-    let per_sec = |n: u64| {
-        if exec_secs > 0.0 {
-            (n as f64 / exec_secs) as u64
-        } else {
-            0
-        }
-    };
-    json!({
-        "summary": {
-            "bytesProcessedPerSecond": per_sec(processed.bytes),
-            "linesProcessedPerSecond": per_sec(processed.lines),
-            "totalBytesProcessed": processed.bytes,
-            "totalLinesProcessed": processed.lines,
-            "execTime": exec_secs,
-            "queueTime": 0,
-            "subqueries": 0,
-            "totalEntriesReturned": returned,
-            "splits": 0,
-            "shards": 0,
-            "totalPostFilterLines": processed.lines,
-            "totalStructuredMetadataBytesProcessed": 0,
-        }
-    })
-}
-
-const TRUNCATED_WARNING: &str =
-    "the scan budget ran out before the time range was covered: narrow the range or the selector";
-
-/// Loki's envelope; a scan that ran out of budget is a warning, which
-/// Grafana shows with the result.
-fn envelope(kind: &str, result: J, stats: J, scan: SpanScan) -> J {
-    let mut doc = json!({
-        "status": "success",
-        "data": { "resultType": kind, "result": result, "stats": stats },
-    });
-    if scan.truncated {
-        doc["warnings"] = json!([TRUNCATED_WARNING]);
-    }
-    doc
-}
-
-fn list_envelope(data: J, truncated: bool) -> J {
-    let mut doc = json!({ "status": "success", "data": data });
-    if truncated {
-        doc["warnings"] = json!([TRUNCATED_WARNING]);
-    }
-    doc
 }

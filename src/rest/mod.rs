@@ -19,6 +19,7 @@ mod jaeger_model;
 mod keys;
 mod live;
 mod loki;
+mod loki_json;
 mod loki_params;
 mod members;
 mod otlp_export;
