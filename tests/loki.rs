@@ -92,6 +92,21 @@ impl Loki<'_> {
     }
 }
 
+/// Grafana reads a query answer as a stream: `resultType` and
+/// `encodingFlags` must come before `result`, and `result` before `stats`.
+fn in_grafanas_order(body: &str) {
+    let at = |key: &str| body.find(&format!("\"{key}\":"));
+    let (kind, result, stats) = (at("resultType"), at("result"), at("stats"));
+    assert!(
+        kind.is_some() && result.is_some() && stats.is_some(),
+        "{body}"
+    );
+    assert!(kind < result && result < stats, "{body}");
+    if let Some(flags) = at("encodingFlags") {
+        assert!(Some(flags) < result, "{body}");
+    }
+}
+
 fn body(s: &str) -> Option<AnyValue> {
     Some(AnyValue {
         value: Some(Value::StringValue(s.into())),
@@ -347,6 +362,15 @@ async fn log_queries(loki: &Loki<'_>, node: u64, t0: u64, window: (u64, u64)) {
     assert_eq!(summary["totalEntriesReturned"], 3, "{summary}");
     assert!(summary["totalLinesProcessed"].as_u64().unwrap() >= 3);
 
+    // Every consistency level a REST read takes.
+    for level in ["local", "lease", "linearizable"] {
+        let extra = format!("&consistency={level}");
+        let v = loki
+            .range(node, r#"{service_name="checkout"}"#, window, &extra)
+            .await;
+        assert_eq!(lines(&v).len(), 3, "{level}");
+    }
+
     // The limit counts entries over all streams: backward keeps the
     // newest, forward the oldest.
     let v = loki
@@ -438,6 +462,7 @@ async fn log_queries(loki: &Loki<'_>, node: u64, t0: u64, window: (u64, u64)) {
         )
         .await;
     assert_eq!(r.status, 200);
+    in_grafanas_order(&String::from_utf8_lossy(&r.body));
     let v = r.json().unwrap();
     assert_eq!(v["data"]["encodingFlags"], json!(["categorize-labels"]));
     let stream = &v["data"]["result"][0];

@@ -11,20 +11,21 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value as J};
 
 use super::loki_json::{
-    envelope, list_envelope, matrix_json, number, secs, stats, streams_json, vector_json,
+    envelope, list_envelope, matrix_json, number, secs, stats, streams_json, vector_json, Envelope,
     CATEGORIZE_LABELS, ENCODING_FLAGS,
 };
 use super::loki_params::{
     bad, check_entries, check_length, direction_param, duration_param, limit_param, request_params,
     time_param, time_range, Direction, LokiError, NANOS_PER_SEC,
 };
-use super::{answer, Params, RestState};
+use super::{answer, mark_served, Params, RestState};
+use crate::cluster::ReadBarrier;
 use crate::logql::ast::{Expr, LogExpr, MetricExpr};
 use crate::logql::eval::{
     evaluate, EvalError, Processed, RangeCollector, Series, Steps, StreamSet, StreamsCollector,
@@ -78,6 +79,14 @@ fn parse_query(p: &Params, name: &str) -> Result<Expr, LokiError> {
 
 fn eval_error(e: EvalError) -> LokiError {
     bad(e.to_string())
+}
+
+/// An answer in Loki's envelope, its fields in their order (see
+/// [`Envelope`]), marked like every REST answer.
+fn respond(barrier: ReadBarrier, doc: Envelope) -> Response {
+    let mut resp = Json(doc).into_response();
+    mark_served(&mut resp, barrier);
+    resp
 }
 
 /// The index a scan for `l` walks: the service or level its selector
@@ -148,7 +157,7 @@ async fn query_range(
                 Value::Vector(v) => matrix_json(&v),
             };
             let entries = result.as_array().map_or(0, Vec::len);
-            Ok(answer(
+            Ok(respond(
                 value.barrier,
                 envelope(
                     "matrix",
@@ -187,7 +196,7 @@ async fn query_instant(
         Value::Scalar(s) => ("scalar", json!([secs(at), number(s)])),
         Value::Vector(v) => ("vector", vector_json(&v)),
     };
-    Ok(answer(
+    Ok(respond(
         read.barrier,
         envelope(kind, result, stats(processed, 1, started), scan.truncated),
     ))
@@ -241,16 +250,14 @@ async fn log_query(
         .await?;
     let (streams, scan, processed) = read.value;
     let entries: usize = streams.iter().map(|s| s.entries.len()).sum();
-    let mut doc = envelope(
+    let doc = envelope(
         "streams",
         streams_json(&streams, categorize),
         stats(processed, entries, started),
         scan.truncated,
     );
-    if categorize {
-        doc["data"]["encodingFlags"] = json!([CATEGORIZE_LABELS]);
-    }
-    Ok(answer(read.barrier, doc))
+    let doc = if categorize { doc.categorized() } else { doc };
+    Ok(respond(read.barrier, doc))
 }
 
 /// A metric query's value at `steps`, from one scan oldest first over the

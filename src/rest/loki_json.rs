@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use serde::Serialize;
 use serde_json::{json, Map, Value as J};
 
 use super::loki_params::NANOS_PER_SEC;
@@ -119,17 +120,51 @@ pub fn stats(processed: Processed, returned: usize, started: Instant) -> J {
 const TRUNCATED_WARNING: &str =
     "the scan budget ran out before the time range was covered: narrow the range or the selector";
 
-/// Loki's envelope; a scan that ran out of budget is a warning, which
-/// Grafana shows with the result.
-pub fn envelope(kind: &str, result: J, stats: J, truncated: bool) -> J {
-    let mut doc = json!({
-        "status": "success",
-        "data": { "resultType": kind, "result": result, "stats": stats },
-    });
-    if truncated {
-        doc["warnings"] = json!([TRUNCATED_WARNING]);
+/// Loki's envelope. Its fields serialize in this order, which matters:
+/// Grafana reads the answer as a stream and must meet `resultType` (and
+/// `encodingFlags`) before `result`, and `result` before `stats`. A scan
+/// that ran out of budget is a warning, which Grafana shows with the result.
+#[derive(Debug, Serialize)]
+pub struct Envelope {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<&'static str>,
+    data: Data,
+}
+
+#[derive(Debug, Serialize)]
+struct Data {
+    #[serde(rename = "resultType")]
+    result_type: &'static str,
+    #[serde(rename = "encodingFlags", skip_serializing_if = "Vec::is_empty")]
+    encoding_flags: Vec<&'static str>,
+    result: J,
+    stats: J,
+}
+
+pub fn envelope(kind: &'static str, result: J, stats: J, truncated: bool) -> Envelope {
+    Envelope {
+        status: "success",
+        warnings: if truncated {
+            vec![TRUNCATED_WARNING]
+        } else {
+            Vec::new()
+        },
+        data: Data {
+            result_type: kind,
+            encoding_flags: Vec::new(),
+            result,
+            stats,
+        },
     }
-    doc
+}
+
+impl Envelope {
+    /// Marks the entries as carrying their labels by category.
+    pub fn categorized(mut self) -> Envelope {
+        self.data.encoding_flags = vec![CATEGORIZE_LABELS];
+        self
+    }
 }
 
 pub fn list_envelope(data: J, truncated: bool) -> J {
@@ -206,12 +241,21 @@ mod tests {
     }
 
     #[test]
-    fn a_truncated_scan_is_a_warning() {
-        let doc = envelope("streams", json!([]), json!({}), false);
-        assert_eq!(doc["status"], "success");
-        assert!(doc.get("warnings").is_none());
-        let doc = envelope("streams", json!([]), json!({}), true);
-        assert_eq!(doc["warnings"], json!([TRUNCATED_WARNING]));
+    fn the_envelope_keeps_the_order_grafana_reads_it_in() {
+        let doc = envelope("streams", json!([]), json!({"summary": {}}), false);
+        let text = serde_json::to_string(&doc).unwrap();
+        assert_eq!(
+            text,
+            r#"{"status":"success","data":{"resultType":"streams","result":[],"stats":{"summary":{}}}}"#
+        );
+        let doc = envelope("streams", json!([]), json!({}), true).categorized();
+        let text = serde_json::to_string(&doc).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"status":"success","warnings":["{TRUNCATED_WARNING}"],"data":{{"resultType":"streams","encodingFlags":["categorize-labels"],"result":[],"stats":{{}}}}}}"#
+            )
+        );
         assert_eq!(
             list_envelope(json!(["a"]), true)["warnings"],
             json!([TRUNCATED_WARNING])
