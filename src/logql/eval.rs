@@ -235,6 +235,14 @@ impl Steps {
         Ok(Steps { start, end, step })
     }
 
+    /// The steps of a range query: `start` and `end` aligned down to a
+    /// multiple of `step`, as Loki's query frontend aligns them, so that a
+    /// panel refreshed a moment later shows the same instants.
+    pub fn aligned(start: u64, end: u64, step: u64) -> Result<Steps, EvalError> {
+        assert!(step > 0 && start <= end, "checked by the caller");
+        Steps::new(start / step * step, end / step * step, step)
+    }
+
     /// One instant: an instant query.
     pub fn instant(at: u64) -> Steps {
         Steps {
@@ -777,6 +785,13 @@ mod tests {
         assert_eq!(Steps::new(0, 11_000, 1).unwrap().iter().count(), 11_001);
         let steps = Steps::new(10, 35, 10).unwrap();
         assert_eq!(steps.iter().collect::<Vec<_>>(), [10, 20, 30]);
+        let aligned = Steps::aligned(17, 59, 10).unwrap();
+        assert_eq!(aligned.iter().collect::<Vec<_>>(), [10, 20, 30, 40, 50]);
+        assert_eq!(Steps::aligned(17, 19, 10).unwrap().iter().count(), 1);
+        assert_eq!(
+            Steps::aligned(7, 7, 60).unwrap().iter().collect::<Vec<_>>(),
+            [0]
+        );
         let e = log_expr(r#"{service_name="api"} | logfmt"#);
         let mut c = RangeCollector::new(&e);
         let mut err = None;

@@ -144,10 +144,7 @@ async fn query_range(
         Expr::Metric(m) => {
             let max_range = m.ranges().iter().map(|r| r.2).max().unwrap_or(0);
             check_length(start, end, max_range)?;
-            // Aligned to the step, as Loki's query frontend does, so that
-            // panels refreshed a little later show the same points.
-            let steps =
-                Steps::new(start / step * step, end / step * step, step).map_err(eval_error)?;
+            let steps = Steps::aligned(start, end, step).map_err(eval_error)?;
             let (value, scan, processed) = metric_query(&queries, consistency, m, steps).await?;
             let result = match value.value {
                 Value::Scalar(s) => matrix_json(&[Series {
