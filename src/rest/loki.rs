@@ -25,7 +25,7 @@ use super::loki_params::{
     time_param, time_range, Direction, LokiError, NANOS_PER_SEC,
 };
 use super::{answer, mark_served, Params, RestState};
-use crate::cluster::ReadBarrier;
+use crate::cluster::{Consistency, ReadBarrier};
 use crate::logql::ast::{Expr, LogExpr, MetricExpr};
 use crate::logql::eval::{
     evaluate, EvalError, Processed, RangeCollector, Series, Steps, StreamSet, StreamsCollector,
@@ -34,7 +34,7 @@ use crate::logql::eval::{
 use crate::logql::labels::{severity_of_level, Labels, LEVEL, SERVICE_NAME};
 use crate::logql::{parse, ParseError};
 use crate::model::now_unix_nanos;
-use crate::query::{LogWalk, Order, QueryService, SpanScan, Text};
+use crate::query::{LogWalk, Order, QueryService, Read, SpanScan, Text};
 
 /// Records one query may examine before it answers with what it found.
 const MAX_SCANNED: usize = 2_000_000;
@@ -213,7 +213,7 @@ struct LogRequest {
 
 async fn log_query(
     queries: &QueryService,
-    consistency: crate::cluster::Consistency,
+    consistency: Consistency,
     q: LogRequest,
 ) -> Result<Response, LokiError> {
     let LogRequest {
@@ -261,10 +261,10 @@ async fn log_query(
 /// window every range aggregation needs.
 async fn metric_query(
     queries: &QueryService,
-    consistency: crate::cluster::Consistency,
+    consistency: Consistency,
     m: MetricExpr,
     steps: Steps,
-) -> Result<(crate::query::Read<Value>, SpanScan, Processed), LokiError> {
+) -> Result<(Read<Value>, SpanScan, Processed), LokiError> {
     let read = queries
         .read(consistency, Text::NotUsed, move |v| {
             let ranges = m.ranges();
@@ -305,10 +305,10 @@ async fn metric_query(
             Ok((value, scan, processed))
         })
         .await?;
-    let crate::query::Read { barrier, value } = read;
+    let Read { barrier, value } = read;
     let (value, scan, processed) = value;
     let value = value.map_err(eval_error)?;
-    Ok((crate::query::Read { barrier, value }, scan, processed))
+    Ok((Read { barrier, value }, scan, processed))
 }
 
 /// The streams of `[start, end]` some selector matches (every stream
@@ -317,7 +317,7 @@ async fn stream_set(
     queries: &QueryService,
     p: &Params,
     selectors: Vec<LogExpr>,
-) -> Result<(crate::cluster::ReadBarrier, StreamSet), LokiError> {
+) -> Result<(ReadBarrier, StreamSet), LokiError> {
     let consistency = p.consistency()?;
     let (start, end) = time_range(p, now_unix_nanos(), DEFAULT_LABELS_SINCE_NANOS)?;
     check_length(start, end, 0)?;

@@ -27,7 +27,7 @@ pub enum SpanWalk<'a> {
     Service(&'a str),
 }
 
-/// What a span scan examined.
+/// What a scan examined (of spans, or of log records).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SpanScan {
     pub scanned: usize,
