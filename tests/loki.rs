@@ -706,6 +706,57 @@ async fn labels_series_and_stats(loki: &Loki<'_>, node: u64, (start, end): (u64,
         v,
         json!({ "streams": 3, "chunks": 3, "entries": 3, "bytes": bytes })
     );
+    // Volumes, largest first, grouped by the labels the selector names.
+    let frontend_bytes = [
+        "GET /checkout 200 12ms",
+        "GET /checkout 500 340ms",
+        "healthcheck ok",
+    ]
+    .iter()
+    .map(|l| l.len())
+    .sum::<usize>();
+    let any = enc(r#"{service_name=~".+"}"#);
+    let v = loki
+        .get(
+            node,
+            &format!("/loki/api/v1/index/volume?{range}&query={any}"),
+        )
+        .await;
+    let t = (end / SEC) as f64;
+    let mut want = vec![
+        (
+            bytes,
+            json!({ "metric": {"service_name": "checkout"}, "value": [t, bytes.to_string()] }),
+        ),
+        (
+            frontend_bytes,
+            json!({ "metric": {"service_name": "frontend"}, "value": [t, frontend_bytes.to_string()] }),
+        ),
+    ];
+    want.sort_by_key(|(b, _)| std::cmp::Reverse(*b));
+    let want: Vec<J> = want.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(v["data"]["result"], J::Array(want.clone()), "{v}");
+    assert_eq!(v["data"]["resultType"], "vector");
+    let v = loki
+        .get(
+            node,
+            &format!("/loki/api/v1/index/volume?{range}&query={any}&limit=1"),
+        )
+        .await;
+    assert_eq!(v["data"]["result"], json!([want[0]]));
+    let v = loki
+        .get(
+            node,
+            &format!("/loki/api/v1/index/volume?{range}&query={cq}&aggregateBy=labels&targetLabels=level,k8s_pod_name"),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["result"],
+        json!([
+            { "metric": {"k8s_pod_name": ""}, "value": [t, bytes.to_string()] },
+            { "metric": {"level": ""}, "value": [t, bytes.to_string()] },
+        ])
+    );
     let v = loki.get(node, "/loki/api/v1/status/buildinfo").await;
     assert!(v["version"].as_str().unwrap().starts_with('3'));
 }

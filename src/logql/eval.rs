@@ -572,6 +572,49 @@ impl StreamSet {
     }
 }
 
+/// How `index/volume` groups streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VolumeBy {
+    /// By the values of the named labels: one entry per distinct set.
+    Series,
+    /// By label name: one entry per name, the volume of the streams with it.
+    Labels,
+}
+
+/// The bytes of `streams` grouped as `by` says over `names`, largest
+/// first (ties by labels), at most `limit`. `names` empty: every label.
+pub fn volumes(
+    streams: &BTreeMap<Labels, StreamStats>,
+    by: VolumeBy,
+    names: &[String],
+    limit: usize,
+) -> Vec<(Labels, u64)> {
+    let wanted = |name: &str| names.is_empty() || names.iter().any(|n| n == name);
+    let mut groups: BTreeMap<Labels, u64> = BTreeMap::new();
+    for (labels, stats) in streams {
+        match by {
+            VolumeBy::Series => {
+                let key: Labels = labels
+                    .iter()
+                    .filter(|(k, _)| wanted(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                *groups.entry(key).or_default() += stats.bytes;
+            }
+            VolumeBy::Labels => {
+                for name in labels.keys().filter(|k| wanted(k)) {
+                    let key = Labels::from([(name.clone(), String::new())]);
+                    *groups.entry(key).or_default() += stats.bytes;
+                }
+            }
+        }
+    }
+    let mut out: Vec<(Labels, u64)> = groups.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.truncate(limit);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

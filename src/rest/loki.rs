@@ -28,8 +28,8 @@ use super::{answer, mark_served, Params, RestState};
 use crate::cluster::{Consistency, ReadBarrier};
 use crate::logql::ast::{Expr, LogExpr, MetricExpr};
 use crate::logql::eval::{
-    evaluate, EvalError, Processed, RangeCollector, Series, Steps, StreamSet, StreamsCollector,
-    Value,
+    evaluate, volumes, EvalError, Processed, RangeCollector, Series, Steps, StreamSet,
+    StreamsCollector, Value, VolumeBy,
 };
 use crate::logql::labels::{severity_of_level, Labels, LEVEL, SERVICE_NAME};
 use crate::logql::{parse, ParseError};
@@ -55,6 +55,7 @@ pub fn router() -> Router<RestState> {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/index/stats", get(index_stats).post(index_stats))
+        .route("/api/v1/index/volume", get(index_volume).post(index_volume))
         .route("/api/v1/status/buildinfo", get(buildinfo))
 }
 
@@ -417,4 +418,56 @@ async fn index_stats(
         barrier,
         json!({ "streams": streams, "chunks": streams, "entries": entries, "bytes": bytes }),
     ))
+}
+
+/// Loki's `index/volume`: the bytes of the selected streams grouped by
+/// the labels the selector names (or `targetLabels`), largest first; with
+/// `aggregateBy=labels`, by label name. What Grafana's log browsing apps
+/// use to rank services.
+async fn index_volume(
+    State(queries): State<Arc<QueryService>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, LokiError> {
+    let started = Instant::now();
+    let p = request_params(raw.as_deref(), &headers, &body)?;
+    let sel = selectors(&p, "query")?;
+    let [selector] = sel.as_slice() else {
+        return Err(bad(
+            "parse error : the query parameter must be one stream selector",
+        ));
+    };
+    let by = match p.one("aggregateBy")?.unwrap_or("series") {
+        "series" | "" => VolumeBy::Series,
+        "labels" => VolumeBy::Labels,
+        _ => return Err(bad("invalid aggregation option")),
+    };
+    let targets: Vec<String> = p
+        .one("targetLabels")?
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let names = if targets.is_empty() && by == VolumeBy::Series {
+        selector.selector.iter().map(|m| m.name.clone()).collect()
+    } else {
+        targets
+    };
+    let limit = limit_param(&p)?;
+    let (_, end) = time_range(&p, now_unix_nanos(), DEFAULT_LABELS_SINCE_NANOS)?;
+    let (barrier, set) = stream_set(&queries, &p, sel.clone()).await?;
+    let result: Vec<J> = volumes(&set.streams, by, &names, limit)
+        .into_iter()
+        .map(|(labels, bytes)| json!({ "metric": labels, "value": [secs(end), bytes.to_string()] }))
+        .collect();
+    let doc = envelope(
+        "vector",
+        J::Array(result),
+        stats(Processed::default(), 0, started),
+        set.truncated,
+    );
+    Ok(respond(barrier, doc))
 }
