@@ -246,6 +246,13 @@ fn scan_records<T: serde::de::DeserializeOwned>(
     keep: impl Fn(&T) -> bool,
 ) -> StoreResult<Found<T>> {
     let mut records = Vec::new();
+    if limit == 0 {
+        return Ok(Found {
+            records,
+            scanned: 0,
+            truncated: false,
+        });
+    }
     let scan = visit_records(
         primary,
         walk,
