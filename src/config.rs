@@ -8,6 +8,7 @@ use tael_consensus::AckLevel;
 
 use crate::auth::AuthMode;
 use crate::faults::{FaultConfig, Mutation};
+use crate::retention::RetentionPolicy;
 use crate::tls::{PeerTlsFiles, TlsFiles};
 
 /// The settings of one node, fully resolved.
@@ -62,6 +63,10 @@ pub struct ServeConfig {
     pub log_integrity: LogIntegrity,
     /// The leader runs a consistency check this often; 0: never.
     pub consistency_check_interval_secs: u64,
+    /// How long each signal is kept (`crate::retention`).
+    pub retention: RetentionPolicy,
+    /// The leader proposes a retention cut this often; 0: never.
+    pub compaction_interval_secs: u64,
     /// TLS on the client-facing listeners (REST, OTLP/gRPC, OTLP/HTTP).
     pub tls: Option<TlsFiles>,
     /// Mutual TLS on the node-to-node port, both as server and as client.
@@ -109,6 +114,8 @@ impl Default for ServeConfig {
             log_integrity: LogIntegrity::Crc32c,
             // Each check reads every replica's whole state once.
             consistency_check_interval_secs: 3600,
+            retention: RetentionPolicy::default(),
+            compaction_interval_secs: 300,
             tls: None,
             peer_tls: None,
             faults: FaultConfig::default(),
@@ -232,6 +239,23 @@ pub struct ServeArgs {
     /// 0 turns periodic checks off; `POST /api/v1/cluster/check` still runs one.
     #[arg(long, env = "TAEL_CONSISTENCY_CHECK_INTERVAL_SECS")]
     pub consistency_check_interval_secs: Option<u64>,
+    /// How long spans are kept (default 7d; `30m`, `24h`, `7d`; 0 keeps
+    /// them for ever). Older ones are deleted on every node.
+    #[arg(long, env = "TAEL_RETENTION_TRACES")]
+    pub retention_traces: Option<String>,
+    /// How long log records are kept (default 14d).
+    #[arg(long, env = "TAEL_RETENTION_LOGS")]
+    pub retention_logs: Option<String>,
+    /// How long metric points are kept (default 30d).
+    #[arg(long, env = "TAEL_RETENTION_METRICS")]
+    pub retention_metrics: Option<String>,
+    /// How long LLM prompts and completions are kept (default 3d); the
+    /// spans stay, with the payloads' hashes.
+    #[arg(long, env = "TAEL_RETENTION_LLM_PAYLOADS")]
+    pub retention_llm_payloads: Option<String>,
+    /// How often the leader applies the retention (default 5m; 0: never).
+    #[arg(long, env = "TAEL_COMPACTION_INTERVAL")]
+    pub compaction_interval: Option<String>,
     /// PEM certificate (chain, leaf first) served by the REST, OTLP/gRPC and
     /// OTLP/HTTP listeners; with --tls-key. Re-read when the file changes.
     #[arg(long, env = "TAEL_TLS_CERT")]
@@ -352,6 +376,11 @@ struct FileConfig {
     cluster_secret_file: Option<PathBuf>,
     log_integrity: Option<String>,
     consistency_check_interval_secs: Option<u64>,
+    retention_traces: Option<String>,
+    retention_logs: Option<String>,
+    retention_metrics: Option<String>,
+    retention_llm_payloads: Option<String>,
+    compaction_interval: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     peer_tls_cert: Option<PathBuf>,
@@ -359,6 +388,14 @@ struct FileConfig {
     peer_tls_ca: Option<PathBuf>,
     mutation: Option<String>,
     power_loss_sim: Option<bool>,
+}
+
+/// A duration setting (`--NAME`): its value in seconds, or `default`.
+fn duration_setting(name: &str, value: Option<&String>, default: u64) -> Result<u64, String> {
+    match value {
+        Some(v) => crate::retention::parse_duration_secs(v).map_err(|e| format!("--{name}: {e}")),
+        None => Ok(default),
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -427,6 +464,43 @@ impl ServeArgs {
                 None => d.log_integrity,
             },
             consistency_check_interval_secs: pick!(consistency_check_interval_secs),
+            retention: RetentionPolicy {
+                traces_secs: duration_setting(
+                    "retention-traces",
+                    self.retention_traces
+                        .as_ref()
+                        .or(file.retention_traces.as_ref()),
+                    d.retention.traces_secs,
+                )?,
+                logs_secs: duration_setting(
+                    "retention-logs",
+                    self.retention_logs
+                        .as_ref()
+                        .or(file.retention_logs.as_ref()),
+                    d.retention.logs_secs,
+                )?,
+                metrics_secs: duration_setting(
+                    "retention-metrics",
+                    self.retention_metrics
+                        .as_ref()
+                        .or(file.retention_metrics.as_ref()),
+                    d.retention.metrics_secs,
+                )?,
+                llm_payloads_secs: duration_setting(
+                    "retention-llm-payloads",
+                    self.retention_llm_payloads
+                        .as_ref()
+                        .or(file.retention_llm_payloads.as_ref()),
+                    d.retention.llm_payloads_secs,
+                )?,
+            },
+            compaction_interval_secs: duration_setting(
+                "compaction-interval",
+                self.compaction_interval
+                    .as_ref()
+                    .or(file.compaction_interval.as_ref()),
+                d.compaction_interval_secs,
+            )?,
             tls: tls_files(
                 self.tls_cert.clone().or(file.tls_cert.clone()),
                 self.tls_key.clone().or(file.tls_key.clone()),

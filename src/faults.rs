@@ -22,15 +22,19 @@ pub enum Mutation {
     /// The vote is kept in memory only, so a restarted node may vote twice
     /// in one term.
     VoteInMemory,
+    /// The leader reads each retention in the wrong unit (hours taken as
+    /// seconds), so its cuts delete spans that are still retained.
+    RetentionWrongUnit,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 5] = [
+    pub const ALL: [Mutation; 6] = [
         Mutation::SkipFsync,
         Mutation::AckBeforeCommit,
         Mutation::StaleLocalReads,
         Mutation::DoubleApplyRetries,
         Mutation::VoteInMemory,
+        Mutation::RetentionWrongUnit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +44,7 @@ impl Mutation {
             Mutation::StaleLocalReads => "stale-local-reads",
             Mutation::DoubleApplyRetries => "double-apply-retries",
             Mutation::VoteInMemory => "vote-in-memory",
+            Mutation::RetentionWrongUnit => "retention-wrong-unit",
         }
     }
 

@@ -136,6 +136,7 @@ impl FullText {
             writer,
             state: payload,
             dir: dir.to_path_buf(),
+            deleted_below: (0, 0),
         };
         std::thread::Builder::new()
             .name("fulltext-indexer".into())
@@ -228,6 +229,10 @@ struct Indexer {
     writer: IndexWriter,
     state: CommitPayload,
     dir: PathBuf,
+    /// The retention floors (span texts, log bodies) documents were last
+    /// deleted below; 0 after a start, so the first round deletes again
+    /// (deleting is idempotent).
+    deleted_below: (u64, u64),
 }
 
 impl Indexer {
@@ -282,6 +287,7 @@ impl Indexer {
         for (_, d) in &pending {
             self.add(d)?;
         }
+        self.delete_below_retention(&store, &view)?;
         self.commit(generation, watermark)?;
         self.ft
             .docs_indexed
@@ -303,6 +309,55 @@ impl Indexer {
             ))
             .map(|_| ())
             .map_err(|e| format!("adding a document: {e}"))
+    }
+
+    /// Deletes the documents of records a retention cut removed: those
+    /// older than its floors (`crate::retention`). After the adds of the
+    /// same round, so documents queued before the cut go too.
+    fn delete_below_retention(
+        &mut self,
+        store: &HotStore,
+        view: &fjall::Snapshot,
+    ) -> Result<(), String> {
+        let floors = store
+            .retention_state_in(view)
+            .map_err(|e| format!("reading the retention state: {e}"))?
+            .floors;
+        let below = (floors.llm_texts(), floors.logs);
+        for (kind, floor, done) in [
+            (DocKind::Span, below.0, self.deleted_below.0),
+            (DocKind::Log, below.1, self.deleted_below.1),
+        ] {
+            if floor > done {
+                self.delete_older(kind, floor)?;
+            }
+        }
+        self.deleted_below = below;
+        Ok(())
+    }
+
+    /// Deletes the documents of `kind` timed before `floor_unix_nanos`.
+    fn delete_older(&mut self, kind: DocKind, floor_unix_nanos: u64) -> Result<(), String> {
+        use std::ops::Bound;
+        use tantivy::query::{BooleanQuery, Occur, RangeQuery, TermQuery};
+        use tantivy::Term;
+        let f = &self.ft.fields;
+        let of_kind = TermQuery::new(
+            Term::from_field_u64(f.kind, kind as u64),
+            tantivy::schema::IndexRecordOption::Basic,
+        );
+        let older = RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(Term::from_field_u64(f.time, floor_unix_nanos)),
+        );
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(of_kind)),
+            (Occur::Must, Box::new(older)),
+        ]);
+        self.writer
+            .delete_query(Box::new(query))
+            .map(|_| ())
+            .map_err(|e| format!("deleting documents past the retention: {e}"))
     }
 
     fn commit(&mut self, generation: u64, watermark: u64) -> Result<(), String> {

@@ -28,6 +28,7 @@ pub mod otlp;
 pub mod payload;
 pub mod query;
 pub mod rest;
+pub mod retention;
 pub mod self_metrics;
 pub mod serve;
 pub mod slots;

@@ -60,6 +60,14 @@ enum Command {
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
+    /// Show what each storage tier holds per signal, the retention
+    /// settings and the last retention cut.
+    Storage {
+        #[arg(long, default_value = "http://127.0.0.1:7701")]
+        server: String,
+        #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
     /// Follow a node's live tail of spans or log records.
     Tail {
         #[arg(value_parser = ["traces", "logs"])]
@@ -284,6 +292,13 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Storage { server, output } => runtime(1).block_on(async move {
+            print!("{}", cmd::storage::run(&server, output == "json").await?);
+            if output == "json" {
+                println!();
+            }
+            Ok(())
+        }),
         Command::Tail {
             signal,
             server,
@@ -393,6 +408,12 @@ fn main() -> ExitCode {
                         s.requests,
                         cmd::bench::SLOW_SECOND_THRESHOLD_MS,
                         s.max_ms
+                    );
+                }
+                for g in &r.ack_gaps {
+                    println!(
+                        "ack gap         {} ms without an acknowledgement from unix ms {}",
+                        g.gap_ms, g.from_unix_ms
                     );
                 }
                 if let Some(d) = &r.disk_witness {

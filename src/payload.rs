@@ -47,6 +47,10 @@ pub const TAG_SPOOLED: u8 = FIRST_APP_TAG + 9;
 /// A consistency check (empty payload): every replica digests its state as
 /// of the entry before it (see `state::digest`).
 pub const TAG_CHECK: u8 = FIRST_APP_TAG + 13;
+/// A retention cut ([`crate::retention::RetentionCut`]), stamped by the
+/// leader: every replica deletes what the leader's clock puts past the
+/// retention.
+pub const TAG_RETENTION: u8 = FIRST_APP_TAG + 14;
 
 /// What the spool forwarder proposes: the original record plus where it came
 /// from. `(origin, generation, seq)` names one spooled export for ever: the
@@ -206,6 +210,15 @@ pub fn check_record() -> Record {
     }
 }
 
+/// A retention cut under `policy` (see [`TAG_RETENTION`]); the leader
+/// stamps its clock on it.
+pub fn retention_record(policy: crate::retention::RetentionPolicy) -> Record {
+    record(
+        TAG_RETENTION,
+        &crate::retention::RetentionCut::unstamped(policy),
+    )
+}
+
 pub fn keys_record(cmd: &crate::auth::KeyCommand) -> Record {
     record(TAG_KEYS, cmd)
 }
@@ -221,6 +234,7 @@ pub enum Contents {
     Keys(crate::auth::KeyCommand),
     /// A consistency check: changes nothing.
     Check,
+    Retention(crate::retention::RetentionCut),
 }
 
 /// Decodes a plain (not spooled) record of `tag` and checks that the store
@@ -251,6 +265,9 @@ pub fn decode_contents(tag: u8, payload: &[u8]) -> Result<Contents, String> {
         TAG_KEYS => decode(payload)
             .map(Contents::Keys)
             .map_err(|e| format!("undecodable key command: {e}")),
+        TAG_RETENTION => decode(payload)
+            .map(Contents::Retention)
+            .map_err(|e| format!("undecodable retention cut: {e}")),
         TAG_CHECK if payload.is_empty() => Ok(Contents::Check),
         TAG_CHECK => Err(format!(
             "a consistency check carries no payload, this one {} bytes",
@@ -298,7 +315,7 @@ pub fn admissible(record: &Record) -> Result<(), String> {
         Contents::Metrics(points) => points.iter().try_for_each(check::admissible_metric),
         // Checked when stamped.
         Contents::Comment(_) | Contents::Keys(_) => Ok(()),
-        Contents::Check => Ok(()),
+        Contents::Check | Contents::Retention(_) => Ok(()),
     }
 }
 
@@ -345,6 +362,18 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
                     ..record
                 },
                 payload,
+            ))
+        }
+        TAG_RETENTION => {
+            let mut cut: crate::retention::RetentionCut =
+                decode(&record.payload).map_err(|e| format!("undecodable retention cut: {e}"))?;
+            cut.stamped_unix_nanos = now_unix_nanos;
+            Ok((
+                Record {
+                    payload: encode(&cut),
+                    ..record
+                },
+                Vec::new(),
             ))
         }
         TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED | TAG_CHECK => Ok((record, Vec::new())),

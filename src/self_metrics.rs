@@ -17,6 +17,8 @@ pub struct SelfMetrics {
     sm: Arc<state::Shared>,
     fulltext: Arc<FullText>,
     spool: Option<Arc<Spool>>,
+    /// For the query service's counters (set once the service exists).
+    query: Option<Arc<crate::query::QueryService>>,
 }
 
 impl SelfMetrics {
@@ -33,7 +35,14 @@ impl SelfMetrics {
             sm,
             fulltext,
             spool,
+            query: None,
         }
+    }
+
+    /// Also reports `query`'s counters.
+    pub fn with_query(mut self, query: Arc<crate::query::QueryService>) -> SelfMetrics {
+        self.query = Some(query);
+        self
     }
 
     /// The Prometheus text exposition of this node's counters and gauges.
@@ -245,6 +254,39 @@ impl SelfMetrics {
                 "counter",
                 "Committed log entries the state machine could not apply (undecodable, unknown tag, invalid contents) and skipped; replicated state, equal on every node at the same applied index. See the log for each entry's index and reason.",
                 &one(rejected.count),
+            );
+        }
+        let store = self.sm.store();
+        if let Ok(Ok(r)) = tokio::task::spawn_blocking(move || store.retention_state()).await {
+            let d = r.deleted;
+            let samples: Vec<(String, f64)> = [
+                ("spans", d.spans),
+                ("logs", d.logs),
+                ("metric_points", d.metric_points),
+                ("blobs", d.blobs),
+            ]
+            .iter()
+            .map(|(signal, n)| (format!("{{signal=\"{signal}\"}}"), *n as f64))
+            .collect();
+            metric(
+                "tael_retention_deleted_total",
+                "counter",
+                "Records retention cuts deleted, by signal (replicated state: equal on every node at the same applied index).",
+                &samples,
+            );
+            metric(
+                "tael_retention_last_cut_timestamp_seconds",
+                "gauge",
+                "The leader's clock stamped on the last retention cut applied here (0: none yet).",
+                &[(String::new(), r.last_cut_unix_nanos as f64 / 1e9)],
+            );
+        }
+        if let Some(q) = &self.query {
+            metric(
+                "tael_query_shed_total",
+                "counter",
+                "REST queries shed with 429 because every scan slot stayed busy (--query-max-concurrent-scans).",
+                &one(q.shed_count()),
             );
         }
         let store = self.sm.store();

@@ -65,6 +65,7 @@ fn routes(trace: &str) -> Vec<(&'static str, String, Vec<u8>, Option<&'static st
         r("GET", "/readyz", vec![], None),
         r("GET", "/metrics", vec![], Some("reader")),
         r("GET", "/api/v1/services", vec![], Some("reader")),
+        r("GET", "/api/v1/storage", vec![], Some("reader")),
         r("GET", "/api/v1/traces?last=1h", vec![], Some("reader")),
         r(
             "GET",

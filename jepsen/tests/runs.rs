@@ -115,6 +115,16 @@ fn smoke_power_loss_catches_skip_fsync() {
 }
 
 #[test]
+fn smoke_retention_cuts_under_faults_are_valid() {
+    expect_valid("retention", 3, 40);
+}
+
+#[test]
+fn smoke_retention_cutting_retained_spans_is_caught() {
+    expect_caught("mutation-retention-wrong-unit", 3, 30);
+}
+
+#[test]
 fn smoke_kill_only_does_not_flag_skip_fsync() {
     expect_valid("mutation-skip-fsync-kill-only", 7, 40);
 }

@@ -61,6 +61,7 @@ where
         state_digest_index: state_digest.as_ref().map_or(0, |d| d.0),
         state_digest: state_digest.map(|d| d.1).unwrap_or_default(),
         applies_consistency_checks: true,
+        applies_retention_cuts: true,
     }
 }
 

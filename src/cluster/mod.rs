@@ -25,6 +25,7 @@ pub mod membership;
 pub mod peers;
 mod propose;
 mod read;
+pub mod retention;
 pub mod status;
 
 use std::sync::Arc;

@@ -75,9 +75,24 @@ pub struct BenchReport {
     /// [`SLOW_SECOND_THRESHOLD_MS`]: where the tail comes from, with wall
     /// clock times to match against node logs.
     pub slow_seconds: Vec<SlowSecond>,
+    /// Stretches of at least [`ACK_GAP_THRESHOLD_MS`] in which no request
+    /// was acknowledged (a failover shows as one), longest first.
+    pub ack_gaps: Vec<AckGap>,
     /// The disk probe run alongside, when asked for.
     pub disk_witness: Option<super::disk_check::DiskCheckReport>,
     pub errors: Vec<String>,
+}
+
+/// A stretch without acknowledgements at least this long is reported.
+pub const ACK_GAP_THRESHOLD_MS: u64 = 200;
+/// At most this many gaps are reported.
+const MAX_ACK_GAPS: usize = 100;
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct AckGap {
+    /// When the last acknowledgement before the gap came (unix ms).
+    pub from_unix_ms: u64,
+    pub gap_ms: u64,
 }
 
 /// A request sent in this second took over this long.
@@ -510,6 +525,7 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         Some(w) => Some(w.finish()?),
         None => None,
     };
+    let ack_gaps = ack_gaps(&all, started, deadline);
     let mut slow_seconds = slow_seconds(&all, started);
     if let Some(disk) = &disk_witness {
         for s in &mut slow_seconds {
@@ -537,9 +553,36 @@ pub async fn run(opts: BenchOptions) -> Result<BenchReport, String> {
         latency_ms_p99: pct(0.99),
         latency_ms_max: all.last().map_or(0.0, |&m| m as f64 / 1000.0),
         slow_seconds,
+        ack_gaps,
         disk_witness,
         errors,
     })
+}
+
+/// The stretches of the run, from its start to `deadline`, of at least
+/// [`ACK_GAP_THRESHOLD_MS`] without an acknowledgement, longest first.
+/// Samples are `(sent ms since start, latency µs)`.
+fn ack_gaps(samples: &[(u32, u32)], started: Instant, deadline: Instant) -> Vec<AckGap> {
+    let started_unix_ms = (crate::model::now_unix_nanos() / 1_000_000)
+        .saturating_sub(started.elapsed().as_millis() as u64);
+    let end_ms = (deadline - started).as_millis() as u64;
+    let mut acks: Vec<u64> = samples
+        .iter()
+        .map(|&(sent_ms, took_us)| u64::from(sent_ms) + u64::from(took_us) / 1000)
+        .collect();
+    acks.sort_unstable();
+    let mut gaps: Vec<AckGap> = std::iter::once(0)
+        .chain(acks.iter().copied())
+        .zip(acks.iter().copied().chain(std::iter::once(end_ms)))
+        .filter(|(from, to)| to.saturating_sub(*from) >= ACK_GAP_THRESHOLD_MS)
+        .map(|(from, to)| AckGap {
+            from_unix_ms: started_unix_ms + from,
+            gap_ms: to - from,
+        })
+        .collect();
+    gaps.sort_by(|a, b| b.gap_ms.cmp(&a.gap_ms));
+    gaps.truncate(MAX_ACK_GAPS);
+    gaps
 }
 
 /// Groups `(sent ms, latency µs)` samples by the second they were sent in
@@ -573,6 +616,21 @@ fn slow_seconds(samples: &[(u32, u32)], started: Instant) -> Vec<SlowSecond> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_gaps_are_the_long_stretches_without_an_acknowledgement() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(3000);
+        // Acks at 100, 150, 900 (sent 800 + 100 ms) and 1000 ms; the run
+        // ends at 3000 ms.
+        let samples = [(90, 10_000), (150, 0), (800, 100_000), (1000, 0)];
+        let gaps: Vec<u64> = ack_gaps(&samples, started, deadline)
+            .iter()
+            .map(|g| g.gap_ms)
+            .collect();
+        assert_eq!(gaps, vec![2000, 750]);
+        assert!(ack_gaps(&[], started, deadline)[0].gap_ms == 3000);
+    }
 
     #[test]
     fn requests_have_unique_valid_ids() {

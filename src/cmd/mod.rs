@@ -9,6 +9,7 @@ pub mod init;
 pub mod key;
 pub mod member;
 pub mod status;
+pub mod storage;
 pub mod tail;
 
 /// The nearest-rank `p` quantile (0 < p <= 1) of ascending `sorted`

@@ -60,6 +60,8 @@ pub struct QueryService {
     /// machine's apply and the log's reads: a burst of scans over millions
     /// of rows must not take every core from them.
     scans: Slots,
+    /// Queries shed because no scan slot freed up in time.
+    shed: std::sync::atomic::AtomicU64,
 }
 
 /// Whether a read searches the full-text index.
@@ -81,12 +83,19 @@ impl QueryService {
             sm,
             fulltext,
             scans: Slots::new(max_concurrent_scans, SCAN_ADMISSION_WAIT),
+            shed: Default::default(),
         }
+    }
+
+    /// Queries shed so far for lack of a scan slot.
+    pub fn shed_count(&self) -> u64 {
+        self.shed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A scan slot, waited for at most [`SCAN_ADMISSION_WAIT`].
     async fn admit_scan(&self) -> Result<tokio::sync::OwnedSemaphorePermit, QueryError> {
         self.scans.acquire().await.ok_or_else(|| {
+            self.shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             QueryError::Overloaded(format!(
                 "overloaded: {} queries are already scanning; retry shortly",
                 self.scans.max()

@@ -211,6 +211,11 @@ impl View {
         self.hot.trace_comments(trace, limit)
     }
 
+    /// What the hot tier holds per signal, and the retention state.
+    pub fn storage_stats(&self) -> StoreResult<crate::state::hot::HotStats> {
+        self.hot.stats()
+    }
+
     /// The API key set.
     pub fn keys(&self) -> StoreResult<crate::auth::KeySet> {
         self.hot.key_set()

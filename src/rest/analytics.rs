@@ -26,20 +26,28 @@ const CORRELATE_MARGIN_NANOS: u64 = 60_000_000_000;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 struct Windows {
-    now: u64,
+    /// The window asked about, unix nanoseconds, inclusive.
+    from: u64,
+    to: u64,
+    /// Its length (at least a second), and the baseline's before it.
     current_secs: u64,
     baseline_secs: u64,
     service: Option<String>,
 }
 
 impl Windows {
+    /// `start`/`end`, or `last` back from `end` (default: the last hour).
     fn parse(p: &Params) -> Result<Windows, ApiError> {
-        let current_secs = p.window_secs("last")?.unwrap_or(DEFAULT_WINDOW_SECS);
+        let (since, until) = super::params::time_window(p, Some(DEFAULT_WINDOW_SECS))?;
+        let to = until.unwrap_or_else(now_unix_nanos);
+        let from = since.expect("a default window is given").min(to);
+        let current_secs = ((to - from) / NANOS_PER_SEC).max(1);
         let baseline_secs = p
             .window_secs("baseline")?
             .unwrap_or(current_secs * DEFAULT_BASELINE_FACTOR);
         Ok(Windows {
-            now: now_unix_nanos(),
+            from,
+            to,
             current_secs,
             baseline_secs,
             service: p.one("service")?.map(str::to_string),
@@ -47,10 +55,7 @@ impl Windows {
     }
 
     fn current(&self) -> (u64, u64) {
-        (
-            self.now.saturating_sub(self.current_secs * NANOS_PER_SEC),
-            self.now,
-        )
+        (self.from, self.to)
     }
 
     /// The window just before the current one.

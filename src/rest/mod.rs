@@ -25,6 +25,7 @@ mod members;
 mod otlp_export;
 mod params;
 mod signals;
+mod storage;
 mod tempo;
 mod tempo_search;
 mod tempo_tags;
@@ -62,6 +63,8 @@ pub struct RestState {
     /// cluster serves REST either all over TLS or all in the clear):
     /// membership changes are relayed to the leader with it.
     pub rest_scheme: RestScheme,
+    /// Retention settings, for `/api/v1/storage`.
+    pub lifecycle: crate::retention::Lifecycle,
 }
 
 /// `http` or `https`.
@@ -71,6 +74,12 @@ pub struct RestScheme(pub &'static str);
 impl FromRef<RestState> for RestScheme {
     fn from_ref(s: &RestState) -> Self {
         s.rest_scheme
+    }
+}
+
+impl FromRef<RestState> for crate::retention::Lifecycle {
+    fn from_ref(s: &RestState) -> Self {
+        s.lifecycle
     }
 }
 
@@ -134,6 +143,7 @@ pub fn router(state: RestState, guard: Guard) -> Router {
         .route("/api/v1/blobs/{sha256}", get(blobs::get))
         .route("/api/v1/logs", get(signals::logs))
         .route("/api/v1/metrics", get(signals::metrics))
+        .route("/api/v1/storage", get(storage::report))
         .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/cluster/init", post(cluster::init))
         .route(

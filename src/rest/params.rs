@@ -119,6 +119,55 @@ impl Params {
     }
 }
 
+/// A time parameter: unix seconds (with a fraction, if wanted) or RFC 3339.
+pub fn instant_param(p: &Params, name: &str) -> Result<Option<u64>, ApiError> {
+    let Some(s) = p.one(name)? else {
+        return Ok(None);
+    };
+    let secs = s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    let nanos = match secs {
+        Some(v) => Some((v * 1e9).min(u64::MAX as f64) as u64),
+        None => crate::model::time::parse_rfc3339_nanos(s),
+    };
+    nanos.map(Some).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{name} must be unix seconds or RFC 3339 (2026-01-02T03:04:05Z), not {s:?}"
+        ))
+    })
+}
+
+/// The time window of a query, in unix nanoseconds: `start`/`end` (either
+/// may be left out), or `last` back from `end` (default now); neither:
+/// `default_last_secs` back from now, or no bound when that is `None`.
+pub fn time_window(
+    p: &Params,
+    default_last_secs: Option<u64>,
+) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let start = instant_param(p, "start")?;
+    let end = instant_param(p, "end")?;
+    let last = p.window_secs("last")?;
+    if start.is_some() && last.is_some() {
+        return Err(ApiError::bad_request(
+            "give start or last, not both".to_string(),
+        ));
+    }
+    if let (Some(s), Some(e)) = (start, end) {
+        if e < s {
+            return Err(ApiError::bad_request("end is before start".to_string()));
+        }
+    }
+    let from_end = |secs: u64| {
+        end.unwrap_or_else(crate::model::now_unix_nanos)
+            .saturating_sub(secs.saturating_mul(1_000_000_000))
+    };
+    let since = match (start, last.or(default_last_secs)) {
+        (Some(s), _) => Some(s),
+        (None, Some(secs)) => Some(from_end(secs)),
+        (None, None) => None,
+    };
+    Ok((since, end))
+}
+
 /// `start`/`end` in unix seconds, validated (Tempo's time range; on trace
 /// by id they are hints only and the whole store is searched).
 pub fn seconds_param(p: &Params, name: &str) -> Result<Option<u64>, ApiError> {
@@ -155,6 +204,38 @@ pub fn parse_duration_secs(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn params(q: &str) -> Params {
+        Params::parse(Some(q)).unwrap()
+    }
+
+    #[test]
+    fn a_window_is_start_and_end_or_last_back_from_end() {
+        const S: u64 = 1_000_000_000;
+        assert_eq!(
+            time_window(&params("start=100&end=200.5"), Some(60)).unwrap(),
+            (Some(100 * S), Some(200 * S + S / 2))
+        );
+        assert_eq!(
+            time_window(&params("end=1970-01-01T00:10:00Z&last=5m"), None).unwrap(),
+            (Some(300 * S), Some(600 * S))
+        );
+        assert_eq!(
+            time_window(&params("start=1970-01-01T00:00:10Z"), Some(60)).unwrap(),
+            (Some(10 * S), None)
+        );
+        assert_eq!(time_window(&params(""), None).unwrap(), (None, None));
+        let (since, until) = time_window(&params(""), Some(60)).unwrap();
+        assert!(since.is_some() && until.is_none());
+        for bad in [
+            "start=1&last=5m",
+            "start=10&end=5",
+            "start=yesterday",
+            "end=-1",
+        ] {
+            assert!(time_window(&params(bad), None).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

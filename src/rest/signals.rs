@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::traces::parse_attribute_filter;
 use super::{answer_read, ApiError, Params};
-use crate::model::now_unix_nanos;
 use crate::model::{parse_hex, LogRecord, MetricType, Severity, TraceId};
 use crate::query::{LogQuery, MetricQuery, QueryService, Text};
 
@@ -16,11 +15,6 @@ const DEFAULT_LOG_LIMIT: usize = 100;
 const DEFAULT_METRIC_LIMIT: usize = 500;
 /// Candidates one search may examine before it answers with what it found.
 const MAX_SCANNED: usize = 2_000_000;
-
-fn since(p: &Params) -> Result<Option<u64>, ApiError> {
-    Ok(p.window_secs("last")?
-        .map(|secs| now_unix_nanos().saturating_sub(secs * 1_000_000_000)))
-}
 
 pub async fn logs(
     State(queries): State<Arc<QueryService>>,
@@ -45,13 +39,14 @@ pub async fn logs(
         })? as TraceId),
     };
     let text = p.text()?;
+    let (since, until) = super::params::time_window(&p, None)?;
     let query = LogQuery {
         service: p.one("service")?.map(str::to_string),
         severity,
         body_contains: p.one("body_contains")?.map(str::to_string),
         trace_id,
-        since_unix_nanos: since(&p)?,
-        until_unix_nanos: None,
+        since_unix_nanos: since,
+        until_unix_nanos: until,
         attributes: p
             .all("attribute")
             .map(parse_attribute_filter)
@@ -94,12 +89,13 @@ pub async fn metrics(
             ))
         })?),
     };
+    let (since, until) = super::params::time_window(&p, None)?;
     let query = MetricQuery {
         service: p.one("service")?.map(str::to_string),
         name: p.one("name")?.map(str::to_string),
         metric_type,
-        since_unix_nanos: since(&p)?,
-        until_unix_nanos: None,
+        since_unix_nanos: since,
+        until_unix_nanos: until,
         limit: p.limit(DEFAULT_METRIC_LIMIT)?,
         max_scanned: MAX_SCANNED,
     };

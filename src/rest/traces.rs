@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::{answer_read, ApiError, Params};
-use crate::model::{now_unix_nanos, SpanJson, SpanStatus, TraceId};
+use crate::model::{SpanJson, SpanStatus, TraceId};
 use crate::query::{AttributeFilter, QueryService, SpanQuery, Text};
 
 const DEFAULT_LIMIT: usize = 100;
@@ -66,9 +66,7 @@ pub async fn search(
         })?),
     };
     let ms_to_nanos = |ms: f64| (ms * 1e6).min(u64::MAX as f64) as u64;
-    let since = p
-        .window_secs("last")?
-        .map(|secs| now_unix_nanos().saturating_sub(secs * 1_000_000_000));
+    let (since, until) = super::params::time_window(&p, None)?;
     let query = SpanQuery {
         service: p.one("service")?.map(str::to_string),
         operation_contains: p.one("operation")?.map(str::to_string),
@@ -76,7 +74,7 @@ pub async fn search(
         min_duration_nanos: p.millis("min_duration_ms")?.map(ms_to_nanos),
         max_duration_nanos: p.millis("max_duration_ms")?.map(ms_to_nanos),
         since_unix_nanos: since,
-        until_unix_nanos: None,
+        until_unix_nanos: until,
         attributes: p
             .all("attribute")
             .map(parse_attribute_filter)

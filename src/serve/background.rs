@@ -1,6 +1,7 @@
 //! Work a node does on its own while it serves: keeping the storage engine's
 //! journal synced in the background, snapshotting when the log outgrows
-//! the state, and (on the leader) checking that the replicas agree.
+//! the state, and (on the leader) checking that the replicas agree and
+//! cutting what aged past the retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,50 @@ pub async fn consistency_checks(
         }
         if let Err(e) = cluster.run_check(CHECK_WAIT).await {
             tracing::warn!(error = %e, "periodic consistency check could not run");
+        }
+    }
+}
+
+/// Cuts proposed back to back in one round while each leaves records below
+/// the floors (each deletes at most `state::hot::MAX_RECORDS_PER_CUT`).
+const MAX_CUTS_PER_ROUND: usize = 500;
+
+/// On the leader, every `interval`: a retention cut under `policy`
+/// (`crate::retention`), then more while records remain below the floors.
+pub async fn retention(
+    cluster: Arc<Cluster>,
+    sm: Arc<state::Shared>,
+    policy: crate::retention::RetentionPolicy,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if !cluster.is_leader() {
+            continue;
+        }
+        if !crate::cluster::retention::every_member_applies_retention(&cluster.status().await) {
+            tracing::info!("retention skipped: a member is unreachable or cannot apply cuts");
+            continue;
+        }
+        for _ in 0..MAX_CUTS_PER_ROUND {
+            if let Err(e) = cluster.cut_retention(policy).await {
+                tracing::warn!(error = %e, "retention cut could not run");
+                break;
+            }
+            let store = sm.store();
+            match tokio::task::spawn_blocking(move || store.retention_state()).await {
+                Ok(Ok(state)) if state.pending => continue,
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the retention state");
+                    break;
+                }
+                Err(_) => break,
+            }
         }
     }
 }

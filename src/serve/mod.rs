@@ -196,29 +196,37 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         auth: auth.clone(),
         cluster: cluster.clone(),
     };
+    let query = Arc::new(QueryService::new(
+        cluster.clone(),
+        sm_shared.clone(),
+        stores.fulltext.clone(),
+        config.query_max_concurrent_scans,
+    ));
     let rest = RestState {
-        query: Arc::new(QueryService::new(
-            cluster.clone(),
-            sm_shared.clone(),
-            stores.fulltext.clone(),
-            config.query_max_concurrent_scans,
-        )),
+        query: query.clone(),
         ingest: ingest.clone(),
         cluster: cluster.clone(),
         keys: Arc::new(KeyAdmin::new(cluster.clone())),
-        self_metrics: Arc::new(SelfMetrics::new(
-            cluster.clone(),
-            ingest.clone(),
-            sm_shared.clone(),
-            stores.fulltext.clone(),
-            stores.spool.clone(),
-        )),
+        self_metrics: Arc::new(
+            SelfMetrics::new(
+                cluster.clone(),
+                ingest.clone(),
+                sm_shared.clone(),
+                stores.fulltext.clone(),
+                stores.spool.clone(),
+            )
+            .with_query(query),
+        ),
         tail: sm_shared.tail.clone(),
         rest_scheme: RestScheme(if config.tls.is_some() {
             "https"
         } else {
             "http"
         }),
+        lifecycle: crate::retention::Lifecycle {
+            retention: config.retention,
+            compaction_interval_secs: config.compaction_interval_secs,
+        },
     };
     let raft_service = RaftService {
         raft: raft.clone(),
@@ -286,10 +294,23 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             shutdown_rx.clone(),
         )),
         tokio::spawn(background::storage_maintenance(
-            sm_shared,
+            sm_shared.clone(),
             shutdown_rx.clone(),
         )),
     ];
+    if config.compaction_interval_secs > 0 {
+        let mut retention = config.retention;
+        if config.faults.is_active(Mutation::RetentionWrongUnit) {
+            retention.traces_secs /= 3600;
+        }
+        tasks.push(tokio::spawn(background::retention(
+            cluster.clone(),
+            sm_shared,
+            retention,
+            Duration::from_secs(config.compaction_interval_secs),
+            shutdown_rx.clone(),
+        )));
+    }
     if config.consistency_check_interval_secs > 0 {
         tasks.push(tokio::spawn(background::consistency_checks(
             cluster.clone(),

@@ -138,6 +138,13 @@ fn checked_contents(log_index: u64, tag: u8, bytes: &[u8]) -> Result<Contents, S
             ));
         }
     }
+    if let Contents::Retention(cut) = &contents {
+        if !cut.is_stamped() {
+            return Err(format!(
+                "retention cut at log index {log_index} was never stamped by a leader"
+            ));
+        }
+    }
     Ok(contents)
 }
 
@@ -194,6 +201,17 @@ fn stage(
         }
         // Digested before it is applied (`Shared::apply_entries`).
         Contents::Check => {}
+        Contents::Retention(cut) => {
+            let deleted = batch.apply_retention(log_index, &cut)?;
+            tracing::info!(
+                log_index,
+                spans = deleted.spans,
+                logs = deleted.logs,
+                metric_points = deleted.metric_points,
+                blobs = deleted.blobs,
+                "retention cut applied"
+            );
+        }
     }
     Ok(counts)
 }
@@ -207,11 +225,24 @@ fn is_check(e: &Entry) -> bool {
     matches!(&e.payload, EntryPayload::Normal(r) if r.tag == payload::TAG_CHECK)
 }
 
+/// Whether `e` is a retention cut (`payload::TAG_RETENTION`): it reads the
+/// store as committed, so it is applied in a batch of its own.
+fn is_retention(e: &Entry) -> bool {
+    matches!(&e.payload, EntryPayload::Normal(r) if r.tag == payload::TAG_RETENTION)
+}
+
+/// Whether a batch ends before `e`.
+fn ends_batch_before(e: &Entry) -> bool {
+    is_check(e) || is_retention(e)
+}
+
 impl Shared {
     /// Applies `entries` (consecutive, in log order). A consistency check
     /// starts a new batch: the entries before it are committed first and
     /// the store's state at that point is digested, the same cut on every
-    /// replica however openraft grouped the entries into calls.
+    /// replica however openraft grouped the entries into calls. A retention
+    /// cut is a batch of its own, for the same reason: it reads what it
+    /// deletes from the committed store.
     pub(super) fn apply_entries(&self, entries: &[Entry]) -> StoreResult<Vec<Applied>> {
         let mut responses = Vec::with_capacity(entries.len());
         let mut rest = entries;
@@ -221,7 +252,14 @@ impl Shared {
                 let view = store.read_view();
                 self.digests.start(rest[0].log_id.index, store, view);
             }
-            let run_len = 1 + rest[1..].iter().take_while(|e| !is_check(e)).count();
+            let run_len = if is_retention(&rest[0]) {
+                1
+            } else {
+                1 + rest[1..]
+                    .iter()
+                    .take_while(|e| !ends_batch_before(e))
+                    .count()
+            };
             let (run, after) = rest.split_at(run_len);
             responses.extend(self.apply_batch(run)?);
             rest = after;

@@ -188,6 +188,7 @@ pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
     }
     batch.commit()?;
     into.backfill_trace_marks()?;
+    into.backfill_blob_refs()?;
     into.persist()?;
     Ok(meta)
 }

@@ -2,8 +2,10 @@
 //!
 //! `append` (input = an integer, unique per key) adds to the end of the
 //! key's list; `read-list` (output = the whole list in commit order)
-//! observes it. Each key is checked on its own with the Wing–Gong search
-//! of [`crate::linearizability`]; appends with an unknown outcome may be
+//! observes it. Each key is checked on its own, by the exact decision of
+//! [`super::list_order`] when every appended value is unique (always, in
+//! the harness's workload), else with the Wing–Gong search of
+//! [`crate::linearizability`]; appends with an unknown outcome may be
 //! linearized anywhere after their call or not at all.
 
 use std::collections::BTreeMap;
@@ -14,11 +16,7 @@ use super::Check;
 use crate::events::{ids, Outcome, Paired};
 use crate::linearizability::{check_timed, Budget, Model, TimedOp, Verdict};
 
-#[derive(Debug, Clone)]
-pub enum ListOp {
-    Append(u64),
-    Read(Vec<u64>),
-}
+pub use super::list_order::ListOp;
 
 /// The sequential specification: state = the list so far.
 pub struct AppendList;
@@ -44,6 +42,7 @@ impl Model for AppendList {
 }
 
 pub fn check(ops: &[Paired], append_f: &str, read_f: &str, budget: &Budget) -> Check {
+    // (`budget` bounds the search, used only when values repeat.)
     let mut by_key: BTreeMap<&str, Vec<TimedOp<ListOp>>> = BTreeMap::new();
     for op in ops {
         let Some(key) = op.key.as_deref() else {
@@ -72,6 +71,14 @@ pub fn check(ops: &[Paired], append_f: &str, read_f: &str, budget: &Budget) -> C
     let mut op_count = 0;
     for (key, timed) in &by_key {
         op_count += timed.len();
+        match super::list_order::decide(timed) {
+            Some(Ok(())) => continue,
+            Some(Err(why)) => {
+                failures.push(json!({"key": key, "reason": why}));
+                continue;
+            }
+            None => {}
+        }
         match check_timed(&AppendList, timed, budget) {
             Verdict::Linearizable => {}
             Verdict::NotLinearizable {
@@ -120,6 +127,79 @@ mod tests {
         }
         let ops = pair(&r.snapshot(), |_| true).unwrap();
         check(&ops, "append", "read-list", &Budget::default())
+    }
+
+    /// The exact decision and the search agree on random small histories.
+    #[test]
+    fn the_exact_decision_agrees_with_the_search() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut disagreements = Vec::new();
+        let mut verdicts = [0usize; 2];
+        for case in 0..3000 {
+            let ops = random_history(&mut rng);
+            let search = check_timed(&AppendList, &ops, &Budget::unlimited()).as_bool();
+            verdicts[usize::from(search == Some(true))] += 1;
+            let exact = super::super::list_order::decide(&ops).map(|r| r.is_ok());
+            if search != exact {
+                disagreements.push((case, ops, search, exact));
+            }
+            let _ = rng.random::<u8>();
+        }
+        assert!(disagreements.is_empty(), "{:?}", &disagreements[..1]);
+        assert!(
+            verdicts.iter().all(|&n| n >= 300),
+            "both verdicts are well represented: {verdicts:?}"
+        );
+    }
+
+    /// Up to 4 appends (some unknown) and 3 reads of what some prefix of a
+    /// random order would show, with random overlapping intervals.
+    fn random_history(rng: &mut rand::rngs::StdRng) -> Vec<TimedOp<ListOp>> {
+        use rand::Rng;
+        let appends = rng.random_range(1..=4u64);
+        let mut order: Vec<u64> = (1..=appends).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let mut ops = Vec::new();
+        let mut id = 0;
+        let interval = |rng: &mut rand::rngs::StdRng, unknown: bool| {
+            let call = rng.random_range(0..20u64);
+            let ret = (!unknown).then(|| call + 1 + rng.random_range(0..8u64));
+            (call, ret)
+        };
+        for v in 1..=appends {
+            let unknown = rng.random_bool(0.25);
+            let (call, ret) = interval(rng, unknown);
+            ops.push(TimedOp {
+                id,
+                call,
+                ret,
+                op: ListOp::Append(v),
+            });
+            id += 1;
+        }
+        for _ in 0..rng.random_range(1..=3) {
+            let (call, ret) = interval(rng, false);
+            let mut seen: Vec<u64> = order[..rng.random_range(0..=order.len())].to_vec();
+            if rng.random_bool(0.1) && seen.len() > 1 {
+                seen.swap(0, 1); // sometimes not a prefix of the others
+            }
+            ops.push(TimedOp {
+                id,
+                call,
+                ret,
+                op: ListOp::Read(seen),
+            });
+            id += 1;
+        }
+        // Distinct call and return indexes, as in a real history.
+        for (i, op) in ops.iter_mut().enumerate() {
+            op.call = op.call * 100 + i as u64;
+            op.ret = op.ret.map(|r| r * 100 + 50 + i as u64);
+        }
+        ops
     }
 
     #[test]

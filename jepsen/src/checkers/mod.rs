@@ -6,6 +6,8 @@
 
 pub mod election;
 pub mod list;
+pub mod list_order;
+pub mod retention;
 pub mod session;
 pub mod set;
 

@@ -659,6 +659,34 @@ impl Cluster {
 
     // ---- REST helpers ----
 
+    /// The node every running node that answers agrees is leader, if any.
+    pub async fn current_leader(&self) -> Option<u64> {
+        for id in self.running() {
+            if self.is_paused(id) {
+                continue;
+            }
+            if let Ok(v) = self
+                .get_json(id, "/readyz", Duration::from_millis(800))
+                .await
+            {
+                if let Some(l) = v["leader"].as_u64() {
+                    return Some(l);
+                }
+            }
+            // /readyz answers 503 with a JSON body while not ready; get_json
+            // treats that as an error, so fall back to the cluster view.
+            if let Ok(v) = self
+                .get_json(id, "/api/v1/cluster", Duration::from_millis(800))
+                .await
+            {
+                if let Some(l) = v["leader"].as_u64() {
+                    return Some(l);
+                }
+            }
+        }
+        None
+    }
+
     pub async fn get_json(&self, id: u64, path: &str, timeout: Duration) -> Result<Value, String> {
         let url = self.spec(id)?.url(path);
         let r = http_client::request("GET", &url, None, b"", timeout).await?;

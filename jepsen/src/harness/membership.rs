@@ -10,7 +10,18 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::nemesis::{current_leader, Nemesis, Planned};
+use super::cluster::Cluster;
+use crate::events::Recorder;
+
+/// What one membership change needs: the cluster, where to record, whether
+/// the server has `member` commands, and the planned target and pick.
+pub struct Change<'a> {
+    pub cluster: &'a Cluster,
+    pub rec: &'a Recorder,
+    pub member_commands: bool,
+    pub target: &'a str,
+    pub pick: u64,
+}
 
 #[derive(Clone)]
 pub struct Membership {
@@ -24,6 +35,10 @@ pub struct Membership {
 async fn member(bin: &PathBuf, args: &[String], timeout: Duration) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new(bin);
     cmd.arg("member").args(args).kill_on_drop(true);
+    // Off loopback the cluster requires keys: present the run's admin key.
+    if let Some(key) = tael_raft::http_client::default_api_key() {
+        cmd.env("TAEL_API_KEY", key);
+    }
     let out = tokio::time::timeout(timeout, cmd.output())
         .await
         .map_err(|_| format!("member {} timed out", args.join(" ")))?
@@ -41,15 +56,15 @@ async fn member(bin: &PathBuf, args: &[String], timeout: Duration) -> Result<Str
 }
 
 impl Membership {
-    async fn server_url(&self, n: &Nemesis) -> Option<String> {
-        let leader = current_leader(&n.cluster).await?;
+    async fn server_url(&self, n: &Change<'_>) -> Option<String> {
+        let leader = n.cluster.current_leader().await?;
         // The leader may be a node the harness already forgot (removed,
         // or whose join failed): then there is no address to use.
         let spec = n.cluster.spec(leader).ok()?;
         Some(format!("http://{}", spec.rest))
     }
 
-    async fn add(&self, n: &Nemesis, url: &str) -> Result<u64, String> {
+    async fn add(&self, n: &Change<'_>, url: &str) -> Result<u64, String> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let spec = n.cluster.add_spec(id)?;
         let started = match n.cluster.start(id) {
@@ -102,12 +117,12 @@ impl Membership {
 
     async fn remove(
         &self,
-        n: &Nemesis,
+        n: &Change<'_>,
         url: &str,
         pick: u64,
         keep: Option<u64>,
     ) -> Result<u64, String> {
-        let leader = current_leader(&n.cluster).await;
+        let leader = n.cluster.current_leader().await;
         let candidates: Vec<u64> = n
             .cluster
             .ids()
@@ -134,11 +149,11 @@ impl Membership {
         Ok(id)
     }
 
-    pub async fn change(&self, n: &Nemesis, p: &Planned) {
-        if !n.caps.member_commands {
+    pub async fn change(&self, n: &Change<'_>) {
+        if !n.member_commands {
             n.rec.nemesis(
                 "membership",
-                json!({"target": p.target, "installed": false,
+                json!({"target": n.target, "installed": false,
                        "error": "server has no `member` commands"}),
             );
             return;
@@ -146,14 +161,14 @@ impl Membership {
         let Some(url) = self.server_url(n).await else {
             n.rec.nemesis(
                 "membership",
-                json!({"target": p.target, "installed": false, "error": "no leader"}),
+                json!({"target": n.target, "installed": false, "error": "no leader"}),
             );
             return;
         };
-        let result = if p.target == "add-new" {
+        let result = if n.target == "add-new" {
             match self.add(n, &url).await {
                 Ok(added) => self
-                    .remove(n, &url, p.pick, Some(added))
+                    .remove(n, &url, n.pick, Some(added))
                     .await
                     .map(|removed| json!({"added": added, "removed": removed}))
                     .map_err(|e| format!("added {added}, then: {e}")),
@@ -162,7 +177,7 @@ impl Membership {
         } else if n.cluster.ids().len() <= self.min_voters.saturating_sub(1) {
             Err("too few voters to remove one".into())
         } else {
-            match self.remove(n, &url, p.pick, None).await {
+            match self.remove(n, &url, n.pick, None).await {
                 Ok(removed) => self
                     .add(n, &url)
                     .await
@@ -179,7 +194,7 @@ impl Membership {
         .await;
         n.rec.nemesis(
             "membership",
-            json!({"target": p.target, "installed": result.is_ok(),
+            json!({"target": n.target, "installed": result.is_ok(),
                    "result": result.as_ref().ok(), "error": result.as_ref().err(),
                    "members_after": members.ok()}),
         );

@@ -459,6 +459,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         set_keys: 8,
         session_clients: profile.session_clients,
         list_clients: profile.list_clients,
+        aged_clients: profile.aged_clients,
         retry: opts.retry.unwrap_or(profile.retry),
         op_timeout_ms: 5_000,
         think_ms: 40,
@@ -507,6 +508,13 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     }
     for c in 0..wcfg.session_clients {
         tasks.push(tokio::spawn(clients.clone().session_client(
+            c as u64,
+            opts.seed,
+            stop.clone(),
+        )));
+    }
+    for c in 0..wcfg.aged_clients {
+        tasks.push(tokio::spawn(clients.clone().aged_client(
             c as u64,
             opts.seed,
             stop.clone(),
@@ -631,6 +639,30 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             }
         }
     }
+    if wcfg.aged_clients > 0 {
+        let cut = wait_final_cut(
+            &cluster,
+            &members,
+            Duration::from_secs(opts.heal_deadline_s),
+        )
+        .await;
+        rec.nemesis(checkers::retention::FINAL_CUT_EVENT, cut);
+        for &node in &members {
+            let p = workload::FINAL_PROCESS + node as i64;
+            for k in 0..workload::AGED_KEYS {
+                let _ = clients
+                    .read_trace(
+                        p,
+                        workload::AGED_READ,
+                        &format!("aged-{k}"),
+                        workload::aged_trace_id(k),
+                        node,
+                        "linearizable",
+                    )
+                    .await;
+            }
+        }
+    }
     if liveness.valid == Some(true) {
         // Every span-set key: the shared sets, then each session's trace.
         let span_keys: Vec<_> = (0..wcfg.set_keys)
@@ -657,6 +689,15 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             }
         }
     }
+    // The replicas' own proof: every member digests its whole state at one
+    // log position (`POST /api/v1/cluster/check`), covering what the reads
+    // above do not (indexes, counters, comments, keys).
+    let digests = if liveness.valid == Some(true) {
+        final_consistency_check(&cluster, &members).await
+    } else {
+        json!({"installed": false, "error": "no converged cluster"})
+    };
+    rec.nemesis(DIGEST_CHECK_EVENT, digests.clone());
     // Comment lists: a final linearizable read of every key through every
     // node, and (after convergence) each node's local list, which must be
     // identical, order included.
@@ -735,6 +776,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     };
     checks.push(liveness);
     checks.push(convergence_check(&convergence, liveness_ok(&checks)));
+    checks.push(digest_check(&digests, &members));
     checks.push(coverage::check(&plan, &history));
     let corruption = nem.corruption_log.lock().expect("lock").clone();
     if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
@@ -847,6 +889,50 @@ fn environment_check(disk_full: &[Value], checks: &[Check]) -> Check {
     }
 }
 
+/// Waits until every member reports a retention cut above the log's end as
+/// of now (so it covers every write of the run) with nothing left pending;
+/// the event's value for [`checkers::retention::FINAL_CUT_EVENT`].
+async fn wait_final_cut(cluster: &Cluster, members: &[u64], deadline: Duration) -> Value {
+    let started = Instant::now();
+    let timeout = Duration::from_secs(2);
+    let mut target = None;
+    let mut last = Value::Null;
+    while started.elapsed() < deadline {
+        if target.is_none() {
+            for &id in members {
+                if let Ok(v) = cluster.get_json(id, "/api/v1/cluster", timeout).await {
+                    target = v["nodes"].as_array().and_then(|ns| {
+                        ns.iter().filter_map(|n| n["last_log_index"].as_u64()).max()
+                    });
+                    if target.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(t) = target {
+            let mut cuts = BTreeMap::new();
+            for &id in members {
+                let v = cluster.get_json(id, "/api/v1/storage", timeout).await;
+                cuts.insert(
+                    id,
+                    v.map(|v| v["last_cut"].clone())
+                        .unwrap_or_else(|e| json!({"error": e})),
+                );
+            }
+            let done = cuts
+                .values()
+                .all(|c| c["log_index"].as_u64().is_some_and(|i| i > t) && c["pending"] == false);
+            last = json!({"target_index": t, "cuts": cuts});
+            if done {
+                return json!({"installed": true, "waited_ms": started.elapsed().as_millis() as u64, "state": last});
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    json!({"installed": false, "error": "no retention cut covered the writes in time", "state": last})
+}
+
 /// Below these a run is not evidence of anything.
 const MIN_ACKED_ADDS: u64 = 50;
 const MIN_READS: u64 = 50;
@@ -879,8 +965,91 @@ pub fn check_history(history: &[events::Event], with_list: bool) -> Result<Vec<C
             &Budget::with_ms(60_000),
         ));
     }
+    if ops.iter().any(|o| o.f == AGED_ADD) {
+        checks.push(checkers::retention::check(
+            history, &ops, AGED_ADD, AGED_READ,
+        ));
+    }
     checks.push(checkers::election::check(history));
     Ok(checks)
+}
+
+/// The event recording the final consistency check's report.
+const DIGEST_CHECK_EVENT: &str = "final-consistency-check";
+
+/// Asks the members, in turn, to run a consistency check (the leader
+/// proposes it) and waits for every digest; the report, or why none came.
+async fn final_consistency_check(cluster: &Cluster, members: &[u64]) -> Value {
+    let mut errors = Vec::new();
+    for &id in members {
+        let url = match cluster.spec(id) {
+            Ok(spec) => spec.url("/api/v1/cluster/check?wait_secs=60"),
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        match tael_raft::http_client::request("POST", &url, None, b"", Duration::from_secs(90))
+            .await
+        {
+            Ok(r) if r.status == 200 => match r.json() {
+                Ok(report) => return json!({"installed": true, "via": id, "report": report}),
+                Err(e) => errors.push(e),
+            },
+            Ok(r) => errors.push(format!(
+                "node {id}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )),
+            Err(e) => errors.push(format!("node {id}: {e}")),
+        }
+    }
+    json!({"installed": false, "error": errors})
+}
+
+/// Every running member's digest of its state at the final check must be
+/// the same. Nodes the harness left down (a refused corruption) are missing
+/// from the report by design.
+fn digest_check(event: &Value, running: &[u64]) -> Check {
+    let report = &event["report"];
+    let reported: BTreeSet<u64> = report["digests"]
+        .as_object()
+        .map(|d| d.keys().filter_map(|k| k.parse().ok()).collect())
+        .unwrap_or_default();
+    let (valid, summary) = if event["installed"] != true {
+        (None, format!("not checked: {}", event["error"]))
+    } else if report["differing"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty())
+    {
+        (
+            Some(false),
+            format!(
+                "replicas {} differ from the others at index {}",
+                report["differing"], report["index"]
+            ),
+        )
+    } else if running.iter().all(|id| reported.contains(id)) {
+        (
+            Some(true),
+            format!(
+                "{} replicas agree at index {}",
+                report["digests"].as_object().map_or(0, |d| d.len()),
+                report["index"]
+            ),
+        )
+    } else {
+        (
+            None,
+            format!("members {} gave no digest", report["missing"]),
+        )
+    };
+    Check {
+        name: "replica-digests".into(),
+        valid,
+        summary,
+        details: event.clone(),
+    }
 }
 
 /// Every node's local state of each key must be the same after the heal.
@@ -987,6 +1156,32 @@ mod tests {
         ]);
         assert_eq!(convergence_check(&unreadable, true).valid, None);
         assert_eq!(convergence_check(&same, false).valid, None);
+    }
+
+    #[test]
+    fn differing_replica_digests_are_invalid_and_missing_ones_unknown() {
+        let ev = |report: Value| json!({"installed": true, "via": 1, "report": report});
+        let agree = ev(
+            json!({"index": 9, "digests": {"1": "a", "2": "a"}, "differing": [], "missing": [], "agree": true}),
+        );
+        assert_eq!(digest_check(&agree, &[1, 2]).valid, Some(true));
+        let differ = ev(
+            json!({"index": 9, "digests": {"1": "a", "2": "b", "3": "a"}, "differing": [2], "missing": [], "agree": false}),
+        );
+        assert_eq!(digest_check(&differ, &[1, 2, 3]).valid, Some(false));
+        let missing = ev(
+            json!({"index": 9, "digests": {"1": "a"}, "differing": [], "missing": [2], "agree": false}),
+        );
+        assert_eq!(digest_check(&missing, &[1, 2]).valid, None);
+        assert_eq!(
+            digest_check(&missing, &[1]).valid,
+            Some(true),
+            "node 2 was left down by the harness"
+        );
+        assert_eq!(
+            digest_check(&json!({"installed": false, "error": "x"}), &[1]).valid,
+            None
+        );
     }
 
     #[test]

@@ -212,34 +212,6 @@ pub struct Nemesis {
     pub membership: super::membership::Membership,
 }
 
-/// The node every running node that answers agrees is leader, if any.
-pub async fn current_leader(cluster: &Cluster) -> Option<u64> {
-    for id in cluster.running() {
-        if cluster.is_paused(id) {
-            continue;
-        }
-        if let Ok(v) = cluster
-            .get_json(id, "/readyz", Duration::from_millis(800))
-            .await
-        {
-            if let Some(l) = v["leader"].as_u64() {
-                return Some(l);
-            }
-        }
-        // /readyz answers 503 with a JSON body while not ready; get_json
-        // treats that as an error, so fall back to the cluster view.
-        if let Ok(v) = cluster
-            .get_json(id, "/api/v1/cluster", Duration::from_millis(800))
-            .await
-        {
-            if let Some(l) = v["leader"].as_u64() {
-                return Some(l);
-            }
-        }
-    }
-    None
-}
-
 fn pick_some(candidates: &[u64], count: usize, pick: u64) -> Vec<u64> {
     let mut pool = candidates.to_vec();
     let mut out = Vec::new();
@@ -268,7 +240,7 @@ impl Nemesis {
         let n = ids.len();
         match spec {
             "one" => pick_some(&ids, 1, pick),
-            "leader" => match current_leader(&self.cluster).await {
+            "leader" => match self.cluster.current_leader().await {
                 Some(l) => vec![l],
                 None => pick_some(&ids, 1, pick),
             },
@@ -355,7 +327,7 @@ impl Nemesis {
             FaultKind::Partition => {
                 let ids = self.members();
                 let leader = if p.target == "isolate-leader" {
-                    current_leader(&self.cluster).await
+                    self.cluster.current_leader().await
                 } else {
                     None
                 };
@@ -409,7 +381,16 @@ impl Nemesis {
             }
             FaultKind::Clock => self.clock(p, hold, stop).await,
             FaultKind::Corrupt | FaultKind::CorruptAny => self.corrupt(p, hold, stop).await,
-            FaultKind::Membership => self.membership.change(self, p).await,
+            FaultKind::Membership => {
+                let change = super::membership::Change {
+                    cluster: &self.cluster,
+                    rec: &self.rec,
+                    member_commands: self.caps.member_commands,
+                    target: &p.target,
+                    pick: p.pick,
+                };
+                self.membership.change(&change).await
+            }
         }
     }
 

@@ -12,6 +12,9 @@ pub struct Profile {
     pub set_clients: usize,
     pub session_clients: usize,
     pub list_clients: usize,
+    /// Clients writing spans already past the retention (see
+    /// `checkers::retention`).
+    pub aged_clients: usize,
     pub retry: bool,
     /// `serve --mutation NAME` (needs a server built with fault-injection).
     pub mutation: Option<String>,
@@ -34,6 +37,7 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         set_clients: 3,
         session_clients: 2,
         list_clients: 0,
+        aged_clients: 0,
         retry: false,
         mutation: None,
         server_args: Vec::new(),
@@ -124,6 +128,18 @@ pub fn all() -> Vec<Profile> {
     );
     cuts.fault_timing = Some((1_000, 3_000, 300, 1_200));
     v.push(cuts);
+    // Retention cuts every second under kills, partitions and power loss:
+    // aged spans must go, everything younger than the retention must stay.
+    let mut retention = p(
+        "retention",
+        "retention cuts every second under kills, partitions and power loss; spans written past the retention must be gone after the final cut, the rest must stay",
+        &[Kill, Partition, PowerLoss],
+    );
+    retention.aged_clients = 1;
+    retention.server_args = ["--retention-traces", "1h", "--compaction-interval", "1s"]
+        .map(String::from)
+        .to_vec();
+    v.push(retention);
     let mut retry = p(
         "retry",
         "kills and partitions with unknown exports re-sent (deduplication)",
@@ -175,6 +191,17 @@ pub fn all() -> Vec<Profile> {
     );
     dup.retry = true;
     v.push(dup);
+    let mut cut = m(
+        "mutation-retention-wrong-unit",
+        "retention-wrong-unit",
+        "the leader reads the retention in the wrong unit and cuts retained spans",
+        &[Kill],
+    );
+    cut.server_args = ["--retention-traces", "1h", "--compaction-interval", "1s"]
+        .map(String::from)
+        .to_vec();
+    cut.aged_clients = 1;
+    v.push(cut);
     // Frequent short kills keep elections going with freshly restarted
     // voters, and fast polling sees short-lived leaders.
     let mut vote = m(

@@ -29,6 +29,15 @@ pub const SET_READ_LOCAL: &str = "read-local";
 pub const SESSION_ADD: &str = "s-add";
 pub const SESSION_READ: &str = "s-read";
 pub const LIST_APPEND: &str = "append";
+/// Spans written already past the retention (the `retention` profile): a
+/// retention cut may delete them at any time, and after the final cut no
+/// node may return them.
+pub const AGED_ADD: &str = "aged-add";
+pub const AGED_READ: &str = "aged-read";
+/// How old aged spans are when written: past any retention a profile sets.
+pub const AGED_SPAN_AGE_NANOS: u64 = 2 * 3600 * 1_000_000_000;
+/// Keys the aged writer spreads its spans over.
+pub const AGED_KEYS: u64 = 4;
 /// A list client moves to the next window of keys after this many of its
 /// operations. Every client walks the same windows, so a key sees about
 /// this many operations per client; with indeterminate outcomes under
@@ -52,6 +61,8 @@ pub struct WorkloadConfig {
     pub set_keys: u64,
     pub session_clients: usize,
     pub list_clients: usize,
+    /// Clients writing spans already past the retention.
+    pub aged_clients: usize,
     /// Re-send an export whose outcome is unknown, with the same span ids.
     pub retry: bool,
     pub op_timeout_ms: u64,
@@ -72,6 +83,14 @@ pub fn set_trace_id(key: u64) -> [u8; 16] {
     let mut t = [0u8; 16];
     t[0] = 0x7a;
     t[1] = 0x51;
+    t[8..].copy_from_slice(&key.to_be_bytes());
+    t
+}
+
+pub fn aged_trace_id(key: u64) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    t[0] = 0xa9;
+    t[1] = 0xed;
     t[8..].copy_from_slice(&key.to_be_bytes());
     t
 }
@@ -101,11 +120,13 @@ fn element_id(client: u64, n: u64) -> u64 {
     (client + 1) << 32 | (n + 1)
 }
 
-fn spans_request(trace: [u8; 16], ids: &[u64]) -> ExportTraceServiceRequest {
+/// Spans `ids` of `trace`, started `age_nanos` ago (0: now).
+fn spans_request(trace: [u8; 16], ids: &[u64], age_nanos: u64) -> ExportTraceServiceRequest {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .saturating_sub(age_nanos);
     let spans = ids
         .iter()
         .map(|id| Span {
@@ -231,7 +252,12 @@ impl Clients {
             Err(e) => WriteOutcome::Fail(e),
             Ok(ch) => {
                 let mut client = TraceServiceClient::new(ch);
-                let mut req = tonic::Request::new(spans_request(trace, ids));
+                let age_nanos = if f == AGED_ADD {
+                    AGED_SPAN_AGE_NANOS
+                } else {
+                    0
+                };
+                let mut req = tonic::Request::new(spans_request(trace, ids, age_nanos));
                 req.set_timeout(self.timeout());
                 if let Some(key) = http_client::default_api_key() {
                     let bearer = format!("Bearer {key}").parse().expect("a key is ASCII");
@@ -391,6 +417,30 @@ impl Clients {
                     .await;
             }
             tokio::time::sleep(Duration::from_millis(self.cfg.think_ms)).await;
+        }
+    }
+
+    /// Aged-span client: exports spans already past the retention, on
+    /// random nodes and keys; a retention cut deletes them (checked after
+    /// the final cut, `checkers::retention`).
+    pub async fn aged_client(self, client: u64, seed: u64, stop: Arc<AtomicBool>) {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xa9ed_0000 ^ client.wrapping_mul(0x27d4_eb2f));
+        let mut process = 300 + client as i64;
+        let id_client = 20_000 + client;
+        let mut next = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let key_no = rng.random_range(0..AGED_KEYS);
+            let key = format!("aged-{key_no}");
+            let ids = [element_id(id_client, next)];
+            next += 1;
+            let node = self.pick_node(&mut rng);
+            let outcome = self
+                .export(process, AGED_ADD, &key, aged_trace_id(key_no), &ids, node)
+                .await;
+            if let WriteOutcome::Info(_) = outcome {
+                process += PROCESS_STRIDE;
+            }
+            tokio::time::sleep(Duration::from_millis(self.cfg.think_ms * 2)).await;
         }
     }
 
@@ -714,7 +764,7 @@ mod tests {
     fn ids_are_unique_and_spans_carry_them() {
         assert_ne!(element_id(0, 1), element_id(1, 0));
         assert_ne!(element_id(0, 0), 0);
-        let req = spans_request(set_trace_id(3), &[element_id(2, 5)]);
+        let req = spans_request(set_trace_id(3), &[element_id(2, 5)], 0);
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.span_id, element_id(2, 5).to_be_bytes().to_vec());
         assert_eq!(hex(&span.trace_id), hex(&set_trace_id(3)));

@@ -15,6 +15,7 @@ use super::keys::{
     bucketed, comment_key, pending_doc_key, prefixed, record_key, service_prefix, META_API_KEYS,
     META_LAST_APPLIED, META_MEMBERSHIP, META_REJECTED_ENTRIES, META_RETIRED_NODES,
 };
+use super::retention::{blob_ref_key, REF_KIND_LOG};
 use super::DocKind;
 use super::{HotStore, PendingDoc, ServiceStats, StoreResult};
 use crate::auth::{KeyCommand, KeySet};
@@ -116,6 +117,11 @@ impl ApplyBatch<'_> {
         self.first_entry.get_or_insert(log_index);
         self.last_entry = Some(log_index);
         self.text_docs_in_entry = 0;
+    }
+
+    /// Whether the entry at `log_index` is the only one in this batch.
+    pub(super) fn is_single_entry(&self, log_index: u64) -> bool {
+        self.first_entry == Some(log_index) && self.last_entry == Some(log_index)
     }
 
     /// The entry being applied.
@@ -237,6 +243,11 @@ impl ApplyBatch<'_> {
             let sha = crate::llm::sha256(body.as_bytes());
             self.batch
                 .insert(&ks.blobs, sha.to_vec(), body.as_bytes().to_vec());
+            self.batch.insert(
+                &ks.blob_refs,
+                blob_ref_key(&sha, REF_KIND_LOG, &key),
+                b"".to_vec(),
+            );
             encode(&log.with_body_in_blob(sha, preview(&body, LOG_BODY_PREVIEW_BYTES)))
         } else {
             value

@@ -13,7 +13,6 @@
 
 use sha2::{Digest, Sha256};
 
-use super::tags::{TagScope, TagType};
 use crate::model::TraceId;
 
 /// Span key: trace id ++ span id.
@@ -107,18 +106,20 @@ pub(super) fn svc_trace_key(service: &str, trace: &TraceId) -> Vec<u8> {
 }
 
 /// `tags` key kinds (the first byte): a tag name, a tag value, an operation.
+/// Scopes and value types come as the bytes `tags::TagScope::byte` and
+/// `tags::TagType::byte` give.
 const TAG_KIND_NAME: u8 = b'n';
 const TAG_KIND_VALUE: u8 = b'v';
 const TAG_KIND_OPERATION: u8 = b'o';
 
 /// `tags`: n ++ scope, the prefix of one scope's tag names.
-pub(super) fn tag_names_prefix(scope: TagScope) -> Vec<u8> {
-    vec![TAG_KIND_NAME, scope.byte()]
+pub(super) fn tag_names_prefix(scope: u8) -> Vec<u8> {
+    vec![TAG_KIND_NAME, scope]
 }
 
 /// `tags`: n ++ scope ++ name. The name ends the key, so it needs no length.
 #[cfg(test)]
-pub(super) fn tag_name_key(scope: TagScope, name: &str) -> Vec<u8> {
+pub(super) fn tag_name_key(scope: u8, name: &str) -> Vec<u8> {
     let mut k = Vec::new();
     tag_name_key_into(&mut k, scope, name);
     k
@@ -126,40 +127,34 @@ pub(super) fn tag_name_key(scope: TagScope, name: &str) -> Vec<u8> {
 
 /// [`tag_name_key`] into `k` (cleared first): apply builds keys in one
 /// buffer and allocates only for keys its batch lacks.
-pub(super) fn tag_name_key_into(k: &mut Vec<u8>, scope: TagScope, name: &str) {
+pub(super) fn tag_name_key_into(k: &mut Vec<u8>, scope: u8, name: &str) {
     k.clear();
-    k.extend_from_slice(&[TAG_KIND_NAME, scope.byte()]);
+    k.extend_from_slice(&[TAG_KIND_NAME, scope]);
     k.extend_from_slice(name.as_bytes());
 }
 
 /// `tags`: v ++ scope ++ len16 ++ name, the prefix of one tag's values.
-pub(super) fn tag_values_prefix(scope: TagScope, name: &str) -> Vec<u8> {
-    let mut k = vec![TAG_KIND_VALUE, scope.byte()];
+pub(super) fn tag_values_prefix(scope: u8, name: &str) -> Vec<u8> {
+    let mut k = vec![TAG_KIND_VALUE, scope];
     k.extend_from_slice(&service_prefix(name));
     k
 }
 
 /// `tags`: v ++ scope ++ len16 ++ name ++ type ++ value (its string form).
 #[cfg(test)]
-pub(super) fn tag_value_key(scope: TagScope, name: &str, ty: TagType, value: &str) -> Vec<u8> {
+pub(super) fn tag_value_key(scope: u8, name: &str, ty: u8, value: &str) -> Vec<u8> {
     let mut k = Vec::new();
     tag_value_key_into(&mut k, scope, name, ty, value);
     k
 }
 
 /// [`tag_value_key`] into `k` (cleared first).
-pub(super) fn tag_value_key_into(
-    k: &mut Vec<u8>,
-    scope: TagScope,
-    name: &str,
-    ty: TagType,
-    value: &str,
-) {
+pub(super) fn tag_value_key_into(k: &mut Vec<u8>, scope: u8, name: &str, ty: u8, value: &str) {
     k.clear();
-    k.extend_from_slice(&[TAG_KIND_VALUE, scope.byte()]);
+    k.extend_from_slice(&[TAG_KIND_VALUE, scope]);
     k.extend_from_slice(&name_len16(name));
     k.extend_from_slice(name.as_bytes());
-    k.push(ty.byte());
+    k.push(ty);
     k.extend_from_slice(value.as_bytes());
 }
 
@@ -311,14 +306,18 @@ mod tests {
 
     #[test]
     fn tag_keys_of_one_kind_scope_and_name_share_a_prefix_no_other_has() {
-        let v = tag_value_key(TagScope::Span, "http.route", TagType::String, "/pay");
-        assert!(v.starts_with(&tag_values_prefix(TagScope::Span, "http.route")));
-        assert!(!v.starts_with(&tag_values_prefix(TagScope::Span, "http")));
-        assert!(!v.starts_with(&tag_values_prefix(TagScope::Resource, "http.route")));
+        // Scope and type bytes as `tags::TagScope` and `tags::TagType` give them.
+        const SPAN: u8 = b's';
+        const RESOURCE: u8 = b'r';
+        const STRING: u8 = b's';
+        let v = tag_value_key(SPAN, "http.route", STRING, "/pay");
+        assert!(v.starts_with(&tag_values_prefix(SPAN, "http.route")));
+        assert!(!v.starts_with(&tag_values_prefix(SPAN, "http")));
+        assert!(!v.starts_with(&tag_values_prefix(RESOURCE, "http.route")));
         assert_eq!(v.len(), 2 + 2 + "http.route".len() + 1 + "/pay".len());
-        let n = tag_name_key(TagScope::Resource, "service.name");
-        assert!(n.starts_with(&tag_names_prefix(TagScope::Resource)));
-        assert!(!n.starts_with(&tag_names_prefix(TagScope::Span)));
+        let n = tag_name_key(RESOURCE, "service.name");
+        assert!(n.starts_with(&tag_names_prefix(RESOURCE)));
+        assert!(!n.starts_with(&tag_names_prefix(SPAN)));
         let o = operation_key("ab", "GET /");
         assert!(o.starts_with(&operations_prefix("ab")));
         assert!(!o.starts_with(&operations_prefix("a")));

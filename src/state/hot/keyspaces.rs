@@ -45,7 +45,7 @@ macro_rules! keyspaces {
     };
 }
 
-keyspaces! { 20;
+keyspaces! { 21;
     /// trace id ++ span id → span.
     spans,
     /// start ++ trace id ++ span id → span digest (window analytics).
@@ -94,6 +94,7 @@ keyspaces! { 20;
     /// len16 ++ tag name ++ type ++ value, o ++ len16 ++ service ++
     /// operation → empty.
     tags,
+    blob_refs,
 }
 
 impl Keyspaces {
@@ -117,7 +118,7 @@ impl Keyspaces {
 
     /// Keyspaces that are small or large depending on the workload: logs,
     /// metrics, and everything added after them.
-    pub(super) fn workload_sized(&self) -> [&Keyspace; 12] {
+    pub(super) fn workload_sized(&self) -> [&Keyspace; 13] {
         [
             &self.logs,
             &self.log_by_service,
@@ -131,6 +132,7 @@ impl Keyspaces {
             &self.spool_applied,
             &self.trace_marks,
             &self.tags,
+            &self.blob_refs,
         ]
     }
 }
@@ -182,6 +184,7 @@ mod tests {
                 "trace_marks",
                 "batch_keys",
                 "tags",
+                "blob_refs",
             ]
         );
     }

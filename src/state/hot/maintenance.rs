@@ -4,7 +4,9 @@
 //! - [`HotStore::maintain`] (called periodically by the node) syncs the
 //!   journal and flushes small memtables so journals do not pile up.
 //! - The trace-mark backfill gives every stored trace its `trace_marks`
-//!   entry, once, in a store (or snapshot) written before marks existed.
+//!   entry, once, in a store (or snapshot) written before marks existed;
+//!   the blob-reference backfill (`retention.rs`) does the same for
+//!   `blob_refs`.
 
 use std::fs;
 use std::io;
@@ -14,6 +16,7 @@ use fjall::AbstractTree;
 
 use super::keys::META_TRACE_MARKS_COMPLETE;
 use super::keyspaces::MEMTABLE_BYTES;
+use super::retention::META_BLOB_REFS_COMPLETE;
 use super::{HotStore, StoreError, StoreResult, KEYSPACES};
 
 /// Journal files beyond which the small keyspaces are flushed (see [`HotStore::maintain`]).
@@ -107,6 +110,7 @@ impl HotStore {
     /// a snapshot is imported into this store).
     pub(crate) fn forget_trace_marks_complete(&self) -> StoreResult<()> {
         self.keyspaces.meta.remove(META_TRACE_MARKS_COMPLETE)?;
+        self.keyspaces.meta.remove(META_BLOB_REFS_COMPLETE)?;
         Ok(())
     }
 

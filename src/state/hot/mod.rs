@@ -26,6 +26,7 @@
 //! | `trace_marks`     | trace id                                       | empty                 |
 //! | `batch_keys`      | batch key (comments only)                      | log index (u64 BE)    |
 //! | `tags`            | tag name, tag value or operation (`tags.rs`)   | empty                 |
+//! | `blob_refs`       | sha256 ++ kind ++ referencing record's key     | empty                 |
 //!
 //! Integers in keys are big-endian; values are bincode ([`crate::codec`])
 //! unless said otherwise. `keys.rs` builds every key and says why it is
@@ -41,7 +42,8 @@
 //! their indexes, `spool_marks.rs` the at-most-once check of spooled
 //! records, `tags.rs` the tag index); `reads.rs` and `search.rs` answer queries described in
 //! `query.rs`; `text_queue.rs` hands text to the full-text indexer;
-//! `maintenance.rs` keeps the engine's journals short and backfills data
+//! `retention.rs` applies retention cuts; `stats.rs` tells what the tier
+//! holds; `maintenance.rs` keeps the engine's journals short and backfills data
 //! that older versions did not write.
 
 mod batch;
@@ -51,9 +53,11 @@ mod keyspaces;
 mod maintenance;
 mod query;
 mod reads;
+mod retention;
 mod search;
 mod spans;
 mod spool_marks;
+mod stats;
 mod tags;
 #[cfg(test)]
 mod test_support;
@@ -69,8 +73,10 @@ pub use self::keyspaces::{Keyspaces, KEYSPACES};
 pub use self::query::{
     AttributeFilter, Found, LogQuery, MetricQuery, SearchResult, ServiceStats, SpanQuery,
 };
+pub use self::retention::MAX_RECORDS_PER_CUT;
 pub use self::search::{LogWalk, Order, SpanScan, SpanWalk};
 pub use self::spool_marks::SpoolFloor;
+pub use self::stats::{HotStats, SignalStats};
 pub use self::tags::{
     intrinsic, kind_keyword, TagScope, TagType, MAX_INDEXED_NAME_BYTES, MAX_INDEXED_VALUE_BYTES,
 };
@@ -104,6 +110,7 @@ impl HotStore {
             stored_tag_keys: Default::default(),
         };
         store.backfill_trace_marks()?;
+        store.backfill_blob_refs()?;
         Ok(store)
     }
 

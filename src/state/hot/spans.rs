@@ -2,6 +2,7 @@
 //! service's counters, replacing an older version of the same span.
 
 use super::keys::{service_key, span_key, svc_trace_key, time_key, SPAN_KEY_LEN};
+use super::retention::{blob_ref_key, llm_blobs, REF_KIND_SPAN};
 use super::DocKind;
 use super::{ApplyBatch, ServiceStats, StoreError, StoreResult};
 use crate::analytics::SpanDigest;
@@ -162,6 +163,10 @@ impl ApplyBatch<'_> {
         stats.error_count += (s.status == SpanStatus::Error) as u64;
         stats.duration_sum_nanos = stats.duration_sum_nanos.saturating_add(s.duration_nanos());
         stats.trace_count += new_trace as u64;
+        for sha in llm_blobs(s) {
+            let r = blob_ref_key(&sha, REF_KIND_SPAN, key);
+            self.batch.insert(&ks.blob_refs, r, b"".to_vec());
+        }
         // Tag entries are not undone by `unindex`: the index tells what
         // was ever seen (see `tags.rs`).
         self.index_tags(s);
@@ -169,7 +174,7 @@ impl ApplyBatch<'_> {
     }
 
     /// Undoes [`Self::index`] for the span `s` stored under `key`.
-    fn unindex(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) -> StoreResult<()> {
+    pub(super) fn unindex(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) -> StoreResult<()> {
         let store = self.store;
         let ks = &store.keyspaces;
         self.batch
@@ -180,6 +185,10 @@ impl ApplyBatch<'_> {
         );
         self.batch
             .remove(&ks.by_error, time_key(s.start_unix_nanos, key).to_vec());
+        for sha in llm_blobs(s) {
+            self.batch
+                .remove(&ks.blob_refs, blob_ref_key(&sha, REF_KIND_SPAN, key));
+        }
         let n = self.svc_trace_count_mut(svc_trace_key(&s.service, &s.trace_id))?;
         assert!(
             *n > 0,

@@ -147,7 +147,7 @@ fn visit_span_tag_keys(s: &SpanRecord, skip_resource: bool, mut f: impl FnMut(&[
     attribute_keys(TagScope::Span, &s.attributes, &mut k, &mut f);
     let mut intrinsic = |name: &str, ty: TagType, value: &str| {
         if value.len() <= MAX_INDEXED_VALUE_BYTES {
-            tag_value_key_into(&mut k, TagScope::Intrinsic, name, ty, value);
+            tag_value_key_into(&mut k, TagScope::Intrinsic.byte(), name, ty.byte(), value);
             f(&k);
         }
     };
@@ -180,7 +180,7 @@ fn attribute_keys(scope: TagScope, attrs: &[KeyValue], k: &mut Vec<u8>, f: &mut 
         if kv.key.is_empty() || kv.key.len() > MAX_INDEXED_NAME_BYTES {
             continue;
         }
-        tag_name_key_into(k, scope, &kv.key);
+        tag_name_key_into(k, scope.byte(), &kv.key);
         f(k);
         let Some((ty, v)) = kv
             .value
@@ -191,7 +191,7 @@ fn attribute_keys(scope: TagScope, attrs: &[KeyValue], k: &mut Vec<u8>, f: &mut 
         };
         let value = v.string_form();
         if value.len() <= MAX_INDEXED_VALUE_BYTES {
-            tag_value_key_into(k, scope, &kv.key, ty, &value);
+            tag_value_key_into(k, scope.byte(), &kv.key, ty.byte(), &value);
             f(k);
         }
     }
@@ -263,7 +263,7 @@ impl HotStore {
     /// Indexed tag names of `scope` (span or resource) in byte order, at
     /// most `max`.
     pub fn tag_names(&self, scope: TagScope, max: usize) -> StoreResult<Vec<String>> {
-        let prefix = tag_names_prefix(scope);
+        let prefix = tag_names_prefix(scope.byte());
         let mut out = Vec::new();
         for g in self.keyspaces.tags.prefix(&prefix).take(max) {
             let k = g.key()?;
@@ -280,7 +280,7 @@ impl HotStore {
         name: &str,
         max: usize,
     ) -> StoreResult<Vec<(TagType, String)>> {
-        let prefix = tag_values_prefix(scope, name);
+        let prefix = tag_values_prefix(scope.byte(), name);
         let mut out = Vec::new();
         for g in self.keyspaces.tags.prefix(&prefix).take(max) {
             let k = g.key()?;
@@ -521,13 +521,13 @@ mod tests {
         assert_eq!(t, [1; 16]);
         assert_eq!(span_tag_keys(&s), span_tag_keys(&s.clone()));
         let keys = span_tag_keys(&s);
-        assert!(keys.contains(&tag_name_key(TagScope::Span, "x")));
-        assert!(keys.contains(&tag_name_key(TagScope::Resource, "service.name")));
+        assert!(keys.contains(&tag_name_key(TagScope::Span.byte(), "x")));
+        assert!(keys.contains(&tag_name_key(TagScope::Resource.byte(), "service.name")));
         assert!(keys.contains(&operation_key("svc", "pay")));
         assert!(span_tag_keys(&s).contains(&tag_value_key(
-            TagScope::Span,
+            TagScope::Span.byte(),
             "x",
-            TagType::Bool,
+            TagType::Bool.byte(),
             "true"
         )));
     }

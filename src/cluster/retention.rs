@@ -1,0 +1,33 @@
+//! Retention cuts through the log (see `crate::retention`): the leader
+//! proposes one, and every replica applies it at the same index.
+
+use super::status::ClusterStatus;
+use super::{Cluster, ClusterError, READ_TIMEOUT};
+use crate::payload;
+use crate::retention::RetentionPolicy;
+
+impl Cluster {
+    /// Proposes a retention cut under `policy` and waits until this node
+    /// applied it; returns its log index.
+    pub async fn cut_retention(&self, policy: RetentionPolicy) -> Result<u64, ClusterError> {
+        let index = self.propose(payload::retention_record(policy)).await?;
+        self.raft
+            .wait(Some(READ_TIMEOUT))
+            .applied_index_at_least(Some(index), "retention cut")
+            .await
+            .map_err(|e| {
+                ClusterError::Unavailable(format!("waiting to apply retention cut {index}: {e}"))
+            })?;
+        Ok(index)
+    }
+}
+
+/// Whether every member answered and applies retention cuts: a node of an
+/// older version would reject the cut, keep what the others deleted, and
+/// differ from them from then on.
+pub fn every_member_applies_retention(status: &ClusterStatus) -> bool {
+    status
+        .members
+        .iter()
+        .all(|m| m.status.as_ref().is_some_and(|s| s.applies_retention_cuts))
+}

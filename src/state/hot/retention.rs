@@ -1,0 +1,659 @@
+//! Applying a retention cut (`crate::retention`): deleting, in one batch,
+//! what lies below the floors, with every index entry, counter and blob
+//! that pointed at it.
+//!
+//! A cut is applied in a batch of its own (`state::apply` ends the batch
+//! before it and after it), so it reads the store as committed: the same
+//! records on every replica, however openraft grouped the entries.
+//!
+//! One cut deletes at most [`MAX_RECORDS_PER_CUT`] records; what remains
+//! below the floors waits for the next cut (`RetentionState::pending`), which
+//! the leader proposes at once. A cut therefore never stalls apply for long,
+//! however much aged out since the last.
+//!
+//! Blobs (LLM texts, large log bodies) are content-addressed and may be
+//! shared by several records, so each reference is kept in `blob_refs`
+//! (sha ++ kind ++ record key); a blob is deleted when a cut removed its last
+//! reference.
+
+use std::collections::{BTreeSet, HashSet};
+
+use fjall::Readable;
+
+use super::keys::{bucketed, prefixed, service_prefix, RECORD_KEY_LEN, SPAN_KEY_LEN, TIME_KEY_LEN};
+use super::{ApplyBatch, HotStore, StoreError, StoreResult};
+use crate::codec::decode;
+use crate::llm::Sha256Digest;
+use crate::model::{LogRecord, MetricPoint, SpanRecord, TraceId};
+use crate::retention::{DeletedCounts, RetentionCut, RetentionState};
+
+/// Records one cut deletes (or, for LLM payloads, visits) at most.
+pub const MAX_RECORDS_PER_CUT: usize = 20_000;
+
+/// `meta`: the [`RetentionState`], as JSON.
+pub(super) const META_RETENTION: &[u8] = b"retention";
+
+/// `meta`: set once every stored record's blobs have their `blob_refs`.
+pub(super) const META_BLOB_REFS_COMPLETE: &[u8] = b"blob_refs_complete";
+/// References written per batch while backfilling them.
+const BLOB_REF_BACKFILL_BATCH: usize = 10_000;
+
+/// `blob_refs` key kinds (the byte after the sha).
+pub(super) const REF_KIND_SPAN: u8 = b's';
+pub(super) const REF_KIND_LOG: u8 = b'l';
+
+/// `blob_refs`: sha ++ kind ++ the referencing record's key.
+pub(super) fn blob_ref_key(sha: &Sha256Digest, kind: u8, record: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(32 + 1 + record.len());
+    k.extend_from_slice(sha);
+    k.push(kind);
+    k.extend_from_slice(record);
+    k
+}
+
+/// The blobs a span's LLM texts went to.
+pub(super) fn llm_blobs(s: &SpanRecord) -> impl Iterator<Item = Sha256Digest> + '_ {
+    s.llm
+        .iter()
+        .flat_map(|l| [l.prompt_sha256, l.completion_sha256])
+        .flatten()
+}
+
+/// What one cut does, bounded by its budget.
+struct Cutter<'v> {
+    view: &'v fjall::Snapshot,
+    /// Records left to delete or visit in this cut.
+    budget: usize,
+    deleted: DeletedCounts,
+    /// Blob references removed by this cut: a blob whose every reference is
+    /// in here is deleted at the end.
+    released: HashSet<Vec<u8>>,
+    /// Traces some of whose spans this cut deleted, and those spans.
+    traces: BTreeSet<TraceId>,
+    removed_spans: HashSet<[u8; SPAN_KEY_LEN]>,
+}
+
+impl Cutter<'_> {
+    fn take_one(&mut self) -> bool {
+        if self.budget == 0 {
+            return false;
+        }
+        self.budget -= 1;
+        true
+    }
+}
+
+impl HotStore {
+    /// The retention state (the default before the first cut).
+    pub fn retention_state(&self) -> StoreResult<RetentionState> {
+        self.retention_state_in(&self.read_view())
+    }
+
+    /// [`Self::retention_state`] as of `view`.
+    pub fn retention_state_in(&self, view: &fjall::Snapshot) -> StoreResult<RetentionState> {
+        match view.get(&self.keyspaces.meta, META_RETENTION)? {
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("retention state: {e}"))),
+            None => Ok(RetentionState::default()),
+        }
+    }
+}
+
+impl HotStore {
+    /// Gives every stored span's and log record's blobs their references,
+    /// once, for a store (or snapshot) written before references existed:
+    /// without them a cut would take a blob that an older record shares.
+    /// Deterministic in the stored data, so every replica writes the same.
+    pub(crate) fn backfill_blob_refs(&self) -> StoreResult<()> {
+        let ks = &self.keyspaces;
+        if ks.meta.get(META_BLOB_REFS_COMPLETE)?.is_some() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        let mut staged = 0usize;
+        let mut stage = |batch: &mut fjall::OwnedWriteBatch, key: Vec<u8>| -> StoreResult<()> {
+            batch.insert(&ks.blob_refs, key, b"".to_vec());
+            staged += 1;
+            if staged % BLOB_REF_BACKFILL_BATCH == 0 {
+                std::mem::replace(batch, self.db.batch()).commit()?;
+            }
+            Ok(())
+        };
+        for kv in ks.spans.iter() {
+            let (k, v) = kv.into_inner()?;
+            let span: SpanRecord = decode(&v)?;
+            for sha in llm_blobs(&span) {
+                stage(&mut batch, blob_ref_key(&sha, REF_KIND_SPAN, &k))?;
+            }
+        }
+        for kv in ks.logs.iter() {
+            let (k, v) = kv.into_inner()?;
+            let log: LogRecord = decode(&v)?;
+            if let Some(sha) = &log.body_sha256 {
+                stage(&mut batch, blob_ref_key(sha, REF_KIND_LOG, &k))?;
+            }
+        }
+        // Only after every reference: an interrupted backfill starts over.
+        batch.insert(&ks.meta, META_BLOB_REFS_COMPLETE.to_vec(), b"".to_vec());
+        batch.commit()?;
+        Ok(())
+    }
+}
+
+impl ApplyBatch<'_> {
+    /// Applies the cut carried by the entry at `log_index`: raises the
+    /// floors and deletes what lies below them, up to the per-cut budget.
+    pub fn apply_retention(
+        &mut self,
+        log_index: u64,
+        cut: &RetentionCut,
+    ) -> StoreResult<DeletedCounts> {
+        assert!(
+            self.is_single_entry(log_index),
+            "a retention cut is applied in a batch of its own (entry {log_index})"
+        );
+        let store = self.store;
+        let mut state = store.retention_state()?;
+        state.floors = state.floors.raised_to(cut.floors());
+        let view = store.read_view();
+        let mut cutter = Cutter {
+            view: &view,
+            budget: MAX_RECORDS_PER_CUT,
+            deleted: DeletedCounts::default(),
+            released: HashSet::new(),
+            traces: BTreeSet::new(),
+            removed_spans: HashSet::new(),
+        };
+        let floors = state.floors;
+        self.drop_spans(&mut cutter, floors.traces)?;
+        state.llm_released_until = self.release_llm_payloads(
+            &mut cutter,
+            floors.llm_payloads,
+            state.llm_released_until.take(),
+        )?;
+        self.drop_logs(&mut cutter, floors.logs)?;
+        self.drop_metrics(&mut cutter, floors.metrics)?;
+        self.drop_unreferenced_blobs(&mut cutter)?;
+        self.forget_emptied_traces(&mut cutter)?;
+        state.pending = cutter.budget == 0;
+        state.last_cut_index = log_index;
+        state.last_cut_unix_nanos = cut.stamped_unix_nanos;
+        state.deleted.add(cutter.deleted);
+        self.batch.insert(
+            &store.keyspaces.meta,
+            META_RETENTION.to_vec(),
+            serde_json::to_vec(&state).expect("retention state serializes"),
+        );
+        Ok(cutter.deleted)
+    }
+
+    /// Deletes spans that started before `floor`, oldest first.
+    fn drop_spans(&mut self, c: &mut Cutter<'_>, floor: u64) -> StoreResult<()> {
+        let ks = &self.store.keyspaces;
+        let below = floor.to_be_bytes();
+        for kv in c.view.range(&ks.by_time, ..below.to_vec()) {
+            if !c.take_one() {
+                return Ok(());
+            }
+            let (k, _) = kv.into_inner()?;
+            let span_key: [u8; SPAN_KEY_LEN] = k[8..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("by_time key".into()))?;
+            let Some(bytes) = c.view.get(&ks.spans, span_key)? else {
+                return Err(StoreError::Corrupt(format!(
+                    "by_time entry without its span ({})",
+                    hex(&span_key)
+                )));
+            };
+            let span: SpanRecord = decode(&bytes)?;
+            self.unindex(&span_key, &span)?;
+            self.batch.remove(&ks.spans, span_key.to_vec());
+            for sha in llm_blobs(&span) {
+                c.released
+                    .insert(blob_ref_key(&sha, REF_KIND_SPAN, &span_key));
+            }
+            c.traces.insert(span.trace_id);
+            c.removed_spans.insert(span_key);
+            c.deleted.spans += 1;
+        }
+        Ok(())
+    }
+
+    /// Releases the LLM payloads of spans that started before `floor`
+    /// (the spans stay, with their payloads' hashes), resuming after the
+    /// `by_time` key (hex) where the last cut stopped. Returns where this
+    /// one stopped.
+    fn release_llm_payloads(
+        &mut self,
+        c: &mut Cutter<'_>,
+        floor: u64,
+        resume_after: Option<String>,
+    ) -> StoreResult<Option<String>> {
+        let ks = &self.store.keyspaces;
+        let from = match &resume_after {
+            Some(h) => unhex(h).ok_or_else(|| StoreError::Corrupt("llm_released_until".into()))?,
+            None => Vec::new(),
+        };
+        let mut last = resume_after;
+        let below = floor.to_be_bytes().to_vec();
+        if from >= below {
+            return Ok(last);
+        }
+        let range = (
+            std::ops::Bound::Excluded(from.clone()),
+            std::ops::Bound::Excluded(below),
+        );
+        let range = if from.is_empty() {
+            (std::ops::Bound::Unbounded, range.1)
+        } else {
+            range
+        };
+        for kv in c.view.range(&ks.by_time, range) {
+            if !c.take_one() {
+                break;
+            }
+            let (k, _) = kv.into_inner()?;
+            debug_assert_eq!(k.len(), TIME_KEY_LEN);
+            let span_key = &k[8..];
+            if let Some(bytes) = c.view.get(&ks.spans, span_key)? {
+                let span: SpanRecord = decode(&bytes)?;
+                for sha in llm_blobs(&span) {
+                    let r = blob_ref_key(&sha, REF_KIND_SPAN, span_key);
+                    self.batch.remove(&ks.blob_refs, r.clone());
+                    c.released.insert(r);
+                }
+            }
+            last = Some(hex(&k));
+        }
+        Ok(last)
+    }
+
+    /// Deletes log records stamped before `floor`, with their index entries.
+    fn drop_logs(&mut self, c: &mut Cutter<'_>, floor: u64) -> StoreResult<()> {
+        let ks = &self.store.keyspaces;
+        for kv in c.view.range(&ks.logs, ..floor.to_be_bytes().to_vec()) {
+            if !c.take_one() {
+                return Ok(());
+            }
+            let (k, v) = kv.into_inner()?;
+            let key: [u8; RECORD_KEY_LEN] = k[..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("logs key".into()))?;
+            let log: LogRecord = decode(&v)?;
+            self.batch.remove(
+                &ks.log_by_service,
+                bucketed(&service_prefix(&log.service), &key),
+            );
+            self.batch
+                .remove(&ks.log_by_severity, bucketed(&[log.severity.code()], &key));
+            if let Some(t) = &log.trace_id {
+                self.batch.remove(&ks.log_by_trace, prefixed(t, &key));
+            }
+            if let Some(sha) = &log.body_sha256 {
+                let r = blob_ref_key(sha, REF_KIND_LOG, &key);
+                self.batch.remove(&ks.blob_refs, r.clone());
+                c.released.insert(r);
+            }
+            self.batch.remove(&ks.logs, key.to_vec());
+            c.deleted.logs += 1;
+        }
+        Ok(())
+    }
+
+    /// Deletes metric points stamped before `floor`, with their index entry.
+    fn drop_metrics(&mut self, c: &mut Cutter<'_>, floor: u64) -> StoreResult<()> {
+        let ks = &self.store.keyspaces;
+        for kv in c.view.range(&ks.metrics, ..floor.to_be_bytes().to_vec()) {
+            if !c.take_one() {
+                return Ok(());
+            }
+            let (k, v) = kv.into_inner()?;
+            let key: [u8; RECORD_KEY_LEN] = k[..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("metrics key".into()))?;
+            let point: MetricPoint = decode(&v)?;
+            self.batch.remove(
+                &ks.metric_by_name,
+                bucketed(&service_prefix(&point.name), &key),
+            );
+            self.batch.remove(&ks.metrics, key.to_vec());
+            c.deleted.metric_points += 1;
+        }
+        Ok(())
+    }
+
+    /// Deletes every blob whose references this cut all removed.
+    fn drop_unreferenced_blobs(&mut self, c: &mut Cutter<'_>) -> StoreResult<()> {
+        let ks = &self.store.keyspaces;
+        let shas: BTreeSet<[u8; 32]> = c
+            .released
+            .iter()
+            .map(|r| r[..32].try_into().expect("a ref key starts with a sha"))
+            .collect();
+        for sha in shas {
+            let mut still_referenced = false;
+            for kv in c.view.prefix(&ks.blob_refs, sha) {
+                let k = kv.key()?;
+                if !c.released.contains(&k[..]) {
+                    still_referenced = true;
+                    break;
+                }
+            }
+            if !still_referenced && c.view.get(&ks.blobs, sha)?.is_some() {
+                self.batch.remove(&ks.blobs, sha.to_vec());
+                c.deleted.blobs += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets traces none of whose spans remain: their mark (so a span of
+    /// that id arriving later is known to be new) and their comments.
+    fn forget_emptied_traces(&mut self, c: &mut Cutter<'_>) -> StoreResult<()> {
+        let ks = &self.store.keyspaces;
+        for trace in std::mem::take(&mut c.traces) {
+            let mut remains = false;
+            for kv in c.view.prefix(&ks.spans, trace) {
+                let k = kv.key()?;
+                if !c.removed_spans.contains(&k[..]) {
+                    remains = true;
+                    break;
+                }
+            }
+            if remains {
+                continue;
+            }
+            self.batch.remove(&ks.trace_marks, trace.to_vec());
+            for kv in c.view.prefix(&ks.comments, trace) {
+                self.batch.remove(&ks.comments, kv.key()?.to_vec());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{apply_spans, log_id, open_store, test_span};
+    use super::*;
+    use crate::model::llm::LlmInfo;
+    use crate::model::{AnyValue, MetricType, Severity};
+    use crate::retention::{RetentionPolicy, RetentionState};
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// A cut stamped at `now` keeping every signal `keep_secs`.
+    fn cut_at(now: u64, keep_secs: u64) -> RetentionCut {
+        RetentionCut {
+            policy: RetentionPolicy {
+                traces_secs: keep_secs,
+                logs_secs: keep_secs,
+                metrics_secs: keep_secs,
+                llm_payloads_secs: keep_secs,
+            },
+            stamped_unix_nanos: now,
+        }
+    }
+
+    fn apply_cut(store: &HotStore, index: u64, cut: RetentionCut) -> DeletedCounts {
+        let mut b = store.begin();
+        b.begin_entry(index);
+        let deleted = b.apply_retention(index, &cut).unwrap();
+        b.commit(Some(log_id(index)), None).unwrap();
+        deleted
+    }
+
+    fn llm_span(trace: u8, span: u8, start: u64, prompt: &str) -> SpanRecord {
+        let mut s = test_span(trace, span, start);
+        s.llm = Some(LlmInfo {
+            prompt_text: Some(prompt.into()),
+            prompt_sha256: Some(crate::llm::sha256(prompt.as_bytes())),
+            ..Default::default()
+        });
+        s
+    }
+
+    fn log_at(t: u64, body: String) -> LogRecord {
+        LogRecord {
+            timestamp_unix_nanos: t,
+            severity: Severity::Info,
+            body: Some(AnyValue::String(body)),
+            service: "checkout".into(),
+            trace_id: Some([9; 16]),
+            ..Default::default()
+        }
+    }
+
+    fn point_at(t: u64) -> MetricPoint {
+        MetricPoint {
+            timestamp_unix_nanos: t,
+            start_unix_nanos: 0,
+            service: "checkout".into(),
+            name: "requests".into(),
+            metric_type: MetricType::Gauge,
+            value: t as f64,
+            unit: String::new(),
+            attributes: Vec::new(),
+            temporality: None,
+            is_monotonic: None,
+            histogram: None,
+            quantiles: Vec::new(),
+        }
+    }
+
+    fn count(store: &HotStore, ks: &fjall::Keyspace) -> usize {
+        store.read_view().iter(ks).count()
+    }
+
+    #[test]
+    fn spans_below_the_floor_go_with_their_indexes_counters_and_marks() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![test_span(1, 1, 10 * SEC), test_span(1, 2, 10 * SEC)],
+        );
+        apply_spans(
+            &store,
+            2,
+            vec![test_span(2, 1, 10 * SEC), test_span(2, 2, 100 * SEC)],
+        );
+        let deleted = apply_cut(&store, 3, cut_at(150 * SEC, 100));
+        assert_eq!(deleted.spans, 3);
+        assert!(store.trace(&[1; 16]).unwrap().is_empty());
+        assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
+        let ks = &store.keyspaces;
+        assert_eq!(count(&store, &ks.by_time), 1);
+        assert_eq!(count(&store, &ks.by_service), 1);
+        let stats = store.services().unwrap();
+        assert_eq!(stats.len(), 1);
+        assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (1, 1));
+        let view = store.read_view();
+        assert!(view.get(&ks.trace_marks, [1u8; 16]).unwrap().is_none());
+        assert!(
+            view.get(&ks.trace_marks, [2u8; 16]).unwrap().is_some(),
+            "trace 2 keeps a span, so its mark stays"
+        );
+        let state = store.retention_state().unwrap();
+        assert_eq!(state.floors.traces, 50 * SEC);
+        assert!(!state.pending);
+        assert_eq!((state.last_cut_index, state.deleted.spans), (3, 3));
+    }
+
+    #[test]
+    fn a_span_of_a_forgotten_trace_arriving_later_is_stored_and_counted_once() {
+        let (_dir, store) = open_store();
+        apply_spans(&store, 1, vec![test_span(1, 1, 10 * SEC)]);
+        apply_cut(&store, 2, cut_at(100 * SEC, 10));
+        apply_spans(&store, 3, vec![test_span(1, 1, 95 * SEC)]);
+        apply_spans(&store, 4, vec![test_span(1, 1, 95 * SEC)]);
+        assert_eq!(store.trace(&[1; 16]).unwrap().len(), 1);
+        let stats = store.services().unwrap();
+        assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (1, 1));
+    }
+
+    #[test]
+    fn a_shared_llm_blob_lives_while_one_span_references_it() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![
+                llm_span(1, 1, 10 * SEC, "shared prompt"),
+                llm_span(2, 1, 90 * SEC, "shared prompt"),
+            ],
+        );
+        let sha = crate::llm::sha256(b"shared prompt");
+        let deleted = apply_cut(&store, 2, cut_at(100 * SEC, 50));
+        assert_eq!((deleted.spans, deleted.blobs), (1, 0));
+        assert!(store.blob(&sha).unwrap().is_some(), "span 2 still uses it");
+        let deleted = apply_cut(&store, 3, cut_at(200 * SEC, 50));
+        assert_eq!((deleted.spans, deleted.blobs), (1, 1));
+        assert!(store.blob(&sha).unwrap().is_none());
+        assert_eq!(count(&store, &store.keyspaces.blob_refs), 0);
+    }
+
+    #[test]
+    fn llm_payloads_go_before_their_spans_which_keep_the_hash() {
+        let (_dir, store) = open_store();
+        apply_spans(&store, 1, vec![llm_span(1, 1, 10 * SEC, "old prompt")]);
+        apply_spans(&store, 2, vec![llm_span(2, 1, 90 * SEC, "new prompt")]);
+        let mut cut = cut_at(100 * SEC, 1000);
+        cut.policy.llm_payloads_secs = 50;
+        let deleted = apply_cut(&store, 3, cut);
+        assert_eq!((deleted.spans, deleted.blobs), (0, 1));
+        let old = &store.trace(&[1; 16]).unwrap()[0];
+        let sha = old.llm.as_ref().unwrap().prompt_sha256.unwrap();
+        assert!(store.blob(&sha).unwrap().is_none());
+        assert!(store
+            .blob(&crate::llm::sha256(b"new prompt"))
+            .unwrap()
+            .is_some());
+        let state: RetentionState = store.retention_state().unwrap();
+        assert!(state.llm_released_until.is_some());
+        // The next cut resumes after the released span: nothing to do.
+        let deleted = apply_cut(&store, 4, cut);
+        assert_eq!(deleted, DeletedCounts::default());
+    }
+
+    #[test]
+    fn logs_and_metric_points_below_their_floors_go_with_their_indexes() {
+        let (_dir, store) = open_store();
+        let big = "x".repeat(super::super::LARGE_LOG_BODY_BYTES + 1);
+        let mut b = store.begin();
+        b.begin_entry(1);
+        b.put_log(&log_at(10 * SEC, "old".into()));
+        b.put_log(&log_at(20 * SEC, big.clone()));
+        b.put_log(&log_at(90 * SEC, "new".into()));
+        b.put_metric(&point_at(10 * SEC));
+        b.put_metric(&point_at(90 * SEC));
+        b.commit(Some(log_id(1)), None).unwrap();
+        let deleted = apply_cut(&store, 2, cut_at(100 * SEC, 50));
+        assert_eq!(
+            (deleted.logs, deleted.metric_points, deleted.blobs),
+            (2, 1, 1)
+        );
+        let ks = &store.keyspaces;
+        for (name, space) in [
+            ("logs", &ks.logs),
+            ("log_by_service", &ks.log_by_service),
+            ("log_by_severity", &ks.log_by_severity),
+            ("log_by_trace", &ks.log_by_trace),
+            ("metrics", &ks.metrics),
+            ("metric_by_name", &ks.metric_by_name),
+        ] {
+            assert_eq!(count(&store, space), 1, "{name} keeps the newer record");
+        }
+        assert_eq!(count(&store, &ks.blobs), 0);
+        assert_eq!(count(&store, &ks.blob_refs), 0);
+    }
+
+    #[test]
+    fn a_cut_stops_at_its_budget_and_the_next_one_continues() {
+        let (_dir, store) = open_store();
+        let mut b = store.begin();
+        b.begin_entry(1);
+        for i in 0..(MAX_RECORDS_PER_CUT as u64 + 5) {
+            b.put_metric(&point_at(SEC + i));
+        }
+        b.commit(Some(log_id(1)), None).unwrap();
+        let cut = cut_at(1000 * SEC, 10);
+        assert_eq!(
+            apply_cut(&store, 2, cut).metric_points,
+            MAX_RECORDS_PER_CUT as u64
+        );
+        assert!(store.retention_state().unwrap().pending);
+        assert_eq!(apply_cut(&store, 3, cut).metric_points, 5);
+        let state = store.retention_state().unwrap();
+        assert!(!state.pending);
+        assert_eq!(state.deleted.metric_points, MAX_RECORDS_PER_CUT as u64 + 5);
+    }
+
+    #[test]
+    fn floors_stay_up_when_a_later_cut_has_an_earlier_clock() {
+        let (_dir, store) = open_store();
+        apply_cut(&store, 1, cut_at(100 * SEC, 10));
+        apply_spans(&store, 2, vec![test_span(1, 1, 50 * SEC)]);
+        apply_cut(&store, 3, cut_at(20 * SEC, 10));
+        assert_eq!(store.retention_state().unwrap().floors.traces, 90 * SEC);
+        assert!(
+            store.trace(&[1; 16]).unwrap().is_empty(),
+            "a span below the standing floor goes at the next cut"
+        );
+    }
+
+    #[test]
+    fn references_missing_from_an_older_store_are_backfilled_before_a_cut() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![
+                llm_span(1, 1, 10 * SEC, "shared prompt"),
+                llm_span(2, 1, 90 * SEC, "shared prompt"),
+            ],
+        );
+        // As a version without references left it.
+        let ks = &store.keyspaces;
+        let mut b = store.db.batch();
+        for kv in store.read_view().iter(&ks.blob_refs) {
+            b.remove(&ks.blob_refs, kv.key().unwrap().to_vec());
+        }
+        b.remove(&ks.meta, META_BLOB_REFS_COMPLETE.to_vec());
+        b.commit().unwrap();
+        store.backfill_blob_refs().unwrap();
+        assert_eq!(count(&store, &ks.blob_refs), 2);
+        apply_cut(&store, 2, cut_at(100 * SEC, 50));
+        assert!(
+            store
+                .blob(&crate::llm::sha256(b"shared prompt"))
+                .unwrap()
+                .is_some(),
+            "the younger span still uses the blob"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "a retention cut is applied in a batch of its own")]
+    fn a_cut_sharing_a_batch_panics() {
+        let (_dir, store) = open_store();
+        let mut b = store.begin();
+        b.begin_entry(1);
+        b.begin_entry(2);
+        let _ = b.apply_retention(2, &cut_at(100 * SEC, 10));
+    }
+}
