@@ -22,6 +22,7 @@ pub mod http_client;
 pub mod ingest;
 pub mod live_tail;
 pub mod llm;
+pub mod logql;
 pub mod model;
 pub mod otlp;
 pub mod payload;

@@ -21,8 +21,8 @@ use crate::slots::Slots;
 use crate::state;
 
 pub use crate::state::hot::{
-    AttributeFilter, Found, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
-    StoreError, StoreResult, TagScope, TagType,
+    AttributeFilter, Found, LogQuery, LogWalk, MetricQuery, Order, ServiceStats, SpanQuery,
+    SpanScan, SpanWalk, StoreError, StoreResult, TagScope, TagType,
 };
 pub use view::View;
 

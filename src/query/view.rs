@@ -13,8 +13,8 @@ use crate::fulltext::{DocKind, FullText, MAX_HITS};
 use crate::llm::Sha256Digest;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
 use crate::state::hot::{
-    Found, HotStore, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
-    StoreError, StoreResult, TagScope, TagType,
+    Found, HotStore, LogQuery, LogWalk, MetricQuery, Order, ServiceStats, SpanQuery, SpanScan,
+    SpanWalk, StoreError, StoreResult, TagScope, TagType,
 };
 
 pub struct View {
@@ -135,6 +135,20 @@ impl View {
 
     pub fn search_logs(&self, q: &LogQuery) -> StoreResult<Found<LogRecord>> {
         self.hot.search_logs(q)
+    }
+
+    /// Visits the log records of `[from, to]` (unix nanoseconds) in
+    /// `order`, through the index `walk` names, until `visit` breaks or
+    /// `max_scanned` records were visited; the answer says which.
+    pub fn visit_logs(
+        &self,
+        window: (u64, u64),
+        walk: LogWalk<'_>,
+        order: Order,
+        max_scanned: usize,
+        visit: impl FnMut(LogRecord) -> StoreResult<ControlFlow<()>>,
+    ) -> StoreResult<SpanScan> {
+        self.hot.visit_logs(window, walk, order, max_scanned, visit)
     }
 
     /// Full-text hits among log records, narrowed by `q`, newest first.

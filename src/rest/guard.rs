@@ -30,6 +30,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         // data source sends its key on every call).
         p if p == "/tempo" || p.starts_with("/tempo/") => Some(Role::Reader),
         p if p == "/jaeger" || p.starts_with("/jaeger/") => Some(Role::Reader),
+        // Loki's queries may come as POSTed forms: still reads.
+        p if p == "/loki" || p.starts_with("/loki/") => Some(Role::Reader),
         _ => Some(Role::Reader),
     }
 }
@@ -117,6 +119,8 @@ mod tests {
             (&get, "/jaeger/api/traces/ab", Some(Role::Reader)),
             (&get, "/jaeger/api/dependencies", Some(Role::Reader)),
             (&get, "/api/v1/traces/live", Some(Role::Reader)),
+            (&post, "/loki/api/v1/query_range", Some(Role::Reader)),
+            (&get, "/loki/api/v1/labels", Some(Role::Reader)),
             (&get, "/api/v1/logs/live", Some(Role::Reader)),
         ];
         for (m, p, want) in cases {

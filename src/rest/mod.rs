@@ -18,6 +18,9 @@ mod jaeger;
 mod jaeger_model;
 mod keys;
 mod live;
+mod loki;
+mod loki_json;
+mod loki_params;
 mod members;
 mod otlp_export;
 mod params;
@@ -163,6 +166,7 @@ pub fn router(state: RestState, guard: Guard) -> Router {
         .route("/api/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
         .nest("/tempo", tempo::router())
         .nest("/jaeger", jaeger::router())
+        .nest("/loki", loki::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))

@@ -74,7 +74,7 @@ pub use self::query::{
     AttributeFilter, Found, LogQuery, MetricQuery, SearchResult, ServiceStats, SpanQuery,
 };
 pub use self::retention::MAX_RECORDS_PER_CUT;
-pub use self::search::{SpanScan, SpanWalk};
+pub use self::search::{LogWalk, Order, SpanScan, SpanWalk};
 pub use self::spool_marks::SpoolFloor;
 pub use self::stats::{HotStats, SignalStats};
 pub use self::tags::{

@@ -14,7 +14,7 @@ use super::{
     Found, HotStore, LogQuery, MetricQuery, SearchResult, SpanQuery, StoreError, StoreResult,
 };
 use crate::codec::decode;
-use crate::model::{LogRecord, MetricPoint, SpanRecord, SpanStatus};
+use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, SpanStatus};
 
 /// Which index a span scan walks.
 #[derive(Clone, Copy, Debug)]
@@ -27,12 +27,30 @@ pub enum SpanWalk<'a> {
     Service(&'a str),
 }
 
-/// What a span scan examined.
+/// What a scan examined (of spans, or of log records).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SpanScan {
     pub scanned: usize,
     /// The budget ran out before the window was exhausted.
     pub truncated: bool,
+}
+
+/// Which index a log scan walks.
+#[derive(Clone, Copy, Debug)]
+pub enum LogWalk<'a> {
+    /// Every record (the time-ordered primary keyspace).
+    Time,
+    /// The records of one service.
+    Service(&'a str),
+    /// The records of one severity.
+    Severity(Severity),
+}
+
+/// The order a scan visits records in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    NewestFirst,
+    OldestFirst,
 }
 
 /// How a log or metric search reaches its candidates.
@@ -174,6 +192,35 @@ impl HotStore {
         })
     }
 
+    /// Visits the log records of `[from, to]` (unix nanoseconds) in
+    /// `order` through the index `walk` names, until `visit` breaks or
+    /// `max_scanned` records were visited (then the scan says it was
+    /// truncated). The index narrows the candidates only: `visit` sees
+    /// every record the index holds for the window.
+    pub fn visit_logs(
+        &self,
+        (from, to): (u64, u64),
+        walk: LogWalk<'_>,
+        order: Order,
+        max_scanned: usize,
+        visit: impl FnMut(LogRecord) -> StoreResult<ControlFlow<()>>,
+    ) -> StoreResult<SpanScan> {
+        let ks = &self.keyspaces;
+        let walk = match walk {
+            LogWalk::Time => Walk::Primary,
+            LogWalk::Service(svc) => Walk::DayBucketed(&ks.log_by_service, service_prefix(svc)),
+            LogWalk::Severity(sev) => Walk::DayBucketed(&ks.log_by_severity, vec![sev.code()]),
+        };
+        visit_records(
+            &ks.logs,
+            walk,
+            (Some(from), Some(to)),
+            order,
+            max_scanned,
+            visit,
+        )
+    }
+
     /// Metric points matching `q`, newest first.
     pub fn search_metrics(&self, q: &MetricQuery) -> StoreResult<Found<MetricPoint>> {
         let ks = &self.keyspaces;
@@ -194,15 +241,54 @@ impl HotStore {
 fn scan_records<T: serde::de::DeserializeOwned>(
     primary: &Keyspace,
     walk: Walk<'_>,
-    (since, until): (Option<u64>, Option<u64>),
+    window: (Option<u64>, Option<u64>),
     (limit, max_scanned): (usize, usize),
     keep: impl Fn(&T) -> bool,
 ) -> StoreResult<Found<T>> {
-    let mut found = Found {
-        records: Vec::new(),
-        scanned: 0,
-        truncated: false,
-    };
+    let mut records = Vec::new();
+    if limit == 0 {
+        return Ok(Found {
+            records,
+            scanned: 0,
+            truncated: false,
+        });
+    }
+    let scan = visit_records(
+        primary,
+        walk,
+        window,
+        Order::NewestFirst,
+        max_scanned,
+        |record: T| {
+            if keep(&record) {
+                records.push(record);
+            }
+            Ok(if records.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        },
+    )?;
+    Ok(Found {
+        records,
+        scanned: scan.scanned,
+        truncated: scan.truncated,
+    })
+}
+
+/// Visits the records of `primary` in the time window in `order`, through
+/// `walk`, until `visit` breaks or `max_scanned` candidates were visited
+/// (then the scan says it was truncated).
+fn visit_records<T: serde::de::DeserializeOwned>(
+    primary: &Keyspace,
+    walk: Walk<'_>,
+    (since, until): (Option<u64>, Option<u64>),
+    order: Order,
+    max_scanned: usize,
+    mut visit: impl FnMut(T) -> StoreResult<ControlFlow<()>>,
+) -> StoreResult<SpanScan> {
+    let mut scan = SpanScan::default();
     // Clamp the window to the data that exists: bucketed walks visit
     // every day in it.
     let time_of = |g: Option<Guard>| -> StoreResult<Option<u64>> {
@@ -212,46 +298,48 @@ fn scan_records<T: serde::de::DeserializeOwned>(
         time_of(primary.first_key_value())?,
         time_of(primary.last_key_value())?,
     ) else {
-        return Ok(found);
+        return Ok(scan);
     };
     let from = since.unwrap_or(0).max(oldest);
     let to = until.unwrap_or(u64::MAX).min(newest);
     if from > to {
-        return Ok(found);
+        return Ok(scan);
     }
     let mut lo = [0u8; RECORD_KEY_LEN];
     lo[..8].copy_from_slice(&from.to_be_bytes());
     let mut hi = [0xffu8; RECORD_KEY_LEN];
     hi[..8].copy_from_slice(&to.to_be_bytes());
     let is_index = !matches!(walk, Walk::Primary);
+    let ordered = move |it: fjall::Iter| -> Box<dyn Iterator<Item = Guard>> {
+        match order {
+            Order::NewestFirst => Box::new(it.rev()),
+            Order::OldestFirst => Box::new(it),
+        }
+    };
     let entries: Box<dyn Iterator<Item = Guard>> = match walk {
-        Walk::Primary => Box::new(primary.range(lo.to_vec()..=hi.to_vec()).rev()),
-        Walk::Prefixed(index, prefix) => Box::new(
-            index
-                .range(prefixed(&prefix, &lo)..=prefixed(&prefix, &hi))
-                .rev(),
-        ),
+        Walk::Primary => ordered(primary.range(lo.to_vec()..=hi.to_vec())),
+        Walk::Prefixed(index, prefix) => {
+            ordered(index.range(prefixed(&prefix, &lo)..=prefixed(&prefix, &hi)))
+        }
         Walk::DayBucketed(index, prefix) => {
             let index = index.clone();
-            Box::new(
-                (from / DAY_NANOS..=to / DAY_NANOS)
-                    .rev()
-                    .flat_map(move |day| {
-                        let p = day_prefix(day, &prefix);
-                        index.range(prefixed(&p, &lo)..=prefixed(&p, &hi)).rev()
-                    }),
-            )
+            let days = from / DAY_NANOS..=to / DAY_NANOS;
+            let days: Box<dyn Iterator<Item = u64>> = match order {
+                Order::NewestFirst => Box::new(days.rev()),
+                Order::OldestFirst => Box::new(days),
+            };
+            Box::new(days.flat_map(move |day| {
+                let p = day_prefix(day, &prefix);
+                ordered(index.range(prefixed(&p, &lo)..=prefixed(&p, &hi)))
+            }))
         }
     };
     for g in entries {
-        if found.records.len() >= limit {
+        if scan.scanned >= max_scanned {
+            scan.truncated = true;
             break;
         }
-        if found.scanned >= max_scanned {
-            found.truncated = true;
-            break;
-        }
-        found.scanned += 1;
+        scan.scanned += 1;
         let record: T = if is_index {
             let k = g.key()?;
             let Some(v) = primary.get(&k[k.len() - RECORD_KEY_LEN..])? else {
@@ -262,11 +350,11 @@ fn scan_records<T: serde::de::DeserializeOwned>(
             let (_, v) = g.into_inner()?;
             decode(&v)?
         };
-        if keep(&record) {
-            found.records.push(record);
+        if visit(record)?.is_break() {
+            break;
         }
     }
-    Ok(found)
+    Ok(scan)
 }
 
 #[cfg(test)]
@@ -342,5 +430,52 @@ mod tests {
         assert!(bodies(q(&|q| q.service = Some("c".into()))).is_empty());
         assert!(bodies(q(&|q| q.since_unix_nanos = Some(u64::MAX - 1))).is_empty());
         assert_eq!(q(&|q| q.limit = 100).records.len(), 5);
+    }
+
+    #[test]
+    fn log_visits_walk_either_way_within_budget() {
+        let (_dir, store) = open_store();
+        let mut batch = store.begin();
+        batch.begin_entry(1);
+        for (day, n, svc, sev) in [
+            (20_000, 1, "a", Severity::Info),
+            (20_003, 5, "a", Severity::Error),
+            (20_003, 2, "b", Severity::Error),
+            (20_010, 0, "a", Severity::Info),
+        ] {
+            batch.put_log(&log(day, n, svc, sev));
+        }
+        batch.commit(Some(log_id(1)), None).unwrap();
+        let visit = |walk: LogWalk<'_>, order: Order, max_scanned: usize| {
+            let mut seen = Vec::new();
+            let scan = store
+                .visit_logs((0, u64::MAX), walk, order, max_scanned, |l| {
+                    seen.push(l.body_text().into_owned());
+                    Ok(ControlFlow::Continue(()))
+                })
+                .unwrap();
+            (seen, scan)
+        };
+        let (all, scan) = visit(LogWalk::Time, Order::OldestFirst, 100);
+        assert_eq!(
+            all,
+            [
+                "a day 20000 #1",
+                "b day 20003 #2",
+                "a day 20003 #5",
+                "a day 20010 #0"
+            ]
+        );
+        assert!(!scan.truncated);
+        let (a, _) = visit(LogWalk::Service("a"), Order::OldestFirst, 100);
+        assert_eq!(a, ["a day 20000 #1", "a day 20003 #5", "a day 20010 #0"]);
+        let (a, _) = visit(LogWalk::Service("a"), Order::NewestFirst, 100);
+        assert_eq!(a, ["a day 20010 #0", "a day 20003 #5", "a day 20000 #1"]);
+        let (errors, _) = visit(LogWalk::Severity(Severity::Error), Order::OldestFirst, 100);
+        assert_eq!(errors, ["b day 20003 #2", "a day 20003 #5"]);
+        let (first, scan) = visit(LogWalk::Time, Order::NewestFirst, 2);
+        assert_eq!(first, ["a day 20010 #0", "a day 20003 #5"]);
+        assert!(scan.truncated, "the budget ran out before the window did");
+        assert_eq!(scan.scanned, 2);
     }
 }
