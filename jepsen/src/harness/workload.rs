@@ -52,6 +52,9 @@ pub const LIST_READ_LOCAL: &str = "read-list-local";
 /// Processes of one client are `client + k * PROCESS_STRIDE` (a fresh id
 /// after every unknown outcome).
 pub const PROCESS_STRIDE: i64 = 1000;
+/// The share of the span-set workload's reads made at `lease`.
+pub const LEASE_READ_SHARE: f64 = 0.3;
+
 /// Process ids of the final reads after the heal.
 pub const FINAL_PROCESS: i64 = 900;
 
@@ -301,7 +304,7 @@ impl Clients {
             OpKind::Invoke,
             f,
             Some(key),
-            Value::Null,
+            json!({ "consistency": consistency }),
             Some(node),
             None,
         );
@@ -375,6 +378,11 @@ impl Clients {
         // operation stream identical for a given seed.
         let mut retry_rng =
             StdRng::seed_from_u64(seed ^ 0x7e7_0000 ^ client.wrapping_mul(0x9e37_79b9));
+        // Reads at `lease` make the same promise as `linearizable` (the
+        // leader's lease is timed by the monotonic clock, which the clock
+        // nemesis leaves alone), so the same set checker judges them.
+        let mut level_rng =
+            StdRng::seed_from_u64(seed ^ 0x1ea5_0000 ^ client.wrapping_mul(0x632b_e59b));
         let mut process = client as i64;
         while !stop.load(Ordering::Relaxed) {
             let op = gen.next(&self.cluster.ids());
@@ -412,8 +420,13 @@ impl Clients {
                     break;
                 }
             } else {
+                let level = if level_rng.random_bool(LEASE_READ_SHARE) {
+                    "lease"
+                } else {
+                    "linearizable"
+                };
                 let _ = self
-                    .read_trace(process, SET_READ, &key, trace, node, "linearizable")
+                    .read_trace(process, SET_READ, &key, trace, node, level)
                     .await;
             }
             tokio::time::sleep(Duration::from_millis(self.cfg.think_ms)).await;
