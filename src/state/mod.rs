@@ -2,13 +2,16 @@
 //!
 //! Layout under the node's data directory:
 //! - `sm/CURRENT` names the live fjall database directory (`sm/db-N`);
-//! - `snapshots/snap-<index>-<term>-<node>.snap` are snapshot files.
+//! - `snapshots/snap-<index>-<term>-<node>.snap` are snapshot files;
+//! - `cold/<signal>/<signal>-<log index>.parquet` are cold files
+//!   (`cold`), named by the live store's manifest.
 //!
 //! Installing a snapshot loads it into a new `db-N+1` and keeps a copy of the
 //! file, fsyncs both, then switches `CURRENT` with an atomic rename: a crash
 //! leaves the old state or the new one, never a switch to data not on disk.
 
 pub mod apply;
+pub mod cold;
 pub mod digest;
 pub mod hot;
 pub mod snapshot;
@@ -73,6 +76,8 @@ pub struct Shared {
     pub tail: Arc<crate::live_tail::LiveTail>,
     sm_dir: PathBuf,
     snapshot_dir: PathBuf,
+    /// `<data-dir>/cold`: every store generation's cold files.
+    cold_dir: PathBuf,
     opts: StateMachineOptions,
     store: RwLock<Arc<HotStore>>,
     generation: AtomicU64,
@@ -140,6 +145,7 @@ impl StateMachine {
     pub fn open(data_dir: &Path, opts: StateMachineOptions) -> io::Result<StateMachine> {
         let sm_dir = data_dir.join("sm");
         let snapshot_dir = data_dir.join("snapshots");
+        let cold_dir = data_dir.join("cold");
         fs::create_dir_all(&sm_dir)?;
         fs::create_dir_all(&snapshot_dir)?;
         let generation: u64 = match read_meta_file::<u64>(&sm_dir, CURRENT_FILE)? {
@@ -165,12 +171,17 @@ impl StateMachine {
             opts.fjall_cache_bytes,
         )?;
         store.duplicate_retries = opts.duplicate_retries;
+        store.cold_dir = cold_dir.clone();
+        // Files of a move a crash kept from committing, of a cut that
+        // committed but had not deleted them yet, of a replaced store.
+        store.remove_cold_orphans()?;
         let current_snapshot = latest_snapshot(&snapshot_dir)?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 tail: Arc::default(),
                 sm_dir,
                 snapshot_dir,
+                cold_dir,
                 opts,
                 store: RwLock::new(Arc::new(store)),
                 generation: AtomicU64::new(generation),
@@ -285,6 +296,18 @@ impl Shared {
         self.keys_version.fetch_add(1, Ordering::SeqCst);
         let old_dir = self.sm_dir.join(db_dir_name(generation - 1));
         retire_store(old, old_dir);
+        // Snapshots do not carry cold files: the old store's files that the
+        // new manifest names stay, the rest go, and reads of files the new
+        // manifest names but this node lacks fail clearly.
+        let store = self.store();
+        store.remove_cold_orphans()?;
+        let missing = store.missing_cold_files()?;
+        if !missing.is_empty() {
+            tracing::warn!(
+                missing = missing.len(),
+                "the installed snapshot names cold files this node lacks: reads of them fail"
+            );
+        }
 
         self.set_current_snapshot(meta.clone(), kept);
         prune_snapshots(&self.snapshot_dir)?;
@@ -314,6 +337,7 @@ impl Shared {
         )
         .and_then(|mut store| {
             store.duplicate_retries = self.opts.duplicate_retries;
+            store.cold_dir = self.cold_dir.clone();
             snapshot::import(file, &store).map(|m| (store, m))
         })
         .and_then(|(store, file_meta)| {

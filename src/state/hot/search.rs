@@ -10,9 +10,7 @@ use super::keys::{
     day_prefix, leading_time, prefixed, service_bucket_prefix, service_prefix, time_key_bounds,
     DAY_NANOS, RECORD_KEY_LEN, SERVICE_BUCKET_NANOS, SPAN_KEY_LEN,
 };
-use super::{
-    Found, HotStore, LogQuery, MetricQuery, SearchResult, SpanQuery, StoreError, StoreResult,
-};
+use super::{Found, HotStore, LogQuery, MetricQuery, SearchResult, SpanQuery, StoreResult};
 use crate::codec::decode;
 use crate::model::{LogRecord, MetricPoint, SpanRecord, SpanStatus};
 
@@ -100,8 +98,10 @@ impl HotStore {
             scan.scanned += 1;
             let k = g.key()?;
             let ids = &k[k.len() - SPAN_KEY_LEN..];
+            // Read after the index entry: a cut or a move to the cold tier
+            // may have taken the span in between.
             let Some(v) = ks.spans.get(ids)? else {
-                return Err(StoreError::Corrupt("index entry without its span".into()));
+                continue;
             };
             if visit(decode(&v)?)?.is_break() {
                 break;
@@ -200,6 +200,7 @@ fn scan_records<T: serde::de::DeserializeOwned>(
 ) -> StoreResult<Found<T>> {
     let mut found = Found {
         records: Vec::new(),
+        keys: Vec::new(),
         scanned: 0,
         truncated: false,
     };
@@ -252,18 +253,23 @@ fn scan_records<T: serde::de::DeserializeOwned>(
             break;
         }
         found.scanned += 1;
-        let record: T = if is_index {
+        let (key, record): (Vec<u8>, T) = if is_index {
             let k = g.key()?;
-            let Some(v) = primary.get(&k[k.len() - RECORD_KEY_LEN..])? else {
-                return Err(StoreError::Corrupt("index entry without its record".into()));
+            let key = &k[k.len() - RECORD_KEY_LEN..];
+            // The index entry and its record were read at different times:
+            // a cut or a move to the cold tier may have taken the record in
+            // between (it is then in the cold tier, or gone).
+            let Some(v) = primary.get(key)? else {
+                continue;
             };
-            decode(&v)?
+            (key.to_vec(), decode(&v)?)
         } else {
-            let (_, v) = g.into_inner()?;
-            decode(&v)?
+            let (k, v) = g.into_inner()?;
+            (k.to_vec(), decode(&v)?)
         };
         if keep(&record) {
             found.records.push(record);
+            found.keys.push(key);
         }
     }
     Ok(found)
