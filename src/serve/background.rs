@@ -126,6 +126,20 @@ async fn cold_moves(cluster: &Cluster, sm: &Arc<state::Shared>, hot_window_secs:
     for signal in Signal::ALL {
         for _ in 0..MAX_MOVES_PER_ROUND {
             let mv = ColdMove::at(signal, crate::model::now_unix_nanos(), hot_window_secs);
+            let store = sm.store();
+            let to = mv.to_unix_nanos;
+            match tokio::task::spawn_blocking(move || store.has_hot_records_before(signal, to))
+                .await
+            {
+                Ok(Ok(true)) => {}
+                // Nothing aged out here; the followers hold the same.
+                Ok(Ok(false)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the hot tier's oldest record");
+                    return;
+                }
+                Err(_) => return,
+            }
             if let Err(e) = cluster.move_to_cold(mv).await {
                 tracing::warn!(error = %e, signal = signal.name(), "cold move could not run");
                 return;

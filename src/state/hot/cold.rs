@@ -69,6 +69,21 @@ impl HotStore {
         )?)
     }
 
+    /// Whether the hot tier holds records of `signal` older than
+    /// `to_unix_nanos`: the leader proposes no move that would take nothing.
+    pub fn has_hot_records_before(&self, signal: Signal, to_unix_nanos: u64) -> StoreResult<bool> {
+        let ks = &self.keyspaces;
+        let space = match signal {
+            Signal::Spans => &ks.by_time,
+            Signal::Logs => &ks.logs,
+            Signal::Metrics => &ks.metrics,
+        };
+        Ok(match space.first_key_value() {
+            Some(g) => super::keys::leading_time(&g.key()?) < to_unix_nanos,
+            None => false,
+        })
+    }
+
     /// Manifest files this node lacks: a node that installed a snapshot
     /// does not receive cold files, and its reads of them fail clearly.
     pub fn missing_cold_files(&self) -> StoreResult<Vec<PathBuf>> {
