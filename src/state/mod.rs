@@ -34,6 +34,8 @@ use self::hot::{HotStore, StoreError, StoreResult};
 const CURRENT_FILE: &str = "CURRENT";
 /// Snapshot files kept: the newest, plus one that may still be streaming out.
 const SNAPSHOTS_KEPT: usize = 2;
+/// Exports tried before a snapshot build fails (see `build_snapshot`).
+const SNAPSHOT_ATTEMPTS: usize = 5;
 
 #[derive(Clone, Debug)]
 pub struct StateMachineOptions {
@@ -232,15 +234,25 @@ fn prune_snapshots(dir: &Path) -> io::Result<()> {
 
 impl Shared {
     fn build_snapshot(&self) -> StoreResult<Snapshot> {
-        let store = self.store();
-        let view = store.read_view();
-        let (last_log_id, last_membership) = store.applied_state_in(&view)?;
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
+        // A cut may delete a cold file the view's manifest names between
+        // the view and the export's open of it: then a newer view.
+        let mut attempt = 0;
+        let (store, meta, path) = loop {
+            attempt += 1;
+            let store = self.store();
+            let view = store.read_view();
+            let (last_log_id, last_membership) = store.applied_state_in(&view)?;
+            let meta = SnapshotMeta {
+                last_log_id,
+                last_membership,
+            };
+            let path = self.snapshot_dir.join(snapshot::snapshot_file_name(&meta));
+            match snapshot::export(&store, &view, &meta, &path) {
+                Ok(_) => break (store, meta, path),
+                Err(StoreError::ColdFileMissing(_)) if attempt < SNAPSHOT_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
         };
-        let path = self.snapshot_dir.join(snapshot::snapshot_file_name(&meta));
-        snapshot::export(&store, &view, &meta, &path)?;
         // Logs are purged behind this snapshot next: everything it covers
         // must be durable in the store too, not only in the file.
         store.persist()?;
@@ -296,9 +308,9 @@ impl Shared {
         self.keys_version.fetch_add(1, Ordering::SeqCst);
         let old_dir = self.sm_dir.join(db_dir_name(generation - 1));
         retire_store(old, old_dir);
-        // Snapshots do not carry cold files: the old store's files that the
-        // new manifest names stay, the rest go, and reads of files the new
-        // manifest names but this node lacks fail clearly.
+        // The snapshot brought the files its manifest names; the old
+        // store's other files go. A file still missing (never expected)
+        // makes reads of it fail clearly.
         let store = self.store();
         store.remove_cold_orphans()?;
         let missing = store.missing_cold_files()?;
