@@ -458,8 +458,9 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
     check_agrees(&c, leader).await;
 }
 
-/// A node that catches up by snapshot receives the cold files with it, and
-/// answers from them as the others do.
+/// A node that joins after moves, when the log before them is purged,
+/// catches up by snapshot: it receives the cold files with it and answers
+/// from them as the others do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
     let mut args = ARGS.to_vec();
@@ -472,8 +473,6 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
     let mut c = TestCluster::start(3, &args);
     c.init().await;
     let leader = c.wait_leader().await;
-    let lagging = (1..=3).find(|&n| n != leader).unwrap();
-    c.kill(lagging);
     let mut client = c.otlp_client(leader).await;
     for t in 1..=10 {
         export(&mut client, aged_trace("old-svc", t, 3, 2 * MINUTE, None))
@@ -485,12 +484,14 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
         .map(|i| log_at(&format!("oldlog{i}"), old + i, None))
         .collect();
     send_logs(&c, leader, "log-svc", logs).await;
-    wait_until(Duration::from_secs(30), "moved on the leader", || async {
-        let (spans, logs, _) = cold_rows(&c, leader).await;
-        spans == 30 && logs == 8
-    })
-    .await;
-    // Enough entries that the leader purges what the lagging node missed.
+    for node in 1..=3 {
+        wait_until(Duration::from_secs(30), "moved", || async {
+            let (spans, logs, _) = cold_rows(&c, node).await;
+            spans == 30 && logs == 8
+        })
+        .await;
+    }
+    // Enough entries that the leader purges the moves from its log.
     for t in 100..140 {
         export(&mut client, aged_trace("new-svc", t, 1, 0, None))
             .await
@@ -498,19 +499,43 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
     }
     let me = c.node_entry(leader, leader).await;
     assert!(me["purged_index"].as_u64().unwrap() > 10, "{me}");
-    let commit = me["committed_index"].as_u64().unwrap();
 
-    c.spawn(lagging);
-    c.wait_healthy(lagging).await;
-    c.wait_applied(lagging, commit).await;
-    let m = c.get(lagging, "/metrics").await;
+    let new = c.add_node();
+    c.wait_healthy(new).await;
+    let r = http_client::request_with_headers(
+        "POST",
+        &c.node(leader).url("/api/v1/cluster/members"),
+        &[("content-type", "application/json")],
+        serde_json::json!({"node_id": new, "raft_addr": c.node(new).raft})
+            .to_string()
+            .as_bytes(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(r.status == 200 || r.status == 201, "{}", r.status);
+    wait_until(
+        Duration::from_secs(30),
+        "the new node catches up",
+        || async {
+            let applied = c.node_entry(leader, leader).await["applied_index"]
+                .as_u64()
+                .unwrap_or(0);
+            c.node_entry(leader, new).await["applied_index"]
+                .as_u64()
+                .unwrap_or(0)
+                >= applied
+        },
+    )
+    .await;
+    let m = c.get(new, "/metrics").await;
     let text = String::from_utf8(m.body).unwrap();
     assert!(
         metric(&text, "tael_snapshots_installed_total") >= 1,
-        "the lagging node installed a snapshot"
+        "the new node installed a snapshot"
     );
-    assert_eq!(cold_rows(&c, lagging).await, cold_rows(&c, leader).await);
-    let storage = json(&c, lagging, "/api/v1/storage").await;
+    assert_eq!(cold_rows(&c, new).await, cold_rows(&c, leader).await);
+    let storage = json(&c, new, "/api/v1/storage").await;
     assert_eq!(
         storage["tiers"]["cold"]["missing_files"],
         serde_json::json!([])
@@ -520,10 +545,7 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
         "/api/v1/traces?service=old-svc&limit=100&start=0".to_string(),
         "/api/v1/logs?service=log-svc&limit=100&start=0".to_string(),
     ] {
-        let (a, b) = (
-            json(&c, leader, &path).await,
-            json(&c, lagging, &path).await,
-        );
+        let (a, b) = (json(&c, leader, &path).await, json(&c, new, &path).await);
         assert_eq!(a, b, "{path}");
         assert!(a.to_string().contains("old"), "{path}: {a}");
     }
