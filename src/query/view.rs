@@ -101,15 +101,21 @@ impl View {
             q.until_unix_nanos.unwrap_or(u64::MAX),
         );
         let errors_only = q.status == Some(crate::model::SpanStatus::Error);
-        let cold = self
-            .cold()?
-            .spans(window, q.service.as_deref(), errors_only, q.max_scanned)?;
-        let cold = cold
-            .records
-            .into_iter()
-            .map(|(_, s)| s)
-            .filter(|s| q.matches(s))
-            .take(q.limit);
+        // A full answer from the hot tier leaves the cold tier only spans
+        // as new as its oldest: usually none (cold is older).
+        let window = match hot.last() {
+            Some(oldest) if hot.len() >= q.limit => {
+                (window.0.max(oldest.start_unix_nanos), window.1)
+            }
+            _ => window,
+        };
+        let cold = self.cold()?.newest_spans(
+            window,
+            (q.service.as_deref(), errors_only),
+            (q.limit, q.max_scanned),
+            |s| q.matches(s),
+        )?;
+        let cold = cold.records.into_iter().map(|(_, s)| s);
         Ok(newest_spans(hot, cold, q.limit))
     }
 
@@ -219,14 +225,18 @@ impl View {
 
     pub fn search_logs(&self, q: &LogQuery) -> StoreResult<Found<LogRecord>> {
         let hot = self.hot.search_logs(q)?;
-        let cold = self.cold()?.logs(
-            window(q.since_unix_nanos, q.until_unix_nanos),
-            q.service.as_deref(),
-            q.trace_id.as_ref(),
-            q.max_scanned,
+        let cold = self.cold()?.newest_logs(
+            cold_window(
+                &hot,
+                q.limit,
+                window(q.since_unix_nanos, q.until_unix_nanos),
+            ),
+            (q.service.as_deref(), q.trace_id.as_ref()),
+            (q.limit, q.max_scanned),
+            |l| q.matches(l),
         )?;
         let (examined, truncated) = (cold.examined, cold.truncated);
-        let cold = cold.records.into_iter().filter(|(_, l)| q.matches(l));
+        let cold = cold.records.into_iter();
         Ok(newest_records(hot, cold, q.limit, examined, truncated))
     }
 
@@ -261,13 +271,18 @@ impl View {
 
     pub fn search_metrics(&self, q: &MetricQuery) -> StoreResult<Found<MetricPoint>> {
         let hot = self.hot.search_metrics(q)?;
-        let cold = self.cold()?.metrics(
-            window(q.since_unix_nanos, q.until_unix_nanos),
+        let cold = self.cold()?.newest_metrics(
+            cold_window(
+                &hot,
+                q.limit,
+                window(q.since_unix_nanos, q.until_unix_nanos),
+            ),
             q.name.as_deref(),
-            q.max_scanned,
+            (q.limit, q.max_scanned),
+            |m| q.matches(m),
         )?;
         let (examined, truncated) = (cold.examined, cold.truncated);
-        let cold = cold.records.into_iter().filter(|(_, m)| q.matches(m));
+        let cold = cold.records.into_iter();
         Ok(newest_records(hot, cold, q.limit, examined, truncated))
     }
 
@@ -323,13 +338,9 @@ impl View {
         service: Option<&str>,
     ) -> StoreResult<(u64, u64)> {
         let (mut points, mut names) = self.hot.metric_point_names(since, until, service)?;
-        let cold = self.cold()?.metrics((since, until), None, usize::MAX)?;
-        for (_, m) in cold.records {
-            if service.is_none_or(|s| s == m.service) {
-                points += 1;
-                names.insert(m.name);
-            }
-        }
+        let (cold_points, cold_names) = self.cold()?.metric_point_names((since, until), service)?;
+        points += cold_points;
+        names.extend(cold_names);
         Ok((points, names.len() as u64))
     }
 
@@ -369,6 +380,19 @@ fn lazy_cold<'a>(
         *cold = Some(ColdReader::open(hot)?);
     }
     Ok(cold.as_ref().expect("just opened"))
+}
+
+/// The window left to the cold tier by a hot answer: from the oldest hot
+/// record on when the hot tier filled the limit (anything older cannot be
+/// among the newest `limit`).
+fn cold_window<T>(hot: &Found<T>, limit: usize, (from, to): (u64, u64)) -> (u64, u64) {
+    match hot.keys.last() {
+        Some(k) if hot.records.len() >= limit && k.len() >= 8 => {
+            let oldest = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+            (from.max(oldest), to)
+        }
+        _ => (from, to),
+    }
 }
 
 /// A query's optional bounds as an inclusive window.

@@ -6,7 +6,7 @@
 //! the hot tier after that read is in a file the (later) manifest names, so
 //! nothing is missed, and duplicates are removed by key (`query::view`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -133,6 +133,148 @@ impl ColdReader {
         Ok((rows, examined, false))
     }
 
+    /// The newest `limit` records of `signal` in `window` that `filter`
+    /// and `keep` want, newest first (by time, then key: the hot tier's
+    /// order). Files are read newest first, and reading stops once `limit`
+    /// records are found and the next file holds only older ones, or once
+    /// `budget` rows were examined (then the answer says it is truncated).
+    fn newest<T: serde::de::DeserializeOwned>(
+        &self,
+        signal: Signal,
+        window: (u64, u64),
+        filter: RowFilter<'_>,
+        (limit, budget): (usize, usize),
+        keep: impl Fn(&T) -> bool,
+    ) -> StoreResult<ColdFound<T>> {
+        let mut out = ColdFound::default();
+        let Some(window) = self.clamp(signal, window) else {
+            return Ok(out);
+        };
+        let filter = RowFilter { window, ..filter };
+        let mut found: Vec<(u64, Vec<u8>, T)> = Vec::new();
+        for file in self.files(signal, window) {
+            let full = found.len() >= limit;
+            if full
+                && found
+                    .last()
+                    .is_some_and(|(t, _, _)| file.max_time_unix_nanos < *t)
+            {
+                break;
+            }
+            if out.examined >= budget {
+                out.truncated = true;
+                break;
+            }
+            let read = self.read(file, &filter)?;
+            out.examined += read.examined;
+            for row in read.rows {
+                let record: T = decode(&row.record)?;
+                if keep(&record) {
+                    found.push((row.time_unix_nanos, row.key, record));
+                }
+            }
+            found.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+            found.truncate(limit);
+        }
+        out.records = found.into_iter().map(|(_, k, r)| (k, r)).collect();
+        Ok(out)
+    }
+
+    /// Calls `f` with every row of `signal` in `window` that `filter`
+    /// wants, one file at a time (so only one file's rows are in memory).
+    fn for_each_row(
+        &self,
+        signal: Signal,
+        window: (u64, u64),
+        filter: RowFilter<'_>,
+        mut f: impl FnMut(&ColdRow) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let Some(window) = self.clamp(signal, window) else {
+            return Ok(());
+        };
+        let filter = RowFilter { window, ..filter };
+        for file in self.files(signal, window) {
+            for row in &self.read(file, &filter)?.rows {
+                f(row)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` cold spans in `window` that `keep` wants,
+    /// optionally of one service or with status error only.
+    pub fn newest_spans(
+        &self,
+        window: (u64, u64),
+        (service, errors_only): (Option<&str>, bool),
+        (limit, budget): (usize, usize),
+        keep: impl Fn(&SpanRecord) -> bool,
+    ) -> StoreResult<ColdFound<SpanRecord>> {
+        let filter = RowFilter {
+            name: service,
+            ..RowFilter::window(window)
+        };
+        self.newest(
+            Signal::Spans,
+            window,
+            filter,
+            (limit, budget),
+            |s: &SpanRecord| (!errors_only || s.status == SpanStatus::Error) && keep(s),
+        )
+    }
+
+    /// The newest `limit` cold log records in `window` that `keep` wants,
+    /// optionally of one service or trace.
+    pub fn newest_logs(
+        &self,
+        window: (u64, u64),
+        (service, trace): (Option<&str>, Option<&TraceId>),
+        (limit, budget): (usize, usize),
+        keep: impl Fn(&LogRecord) -> bool,
+    ) -> StoreResult<ColdFound<LogRecord>> {
+        let filter = RowFilter {
+            name: service,
+            trace_id: trace.map(|t| &t[..]),
+            ..RowFilter::window(window)
+        };
+        self.newest(Signal::Logs, window, filter, (limit, budget), keep)
+    }
+
+    /// The newest `limit` cold metric points in `window` that `keep`
+    /// wants, optionally of one metric name.
+    pub fn newest_metrics(
+        &self,
+        window: (u64, u64),
+        name: Option<&str>,
+        (limit, budget): (usize, usize),
+        keep: impl Fn(&MetricPoint) -> bool,
+    ) -> StoreResult<ColdFound<MetricPoint>> {
+        let filter = RowFilter {
+            name,
+            ..RowFilter::window(window)
+        };
+        self.newest(Signal::Metrics, window, filter, (limit, budget), keep)
+    }
+
+    /// Cold metric points in `window`, optionally of one service, and
+    /// their distinct names.
+    pub fn metric_point_names(
+        &self,
+        window: (u64, u64),
+        service: Option<&str>,
+    ) -> StoreResult<(u64, HashSet<String>)> {
+        let (mut points, mut names) = (0, HashSet::new());
+        self.for_each_row(Signal::Metrics, window, RowFilter::window(window), |row| {
+            let m: MetricPoint = decode(&row.record)?;
+            if service.is_none_or(|s| s == m.service) {
+                points += 1;
+                names.insert(m.name);
+            }
+            Ok(())
+        })?;
+        Ok((points, names))
+    }
+
     /// Every cold span of a trace: only files whose bloom filter may hold
     /// the id are read.
     pub fn trace(&self, id: &TraceId) -> StoreResult<Vec<(Vec<u8>, SpanRecord)>> {
@@ -252,9 +394,15 @@ impl ColdReader {
         service: Option<&str>,
     ) -> StoreResult<BTreeMap<Severity, u64>> {
         let mut counts = BTreeMap::new();
-        for (_, l) in self.logs(window, service, None, usize::MAX)?.records {
+        let filter = RowFilter {
+            name: service,
+            ..RowFilter::window(window)
+        };
+        self.for_each_row(Signal::Logs, window, filter, |row| {
+            let l: LogRecord = decode(&row.record)?;
             *counts.entry(l.severity).or_insert(0) += 1;
-        }
+            Ok(())
+        })?;
         Ok(counts)
     }
 }

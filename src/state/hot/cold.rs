@@ -483,6 +483,45 @@ mod tests {
     }
 
     #[test]
+    fn a_newest_first_read_stops_before_files_that_cannot_make_the_limit() {
+        let (_dir, store) = open_store();
+        let mut b = store.begin();
+        b.begin_entry(1);
+        for i in 0..4 {
+            b.put_log(&log_at(10 * SEC + i, &format!("early {i}")));
+            b.put_log(&log_at(30 * SEC + i, &format!("late {i}")));
+        }
+        b.commit(Some(log_id(1)), None).unwrap();
+        apply_move(&store, 2, Signal::Logs, 20 * SEC);
+        apply_move(&store, 3, Signal::Logs, 40 * SEC);
+        let store = Arc::new(store);
+        let cold = ColdReader::open(&store).unwrap();
+        let found = cold
+            .newest_logs((0, u64::MAX), (None, None), (2, usize::MAX), |_| true)
+            .unwrap();
+        let bodies: Vec<String> = found
+            .records
+            .iter()
+            .map(|(_, l)| l.body_text().to_string())
+            .collect();
+        assert_eq!(bodies, ["late 3", "late 2"]);
+        assert_eq!(found.examined, 4, "the older file was never read");
+        let found = cold
+            .newest_logs((0, u64::MAX), (None, None), (2, usize::MAX), |l| {
+                l.body_text().starts_with("early")
+            })
+            .unwrap();
+        assert_eq!(found.records.len(), 2);
+        assert_eq!(found.examined, 8);
+        let (points, names) = cold.metric_point_names((0, u64::MAX), None).unwrap();
+        assert_eq!((points, names.len()), (0, 0));
+        let counts = cold
+            .log_severity_counts((0, 25 * SEC), Some("checkout"))
+            .unwrap();
+        assert_eq!(counts.get(&Severity::Warn), Some(&4));
+    }
+
+    #[test]
     fn a_move_stops_at_its_limit_and_says_so() {
         let (_dir, store) = open_store();
         let mut b = store.begin();
