@@ -82,6 +82,10 @@ pub struct ColdFile {
     pub max_time_unix_nanos: u64,
     pub rows: u64,
     pub bytes: u64,
+    /// A retention cut released the LLM payloads of this file's spans
+    /// (the spans stay, with the payloads' hashes).
+    #[serde(default)]
+    pub llm_released: bool,
 }
 
 impl ColdFile {
@@ -273,6 +277,7 @@ mod tests {
             max_time_unix_nanos: 9,
             rows: 1,
             bytes: 3,
+            llm_released: false,
         };
         write_durably(&kept.path(dir.path()), b"abc").unwrap();
         let orphan = dir.path().join("spans").join(file_name(Signal::Spans, 8));

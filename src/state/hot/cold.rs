@@ -141,6 +141,7 @@ impl ApplyBatch<'_> {
                 max_time_unix_nanos: max,
                 rows: outcome.rows,
                 bytes: bytes.len() as u64,
+                llm_released: false,
             };
             assert!(
                 !manifest

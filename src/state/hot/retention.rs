@@ -356,7 +356,9 @@ impl ApplyBatch<'_> {
     /// batch, their records out of the service counters, their blob
     /// references released; the files are deleted after the commit. A file
     /// straddling a floor stays (reads filter its older rows) until it is
-    /// wholly below. Returns whether more such files remain.
+    /// wholly below. Then releases the LLM payloads of span files wholly
+    /// below the payload floor (the spans stay, with the hashes), as many
+    /// files again. Returns whether more such files remain.
     fn drop_cold_files(&mut self, c: &mut Cutter<'_>, floors: Floors) -> StoreResult<bool> {
         let store = self.store;
         let mut manifest = store.cold_manifest_in(c.view)?;
@@ -374,28 +376,45 @@ impl ApplyBatch<'_> {
             .filter(|f| below(f))
             .cloned()
             .collect();
-        if doomed.is_empty() {
+        let released: Vec<ColdFile> = manifest
+            .files
+            .iter()
+            .filter(|f| {
+                f.signal == Signal::Spans
+                    && !f.llm_released
+                    && !below(f)
+                    && f.max_time_unix_nanos < floors.llm_payloads
+            })
+            .cloned()
+            .collect();
+        if doomed.is_empty() && released.is_empty() {
             return Ok(false);
         }
-        let remaining = doomed.len() > MAX_FILES_DROPPED_PER_CUT;
+        let remaining =
+            doomed.len() > MAX_FILES_DROPPED_PER_CUT || released.len() > MAX_FILES_DROPPED_PER_CUT;
         for file in doomed.into_iter().take(MAX_FILES_DROPPED_PER_CUT) {
             let path = file.path(&store.cold_dir);
-            let rows = match read_rows(&path, &RowFilter::window((0, u64::MAX))) {
-                Ok(read) => read.rows,
-                Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Every replica holds the same counters, so all must
-                    // take the same records out: a node without the file
-                    // (installed from a snapshot) cannot, and stops here
-                    // rather than diverge.
-                    return Err(StoreError::ColdFileMissing(path.display().to_string()));
-                }
-                Err(e) => return Err(e),
-            };
-            for row in rows {
+            for row in read_cold_file(&path)? {
                 self.forget_cold_row(c, file.signal, &row)?;
             }
             manifest.files.retain(|f| f != &file);
             self.dropped_cold_files.push(path);
+        }
+        for file in released.into_iter().take(MAX_FILES_DROPPED_PER_CUT) {
+            for row in read_cold_file(&file.path(&store.cold_dir))? {
+                let span: SpanRecord = decode(&row.record)?;
+                for sha in llm_blobs(&span) {
+                    let r = blob_ref_key(&sha, REF_KIND_SPAN, &row.key);
+                    self.batch.remove(&store.keyspaces.blob_refs, r.clone());
+                    c.released.insert(r);
+                }
+            }
+            let listed = manifest
+                .files
+                .iter_mut()
+                .find(|f| **f == file)
+                .expect("a file of the manifest");
+            listed.llm_released = true;
         }
         self.stage_manifest(&manifest);
         Ok(remaining)
@@ -479,6 +498,19 @@ impl ApplyBatch<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Every row of the cold file at `path`. Every replica holds the same
+/// counters and references, so all must take the same records out: a node
+/// without the file cannot, and stops here rather than diverge.
+fn read_cold_file(path: &std::path::Path) -> StoreResult<Vec<ColdRow>> {
+    match read_rows(path, &RowFilter::window((0, u64::MAX))) {
+        Ok(read) => Ok(read.rows),
+        Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::ColdFileMissing(path.display().to_string()))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -807,6 +839,31 @@ mod tests {
         assert!(store.cold_manifest().unwrap().files.is_empty());
         let stats = store.services().unwrap();
         assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (1, 1));
+    }
+
+    #[test]
+    fn llm_payloads_of_cold_spans_go_at_their_floor_and_the_spans_stay() {
+        let (_dir, store) = open_store();
+        apply_spans(&store, 1, vec![llm_span(1, 1, 10 * SEC, "cold prompt")]);
+        apply_move(&store, 2, Signal::Spans, 50 * SEC);
+        let mut cut = cut_at(100 * SEC, 1000);
+        cut.policy.llm_payloads_secs = 50;
+        let deleted = apply_cut(&store, 3, cut);
+        assert_eq!((deleted.spans, deleted.blobs), (0, 1));
+        assert!(store
+            .blob(&crate::llm::sha256(b"cold prompt"))
+            .unwrap()
+            .is_none());
+        let manifest = store.cold_manifest().unwrap();
+        assert!(manifest.files[0].llm_released);
+        // The span stays cold, with its hash; a later cut releases nothing.
+        let store = std::sync::Arc::new(store);
+        let cold = crate::state::cold::ColdReader::open(&store).unwrap();
+        assert_eq!(cold.trace(&[1; 16]).unwrap().len(), 1);
+        assert_eq!(apply_cut(&store, 4, cut), DeletedCounts::default());
+        // Dropping the file later counts no blob twice.
+        let deleted = apply_cut(&store, 5, cut_at(2000 * SEC, 1000));
+        assert_eq!((deleted.spans, deleted.blobs), (1, 0));
     }
 
     #[test]
