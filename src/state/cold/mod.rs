@@ -33,6 +33,9 @@ pub use self::reads::{ColdFound, ColdReader};
 /// Rows one move writes at most (one file): bounds the time a move holds
 /// apply, and the memory a file's write and a full read of it take.
 pub const MAX_ROWS_PER_MOVE: usize = 50_000;
+/// Bytes of records one move takes at most (at least one record): spans
+/// with large attributes reach it before [`MAX_ROWS_PER_MOVE`].
+pub const MAX_RECORD_BYTES_PER_MOVE: usize = 128 * 1024 * 1024;
 /// Cold files one retention cut drops at most (each counts its rows against
 /// the cut's budget too).
 pub const MAX_FILES_DROPPED_PER_CUT: usize = 16;

@@ -25,7 +25,7 @@ use crate::codec::decode;
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
 use crate::state::cold::{
     self, write_durably, write_file, ColdFile, ColdManifest, ColdMove, ColdRow, Signal,
-    MAX_ROWS_PER_MOVE,
+    MAX_RECORD_BYTES_PER_MOVE, MAX_ROWS_PER_MOVE,
 };
 
 /// `meta`: the [`ColdManifest`], as JSON.
@@ -38,6 +38,14 @@ pub struct MoveOutcome {
     pub bytes: u64,
     /// Records of the range remain hot: the move stopped at its limit.
     pub pending: bool,
+}
+
+/// Whether a move holding `rows` takes no more: at [`MAX_ROWS_PER_MOVE`]
+/// rows, or at [`MAX_RECORD_BYTES_PER_MOVE`] bytes of records (a move
+/// holds its rows and its file in memory). Deterministic in the rows, so
+/// every replica stops at the same record.
+fn move_is_full(rows: usize, record_bytes: usize) -> bool {
+    rows >= MAX_ROWS_PER_MOVE || record_bytes >= MAX_RECORD_BYTES_PER_MOVE
 }
 
 impl HotStore {
@@ -119,7 +127,7 @@ impl ApplyBatch<'_> {
         );
         let mut outcome = MoveOutcome {
             rows: rows.len() as u64,
-            pending: rows.len() == MAX_ROWS_PER_MOVE,
+            pending: move_is_full(rows.len(), rows.iter().map(|r| r.record.len()).sum()),
             ..MoveOutcome::default()
         };
         if outcome.pending {
@@ -181,8 +189,9 @@ impl ApplyBatch<'_> {
         }
         let ks = &self.store.keyspaces;
         let (lo, hi) = time_key_bounds(from, to - 1);
+        let mut record_bytes = 0;
         for kv in view.range(&ks.by_time, lo.to_vec()..=hi.to_vec()) {
-            if rows.len() == MAX_ROWS_PER_MOVE {
+            if move_is_full(rows.len(), record_bytes) {
                 break;
             }
             let (k, _) = kv.into_inner()?;
@@ -193,6 +202,7 @@ impl ApplyBatch<'_> {
                 return Err(StoreError::Corrupt("by_time entry without its span".into()));
             };
             let span: SpanRecord = decode(&bytes)?;
+            record_bytes += bytes.len();
             self.remove_span_time_entries(&key, &span);
             self.batch.remove(&ks.spans, key.to_vec());
             rows.push(ColdRow {
@@ -266,14 +276,16 @@ impl ApplyBatch<'_> {
         if from >= to {
             return Ok(rows);
         }
+        let mut record_bytes = 0;
         for kv in view.range(
             space,
             from.to_be_bytes().to_vec()..to.to_be_bytes().to_vec(),
         ) {
-            if rows.len() == MAX_ROWS_PER_MOVE {
+            if move_is_full(rows.len(), record_bytes) {
                 break;
             }
             let (k, v) = kv.into_inner()?;
+            record_bytes += v.len();
             let key: [u8; RECORD_KEY_LEN] = k[..]
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("record key".into()))?;
@@ -548,6 +560,17 @@ mod tests {
         assert_eq!(m.files.len(), 2);
         assert_eq!(m.stats().metric_points.rows, MAX_ROWS_PER_MOVE as u64 + 3);
         assert_eq!(count(&store, &store.keyspaces.metrics), 0);
+    }
+
+    #[test]
+    fn a_move_is_full_at_its_row_or_byte_limit() {
+        assert!(!move_is_full(0, 0));
+        assert!(!move_is_full(
+            MAX_ROWS_PER_MOVE - 1,
+            MAX_RECORD_BYTES_PER_MOVE - 1
+        ));
+        assert!(move_is_full(MAX_ROWS_PER_MOVE, 0));
+        assert!(move_is_full(1, MAX_RECORD_BYTES_PER_MOVE));
     }
 
     #[test]
