@@ -67,6 +67,9 @@ pub struct ServeConfig {
     pub retention: RetentionPolicy,
     /// The leader proposes a retention cut this often; 0: never.
     pub compaction_interval_secs: u64,
+    /// Records older than this move to the cold tier (`state::cold`); 0:
+    /// never.
+    pub hot_window_secs: u64,
     /// TLS on the client-facing listeners (REST, OTLP/gRPC, OTLP/HTTP).
     pub tls: Option<TlsFiles>,
     /// Mutual TLS on the node-to-node port, both as server and as client.
@@ -116,6 +119,7 @@ impl Default for ServeConfig {
             consistency_check_interval_secs: 3600,
             retention: RetentionPolicy::default(),
             compaction_interval_secs: 300,
+            hot_window_secs: 86_400,
             tls: None,
             peer_tls: None,
             faults: FaultConfig::default(),
@@ -256,6 +260,11 @@ pub struct ServeArgs {
     /// How often the leader applies the retention (default 5m; 0: never).
     #[arg(long, env = "TAEL_COMPACTION_INTERVAL")]
     pub compaction_interval: Option<String>,
+    /// Records older than this leave the hot tier for Parquet files in
+    /// `<data-dir>/cold` (default 24h; 0: never), at every compaction
+    /// interval.
+    #[arg(long, env = "TAEL_HOT_WINDOW")]
+    pub hot_window: Option<String>,
     /// PEM certificate (chain, leaf first) served by the REST, OTLP/gRPC and
     /// OTLP/HTTP listeners; with --tls-key. Re-read when the file changes.
     #[arg(long, env = "TAEL_TLS_CERT")]
@@ -381,6 +390,7 @@ struct FileConfig {
     retention_metrics: Option<String>,
     retention_llm_payloads: Option<String>,
     compaction_interval: Option<String>,
+    hot_window: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     peer_tls_cert: Option<PathBuf>,
@@ -500,6 +510,11 @@ impl ServeArgs {
                     .as_ref()
                     .or(file.compaction_interval.as_ref()),
                 d.compaction_interval_secs,
+            )?,
+            hot_window_secs: duration_setting(
+                "hot-window",
+                self.hot_window.as_ref().or(file.hot_window.as_ref()),
+                d.hot_window_secs,
             )?,
             tls: tls_files(
                 self.tls_cert.clone().or(file.tls_cert.clone()),

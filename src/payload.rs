@@ -51,6 +51,10 @@ pub const TAG_CHECK: u8 = FIRST_APP_TAG + 13;
 /// leader: every replica deletes what the leader's clock puts past the
 /// retention.
 pub const TAG_RETENTION: u8 = FIRST_APP_TAG + 14;
+/// A move of one signal's records in `[from, to)` to the cold tier
+/// ([`crate::state::cold::ColdMove`]), its range chosen from the leader's
+/// clock: every replica moves the same records at the same index.
+pub const TAG_COLD_MOVE: u8 = FIRST_APP_TAG + 15;
 
 /// What the spool forwarder proposes: the original record plus where it came
 /// from. `(origin, generation, seq)` names one spooled export for ever: the
@@ -219,6 +223,11 @@ pub fn retention_record(policy: crate::retention::RetentionPolicy) -> Record {
     )
 }
 
+/// A move to the cold tier (see [`TAG_COLD_MOVE`]).
+pub fn cold_move_record(mv: &crate::state::cold::ColdMove) -> Record {
+    record(TAG_COLD_MOVE, mv)
+}
+
 pub fn keys_record(cmd: &crate::auth::KeyCommand) -> Record {
     record(TAG_KEYS, cmd)
 }
@@ -235,6 +244,7 @@ pub enum Contents {
     /// A consistency check: changes nothing.
     Check,
     Retention(crate::retention::RetentionCut),
+    ColdMove(crate::state::cold::ColdMove),
 }
 
 /// Decodes a plain (not spooled) record of `tag` and checks that the store
@@ -268,6 +278,17 @@ pub fn decode_contents(tag: u8, payload: &[u8]) -> Result<Contents, String> {
         TAG_RETENTION => decode(payload)
             .map(Contents::Retention)
             .map_err(|e| format!("undecodable retention cut: {e}")),
+        TAG_COLD_MOVE => {
+            let mv: crate::state::cold::ColdMove =
+                decode(payload).map_err(|e| format!("undecodable cold move: {e}"))?;
+            if mv.from_unix_nanos > mv.to_unix_nanos {
+                return Err(format!(
+                    "a cold move's range ends before it starts ({} > {})",
+                    mv.from_unix_nanos, mv.to_unix_nanos
+                ));
+            }
+            Ok(Contents::ColdMove(mv))
+        }
         TAG_CHECK if payload.is_empty() => Ok(Contents::Check),
         TAG_CHECK => Err(format!(
             "a consistency check carries no payload, this one {} bytes",
@@ -315,7 +336,7 @@ pub fn admissible(record: &Record) -> Result<(), String> {
         Contents::Metrics(points) => points.iter().try_for_each(check::admissible_metric),
         // Checked when stamped.
         Contents::Comment(_) | Contents::Keys(_) => Ok(()),
-        Contents::Check | Contents::Retention(_) => Ok(()),
+        Contents::Check | Contents::Retention(_) | Contents::ColdMove(_) => Ok(()),
     }
 }
 
@@ -376,7 +397,10 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
                 Vec::new(),
             ))
         }
-        TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED | TAG_CHECK => Ok((record, Vec::new())),
+        // A move's range was chosen from the proposing leader's clock.
+        TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED | TAG_CHECK | TAG_COLD_MOVE => {
+            Ok((record, Vec::new()))
+        }
         other => Err(format!(
             "unknown record tag {other}; was it written by a newer tael-raft?"
         )),

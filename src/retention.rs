@@ -75,6 +75,8 @@ pub struct Lifecycle {
     pub retention: RetentionPolicy,
     /// The leader proposes a cut this often; 0: never.
     pub compaction_interval_secs: u64,
+    /// Records older than this move to the cold tier; 0: never.
+    pub hot_window_secs: u64,
 }
 
 /// The record a leader proposes: the policy, and the time the leader

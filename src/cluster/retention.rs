@@ -1,10 +1,12 @@
-//! Retention cuts through the log (see `crate::retention`): the leader
-//! proposes one, and every replica applies it at the same index.
+//! Retention cuts and moves to the cold tier through the log (see
+//! `crate::retention`, `crate::state::cold`): the leader proposes one, and
+//! every replica applies it at the same index.
 
 use super::status::ClusterStatus;
 use super::{Cluster, ClusterError, READ_TIMEOUT};
 use crate::payload;
 use crate::retention::RetentionPolicy;
+use crate::state::cold::ColdMove;
 
 impl Cluster {
     /// Proposes a retention cut under `policy` and waits until this node
@@ -20,6 +22,30 @@ impl Cluster {
             })?;
         Ok(index)
     }
+
+    /// Proposes a move to the cold tier and waits until this node applied
+    /// it; returns its log index.
+    pub async fn move_to_cold(&self, mv: ColdMove) -> Result<u64, ClusterError> {
+        let index = self.propose(payload::cold_move_record(&mv)).await?;
+        self.raft
+            .wait(Some(READ_TIMEOUT))
+            .applied_index_at_least(Some(index), "cold move")
+            .await
+            .map_err(|e| {
+                ClusterError::Unavailable(format!("waiting to apply cold move {index}: {e}"))
+            })?;
+        Ok(index)
+    }
+}
+
+/// Whether every member answered and applies moves to the cold tier (a
+/// node of an older version would reject the move and keep the records in
+/// its hot tier only, while the others' manifests name a file).
+pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
+    status
+        .members
+        .iter()
+        .all(|m| m.status.as_ref().is_some_and(|s| s.applies_cold_moves))
 }
 
 /// Whether every member answered and applies retention cuts: a node of an

@@ -37,23 +37,44 @@ pub fn render_table(v: &Value) -> String {
             time(&s["newest_unix_nanos"]),
         ));
     }
-    out.push_str(&format!(
-        "hot tier on disk: {} (journal included); cold tier: {}\n",
-        bytes(&hot["total_disk_bytes"]),
-        if v["tiers"]["cold"].is_null() {
-            "none".to_string()
-        } else {
-            v["tiers"]["cold"].to_string()
+    let cold = &v["tiers"]["cold"];
+    if cold.is_object() {
+        for signal in ["spans", "logs", "metric_points"] {
+            let s = &cold[signal];
+            out.push_str(&format!(
+                "{:<14} {:<5} {:>12} {:>12} {:<31} {:<31}\n",
+                signal,
+                "cold",
+                count(&s["rows"]),
+                bytes(&s["bytes"]),
+                time(&s["oldest_unix_nanos"]),
+                time(&s["newest_unix_nanos"]),
+            ));
         }
+    }
+    out.push_str(&format!(
+        "hot tier on disk: {} (journal included); cold files: {}\n",
+        bytes(&hot["total_disk_bytes"]),
+        cold_files(cold),
     ));
+    if let Some(missing) = cold["missing_files"].as_array().filter(|m| !m.is_empty()) {
+        out.push_str(&format!(
+            "MISSING cold files (reads of them fail): {}\n",
+            missing.len()
+        ));
+    }
     let r = &v["retention"];
     out.push_str(&format!(
-        "retention: traces {}, logs {}, metrics {}, LLM payloads {}; cut every {}\n",
+        "retention: traces {}, logs {}, metrics {}, LLM payloads {}; cut every {}; hot window {}\n",
         secs(&r["traces_secs"]),
         secs(&r["logs_secs"]),
         secs(&r["metrics_secs"]),
         secs(&r["llm_payloads_secs"]),
         secs(&r["compaction_interval_secs"]),
+        match r["hot_window_secs"].as_u64() {
+            Some(0) | None => "none (nothing moves)".to_string(),
+            Some(_) => secs(&r["hot_window_secs"]),
+        },
     ));
     let c = &v["last_cut"];
     if c["log_index"] == 0 {
@@ -72,6 +93,20 @@ pub fn render_table(v: &Value) -> String {
         ));
     }
     out
+}
+
+/// How many cold files each signal has ("none" without a cold tier).
+fn cold_files(cold: &Value) -> String {
+    if !cold.is_object() {
+        return "none".into();
+    }
+    let n = |s: &str| cold[s]["files"].as_u64().unwrap_or(0);
+    format!(
+        "{} spans, {} logs, {} metric points",
+        n("spans"),
+        n("logs"),
+        n("metric_points")
+    )
 }
 
 fn count(v: &Value) -> String {
@@ -116,10 +151,16 @@ mod tests {
                 "logs": {"records_estimate": 0, "disk_bytes": 0,
                          "oldest_unix_nanos": null, "newest_unix_nanos": null},
                 "metric_points": {}, "blobs": {},
-                "total_disk_bytes": 3_000_000_000u64}, "cold": null},
+                "total_disk_bytes": 3_000_000_000u64},
+              "cold": {
+                "spans": {"files": 2, "rows": 700, "bytes": 52_000,
+                          "oldest_unix_nanos": 0u64, "newest_unix_nanos": 0u64},
+                "logs": {"files": 0, "rows": 0, "bytes": 0},
+                "metric_points": {"files": 1, "rows": 3, "bytes": 1500},
+                "missing_files": ["/d/cold/spans/spans-00000000000000000009.parquet"]}},
             "retention": {"traces_secs": 604_800, "logs_secs": 1_209_600,
                           "metrics_secs": 0, "llm_payloads_secs": 5400,
-                          "compaction_interval_secs": 300},
+                          "compaction_interval_secs": 300, "hot_window_secs": 86_400},
             "last_cut": {"log_index": 42, "stamped_unix_nanos": 0u64, "pending": true,
                          "deleted_total": {"spans": 5, "logs": 6, "metric_points": 7, "blobs": 8}},
         });
@@ -136,7 +177,23 @@ mod tests {
         );
         assert!(t.contains("hot tier on disk: 3.0 GB"), "{t}");
         assert!(
-            t.contains("traces 7d, logs 14d, metrics for ever, LLM payloads 90m; cut every 5m"),
+            t.contains(
+                "spans          cold           700      52.0 kB 1970-01-01T00:00:00.000000000Z"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("cold files: 2 spans, 0 logs, 1 metric points"),
+            "{t}"
+        );
+        assert!(
+            t.contains("MISSING cold files (reads of them fail): 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "traces 7d, logs 14d, metrics for ever, LLM payloads 90m; cut every 5m; hot window 1d"
+            ),
             "{t}"
         );
         assert!(

@@ -20,7 +20,7 @@ pub async fn report(
     let read = queries
         .read(p.consistency()?, Text::NotUsed, |view| view.storage_stats())
         .await?;
-    Ok(answer_read(read, |hot| {
+    Ok(answer_read(read, |(hot, cold)| {
         let p = lifecycle.retention;
         let r = &hot.retention;
         json!({
@@ -32,9 +32,7 @@ pub async fn report(
                     "blobs": hot.blobs,
                     "total_disk_bytes": hot.total_disk_bytes,
                 },
-                // No cold tier yet: everything stays in the hot tier until
-                // retention deletes it.
-                "cold": null,
+                "cold": cold,
             },
             "retention": {
                 "traces_secs": p.traces_secs,
@@ -42,6 +40,7 @@ pub async fn report(
                 "metrics_secs": p.metrics_secs,
                 "llm_payloads_secs": p.llm_payloads_secs,
                 "compaction_interval_secs": lifecycle.compaction_interval_secs,
+                "hot_window_secs": lifecycle.hot_window_secs,
             },
             "last_cut": {
                 "log_index": r.last_cut_index,

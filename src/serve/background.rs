@@ -1,7 +1,8 @@
 //! Work a node does on its own while it serves: keeping the storage engine's
 //! journal synced in the background, snapshotting when the log outgrows
-//! the state, and (on the leader) checking that the replicas agree and
-//! cutting what aged past the retention.
+//! the state, and (on the leader) checking that the replicas agree, moving
+//! what aged past the hot window to the cold tier and cutting what aged
+//! past the retention.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,13 +79,18 @@ pub async fn consistency_checks(
 /// Cuts proposed back to back in one round while each leaves records below
 /// the floors (each deletes at most `state::hot::MAX_RECORDS_PER_CUT`).
 const MAX_CUTS_PER_ROUND: usize = 500;
+/// Moves proposed back to back per signal in one round while each stops at
+/// its limit (`state::cold::MAX_ROWS_PER_MOVE` rows).
+const MAX_MOVES_PER_ROUND: usize = 100;
 
-/// On the leader, every `interval`: a retention cut under `policy`
-/// (`crate::retention`), then more while records remain below the floors.
-pub async fn retention(
+/// On the leader, every `interval`: moves of what aged past the hot window
+/// to the cold tier (`crate::state::cold`), then a retention cut under
+/// `policy` (`crate::retention`), each repeated while it left work.
+pub async fn lifecycle(
     cluster: Arc<Cluster>,
     sm: Arc<state::Shared>,
     policy: crate::retention::RetentionPolicy,
+    hot_window_secs: u64,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -96,25 +102,83 @@ pub async fn retention(
         if !cluster.is_leader() {
             continue;
         }
-        if !crate::cluster::retention::every_member_applies_retention(&cluster.status().await) {
-            tracing::info!("retention skipped: a member is unreachable or cannot apply cuts");
-            continue;
+        let status = cluster.status().await;
+        if hot_window_secs > 0 {
+            if crate::cluster::retention::every_member_applies_cold_moves(&status) {
+                cold_moves(&cluster, &sm, hot_window_secs).await;
+            } else {
+                tracing::info!("cold moves skipped: a member is unreachable or cannot apply them");
+            }
         }
-        for _ in 0..MAX_CUTS_PER_ROUND {
-            if let Err(e) = cluster.cut_retention(policy).await {
-                tracing::warn!(error = %e, "retention cut could not run");
-                break;
+        if crate::cluster::retention::every_member_applies_retention(&status) {
+            retention_cuts(&cluster, &sm, policy).await;
+        } else {
+            tracing::info!("retention skipped: a member is unreachable or cannot apply cuts");
+        }
+    }
+}
+
+/// One round of moves: per signal, everything older than the hot window by
+/// this leader's clock, one move after the other while each stops at its
+/// limit.
+async fn cold_moves(cluster: &Cluster, sm: &Arc<state::Shared>, hot_window_secs: u64) {
+    use crate::state::cold::{ColdMove, Signal};
+    for signal in Signal::ALL {
+        for _ in 0..MAX_MOVES_PER_ROUND {
+            let mv = ColdMove::at(signal, crate::model::now_unix_nanos(), hot_window_secs);
+            let store = sm.store();
+            let to = mv.to_unix_nanos;
+            match tokio::task::spawn_blocking(move || store.has_hot_records_before(signal, to))
+                .await
+            {
+                Ok(Ok(true)) => {}
+                // Nothing aged out here; the followers hold the same.
+                Ok(Ok(false)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the hot tier's oldest record");
+                    return;
+                }
+                Err(_) => return,
+            }
+            if let Err(e) = cluster.move_to_cold(mv).await {
+                tracing::warn!(error = %e, signal = signal.name(), "cold move could not run");
+                return;
             }
             let store = sm.store();
-            match tokio::task::spawn_blocking(move || store.retention_state()).await {
-                Ok(Ok(state)) if state.pending => continue,
+            match tokio::task::spawn_blocking(move || store.cold_manifest()).await {
+                Ok(Ok(m)) if m.pending.contains(&signal) => continue,
                 Ok(Ok(_)) => break,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "reading the retention state");
-                    break;
+                    tracing::warn!(error = %e, "reading the cold manifest");
+                    return;
                 }
-                Err(_) => break,
+                Err(_) => return,
             }
+        }
+    }
+}
+
+/// One round of retention cuts: one, then more while records remain below
+/// the floors.
+async fn retention_cuts(
+    cluster: &Cluster,
+    sm: &Arc<state::Shared>,
+    policy: crate::retention::RetentionPolicy,
+) {
+    for _ in 0..MAX_CUTS_PER_ROUND {
+        if let Err(e) = cluster.cut_retention(policy).await {
+            tracing::warn!(error = %e, "retention cut could not run");
+            break;
+        }
+        let store = sm.store();
+        match tokio::task::spawn_blocking(move || store.retention_state()).await {
+            Ok(Ok(state)) if state.pending => continue,
+            Ok(Ok(_)) => break,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the retention state");
+                break;
+            }
+            Err(_) => break,
         }
     }
 }

@@ -226,6 +226,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         lifecycle: crate::retention::Lifecycle {
             retention: config.retention,
             compaction_interval_secs: config.compaction_interval_secs,
+            hot_window_secs: config.hot_window_secs,
         },
     };
     let raft_service = RaftService {
@@ -303,10 +304,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         if config.faults.is_active(Mutation::RetentionWrongUnit) {
             retention.traces_secs /= 3600;
         }
-        tasks.push(tokio::spawn(background::retention(
+        tasks.push(tokio::spawn(background::lifecycle(
             cluster.clone(),
             sm_shared,
             retention,
+            config.hot_window_secs,
             Duration::from_secs(config.compaction_interval_secs),
             shutdown_rx.clone(),
         )));

@@ -201,6 +201,18 @@ fn stage(
         }
         // Digested before it is applied (`Shared::apply_entries`).
         Contents::Check => {}
+        Contents::ColdMove(mv) => {
+            let moved = batch.apply_cold_move(log_index, &mv)?;
+            tracing::info!(
+                log_index,
+                signal = mv.signal.name(),
+                to_unix_nanos = mv.to_unix_nanos,
+                rows = moved.rows,
+                bytes = moved.bytes,
+                pending = moved.pending,
+                "cold move applied"
+            );
+        }
         Contents::Retention(cut) => {
             let deleted = batch.apply_retention(log_index, &cut)?;
             tracing::info!(
@@ -225,15 +237,17 @@ fn is_check(e: &Entry) -> bool {
     matches!(&e.payload, EntryPayload::Normal(r) if r.tag == payload::TAG_CHECK)
 }
 
-/// Whether `e` is a retention cut (`payload::TAG_RETENTION`): it reads the
-/// store as committed, so it is applied in a batch of its own.
-fn is_retention(e: &Entry) -> bool {
-    matches!(&e.payload, EntryPayload::Normal(r) if r.tag == payload::TAG_RETENTION)
+/// Whether `e` is a retention cut (`payload::TAG_RETENTION`) or a move to
+/// the cold tier (`payload::TAG_COLD_MOVE`): each reads the store as
+/// committed, so it is applied in a batch of its own.
+fn is_own_batch(e: &Entry) -> bool {
+    matches!(&e.payload, EntryPayload::Normal(r)
+        if r.tag == payload::TAG_RETENTION || r.tag == payload::TAG_COLD_MOVE)
 }
 
 /// Whether a batch ends before `e`.
 fn ends_batch_before(e: &Entry) -> bool {
-    is_check(e) || is_retention(e)
+    is_check(e) || is_own_batch(e)
 }
 
 impl Shared {
@@ -252,7 +266,7 @@ impl Shared {
                 let view = store.read_view();
                 self.digests.start(rest[0].log_id.index, store, view);
             }
-            let run_len = if is_retention(&rest[0]) {
+            let run_len = if is_own_batch(&rest[0]) {
                 1
             } else {
                 1 + rest[1..]
@@ -324,7 +338,16 @@ impl Shared {
         batch.retire_nodes(&retired)?;
         let staged = started.elapsed();
         let keys_changed = batch.changes_keys();
+        let dropped_cold_files = batch.take_dropped_cold_files();
         batch.commit(last, membership.as_ref())?;
+        // Only once the manifest without them is committed: a crash before
+        // leaves them named and readable, after it they are orphans that
+        // the next start removes.
+        for path in dropped_cold_files {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "removing a dropped cold file");
+            }
+        }
         if let Some(tapped) = tap {
             self.tail.publish(tapped);
         }

@@ -2,13 +2,16 @@
 //!
 //! Layout under the node's data directory:
 //! - `sm/CURRENT` names the live fjall database directory (`sm/db-N`);
-//! - `snapshots/snap-<index>-<term>-<node>.snap` are snapshot files.
+//! - `snapshots/snap-<index>-<term>-<node>.snap` are snapshot files;
+//! - `cold/<signal>/<signal>-<log index>.parquet` are cold files
+//!   (`cold`), named by the live store's manifest.
 //!
 //! Installing a snapshot loads it into a new `db-N+1` and keeps a copy of the
 //! file, fsyncs both, then switches `CURRENT` with an atomic rename: a crash
 //! leaves the old state or the new one, never a switch to data not on disk.
 
 pub mod apply;
+pub mod cold;
 pub mod digest;
 pub mod hot;
 pub mod snapshot;
@@ -31,6 +34,8 @@ use self::hot::{HotStore, StoreError, StoreResult};
 const CURRENT_FILE: &str = "CURRENT";
 /// Snapshot files kept: the newest, plus one that may still be streaming out.
 const SNAPSHOTS_KEPT: usize = 2;
+/// Exports tried before a snapshot build fails (see `build_snapshot`).
+const SNAPSHOT_ATTEMPTS: usize = 5;
 
 #[derive(Clone, Debug)]
 pub struct StateMachineOptions {
@@ -73,6 +78,8 @@ pub struct Shared {
     pub tail: Arc<crate::live_tail::LiveTail>,
     sm_dir: PathBuf,
     snapshot_dir: PathBuf,
+    /// `<data-dir>/cold`: every store generation's cold files.
+    cold_dir: PathBuf,
     opts: StateMachineOptions,
     store: RwLock<Arc<HotStore>>,
     generation: AtomicU64,
@@ -140,6 +147,7 @@ impl StateMachine {
     pub fn open(data_dir: &Path, opts: StateMachineOptions) -> io::Result<StateMachine> {
         let sm_dir = data_dir.join("sm");
         let snapshot_dir = data_dir.join("snapshots");
+        let cold_dir = data_dir.join("cold");
         fs::create_dir_all(&sm_dir)?;
         fs::create_dir_all(&snapshot_dir)?;
         let generation: u64 = match read_meta_file::<u64>(&sm_dir, CURRENT_FILE)? {
@@ -165,12 +173,17 @@ impl StateMachine {
             opts.fjall_cache_bytes,
         )?;
         store.duplicate_retries = opts.duplicate_retries;
+        store.cold_dir = cold_dir.clone();
+        // Files of a move a crash kept from committing, of a cut that
+        // committed but had not deleted them yet, of a replaced store.
+        store.remove_cold_orphans()?;
         let current_snapshot = latest_snapshot(&snapshot_dir)?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 tail: Arc::default(),
                 sm_dir,
                 snapshot_dir,
+                cold_dir,
                 opts,
                 store: RwLock::new(Arc::new(store)),
                 generation: AtomicU64::new(generation),
@@ -221,15 +234,25 @@ fn prune_snapshots(dir: &Path) -> io::Result<()> {
 
 impl Shared {
     fn build_snapshot(&self) -> StoreResult<Snapshot> {
-        let store = self.store();
-        let view = store.read_view();
-        let (last_log_id, last_membership) = store.applied_state_in(&view)?;
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
+        // A cut may delete a cold file the view's manifest names between
+        // the view and the export's open of it: then a newer view.
+        let mut attempt = 0;
+        let (store, meta, path) = loop {
+            attempt += 1;
+            let store = self.store();
+            let view = store.read_view();
+            let (last_log_id, last_membership) = store.applied_state_in(&view)?;
+            let meta = SnapshotMeta {
+                last_log_id,
+                last_membership,
+            };
+            let path = self.snapshot_dir.join(snapshot::snapshot_file_name(&meta));
+            match snapshot::export(&store, &view, &meta, &path) {
+                Ok(_) => break (store, meta, path),
+                Err(StoreError::ColdFileMissing(_)) if attempt < SNAPSHOT_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
         };
-        let path = self.snapshot_dir.join(snapshot::snapshot_file_name(&meta));
-        snapshot::export(&store, &view, &meta, &path)?;
         // Logs are purged behind this snapshot next: everything it covers
         // must be durable in the store too, not only in the file.
         store.persist()?;
@@ -285,6 +308,23 @@ impl Shared {
         self.keys_version.fetch_add(1, Ordering::SeqCst);
         let old_dir = self.sm_dir.join(db_dir_name(generation - 1));
         retire_store(old, old_dir);
+        // The snapshot brought the files its manifest names; the old
+        // store's other files go. A file still missing (never expected)
+        // makes reads of it fail clearly.
+        // Best effort: the switch is done, and the next start removes
+        // orphans again.
+        let store = self.store();
+        if let Err(e) = store.remove_cold_orphans() {
+            tracing::warn!(error = %e, "removing cold files the installed snapshot does not name");
+        }
+        match store.missing_cold_files() {
+            Ok(missing) if !missing.is_empty() => tracing::warn!(
+                missing = missing.len(),
+                "the installed snapshot names cold files this node lacks: reads of them fail"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checking the cold files"),
+        }
 
         self.set_current_snapshot(meta.clone(), kept);
         prune_snapshots(&self.snapshot_dir)?;
@@ -314,6 +354,7 @@ impl Shared {
         )
         .and_then(|mut store| {
             store.duplicate_retries = self.opts.duplicate_retries;
+            store.cold_dir = self.cold_dir.clone();
             snapshot::import(file, &store).map(|m| (store, m))
         })
         .and_then(|(store, file_meta)| {

@@ -4,11 +4,20 @@
 //! "TAELSNP1"
 //! u32 LE meta_len, meta (JSON SnapshotMeta)
 //! records: u8 keyspace, u32 LE key_len, key, u32 LE value_len, value
+//! cold files: u8 0xFE, u32 LE name_len, name (`<signal>/<file name>`),
+//!   chunks (u32 LE len, bytes; at most 1 MiB each), u32 LE 0,
+//!   u32 LE CRC32C of the file's bytes
 //! u8 0xFF end marker
 //! u32 LE CRC32C of everything before it
 //! ```
 //!
 //! Written to a temporary name, fsynced, renamed, directory fsynced.
+//!
+//! Cold files (`state::cold`) are local to each node, so a snapshot carries
+//! every file its manifest names: a node that installs it can read what the
+//! manifest says is cold. Each file is checked on its own (its CRC) before
+//! it is renamed into place, so a damaged snapshot never replaces a good
+//! file; a file of the same name is the same move's file, the same bytes.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -22,8 +31,15 @@ use super::hot::{HotStore, StoreError, StoreResult, KEYSPACES};
 
 const MAGIC: &[u8; 8] = b"TAELSNP1";
 const END: u8 = 0xFF;
-// A record's first byte is its keyspace's position, or END.
-const _: () = assert!(KEYSPACES.len() < END as usize);
+/// A cold file follows.
+const COLD_FILE: u8 = 0xFE;
+// A record's first byte is its keyspace's position, COLD_FILE or END.
+const _: () = assert!(KEYSPACES.len() < COLD_FILE as usize);
+/// Cold file bytes are copied in chunks of at most this size.
+const COLD_CHUNK_BYTES: usize = 1 << 20;
+/// A cold file larger than this in a snapshot means a damaged snapshot.
+const MAX_COLD_FILE_BYTES: u64 = 4 << 30;
+const MAX_COLD_NAME_BYTES: u32 = 256;
 /// Bounds that no valid snapshot exceeds; larger values mean a damaged file.
 const MAX_META_BYTES: u32 = 64 * 1024 * 1024;
 const MAX_KEY_BYTES: u32 = 64 * 1024;
@@ -71,6 +87,10 @@ pub fn export(
     meta: &SnapshotMeta,
     path: &Path,
 ) -> StoreResult<u64> {
+    // Opened before anything is written: a cut that drops a file after
+    // `view` was taken deletes it only after its commit, and an open file
+    // stays readable.
+    let cold_files = open_cold_files(store, view)?;
     let tmp = path.with_extension("tmp");
     let file = File::create(&tmp)?;
     let mut w = CrcWriter {
@@ -91,6 +111,9 @@ pub fn export(
             w.write_all(&v)?;
         }
     }
+    for (name, file) in cold_files {
+        write_cold_file(&mut w, &name, file)?;
+    }
     w.write_all(&[END])?;
     let crc = w.crc;
     let mut buf = w.inner;
@@ -102,6 +125,114 @@ pub fn export(
     fs::rename(&tmp, path)?;
     sync_dir(path.parent().expect("snapshot path has a directory"))?;
     Ok(len)
+}
+
+/// The cold files `view`'s manifest names, opened, with their names in a
+/// snapshot. A file already gone (dropped by a cut committed after `view`)
+/// is [`StoreError::ColdFileMissing`]: the caller takes a newer view.
+fn open_cold_files(store: &HotStore, view: &fjall::Snapshot) -> StoreResult<Vec<(String, File)>> {
+    let manifest = store.cold_manifest_in(view)?;
+    let mut out = Vec::with_capacity(manifest.files.len());
+    for f in &manifest.files {
+        let path = f.path(store.cold_dir());
+        match File::open(&path) {
+            Ok(file) => out.push((format!("{}/{}", f.signal.name(), f.file_name()), file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::ColdFileMissing(path.display().to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+fn write_cold_file(w: &mut impl Write, name: &str, mut file: File) -> StoreResult<()> {
+    w.write_all(&[COLD_FILE])?;
+    w.write_all(&(name.len() as u32).to_le_bytes())?;
+    w.write_all(name.as_bytes())?;
+    let mut buf = vec![0u8; COLD_CHUNK_BYTES];
+    let mut crc = 0u32;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        w.write_all(&(n as u32).to_le_bytes())?;
+        w.write_all(&buf[..n])?;
+    }
+    w.write_all(&0u32.to_le_bytes())?;
+    w.write_all(&crc.to_le_bytes())?;
+    Ok(())
+}
+
+/// Reads a cold file record (after its tag) into `into`'s cold directory:
+/// a temp file, checked against its CRC, fsynced, renamed, the directory
+/// fsynced.
+fn import_cold_file(r: &mut impl Read, path: &Path, into: &HotStore) -> StoreResult<()> {
+    let name_len = read_u32(r)?;
+    if name_len > MAX_COLD_NAME_BYTES {
+        return Err(corrupt(path, format!("cold file name of {name_len} bytes")));
+    }
+    let mut name = vec![0u8; name_len as usize];
+    r.read_exact(&mut name)?;
+    let name = String::from_utf8(name).map_err(|_| corrupt(path, "cold file name"))?;
+    let target = cold_file_target(into.cold_dir(), &name)
+        .ok_or_else(|| corrupt(path, format!("cold file name {name:?}")))?;
+    let dir = target.parent().expect("a cold file has a directory");
+    fs::create_dir_all(dir)?;
+    let tmp = target.with_extension("tmp");
+    let mut out = BufWriter::new(File::create(&tmp)?);
+    let (mut crc, mut total) = (0u32, 0u64);
+    loop {
+        let n = read_u32(r)? as usize;
+        if n == 0 {
+            break;
+        }
+        if n > COLD_CHUNK_BYTES {
+            return Err(corrupt(path, format!("cold file chunk of {n} bytes")));
+        }
+        total += n as u64;
+        if total > MAX_COLD_FILE_BYTES {
+            return Err(corrupt(path, "a cold file beyond the size limit"));
+        }
+        let mut chunk = vec![0u8; n];
+        r.read_exact(&mut chunk)?;
+        crc = crc32c::crc32c_append(crc, &chunk);
+        out.write_all(&chunk)?;
+    }
+    let stored = read_u32(r)?;
+    if stored != crc {
+        drop(out);
+        let _ = fs::remove_file(&tmp);
+        return Err(corrupt(
+            path,
+            format!("cold file {name}: checksum mismatch"),
+        ));
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, &target)?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+/// Where a cold file named `name` (`<signal>/<file name>`) goes; `None`
+/// for a name no cold file has (so a hostile name cannot leave the
+/// directory).
+fn cold_file_target(cold_dir: &Path, name: &str) -> Option<PathBuf> {
+    let (signal, file) = name.split_once('/')?;
+    let known = crate::state::cold::Signal::ALL
+        .iter()
+        .any(|s| s.name() == signal);
+    let plain = file.ends_with(".parquet")
+        && file.starts_with(signal)
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !file.contains("..");
+    (known && plain).then(|| cold_dir.join(signal).join(file))
 }
 
 /// Reads only the meta of a snapshot file.
@@ -149,6 +280,10 @@ pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
         r.read_exact(&mut tag)?;
         if tag[0] == END {
             break;
+        }
+        if tag[0] == COLD_FILE {
+            import_cold_file(&mut r, path, into)?;
+            continue;
         }
         let ks = into
             .keyspaces
@@ -261,6 +396,83 @@ mod tests {
             })
             .unwrap()
             .records
+    }
+
+    #[test]
+    fn cold_files_travel_in_the_snapshot_and_read_back_on_the_other_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
+        let log_id = |i| {
+            tael_consensus::LogId::new(
+                tael_consensus::LeaderId {
+                    term: 1,
+                    node_id: 1,
+                },
+                i,
+            )
+        };
+        let mut batch = store.begin();
+        batch.begin_entry(1);
+        for i in 0..10 {
+            batch.put_log(&log(i));
+        }
+        batch.commit(Some(log_id(1)), None).unwrap();
+        let mut batch = store.begin();
+        batch.begin_entry(2);
+        let mv = crate::state::cold::ColdMove {
+            signal: crate::state::cold::Signal::Logs,
+            from_unix_nanos: 0,
+            to_unix_nanos: 1_005,
+        };
+        assert_eq!(batch.apply_cold_move(2, &mv).unwrap().rows, 5);
+        batch.commit(Some(log_id(2)), None).unwrap();
+
+        let path = dir.path().join("s.snap");
+        export(&store, &store.read_view(), &SnapshotMeta::default(), &path).unwrap();
+        let mut restored = HotStore::open(&dir.path().join("b"), 1, 1 << 20).unwrap();
+        restored.cold_dir = dir.path().join("b-cold");
+        import(&path, &restored).unwrap();
+        let manifest = restored.cold_manifest().unwrap();
+        assert_eq!(manifest, store.cold_manifest().unwrap());
+        let file = &manifest.files[0];
+        assert_eq!(
+            fs::read(file.path(restored.cold_dir())).unwrap(),
+            fs::read(file.path(store.cold_dir())).unwrap()
+        );
+        assert!(restored.missing_cold_files().unwrap().is_empty());
+        let cold = crate::state::cold::ColdReader::open(&std::sync::Arc::new(restored)).unwrap();
+        let logs = cold.logs((0, u64::MAX), None, None, 100).unwrap();
+        assert_eq!(logs.records.len(), 5);
+
+        // A damaged cold file in the snapshot is refused, never renamed in.
+        let mut bytes = fs::read(&path).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"PAR1").unwrap() + 8;
+        bytes[at] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        let mut other = HotStore::open(&dir.path().join("c"), 1, 1 << 20).unwrap();
+        other.cold_dir = dir.path().join("c-cold");
+        let err = import(&path, &other).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(!file.path(other.cold_dir()).exists());
+    }
+
+    #[test]
+    fn hostile_cold_file_names_stay_inside_the_cold_directory() {
+        let d = Path::new("/cold");
+        assert_eq!(
+            cold_file_target(d, "spans/spans-00000000000000000007.parquet"),
+            Some(d.join("spans").join("spans-00000000000000000007.parquet"))
+        );
+        for bad in [
+            "spans/../x.parquet",
+            "other/spans-1.parquet",
+            "spans/logs-1.parquet",
+            "spans/spans-1.txt",
+            "spans",
+            "spans/spans/1.parquet",
+        ] {
+            assert_eq!(cold_file_target(d, bad), None, "{bad}");
+        }
     }
 
     #[test]

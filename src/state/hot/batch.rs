@@ -81,6 +81,9 @@ pub struct ApplyBatch<'a> {
     batch_keys: HashSet<[u8; BATCH_KEY_LEN]>,
     /// Tag index keys staged in this batch (see `tags.rs`).
     pub(super) tag_keys: super::tags::StagedTagKeys,
+    /// Cold files a retention cut in this batch took out of the manifest:
+    /// deleted once the batch committed (see `take_dropped_cold_files`).
+    pub(super) dropped_cold_files: Vec<std::path::PathBuf>,
 }
 
 impl<'a> ApplyBatch<'a> {
@@ -100,6 +103,7 @@ impl<'a> ApplyBatch<'a> {
             rejected: None,
             batch_keys: HashSet::new(),
             tag_keys: Default::default(),
+            dropped_cold_files: Vec::new(),
         }
     }
 }
@@ -117,6 +121,13 @@ impl ApplyBatch<'_> {
         self.first_entry.get_or_insert(log_index);
         self.last_entry = Some(log_index);
         self.text_docs_in_entry = 0;
+    }
+
+    /// Cold files this batch drops from the manifest: the caller deletes
+    /// them after the commit (before it, a crash would leave the manifest
+    /// naming files that are gone).
+    pub fn take_dropped_cold_files(&mut self) -> Vec<std::path::PathBuf> {
+        std::mem::take(&mut self.dropped_cold_files)
     }
 
     /// Whether the entry at `log_index` is the only one in this batch.

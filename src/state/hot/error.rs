@@ -12,6 +12,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The manifest names a cold file this node does not have (lost or
+    /// deleted by hand): reads of it fail instead of missing its records.
+    #[error("cold file {0} is named by the replicated manifest but missing on this node; read from another node, or reinstall this node from a snapshot")]
+    ColdFileMissing(String),
     #[error("full-text index: {0}")]
     Index(String),
 }

@@ -42,11 +42,13 @@
 //! their indexes, `spool_marks.rs` the at-most-once check of spooled
 //! records, `tags.rs` the tag index); `reads.rs` and `search.rs` answer queries described in
 //! `query.rs`; `text_queue.rs` hands text to the full-text indexer;
-//! `retention.rs` applies retention cuts; `stats.rs` tells what the tier
+//! `retention.rs` applies retention cuts; `cold.rs` moves records to the
+//! cold tier; `stats.rs` tells what the tier
 //! holds; `maintenance.rs` keeps the engine's journals short and backfills data
 //! that older versions did not write.
 
 mod batch;
+mod cold;
 mod error;
 mod keys;
 mod keyspaces;
@@ -68,6 +70,7 @@ use std::path::{Path, PathBuf};
 use fjall::{Database, PersistMode};
 
 pub use self::batch::{ApplyBatch, RejectedEntries, RejectedEntry, LARGE_LOG_BODY_BYTES};
+pub use self::cold::MoveOutcome;
 pub use self::error::{StoreError, StoreResult};
 pub use self::keyspaces::{Keyspaces, KEYSPACES};
 pub use self::query::{
@@ -93,6 +96,9 @@ pub struct HotStore {
     pub duplicate_retries: bool,
     /// Tag index keys known to be committed here (see `tags`).
     stored_tag_keys: tags::StoredTagKeys,
+    /// Where the cold tier's files live (`crate::state::cold`); the state
+    /// machine sets `<data-dir>/cold`.
+    pub cold_dir: PathBuf,
 }
 
 impl HotStore {
@@ -108,6 +114,7 @@ impl HotStore {
             keyspaces,
             duplicate_retries: false,
             stored_tag_keys: Default::default(),
+            cold_dir: dir.join("cold"),
         };
         store.backfill_trace_marks()?;
         store.backfill_blob_refs()?;

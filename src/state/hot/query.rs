@@ -107,7 +107,7 @@ pub struct MetricQuery {
 }
 
 impl MetricQuery {
-    pub(super) fn matches(&self, m: &MetricPoint) -> bool {
+    pub fn matches(&self, m: &MetricPoint) -> bool {
         self.service.as_ref().is_none_or(|svc| &m.service == svc)
             && self.name.as_ref().is_none_or(|n| &m.name == n)
             && self.metric_type.is_none_or(|t| m.metric_type == t)
@@ -118,6 +118,8 @@ impl MetricQuery {
 #[derive(Debug)]
 pub struct Found<T> {
     pub records: Vec<T>,
+    /// Each record's key (time ++ content key), in the same order.
+    pub keys: Vec<Vec<u8>>,
     pub scanned: usize,
     /// The scan budget ran out before the window was exhausted.
     pub truncated: bool,

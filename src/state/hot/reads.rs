@@ -135,6 +135,18 @@ impl HotStore {
         until_unix_nanos: u64,
         service: Option<&str>,
     ) -> StoreResult<(u64, u64)> {
+        let (points, names) =
+            self.metric_point_names(since_unix_nanos, until_unix_nanos, service)?;
+        Ok((points, names.len() as u64))
+    }
+
+    /// [`Self::metric_point_counts`] with the distinct names themselves.
+    pub fn metric_point_names(
+        &self,
+        since_unix_nanos: u64,
+        until_unix_nanos: u64,
+        service: Option<&str>,
+    ) -> StoreResult<(u64, HashSet<String>)> {
         let mut points = 0;
         let mut names = HashSet::new();
         let (lo, hi) = (
@@ -150,7 +162,7 @@ impl HotStore {
             points += 1;
             names.insert(m.name);
         }
-        Ok((points, names.len() as u64))
+        Ok((points, names))
     }
 
     pub fn applied_state(&self) -> StoreResult<(Option<LogId>, StoredMembership)> {

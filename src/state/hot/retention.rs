@@ -25,7 +25,10 @@ use super::{ApplyBatch, HotStore, StoreError, StoreResult};
 use crate::codec::decode;
 use crate::llm::Sha256Digest;
 use crate::model::{LogRecord, MetricPoint, SpanRecord, TraceId};
-use crate::retention::{DeletedCounts, RetentionCut, RetentionState};
+use crate::retention::{DeletedCounts, Floors, RetentionCut, RetentionState};
+use crate::state::cold::{
+    read_rows, ColdFile, ColdRow, RowFilter, Signal, MAX_FILES_DROPPED_PER_CUT,
+};
 
 /// Records one cut deletes (or, for LLM payloads, visits) at most.
 pub const MAX_RECORDS_PER_CUT: usize = 20_000;
@@ -173,9 +176,10 @@ impl ApplyBatch<'_> {
         )?;
         self.drop_logs(&mut cutter, floors.logs)?;
         self.drop_metrics(&mut cutter, floors.metrics)?;
+        let cold_remaining = self.drop_cold_files(&mut cutter, floors)?;
         self.drop_unreferenced_blobs(&mut cutter)?;
         self.forget_emptied_traces(&mut cutter)?;
-        state.pending = cutter.budget == 0;
+        state.pending = cutter.budget == 0 || cold_remaining;
         state.last_cut_index = log_index;
         state.last_cut_unix_nanos = cut.stamped_unix_nanos;
         state.deleted.add(cutter.deleted);
@@ -280,21 +284,8 @@ impl ApplyBatch<'_> {
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("logs key".into()))?;
             let log: LogRecord = decode(&v)?;
-            self.batch.remove(
-                &ks.log_by_service,
-                bucketed(&service_prefix(&log.service), &key),
-            );
-            self.batch
-                .remove(&ks.log_by_severity, bucketed(&[log.severity.code()], &key));
-            if let Some(t) = &log.trace_id {
-                self.batch.remove(&ks.log_by_trace, prefixed(t, &key));
-            }
-            if let Some(sha) = &log.body_sha256 {
-                let r = blob_ref_key(sha, REF_KIND_LOG, &key);
-                self.batch.remove(&ks.blob_refs, r.clone());
-                c.released.insert(r);
-            }
-            self.batch.remove(&ks.logs, key.to_vec());
+            self.remove_log_entries(&key, &log);
+            self.release_log_blob(c, &key, &log);
             c.deleted.logs += 1;
         }
         Ok(())
@@ -312,12 +303,150 @@ impl ApplyBatch<'_> {
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("metrics key".into()))?;
             let point: MetricPoint = decode(&v)?;
-            self.batch.remove(
-                &ks.metric_by_name,
-                bucketed(&service_prefix(&point.name), &key),
-            );
-            self.batch.remove(&ks.metrics, key.to_vec());
+            self.remove_metric_entries(&key, &point);
             c.deleted.metric_points += 1;
+        }
+        Ok(())
+    }
+
+    /// Removes the log record `log` stored under `key` from `logs` and its
+    /// indexes: what a move to the cold tier and a retention cut both do.
+    /// Its blob reference stays (see [`Self::release_log_blob`]).
+    pub(super) fn remove_log_entries(&mut self, key: &[u8; RECORD_KEY_LEN], log: &LogRecord) {
+        let ks = &self.store.keyspaces;
+        self.batch.remove(
+            &ks.log_by_service,
+            bucketed(&service_prefix(&log.service), key),
+        );
+        self.batch
+            .remove(&ks.log_by_severity, bucketed(&[log.severity.code()], key));
+        if let Some(t) = &log.trace_id {
+            self.batch.remove(&ks.log_by_trace, prefixed(t, key));
+        }
+        self.batch.remove(&ks.logs, key.to_vec());
+    }
+
+    /// Releases the blob reference of a log record leaving the store.
+    fn release_log_blob(&mut self, c: &mut Cutter<'_>, key: &[u8], log: &LogRecord) {
+        if let Some(sha) = &log.body_sha256 {
+            let r = blob_ref_key(sha, REF_KIND_LOG, key);
+            self.batch
+                .remove(&self.store.keyspaces.blob_refs, r.clone());
+            c.released.insert(r);
+        }
+    }
+
+    /// Removes the metric point stored under `key` from `metrics` and its
+    /// index (a move and a cut both do).
+    pub(super) fn remove_metric_entries(
+        &mut self,
+        key: &[u8; RECORD_KEY_LEN],
+        point: &MetricPoint,
+    ) {
+        let ks = &self.store.keyspaces;
+        self.batch.remove(
+            &ks.metric_by_name,
+            bucketed(&service_prefix(&point.name), key),
+        );
+        self.batch.remove(&ks.metrics, key.to_vec());
+    }
+
+    /// Drops cold files whose every record lies below its signal's floor,
+    /// at most [`MAX_FILES_DROPPED_PER_CUT`]: out of the manifest in this
+    /// batch, their records out of the service counters, their blob
+    /// references released; the files are deleted after the commit. A file
+    /// straddling a floor stays (reads filter its older rows) until it is
+    /// wholly below. Then releases the LLM payloads of span files wholly
+    /// below the payload floor (the spans stay, with the hashes), as many
+    /// files again. Returns whether more such files remain.
+    fn drop_cold_files(&mut self, c: &mut Cutter<'_>, floors: Floors) -> StoreResult<bool> {
+        let store = self.store;
+        let mut manifest = store.cold_manifest_in(c.view)?;
+        let below = |f: &ColdFile| {
+            let floor = match f.signal {
+                Signal::Spans => floors.traces,
+                Signal::Logs => floors.logs,
+                Signal::Metrics => floors.metrics,
+            };
+            f.max_time_unix_nanos < floor
+        };
+        let doomed: Vec<ColdFile> = manifest
+            .files
+            .iter()
+            .filter(|f| below(f))
+            .cloned()
+            .collect();
+        let released: Vec<ColdFile> = manifest
+            .files
+            .iter()
+            .filter(|f| {
+                f.signal == Signal::Spans
+                    && !f.llm_released
+                    && !below(f)
+                    && f.max_time_unix_nanos < floors.llm_payloads
+            })
+            .cloned()
+            .collect();
+        if doomed.is_empty() && released.is_empty() {
+            return Ok(false);
+        }
+        let remaining =
+            doomed.len() > MAX_FILES_DROPPED_PER_CUT || released.len() > MAX_FILES_DROPPED_PER_CUT;
+        for file in doomed.into_iter().take(MAX_FILES_DROPPED_PER_CUT) {
+            let path = file.path(&store.cold_dir);
+            for row in read_cold_file(&path)? {
+                self.forget_cold_row(c, file.signal, &row)?;
+            }
+            manifest.files.retain(|f| f != &file);
+            self.dropped_cold_files.push(path);
+        }
+        for file in released.into_iter().take(MAX_FILES_DROPPED_PER_CUT) {
+            for row in read_cold_file(&file.path(&store.cold_dir))? {
+                let span: SpanRecord = decode(&row.record)?;
+                for sha in llm_blobs(&span) {
+                    let r = blob_ref_key(&sha, REF_KIND_SPAN, &row.key);
+                    self.batch.remove(&store.keyspaces.blob_refs, r.clone());
+                    c.released.insert(r);
+                }
+            }
+            let listed = manifest
+                .files
+                .iter_mut()
+                .find(|f| **f == file)
+                .expect("a file of the manifest");
+            listed.llm_released = true;
+        }
+        self.stage_manifest(&manifest);
+        Ok(remaining)
+    }
+
+    /// Takes one record of a dropped cold file out of the store's counters
+    /// and blob references.
+    fn forget_cold_row(
+        &mut self,
+        c: &mut Cutter<'_>,
+        signal: Signal,
+        row: &ColdRow,
+    ) -> StoreResult<()> {
+        match signal {
+            Signal::Spans => {
+                let key: [u8; SPAN_KEY_LEN] = row.key[..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("cold span key".into()))?;
+                let span: SpanRecord = decode(&row.record)?;
+                self.uncount_span(&key, &span)?;
+                for sha in llm_blobs(&span) {
+                    c.released.insert(blob_ref_key(&sha, REF_KIND_SPAN, &key));
+                }
+                c.traces.insert(span.trace_id);
+                c.deleted.spans += 1;
+            }
+            Signal::Logs => {
+                let log: LogRecord = decode(&row.record)?;
+                self.release_log_blob(c, &row.key, &log);
+                c.deleted.logs += 1;
+            }
+            Signal::Metrics => c.deleted.metric_points += 1,
         }
         Ok(())
     }
@@ -369,6 +498,19 @@ impl ApplyBatch<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Every row of the cold file at `path`. Every replica holds the same
+/// counters and references, so all must take the same records out: a node
+/// without the file cannot, and stops here rather than diverge.
+fn read_cold_file(path: &std::path::Path) -> StoreResult<Vec<ColdRow>> {
+    match read_rows(path, &RowFilter::window((0, u64::MAX))) {
+        Ok(read) => Ok(read.rows),
+        Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::ColdFileMissing(path.display().to_string()))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -645,6 +787,104 @@ mod tests {
                 .is_some(),
             "the younger span still uses the blob"
         );
+    }
+
+    fn apply_move(store: &HotStore, index: u64, signal: Signal, to: u64) {
+        let mut b = store.begin();
+        b.begin_entry(index);
+        let mv = crate::state::cold::ColdMove {
+            signal,
+            from_unix_nanos: 0,
+            to_unix_nanos: to,
+        };
+        b.apply_cold_move(index, &mv).unwrap();
+        b.commit(Some(log_id(index)), None).unwrap();
+    }
+
+    #[test]
+    fn a_cold_file_wholly_below_the_floor_goes_with_its_counters_and_blobs() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![
+                llm_span(1, 1, 10 * SEC, "cold prompt"),
+                test_span(2, 1, 20 * SEC),
+                test_span(3, 1, 90 * SEC),
+            ],
+        );
+        apply_move(&store, 2, Signal::Spans, 15 * SEC);
+        apply_move(&store, 3, Signal::Spans, 50 * SEC);
+        let files = store.cold_manifest().unwrap().files;
+        assert_eq!(files.len(), 2);
+        // The floor at 15 s: the first file (10 s) is wholly below, the
+        // second (20 s) is not.
+        let mut b = store.begin();
+        b.begin_entry(4);
+        let deleted = b.apply_retention(4, &cut_at(115 * SEC, 100)).unwrap();
+        let dropped = b.take_dropped_cold_files();
+        b.commit(Some(log_id(4)), None).unwrap();
+        assert_eq!((deleted.spans, deleted.blobs), (1, 1));
+        assert_eq!(dropped, vec![files[0].path(store.cold_dir())]);
+        assert_eq!(store.cold_manifest().unwrap().files, vec![files[1].clone()]);
+        let stats = store.services().unwrap();
+        assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (2, 2));
+        assert!(store
+            .blob(&crate::llm::sha256(b"cold prompt"))
+            .unwrap()
+            .is_none());
+        assert_eq!(count(&store, &store.keyspaces.blob_refs), 0);
+        // A later floor above the second file drops it too.
+        apply_cut(&store, 5, cut_at(150 * SEC, 100));
+        assert!(store.cold_manifest().unwrap().files.is_empty());
+        let stats = store.services().unwrap();
+        assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (1, 1));
+    }
+
+    #[test]
+    fn llm_payloads_of_cold_spans_go_at_their_floor_and_the_spans_stay() {
+        let (_dir, store) = open_store();
+        apply_spans(&store, 1, vec![llm_span(1, 1, 10 * SEC, "cold prompt")]);
+        apply_move(&store, 2, Signal::Spans, 50 * SEC);
+        let mut cut = cut_at(100 * SEC, 1000);
+        cut.policy.llm_payloads_secs = 50;
+        let deleted = apply_cut(&store, 3, cut);
+        assert_eq!((deleted.spans, deleted.blobs), (0, 1));
+        assert!(store
+            .blob(&crate::llm::sha256(b"cold prompt"))
+            .unwrap()
+            .is_none());
+        let manifest = store.cold_manifest().unwrap();
+        assert!(manifest.files[0].llm_released);
+        // The span stays cold, with its hash; a later cut releases nothing.
+        let store = std::sync::Arc::new(store);
+        let cold = crate::state::cold::ColdReader::open(&store).unwrap();
+        assert_eq!(cold.trace(&[1; 16]).unwrap().len(), 1);
+        assert_eq!(apply_cut(&store, 4, cut), DeletedCounts::default());
+        // Dropping the file later counts no blob twice.
+        let deleted = apply_cut(&store, 5, cut_at(2000 * SEC, 1000));
+        assert_eq!((deleted.spans, deleted.blobs), (1, 0));
+    }
+
+    #[test]
+    fn cold_reads_hide_records_below_the_floor_of_a_straddling_file() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![test_span(1, 1, 10 * SEC), test_span(2, 1, 30 * SEC)],
+        );
+        apply_move(&store, 2, Signal::Spans, 50 * SEC);
+        apply_cut(&store, 3, cut_at(120 * SEC, 100));
+        assert_eq!(
+            store.cold_manifest().unwrap().files.len(),
+            1,
+            "it straddles"
+        );
+        let store = std::sync::Arc::new(store);
+        let cold = crate::state::cold::ColdReader::open(&store).unwrap();
+        assert!(cold.trace(&[1; 16]).unwrap().is_empty());
+        assert_eq!(cold.trace(&[2; 16]).unwrap().len(), 1);
     }
 
     #[test]

@@ -10,9 +10,7 @@ use super::keys::{
     day_prefix, leading_time, prefixed, service_bucket_prefix, service_prefix, time_key_bounds,
     DAY_NANOS, RECORD_KEY_LEN, SERVICE_BUCKET_NANOS, SPAN_KEY_LEN,
 };
-use super::{
-    Found, HotStore, LogQuery, MetricQuery, SearchResult, SpanQuery, StoreError, StoreResult,
-};
+use super::{Found, HotStore, LogQuery, MetricQuery, SearchResult, SpanQuery, StoreResult};
 use crate::codec::decode;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, SpanStatus};
 
@@ -118,8 +116,10 @@ impl HotStore {
             scan.scanned += 1;
             let k = g.key()?;
             let ids = &k[k.len() - SPAN_KEY_LEN..];
+            // Read after the index entry: a cut or a move to the cold tier
+            // may have taken the span in between.
             let Some(v) = ks.spans.get(ids)? else {
-                return Err(StoreError::Corrupt("index entry without its span".into()));
+                continue;
             };
             if visit(decode(&v)?)?.is_break() {
                 break;
@@ -196,14 +196,14 @@ impl HotStore {
     /// `order` through the index `walk` names, until `visit` breaks or
     /// `max_scanned` records were visited (then the scan says it was
     /// truncated). The index narrows the candidates only: `visit` sees
-    /// every record the index holds for the window.
+    /// every record the index holds for the window, with its key.
     pub fn visit_logs(
         &self,
         (from, to): (u64, u64),
         walk: LogWalk<'_>,
         order: Order,
         max_scanned: usize,
-        visit: impl FnMut(LogRecord) -> StoreResult<ControlFlow<()>>,
+        visit: impl FnMut(&[u8], LogRecord) -> StoreResult<ControlFlow<()>>,
     ) -> StoreResult<SpanScan> {
         let ks = &self.keyspaces;
         let walk = match walk {
@@ -245,13 +245,14 @@ fn scan_records<T: serde::de::DeserializeOwned>(
     (limit, max_scanned): (usize, usize),
     keep: impl Fn(&T) -> bool,
 ) -> StoreResult<Found<T>> {
-    let mut records = Vec::new();
+    let mut found = Found {
+        records: Vec::new(),
+        keys: Vec::new(),
+        scanned: 0,
+        truncated: false,
+    };
     if limit == 0 {
-        return Ok(Found {
-            records,
-            scanned: 0,
-            truncated: false,
-        });
+        return Ok(found);
     }
     let scan = visit_records(
         primary,
@@ -259,34 +260,34 @@ fn scan_records<T: serde::de::DeserializeOwned>(
         window,
         Order::NewestFirst,
         max_scanned,
-        |record: T| {
+        |key: &[u8], record: T| {
             if keep(&record) {
-                records.push(record);
+                found.records.push(record);
+                found.keys.push(key.to_vec());
             }
-            Ok(if records.len() >= limit {
+            Ok(if found.records.len() >= limit {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             })
         },
     )?;
-    Ok(Found {
-        records,
-        scanned: scan.scanned,
-        truncated: scan.truncated,
-    })
+    found.scanned = scan.scanned;
+    found.truncated = scan.truncated;
+    Ok(found)
 }
 
 /// Visits the records of `primary` in the time window in `order`, through
 /// `walk`, until `visit` breaks or `max_scanned` candidates were visited
-/// (then the scan says it was truncated).
+/// (then the scan says it was truncated). `visit` gets each record's key
+/// in `primary` with it.
 fn visit_records<T: serde::de::DeserializeOwned>(
     primary: &Keyspace,
     walk: Walk<'_>,
     (since, until): (Option<u64>, Option<u64>),
     order: Order,
     max_scanned: usize,
-    mut visit: impl FnMut(T) -> StoreResult<ControlFlow<()>>,
+    mut visit: impl FnMut(&[u8], T) -> StoreResult<ControlFlow<()>>,
 ) -> StoreResult<SpanScan> {
     let mut scan = SpanScan::default();
     // Clamp the window to the data that exists: bucketed walks visit
@@ -340,17 +341,21 @@ fn visit_records<T: serde::de::DeserializeOwned>(
             break;
         }
         scan.scanned += 1;
-        let record: T = if is_index {
+        let (key, record): (Vec<u8>, T) = if is_index {
             let k = g.key()?;
-            let Some(v) = primary.get(&k[k.len() - RECORD_KEY_LEN..])? else {
-                return Err(StoreError::Corrupt("index entry without its record".into()));
+            let key = &k[k.len() - RECORD_KEY_LEN..];
+            // The index entry and its record were read at different times:
+            // a cut or a move to the cold tier may have taken the record in
+            // between (it is then in the cold tier, or gone).
+            let Some(v) = primary.get(key)? else {
+                continue;
             };
-            decode(&v)?
+            (key.to_vec(), decode(&v)?)
         } else {
-            let (_, v) = g.into_inner()?;
-            decode(&v)?
+            let (k, v) = g.into_inner()?;
+            (k.to_vec(), decode(&v)?)
         };
-        if visit(record)?.is_break() {
+        if visit(&key, record)?.is_break() {
             break;
         }
     }
@@ -449,7 +454,7 @@ mod tests {
         let visit = |walk: LogWalk<'_>, order: Order, max_scanned: usize| {
             let mut seen = Vec::new();
             let scan = store
-                .visit_logs((0, u64::MAX), walk, order, max_scanned, |l| {
+                .visit_logs((0, u64::MAX), walk, order, max_scanned, |_, l| {
                     seen.push(l.body_text().into_owned());
                     Ok(ControlFlow::Continue(()))
                 })

@@ -175,8 +175,15 @@ impl ApplyBatch<'_> {
 
     /// Undoes [`Self::index`] for the span `s` stored under `key`.
     pub(super) fn unindex(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) -> StoreResult<()> {
-        let store = self.store;
-        let ks = &store.keyspaces;
+        self.remove_span_time_entries(key, s);
+        self.uncount_span(key, s)
+    }
+
+    /// Removes the span `s` stored under `key` from the time indexes
+    /// (`by_time`, `by_service`, `by_error`): what a move to the cold tier
+    /// and a retention cut both do. Its counters stay.
+    pub(super) fn remove_span_time_entries(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) {
+        let ks = &self.store.keyspaces;
         self.batch
             .remove(&ks.by_time, time_key(s.start_unix_nanos, key).to_vec());
         self.batch.remove(
@@ -185,6 +192,17 @@ impl ApplyBatch<'_> {
         );
         self.batch
             .remove(&ks.by_error, time_key(s.start_unix_nanos, key).to_vec());
+    }
+
+    /// Takes the span `s` stored under `key` out of its service's counters
+    /// and releases its blob references: the span leaves the store (from
+    /// either tier).
+    pub(super) fn uncount_span(
+        &mut self,
+        key: &[u8; SPAN_KEY_LEN],
+        s: &SpanRecord,
+    ) -> StoreResult<()> {
+        let ks = &self.store.keyspaces;
         for sha in llm_blobs(s) {
             self.batch
                 .remove(&ks.blob_refs, blob_ref_key(&sha, REF_KIND_SPAN, key));

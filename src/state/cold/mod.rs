@@ -1,0 +1,297 @@
+//! The cold tier: records older than the hot window, in Parquet files under
+//! `<data-dir>/cold/<signal>/`.
+//!
+//! Which files exist is replicated state: the [`ColdManifest`] lives in the
+//! hot store's `meta` keyspace and changes only when a committed entry is
+//! applied (a move, `TAG_COLD_MOVE`, adds a file; a retention cut drops files
+//! wholly below its floors). The files themselves are local: every replica
+//! writes the same bytes for the same move (the writer is deterministic and
+//! the name comes from the signal and the move's log index), before the
+//! batch that removes the records from the hot tier commits. A crash between
+//! the two leaves the records in the hot tier and a file no manifest names:
+//! re-applying the move rewrites it, and start-up removes such orphans.
+//!
+//! `file.rs` writes and reads one file (columns, sort order, row groups,
+//! pruning); `reads.rs` answers queries over every file of the manifest.
+
+mod file;
+mod reads;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use self::file::{
+    read_rows, write_file, ColdRow, RowFilter, MAX_ROWS_PER_ROW_GROUP, ROWS_PER_ROW_GROUP,
+};
+pub(crate) use self::reads::span_status_code;
+pub use self::reads::{ColdFound, ColdReader};
+
+/// Rows one move writes at most (one file): bounds the time a move holds
+/// apply, and the memory a file's write and a full read of it take.
+pub const MAX_ROWS_PER_MOVE: usize = 50_000;
+/// Bytes of records one move takes at most (at least one record): spans
+/// with large attributes reach it before [`MAX_ROWS_PER_MOVE`].
+pub const MAX_RECORD_BYTES_PER_MOVE: usize = 128 * 1024 * 1024;
+/// Cold files one retention cut drops at most (each counts its rows against
+/// the cut's budget too).
+pub const MAX_FILES_DROPPED_PER_CUT: usize = 16;
+
+/// The signals the cold tier holds, one directory each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Spans,
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Spans, Signal::Logs, Signal::Metrics];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Spans => "spans",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+
+    /// The wire code in a move record.
+    pub fn code(self) -> u8 {
+        match self {
+            Signal::Spans => 0,
+            Signal::Logs => 1,
+            Signal::Metrics => 2,
+        }
+    }
+}
+
+/// One cold file, as the manifest lists it. Every field is computed the
+/// same way on every replica (from the move and the rows it took).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdFile {
+    pub signal: Signal,
+    /// The log index of the move that wrote it (part of its name).
+    pub log_index: u64,
+    /// The move's range, `[from, to)` in unix nanoseconds.
+    pub from_unix_nanos: u64,
+    pub to_unix_nanos: u64,
+    /// The oldest and newest record time in the file (inclusive).
+    pub min_time_unix_nanos: u64,
+    pub max_time_unix_nanos: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// A retention cut released the LLM payloads of this file's spans
+    /// (the spans stay, with the payloads' hashes).
+    #[serde(default)]
+    pub llm_released: bool,
+}
+
+impl ColdFile {
+    pub fn file_name(&self) -> String {
+        file_name(self.signal, self.log_index)
+    }
+
+    pub fn path(&self, cold_dir: &Path) -> PathBuf {
+        cold_dir.join(self.signal.name()).join(self.file_name())
+    }
+
+    /// Whether the file may hold records in `[from, to]`.
+    pub fn overlaps(&self, (from, to): (u64, u64)) -> bool {
+        self.min_time_unix_nanos <= to && self.max_time_unix_nanos >= from
+    }
+}
+
+/// The name of the file the move at `log_index` writes for `signal`.
+pub fn file_name(signal: Signal, log_index: u64) -> String {
+    format!("{}-{log_index:020}.parquet", signal.name())
+}
+
+/// Which ranges are cold: replicated, in the hot store's `meta`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdManifest {
+    /// Every cold file, in the order the moves wrote them.
+    pub files: Vec<ColdFile>,
+    /// Signals whose last move stopped at [`MAX_ROWS_PER_MOVE`]: the leader
+    /// proposes another at once.
+    pub pending: BTreeSet<Signal>,
+    /// The log index of the last move applied (0: none).
+    pub last_move_index: u64,
+}
+
+impl ColdManifest {
+    pub fn files_of(&self, signal: Signal) -> impl Iterator<Item = &ColdFile> + '_ {
+        self.files.iter().filter(move |f| f.signal == signal)
+    }
+}
+
+/// One signal's share of the cold tier (`GET /api/v1/storage`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ColdSignalStats {
+    pub files: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub oldest_unix_nanos: Option<u64>,
+    pub newest_unix_nanos: Option<u64>,
+    /// The last move stopped at its limit; another follows.
+    pub pending: bool,
+}
+
+/// The cold tier per signal, as the manifest lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ColdStats {
+    pub spans: ColdSignalStats,
+    pub logs: ColdSignalStats,
+    pub metric_points: ColdSignalStats,
+    pub last_move_index: u64,
+    /// Files the manifest names that this node lacks (it installed a
+    /// snapshot, which carries no cold files): reads of them fail.
+    pub missing_files: Vec<String>,
+}
+
+impl ColdManifest {
+    pub fn stats(&self) -> ColdStats {
+        let of = |signal: Signal| {
+            let mut s = ColdSignalStats {
+                pending: self.pending.contains(&signal),
+                ..Default::default()
+            };
+            for f in self.files_of(signal) {
+                s.files += 1;
+                s.rows += f.rows;
+                s.bytes += f.bytes;
+                s.oldest_unix_nanos = Some(
+                    s.oldest_unix_nanos
+                        .map_or(f.min_time_unix_nanos, |o| o.min(f.min_time_unix_nanos)),
+                );
+                s.newest_unix_nanos = Some(
+                    s.newest_unix_nanos
+                        .map_or(f.max_time_unix_nanos, |n| n.max(f.max_time_unix_nanos)),
+                );
+            }
+            s
+        };
+        ColdStats {
+            spans: of(Signal::Spans),
+            logs: of(Signal::Logs),
+            metric_points: of(Signal::Metrics),
+            last_move_index: self.last_move_index,
+            missing_files: Vec::new(),
+        }
+    }
+}
+
+/// The leader's decision to move one signal's records with times in
+/// `[from, to)` to the cold tier (`TAG_COLD_MOVE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdMove {
+    pub signal: Signal,
+    pub from_unix_nanos: u64,
+    pub to_unix_nanos: u64,
+}
+
+/// Moves align their upper bound down to this: every move of one interval
+/// names a round time, whatever the leader's clock read.
+pub const MOVE_ALIGN_NANOS: u64 = 1_000_000_000;
+
+impl ColdMove {
+    /// The move a leader whose clock reads `now_unix_nanos` proposes for
+    /// `signal` under `hot_window_secs` (everything older than the window).
+    pub fn at(signal: Signal, now_unix_nanos: u64, hot_window_secs: u64) -> ColdMove {
+        let to = now_unix_nanos.saturating_sub(hot_window_secs.saturating_mul(1_000_000_000));
+        ColdMove {
+            signal,
+            from_unix_nanos: 0,
+            to_unix_nanos: to - to % MOVE_ALIGN_NANOS,
+        }
+    }
+}
+
+/// Writes `bytes` to `path` durably: a temp file, fsync, rename, fsync of
+/// the directory. A crash leaves the old file, the new one, or a temp file
+/// that [`remove_orphans`] removes.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().expect("a cold file has a directory");
+    fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Removes every file under `cold_dir` that `manifest` does not name: files
+/// of a move whose commit a crash prevented, temp files, files a retention
+/// cut dropped, files of a store a snapshot install replaced. Returns how
+/// many it removed.
+pub fn remove_orphans(cold_dir: &Path, manifest: &ColdManifest) -> io::Result<usize> {
+    let named: BTreeSet<PathBuf> = manifest.files.iter().map(|f| f.path(cold_dir)).collect();
+    let mut removed = 0;
+    for signal in Signal::ALL {
+        let dir = cold_dir.join(signal.name());
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if !named.contains(&path) {
+                tracing::info!(path = %path.display(), "removing cold file no manifest names");
+                fs::remove_file(&path)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_names_everything_older_than_the_window_on_a_round_second() {
+        let now = 10_000 * MOVE_ALIGN_NANOS + 123;
+        let m = ColdMove::at(Signal::Logs, now, 60);
+        assert_eq!(m.to_unix_nanos, (10_000 - 60) * MOVE_ALIGN_NANOS);
+        assert_eq!(m.from_unix_nanos, 0);
+        assert_eq!(ColdMove::at(Signal::Logs, 5, 60).to_unix_nanos, 0);
+    }
+
+    #[test]
+    fn orphans_go_and_named_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = ColdFile {
+            signal: Signal::Spans,
+            log_index: 7,
+            from_unix_nanos: 0,
+            to_unix_nanos: 10,
+            min_time_unix_nanos: 1,
+            max_time_unix_nanos: 9,
+            rows: 1,
+            bytes: 3,
+            llm_released: false,
+        };
+        write_durably(&kept.path(dir.path()), b"abc").unwrap();
+        let orphan = dir.path().join("spans").join(file_name(Signal::Spans, 8));
+        write_durably(&orphan, b"x").unwrap();
+        fs::write(dir.path().join("spans").join("y.tmp"), b"t").unwrap();
+        let manifest = ColdManifest {
+            files: vec![kept.clone()],
+            ..Default::default()
+        };
+        assert_eq!(remove_orphans(dir.path(), &manifest).unwrap(), 2);
+        assert!(kept.path(dir.path()).exists());
+        assert!(!orphan.exists());
+    }
+}
