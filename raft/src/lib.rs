@@ -7,6 +7,7 @@
 //! `RaftStateMachine` contract, with [`SnapshotFile`] as its snapshot data.
 
 pub mod convert;
+pub mod failover;
 pub mod frame;
 pub mod histogram;
 pub mod identity;

@@ -99,6 +99,15 @@ impl PeerChannels {
         self
     }
 
+    /// The address dialed for the membership address `addr` (an override,
+    /// or `addr` itself).
+    pub fn dial_addr(&self, addr: &str) -> String {
+        self.dial_overrides
+            .get(addr)
+            .map_or(addr, |s| s.as_str())
+            .to_string()
+    }
+
     pub fn client(&self, addr: &str) -> Result<PeerClient, String> {
         self.client_for(addr, Purpose::Client)
     }

@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::*;
+use crate::failover::{LeaderContact, LeaderProbe};
 use crate::pb;
 use crate::pb::raft_transport_server::RaftTransport;
 use crate::types::{
@@ -94,6 +95,11 @@ where
     pub ack: crate::AckLevel,
     pub leader_stamp: LeaderStamp,
     pub state_digest: StateDigestSource,
+    /// Touched whenever the leader reaches this node; read by the failover
+    /// watcher (`failover::spawn_watcher`).
+    pub leader_contact: Arc<LeaderContact>,
+    /// Proves the known leader gone, for votes (see `vote`).
+    pub leader_probe: LeaderProbe,
 }
 
 /// Removes what snapshot transfers left in `dir` when the process died in
@@ -165,11 +171,31 @@ where
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
-        let resp = self
-            .raft
-            .vote(vote_request_from_pb(req)?)
-            .await
-            .map_err(fatal)?;
+        let mut req = vote_request_from_pb(req)?;
+        // A voter refuses any vote while its lease on a leader runs (up to
+        // the longest election timeout after the leader's last heartbeat),
+        // which is what makes lease reads on that leader safe: no other
+        // leader can be elected while it may still serve them. When that
+        // leader's raft address refuses connections, its process is gone,
+        // and it serves nothing: a restarted process starts as a follower
+        // without a lease, and must win an election to lead again. Then the
+        // lease protects no one, and waiting it out only delays failover, so
+        // the vote is handled as openraft handles a leadership transfer's
+        // (lease skipped; term and log checks unchanged, so election safety
+        // does not depend on this). Any other probe result (accepted, timed
+        // out) leaves the request as it came. `leader_proven_gone` checks
+        // that the same leader and term are still known after the probe; a
+        // new leader elected between that check and openraft handling the
+        // vote would need a quorum within microseconds, and would see its
+        // lease bypassed only for this one request.
+        if !req.leadership_transfer && self.leader_probe.leader_proven_gone(&self.raft).await {
+            tracing::info!(
+                vote = %req.vote,
+                "known leader's raft address refuses connections: handling the vote without its lease"
+            );
+            req.leadership_transfer = true;
+        }
+        let resp = self.raft.vote(req).await.map_err(fatal)?;
         Ok(Response::new(vote_response_to_pb(&resp)))
     }
 
@@ -193,6 +219,7 @@ where
     ) -> Result<Response<pb::AppendResponse>, Status> {
         let req = req.into_inner();
         self.check_cluster(&req.cluster_id)?;
+        self.leader_contact.touch();
         let resp = self
             .raft
             .append_entries(append_request_from_pb(req, self.log.integrity())?)
@@ -209,6 +236,7 @@ where
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
         let identity = self.identity.clone();
         let integrity = self.log.integrity().clone();
+        let contact = self.leader_contact.clone();
         // The input ends at the first request that is malformed or for another
         // cluster; the leader sees the stream end and starts over.
         let input = req.into_inner().scan((), move |_, item| {
@@ -216,7 +244,10 @@ where
                 Ok(r) => match check_cluster(&identity, &r.cluster_id)
                     .and_then(|_| append_request_from_pb(r, &integrity))
                 {
-                    Ok(r) => Some(r),
+                    Ok(r) => {
+                        contact.touch();
+                        Some(r)
+                    }
                     Err(status) => {
                         tracing::warn!(%status, "stream append: refusing request");
                         None
@@ -252,6 +283,7 @@ where
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         self.check_cluster(&first.cluster_id)?;
+        self.leader_contact.touch();
         let meta = first
             .meta
             .clone()

@@ -17,6 +17,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tael_consensus::failover::{self, FailoverTimings, LeaderContact, LeaderProbe};
 use tael_consensus::frame::RecordIntegrity;
 use tael_consensus::network::{NetworkFactory, PeerChannels, MAX_MESSAGE_BYTES};
 use tael_consensus::pb::raft_transport_server::RaftTransportServer;
@@ -179,7 +180,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
         raft.clone(),
         stores.log.clone(),
         stores.identity.clone(),
-        Peers::new(channels, stores.identity.clone()),
+        Peers::new(channels.clone(), stores.identity.clone()),
         sm_shared.clone(),
     ));
     let ingest = Arc::new(Ingest::new(cluster.clone(), stores.spool.clone()));
@@ -229,6 +230,15 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             hot_window_secs: config.hot_window_secs,
         },
     };
+    let leader_contact = Arc::new(LeaderContact::default());
+    let leader_probe = LeaderProbe {
+        me: config.node_id,
+        dial_addr: {
+            let channels = channels.clone();
+            Arc::new(move |addr: &str| channels.dial_addr(addr))
+        },
+        timings: FailoverTimings::from_heartbeat_ms(config.heartbeat_interval_ms),
+    };
     let raft_service = RaftService {
         raft: raft.clone(),
         node_id: config.node_id,
@@ -243,6 +253,8 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             let cluster = cluster.clone();
             Arc::new(move || cluster.local_digest())
         },
+        leader_contact: leader_contact.clone(),
+        leader_probe: leader_probe.clone(),
     };
 
     // Bind every socket before serving, so a port conflict fails start-up.
@@ -298,6 +310,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             sm_shared.clone(),
             shutdown_rx.clone(),
         )),
+        failover::spawn_watcher(
+            raft.clone(),
+            leader_contact,
+            leader_probe,
+            shutdown_rx.clone(),
+        ),
     ];
     if config.compaction_interval_secs > 0 {
         let mut retention = config.retention;

@@ -67,6 +67,11 @@ impl TestNode {
         self.child.is_some()
     }
 
+    /// The running process's id (for signals such as SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}://{}{}", self.scheme, self.rest, path)
     }
@@ -120,10 +125,29 @@ pub fn default_node_args() -> Vec<String> {
 impl TestCluster {
     /// Starts `n` nodes (not yet initialized).
     pub fn start(n: u64, extra_args: &[&str]) -> TestCluster {
+        Self::start_overriding(n, &[], extra_args)
+    }
+
+    /// Starts `n` nodes whose shared default arguments named in `overrides`
+    /// (flag, value) take the given values instead. Nodes added later
+    /// (`add_node`) get the unchanged defaults.
+    pub fn start_overriding(
+        n: u64,
+        overrides: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> TestCluster {
+        let mut defaults = default_node_args();
+        for (flag, value) in overrides {
+            let at = defaults
+                .iter()
+                .position(|a| a == flag)
+                .unwrap_or_else(|| panic!("{flag} is not a default argument"));
+            defaults[at + 1] = value.to_string();
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for id in 1..=n {
-            let mut args = default_node_args();
+            let mut args = defaults.clone();
             args.extend(extra_args.iter().map(|s| s.to_string()));
             nodes.push(TestNode {
                 id,

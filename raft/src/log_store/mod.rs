@@ -283,6 +283,12 @@ impl LogStore {
             .map_err(|_| io::Error::other("raft log writer has stopped"))
     }
 
+    /// Waits until every command sent before it is done and durable;
+    /// reports the writer's failure, if any.
+    pub async fn barrier(&self) -> io::Result<()> {
+        self.call(|done| Command::Barrier { done }).await
+    }
+
     async fn call(
         &self,
         make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Command,
@@ -455,9 +461,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .await
     }
 
+    /// Queues the purge and returns without waiting for it. The raft core
+    /// awaits this call, and a purge first waits for every earlier append's
+    /// fsync and then fsyncs twice itself: on a disk that stalls for a
+    /// second, waiting would stop the core, and with it a leader's
+    /// heartbeats, long enough for its followers to start an election. The
+    /// writer runs the purge in order with everything else (so the log never
+    /// has a hole: later commands see it done); the in-memory index
+    /// forgets the entries at once. A failed purge
+    /// stops the writer like any I/O error, and the next append or vote
+    /// reports it.
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        self.call(|done| Command::Purge { upto: log_id, done })
-            .await
+        // In memory at once, as `append` indexes at once: entries appended
+        // after this call follow the purge point.
+        self.shared.index.lock().unwrap().purge(log_id);
+        let (done, _not_awaited) = oneshot::channel();
+        self.send(Command::Purge { upto: log_id, done }).await
     }
 }
 

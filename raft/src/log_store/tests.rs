@@ -59,6 +59,7 @@ async fn entries_vote_truncate_and_purge_survive_reopen() {
         s.truncate_after(Some(log_id(1, 14))).await.unwrap();
         append(&mut s, (15..18).map(|i| entry(2, i)).collect()).await;
         s.purge(log_id(1, 4)).await.unwrap();
+        s.barrier().await.unwrap();
         assert!(
             list_segments(dir.path()).unwrap().len() > 1,
             "small segments should have rolled over"
@@ -986,6 +987,7 @@ async fn the_committed_log_id_survives_reopen() {
     s.save_committed(Some(log_id(1, 9))).await.unwrap();
     wait_durable_committed(&s, Some(log_id(1, 9))).await;
     s.purge(log_id(1, 9)).await.unwrap();
+    s.barrier().await.unwrap();
     drop(s);
     let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
     assert_eq!(s.read_committed().await.unwrap(), Some(log_id(1, 9)));
@@ -1011,4 +1013,32 @@ async fn a_committed_id_the_log_does_not_hold_is_ignored_at_open() {
     drop(f);
     let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
     assert_eq!(s.read_committed().await.unwrap(), None);
+}
+
+/// The raft core awaits `purge`; it must not wait for the writer (which may
+/// be stuck in a stalled fsync), yet later commands see the purge done.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)]
+async fn purge_returns_without_waiting_for_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    append(&mut s, (0..20).map(|i| entry(1, i)).collect()).await;
+    let segments_before = list_segments(dir.path()).unwrap().len();
+    // The writer blocks on the file table when the purge removes a segment.
+    let shared = s.shared.clone();
+    let busy_writer = shared.files.lock().unwrap();
+    tokio::time::timeout(Duration::from_secs(2), s.purge(log_id(1, 9)))
+        .await
+        .expect("purge waited for the writer")
+        .unwrap();
+    drop(busy_writer);
+    assert_eq!(s.bounds().0, Some(log_id(1, 9)));
+    append(&mut s, vec![entry(1, 20)]).await;
+    assert!(
+        list_segments(dir.path()).unwrap().len() < segments_before,
+        "the purge removed no segment, so it never waited for the file table"
+    );
+    drop(s);
+    let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(indexes(&mut s).await, (10..21).collect::<Vec<_>>());
 }

@@ -47,8 +47,14 @@ pub enum Command {
         keep_upto: Option<LogId>,
         done: oneshot::Sender<io::Result<()>>,
     },
+    /// Nobody waits for a purge (see `LogStore::purge`): `done`'s receiver
+    /// may be gone.
     Purge {
         upto: LogId,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    /// Replies once every earlier command is done and durable.
+    Barrier {
         done: oneshot::Sender<io::Result<()>>,
     },
 }
@@ -209,6 +215,10 @@ impl Writer {
                 Command::Purge { upto, done } => {
                     self.flush(&mut pending, false);
                     (self.guarded(|w| w.purge(upto)), done)
+                }
+                Command::Barrier { done } => {
+                    self.flush(&mut pending, false);
+                    (self.guarded(|_| Ok(())), done)
                 }
             };
             if idle_after {
@@ -499,12 +509,17 @@ impl Writer {
     /// Records the purge point durably, then deletes whole segments behind it.
     fn purge(&mut self, upto: LogId) -> io::Result<()> {
         meta_file::write_atomic(&self.shared.dir, PURGED_FILE, &Some(upto))?;
-        let log_empty = {
-            let mut index = self.shared.index.lock().unwrap();
-            index.purge(upto);
-            index.len() == 0
+        // The index was purged when the purge was queued (`LogStore::purge`),
+        // and may already hold entries queued after it. Every entry queued
+        // before it is written (flushed above), so the segments hold an entry
+        // after `upto` exactly when the index knows where that entry is.
+        let nothing_after_on_disk = {
+            let index = self.shared.index.lock().unwrap();
+            index
+                .get(upto.index + 1)
+                .is_none_or(|slot| slot.loc.is_none())
         };
-        if log_empty && self.active_len() > 0 {
+        if nothing_after_on_disk && self.active_len() > 0 {
             // Everything in the active segment is purged: start a fresh one so
             // the old segments can all go.
             self.rotate(upto.index + 1)?;
