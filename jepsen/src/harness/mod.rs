@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod coverage;
+pub mod lazyfs;
 pub mod membership;
 pub mod nemesis;
 pub mod netns_lock;
@@ -38,6 +39,8 @@ pub struct Capabilities {
     pub comments: bool,
     /// libfaketime is preloaded into the nodes.
     pub faketime: bool,
+    /// Every node's data directory is on its own tael-lazyfs mount.
+    pub lazyfs: bool,
 }
 
 pub fn detect_capabilities(server_bin: &Path) -> Result<Capabilities, String> {
@@ -61,6 +64,7 @@ pub fn detect_capabilities(server_bin: &Path) -> Result<Capabilities, String> {
         member_commands: top.lines().any(|l| l.trim_start().starts_with("member")),
         comments: false,
         faketime: false,
+        lazyfs: false,
     })
 }
 
@@ -75,6 +79,8 @@ pub struct TestOptions {
     pub retry: Option<bool>,
     /// Deadline for one leader and full apply after the final heal.
     pub heal_deadline_s: u64,
+    pub lazyfs: lazyfs::Mode,
+    pub lazyfs_bin: PathBuf,
 }
 
 /// A run's outcome: `Some(true)` valid, `Some(false)` invalid, `None`
@@ -327,8 +333,33 @@ async fn run_async(opts: TestOptions) -> Outcome {
         Ok(c) => c,
         Err(e) => return harness_failure(&opts, e),
     };
+    let machine = prereqs::probe();
+    let needs_lazyfs = profile
+        .faults
+        .iter()
+        .any(|k| matches!(k, FaultKind::DiskFull | FaultKind::SlowDisk));
+    let choice = lazyfs::choose(
+        opts.lazyfs,
+        profile.lazyfs,
+        needs_lazyfs,
+        prereqs::lazyfs_missing(&machine, &opts.lazyfs_bin),
+    );
+    caps.lazyfs = match choice {
+        Ok(lazyfs::Choice::Use) => true,
+        Ok(lazyfs::Choice::Skip(why)) => {
+            if let Some(why) = why {
+                eprintln!(
+                    "tael-jepsen: power cuts limited to the Raft log (--power-loss-sim): {why}"
+                );
+            }
+            false
+        }
+        Err(e) => return harness_failure(&opts, e),
+    };
     let mut extra_args = profile.server_args.clone();
-    if profile.faults.contains(&FaultKind::PowerLoss) && caps.power_loss_sim {
+    // On tael-lazyfs the whole node loses power; the log's own simulation
+    // would only cut the same data twice.
+    if profile.faults.contains(&FaultKind::PowerLoss) && caps.power_loss_sim && !caps.lazyfs {
         extra_args.push("--power-loss-sim".into());
     }
     if let Some(m) = &profile.mutation {
@@ -345,7 +376,6 @@ async fn run_async(opts: TestOptions) -> Outcome {
     }
     // Faults the machine cannot install would leave the run unknown after
     // minutes of work: say what to install now instead.
-    let machine = prereqs::probe();
     let missing = prereqs::missing(&profile.faults, opts.net, &machine);
     if !missing.is_empty() {
         return harness_failure(&opts, prereqs::explain(&missing, opts.net));
@@ -362,6 +392,7 @@ async fn run_async(opts: TestOptions) -> Outcome {
             net: opts.net,
             extra_args,
             faketime_lib,
+            lazyfs_bin: caps.lazyfs.then(|| opts.lazyfs_bin.clone()),
         },
         3,
     ) {
