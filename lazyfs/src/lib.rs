@@ -13,7 +13,7 @@ pub mod state;
 
 use std::io;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use state::{State, TRASH_DIR};
@@ -21,10 +21,30 @@ pub use state::{State, TRASH_DIR};
 /// Default cap on durable bytes held in memory for a power cut.
 pub const DEFAULT_MAX_UNSYNCED_BYTES: u64 = 512 << 20;
 
-/// A mounted file system with its control socket. Dropping it unmounts.
+/// A mounted file system with its control socket. Dropping it unmounts
+/// and waits for the request loops to end.
 pub struct Mounted {
     pub state: Arc<Mutex<State>>,
-    _session: fuser::BackgroundSession,
+    mountpoint: PathBuf,
+    session: Option<fuser::BackgroundSession>,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // With auto_unmount, fuser leaves the unmount to fusermount3's
+        // watchdog, which acts only once this process exits: unmount now
+        // (lazily, so a busy mount cannot block), which ends the loops.
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&self.mountpoint)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if let Some(session) = self.session.take() {
+            let _ = session.join();
+        }
+    }
 }
 
 /// Mounts `backing` at `mountpoint` and serves `control` (a Unix socket
@@ -54,6 +74,7 @@ pub fn mount(
     std::thread::spawn(move || control::serve(listener, served));
     Ok(Mounted {
         state,
-        _session: session,
+        mountpoint: mountpoint.to_path_buf(),
+        session: Some(session),
     })
 }

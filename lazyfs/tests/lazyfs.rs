@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use tael_lazyfs::control;
 
+/// Fields drop in order: the mount goes before its directory is removed.
 struct Fs {
+    _mounted: tael_lazyfs::Mounted,
     _dir: tempfile::TempDir,
     mnt: PathBuf,
     backing: PathBuf,
     sock: PathBuf,
-    _mounted: tael_lazyfs::Mounted,
 }
 
 impl Fs {
@@ -26,11 +27,11 @@ impl Fs {
         let sock = dir.path().join("control.sock");
         let mounted = tael_lazyfs::mount(&backing, &mnt, &sock, max_unsynced_bytes).unwrap();
         Fs {
+            _mounted: mounted,
             _dir: dir,
             mnt,
             backing,
             sock,
-            _mounted: mounted,
         }
     }
 
