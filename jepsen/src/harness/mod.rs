@@ -836,7 +836,19 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         summary: format!("panics in node logs: {}", panics.len()),
         details: json!(checkers::first(&panics, 20)),
     });
-    checks.push(environment_check(&environment, &checks));
+    // Under the disk-full nemesis ENOSPC is the fault under test; the
+    // machine's own disk must then still have room.
+    let injected_full = caps.lazyfs && profile.faults.contains(&FaultKind::DiskFull);
+    let real_free = if injected_full {
+        free_bytes(&opts.out_dir)
+    } else {
+        None
+    };
+    checks.push(environment_check(
+        &environment,
+        injected_full.then_some(real_free),
+        &checks,
+    ));
     if !task_panics.is_empty() {
         checks.push(Check {
             name: "harness".into(),
@@ -877,17 +889,48 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     Outcome { valid, checks }
 }
 
+/// Below this much free space on the machine's disk, a run whose nodes
+/// hit ENOSPC cannot tell the injected fault from the real one.
+const MIN_REAL_FREE_BYTES: u64 = 256 << 20;
+
+/// Free bytes (for an unprivileged writer) of the file system holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct it is given; both pointers are valid
+    // for the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// A run that hit a full disk, or where the workload hardly got anything
 /// acknowledged or read, exercised nothing: its verdict is unknown.
-fn environment_check(disk_full: &[Value], checks: &[Check]) -> Check {
+/// `injected_full` is `Some(free bytes of the machine's disk)` when the
+/// disk-full nemesis ran: its ENOSPC lines are then expected, unless the
+/// machine's disk itself is (nearly) full.
+fn environment_check(
+    disk_full: &[Value],
+    injected_full: Option<Option<u64>>,
+    checks: &[Check],
+) -> Check {
     let set = checks.iter().find(|c| c.name.starts_with("set("));
     let acked = set
         .and_then(|c| c.details["acknowledged"].as_u64())
         .unwrap_or(0);
     let reads = set.and_then(|c| c.details["reads"].as_u64()).unwrap_or(0);
     let mut problems = Vec::new();
-    if !disk_full.is_empty() {
-        problems.push("a node ran out of disk space".to_string());
+    match injected_full {
+        None if !disk_full.is_empty() => {
+            problems.push("a node ran out of disk space".to_string());
+        }
+        Some(free) if !disk_full.is_empty() && free.is_none_or(|f| f < MIN_REAL_FREE_BYTES) => {
+            problems.push(format!(
+                "a node ran out of disk space and the machine's disk has {} bytes free: \
+                 the injected full disk cannot be told from a real one",
+                free.map_or("unknown".to_string(), |f| f.to_string())
+            ));
+        }
+        _ => {}
     }
     if acked < MIN_ACKED_ADDS || reads < MIN_READS {
         problems.push(format!(
@@ -1109,9 +1152,25 @@ mod tests {
             summary: String::new(),
             details: json!({"acknowledged": acked, "reads": reads}),
         };
-        assert_eq!(environment_check(&[], &[set(500, 500)]).valid, Some(true));
-        assert_eq!(environment_check(&[], &[set(4, 500)]).valid, None);
+        assert_eq!(
+            environment_check(&[], None, &[set(500, 500)]).valid,
+            Some(true)
+        );
+        assert_eq!(environment_check(&[], None, &[set(4, 500)]).valid, None);
         let full = [json!({"node": 1, "line": "No space left on device"})];
-        assert_eq!(environment_check(&full, &[set(500, 500)]).valid, None);
+        assert_eq!(environment_check(&full, None, &[set(500, 500)]).valid, None);
+        // Injected by the disk-full nemesis: expected, while the machine's
+        // disk has room.
+        let room = Some(Some(10 << 30));
+        assert_eq!(
+            environment_check(&full, room, &[set(500, 500)]).valid,
+            Some(true)
+        );
+        for no_room in [Some(Some(1 << 20)), Some(None)] {
+            assert_eq!(
+                environment_check(&full, no_room, &[set(500, 500)]).valid,
+                None
+            );
+        }
     }
 }
