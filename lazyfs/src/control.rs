@@ -56,8 +56,8 @@ pub fn execute(state: &Mutex<State>, cmd: Command) -> Result<String, String> {
             .power_cut()
             .map(|r| {
                 format!(
-                    "files_restored={} bytes_restored={} dir_ops_undone={}",
-                    r.files_restored, r.bytes_restored, r.dir_ops_undone
+                    "files_restored={} bytes_restored={} bytes_truncated={} dir_ops_undone={}",
+                    r.files_restored, r.bytes_restored, r.bytes_truncated, r.dir_ops_undone
                 )
             })
             .map_err(|e| format!("power cut incomplete: {e}")),

@@ -95,7 +95,10 @@ impl DirOp {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CutReport {
     pub files_restored: usize,
+    /// Durable bytes written back over unsynced overwrites.
     pub bytes_restored: u64,
+    /// Unsynced bytes past the durable length, cut off.
+    pub bytes_truncated: u64,
     pub dir_ops_undone: usize,
 }
 
@@ -643,6 +646,8 @@ impl State {
             let Some(undo) = node.undo else { continue };
             report.files_restored += 1;
             report.bytes_restored += undo.held_bytes();
+            let len = node.fd.metadata().map_or(0, |m| m.len());
+            report.bytes_truncated += len.saturating_sub(undo.durable_len);
             let restored = node.fd.set_len(undo.durable_len).and_then(|()| {
                 undo.before
                     .iter()

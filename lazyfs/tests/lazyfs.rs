@@ -79,7 +79,8 @@ fn fsynced_writes_survive_a_cut_and_unsynced_ones_do_not() {
     f.sync_data().unwrap();
     drop(append(&fs.p("a"), b"lost"));
     assert_eq!(fs::read(fs.p("a")).unwrap(), b"durable synced lost");
-    fs.cut();
+    let report = fs.cmd("power-cut");
+    assert!(report.contains("bytes_truncated=4 "), "{report}");
     assert_eq!(fs::read(fs.p("a")).unwrap(), b"durable synced ");
     // The backing file holds exactly that too.
     assert_eq!(fs::read(fs.backing.join("a")).unwrap(), b"durable synced ");
