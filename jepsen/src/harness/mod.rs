@@ -844,11 +844,9 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     } else {
         None
     };
-    checks.push(environment_check(
-        &environment,
-        injected_full.then_some(real_free),
-        &checks,
-    ));
+    let injected = injected_full.then_some(real_free);
+    let disk_unexplained = !environment.is_empty() && !injected_full_explains(injected);
+    checks.push(environment_check(&environment, injected, &checks));
     if !task_panics.is_empty() {
         checks.push(Check {
             name: "harness".into(),
@@ -862,8 +860,9 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         });
     }
     let nemesis_summary = summarize_nemesis(&history);
-    // A full disk can explain any anomaly: never a definite verdict then.
-    let valid = if environment.is_empty() {
+    // A full disk can explain any anomaly: never a definite verdict then
+    // (unless it is the injected fault under test).
+    let valid = if !disk_unexplained {
         checkers::combine(&checks)
     } else {
         None
@@ -903,6 +902,12 @@ fn free_bytes(path: &Path) -> Option<u64> {
         .then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Whether ENOSPC in the node logs is the disk-full nemesis's doing:
+/// injected, and the machine's own disk has room.
+fn injected_full_explains(injected_full: Option<Option<u64>>) -> bool {
+    matches!(injected_full, Some(Some(free)) if free >= MIN_REAL_FREE_BYTES)
+}
+
 /// A run that hit a full disk, or where the workload hardly got anything
 /// acknowledged or read, exercised nothing: its verdict is unknown.
 /// `injected_full` is `Some(free bytes of the machine's disk)` when the
@@ -920,17 +925,13 @@ fn environment_check(
     let reads = set.and_then(|c| c.details["reads"].as_u64()).unwrap_or(0);
     let mut problems = Vec::new();
     match injected_full {
-        None if !disk_full.is_empty() => {
-            problems.push("a node ran out of disk space".to_string());
-        }
-        Some(free) if !disk_full.is_empty() && free.is_none_or(|f| f < MIN_REAL_FREE_BYTES) => {
-            problems.push(format!(
-                "a node ran out of disk space and the machine's disk has {} bytes free: \
-                 the injected full disk cannot be told from a real one",
-                free.map_or("unknown".to_string(), |f| f.to_string())
-            ));
-        }
-        _ => {}
+        _ if disk_full.is_empty() || injected_full_explains(injected_full) => {}
+        None => problems.push("a node ran out of disk space".to_string()),
+        Some(free) => problems.push(format!(
+            "a node ran out of disk space and the machine's disk has {} bytes free: \
+             the injected full disk cannot be told from a real one",
+            free.map_or("unknown".to_string(), |f| f.to_string())
+        )),
     }
     if acked < MIN_ACKED_ADDS || reads < MIN_READS {
         problems.push(format!(
