@@ -34,7 +34,8 @@ const EXIT_USAGE: u8 = 64;
 const USAGE: &str = "usage:\n  tael-jepsen check-golden DIR [--budget-ms N]\n  \
                      tael-jepsen check-history FILE.jsonl [--budget-ms N]\n  \
                      tael-jepsen test --profile NAME [--seed N] [--time-limit-s S] [--out DIR] \
-                     [--server-bin PATH] [--net proxy|netns] [--retry] [--heal-deadline-s S]\n  \
+                     [--server-bin PATH] [--net proxy|netns] [--retry] [--heal-deadline-s S] \
+                     [--lazyfs auto|on|off] [--lazyfs-bin PATH]\n  \
                      tael-jepsen check-run DIR\n  \
                      tael-jepsen profiles";
 
@@ -212,6 +213,8 @@ fn test_command(args: &[String]) -> ExitCode {
     let mut net = None;
     let mut retry = None;
     let mut heal_deadline_s = 60;
+    let mut lazyfs = harness::lazyfs::Mode::Auto;
+    let mut lazyfs_bin = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -246,6 +249,12 @@ fn test_command(args: &[String]) -> ExitCode {
                     })
                 }
                 "--retry" => retry = Some(true),
+                "--lazyfs" => {
+                    let v = value()?;
+                    lazyfs = harness::lazyfs::Mode::parse(&v)
+                        .ok_or(format!("--lazyfs: {v} is not auto|on|off"))?;
+                }
+                "--lazyfs-bin" => lazyfs_bin = Some(PathBuf::from(value()?)),
                 other => return Err(format!("unknown option {other}")),
             }
             Ok(())
@@ -274,6 +283,8 @@ fn test_command(args: &[String]) -> ExitCode {
         net,
         retry,
         heal_deadline_s,
+        lazyfs,
+        lazyfs_bin: lazyfs_bin.unwrap_or_else(harness::lazyfs::default_bin),
     });
     verdict_exit(outcome.valid)
 }

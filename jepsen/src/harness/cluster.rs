@@ -48,6 +48,9 @@ pub struct NodeSpec {
     pub ip: Option<String>,
     /// libfaketime offset file, when the clock nemesis is enabled.
     pub clock_file: Option<PathBuf>,
+    /// The control socket of the node's `tael-lazyfs` mount (its data
+    /// directory), when the run uses one.
+    pub lazyfs_control: Option<PathBuf>,
 }
 
 impl NodeSpec {
@@ -71,6 +74,8 @@ pub struct ClusterConfig {
     pub extra_args: Vec<String>,
     /// libfaketime to preload into every node (clock faults), if any.
     pub faketime_lib: Option<PathBuf>,
+    /// `tael-lazyfs`: each node's data directory on a mount of its own.
+    pub lazyfs_bin: Option<PathBuf>,
 }
 
 struct Inner {
@@ -81,6 +86,8 @@ struct Inner {
     /// Nodes the membership nemesis removed: never started again, and
     /// named as removed when asked for (ids are never reused).
     removed: BTreeSet<u64>,
+    /// The data directories' file systems, when the run uses them.
+    mounts: BTreeMap<u64, super::lazyfs::Mount>,
 }
 
 impl Inner {
@@ -104,6 +111,11 @@ impl Drop for Inner {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        // After the nodes: a file system gone under a live node reads as
+        // an I/O error there, not as the fault under test.
+        for (_, m) in std::mem::take(&mut self.mounts) {
+            m.stop();
         }
     }
 }
@@ -241,6 +253,7 @@ impl Cluster {
                 procs: BTreeMap::new(),
                 dial_overrides: BTreeMap::new(),
                 removed: BTreeSet::new(),
+                mounts: BTreeMap::new(),
             })),
         };
         // Nodes run the way production runs them: every client call with a
@@ -307,20 +320,29 @@ impl Cluster {
         } else {
             None
         };
+        let data_dir = dir.join(format!("node{id}"));
+        let mount = match &self.cfg.lazyfs_bin {
+            Some(bin) => Some(super::lazyfs::start(bin, dir, id, &data_dir)?),
+            None => None,
+        };
         let spec = NodeSpec {
             id,
             rest,
             raft,
             otlp,
             otlp_http,
-            data_dir: dir.join(format!("node{id}")),
+            data_dir,
             log_path: dir.join(format!("node{id}.log")),
             netns,
             ip,
             clock_file,
+            lazyfs_control: mount.as_ref().map(|m| m.control.clone()),
         };
         let mut inner = self.lock();
         inner.specs.insert(id, spec.clone());
+        if let Some(m) = mount {
+            inner.mounts.insert(id, m);
+        }
         inner.procs.entry(id).or_default();
         Ok(spec)
     }
@@ -587,11 +609,29 @@ impl Cluster {
         self.lock().procs.get(&id).map_or(0, |p| p.starts)
     }
 
-    /// Kills every node and removes the network.
+    /// Sends `command` to node `id`'s data directory file system.
+    pub fn lazyfs(&self, id: u64, command: &str) -> Result<String, String> {
+        let control = self
+            .spec(id)?
+            .lazyfs_control
+            .ok_or_else(|| format!("node {id}'s data directory is not on tael-lazyfs"))?;
+        super::lazyfs::send(&control, command)
+    }
+
+    /// Whether the nodes' data directories are on tael-lazyfs mounts.
+    pub fn on_lazyfs(&self) -> bool {
+        self.cfg.lazyfs_bin.is_some()
+    }
+
+    /// Kills every node and removes the network and the mounts.
     pub fn shutdown(&self) {
         for id in self.ids() {
             self.resume(id);
             self.kill(id);
+        }
+        let mounts = std::mem::take(&mut self.lock().mounts);
+        for (_, m) in mounts {
+            m.stop();
         }
         if self.cfg.net == NetMode::Netns {
             netns_cleanup();
@@ -769,6 +809,7 @@ mod tests {
             net: NetMode::Proxy,
             extra_args: Vec::new(),
             faketime_lib: None,
+            lazyfs_bin: None,
         };
         (dir, Cluster::new(config, 3).unwrap())
     }

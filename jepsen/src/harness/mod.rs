@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod coverage;
+pub mod lazyfs;
 pub mod membership;
 pub mod nemesis;
 pub mod netns_lock;
@@ -38,6 +39,8 @@ pub struct Capabilities {
     pub comments: bool,
     /// libfaketime is preloaded into the nodes.
     pub faketime: bool,
+    /// Every node's data directory is on its own tael-lazyfs mount.
+    pub lazyfs: bool,
 }
 
 pub fn detect_capabilities(server_bin: &Path) -> Result<Capabilities, String> {
@@ -61,6 +64,7 @@ pub fn detect_capabilities(server_bin: &Path) -> Result<Capabilities, String> {
         member_commands: top.lines().any(|l| l.trim_start().starts_with("member")),
         comments: false,
         faketime: false,
+        lazyfs: false,
     })
 }
 
@@ -75,6 +79,8 @@ pub struct TestOptions {
     pub retry: Option<bool>,
     /// Deadline for one leader and full apply after the final heal.
     pub heal_deadline_s: u64,
+    pub lazyfs: lazyfs::Mode,
+    pub lazyfs_bin: PathBuf,
 }
 
 /// A run's outcome: `Some(true)` valid, `Some(false)` invalid, `None`
@@ -327,8 +333,33 @@ async fn run_async(opts: TestOptions) -> Outcome {
         Ok(c) => c,
         Err(e) => return harness_failure(&opts, e),
     };
+    let machine = prereqs::probe();
+    let needs_lazyfs = profile
+        .faults
+        .iter()
+        .any(|k| matches!(k, FaultKind::DiskFull | FaultKind::SlowDisk));
+    let choice = lazyfs::choose(
+        opts.lazyfs,
+        profile.lazyfs,
+        needs_lazyfs,
+        prereqs::lazyfs_missing(&machine, &opts.lazyfs_bin),
+    );
+    caps.lazyfs = match choice {
+        Ok(lazyfs::Choice::Use) => true,
+        Ok(lazyfs::Choice::Skip(why)) => {
+            if let Some(why) = why {
+                eprintln!(
+                    "tael-jepsen: power cuts limited to the Raft log (--power-loss-sim): {why}"
+                );
+            }
+            false
+        }
+        Err(e) => return harness_failure(&opts, e),
+    };
     let mut extra_args = profile.server_args.clone();
-    if profile.faults.contains(&FaultKind::PowerLoss) && caps.power_loss_sim {
+    // On tael-lazyfs the whole node loses power; the log's own simulation
+    // would only cut the same data twice.
+    if profile.faults.contains(&FaultKind::PowerLoss) && caps.power_loss_sim && !caps.lazyfs {
         extra_args.push("--power-loss-sim".into());
     }
     if let Some(m) = &profile.mutation {
@@ -345,7 +376,6 @@ async fn run_async(opts: TestOptions) -> Outcome {
     }
     // Faults the machine cannot install would leave the run unknown after
     // minutes of work: say what to install now instead.
-    let machine = prereqs::probe();
     let missing = prereqs::missing(&profile.faults, opts.net, &machine);
     if !missing.is_empty() {
         return harness_failure(&opts, prereqs::explain(&missing, opts.net));
@@ -362,6 +392,7 @@ async fn run_async(opts: TestOptions) -> Outcome {
             net: opts.net,
             extra_args,
             faketime_lib,
+            lazyfs_bin: caps.lazyfs.then(|| opts.lazyfs_bin.clone()),
         },
         3,
     ) {
@@ -815,7 +846,17 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         summary: format!("panics in node logs: {}", panics.len()),
         details: json!(checkers::first(&panics, 20)),
     });
-    checks.push(environment_check(&environment, &checks));
+    // Under the disk-full nemesis ENOSPC is the fault under test; the
+    // machine's own disk must then still have room.
+    let injected_full = caps.lazyfs && profile.faults.contains(&FaultKind::DiskFull);
+    let real_free = if injected_full {
+        free_bytes(&opts.out_dir)
+    } else {
+        None
+    };
+    let injected = injected_full.then_some(real_free);
+    let disk_unexplained = !environment.is_empty() && !injected_full_explains(injected);
+    checks.push(environment_check(&environment, injected, &checks));
     if !task_panics.is_empty() {
         checks.push(Check {
             name: "harness".into(),
@@ -829,8 +870,9 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         });
     }
     let nemesis_summary = summarize_nemesis(&history);
-    // A full disk can explain any anomaly: never a definite verdict then.
-    let valid = if environment.is_empty() {
+    // A full disk can explain any anomaly: never a definite verdict then
+    // (unless it is the injected fault under test).
+    let valid = if !disk_unexplained {
         checkers::combine(&checks)
     } else {
         None
@@ -856,17 +898,50 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     Outcome { valid, checks }
 }
 
+/// Below this much free space on the machine's disk, a run whose nodes
+/// hit ENOSPC cannot tell the injected fault from the real one.
+const MIN_REAL_FREE_BYTES: u64 = 256 << 20;
+
+/// Free bytes (for an unprivileged writer) of the file system holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct it is given; both pointers are valid
+    // for the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Whether ENOSPC in the node logs is the disk-full nemesis's doing:
+/// injected, and the machine's own disk has room.
+fn injected_full_explains(injected_full: Option<Option<u64>>) -> bool {
+    matches!(injected_full, Some(Some(free)) if free >= MIN_REAL_FREE_BYTES)
+}
+
 /// A run that hit a full disk, or where the workload hardly got anything
 /// acknowledged or read, exercised nothing: its verdict is unknown.
-fn environment_check(disk_full: &[Value], checks: &[Check]) -> Check {
+/// `injected_full` is `Some(free bytes of the machine's disk)` when the
+/// disk-full nemesis ran: its ENOSPC lines are then expected, unless the
+/// machine's disk itself is (nearly) full.
+fn environment_check(
+    disk_full: &[Value],
+    injected_full: Option<Option<u64>>,
+    checks: &[Check],
+) -> Check {
     let set = checks.iter().find(|c| c.name.starts_with("set("));
     let acked = set
         .and_then(|c| c.details["acknowledged"].as_u64())
         .unwrap_or(0);
     let reads = set.and_then(|c| c.details["reads"].as_u64()).unwrap_or(0);
     let mut problems = Vec::new();
-    if !disk_full.is_empty() {
-        problems.push("a node ran out of disk space".to_string());
+    match injected_full {
+        _ if disk_full.is_empty() || injected_full_explains(injected_full) => {}
+        None => problems.push("a node ran out of disk space".to_string()),
+        Some(free) => problems.push(format!(
+            "a node ran out of disk space and the machine's disk has {} bytes free: \
+             the injected full disk cannot be told from a real one",
+            free.map_or("unknown".to_string(), |f| f.to_string())
+        )),
     }
     if acked < MIN_ACKED_ADDS || reads < MIN_READS {
         problems.push(format!(
@@ -1192,9 +1267,25 @@ mod tests {
             summary: String::new(),
             details: json!({"acknowledged": acked, "reads": reads}),
         };
-        assert_eq!(environment_check(&[], &[set(500, 500)]).valid, Some(true));
-        assert_eq!(environment_check(&[], &[set(4, 500)]).valid, None);
+        assert_eq!(
+            environment_check(&[], None, &[set(500, 500)]).valid,
+            Some(true)
+        );
+        assert_eq!(environment_check(&[], None, &[set(4, 500)]).valid, None);
         let full = [json!({"node": 1, "line": "No space left on device"})];
-        assert_eq!(environment_check(&full, &[set(500, 500)]).valid, None);
+        assert_eq!(environment_check(&full, None, &[set(500, 500)]).valid, None);
+        // Injected by the disk-full nemesis: expected, while the machine's
+        // disk has room.
+        let room = Some(Some(10 << 30));
+        assert_eq!(
+            environment_check(&full, room, &[set(500, 500)]).valid,
+            Some(true)
+        );
+        for no_room in [Some(Some(1 << 20)), Some(None)] {
+            assert_eq!(
+                environment_check(&full, no_room, &[set(500, 500)]).valid,
+                None
+            );
+        }
     }
 }

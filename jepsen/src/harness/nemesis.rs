@@ -31,6 +31,12 @@ pub enum FaultKind {
     /// Like `Corrupt`, but any file of the data directory. Last, so that
     /// the other kinds keep their seeded schedules.
     CorruptAny,
+    /// The data directory's file system fails writes with ENOSPC for a
+    /// while (tael-lazyfs `full on`), on one node, the leader or all.
+    DiskFull,
+    /// Every fsync of one node (the leader or a follower) held 200..800 ms
+    /// for a while (tael-lazyfs `slow-fsync`).
+    SlowDisk,
 }
 
 impl FaultKind {
@@ -44,6 +50,8 @@ impl FaultKind {
             "corrupt-any" => FaultKind::CorruptAny,
             "power-loss" => FaultKind::PowerLoss,
             "membership" => FaultKind::Membership,
+            "disk-full" => FaultKind::DiskFull,
+            "slow-disk" => FaultKind::SlowDisk,
             _ => return None,
         })
     }
@@ -58,6 +66,8 @@ impl FaultKind {
             FaultKind::CorruptAny => "corrupt-any",
             FaultKind::PowerLoss => "power-loss",
             FaultKind::Membership => "membership",
+            FaultKind::DiskFull => "disk-full",
+            FaultKind::SlowDisk => "slow-disk",
         }
     }
 
@@ -72,6 +82,8 @@ impl FaultKind {
             FaultKind::Corrupt | FaultKind::CorruptAny => (8_000, 14_000, 1_000, 2_000),
             FaultKind::PowerLoss => (6_000, 12_000, 1_500, 4_000),
             FaultKind::Membership => (6_000, 12_000, 0, 0),
+            FaultKind::DiskFull => (4_000, 10_000, 2_000, 6_000),
+            FaultKind::SlowDisk => (3_000, 8_000, 3_000, 8_000),
         }
     }
 
@@ -86,6 +98,8 @@ impl FaultKind {
             FaultKind::Corrupt | FaultKind::CorruptAny => &["corrupt"],
             FaultKind::PowerLoss => &["power-loss"],
             FaultKind::Membership => &["membership"],
+            FaultKind::DiskFull => &["disk-full"],
+            FaultKind::SlowDisk => &["slow-disk"],
         }
     }
 
@@ -118,6 +132,8 @@ impl FaultKind {
             FaultKind::CorruptAny => &["bitflip-any", "truncate-any"],
             FaultKind::PowerLoss => &["leader", "majority", "all"],
             FaultKind::Membership => &["remove-add", "add-new"],
+            FaultKind::DiskFull => &["one", "leader", "all"],
+            FaultKind::SlowDisk => &["leader", "follower"],
         }
     }
 }
@@ -244,6 +260,12 @@ impl Nemesis {
                 Some(l) => vec![l],
                 None => pick_some(&ids, 1, pick),
             },
+            "follower" => {
+                let leader = current_leader(&self.cluster).await;
+                let followers: Vec<u64> =
+                    ids.iter().copied().filter(|i| Some(*i) != leader).collect();
+                pick_some(&followers, 1, pick)
+            }
             "majority" => pick_some(&ids, n / 2 + 1, pick),
             "minority" => pick_some(&ids, n.saturating_sub(1) / 2, pick),
             "all" => ids,
@@ -275,12 +297,31 @@ impl Nemesis {
                         killed.push(id);
                     }
                 }
-                let installed = !killed.is_empty() && (!power || self.caps.power_loss_sim);
+                // Whole-node power loss: the node is dead, now its file
+                // system drops everything it did not fsync.
+                let cuts = if power && self.caps.lazyfs {
+                    self.power_cut(&killed).await
+                } else {
+                    Vec::new()
+                };
+                let cut_all = !cuts.is_empty() && cuts.iter().all(|c| c["ok"] == true);
+                let installed = !killed.is_empty()
+                    && (!power
+                        || (self.caps.lazyfs && cut_all)
+                        || (!self.caps.lazyfs && self.caps.power_loss_sim));
+                let note = match (power, self.caps.lazyfs, self.caps.power_loss_sim) {
+                    (false, _, _) => "",
+                    (true, true, _) if !cut_all => "a power cut failed: see cuts",
+                    (true, true, _) => "every file of the node lost its unsynced data",
+                    (true, false, true) => {
+                        "only the Raft log loses unsynced data (--power-loss-sim)"
+                    }
+                    (true, false, false) => "server lacks --power-loss-sim: plain SIGKILL",
+                };
                 self.rec.nemesis(
                     p.kind.name(),
                     json!({"target": p.target, "nodes": targets, "killed": killed,
-                           "installed": installed,
-                           "note": if power && !self.caps.power_loss_sim { "server lacks --power-loss-sim: plain SIGKILL" } else { "" }}),
+                           "installed": installed, "cuts": cuts, "note": note}),
                 );
                 sleep_or_stop(hold, stop).await;
                 let mut restarted = Vec::new();
@@ -302,6 +343,8 @@ impl Nemesis {
                 self.rec
                     .nemesis("restart", json!({"nodes": restarted, "installed": true}));
             }
+            FaultKind::DiskFull => self.disk_full(p, hold, stop).await,
+            FaultKind::SlowDisk => self.slow_disk(p, hold, stop).await,
             FaultKind::Pause => {
                 let targets = self.targets(&p.target, p.pick).await;
                 let paused: Vec<u64> = targets
@@ -554,6 +597,86 @@ impl Nemesis {
         }
     }
 
+    /// Sends `command` to the file system of each node in `ids`, off the
+    /// async threads; per node `{"node", "ok", "reply" | "error"}`.
+    async fn lazyfs_all(&self, ids: &[u64], command: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for &id in ids {
+            let c = self.cluster.clone();
+            let cmd = command.to_string();
+            let result = tokio::task::spawn_blocking(move || c.lazyfs(id, &cmd))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+            out.push(match result {
+                Ok(reply) => json!({"node": id, "ok": true, "reply": reply}),
+                Err(e) => json!({"node": id, "ok": false, "error": e}),
+            });
+        }
+        out
+    }
+
+    async fn power_cut(&self, killed: &[u64]) -> Vec<Value> {
+        self.lazyfs_all(killed, "power-cut").await
+    }
+
+    /// Nodes of `ids` that are no longer running (exited by themselves
+    /// while their disk was faulty), with the end of their logs.
+    fn exited(&self, ids: &[u64]) -> Vec<Value> {
+        ids.iter()
+            .filter(|id| !self.cluster.is_running(**id) && !self.cluster.is_removed(**id))
+            .map(|&id| {
+                let tail = self
+                    .cluster
+                    .spec(id)
+                    .map(|s| read_tail(&s.log_path, 2_000))
+                    .unwrap_or_default();
+                json!({"node": id, "log_tail": tail})
+            })
+            .collect()
+    }
+
+    async fn disk_full(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let targets = self.targets(&p.target, p.pick).await;
+        let results = self.lazyfs_all(&targets, "full on").await;
+        let full: Vec<u64> = ok_nodes(&results);
+        self.rec.nemesis(
+            "disk-full",
+            json!({"target": p.target, "nodes": targets, "full": full,
+                   "installed": !full.is_empty(), "results": results}),
+        );
+        sleep_or_stop(hold, stop).await;
+        let results = self.lazyfs_all(&full, "full off").await;
+        // A node that stopped on ENOSPC stays down: the liveness check
+        // must see it.
+        self.rec.nemesis(
+            "disk-free",
+            json!({"nodes": ok_nodes(&results), "installed": true, "results": results,
+                   "exited": self.exited(&full)}),
+        );
+    }
+
+    async fn slow_disk(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let targets = self.targets(&p.target, p.pick).await;
+        let delay_ms = 200 + (p.amount as u64) % 601;
+        let results = self
+            .lazyfs_all(&targets, &format!("slow-fsync {delay_ms}"))
+            .await;
+        let slow = ok_nodes(&results);
+        self.rec.nemesis(
+            "slow-disk",
+            json!({"target": p.target, "nodes": targets, "slow": slow, "fsync_delay_ms": delay_ms,
+                   "installed": !slow.is_empty(), "results": results}),
+        );
+        sleep_or_stop(hold, stop).await;
+        let results = self.lazyfs_all(&slow, "slow-fsync 0").await;
+        self.rec.nemesis(
+            "fast-disk",
+            json!({"nodes": ok_nodes(&results), "installed": true, "results": results,
+                   "exited": self.exited(&slow)}),
+        );
+    }
+
     async fn corrupt(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
         let ids = self.members();
         // A minority: one node of three, and only while every other node is
@@ -626,6 +749,15 @@ impl Nemesis {
         event["installed"] = json!(true); // the node was restarted
         self.rec.nemesis("corrupt-restart", event);
     }
+}
+
+/// The nodes whose file system answered `ok` in `lazyfs_all` results.
+fn ok_nodes(results: &[Value]) -> Vec<u64> {
+    results
+        .iter()
+        .filter(|r| r["ok"] == true)
+        .filter_map(|r| r["node"].as_u64())
+        .collect()
 }
 
 /// Directed links to block for a partition target, and its description.

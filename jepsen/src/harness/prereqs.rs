@@ -28,6 +28,8 @@ pub struct Machine {
     pub nft: bool,
     /// `libfaketime.so.1` (faketime), when found.
     pub faketime_lib: Option<PathBuf>,
+    /// `fusermount3` (fuse3) and `/dev/fuse`: tael-lazyfs can mount.
+    pub fuse: bool,
 }
 
 /// Looks at this machine.
@@ -36,7 +38,33 @@ pub fn probe() -> Machine {
         ip: on_path("ip"),
         nft: on_path("nft"),
         faketime_lib: find_faketime_lib(),
+        fuse: on_path("fusermount3") && Path::new("/dev/fuse").exists(),
     }
+}
+
+/// What tael-lazyfs mounts need that `machine` (and `lazyfs_bin`, built
+/// with `cargo build -p tael-lazyfs`) lacks, as one explanation.
+pub fn lazyfs_missing(machine: &Machine, lazyfs_bin: &Path) -> Option<String> {
+    let mut why = Vec::new();
+    if !machine.fuse {
+        why.push(
+            "fusermount3 and /dev/fuse (install package fuse3: `apt-get install -y fuse3`, \
+             or scripts/install-test-deps; in a container, pass /dev/fuse through)"
+                .to_string(),
+        );
+    }
+    if !is_executable(lazyfs_bin) {
+        why.push(format!(
+            "{} (build it: `cargo build -p tael-lazyfs`)",
+            lazyfs_bin.display()
+        ));
+    }
+    (!why.is_empty()).then(|| {
+        format!(
+            "tael-lazyfs data directories (whole-node power loss, full and slow disks) need {}",
+            why.join(" and ")
+        )
+    })
 }
 
 /// The prerequisites of running `faults` in `net` mode that `machine`
@@ -133,6 +161,7 @@ mod tests {
             ip,
             nft,
             faketime_lib: faketime.then(|| PathBuf::from("/x/libfaketime.so.1")),
+            fuse: false,
         }
     }
 
@@ -176,6 +205,18 @@ mod tests {
             &machine(true, true, true)
         )
         .is_empty());
+    }
+
+    #[test]
+    fn says_what_lazyfs_mounts_lack() {
+        let sh = Path::new("/bin/sh");
+        let mut m = machine(true, true, true);
+        let why = lazyfs_missing(&m, sh).expect("no fuse");
+        assert!(why.contains("apt-get install -y fuse3"), "{why}");
+        m.fuse = true;
+        assert_eq!(lazyfs_missing(&m, sh), None);
+        let why = lazyfs_missing(&m, Path::new("/nonexistent/tael-lazyfs")).unwrap();
+        assert!(why.contains("cargo build -p tael-lazyfs"), "{why}");
     }
 
     fn all_but_clock() -> Vec<FaultKind> {

@@ -27,6 +27,10 @@ pub struct Profile {
     pub fault_timing: Option<(u64, u64, u64, u64)>,
     /// How often leader claims are polled.
     pub observe_interval_ms: u64,
+    /// Put each node's data directory on tael-lazyfs when the machine can
+    /// (power cuts then hit every file, not only the Raft log). Disk
+    /// faults always need it.
+    pub lazyfs: bool,
 }
 
 fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
@@ -45,6 +49,7 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         default_time_limit_s: 60,
         fault_timing: None,
         observe_interval_ms: 250,
+        lazyfs: false,
     }
 }
 
@@ -140,6 +145,28 @@ pub fn all() -> Vec<Profile> {
         .map(String::from)
         .to_vec();
     v.push(retention);
+    // Whole-node power loss: with the data directories on tael-lazyfs,
+    // every store of a node (log, state machine, index, metadata) loses
+    // what it did not fsync.
+    for name in ["power-loss", "power-loss-fast"] {
+        if let Some(x) = v.iter_mut().find(|x| x.name == name) {
+            x.lazyfs = true;
+        }
+    }
+    let mut full = p(
+        "disk-full",
+        "the data directory's file system fails writes with ENOSPC for seconds, on one node, the leader or all; then kills",
+        &[DiskFull, Kill],
+    );
+    full.lazyfs = true;
+    v.push(full);
+    let mut slow = p(
+        "slow-disk",
+        "every fsync of the leader or a follower held 200..800 ms for seconds, with partitions",
+        &[SlowDisk, Partition],
+    );
+    slow.lazyfs = true;
+    v.push(slow);
     let mut retry = p(
         "retry",
         "kills and partitions with unknown exports re-sent (deduplication)",
