@@ -373,6 +373,13 @@ impl Indexer {
         prepared
             .commit()
             .map_err(|e| format!("committing the full-text index: {e}"))?;
+        // tantivy fsyncs the directory before it renames the new
+        // `meta.json` into place, not after: without this the commit's
+        // rename could be lost in a power cut, after the queued documents
+        // it covers were dropped from `ft_pending` (tael-lazyfs's tests
+        // show the lost rename).
+        tael_consensus::log_store::sync_dir(&self.dir)
+            .map_err(|e| format!("syncing the full-text index directory: {e}"))?;
         self.ft
             .reader
             .reload()

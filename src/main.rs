@@ -249,10 +249,24 @@ fn main() -> ExitCode {
                 init_tracing();
                 runtime(config.runtime_threads).block_on(async move {
                     let running = tael_raft::serve::start(config).await?;
-                    wait_for_stop_signal().await;
+                    let outcome = tokio::select! {
+                        _ = wait_for_stop_signal() => Ok(()),
+                        why = running.consensus_stopped() => Err(why),
+                    };
                     tracing::info!("stopping");
-                    running.shutdown().await;
-                    Ok(())
+                    match &outcome {
+                        Ok(()) => running.shutdown().await,
+                        Err(why) => {
+                            tracing::error!(reason = %why, "the consensus core stopped; exiting so that a supervisor restarts this node");
+                            // Best effort: the core is already down.
+                            let _ = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                running.shutdown(),
+                            )
+                            .await;
+                        }
+                    }
+                    outcome.map_err(|why| format!("the consensus core stopped: {why}"))
                 })
             }
         },

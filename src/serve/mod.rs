@@ -365,6 +365,30 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
 }
 
 impl RunningNode {
+    /// Resolves when the consensus core stopped without being asked to
+    /// (a storage error it cannot go on from: a full disk, a failed fsync),
+    /// with the reason. The node must not stay up as a member that neither
+    /// votes nor replicates: it exits, and its supervisor restarts it once
+    /// the cause (e.g. the disk space) is back.
+    pub async fn consensus_stopped(&self) -> String {
+        use openraft::async_runtime::WatchReceiver;
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if let Err(fatal) = &m.running_state {
+                    return fatal.to_string();
+                }
+                if m.state == openraft::ServerState::Shutdown {
+                    return "the raft core shut down".to_string();
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return "the raft core is gone".to_string();
+            }
+        }
+    }
+
     /// Stops serving, then stops Raft (which flushes nothing more: every
     /// acknowledged write is already durable).
     pub async fn shutdown(self) {
