@@ -261,7 +261,7 @@ impl Nemesis {
                 None => pick_some(&ids, 1, pick),
             },
             "follower" => {
-                let leader = current_leader(&self.cluster).await;
+                let leader = self.cluster.current_leader().await;
                 let followers: Vec<u64> =
                     ids.iter().copied().filter(|i| Some(*i) != leader).collect();
                 pick_some(&followers, 1, pick)
