@@ -25,6 +25,7 @@ pub mod llm;
 pub mod model;
 pub mod otlp;
 pub mod payload;
+pub mod prom;
 pub mod query;
 pub mod rest;
 pub mod self_metrics;
