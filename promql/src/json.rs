@@ -1,0 +1,163 @@
+//! The `data` object of Prometheus's query API: `{"resultType": ..., "result": ...}`.
+//!
+//! Values are strings formatted as Prometheus 2.42 formats them (shortest round-trip digits;
+//! plain notation, except exponent notation below 1e-6 and from 1e21 on, the cut-offs its JSON
+//! writer takes from JavaScript). Times are seconds with a millisecond fraction.
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::{Labels, Sample, Series, Value};
+
+/// Prometheus's `data` object for a query result.
+pub fn result_json(value: &Value) -> Json {
+    let (result_type, result) = match value {
+        Value::Scalar { t_ms, v } => ("scalar", point_json(*t_ms, format_float(*v))),
+        Value::String { t_ms, v } => ("string", point_json(*t_ms, v.clone())),
+        Value::Vector(samples) => ("vector", vector_json(samples)),
+        Value::Matrix(series) => ("matrix", matrix_json(series)),
+    };
+    json!({ "resultType": result_type, "result": result })
+}
+
+/// A sample value as Prometheus writes it: `"+Inf"`, `"-Inf"`, `"NaN"`, `"0.1"`, `"1e-07"`,
+/// `"1.5e+21"`.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let abs = v.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        return go_exponent_notation(v);
+    }
+    // Rust's `Display` for floats is the shortest round-trip decimal without an exponent,
+    // as Go's `FormatFloat(v, 'f', -1, 64)`.
+    format!("{v}")
+}
+
+/// Go's `'e'` format with shortest digits: the exponent carries a sign and at least two digits.
+fn go_exponent_notation(v: f64) -> String {
+    let rust = format!("{v:e}");
+    let (mantissa, exponent) = rust.split_once('e').expect("`{:e}` always has an exponent");
+    let (sign, digits) = match exponent.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', exponent),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
+/// Milliseconds as JSON seconds: an integer when whole (as Prometheus writes it), else a
+/// float whose shortest form is the millisecond fraction.
+fn time_json(t_ms: i64) -> Json {
+    if t_ms % 1000 == 0 {
+        Json::from(t_ms / 1000)
+    } else {
+        Json::from(t_ms as f64 / 1000.0)
+    }
+}
+
+fn point_json(t_ms: i64, value: String) -> Json {
+    Json::Array(vec![time_json(t_ms), Json::String(value)])
+}
+
+fn labels_json(labels: &Labels) -> Json {
+    let map: Map<String, Json> = labels
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+        .collect();
+    Json::Object(map)
+}
+
+fn vector_json(samples: &[(Labels, Sample)]) -> Json {
+    let items = samples
+        .iter()
+        .map(|(labels, s)| {
+            json!({ "metric": labels_json(labels), "value": point_json(s.t_ms, format_float(s.v)) })
+        })
+        .collect();
+    Json::Array(items)
+}
+
+fn matrix_json(series: &[Series]) -> Json {
+    let items = series
+        .iter()
+        .map(|s| {
+            let values: Vec<Json> = s
+                .samples
+                .iter()
+                .map(|p| point_json(p.t_ms, format_float(p.v)))
+                .collect();
+            json!({ "metric": labels_json(&s.labels), "values": values })
+        })
+        .collect();
+    Json::Array(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_format_as_prometheus_does() {
+        let cases: [(f64, &str); 12] = [
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (1.5e300, "1.5e+300"),
+            (1e-6, "0.000001"),
+            (1e-7, "1e-07"),
+            (-3.25e-10, "-3.25e-10"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(format_float(v), want, "{v:?}");
+        }
+        assert_eq!(format_float(1.0 / 3.0), "0.3333333333333333");
+        assert_eq!(format_float(0.0), "0");
+    }
+
+    #[test]
+    fn times_are_seconds_with_millisecond_fraction() {
+        assert_eq!(time_json(1_700_000_000_000).to_string(), "1700000000");
+        assert_eq!(time_json(1_700_000_000_123).to_string(), "1700000000.123");
+        assert_eq!(time_json(1_700_000_000_100).to_string(), "1700000000.1");
+        assert_eq!(time_json(-1_500).to_string(), "-1.5");
+    }
+
+    #[test]
+    fn result_shapes_match_the_http_api() {
+        let labels = Labels(vec![("__name__".into(), "up".into())]);
+        let scalar = result_json(&Value::Scalar {
+            t_ms: 1_000,
+            v: 2.0,
+        });
+        assert_eq!(scalar, json!({"resultType": "scalar", "result": [1, "2"]}));
+        let vector = result_json(&Value::Vector(vec![(
+            labels.clone(),
+            Sample {
+                t_ms: 1_500,
+                v: 1.0,
+            },
+        )]));
+        let want = json!({"resultType": "vector",
+            "result": [{"metric": {"__name__": "up"}, "value": [1.5, "1"]}]});
+        assert_eq!(vector, want);
+        let matrix = result_json(&Value::Matrix(vec![Series {
+            labels,
+            samples: vec![Sample {
+                t_ms: 0,
+                v: f64::NAN,
+            }],
+        }]));
+        let want = json!({"resultType": "matrix",
+            "result": [{"metric": {"__name__": "up"}, "values": [[0, "NaN"]]}]});
+        assert_eq!(matrix, want);
+    }
+}

@@ -1,0 +1,196 @@
+//! PromQL evaluation with Prometheus 2.x semantics (the 2.42 release is the reference).
+//!
+//! The crate is pure: it parses a query, asks a [`Storage`] for the series each selector
+//! names, evaluates, and renders the result as the `data` object of Prometheus's HTTP API.
+//!
+//! Work in progress: the evaluator is filled in by later commits.
+
+use std::fmt;
+
+mod json;
+mod matcher;
+mod time;
+
+pub use json::{format_float, result_json};
+pub use time::{parse_duration_ms, parse_time_ms};
+
+/// Prometheus's staleness marker: a NaN with this exact bit pattern, written when a series
+/// disappears from a scrape. It ends the series at that instant (no lookback past it).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// True when `v` is the staleness marker (compared by bits: every NaN compares unequal).
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Label set, sorted by name, unique names, `__name__` included when present.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Labels(pub Vec<(String, String)>);
+
+/// One float sample: milliseconds since the Unix epoch and its value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub t_ms: i64,
+    pub v: f64,
+}
+
+/// A series and its samples, strictly ascending by `t_ms`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// How a [`Matcher`] compares a label's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchOp {
+    Equal,
+    NotEqual,
+    Regex,
+    NotRegex,
+}
+
+/// One label matcher of a selector, e.g. `job=~"api|web"`.
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    pub name: String,
+    pub op: MatchOp,
+    pub value: String,
+}
+
+/// Where the engine reads samples. `select` returns every series matching ALL matchers (a
+/// missing label matches as the empty string, as in Prometheus) with its samples in
+/// `[start_ms, end_ms]` (inclusive; stale markers included as samples).
+pub trait Storage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, StorageError>;
+}
+
+/// A failure of the [`Storage`]; the query fails with an `internal` error carrying it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageError(pub String);
+
+/// Bounds on one query's cost. Exceeding one fails the query with a clear error instead of
+/// exhausting memory.
+#[derive(Clone, Debug)]
+pub struct EngineLimits {
+    /// Samples the query may load from storage and hold in its results (Prometheus's
+    /// `--query.max-samples`, 50,000,000 by default).
+    pub max_samples: usize,
+    /// Series the selectors of one query may load.
+    pub max_series: usize,
+    /// How far back an instant selector looks for a sample (`--query.lookback-delta`).
+    pub lookback_ms: i64,
+    /// Steps a range query may have (Prometheus's API refuses more than 11,000).
+    pub max_points_per_series: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            max_samples: 50_000_000,
+            max_series: 500_000,
+            lookback_ms: 300_000,
+            max_points_per_series: 11_000,
+        }
+    }
+}
+
+/// A query's result, as Prometheus types it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Scalar { t_ms: i64, v: f64 },
+    String { t_ms: i64, v: String },
+    Vector(Vec<(Labels, Sample)>),
+    Matrix(Vec<Series>),
+}
+
+/// Errors carry Prometheus's errorType: `bad_data` (parse errors, bad params -> HTTP 400),
+/// `execution` (evaluation errors, 422), `timeout` (503), `internal` (500).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    BadData(String),
+    #[error("{0}")]
+    Execution(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The `errorType` field of Prometheus's error response.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            EngineError::BadData(_) => "bad_data",
+            EngineError::Execution(_) => "execution",
+            EngineError::Timeout(_) => "timeout",
+            EngineError::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status Prometheus answers with for this error type.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            EngineError::BadData(_) => 400,
+            EngineError::Execution(_) => 422,
+            EngineError::Timeout(_) => 503,
+            EngineError::Internal(_) => 500,
+        }
+    }
+}
+
+impl From<StorageError> for EngineError {
+    fn from(e: StorageError) -> Self {
+        EngineError::Internal(e.0)
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus's notation: `{__name__="up", job="api"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (name, value)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{name}={value:?}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Evaluates `query` at one instant.
+pub fn instant_query(
+    storage: &dyn Storage,
+    query: &str,
+    time_ms: i64,
+    limits: &EngineLimits,
+) -> Result<Value, EngineError> {
+    let _ = (storage, query, time_ms, limits);
+    Err(EngineError::Internal(
+        "PromQL evaluation is not implemented yet".into(),
+    ))
+}
+
+/// Evaluates `query` at `start_ms + k * step_ms` for every `k` with that time `<= end_ms`.
+/// The result is always a [`Value::Matrix`].
+pub fn range_query(
+    storage: &dyn Storage,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    limits: &EngineLimits,
+) -> Result<Value, EngineError> {
+    let _ = (storage, query, start_ms, end_ms, step_ms, limits);
+    Err(EngineError::Internal(
+        "PromQL evaluation is not implemented yet".into(),
+    ))
+}
