@@ -9,3 +9,4 @@ pub mod remote_write;
 pub mod select;
 pub mod selector;
 pub mod series;
+pub mod storage;

@@ -21,6 +21,8 @@ mod live;
 mod members;
 mod otlp_export;
 mod params;
+mod prometheus;
+mod prometheus_labels;
 mod signals;
 mod tempo;
 mod tempo_search;
@@ -59,6 +61,9 @@ pub struct RestState {
     /// cluster serves REST either all over TLS or all in the clear):
     /// membership changes are relayed to the leader with it.
     pub rest_scheme: RestScheme,
+    /// The OTLP edges' bounds on bodies and commits in progress, shared
+    /// with Prometheus remote write (one budget for all ingest).
+    pub ingest_limits: Arc<crate::otlp::limits::OtlpLimits>,
 }
 
 /// `http` or `https`.
@@ -153,6 +158,8 @@ pub fn router(state: RestState, guard: Guard) -> Router {
         .route("/api/v1/keys/{key_id}", axum::routing::delete(keys::revoke))
         .nest("/tempo", tempo::router())
         .nest("/jaeger", jaeger::router())
+        .nest("/prometheus", prometheus::router())
+        .route("/api/v1/write", post(prometheus::write))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))

@@ -214,6 +214,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             stores.spool.clone(),
         )),
         tail: sm_shared.tail.clone(),
+        ingest_limits: otlp_limits.clone(),
         rest_scheme: RestScheme(if config.tls.is_some() {
             "https"
         } else {
