@@ -37,6 +37,28 @@ pub fn format_float(v: f64) -> String {
     format!("{v}")
 }
 
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent (the
+/// value label of `count_values`).
+pub(crate) fn go_format_f(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    format!("{v}")
+}
+
+/// Roughly Go's `%v` for a float, for error messages: exponent form for very large or
+/// small magnitudes.
+pub(crate) fn go_format_g(v: f64) -> String {
+    let abs = v.abs();
+    if v.is_finite() && abs != 0.0 && !(1e-4..1e21).contains(&abs) {
+        return go_exponent_notation(v);
+    }
+    go_format_f(v)
+}
+
 /// Go's `'e'` format with shortest digits: the exponent carries a sign and at least two digits.
 fn go_exponent_notation(v: f64) -> String {
     let rust = format!("{v:e}");

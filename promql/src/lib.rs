@@ -7,8 +7,23 @@
 
 use std::fmt;
 
+use promql_parser::parser::value::ValueType;
+
+use eval::{Context, Evaluator, Steps, Val};
+use select::Budget;
+
+mod aggregate;
+mod binary;
+mod date;
+mod eval;
+mod functions;
 mod json;
+mod labels;
 mod matcher;
+mod parse;
+mod quantile;
+mod range_functions;
+mod select;
 mod time;
 
 pub use json::{format_float, result_json};
@@ -173,14 +188,42 @@ pub fn instant_query(
     time_ms: i64,
     limits: &EngineLimits,
 ) -> Result<Value, EngineError> {
-    let _ = (storage, query, time_ms, limits);
-    Err(EngineError::Internal(
-        "PromQL evaluation is not implemented yet".into(),
-    ))
+    let expr = parse::parse_query(query)?;
+    let ctx = context(storage, limits, time_ms, time_ms);
+    let steps = Steps {
+        start_ms: time_ms,
+        end_ms: time_ms,
+        interval_ms: 1,
+    };
+    let evaluator = Evaluator { ctx: &ctx, steps };
+    let matrix = match evaluator.eval(&expr)? {
+        Val::String(v) => return Ok(Value::String { t_ms: time_ms, v }),
+        Val::Matrix(m) => m,
+    };
+    Ok(match expr.value_type() {
+        ValueType::Scalar => {
+            let v = matrix
+                .first()
+                .and_then(|s| s.samples.first())
+                .map_or(f64::NAN, |p| p.v);
+            Value::Scalar { t_ms: time_ms, v }
+        }
+        ValueType::Matrix => Value::Matrix(matrix),
+        _ => Value::Vector(
+            matrix
+                .into_iter()
+                .filter_map(|s| {
+                    let v = s.samples.first()?.v;
+                    Some((s.labels, Sample { t_ms: time_ms, v }))
+                })
+                .collect(),
+        ),
+    })
 }
 
 /// Evaluates `query` at `start_ms + k * step_ms` for every `k` with that time `<= end_ms`.
-/// The result is always a [`Value::Matrix`].
+/// The result is always a [`Value::Matrix`], sorted by labels; series without points are
+/// left out.
 pub fn range_query(
     storage: &dyn Storage,
     query: &str,
@@ -189,8 +232,84 @@ pub fn range_query(
     step_ms: i64,
     limits: &EngineLimits,
 ) -> Result<Value, EngineError> {
-    let _ = (storage, query, start_ms, end_ms, step_ms, limits);
-    Err(EngineError::Internal(
-        "PromQL evaluation is not implemented yet".into(),
-    ))
+    check_range_params(start_ms, end_ms, step_ms, limits)?;
+    let expr = parse::parse_query(query)?;
+    let kind = match expr.value_type() {
+        ValueType::Scalar | ValueType::Vector => None,
+        ValueType::Matrix => Some("range vector"),
+        ValueType::String => Some("string"),
+    };
+    if let Some(kind) = kind {
+        return Err(EngineError::BadData(format!(
+            "invalid parameter \"query\": invalid expression type \"{kind}\" for range query, \
+             must be Scalar or instant Vector"
+        )));
+    }
+    let ctx = context(storage, limits, start_ms, end_ms);
+    let steps = Steps {
+        start_ms,
+        end_ms,
+        interval_ms: step_ms,
+    };
+    let evaluator = Evaluator { ctx: &ctx, steps };
+    let mut matrix = evaluator.eval_matrix(&expr)?;
+    matrix.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(Value::Matrix(matrix))
+}
+
+fn context<'a>(
+    storage: &'a dyn Storage,
+    limits: &EngineLimits,
+    start_ms: i64,
+    end_ms: i64,
+) -> Context<'a> {
+    Context {
+        storage,
+        budget: Budget::new(limits),
+        lookback_ms: limits.lookback_ms,
+        query_start_ms: start_ms,
+        query_end_ms: end_ms,
+    }
+}
+
+/// The checks Prometheus's API applies to a range query's parameters, with its messages.
+fn check_range_params(
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    limits: &EngineLimits,
+) -> Result<(), EngineError> {
+    if end_ms < start_ms {
+        return Err(EngineError::BadData(
+            "invalid parameter \"end\": end timestamp must not be before start time".into(),
+        ));
+    }
+    if step_ms <= 0 {
+        return Err(EngineError::BadData(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not \
+             accepted. Try a positive integer"
+                .into(),
+        ));
+    }
+    if (end_ms - start_ms) / step_ms > limits.max_points_per_series as i64 {
+        return Err(EngineError::BadData(format!(
+            "exceeded maximum resolution of {} points per timeseries. Try decreasing the query \
+             resolution (?step=XX)",
+            thousands(limits.max_points_per_series)
+        )));
+    }
+    Ok(())
+}
+
+/// `11000` as `11,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

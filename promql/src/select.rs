@@ -1,0 +1,156 @@
+//! Reading series for selectors, with the query's budget, and the two ways a selector looks
+//! at a series: the instant value at a time (lookback and staleness) and the window of a
+//! range selector.
+
+use std::cell::Cell;
+
+use promql_parser::label::MatchOp as ParsedOp;
+use promql_parser::parser::VectorSelector;
+
+use crate::labels::METRIC_NAME;
+use crate::{is_stale_nan, EngineError, EngineLimits, MatchOp, Matcher, Sample, Series, Storage};
+
+/// Prometheus's message when a query needs more samples than allowed.
+pub(crate) const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+/// What one query has used of its [`EngineLimits`]. Counts only grow: samples loaded from
+/// storage and points produced by each expression node are both charged, so the bound is a
+/// little stricter than Prometheus's (which frees as it goes) but holds for every query.
+pub(crate) struct Budget {
+    max_samples: usize,
+    max_series: usize,
+    samples: Cell<usize>,
+    series: Cell<usize>,
+}
+
+impl Budget {
+    pub(crate) fn new(limits: &EngineLimits) -> Budget {
+        Budget {
+            max_samples: limits.max_samples,
+            max_series: limits.max_series,
+            samples: Cell::new(0),
+            series: Cell::new(0),
+        }
+    }
+
+    /// Charges `n` samples; fails once the total passes the limit.
+    pub(crate) fn charge_samples(&self, n: usize) -> Result<(), EngineError> {
+        let total = self.samples.get().saturating_add(n);
+        self.samples.set(total);
+        if total > self.max_samples {
+            return Err(EngineError::Execution(TOO_MANY_SAMPLES.into()));
+        }
+        Ok(())
+    }
+
+    fn charge_series(&self, n: usize) -> Result<(), EngineError> {
+        let total = self.series.get().saturating_add(n);
+        self.series.set(total);
+        if total > self.max_series {
+            return Err(EngineError::Execution(format!(
+                "query would load more than {} series (the per-query limit)",
+                self.max_series
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The storage matchers of a selector: the metric name (when written before the braces)
+/// followed by the matchers in the braces.
+pub(crate) fn storage_matchers(vs: &VectorSelector) -> Vec<Matcher> {
+    let name = vs
+        .name
+        .iter()
+        .map(|n| Matcher::new(METRIC_NAME, MatchOp::Equal, n.as_str()));
+    let rest = vs.matchers.matchers.iter().map(|m| {
+        let op = match m.op {
+            ParsedOp::Equal => MatchOp::Equal,
+            ParsedOp::NotEqual => MatchOp::NotEqual,
+            ParsedOp::Re(_) => MatchOp::Regex,
+            ParsedOp::NotRe(_) => MatchOp::NotRegex,
+        };
+        Matcher::new(m.name.as_str(), op, m.value.as_str())
+    });
+    name.chain(rest).collect()
+}
+
+/// Loads the series of a selector with samples in `[start_ms, end_ms]`, sorted by labels as
+/// Prometheus's storage returns them (the order instant results keep).
+pub(crate) fn load(
+    storage: &dyn Storage,
+    budget: &Budget,
+    matchers: &[Matcher],
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<Series>, EngineError> {
+    let mut series = storage.select(matchers, start_ms, end_ms)?;
+    budget.charge_series(series.len())?;
+    budget.charge_samples(series.iter().map(|s| s.samples.len()).sum())?;
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(series)
+}
+
+/// The value an instant selector sees at `ref_ms`: the latest sample in
+/// `[ref_ms - lookback_ms, ref_ms]`, unless that sample is a staleness marker.
+pub(crate) fn instant_sample(samples: &[Sample], ref_ms: i64, lookback_ms: i64) -> Option<Sample> {
+    let after = samples.partition_point(|s| s.t_ms <= ref_ms);
+    let latest = samples[..after].last()?;
+    if latest.t_ms < ref_ms - lookback_ms || is_stale_nan(latest.v) {
+        return None;
+    }
+    Some(*latest)
+}
+
+/// The samples a range selector sees: those in `[min_ms, max_ms]` (closed at both ends in
+/// Prometheus 2.x), staleness markers left out.
+pub(crate) fn range_window(samples: &[Sample], min_ms: i64, max_ms: i64) -> Vec<Sample> {
+    let from = samples.partition_point(|s| s.t_ms < min_ms);
+    let to = samples.partition_point(|s| s.t_ms <= max_ms);
+    samples[from..to.max(from)]
+        .iter()
+        .filter(|s| !is_stale_nan(s.v))
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::STALE_NAN_BITS;
+
+    fn s(t_ms: i64, v: f64) -> Sample {
+        Sample { t_ms, v }
+    }
+
+    #[test]
+    fn lookback_includes_its_left_edge_and_stops_at_stale_markers() {
+        let samples = [
+            s(0, 1.0),
+            s(60_000, 2.0),
+            s(120_000, f64::from_bits(STALE_NAN_BITS)),
+        ];
+        assert_eq!(
+            instant_sample(&samples, 60_000, 300_000),
+            Some(s(60_000, 2.0))
+        );
+        assert_eq!(
+            instant_sample(&samples, 119_999, 300_000),
+            Some(s(60_000, 2.0))
+        );
+        assert_eq!(instant_sample(&samples, 120_000, 300_000), None);
+        assert_eq!(instant_sample(&samples, 59_999, 59_999), Some(s(0, 1.0)));
+        assert_eq!(instant_sample(&samples, 60_001, 1), Some(s(60_000, 2.0)));
+        assert_eq!(instant_sample(&samples, 60_002, 1), None);
+        assert_eq!(instant_sample(&samples, -1, 300_000), None);
+    }
+
+    #[test]
+    fn windows_are_closed_and_skip_stale_markers() {
+        let samples = [s(0, 1.0), s(10, f64::from_bits(STALE_NAN_BITS)), s(20, 3.0)];
+        assert_eq!(range_window(&samples, 0, 20), vec![s(0, 1.0), s(20, 3.0)]);
+        assert_eq!(range_window(&samples, 1, 19), vec![]);
+        assert_eq!(range_window(&samples, 30, 40), vec![]);
+    }
+}
