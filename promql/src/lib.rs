@@ -20,13 +20,17 @@ mod functions;
 mod json;
 mod labels;
 mod matcher;
+mod memory;
 mod parse;
 mod quantile;
 mod range_functions;
 mod select;
+#[cfg(test)]
+mod tests;
 mod time;
 
 pub use json::{format_float, result_json};
+pub use memory::MemoryStorage;
 pub use time::{parse_duration_ms, parse_time_ms};
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern, written when a series

@@ -1,0 +1,14 @@
+//! End-to-end tests of the engine: scripts of series and queries with the expected results.
+//! Unless a case says otherwise, the expected values were checked against Prometheus 2.42.
+
+mod script;
+
+#[test]
+fn selectors() {
+    script::run(include_str!("cases/selectors.test"));
+}
+
+#[test]
+fn rates() {
+    script::run(include_str!("cases/rates.test"));
+}
