@@ -12,3 +12,13 @@ fn selectors() {
 fn rates() {
     script::run(include_str!("cases/rates.test"));
 }
+
+#[test]
+fn over_time() {
+    script::run(include_str!("cases/over_time.test"));
+}
+
+#[test]
+fn aggregations() {
+    script::run(include_str!("cases/aggregations.test"));
+}
