@@ -22,3 +22,8 @@ fn over_time() {
 fn aggregations() {
     script::run(include_str!("cases/aggregations.test"));
 }
+
+#[test]
+fn binary_operators() {
+    script::run(include_str!("cases/binary.test"));
+}
