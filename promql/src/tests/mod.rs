@@ -27,3 +27,8 @@ fn aggregations() {
 fn binary_operators() {
     script::run(include_str!("cases/binary.test"));
 }
+
+#[test]
+fn functions() {
+    script::run(include_str!("cases/functions.test"));
+}
