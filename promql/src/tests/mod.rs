@@ -32,3 +32,8 @@ fn binary_operators() {
 fn functions() {
     script::run(include_str!("cases/functions.test"));
 }
+
+#[test]
+fn histograms() {
+    script::run(include_str!("cases/histograms.test"));
+}
