@@ -111,7 +111,9 @@ fn aggregate_step(
 
 /// topk's k: the float must fit an int64, as in Prometheus.
 fn top_k_param(f: f64) -> Result<i64, EngineError> {
-    if f.is_nan() || f >= 9.223_372_036_854_775_807e18 || f < -9.223_372_036_854_775_808e18 {
+    // i64::MAX rounds up to 2^63 as a float: the valid range is [-2^63, 2^63).
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    if !(-TWO_POW_63..TWO_POW_63).contains(&f) {
         return Err(EngineError::Execution(format!(
             "Scalar value {} overflows int64",
             crate::json::go_format_g(f)
@@ -146,16 +148,8 @@ fn accumulate(op: &str, g: &mut Group, labels: &Labels, v: f64, k: usize) {
             g.count += 1;
             g.mean = incremental_mean(g.mean, v, g.count);
         }
-        "max" => {
-            if g.value < v || g.value.is_nan() {
-                g.value = v;
-            }
-        }
-        "min" => {
-            if g.value > v || g.value.is_nan() {
-                g.value = v;
-            }
-        }
+        "max" if g.value < v || g.value.is_nan() => g.value = v,
+        "min" if g.value > v || g.value.is_nan() => g.value = v,
         "count" => g.count += 1,
         "stddev" | "stdvar" => {
             g.count += 1;

@@ -17,6 +17,9 @@ pub(crate) type Vector = Vec<(Labels, Sample)>;
 /// Series with points at step times (or raw sample times for range selectors).
 pub(crate) type Matrix = Vec<Series>;
 
+/// A series' labels and the sample its selector sees at each step, if any.
+pub(crate) type PerStepSamples = (Labels, Vec<Option<Sample>>);
+
 /// What a node evaluates to.
 pub(crate) enum Val {
     Matrix(Matrix),
@@ -238,7 +241,7 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn raw_instant_samples(
         &self,
         vs: &VectorSelector,
-    ) -> Result<Vec<(Labels, Vec<Option<Sample>>)>, EngineError> {
+    ) -> Result<Vec<PerStepSamples>, EngineError> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let lookback = self.ctx.lookback_ms;

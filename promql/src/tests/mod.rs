@@ -1,6 +1,7 @@
 //! End-to-end tests of the engine: scripts of series and queries with the expected results.
 //! Unless a case says otherwise, the expected values were checked against Prometheus 2.42.
 
+mod range;
 mod script;
 
 #[test]
@@ -36,4 +37,9 @@ fn functions() {
 #[test]
 fn histograms() {
     script::run(include_str!("cases/histograms.test"));
+}
+
+#[test]
+fn subqueries() {
+    script::run(include_str!("cases/subqueries.test"));
 }
