@@ -1,9 +1,83 @@
 //! PromQL evaluation with Prometheus 2.x semantics (the 2.42 release is the reference).
 //!
 //! The crate is pure: it parses a query, asks a [`Storage`] for the series each selector
-//! names, evaluates, and renders the result as the `data` object of Prometheus's HTTP API.
+//! names, evaluates, and renders the result as the `data` object of Prometheus's HTTP API
+//! ([`result_json`]). The server's HTTP layer parses parameters with [`parse_time_ms`] and
+//! [`parse_duration_ms`], calls [`instant_query`] or [`range_query`], and maps an
+//! [`EngineError`] to Prometheus's `errorType` and HTTP status.
 //!
-//! Work in progress: the evaluator is filled in by later commits.
+//! # The evaluation loop
+//!
+//! A query runs over *steps*: one (the instant query's time) or `start + k * step <= end`
+//! (a range query). As in Prometheus's engine, every node of the expression tree is
+//! evaluated **once for all steps** and yields a matrix whose points sit at step times; a
+//! scalar is a one-series matrix with a point at every step. Nodes combine their children
+//! in one shared loop (`Evaluator::range_eval` in `eval.rs`): for each step, take each
+//! child's samples at that step, apply the node's per-step function (an operator, an
+//! aggregation, a function), check that no two output elements have the same labels, and
+//! append the outputs to output series. A series with no point at any step is left out.
+//!
+//! Leaves read storage once each:
+//!
+//! - an instant selector loads `[first step - offset - lookback, last step - offset]` and,
+//!   per step, takes the latest sample at or before `step - offset` that is at most
+//!   `lookback_ms` (5 minutes) old. A staleness marker ([`STALE_NAN_BITS`]) as that latest
+//!   sample means "no value" (`select.rs`);
+//! - a range selector `x[r]` gives a function, per series and step, the samples in the
+//!   closed window `[step - offset - r, step - offset]` (Prometheus 2.x; 3.x made it
+//!   left-open), staleness markers left out. Range functions (`rate`, `*_over_time`, ...)
+//!   run on each window (`range_functions.rs`); a series whose windows are all empty, or
+//!   too short for the function, yields nothing;
+//! - a subquery `expr[r:s]` evaluates `expr` at the multiples of `s` in its range with an
+//!   evaluator of its own, then is windowed like a range selector;
+//! - `@ t` fixes the time a selector or subquery is evaluated at, for every step.
+//!
+//! Instant queries return their vector in evaluation order (series sorted by labels as
+//! Prometheus's storage returns them, then as operators and functions produce them); range
+//! query matrices are sorted by labels.
+//!
+//! # Limits
+//!
+//! [`EngineLimits`] bounds every query: `max_points_per_series` steps (Prometheus's API
+//! refuses more than 11,000 with a `bad_data` error), `max_series` series loaded from
+//! storage, and `max_samples` samples, counting the samples loaded from storage, the points
+//! every node produces, and the steps of subqueries (so a tiny subquery step over a long
+//! range is refused). Exceeding a sample or series limit is an `execution` error.
+//!
+//! # Supported
+//!
+//! - Selectors with `=`, `!=`, `=~`, `!~` (regexes fully anchored), `offset`, `@` (including
+//!   `start()`/`end()`), range selectors, subqueries (default step 1 minute).
+//! - Literals: numbers, strings; unary minus.
+//! - Binary operators `+ - * / % ^ atan2`, `== != > < >= <=` (filtering or `bool`),
+//!   `and or unless`, between scalars and vectors, with `on`/`ignoring` and
+//!   `group_left`/`group_right`, and Prometheus's matching errors.
+//! - Aggregations `sum avg min max count group stddev stdvar topk bottomk quantile
+//!   count_values` with `by`/`without`.
+//! - Functions: `abs absent absent_over_time acos acosh asin asinh atan atanh avg_over_time
+//!   ceil changes clamp clamp_max clamp_min cos cosh count_over_time day_of_month day_of_week
+//!   day_of_year days_in_month deg delta deriv exp floor histogram_quantile holt_winters
+//!   hour idelta increase irate label_join label_replace last_over_time ln log10 log2
+//!   max_over_time min_over_time minute month pi predict_linear present_over_time
+//!   quantile_over_time rad rate resets round scalar sgn sin sinh sort sort_desc sqrt
+//!   stddev_over_time stdvar_over_time sum_over_time tan tanh time timestamp vector year`.
+//!
+//! # Not supported
+//!
+//! Refused with a `bad_data` error naming the feature, never answered wrongly:
+//! native histograms and their functions (`histogram_count`, `histogram_sum`,
+//! `histogram_fraction`), and everything newer than Prometheus 2.42 that the parser knows
+//! (`limitk`, `limit_ratio`, `fill` modifiers, `or` inside braces, functions such as
+//! `sort_by_label` or `mad_over_time`). Query timeouts are left to the caller (the engine
+//! never blocks on I/O other than its [`Storage`]).
+//!
+//! # Known differences
+//!
+//! - Tied values in `topk`/`bottomk` (and ties in `sort` of more than 12 elements) may pick
+//!   or order elements differently: Prometheus's choice depends on its storage's series
+//!   order and its unstable sort.
+//! - The order of `histogram_quantile`'s output in an instant query (Prometheus's is
+//!   random) is the order of first appearance.
 
 use std::fmt;
 
