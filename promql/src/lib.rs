@@ -91,6 +91,7 @@ mod binary;
 mod date;
 mod eval;
 mod functions;
+mod gomath;
 mod json;
 mod labels;
 mod matcher;

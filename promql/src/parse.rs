@@ -2,6 +2,8 @@
 //! engine evaluates. Anything else is refused up front with a `bad_data` error naming the
 //! feature: a refused query is better than a silently wrong answer.
 
+use promql_parser::parser::function::{register_extra_functions, Function};
+use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr, VectorMatchCardinality};
 
 use crate::EngineError;
@@ -93,8 +95,26 @@ pub(crate) const SUPPORTED_AGGREGATIONS: &[&str] = &[
     "count_values",
 ];
 
+/// Functions of Prometheus 2.42 that the parser no longer knows (renamed later), registered
+/// with it once.
+fn register_legacy_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let holt_winters = Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        // Only fails if the parser gains a built-in of that name, which then parses it.
+        let _ = register_extra_functions(vec![holt_winters]);
+    });
+}
+
 /// Parses `query` and checks that every node is supported.
 pub(crate) fn parse_query(query: &str) -> Result<Expr, EngineError> {
+    register_legacy_functions();
     let expr = parser::parse(query)
         .map_err(|e| EngineError::BadData(format!("invalid parameter \"query\": {e}")))?;
     check_supported(&expr)?;
