@@ -193,7 +193,7 @@ fn prepare(name: &str, args: &[&Expr]) -> Result<Prepared, EngineError> {
         "label_replace" => {
             let dst = string_arg(args, 1)?;
             let pattern = string_arg(args, 4)?;
-            let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|_| {
+            let regex = crate::matcher::compile_anchored(&pattern).map_err(|_| {
                 execution(format!(
                     "invalid regular expression in label_replace(): {pattern}"
                 ))

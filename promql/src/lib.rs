@@ -78,6 +78,9 @@
 //!   order and its unstable sort.
 //! - The order of `histogram_quantile`'s output in an instant query (Prometheus's is
 //!   random) is the order of first appearance.
+//! - Trigonometric and hyperbolic functions, `exp`, and `^` with a non-integer exponent use
+//!   Rust's math library, which can differ from Go's in the last bit of the result
+//!   (`ln`, `log2`, `log10` are computed as Go computes them and match exactly).
 
 use std::fmt;
 
@@ -345,7 +348,12 @@ fn context<'a>(
     Context {
         storage,
         budget: Budget::new(limits),
-        lookback_ms: limits.lookback_ms,
+        // Prometheus takes a zero lookback delta as "the default".
+        lookback_ms: if limits.lookback_ms > 0 {
+            limits.lookback_ms
+        } else {
+            EngineLimits::default().lookback_ms
+        },
         query_start_ms: start_ms,
         query_end_ms: end_ms,
     }
