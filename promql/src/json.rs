@@ -49,11 +49,17 @@ pub(crate) fn go_format_f(v: f64) -> String {
     format!("{v}")
 }
 
-/// Roughly Go's `%v` for a float, for error messages: exponent form for very large or
-/// small magnitudes.
+/// Go's `%v` for a float (used in error messages Prometheus formats that way): shortest
+/// digits, exponent form when the decimal exponent is below -4 or at least 6.
 pub(crate) fn go_format_g(v: f64) -> String {
-    let abs = v.abs();
-    if v.is_finite() && abs != 0.0 && !(1e-4..1e21).contains(&abs) {
+    if !v.is_finite() || v == 0.0 {
+        return go_format_f(v);
+    }
+    let exponent: i32 = format!("{v:e}")
+        .split_once('e')
+        .and_then(|(_, e)| e.parse().ok())
+        .expect("`{:e}` always has an exponent");
+    if !(-4..6).contains(&exponent) {
         return go_exponent_notation(v);
     }
     go_format_f(v)
@@ -143,6 +149,19 @@ mod tests {
         }
         assert_eq!(format_float(1.0 / 3.0), "0.3333333333333333");
         assert_eq!(format_float(0.0), "0");
+    }
+
+    #[test]
+    fn go_percent_v_switches_to_exponents_early() {
+        assert_eq!(
+            go_format_g(9.223_372_036_854_775_808e18),
+            "9.223372036854776e+18"
+        );
+        assert_eq!(go_format_g(123_456.0), "123456");
+        assert_eq!(go_format_g(1e6), "1e+06");
+        assert_eq!(go_format_g(0.0001), "0.0001");
+        assert_eq!(go_format_g(0.00001), "1e-05");
+        assert_eq!(go_format_g(f64::NAN), "NaN");
     }
 
     #[test]

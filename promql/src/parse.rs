@@ -115,8 +115,9 @@ fn register_legacy_functions() {
 /// Parses `query` and checks that every node is supported.
 pub(crate) fn parse_query(query: &str) -> Result<Expr, EngineError> {
     register_legacy_functions();
-    let expr = parser::parse(query)
-        .map_err(|e| EngineError::BadData(format!("invalid parameter \"query\": {e}")))?;
+    let expr = parser::parse(query).map_err(|e| {
+        EngineError::BadData(format!("invalid parameter \"query\": parse error: {e}"))
+    })?;
     check_supported(&expr)?;
     Ok(expr)
 }
