@@ -157,7 +157,10 @@ pub struct Matcher {
 
 /// Where the engine reads samples. `select` returns every series matching ALL matchers (a
 /// missing label matches as the empty string, as in Prometheus) with its samples in
-/// `[start_ms, end_ms]` (inclusive; stale markers included as samples).
+/// `[start_ms, end_ms]` (inclusive; stale markers included as samples). The first matcher is
+/// the metric name's when the selector names one. The engine tolerates a storage that
+/// returns one label set in several series or samples out of order (it merges and sorts),
+/// but each costs a pass.
 pub trait Storage {
     fn select(
         &self,

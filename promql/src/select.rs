@@ -89,7 +89,30 @@ pub(crate) fn load(
     budget.charge_series(series.len())?;
     budget.charge_samples(series.iter().map(|s| s.samples.len()).sum())?;
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
-    Ok(series)
+    Ok(normalize(series))
+}
+
+/// Makes the engine's invariants hold whatever the storage returned: one series per label
+/// set (duplicates merged) and samples strictly ascending (on equal times, the last one
+/// returned wins). Input sorted by labels.
+fn normalize(series: Vec<Series>) -> Vec<Series> {
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    for s in series {
+        match out.last_mut() {
+            Some(last) if last.labels == s.labels => last.samples.extend(s.samples),
+            _ => out.push(s),
+        }
+    }
+    for s in &mut out {
+        if !s.samples.windows(2).all(|w| w[0].t_ms < w[1].t_ms) {
+            s.samples.sort_by_key(|p| p.t_ms);
+            // dedup keeps the first of equal elements: reverse to keep the last returned.
+            s.samples.reverse();
+            s.samples.dedup_by_key(|p| p.t_ms);
+            s.samples.reverse();
+        }
+    }
+    out
 }
 
 /// The value an instant selector sees at `ref_ms`: the latest sample in
@@ -144,6 +167,24 @@ mod tests {
         assert_eq!(instant_sample(&samples, 60_001, 1), Some(s(60_000, 2.0)));
         assert_eq!(instant_sample(&samples, 60_002, 1), None);
         assert_eq!(instant_sample(&samples, -1, 300_000), None);
+    }
+
+    #[test]
+    fn duplicate_series_are_merged_and_samples_ordered() {
+        let labels = crate::Labels::from_pairs([("a", "1")]);
+        let series = vec![
+            Series {
+                labels: labels.clone(),
+                samples: vec![s(20, 2.0), s(0, 0.0)],
+            },
+            Series {
+                labels: labels.clone(),
+                samples: vec![s(10, 1.0), s(20, 3.0)],
+            },
+        ];
+        let merged = normalize(series);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].samples, vec![s(0, 0.0), s(10, 1.0), s(20, 3.0)]);
     }
 
     #[test]
