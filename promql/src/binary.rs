@@ -102,7 +102,7 @@ fn arithmetic(op: &str, l: f64, r: f64) -> f64 {
         "/" => l / r,
         // Go's math.Mod: the sign of the dividend, like Rust's `%` on floats.
         "%" => l % r,
-        "^" => l.powf(r),
+        "^" => crate::gomath::pow(l, r),
         "atan2" => l.atan2(r),
         _ => unreachable!("operator {op} is not arithmetic"),
     }

@@ -80,6 +80,136 @@ pub(crate) fn log10(x: f64) -> f64 {
     ln(x) * LOG10_E
 }
 
+/// `x * 2^exp` with Go's rounding of subnormal results.
+pub(crate) fn ldexp(frac: f64, exp: i32) -> f64 {
+    if frac == 0.0 || !frac.is_finite() {
+        return frac;
+    }
+    let (frac, shift) = if frac.abs() < f64::MIN_POSITIVE {
+        (frac * (1u64 << 52) as f64, -52)
+    } else {
+        (frac, 0)
+    };
+    let bits = frac.to_bits();
+    let exp = exp + shift + ((bits >> 52) & 0x7ff) as i32 - 1023;
+    if exp < -1075 {
+        return 0.0_f64.copysign(frac);
+    }
+    if exp > 1023 {
+        return f64::INFINITY.copysign(frac);
+    }
+    let (exp, scale) = if exp < -1022 {
+        (exp + 53, 1.0 / (1u64 << 53) as f64)
+    } else {
+        (exp, 1.0)
+    };
+    let bits = (bits & !(0x7ff << 52)) | (((exp + 1023) as u64) << 52);
+    scale * f64::from_bits(bits)
+}
+
+fn is_odd_int(x: f64) -> bool {
+    if x.abs() >= (1u64 << 53) as f64 {
+        return false;
+    }
+    x.fract() == 0.0 && (x.trunc() as i64) & 1 == 1
+}
+
+/// `x ^ y` as Go's `math.Pow` computes it: special cases first, then `x^frac(y)` through
+/// exp and ln and `x^int(y)` by repeated squaring of the binary fraction of `x`. Integer
+/// exponents thereby round exactly as in Prometheus; the fractional part uses Rust's `exp`.
+pub(crate) fn pow(x: f64, y: f64) -> f64 {
+    if let Some(special) = pow_special_case(x, y) {
+        return special;
+    }
+    let (mut yi, mut yf) = (y.abs().trunc(), y.abs().fract());
+    if yf != 0.0 && x < 0.0 {
+        return f64::NAN;
+    }
+    if yi >= 9.223_372_036_854_775_808e18 {
+        return match x {
+            -1.0 => 1.0,
+            _ if (x.abs() < 1.0) == (y > 0.0) => 0.0,
+            _ => f64::INFINITY,
+        };
+    }
+    let mut a1 = 1.0;
+    let mut ae = 0;
+    if yf != 0.0 {
+        if yf > 0.5 {
+            yf -= 1.0;
+            yi += 1.0;
+        }
+        a1 = (yf * ln(x)).exp();
+    }
+    let (mut x1, mut xe) = frexp(x);
+    let mut i = yi as i64;
+    while i != 0 {
+        if !(-(1 << 12)..=(1 << 12)).contains(&xe) {
+            // Certain overflow or underflow: left to ldexp.
+            ae += xe;
+            break;
+        }
+        if i & 1 == 1 {
+            a1 *= x1;
+            ae += xe;
+        }
+        x1 *= x1;
+        xe <<= 1;
+        if x1 < 0.5 {
+            x1 += x1;
+            xe -= 1;
+        }
+        i >>= 1;
+    }
+    if y < 0.0 {
+        a1 = 1.0 / a1;
+        ae = -ae;
+    }
+    ldexp(a1, ae)
+}
+
+fn pow_special_case(x: f64, y: f64) -> Option<f64> {
+    let v = if y == 0.0 || x == 1.0 {
+        1.0
+    } else if y == 1.0 {
+        x
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 {
+        let odd_negative_zero = x.is_sign_negative() && is_odd_int(y);
+        match (y < 0.0, odd_negative_zero) {
+            (true, true) => f64::NEG_INFINITY,
+            (true, false) => f64::INFINITY,
+            (false, true) => x,
+            (false, false) => 0.0,
+        }
+    } else if y.is_infinite() {
+        if x == -1.0 {
+            1.0
+        } else if (x.abs() < 1.0) == (y > 0.0) {
+            0.0
+        } else {
+            f64::INFINITY
+        }
+    } else if x.is_infinite() {
+        if x < 0.0 {
+            return Some(pow(1.0 / x, -y));
+        }
+        if y < 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
+    } else if y == 0.5 {
+        x.sqrt()
+    } else if y == -0.5 {
+        1.0 / x.sqrt()
+    } else {
+        return None;
+    };
+    Some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +220,32 @@ mod tests {
         assert_eq!(frexp(-3.0), (-0.75, 2));
         assert_eq!(frexp(f64::MIN_POSITIVE / 4.0), (0.5, -1023));
         assert_eq!(frexp(0.0), (0.0, 0));
+    }
+
+    #[test]
+    fn pow_special_cases_and_integer_powers() {
+        assert_eq!(pow(2.0, 10.0), 1024.0);
+        assert_eq!(pow(2.0, -2.0), 0.25);
+        assert_eq!(pow(-2.0, 3.0), -8.0);
+        assert!(pow(-2.0, 0.5).is_nan());
+        assert_eq!(pow(0.0, -1.0), f64::INFINITY);
+        assert_eq!(pow(-0.0, -3.0), f64::NEG_INFINITY);
+        assert_eq!(pow(f64::NAN, 0.0), 1.0);
+        assert_eq!(pow(1.0, f64::NAN), 1.0);
+        assert_eq!(pow(0.5, f64::INFINITY), 0.0);
+        assert_eq!(pow(f64::NEG_INFINITY, 3.0), f64::NEG_INFINITY);
+        assert_eq!(pow(10.0, 400.0), f64::INFINITY);
+        assert_eq!(pow(10.0, -400.0), 0.0);
+        assert_eq!(pow(4.0, 0.5), 2.0);
+        assert!((pow(2.0, 0.3) - 2f64.powf(0.3)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn ldexp_scales_by_powers_of_two() {
+        assert_eq!(ldexp(0.5, 3), 4.0);
+        assert_eq!(ldexp(1.0, -1074), f64::from_bits(1));
+        assert_eq!(ldexp(1.0, -1076), 0.0);
+        assert_eq!(ldexp(1.0, 1024), f64::INFINITY);
     }
 
     #[test]

@@ -22,19 +22,11 @@ pub fn result_json(value: &Value) -> Json {
 /// A sample value as Prometheus writes it: `"+Inf"`, `"-Inf"`, `"NaN"`, `"0.1"`, `"1e-07"`,
 /// `"1.5e+21"`.
 pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
     let abs = v.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+    if v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         return go_exponent_notation(v);
     }
-    // Rust's `Display` for floats is the shortest round-trip decimal without an exponent,
-    // as Go's `FormatFloat(v, 'f', -1, 64)`.
-    format!("{v}")
+    go_format_f(v)
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent (the
@@ -46,7 +38,21 @@ pub(crate) fn go_format_f(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
     }
-    format!("{v}")
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    let (digits, exponent) = shortest_digits(v);
+    let sign = if v < 0.0 { "-" } else { "" };
+    let n = digits.len() as i32;
+    let body = if exponent >= n - 1 {
+        format!("{digits}{}", "0".repeat((exponent - (n - 1)) as usize))
+    } else if exponent >= 0 {
+        let (int, frac) = digits.split_at(exponent as usize + 1);
+        format!("{int}.{frac}")
+    } else {
+        format!("0.{}{digits}", "0".repeat((-exponent - 1) as usize))
+    };
+    format!("{sign}{body}")
 }
 
 /// Go's `%v` for a float (used in error messages Prometheus formats that way): shortest
@@ -55,25 +61,41 @@ pub(crate) fn go_format_g(v: f64) -> String {
     if !v.is_finite() || v == 0.0 {
         return go_format_f(v);
     }
-    let exponent: i32 = format!("{v:e}")
-        .split_once('e')
-        .and_then(|(_, e)| e.parse().ok())
-        .expect("`{:e}` always has an exponent");
-    if !(-4..6).contains(&exponent) {
+    if !(-4..6).contains(&shortest_digits(v).1) {
         return go_exponent_notation(v);
     }
     go_format_f(v)
 }
 
-/// Go's `'e'` format with shortest digits: the exponent carries a sign and at least two digits.
+/// Go's `'e'` format with shortest digits: the exponent carries a sign and at least two
+/// digits.
 fn go_exponent_notation(v: f64) -> String {
-    let rust = format!("{v:e}");
-    let (mantissa, exponent) = rust.split_once('e').expect("`{:e}` always has an exponent");
-    let (sign, digits) = match exponent.strip_prefix('-') {
-        Some(d) => ('-', d),
-        None => ('+', exponent),
+    let (digits, exponent) = shortest_digits(v);
+    let sign = if v < 0.0 { "-" } else { "" };
+    let (first, rest) = digits.split_at(1);
+    let point = if rest.is_empty() { "" } else { "." };
+    let exp_sign = if exponent < 0 { '-' } else { '+' };
+    format!("{sign}{first}{point}{rest}e{exp_sign}{:02}", exponent.abs())
+}
+
+/// The shortest decimal digits that read back as `|v|` (finite, non-zero) and the decimal
+/// exponent of the first digit. When two candidates of that length are equally near `v`,
+/// the even one is taken, as Go does (Rust's shortest formatting rounds such ties up).
+fn shortest_digits(v: f64) -> (String, i32) {
+    let shortest = format!("{:e}", v.abs());
+    let (mantissa, _) = shortest.split_once('e').expect("`{:e}` has an exponent");
+    let significant = mantissa.chars().filter(char::is_ascii_digit).count();
+    // Exact formatting to that many digits rounds half to even and yields the candidate
+    // nearest to `v`: it reads back as `v` whenever any candidate of that length does.
+    let nearest = format!("{:.*e}", significant - 1, v.abs());
+    let chosen = if nearest.parse::<f64>() == Ok(v.abs()) {
+        nearest
+    } else {
+        shortest
     };
-    format!("{mantissa}e{sign}{digits:0>2}")
+    let (mantissa, exponent) = chosen.split_once('e').expect("`{:e}` has an exponent");
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    (digits, exponent.parse().expect("exponent is an integer"))
 }
 
 /// Milliseconds as JSON seconds: an integer when whole (as Prometheus writes it), else a
@@ -148,6 +170,12 @@ mod tests {
             assert_eq!(format_float(v), want, "{v:?}");
         }
         assert_eq!(format_float(1.0 / 3.0), "0.3333333333333333");
+        // Exactly halfway between ...0.2 and ...0.3: the even digit, as Go writes it.
+        assert_eq!(format_float(1_953_125_000_000_000.25), "1953125000000000.2");
+        assert_eq!(format_float(-0.0), "-0");
+        assert_eq!(format_float(123.456), "123.456");
+        assert_eq!(format_float(-1e-5), "-0.00001");
+        assert_eq!(format_float(1.5e300), "1.5e+300");
         assert_eq!(format_float(0.0), "0");
     }
 

@@ -80,7 +80,8 @@
 //!   random) is the order of first appearance.
 //! - Trigonometric and hyperbolic functions, `exp`, and `^` with a non-integer exponent use
 //!   Rust's math library, which can differ from Go's in the last bit of the result
-//!   (`ln`, `log2`, `log10` are computed as Go computes them and match exactly).
+//!   (`ln`, `log2`, `log10` and `^` with an integer exponent are computed as Go computes
+//!   them and match exactly).
 
 use std::fmt;
 
