@@ -170,8 +170,12 @@ mod tests {
             assert_eq!(format_float(v), want, "{v:?}");
         }
         assert_eq!(format_float(1.0 / 3.0), "0.3333333333333333");
-        // Exactly halfway between ...0.2 and ...0.3: the even digit, as Go writes it.
-        assert_eq!(format_float(1_953_125_000_000_000.25), "1953125000000000.2");
+        // 1953125000000000.25, exactly halfway between ...0.2 and ...0.3: the even digit, as Go
+        // writes it.
+        assert_eq!(
+            format_float(f64::from_bits(0x431b_c16d_674e_c801)),
+            "1953125000000000.2"
+        );
         assert_eq!(format_float(-0.0), "-0");
         assert_eq!(format_float(123.456), "123.456");
         assert_eq!(format_float(-1e-5), "-0.00001");
