@@ -71,6 +71,13 @@
 //! `sort_by_label` or `mad_over_time`). Query timeouts are left to the caller (the engine
 //! never blocks on I/O other than its [`Storage`]).
 //!
+//! # Checking against Prometheus
+//!
+//! Unit tests under `src/tests/` run scripts of series and queries whose expected values were
+//! checked against Prometheus 2.42. `scripts/promql-compare` asks a real Prometheus (Debian
+//! package) and this engine a thousand instant and range queries over the same generated
+//! data and requires identical API responses.
+//!
 //! # Known differences
 //!
 //! - Tied values in `topk`/`bottomk` (and ties in `sort` of more than 12 elements) may pick
