@@ -201,34 +201,21 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// An instant selector: per series and step, the value of the sample the selector sees
+    /// (stamped with the step's time); series that see none at any step are left out.
     fn vector_selector(&self, vs: &VectorSelector) -> Result<Matrix, EngineError> {
-        let offset = offset_ms(&vs.offset);
-        let at = self.at_ms(&vs.at);
-        let first_ref = at.unwrap_or(self.steps.start_ms) - offset;
-        let last_ref = at.unwrap_or(self.steps.end_ms) - offset;
-        let lookback = self.ctx.lookback_ms;
-        let matchers = storage_matchers(vs);
-        let loaded = load(
-            self.ctx.storage,
-            &self.ctx.budget,
-            &matchers,
-            first_ref - lookback,
-            last_ref,
-        )?;
+        let times: Vec<i64> = self.steps.times().collect();
         let mut out = Vec::new();
-        for s in loaded {
-            let points: Vec<Sample> = self
-                .steps
-                .times()
-                .filter_map(|ts| {
-                    let found = instant_sample(&s.samples, at.unwrap_or(ts) - offset, lookback);
-                    found.map(|f| Sample { t_ms: ts, v: f.v })
-                })
+        for (labels, per_step) in self.raw_instant_samples(vs)? {
+            let points: Vec<Sample> = per_step
+                .iter()
+                .zip(&times)
+                .filter_map(|(s, &t_ms)| s.map(|s| Sample { t_ms, v: s.v }))
                 .collect();
             if !points.is_empty() {
                 self.ctx.budget.charge_samples(points.len())?;
                 out.push(Series {
-                    labels: s.labels,
+                    labels,
                     samples: points,
                 });
             }
