@@ -42,7 +42,10 @@
 //! refuses more than 11,000 with a `bad_data` error), `max_series` series loaded from
 //! storage, and `max_samples` samples, counting the samples loaded from storage, the points
 //! every node produces, and the steps of subqueries (so a tiny subquery step over a long
-//! range is refused). Exceeding a sample or series limit is an `execution` error.
+//! range is refused). Exceeding a sample or series limit is an `execution` error. A query
+//! whose expression tree could nest more than 256 levels (brackets plus operators, counted
+//! from its text) is refused as `bad_data` before parsing: parsing and evaluation recurse
+//! per level, and a short query must not be able to overflow a thread's stack.
 //!
 //! # Supported
 //!

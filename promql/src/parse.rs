@@ -112,9 +112,70 @@ fn register_legacy_functions() {
     });
 }
 
+/// The deepest expression tree accepted, estimated by [`depth_estimate`]. Parsing,
+/// evaluating and dropping a tree all recurse once per level: a few thousand levels overflow
+/// a 2 MiB thread stack and abort the process, so a small query must not be able to ask for
+/// that. Real queries stay far below (Grafana's rarely pass 20).
+pub(crate) const MAX_QUERY_DEPTH: usize = 256;
+
+/// An upper bound of the tree depth of `query`, from its text alone (it must be known before
+/// parsing, which recurses too): the deepest bracket nesting plus the number of operators
+/// (a chain `a + b + c` nests one level per operator). Strings and comments are skipped.
+pub(crate) fn depth_estimate(query: &str) -> usize {
+    let (mut depth, mut deepest, mut operators) = (0usize, 0usize, 0usize);
+    let mut chars = query.chars().peekable();
+    let mut word = String::new();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if matches!(word.as_str(), "and" | "or" | "unless" | "atan2") {
+            operators += 1;
+        }
+        word.clear();
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '^' | '<' | '>' | '!' | '=' => operators += 1,
+            '"' | '\'' | '`' => skip_string(&mut chars, c),
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    deepest + operators
+}
+
+/// Consumes a string literal up to its closing `quote` (backslash escapes honoured except
+/// in raw backtick strings).
+fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars>, quote: char) {
+    while let Some(c) = chars.next() {
+        if c == '\\' && quote != '`' {
+            chars.next();
+        } else if c == quote {
+            return;
+        }
+    }
+}
+
 /// Parses `query` and checks that every node is supported.
 pub(crate) fn parse_query(query: &str) -> Result<Expr, EngineError> {
     register_legacy_functions();
+    if depth_estimate(query) > MAX_QUERY_DEPTH {
+        return Err(EngineError::BadData(format!(
+            "invalid parameter \"query\": the query nests more than {MAX_QUERY_DEPTH} levels \
+             of operators and brackets"
+        )));
+    }
     let expr = parser::parse(query).map_err(|e| {
         EngineError::BadData(format!("invalid parameter \"query\": parse error: {e}"))
     })?;
@@ -198,6 +259,24 @@ mod tests {
         assert!(err.to_string().contains("histogram_count"), "{err}");
         let err = parse_query("limitk(2, x)").unwrap_err();
         assert!(err.to_string().contains("limitk"), "{err}");
+    }
+
+    #[test]
+    fn deeply_nested_queries_are_refused_before_parsing() {
+        let deep = format!("{}1{}", "(".repeat(5_000), ")".repeat(5_000));
+        let err = parse_query(&deep).unwrap_err();
+        assert_eq!(err.error_type(), "bad_data");
+        let chain = vec!["x"; 5_000].join(" + ");
+        assert!(parse_query(&chain)
+            .unwrap_err()
+            .to_string()
+            .contains("nests"));
+        let long_chain = vec!["x"; 200].join(" or ");
+        parse_query(&long_chain).unwrap();
+        // Operators inside strings and comments do not count (the braces and the matcher's
+        // `=` do: the estimate is an upper bound).
+        let quoted = format!("x{{a=\"{}\"}} # {}", "+".repeat(1_000), "(".repeat(1_000));
+        assert_eq!(depth_estimate(&quoted), 2);
     }
 
     #[test]

@@ -272,3 +272,21 @@ fn storage_errors_are_internal() {
     assert_eq!(err.http_status(), 500);
     assert!(err.to_string().contains("disk on fire"));
 }
+
+/// The deepest queries the depth limit lets through evaluate on a test thread's 2 MiB stack
+/// (in an unoptimized build, the worst case for stack use).
+#[test]
+fn deepest_accepted_queries_evaluate() {
+    let st = storage();
+    let chain = vec!["g"; 130].join(" + ");
+    let query = format!("{}{chain}{}", "abs(".repeat(120), ")".repeat(120));
+    assert!(crate::parse::depth_estimate(&query) <= crate::parse::MAX_QUERY_DEPTH);
+    let v = instant_query(&st, &query, 0, &Default::default()).unwrap();
+    assert_eq!(
+        v,
+        Value::Vector(vec![(
+            Labels::from_pairs([("job", "a")]),
+            Sample { t_ms: 0, v: 130.0 }
+        )])
+    );
+}
