@@ -290,3 +290,36 @@ fn deepest_accepted_queries_evaluate() {
         )])
     );
 }
+
+/// Pathological inputs fail cleanly or evaluate; none may panic.
+#[test]
+fn pathological_queries_do_not_panic() {
+    let st = storage();
+    let limits = EngineLimits {
+        max_samples: 1_000_000,
+        ..Default::default()
+    };
+    for q in [
+        "g[99999999999y]",
+        "g offset 9999999999y",
+        "g offset -9999999999y",
+        "g @ 1e300",
+        "g @ -1e300",
+        "g @ NaN",
+        "topk(1e300, g)",
+        "max_over_time(g[1m:0s])",
+        "max_over_time(g[5m:1ms])",
+        "quantile(NaN, g)",
+        "histogram_quantile(NaN, g)",
+        "round(g, 0)",
+        "label_replace(g, \"a\", \"$99\", \"job\", \"(.*)\")",
+        "count_values(\"\", g)",
+        "rate(g[0s])",
+        "g[1ms]",
+        "time() + 1e308 * 10",
+        "vector(1) % 0",
+    ] {
+        let _ = instant_query(&st, q, 600_000, &limits);
+        let _ = range_query(&st, q, 0, 1_200_000, 60_000, &limits);
+    }
+}
