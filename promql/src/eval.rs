@@ -272,7 +272,7 @@ impl<'a> Evaluator<'a> {
             .series
             .into_iter()
             .filter_map(|s| {
-                let samples = range_window(&s.samples, min, max);
+                let samples = range_window(&s.samples, min, max).into_owned();
                 (!samples.is_empty()).then_some(Series {
                     labels: s.labels,
                     samples,

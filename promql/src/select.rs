@@ -2,6 +2,7 @@
 //! at a series: the instant value at a time (lookback and staleness) and the window of a
 //! range selector.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 
 use promql_parser::label::MatchOp as ParsedOp;
@@ -127,15 +128,23 @@ pub(crate) fn instant_sample(samples: &[Sample], ref_ms: i64, lookback_ms: i64) 
 }
 
 /// The samples a range selector sees: those in `[min_ms, max_ms]` (closed at both ends in
-/// Prometheus 2.x), staleness markers left out.
-pub(crate) fn range_window(samples: &[Sample], min_ms: i64, max_ms: i64) -> Vec<Sample> {
+/// Prometheus 2.x), staleness markers left out. Borrowed unless a marker must be removed
+/// (this runs once per series and step).
+pub(crate) fn range_window(samples: &[Sample], min_ms: i64, max_ms: i64) -> Cow<'_, [Sample]> {
     let from = samples.partition_point(|s| s.t_ms < min_ms);
     let to = samples.partition_point(|s| s.t_ms <= max_ms);
-    samples[from..to.max(from)]
-        .iter()
-        .filter(|s| !is_stale_nan(s.v))
-        .copied()
-        .collect()
+    let window = &samples[from..to.max(from)];
+    if window.iter().any(|s| is_stale_nan(s.v)) {
+        Cow::Owned(
+            window
+                .iter()
+                .filter(|s| !is_stale_nan(s.v))
+                .copied()
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(window)
+    }
 }
 
 #[cfg(test)]
@@ -190,8 +199,9 @@ mod tests {
     #[test]
     fn windows_are_closed_and_skip_stale_markers() {
         let samples = [s(0, 1.0), s(10, f64::from_bits(STALE_NAN_BITS)), s(20, 3.0)];
-        assert_eq!(range_window(&samples, 0, 20), vec![s(0, 1.0), s(20, 3.0)]);
-        assert_eq!(range_window(&samples, 1, 19), vec![]);
-        assert_eq!(range_window(&samples, 30, 40), vec![]);
+        assert_eq!(*range_window(&samples, 0, 20), [s(0, 1.0), s(20, 3.0)]);
+        assert!(range_window(&samples, 1, 19).is_empty());
+        assert!(range_window(&samples, 30, 40).is_empty());
+        assert_eq!(*range_window(&samples, 15, 20), [s(20, 3.0)]);
     }
 }
