@@ -22,30 +22,80 @@ pub fn result_json(value: &Value) -> Json {
 /// A sample value as Prometheus writes it: `"+Inf"`, `"-Inf"`, `"NaN"`, `"0.1"`, `"1e-07"`,
 /// `"1.5e+21"`.
 pub fn format_float(v: f64) -> String {
+    let abs = v.abs();
+    if v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        return go_exponent_notation(v);
+    }
+    go_format_f(v)
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest digits, never an exponent (the
+/// value label of `count_values`).
+pub(crate) fn go_format_f(v: f64) -> String {
     if v.is_nan() {
         return "NaN".into();
     }
     if v.is_infinite() {
         return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
     }
-    let abs = v.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        return go_exponent_notation(v);
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
     }
-    // Rust's `Display` for floats is the shortest round-trip decimal without an exponent,
-    // as Go's `FormatFloat(v, 'f', -1, 64)`.
-    format!("{v}")
+    let (digits, exponent) = shortest_digits(v);
+    let sign = if v < 0.0 { "-" } else { "" };
+    let n = digits.len() as i32;
+    let body = if exponent >= n - 1 {
+        format!("{digits}{}", "0".repeat((exponent - (n - 1)) as usize))
+    } else if exponent >= 0 {
+        let (int, frac) = digits.split_at(exponent as usize + 1);
+        format!("{int}.{frac}")
+    } else {
+        format!("0.{}{digits}", "0".repeat((-exponent - 1) as usize))
+    };
+    format!("{sign}{body}")
 }
 
-/// Go's `'e'` format with shortest digits: the exponent carries a sign and at least two digits.
+/// Go's `%v` for a float (used in error messages Prometheus formats that way): shortest
+/// digits, exponent form when the decimal exponent is below -4 or at least 6.
+pub(crate) fn go_format_g(v: f64) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return go_format_f(v);
+    }
+    if !(-4..6).contains(&shortest_digits(v).1) {
+        return go_exponent_notation(v);
+    }
+    go_format_f(v)
+}
+
+/// Go's `'e'` format with shortest digits: the exponent carries a sign and at least two
+/// digits.
 fn go_exponent_notation(v: f64) -> String {
-    let rust = format!("{v:e}");
-    let (mantissa, exponent) = rust.split_once('e').expect("`{:e}` always has an exponent");
-    let (sign, digits) = match exponent.strip_prefix('-') {
-        Some(d) => ('-', d),
-        None => ('+', exponent),
+    let (digits, exponent) = shortest_digits(v);
+    let sign = if v < 0.0 { "-" } else { "" };
+    let (first, rest) = digits.split_at(1);
+    let point = if rest.is_empty() { "" } else { "." };
+    let exp_sign = if exponent < 0 { '-' } else { '+' };
+    format!("{sign}{first}{point}{rest}e{exp_sign}{:02}", exponent.abs())
+}
+
+/// The shortest decimal digits that read back as `|v|` (finite, non-zero) and the decimal
+/// exponent of the first digit. When two candidates of that length are equally near `v`,
+/// the even one is taken, as Go does (Rust's shortest formatting rounds such ties up).
+fn shortest_digits(v: f64) -> (String, i32) {
+    let shortest = format!("{:e}", v.abs());
+    let (mantissa, _) = shortest.split_once('e').expect("`{:e}` has an exponent");
+    let significant = mantissa.chars().filter(char::is_ascii_digit).count();
+    // Exact formatting to that many digits rounds half to even and yields the candidate
+    // nearest to `v`: it reads back as `v` whenever any candidate of that length does.
+    let nearest = format!("{:.*e}", significant - 1, v.abs());
+    let chosen = if nearest.parse::<f64>() == Ok(v.abs()) {
+        nearest
+    } else {
+        shortest
     };
-    format!("{mantissa}e{sign}{digits:0>2}")
+    let (mantissa, exponent) = chosen.split_once('e').expect("`{:e}` has an exponent");
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    (digits, exponent.parse().expect("exponent is an integer"))
 }
 
 /// Milliseconds as JSON seconds: an integer when whole (as Prometheus writes it), else a
@@ -120,7 +170,27 @@ mod tests {
             assert_eq!(format_float(v), want, "{v:?}");
         }
         assert_eq!(format_float(1.0 / 3.0), "0.3333333333333333");
+        // 1953125000000000.25, exactly halfway between ...0.2 and ...0.3: the even digit, as Go
+        // writes it.
+        assert_eq!(
+            format_float(f64::from_bits(0x431b_c16d_674e_c801)),
+            "1953125000000000.2"
+        );
+        assert_eq!(format_float(-0.0), "-0");
+        assert_eq!(format_float(123.456), "123.456");
+        assert_eq!(format_float(-1e-5), "-0.00001");
+        assert_eq!(format_float(1.5e300), "1.5e+300");
         assert_eq!(format_float(0.0), "0");
+    }
+
+    #[test]
+    fn go_percent_v_switches_to_exponents_early() {
+        assert_eq!(go_format_g(2f64.powi(63)), "9.223372036854776e+18");
+        assert_eq!(go_format_g(123_456.0), "123456");
+        assert_eq!(go_format_g(1e6), "1e+06");
+        assert_eq!(go_format_g(0.0001), "0.0001");
+        assert_eq!(go_format_g(0.00001), "1e-05");
+        assert_eq!(go_format_g(f64::NAN), "NaN");
     }
 
     #[test]

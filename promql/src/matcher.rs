@@ -26,10 +26,33 @@ pub(crate) fn anchored_regex(pattern: &str) -> Option<Regex> {
         if cache.len() >= MAX_CACHED_REGEXES {
             cache.clear();
         }
-        let re = Regex::new(&format!("^(?:{pattern})$")).ok();
+        let re = compile_anchored(pattern).ok();
         cache.insert(pattern.to_string(), re.clone());
         re
     })
+}
+
+/// Compiles `^(?:pattern)$`. Go's regex syntax takes a `{` that starts no valid repetition
+/// (`a{b}`) as a literal, where Rust's refuses it: such braces are escaped and the pattern
+/// tried again, as the query parser does.
+pub(crate) fn compile_anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    let anchored = format!("^(?:{pattern})$");
+    Regex::new(&anchored).or_else(|e| Regex::new(&escape_literal_braces(&anchored)).map_err(|_| e))
+}
+
+/// Escapes each `{` not followed by `n}`, `n,}` or `n,m}`.
+fn escape_literal_braces(pattern: &str) -> String {
+    let repetition = Regex::new(r"^\{[0-9]+(,[0-9]*)?\}").expect("valid regex");
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut escaped = false;
+    for (i, c) in pattern.char_indices() {
+        if c == '{' && !escaped && !repetition.is_match(&pattern[i..]) {
+            out.push('\\');
+        }
+        escaped = c == '\\' && !escaped;
+        out.push(c);
+    }
+    out
 }
 
 impl Matcher {
@@ -75,6 +98,15 @@ mod tests {
         assert!(!n.matches("abc"));
         assert!(n.matches("ba"));
         assert!(n.matches(""));
+    }
+
+    #[test]
+    fn braces_that_are_not_repetitions_are_literals() {
+        let m = Matcher::new("path", MatchOp::Regex, "/a{id}/b{2}");
+        assert!(m.matches("/a{id}/bb"));
+        assert!(!m.matches("/a{id}/b{2}"));
+        let n = Matcher::new("path", MatchOp::Regex, "x{1,}");
+        assert!(n.matches("xxx"));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, EngineError> {
 
 /// Floats as Go's `strconv.ParseFloat` reads them; Rust's parser agrees on every form the
 /// API sees except that it also accepts a leading `+` on `inf`/`nan` (so does Go).
-fn parse_go_float(s: &str) -> Option<f64> {
+pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
     if s.is_empty() || s.contains('_') {
         return None;
     }
