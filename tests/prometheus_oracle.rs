@@ -262,6 +262,12 @@ fn by_series<'a>(result: &'a Value, field: &str) -> BTreeMap<String, &'a Value> 
         .unwrap_or_default()
 }
 
+/// Whether Prometheus's answer has data: a scalar, or a non-empty result.
+fn has_data(answer: &(u16, Value)) -> bool {
+    let result = &answer.1["data"]["result"];
+    answer.0 == 200 && result.as_array().is_none_or(|a| !a.is_empty())
+}
+
 /// Whether two answers agree; Prometheus's (`want`) first.
 fn compare(want: &(u16, Value), got: &(u16, Value)) -> Result<(), String> {
     let ((ws, w), (gs, g)) = (want, got);
@@ -563,7 +569,7 @@ async fn promql_answers_match_a_real_prometheus() {
         cut_ms - 25_000,
     ];
     let mut failures = Vec::new();
-    let mut asked = 0;
+    let (mut asked, mut with_data, mut errors) = (0, 0, 0);
     for (i, q) in QUERIES.iter().chain(INSTANT_ONLY).enumerate() {
         for (j, t) in instants.iter().enumerate() {
             let pairs = [("query", *q), ("time", &*secs(*t))];
@@ -571,6 +577,8 @@ async fn promql_answers_match_a_real_prometheus() {
             let node = 1 + ((i + j) % 3) as u64;
             let got = ask(&node_api(node), "/query", &pairs, (i + j) % 2 == 0).await;
             asked += 1;
+            with_data += usize::from(has_data(&want));
+            errors += usize::from(want.0 != 200);
             if let Err(e) = compare(&want, &got) {
                 failures.push(format!("instant {q} at {}: {e}", secs(*t)));
             }
@@ -597,6 +605,8 @@ async fn promql_answers_match_a_real_prometheus() {
             )
             .await;
             asked += 1;
+            with_data += usize::from(has_data(&want));
+            errors += usize::from(want.0 != 200);
             if let Err(e) = compare(&want, &got) {
                 failures.push(format!("range {q} [{start}..{end} step {step}]: {e}"));
             }
@@ -649,11 +659,173 @@ async fn promql_answers_match_a_real_prometheus() {
     assert_eq!(bad.1["errorType"], "bad_data", "{}", bad.1);
 
     server.abort();
+    eprintln!("{asked} answers compared: {with_data} with data, {errors} errors");
+    // The comparison means something only if Prometheus mostly answered
+    // with data (a few queries are about missing series and errors).
     assert!(asked >= 30);
+    assert!(
+        with_data * 10 >= asked * 8,
+        "{with_data} of {asked} answers have data"
+    );
+    assert!(
+        errors * 10 <= asked,
+        "{errors} of {asked} answers are errors"
+    );
     assert!(
         failures.is_empty(),
         "{} of {asked} answers differ from Prometheus's:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// OTLP metrics read as Prometheus series under the OpenTelemetry naming
+/// rules: `job` and `instance` from the resource, unit suffixes, `_total`,
+/// histogram buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_metrics_are_queried_under_prometheus_names() {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, number_data_point, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+        Sum,
+    };
+    let c = TestCluster::start(3, &[]);
+    c.init().await;
+    c.wait_leader().await;
+    let t_ms = now_ms() - 10_000;
+    let t = t_ms as u64 * 1_000_000;
+    let mut req = common::metrics_request(
+        "checkout",
+        vec![
+            Metric {
+                name: "http.requests".into(),
+                unit: "{request}".into(),
+                data: Some(Data::Sum(Sum {
+                    data_points: vec![NumberDataPoint {
+                        time_unix_nano: t,
+                        value: Some(number_data_point::Value::AsInt(42)),
+                        attributes: vec![common::kv("http.method", "GET")],
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: 2,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            },
+            Metric {
+                name: "rpc.duration".into(),
+                unit: "s".into(),
+                data: Some(Data::Histogram(Histogram {
+                    data_points: vec![HistogramDataPoint {
+                        time_unix_nano: t,
+                        count: 6,
+                        sum: Some(3.5),
+                        bucket_counts: vec![1, 2, 3],
+                        explicit_bounds: vec![0.1, 0.5],
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: 2,
+                })),
+                ..Default::default()
+            },
+        ],
+    );
+    req.resource_metrics[0]
+        .resource
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(common::kv("service.instance.id", "pod-7"));
+    let r = common::post(
+        &c,
+        2,
+        "/v1/metrics",
+        &[("Content-Type", "application/x-protobuf")],
+        &req.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    let at = secs(t_ms + 1000);
+    let instant = |q: &'static str| {
+        let at = at.clone();
+        let url = c.node(3).url("/prometheus/api/v1");
+        async move { ask(&url, "/query", &[("query", q), ("time", &at)], false).await }
+    };
+    let (status, v) = instant("http_requests_total").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["data"]["result"],
+        serde_json::json!([{
+            "metric": {"__name__": "http_requests_total", "http_method": "GET",
+                       "instance": "pod-7", "job": "checkout"},
+            "value": [(t_ms as f64) / 1e3 + 1.0, "42"],
+        }])
+    );
+    let (status, v) = instant("rpc_duration_seconds_bucket").await;
+    assert_eq!(status, 200, "{v}");
+    let mut buckets: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["le"].as_str().unwrap().to_string(),
+                s["value"][1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    buckets.sort();
+    assert_eq!(
+        buckets,
+        [("+Inf", "6"), ("0.1", "1"), ("0.5", "3")].map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    let (_, v) = instant("rpc_duration_seconds_sum / rpc_duration_seconds_count").await;
+    assert_eq!(
+        v["data"]["result"][0]["value"][1], "0.5833333333333334",
+        "{v}"
+    );
+    // Discovery sees the same names.
+    let (_, v) = ask(
+        &c.node(1).url("/prometheus/api/v1"),
+        "/label/__name__/values",
+        &[("start", &*secs(t_ms - 1000)), ("end", &*secs(t_ms + 1000))],
+        false,
+    )
+    .await;
+    assert_eq!(
+        v["data"],
+        serde_json::json!([
+            "http_requests_total",
+            "rpc_duration_seconds_bucket",
+            "rpc_duration_seconds_count",
+            "rpc_duration_seconds_sum"
+        ])
+    );
+}
+
+/// The comparison itself catches a differing series, value or error.
+#[test]
+fn the_comparison_notices_differences() {
+    let vector = |metric: Value, v: &str| {
+        (
+            200u16,
+            serde_json::json!({"status": "success", "data": {"resultType": "vector",
+                "result": [{"metric": metric, "value": [1.5, v]}]}}),
+        )
+    };
+    let a = vector(serde_json::json!({"x": "1"}), "0.1");
+    assert!(compare(&a, &a).is_ok());
+    assert!(compare(
+        &a,
+        &vector(serde_json::json!({"x": "1"}), "0.1000000000000001")
+    )
+    .is_ok());
+    assert!(compare(&a, &vector(serde_json::json!({"x": "1"}), "0.11")).is_err());
+    assert!(compare(&a, &vector(serde_json::json!({"x": "2"}), "0.1")).is_err());
+    let error = (
+        422u16,
+        serde_json::json!({"status": "error", "errorType": "execution"}),
+    );
+    assert!(compare(&a, &error).is_err());
+    assert!(compare(&error, &error).is_ok());
 }
