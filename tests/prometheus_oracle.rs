@@ -366,6 +366,18 @@ const QUERIES: &[&str] = &[
     "label_replace(test_temperature, \"r2\", \"$1\", \"room\", \"(.*)\")",
     "predict_linear(test_temperature[20s], 60)",
     "up",
+    "max_over_time(rate(test_requests_total[5s])[20s:2s])",
+    "test_temperature @ end()",
+    "count_values(\"v\", test_info)",
+    "group by (path) (test_info)",
+    "timestamp(test_flaky)",
+    "absent_over_time(test_flaky{id=\"1\"}[5s])",
+    "last_over_time(test_flaky[30s])",
+    "sum_over_time(test_flaky[20s])",
+    "histogram_quantile(0.99, rate(test_latency_seconds_bucket[30s]))",
+    "label_join(test_info, \"pv\", \"-\", \"path\", \"version\")",
+    "sum by (path) (test_requests_total) / on(path) test_info",
+    "test_requests_total / on(path) group_right test_info",
 ];
 
 /// Queries only asked at an instant (range vectors).
