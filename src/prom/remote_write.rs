@@ -12,6 +12,11 @@
 //! (`super::series`). Points are keyed by a hash of their content in the
 //! hot tier, so a batch sent again lands on the same keys: a retry never
 //! duplicates a sample.
+//!
+//! No data format change: the points travel in ordinary metric records
+//! (`payload::metrics_record`) and `MetricType::Unknown` was always part of
+//! the stored enum, so a node of an older version applies them unchanged
+//! (it only shows them as points of type `unknown`).
 
 use prost::Message;
 
