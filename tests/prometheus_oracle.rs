@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -175,10 +174,6 @@ impl Prometheus {
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn data_dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
@@ -533,7 +528,6 @@ async fn promql_answers_match_a_real_prometheus() {
     let scrapes = Arc::new(AtomicU64::new(0));
     let server = tokio::spawn(serve_target(listener, scrapes.clone()));
     let prom = Prometheus::start(&target, &c.node(2).url("/prometheus/api/v1/write"));
-    let _ = prom.data_dir();
 
     // Prometheus is up and scraping.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -796,6 +790,7 @@ async fn otlp_metrics_are_queried_under_prometheus_names() {
         v["data"]["result"][0]["value"][1], "0.5833333333333334",
         "{v}"
     );
+    check_probes_and_refusals(&c.node(2).url("/prometheus/api/v1")).await;
     // Discovery sees the same names.
     let (_, v) = ask(
         &c.node(1).url("/prometheus/api/v1"),
@@ -813,6 +808,66 @@ async fn otlp_metrics_are_queried_under_prometheus_names() {
             "rpc_duration_seconds_sum"
         ])
     );
+}
+
+/// The probes Grafana sends, and Prometheus's refusals of bad parameters.
+async fn check_probes_and_refusals(api: &str) {
+    let (status, v) = ask(api, "/status/buildinfo", &[], false).await;
+    assert_eq!(
+        (status, &v["status"]),
+        (200, &Value::from("success")),
+        "{v}"
+    );
+    assert!(
+        v["data"]["version"].as_str().unwrap().starts_with("2."),
+        "{v}"
+    );
+    let (status, v) = ask(api, "/query_exemplars", &[("query", "up")], true).await;
+    assert_eq!((status, &v["data"]), (200, &serde_json::json!([])), "{v}");
+    for (endpoint, pairs, why) in [
+        ("/query", vec![("query", "sum(")], "parse"),
+        (
+            "/query",
+            vec![("query", "up"), ("time", "yesterday")],
+            "time",
+        ),
+        (
+            "/query_range",
+            vec![
+                ("query", "up"),
+                ("start", "10"),
+                ("end", "5"),
+                ("step", "1"),
+            ],
+            "end",
+        ),
+        (
+            "/query_range",
+            vec![("query", "up"), ("start", "1"), ("end", "5"), ("step", "0")],
+            "step",
+        ),
+        (
+            "/query_range",
+            vec![
+                ("query", "up"),
+                ("start", "0"),
+                ("end", "100000"),
+                ("step", "1"),
+            ],
+            "11,000",
+        ),
+        ("/series", vec![], "match[]"),
+        ("/series", vec![("match[]", "{a=\"\"}")], "non-empty"),
+    ] {
+        let (status, v) = ask(api, endpoint, &pairs, false).await;
+        assert_eq!(status, 400, "{endpoint} {pairs:?}: {v}");
+        assert_eq!(v["status"], "error", "{v}");
+        assert_eq!(v["errorType"], "bad_data", "{v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(why),
+            "{endpoint} {pairs:?}: {v}"
+        );
+    }
 }
 
 /// The comparison itself catches a differing series, value or error.

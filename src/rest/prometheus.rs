@@ -53,6 +53,22 @@ pub fn router() -> Router<RestState> {
         )
         .route("/api/v1/metadata", get(prometheus_labels::metadata))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        // Grafana asks these too; there are no exemplars, rules or alerts
+        // here, and an empty answer keeps its panels free of errors.
+        .route(
+            "/api/v1/query_exemplars",
+            get(no_exemplars).post(no_exemplars),
+        )
+        .route("/api/v1/rules", get(|| empty(json!({ "groups": [] }))))
+        .route("/api/v1/alerts", get(|| empty(json!({ "alerts": [] }))))
+}
+
+async fn no_exemplars() -> Json<serde_json::Value> {
+    empty(json!([])).await
+}
+
+async fn empty(data: serde_json::Value) -> Json<serde_json::Value> {
+    Json(json!({ "status": "success", "data": data }))
 }
 
 /// An error in Prometheus's envelope.
