@@ -9,7 +9,7 @@
 //! names each by its newest point there, and reads the points of only the
 //! stored names whose Prometheus names the selector may accept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::series::{self, LabelSet};
 use crate::query::{StoreError, View};
@@ -104,15 +104,29 @@ pub fn select(
             )));
         }
         budget -= points.records.len();
-        for p in &points.records {
-            let t = series::t_ms(p);
+        // Remote-written points of one name differ only in their
+        // attributes: group them by those, and build and match each label
+        // set once rather than once per point.
+        let mut verbatim: HashMap<Vec<(String, String)>, Vec<(i64, f64)>> = HashMap::new();
+        for p in points.records {
+            let t = series::t_ms(&p);
             if t < start_ms || t > end_ms {
                 continue;
             }
-            for (labels, v) in series::samples(p) {
+            if series::is_verbatim(&p) {
+                verbatim.entry(p.attributes).or_default().push((t, p.value));
+                continue;
+            }
+            for (labels, v) in series::samples(&p) {
                 if selector.accepts(&labels) {
                     found.entry(labels).or_default().push((t, v));
                 }
+            }
+        }
+        for (attributes, samples) in verbatim {
+            let labels = series::verbatim_labels(attributes, &stored);
+            if selector.accepts(&labels) {
+                found.entry(labels).or_default().extend(samples);
             }
         }
     }

@@ -40,10 +40,15 @@ pub fn names(p: &MetricPoint) -> Vec<String> {
     }
 }
 
+/// The labels of a remote-written point: its attributes and `__name__`.
+pub fn verbatim_labels(attributes: Vec<(String, String)>, name: &str) -> LabelSet {
+    with_name(attributes, name)
+}
+
 /// Every sample a point stands for: (labels, value).
 pub fn samples(p: &MetricPoint) -> Vec<(LabelSet, f64)> {
     if is_verbatim(p) {
-        return vec![(with_name(p.attributes.clone(), &p.name), p.value)];
+        return vec![(verbatim_labels(p.attributes.clone(), &p.name), p.value)];
     }
     let base = naming::metric_name(p);
     let labels = naming::labels(p);
