@@ -40,8 +40,8 @@ fn civil(seconds: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Days since 1970-01-01 of a date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

@@ -177,18 +177,15 @@ impl<'a> Evaluator<'a> {
                 .map(|(arg, cur)| samples_at(arg.as_deref().unwrap_or(&[]), cur, ts))
                 .collect();
             let result = step_fn(&inputs, ts)?;
-            if has_duplicates(result.iter().map(|(l, _)| l)) {
-                return Err(EngineError::Execution(DUPLICATE_LABELSET.into()));
-            }
             self.ctx.budget.charge_samples(result.len())?;
             for (labels, sample) in result {
-                out.push(
-                    labels,
-                    Sample {
-                        t_ms: ts,
-                        v: sample.v,
-                    },
-                );
+                let point = Sample {
+                    t_ms: ts,
+                    v: sample.v,
+                };
+                if !out.push(labels, point) {
+                    return Err(EngineError::Execution(DUPLICATE_LABELSET.into()));
+                }
             }
         }
         Ok(out.finish())
@@ -392,9 +389,17 @@ pub(crate) struct SeriesCollector {
 }
 
 impl SeriesCollector {
-    pub(crate) fn push(&mut self, labels: Labels, sample: Sample) {
+    /// Appends a point; false (and nothing appended) if the series already has a point at
+    /// that time, i.e. one step yielded the label set twice.
+    pub(crate) fn push(&mut self, labels: Labels, sample: Sample) -> bool {
         match self.index.get(&labels) {
-            Some(&i) => self.series[i].samples.push(sample),
+            Some(&i) => {
+                let samples = &mut self.series[i].samples;
+                if samples.last().is_some_and(|p| p.t_ms == sample.t_ms) {
+                    return false;
+                }
+                samples.push(sample);
+            }
             None => {
                 self.index.insert(labels.clone(), self.series.len());
                 self.series.push(Series {
@@ -403,6 +408,7 @@ impl SeriesCollector {
                 });
             }
         }
+        true
     }
 
     pub(crate) fn finish(self) -> Matrix {

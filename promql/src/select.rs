@@ -89,8 +89,21 @@ pub(crate) fn load(
     let mut series = storage.select(matchers, start_ms, end_ms)?;
     budget.charge_series(series.len())?;
     budget.charge_samples(series.iter().map(|s| s.samples.len()).sum())?;
+    for s in &mut series {
+        normalize_labels(&mut s.labels);
+    }
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(normalize(series))
+}
+
+/// Sorts a storage's label set by name if it is not, and drops empty values (in
+/// Prometheus's data model a label with an empty value does not exist).
+fn normalize_labels(labels: &mut crate::Labels) {
+    labels.0.retain(|(_, v)| !v.is_empty());
+    if !labels.0.windows(2).all(|w| w[0].0 < w[1].0) {
+        labels.0.sort_by(|a, b| a.0.cmp(&b.0));
+        labels.0.dedup_by(|later, earlier| later.0 == earlier.0);
+    }
 }
 
 /// Makes the engine's invariants hold whatever the storage returned: one series per label
@@ -194,6 +207,20 @@ mod tests {
         let merged = normalize(series);
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].samples, vec![s(0, 0.0), s(10, 1.0), s(20, 3.0)]);
+    }
+
+    #[test]
+    fn storage_labels_are_sorted_and_empty_values_dropped() {
+        let mut labels = crate::Labels(vec![
+            ("job".into(), "a".into()),
+            ("empty".into(), String::new()),
+            ("__name__".into(), "up".into()),
+        ]);
+        normalize_labels(&mut labels);
+        assert_eq!(
+            labels,
+            crate::Labels::from_pairs([("__name__", "up"), ("job", "a")])
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! parses them: a float of Unix seconds (rounded to the millisecond) or RFC 3339 for times;
 //! float seconds or a Prometheus duration (`1h30m`) for durations.
 
+use crate::date::days_from_civil;
 use crate::EngineError;
 
 const MS_PER_SECOND: i64 = 1_000;
@@ -180,17 +181,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
