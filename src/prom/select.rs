@@ -41,6 +41,9 @@ pub enum SelectError {
     TooLarge(String),
 }
 
+/// A stored point's attributes (a remote-written point's labels but `__name__`).
+type Attributes = Vec<(String, String)>;
+
 /// One selected series: samples ascending by time, one per millisecond.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Selected {
@@ -107,7 +110,7 @@ pub fn select(
         // Remote-written points of one name differ only in their
         // attributes: group them by those, and build and match each label
         // set once rather than once per point.
-        let mut verbatim: HashMap<Vec<(String, String)>, Vec<(i64, f64)>> = HashMap::new();
+        let mut verbatim: HashMap<Attributes, Vec<(i64, f64)>> = HashMap::new();
         for p in points.records {
             let t = series::t_ms(&p);
             if t < start_ms || t > end_ms {
