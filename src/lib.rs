@@ -26,6 +26,7 @@ pub mod logql;
 pub mod model;
 pub mod otlp;
 pub mod payload;
+pub mod prom;
 pub mod query;
 pub mod rest;
 pub mod retention;

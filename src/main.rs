@@ -138,7 +138,9 @@ enum Command {
     },
     /// Query latency benchmark: trace search, full-text, summary; with
     /// --tempo, ingests --spans spans first, then times Tempo's trace by id
-    /// (protobuf) and a TraceQL search by service and attribute.
+    /// (protobuf) and a TraceQL search by service and attribute; with
+    /// --prometheus, remote-writes --series one-hour series first (samples/s),
+    /// then times a query_range of `sum by (job) (rate(...[5m]))`.
     BenchQuery {
         /// REST URL of the node to query.
         #[arg(long, default_value = "http://127.0.0.1:7701")]
@@ -164,6 +166,25 @@ enum Command {
         /// With --tempo: seconds to wait between ingest and queries.
         #[arg(long, default_value_t = 10)]
         settle_secs: u64,
+        /// Benchmark Prometheus remote write and query_range instead.
+        #[arg(long, conflicts_with = "tempo")]
+        prometheus: bool,
+        /// With --prometheus: REST URLs to remote-write to, round robin.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "http://127.0.0.1:7701,http://127.0.0.1:7711,http://127.0.0.1:7721"
+        )]
+        write_targets: Vec<String>,
+        /// With --prometheus: series of one hour at 15 s (240 samples each).
+        #[arg(long, default_value_t = 2_000)]
+        series: usize,
+        /// With --prometheus: distinct `job` values.
+        #[arg(long, default_value_t = 10)]
+        jobs: usize,
+        /// With --prometheus: samples per write request.
+        #[arg(long, default_value_t = 2_000)]
+        samples_per_request: usize,
         #[arg(long, default_value = "linearizable")]
         consistency: String,
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
@@ -504,6 +525,44 @@ fn main() -> ExitCode {
                     r.ingested_spans as f64 / r.ingest_secs.max(1e-9)
                 );
                 print_query_latencies(&r.queries);
+            }
+            Ok(())
+        }),
+        Command::BenchQuery {
+            server,
+            runs,
+            prometheus: true,
+            write_targets,
+            series,
+            jobs,
+            samples_per_request,
+            concurrency,
+            settle_secs,
+            output,
+            ..
+        } => runtime(2).block_on(async move {
+            let opts = cmd::bench_prom::PromBenchOptions {
+                write_targets,
+                server,
+                series,
+                jobs,
+                samples_per_request,
+                concurrency,
+                runs,
+                settle: Duration::from_secs(settle_secs),
+            };
+            let r = cmd::bench_prom::run(&opts).await?;
+            if output == "json" {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("report serializes")
+                );
+            } else {
+                println!(
+                    "remote-wrote {} samples in {:.1} s ({:.0} samples/s, {} failed requests)",
+                    r.samples, r.write_secs, r.samples_per_sec, r.write_errors
+                );
+                print_query_latencies(std::slice::from_ref(&r.query));
             }
             Ok(())
         }),

@@ -409,20 +409,57 @@ pub fn metrics(req: ExportMetricsServiceRequest) -> Converted<MetricPoint> {
     for rm in req.resource_metrics {
         let resource_attrs = rm.resource.map(|r| r.attributes).unwrap_or_default();
         let service = metric_service_name(&resource_attrs);
+        let instance = metric_instance_id(&resource_attrs);
         for sm in rm.scope_metrics {
             for m in sm.metrics {
-                metric_points(&service, m, &mut out);
+                metric_points(&service, instance.as_deref(), m, &mut out);
             }
         }
     }
     out
 }
 
+/// The resource's `service.instance.id` (a string), which metric points
+/// carry as an attribute: Prometheus names the series' `instance` by it
+/// (`prom::naming`), and points keep no other resource attribute.
+fn metric_instance_id(resource_attrs: &[otlp_common::KeyValue]) -> Option<String> {
+    resource_attrs
+        .iter()
+        .find(|kv| kv.key == crate::prom::naming::INSTANCE_ATTRIBUTE)
+        .and_then(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+                _ => None,
+            },
+        )
+}
+
 /// The fields every point of one metric shares.
 struct PointBase<'a> {
     service: &'a str,
+    /// The resource's `service.instance.id`, added to each point's
+    /// attributes unless the point has one of its own.
+    instance: Option<&'a str>,
     name: String,
     unit: String,
+}
+
+impl PointBase<'_> {
+    fn attributes(
+        &self,
+        attrs: Vec<otlp_common::KeyValue>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut out = text_attributes(attrs)?;
+        if let Some(instance) = self.instance {
+            let key = crate::prom::naming::INSTANCE_ATTRIBUTE;
+            if let Err(at) = out.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+                if out.len() < MAX_ATTRIBUTES {
+                    out.insert(at, (key.to_string(), instance.to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl PointBase<'_> {
@@ -442,7 +479,7 @@ impl PointBase<'_> {
             metric_type,
             value,
             unit: self.unit.clone(),
-            attributes: text_attributes(attrs)?,
+            attributes: self.attributes(attrs)?,
             temporality: None,
             is_monotonic: None,
             histogram: None,
@@ -459,7 +496,12 @@ fn number_value(v: Option<number_data_point::Value>) -> Result<f64, String> {
     }
 }
 
-fn metric_points(service: &str, m: Metric, out: &mut Converted<MetricPoint>) {
+fn metric_points(
+    service: &str,
+    instance: Option<&str>,
+    m: Metric,
+    out: &mut Converted<MetricPoint>,
+) {
     if m.name.is_empty() {
         let n = points_in(&m);
         for _ in 0..n.max(1) {
@@ -469,6 +511,7 @@ fn metric_points(service: &str, m: Metric, out: &mut Converted<MetricPoint>) {
     }
     let base = PointBase {
         service,
+        instance,
         name: clean_name(&m.name),
         unit: clean_name(&m.unit),
     };

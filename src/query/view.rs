@@ -384,6 +384,36 @@ impl View {
         Ok(newest_records(hot, cold, q.limit, examined, truncated))
     }
 
+    /// The metric points named `name` that lie in `[since, until]` (unix
+    /// nanoseconds, inclusive), newest first, through the `metric_by_name`
+    /// index; at most `max_points` (the answer says when there were more).
+    pub fn metric_points_by_name(
+        &self,
+        name: &str,
+        (since, until): (u64, u64),
+        max_points: usize,
+    ) -> StoreResult<Found<MetricPoint>> {
+        self.hot.search_metrics(&MetricQuery {
+            name: Some(name.to_string()),
+            since_unix_nanos: Some(since),
+            until_unix_nanos: Some(until),
+            // One above the budget, so running out of it is reported.
+            limit: max_points.saturating_add(1),
+            max_scanned: max_points,
+            ..Default::default()
+        })
+    }
+
+    /// Metric names stored on the days that overlap `[since, until]`, at
+    /// most `max_names` (from the index, without reading points).
+    pub fn metric_names(
+        &self,
+        window: (u64, u64),
+        max_names: usize,
+    ) -> StoreResult<std::collections::BTreeSet<String>> {
+        self.hot.metric_names(window, max_names)
+    }
+
     /// Digests of the spans that started in `[since, until]`, at most `max`
     /// (and whether there were more).
     pub fn span_digests(

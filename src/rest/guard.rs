@@ -26,6 +26,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         p if p.starts_with("/api/v1/traces/") && p.ends_with("/comments") && !read => {
             Some(Role::Writer)
         }
+        // Prometheus remote write: a writer's key, like OTLP ingest.
+        "/api/v1/write" | "/prometheus/api/v1/write" => Some(Role::Writer),
         // Grafana's data sources only read, probes included (a Grafana
         // data source sends its key on every call).
         p if p == "/tempo" || p.starts_with("/tempo/") => Some(Role::Reader),
@@ -94,6 +96,11 @@ mod tests {
             (&post, "/api/v1/keys", Some(Role::Admin)),
             (&delete, "/api/v1/keys/0123456789abcdef", Some(Role::Admin)),
             (&get, "/no/such/route", Some(Role::Reader)),
+            (&post, "/api/v1/write", Some(Role::Writer)),
+            (&post, "/prometheus/api/v1/write", Some(Role::Writer)),
+            // Grafana posts its queries: still reads.
+            (&post, "/prometheus/api/v1/query_range", Some(Role::Reader)),
+            (&get, "/prometheus/api/v1/labels", Some(Role::Reader)),
             (&get, "/tempo/api/v2/traces/ab", Some(Role::Reader)),
             (&get, "/tempo/api/traces/ab", Some(Role::Reader)),
             (&get, "/tempo/api/search", Some(Role::Reader)),

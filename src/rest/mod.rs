@@ -24,6 +24,8 @@ mod loki_params;
 mod members;
 mod otlp_export;
 mod params;
+mod prometheus;
+mod prometheus_labels;
 mod signals;
 mod storage;
 mod tempo;
@@ -65,6 +67,9 @@ pub struct RestState {
     pub rest_scheme: RestScheme,
     /// Retention settings, for `/api/v1/storage`.
     pub lifecycle: crate::retention::Lifecycle,
+    /// The OTLP edges' bounds on bodies and commits in progress, shared
+    /// with Prometheus remote write (one budget for all ingest).
+    pub ingest_limits: Arc<crate::otlp::limits::OtlpLimits>,
 }
 
 /// `http` or `https`.
@@ -167,6 +172,8 @@ pub fn router(state: RestState, guard: Guard) -> Router {
         .nest("/tempo", tempo::router())
         .nest("/jaeger", jaeger::router())
         .nest("/loki", loki::router())
+        .nest("/prometheus", prometheus::router())
+        .route("/api/v1/write", post(prometheus::write))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))

@@ -219,6 +219,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             .with_query(query),
         ),
         tail: sm_shared.tail.clone(),
+        ingest_limits: otlp_limits.clone(),
         rest_scheme: RestScheme(if config.tls.is_some() {
             "https"
         } else {

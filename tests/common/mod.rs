@@ -32,7 +32,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tael-raft");
 /// listen on it starts: "Address already in use" at start-up.
 const TEST_PORTS: std::ops::Range<u16> = 10_000..32_000;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let span = TEST_PORTS.end - TEST_PORTS.start;

@@ -53,6 +53,7 @@ mod error;
 mod keys;
 mod keyspaces;
 mod maintenance;
+mod metric_names;
 mod query;
 mod reads;
 mod retention;
