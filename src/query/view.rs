@@ -12,6 +12,7 @@ use crate::comments::Comment;
 use crate::fulltext::{DocKind, FullText, MAX_HITS};
 use crate::llm::Sha256Digest;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
+use crate::rollup::{WindowRollups, WindowSplit};
 use crate::state::hot::{
     Found, HotStore, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
     StoreError, StoreResult, TagScope, TagType,
@@ -174,6 +175,30 @@ impl View {
         max: usize,
     ) -> StoreResult<(Vec<SpanDigest>, bool)> {
         self.hot.span_digests(since, until, service, max)
+    }
+
+    /// The window `[since, until]`'s spans per service and operation, from
+    /// rollups for its whole minutes and span digests (at most `max_edge_spans`,
+    /// else `truncated`) for the partial minutes at its edges.
+    pub fn window_rollups(
+        &self,
+        (since, until): (u64, u64),
+        service: Option<&str>,
+        max_edge_spans: usize,
+    ) -> StoreResult<WindowRollups> {
+        let split = WindowSplit::of(since, until);
+        let mut w = WindowRollups::default();
+        if let Some(minutes) = split.minutes {
+            self.hot.merge_rollups(minutes, service, &mut w)?;
+        }
+        let mut budget = max_edge_spans;
+        for (from, to) in [split.head, split.tail].into_iter().flatten() {
+            let (digests, truncated) = self.hot.span_digests(from, to, service, budget)?;
+            budget -= digests.len();
+            w.truncated |= truncated;
+            digests.iter().for_each(|d| w.add_digest(d));
+        }
+        Ok(w)
     }
 
     pub fn log_severity_counts(

@@ -106,6 +106,23 @@ pub(super) fn svc_trace_key(service: &str, trace: &TraceId) -> Vec<u8> {
     k
 }
 
+/// `rollups`: minute ++ len16 ++ service ++ operation. Minute first, like
+/// the other time-bucketed indexes: new keys only touch the current minute,
+/// and a window is one range.
+pub(super) fn rollup_key(minute: u64, service: &str, operation: &str) -> Vec<u8> {
+    let mut k = rollup_minute_prefix(minute);
+    k.extend_from_slice(&service_prefix(service));
+    k.extend_from_slice(operation.as_bytes());
+    k
+}
+
+/// `rollups` keys of one minute.
+pub(super) fn rollup_minute_prefix(minute: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + 2 + 64);
+    k.extend_from_slice(&minute.to_be_bytes());
+    k
+}
+
 /// `tags` key kinds (the first byte): a tag name, a tag value, an operation.
 const TAG_KIND_NAME: u8 = b'n';
 const TAG_KIND_VALUE: u8 = b'v';

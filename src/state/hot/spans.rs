@@ -142,11 +142,13 @@ impl ApplyBatch<'_> {
         let service_key = service_key(&s.service, s.start_unix_nanos, key);
         // The time index carries a digest, so window analytics never read
         // span bodies.
+        let digest = SpanDigest::of(s);
         self.batch.insert(
             &ks.by_time,
             time_key(s.start_unix_nanos, key).to_vec(),
-            encode(&SpanDigest::of(s)),
+            encode(&digest),
         );
+        self.add_to_rollup(&digest)?;
         self.batch.insert(&ks.by_service, service_key, b"".to_vec());
         if s.status == SpanStatus::Error {
             self.batch.insert(
@@ -173,8 +175,22 @@ impl ApplyBatch<'_> {
         Ok(())
     }
 
-    /// Undoes [`Self::index`] for the span `s` stored under `key`.
-    pub(super) fn unindex(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) -> StoreResult<()> {
+    /// Undoes [`Self::index`] for the span `s` stored under `key`, which
+    /// is being replaced: its minute's rollup forgets it too.
+    fn unindex(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) -> StoreResult<()> {
+        self.remove_from_rollup(&SpanDigest::of(s))?;
+        self.unindex_aged(key, s)
+    }
+
+    /// Undoes [`Self::index`] but for the rollups, for the span `s` stored
+    /// under `key`, which ages out of the hot tier (a retention cut, a move
+    /// to the cold tier): the span goes, the minute it was counted in keeps
+    /// it (rollups have a retention of their own).
+    pub(super) fn unindex_aged(
+        &mut self,
+        key: &[u8; SPAN_KEY_LEN],
+        s: &SpanRecord,
+    ) -> StoreResult<()> {
         let store = self.store;
         let ks = &store.keyspaces;
         self.batch
