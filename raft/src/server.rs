@@ -62,6 +62,7 @@ where
         state_digest: state_digest.map(|d| d.1).unwrap_or_default(),
         applies_consistency_checks: true,
         applies_retention_cuts: true,
+        applies_rollup_retention: true,
     }
 }
 

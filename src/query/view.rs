@@ -12,7 +12,7 @@ use crate::comments::Comment;
 use crate::fulltext::{DocKind, FullText, MAX_HITS};
 use crate::llm::Sha256Digest;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
-use crate::rollup::{WindowRollups, WindowSplit};
+use crate::rollup::{minute_of, WindowRollups, WindowSplit};
 use crate::state::hot::{
     Found, HotStore, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
     StoreError, StoreResult, TagScope, TagType,
@@ -178,8 +178,11 @@ impl View {
     }
 
     /// The window `[since, until]`'s spans per service and operation, from
-    /// rollups for its whole minutes and span digests (at most `max_edge_spans`,
-    /// else `truncated`) for the partial minutes at its edges.
+    /// rollups for its whole minutes and span digests (at most
+    /// `max_edge_spans`, else `truncated`) for the partial minutes at its
+    /// edges. An edge that starts below the spans' retention floor (its
+    /// spans may be gone, their rollups are not) is widened to its whole
+    /// minutes and read from rollups too.
     pub fn window_rollups(
         &self,
         (since, until): (u64, u64),
@@ -187,12 +190,18 @@ impl View {
         max_edge_spans: usize,
     ) -> StoreResult<WindowRollups> {
         let split = WindowSplit::of(since, until);
+        let spans_floor = self.hot.retention_state()?.floors.traces;
         let mut w = WindowRollups::default();
         if let Some(minutes) = split.minutes {
             self.hot.merge_rollups(minutes, service, &mut w)?;
         }
         let mut budget = max_edge_spans;
         for (from, to) in [split.head, split.tail].into_iter().flatten() {
+            if from < spans_floor {
+                let minutes = (minute_of(from), minute_of(to));
+                self.hot.merge_rollups(minutes, service, &mut w)?;
+                continue;
+            }
             let (digests, truncated) = self.hot.span_digests(from, to, service, budget)?;
             budget -= digests.len();
             w.truncated |= truncated;
