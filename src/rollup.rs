@@ -5,8 +5,8 @@
 //!
 //! The hot tier keeps one [`Rollup`] per minute, service and operation
 //! (`state::hot::rollups`), maintained by apply in the same batch as the
-//! span; a window is answered from rollups for its whole minutes and from
-//! span digests for the partial minutes at its edges ([`WindowRollups`]).
+//! span; a window is answered from the rollups of the minutes that start
+//! within it ([`minutes_starting_in`]), merged into a [`WindowRollups`].
 //!
 //! What is exact and what is not (docs/api.md): counts, error counts and
 //! rates, averages are exact; percentiles are within
@@ -122,7 +122,8 @@ impl Rollup {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WindowRollups {
     pub by_operation: BTreeMap<(String, String), Rollup>,
-    /// The window held more spans at its edges than were read.
+    /// The window (shorter than a minute, read from spans) held more spans
+    /// than were read.
     pub truncated: bool,
 }
 
@@ -141,7 +142,7 @@ impl WindowRollups {
         }
     }
 
-    /// Adds one span (from the partial minutes at the window's edges).
+    /// Adds one span (a window shorter than a minute is read from spans).
     pub fn add_digest(&mut self, d: &SpanDigest) {
         let key = (d.service.clone(), d.operation.clone());
         self.by_operation.entry(key).or_default().add(d);
@@ -164,39 +165,27 @@ impl WindowRollups {
     }
 }
 
-/// How a window `[from, to]` (unix nanoseconds, inclusive) splits: whole
-/// minutes answered by rollups, and the partial edges by span digests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowSplit {
-    /// Whole minutes `[first, last]`, if the window holds any.
-    pub minutes: Option<(u64, u64)>,
-    /// Span-time ranges `[from, to]` read from span digests.
-    pub head: Option<(u64, u64)>,
-    pub tail: Option<(u64, u64)>,
+/// The minutes a window `[from, to]` (unix nanoseconds, inclusive) is
+/// answered for: those that start within it, `[first, last]`; None when no
+/// minute starts within it (a window shorter than a minute).
+///
+/// So a window is aligned to minutes: spans count by the minute they
+/// started in, the partial minute at the window's start is left out and the
+/// one at its end is taken whole (for a window ending now, that is every span
+/// so far). An hour is sixty minutes whatever the seconds of its edges, and
+/// reading a window never reads spans, however many a minute holds.
+pub fn minutes_starting_in(from: u64, to: u64) -> Option<(u64, u64)> {
+    assert!(from <= to, "a window ends after it starts");
+    let first = from.div_ceil(MINUTE_NANOS);
+    let last = to / MINUTE_NANOS;
+    (first <= last).then_some((first, last))
 }
 
-impl WindowSplit {
-    pub fn of(from: u64, to: u64) -> WindowSplit {
-        assert!(from <= to, "a window ends after it starts");
-        let first = from.div_ceil(MINUTE_NANOS);
-        // The last minute that ends at or before `to`.
-        let last_end = to.saturating_add(1) / MINUTE_NANOS;
-        if first >= last_end {
-            return WindowSplit {
-                minutes: None,
-                head: Some((from, to)),
-                tail: None,
-            };
-        }
-        let last = last_end - 1;
-        let head_end = first * MINUTE_NANOS;
-        let tail_start = last_end * MINUTE_NANOS;
-        WindowSplit {
-            minutes: Some((first, last)),
-            head: (from < head_end).then(|| (from, head_end - 1)),
-            tail: (tail_start <= to).then_some((tail_start, to)),
-        }
-    }
+/// Whether the span that started at `start_unix_nanos` counts in the window
+/// `[from, to]` as [`minutes_starting_in`] aligns it.
+pub fn counts_in_window(start_unix_nanos: u64, from: u64, to: u64) -> bool {
+    minutes_starting_in(from, to)
+        .is_some_and(|(first, last)| (first..=last).contains(&minute_of(start_unix_nanos)))
 }
 
 #[cfg(test)]
@@ -217,23 +206,25 @@ mod tests {
     }
 
     #[test]
-    fn a_window_splits_into_whole_minutes_and_exact_edges() {
+    fn a_window_holds_the_minutes_that_start_within_it() {
         let m = MINUTE_NANOS;
-        let s = WindowSplit::of(m + 5, 4 * m + 7);
-        assert_eq!(s.minutes, Some((2, 3)));
-        assert_eq!(s.head, Some((m + 5, 2 * m - 1)));
-        assert_eq!(s.tail, Some((4 * m, 4 * m + 7)));
-        let aligned = WindowSplit::of(2 * m, 4 * m - 1);
-        assert_eq!(
-            (aligned.minutes, aligned.head, aligned.tail),
-            (Some((2, 3)), None, None)
+        assert_eq!(minutes_starting_in(m + 5, 4 * m + 7), Some((2, 4)));
+        assert_eq!(minutes_starting_in(2 * m, 4 * m - 1), Some((2, 3)));
+        assert_eq!(minutes_starting_in(2 * m, 2 * m), Some((2, 2)));
+        assert_eq!(minutes_starting_in(2 * m + 1, 3 * m - 1), None);
+        assert_eq!(minutes_starting_in(0, u64::MAX), Some((0, u64::MAX / m)));
+        // An hour with ragged edges is sixty minutes.
+        let (first, last) = minutes_starting_in(7 * m + 13, 67 * m + 13).unwrap();
+        assert_eq!(last - first + 1, 60);
+        assert!(
+            !counts_in_window(m + 6, m + 5, 4 * m + 7),
+            "its minute starts before"
         );
-        let inside = WindowSplit::of(2 * m + 1, 3 * m - 1);
-        assert_eq!(inside.minutes, None);
-        assert_eq!(inside.head, Some((2 * m + 1, 3 * m - 1)));
-        let whole = WindowSplit::of(0, u64::MAX);
-        assert_eq!(whole.head, None);
-        assert!(whole.minutes.is_some());
+        assert!(
+            counts_in_window(4 * m + 50, m + 5, 4 * m + 7),
+            "its minute starts inside"
+        );
+        assert!(!counts_in_window(2 * m + 2, 2 * m + 1, 3 * m - 1));
     }
 
     #[test]

@@ -212,10 +212,15 @@ fn assert_stats(t: &J, e: &Exact, what: &str) {
     }
 }
 
+/// The spans a window counts: those whose minute starts within it
+/// (docs/api.md, window analytics).
 fn in_window(spans: &[S], (from, to): (u64, u64)) -> Vec<&S> {
     spans
         .iter()
-        .filter(|s| s.start >= from && s.start <= to)
+        .filter(|s| {
+            let minute_start = s.start / MINUTE * MINUTE;
+            minute_start >= from && minute_start <= to
+        })
         .collect()
 }
 
@@ -299,7 +304,7 @@ async fn window_analytics_answer_from_rollups_exactly_everywhere_and_after_reten
         export(&mut client, export_req(chunk)).await.unwrap();
     }
     let query_end = now_nanos();
-    // Not aligned to minutes: both edges are partial minutes.
+    // Not aligned to minutes: the window holds the minutes starting in it.
     let whole = (t_gen - 60 * MINUTE + 17 * SEC, query_end);
     let old_window = (t_gen - 58 * MINUTE, t_gen - 34 * MINUTE);
     let current = (t_gen - 30 * MINUTE, query_end);
@@ -333,6 +338,7 @@ async fn window_analytics_answer_from_rollups_exactly_everywhere_and_after_reten
     // A window of deleted spans only still answers, from rollups.
     let v = on_every_node(&c, &window_query("/api/v1/summary", old_window, "")).await;
     let old_refs: Vec<&S> = old.iter().collect();
+    assert_eq!(in_window(&all, old_window).len(), old.len());
     check_summary(&v, &old_refs);
     let v = on_every_node(
         &c,

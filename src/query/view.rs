@@ -12,7 +12,7 @@ use crate::comments::Comment;
 use crate::fulltext::{DocKind, FullText, MAX_HITS};
 use crate::llm::Sha256Digest;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
-use crate::rollup::{minute_of, WindowRollups, WindowSplit};
+use crate::rollup::{minute_of, minutes_starting_in, WindowRollups};
 use crate::state::hot::{
     Found, HotStore, LogQuery, MetricQuery, ServiceStats, SpanQuery, SpanScan, SpanWalk,
     StoreError, StoreResult, TagScope, TagType,
@@ -178,33 +178,27 @@ impl View {
     }
 
     /// The window `[since, until]`'s spans per service and operation, from
-    /// rollups for its whole minutes and span digests (at most
-    /// `max_edge_spans`, else `truncated`) for the partial minutes at its
-    /// edges. An edge that starts below the spans' retention floor (its
-    /// spans may be gone, their rollups are not) is widened to its whole
-    /// minutes and read from rollups too.
+    /// the rollups of the minutes that start within it
+    /// ([`minutes_starting_in`]). A window shorter than a minute holds no
+    /// minute start: it is read from span digests (at most `max_spans`, else
+    /// `truncated`), or, when it lies below the spans' retention floor (its
+    /// spans may be gone, their rollups are not), from the rollups of the
+    /// minutes it touches.
     pub fn window_rollups(
         &self,
         (since, until): (u64, u64),
         service: Option<&str>,
-        max_edge_spans: usize,
+        max_spans: usize,
     ) -> StoreResult<WindowRollups> {
-        let split = WindowSplit::of(since, until);
-        let spans_floor = self.hot.retention_state()?.floors.traces;
         let mut w = WindowRollups::default();
-        if let Some(minutes) = split.minutes {
+        if let Some(minutes) = minutes_starting_in(since, until) {
             self.hot.merge_rollups(minutes, service, &mut w)?;
-        }
-        let mut budget = max_edge_spans;
-        for (from, to) in [split.head, split.tail].into_iter().flatten() {
-            if from < spans_floor {
-                let minutes = (minute_of(from), minute_of(to));
-                self.hot.merge_rollups(minutes, service, &mut w)?;
-                continue;
-            }
-            let (digests, truncated) = self.hot.span_digests(from, to, service, budget)?;
-            budget -= digests.len();
-            w.truncated |= truncated;
+        } else if since < self.hot.retention_state()?.floors.traces {
+            let minutes = (minute_of(since), minute_of(until));
+            self.hot.merge_rollups(minutes, service, &mut w)?;
+        } else {
+            let (digests, truncated) = self.hot.span_digests(since, until, service, max_spans)?;
+            w.truncated = truncated;
             digests.iter().for_each(|d| w.add_digest(d));
         }
         Ok(w)

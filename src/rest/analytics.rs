@@ -1,8 +1,8 @@
 //! `/api/v1/summary`, `/anomalies`, `/correlate`, `/topology`, `/diff`.
 //!
-//! Summary, anomalies and diff read per-minute rollups for a window's whole
-//! minutes and span digests for its partial edges (`View::window_rollups`);
-//! topology needs each span's parent and reads span digests only.
+//! Summary, anomalies and diff read per-minute rollups of the minutes that
+//! start within the window (`View::window_rollups`); topology needs each
+//! span's parent and reads span digests only.
 
 use std::sync::Arc;
 
@@ -22,9 +22,9 @@ const DEFAULT_WINDOW_SECS: u64 = 3600;
 const DEFAULT_BASELINE_FACTOR: u64 = 6;
 /// Spans one window may hold in memory; beyond it the answer says `truncated`.
 const MAX_WINDOW_SPANS: usize = 2_000_000;
-/// Spans read from the partial minutes at a window's edges (the rest comes
-/// from rollups); beyond it the answer says `truncated`.
-const MAX_EDGE_SPANS: usize = 2_000_000;
+/// Spans read for a window shorter than a minute (longer ones read
+/// rollups); beyond it the answer says `truncated`.
+const MAX_SUBMINUTE_SPANS: usize = MAX_WINDOW_SPANS;
 const TOP_LIMIT: usize = 10;
 const DEFAULT_EDGE_LIMIT: usize = 100;
 const CORRELATE_MAX_LOGS: usize = 1_000;
@@ -86,7 +86,7 @@ fn rollups(
     window: (u64, u64),
     service: Option<&str>,
 ) -> Result<WindowRollups, StoreError> {
-    view.window_rollups(window, service, MAX_EDGE_SPANS)
+    view.window_rollups(window, service, MAX_SUBMINUTE_SPANS)
 }
 
 /// Parses the window parameters, then runs `f` through the query service.
