@@ -65,6 +65,8 @@ pub struct ApplyBatch<'a> {
     pub(super) svc_traces: HashMap<Vec<u8>, u32>,
     /// Rollups (by key) as changed by this batch (see `rollups.rs`).
     pub(super) rollups: HashMap<Vec<u8>, crate::rollup::Rollup>,
+    /// A buffer for rollup keys (see `rollups.rs`).
+    pub(super) rollup_key: Vec<u8>,
     /// Traces looked up in `trace_marks` in this batch: true when the trace
     /// may have spans stored before this batch.
     pub(super) trace_stored: HashMap<TraceId, bool>,
@@ -94,6 +96,7 @@ impl<'a> ApplyBatch<'a> {
             stats: HashMap::new(),
             svc_traces: HashMap::new(),
             rollups: HashMap::new(),
+            rollup_key: Vec::new(),
             trace_stored: HashMap::new(),
             first_entry: None,
             last_entry: None,

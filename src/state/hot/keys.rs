@@ -110,10 +110,18 @@ pub(super) fn svc_trace_key(service: &str, trace: &TraceId) -> Vec<u8> {
 /// the other time-bucketed indexes: new keys only touch the current minute,
 /// and a window is one range.
 pub(super) fn rollup_key(minute: u64, service: &str, operation: &str) -> Vec<u8> {
-    let mut k = rollup_minute_prefix(minute);
-    k.extend_from_slice(&service_prefix(service));
-    k.extend_from_slice(operation.as_bytes());
+    let mut k = Vec::new();
+    rollup_key_into(&mut k, minute, service, operation);
     k
+}
+
+/// [`rollup_key`] into `k` (cleared first).
+pub(super) fn rollup_key_into(k: &mut Vec<u8>, minute: u64, service: &str, operation: &str) {
+    k.clear();
+    k.extend_from_slice(&minute.to_be_bytes());
+    k.extend_from_slice(&name_len16(service));
+    k.extend_from_slice(service.as_bytes());
+    k.extend_from_slice(operation.as_bytes());
 }
 
 /// `rollups` keys of one minute.

@@ -13,7 +13,7 @@
 
 use fjall::Readable;
 
-use super::keys::{rollup_key, rollup_minute_prefix, service_prefix};
+use super::keys::{rollup_key, rollup_key_into, rollup_minute_prefix, service_prefix};
 use super::{ApplyBatch, HotStore, StoreError, StoreResult};
 use crate::analytics::SpanDigest;
 use crate::codec::{decode, encode};
@@ -25,29 +25,38 @@ pub(super) const META_ROLLUPS_COMPLETE: &[u8] = b"rollups_complete";
 const ROLLUP_BACKFILL_BATCH: usize = 10_000;
 
 impl ApplyBatch<'_> {
-    /// The rollup under `key` as of this batch, loaded on first use.
-    fn rollup_mut(&mut self, key: Vec<u8>) -> StoreResult<&mut Rollup> {
-        if !self.rollups.contains_key(&key) {
+    /// The rollup of `d`'s minute, service and operation as of this batch,
+    /// loaded on first use. The key is built in a buffer kept by the batch:
+    /// only a rollup new to the batch allocates one of its own.
+    fn rollup_of(&mut self, d: &SpanDigest) -> StoreResult<&mut Rollup> {
+        let mut key = std::mem::take(&mut self.rollup_key);
+        rollup_key_into(
+            &mut key,
+            minute_of(d.start_unix_nanos),
+            &d.service,
+            &d.operation,
+        );
+        if !self.rollups.contains_key(&key[..]) {
             let cur = match self.store.keyspaces.rollups.get(&key)? {
                 Some(v) => decode(&v)?,
                 None => Rollup::default(),
             };
             self.rollups.insert(key.clone(), cur);
         }
-        Ok(self.rollups.get_mut(&key).expect("inserted above"))
+        let rollup = self.rollups.get_mut(&key[..]).expect("inserted above");
+        self.rollup_key = key;
+        Ok(rollup)
     }
 
     /// Counts the span `d` in its minute's rollup.
     pub(super) fn add_to_rollup(&mut self, d: &SpanDigest) -> StoreResult<()> {
-        let key = rollup_key(minute_of(d.start_unix_nanos), &d.service, &d.operation);
-        self.rollup_mut(key)?.add(d);
+        self.rollup_of(d)?.add(d);
         Ok(())
     }
 
     /// Forgets the span `d` in its minute's rollup (it was replaced).
     pub(super) fn remove_from_rollup(&mut self, d: &SpanDigest) -> StoreResult<()> {
-        let key = rollup_key(minute_of(d.start_unix_nanos), &d.service, &d.operation);
-        self.rollup_mut(key)?.remove(d);
+        self.rollup_of(d)?.remove(d);
         Ok(())
     }
 
