@@ -1,16 +1,20 @@
 //! Analytics over a time window of spans: summaries, percentiles, service
 //! topology, window-over-window diffs and anomalies.
 //!
-//! Every span's time-index entry carries a [`SpanDigest`] (duration, status,
-//! service, operation, parent), so a window is answered by one range scan of
-//! that index without reading span bodies. Percentiles are exact: computed
-//! over every duration in the window.
+//! Summaries, diffs and anomalies read per-minute rollups
+//! ([`crate::rollup`]) for a window's whole minutes and span digests for its
+//! partial edges: counts, rates, averages are exact, percentiles within 1%.
+//! Topology needs each span's parent, so it reads span digests: every span's
+//! time-index entry carries a [`SpanDigest`] (duration, status, service,
+//! operation, parent), so a window is one range scan of that index without
+//! reading span bodies.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{SpanRecord, SpanStatus};
+use crate::rollup::{Rollup, WindowRollups};
 
 /// What the time index stores per span.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,12 +118,13 @@ pub struct ServiceRow {
 }
 
 /// The busiest services first (ties by name), at most `limit`.
-pub fn top_services(spans: &[SpanDigest], limit: usize) -> Vec<ServiceRow> {
-    let mut rows: Vec<ServiceRow> = by_service(spans)
+pub fn top_services(window: &WindowRollups, limit: usize) -> Vec<ServiceRow> {
+    let mut rows: Vec<ServiceRow> = window
+        .by_service()
         .into_iter()
-        .map(|(svc, list)| ServiceRow {
+        .map(|(svc, r)| ServiceRow {
             service: svc.to_string(),
-            stats: SpanStats::of(list),
+            stats: r.stats(),
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -141,21 +146,16 @@ pub struct ErrorOperation {
 }
 
 /// Operations with the most errors first, at most `limit`.
-pub fn top_error_operations(spans: &[SpanDigest], limit: usize) -> Vec<ErrorOperation> {
-    let mut m: HashMap<(&str, &str), (u64, u64)> = HashMap::new();
-    for s in spans {
-        let e = m.entry((&s.service, &s.operation)).or_default();
-        e.0 += s.is_error as u64;
-        e.1 += 1;
-    }
-    let mut rows: Vec<ErrorOperation> = m
-        .into_iter()
-        .filter(|(_, (errors, _))| *errors > 0)
-        .map(|((svc, op), (errors, total))| ErrorOperation {
-            service: svc.into(),
-            operation: op.into(),
-            error_count: errors,
-            span_count: total,
+pub fn top_error_operations(window: &WindowRollups, limit: usize) -> Vec<ErrorOperation> {
+    let mut rows: Vec<ErrorOperation> = window
+        .by_operation
+        .iter()
+        .filter(|(_, r)| r.error_count > 0)
+        .map(|((svc, op), r)| ErrorOperation {
+            service: svc.clone(),
+            operation: op.clone(),
+            error_count: r.error_count,
+            span_count: r.span_count,
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -247,15 +247,15 @@ pub const P95_FACTOR_CRITICAL: f64 = 3.0;
 
 /// Services whose error rate or p95 latency in `current` stands out against
 /// `baseline`. Services with too few spans in either window are skipped.
-pub fn anomalies(current: &[SpanDigest], baseline: &[SpanDigest]) -> Vec<Anomaly> {
-    let base = by_service(baseline);
+pub fn anomalies(current: &WindowRollups, baseline: &WindowRollups) -> Vec<Anomaly> {
+    let base: BTreeMap<&str, Rollup> = baseline.by_service();
     let mut out = Vec::new();
-    for (svc, spans) in by_service(current) {
-        let Some(base_spans) = base.get(svc) else {
+    for (svc, rollup) in current.by_service() {
+        let Some(base_rollup) = base.get(svc) else {
             continue;
         };
-        let cur = SpanStats::of(spans);
-        let old = SpanStats::of(base_spans.iter().copied());
+        let cur = rollup.stats();
+        let old = base_rollup.stats();
         if cur.span_count < MIN_SPANS_FOR_ANOMALY || old.span_count < MIN_SPANS_FOR_ANOMALY {
             continue;
         }
@@ -327,6 +327,17 @@ mod tests {
         }
     }
 
+    fn window_of(spans: &[SpanDigest]) -> WindowRollups {
+        let mut w = WindowRollups::default();
+        spans.iter().for_each(|d| w.add_digest(d));
+        w
+    }
+
+    /// Within the sketch's stated relative accuracy.
+    fn near(estimate: f64, exact: f64) -> bool {
+        (estimate - exact).abs() <= exact * crate::sketch::STATED_RELATIVE_ACCURACY
+    }
+
     #[test]
     fn percentiles_are_nearest_rank_and_exact() {
         let v: Vec<f64> = (1..=100).map(|x| x as f64).collect();
@@ -366,10 +377,11 @@ mod tests {
                 avg_duration_ms: 30.0
             }]
         );
-        let top = top_services(&spans, 1);
+        let w = window_of(&spans);
+        let top = top_services(&w, 1);
         assert_eq!(top[0].service, "api");
         assert_eq!(top[0].stats.span_count, 3);
-        let ops = top_error_operations(&spans, 10);
+        let ops = top_error_operations(&w, 10);
         assert_eq!(ops.len(), 2);
         assert_eq!(
             (ops[0].service.as_str(), ops[0].operation.as_str()),
@@ -387,7 +399,7 @@ mod tests {
             .map(|i| d(i, 1, None, "pay", "charge", 40, i < 5))
             .chain((0..10).map(|i| d(i, 2, None, "calm", "x", 11, false)))
             .collect();
-        let a = anomalies(&cur, &base);
+        let a = anomalies(&window_of(&cur), &window_of(&base));
         assert_eq!(a.len(), 2, "{a:?}");
         assert!(a.iter().all(|x| x.service == "pay"));
         let err = a.iter().find(|x| x.kind == "error_rate").unwrap();
@@ -396,10 +408,14 @@ mod tests {
             (0.5, 0.0, "critical")
         );
         let lat = a.iter().find(|x| x.kind == "p95_latency").unwrap();
-        assert_eq!(
-            (lat.current, lat.baseline, lat.severity),
-            (40.0, 10.0, "critical")
+        assert!(
+            near(lat.current, 40.0) && near(lat.baseline, 10.0),
+            "{lat:?}"
         );
-        assert!(anomalies(&cur[..3], &base).is_empty(), "too few spans");
+        assert_eq!(lat.severity, "critical");
+        assert!(
+            anomalies(&window_of(&cur[..3]), &window_of(&base)).is_empty(),
+            "too few spans"
+        );
     }
 }

@@ -257,6 +257,10 @@ pub struct ServeArgs {
     /// spans stay, with the payloads' hashes.
     #[arg(long, env = "TAEL_RETENTION_LLM_PAYLOADS")]
     pub retention_llm_payloads: Option<String>,
+    /// How long per-minute span rollups are kept (default 365d): window
+    /// analytics over older minutes still answer after their spans are gone.
+    #[arg(long, env = "TAEL_RETENTION_ROLLUPS")]
+    pub retention_rollups: Option<String>,
     /// How often the leader applies the retention (default 5m; 0: never).
     #[arg(long, env = "TAEL_COMPACTION_INTERVAL")]
     pub compaction_interval: Option<String>,
@@ -389,6 +393,7 @@ struct FileConfig {
     retention_logs: Option<String>,
     retention_metrics: Option<String>,
     retention_llm_payloads: Option<String>,
+    retention_rollups: Option<String>,
     compaction_interval: Option<String>,
     hot_window: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -502,6 +507,13 @@ impl ServeArgs {
                         .as_ref()
                         .or(file.retention_llm_payloads.as_ref()),
                     d.retention.llm_payloads_secs,
+                )?,
+                rollups_secs: duration_setting(
+                    "retention-rollups",
+                    self.retention_rollups
+                        .as_ref()
+                        .or(file.retention_rollups.as_ref()),
+                    d.retention.rollups_secs,
                 )?,
             },
             compaction_interval_secs: duration_setting(

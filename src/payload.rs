@@ -275,7 +275,7 @@ pub fn decode_contents(tag: u8, payload: &[u8]) -> Result<Contents, String> {
         TAG_KEYS => decode(payload)
             .map(Contents::Keys)
             .map_err(|e| format!("undecodable key command: {e}")),
-        TAG_RETENTION => decode(payload)
+        TAG_RETENTION => crate::retention::RetentionCut::decode(payload)
             .map(Contents::Retention)
             .map_err(|e| format!("undecodable retention cut: {e}")),
         TAG_COLD_MOVE => {
@@ -386,8 +386,8 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
             ))
         }
         TAG_RETENTION => {
-            let mut cut: crate::retention::RetentionCut =
-                decode(&record.payload).map_err(|e| format!("undecodable retention cut: {e}"))?;
+            let mut cut = crate::retention::RetentionCut::decode(&record.payload)
+                .map_err(|e| format!("undecodable retention cut: {e}"))?;
             cut.stamped_unix_nanos = now_unix_nanos;
             Ok((
                 Record {

@@ -56,6 +56,28 @@ pub struct RetentionPolicy {
     /// shorter than the spans that point at them, which stay with the
     /// payload's hash.
     pub llm_payloads_secs: u64,
+    /// Per-minute span rollups (`crate::rollup`): kept longer than the
+    /// spans they count, so windows older than the spans still answer.
+    pub rollups_secs: u64,
+}
+
+/// Rollups are kept this long unless configured otherwise.
+pub const DEFAULT_ROLLUPS_SECS: u64 = 365 * 86_400;
+
+/// [`RetentionPolicy`] as cuts were encoded before it had `rollups_secs`:
+/// such a cut, still in a Raft log, keeps rollups for ever.
+#[derive(Deserialize)]
+struct PolicyBeforeRollups {
+    traces_secs: u64,
+    logs_secs: u64,
+    metrics_secs: u64,
+    llm_payloads_secs: u64,
+}
+
+#[derive(Deserialize)]
+struct CutBeforeRollups {
+    policy: PolicyBeforeRollups,
+    stamped_unix_nanos: u64,
 }
 
 impl Default for RetentionPolicy {
@@ -65,6 +87,7 @@ impl Default for RetentionPolicy {
             logs_secs: 14 * 86_400,
             metrics_secs: 30 * 86_400,
             llm_payloads_secs: 3 * 86_400,
+            rollups_secs: DEFAULT_ROLLUPS_SECS,
         }
     }
 }
@@ -95,6 +118,26 @@ impl RetentionCut {
         }
     }
 
+    /// Decodes a cut from a Raft log record, in the current encoding or in
+    /// the one before rollups had a retention (those keep rollups for ever:
+    /// 0, so a replayed old cut deletes none).
+    pub fn decode(payload: &[u8]) -> Result<RetentionCut, crate::codec::CodecError> {
+        crate::codec::decode(payload).or_else(|e| {
+            let old: CutBeforeRollups = crate::codec::decode(payload).map_err(|_| e)?;
+            let p = old.policy;
+            Ok(RetentionCut {
+                policy: RetentionPolicy {
+                    traces_secs: p.traces_secs,
+                    logs_secs: p.logs_secs,
+                    metrics_secs: p.metrics_secs,
+                    llm_payloads_secs: p.llm_payloads_secs,
+                    rollups_secs: 0,
+                },
+                stamped_unix_nanos: old.stamped_unix_nanos,
+            })
+        })
+    }
+
     pub fn is_stamped(&self) -> bool {
         self.stamped_unix_nanos > 0
     }
@@ -115,6 +158,7 @@ impl RetentionCut {
             logs: below(p.logs_secs),
             metrics: below(p.metrics_secs),
             llm_payloads: below(p.llm_payloads_secs),
+            rollups: below(p.rollups_secs),
         }
     }
 }
@@ -128,6 +172,10 @@ pub struct Floors {
     pub logs: u64,
     pub metrics: u64,
     pub llm_payloads: u64,
+    /// Span rollups, by minute: a minute goes once it lies wholly below.
+    /// (Absent from states written before rollups: 0.)
+    #[serde(default)]
+    pub rollups: u64,
 }
 
 impl Floors {
@@ -138,6 +186,7 @@ impl Floors {
             logs: self.logs.max(other.logs),
             metrics: self.metrics.max(other.metrics),
             llm_payloads: self.llm_payloads.max(other.llm_payloads),
+            rollups: self.rollups.max(other.rollups),
         }
     }
 
@@ -155,6 +204,9 @@ pub struct DeletedCounts {
     pub logs: u64,
     pub metric_points: u64,
     pub blobs: u64,
+    /// Rollups (minute, service, operation) deleted.
+    #[serde(default)]
+    pub rollups: u64,
 }
 
 impl DeletedCounts {
@@ -163,10 +215,11 @@ impl DeletedCounts {
         self.logs += other.logs;
         self.metric_points += other.metric_points;
         self.blobs += other.blobs;
+        self.rollups += other.rollups;
     }
 
     pub fn total(&self) -> u64 {
-        self.spans + self.logs + self.metric_points + self.blobs
+        self.spans + self.logs + self.metric_points + self.blobs + self.rollups
     }
 }
 
@@ -207,6 +260,7 @@ mod tests {
         assert_eq!(f.logs, now - 14 * DAY);
         assert_eq!(f.metrics, now - 30 * DAY);
         assert_eq!(f.llm_payloads, now - 3 * DAY);
+        assert_eq!(f.rollups, 0, "a year before day 100 saturates at 0");
         assert_eq!(f.llm_texts(), now - 3 * DAY);
     }
 
@@ -242,18 +296,50 @@ mod tests {
             logs: 20,
             metrics: 30,
             llm_payloads: 5,
+            rollups: 40,
         };
         let low = Floors {
             traces: 1,
             logs: 25,
             metrics: 0,
             llm_payloads: 9,
+            rollups: 3,
         };
         let r = high.raised_to(low);
         assert_eq!(
             (r.traces, r.logs, r.metrics, r.llm_payloads),
             (10, 25, 30, 9)
         );
+        assert_eq!(r.rollups, 40);
         assert_eq!(r.llm_texts(), 10, "a span's texts go with the span");
+    }
+
+    #[test]
+    fn a_cut_encoded_before_rollups_had_a_retention_still_decodes() {
+        #[derive(Serialize)]
+        struct Old {
+            policy: (u64, u64, u64, u64),
+            stamped_unix_nanos: u64,
+        }
+        let bytes = crate::codec::encode(&Old {
+            policy: (1, 2, 3, 4),
+            stamped_unix_nanos: 99,
+        });
+        let cut = RetentionCut::decode(&bytes).unwrap();
+        assert_eq!(
+            (cut.policy.traces_secs, cut.policy.llm_payloads_secs),
+            (1, 4)
+        );
+        assert_eq!(cut.policy.rollups_secs, 0, "old cuts keep rollups");
+        assert_eq!(cut.stamped_unix_nanos, 99);
+        let now = RetentionCut {
+            policy: RetentionPolicy::default(),
+            stamped_unix_nanos: 5,
+        };
+        assert_eq!(
+            RetentionCut::decode(&crate::codec::encode(&now)).unwrap(),
+            now
+        );
+        assert!(RetentionCut::decode(&[1, 2]).is_err());
     }
 }

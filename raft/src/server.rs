@@ -64,6 +64,7 @@ where
         applies_consistency_checks: true,
         applies_retention_cuts: true,
         applies_cold_moves: true,
+        applies_rollup_retention: true,
     }
 }
 

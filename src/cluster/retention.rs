@@ -48,12 +48,14 @@ pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
         .all(|m| m.status.as_ref().is_some_and(|s| s.applies_cold_moves))
 }
 
-/// Whether every member answered and applies retention cuts: a node of an
-/// older version would reject the cut, keep what the others deleted, and
-/// differ from them from then on.
+/// Whether every member answered and applies retention cuts as this
+/// version encodes them (with a rollups retention): a node of an older
+/// version would reject the cut, keep what the others deleted, and differ
+/// from them from then on.
 pub fn every_member_applies_retention(status: &ClusterStatus) -> bool {
-    status
-        .members
-        .iter()
-        .all(|m| m.status.as_ref().is_some_and(|s| s.applies_retention_cuts))
+    status.members.iter().all(|m| {
+        m.status
+            .as_ref()
+            .is_some_and(|s| s.applies_retention_cuts && s.applies_rollup_retention)
+    })
 }

@@ -21,6 +21,7 @@ use crate::comments::Comment;
 use crate::fulltext::{DocKind, FullText, MAX_HITS};
 use crate::llm::Sha256Digest;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
+use crate::rollup::{minute_of, minutes_starting_in, WindowRollups};
 use crate::state::cold::{ColdReader, ColdStats};
 use crate::state::hot::{
     Found, HotStore, LogQuery, LogWalk, MetricQuery, Order, ServiceStats, SpanQuery, SpanScan,
@@ -445,6 +446,33 @@ impl View {
             more = true;
         }
         Ok((digests, more))
+    }
+
+    /// The window `[since, until]`'s spans per service and operation, from
+    /// the rollups of the minutes that start within it
+    /// ([`minutes_starting_in`]). A window shorter than a minute holds no
+    /// minute start: it is read from span digests (at most `max_spans`, else
+    /// `truncated`), or, when it lies below the spans' retention floor (its
+    /// spans may be gone, their rollups are not), from the rollups of the
+    /// minutes it touches.
+    pub fn window_rollups(
+        &self,
+        (since, until): (u64, u64),
+        service: Option<&str>,
+        max_spans: usize,
+    ) -> StoreResult<WindowRollups> {
+        let mut w = WindowRollups::default();
+        if let Some(minutes) = minutes_starting_in(since, until) {
+            self.hot.merge_rollups(minutes, service, &mut w)?;
+        } else if since < self.hot.retention_state()?.floors.traces {
+            let minutes = (minute_of(since), minute_of(until));
+            self.hot.merge_rollups(minutes, service, &mut w)?;
+        } else {
+            let (digests, truncated) = self.hot.span_digests(since, until, service, max_spans)?;
+            w.truncated = truncated;
+            digests.iter().for_each(|d| w.add_digest(d));
+        }
+        Ok(w)
     }
 
     pub fn log_severity_counts(

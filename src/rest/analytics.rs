@@ -1,4 +1,8 @@
 //! `/api/v1/summary`, `/anomalies`, `/correlate`, `/topology`, `/diff`.
+//!
+//! Summary, anomalies and diff read per-minute rollups of the minutes that
+//! start within the window (`View::window_rollups`); topology needs each
+//! span's parent and reads span digests only.
 
 use std::sync::Arc;
 
@@ -11,12 +15,16 @@ use super::{answer, ApiError, Params};
 use crate::analytics::{self, SpanDigest, SpanStats};
 use crate::model::{hex_lower, now_unix_nanos, parse_hex, rfc3339_nanos, Severity, TraceId};
 use crate::query::{LogQuery, MetricQuery, QueryService, StoreError, Text, View};
+use crate::rollup::WindowRollups;
 
 const DEFAULT_WINDOW_SECS: u64 = 3600;
 /// The baseline window defaults to this many current windows before it.
 const DEFAULT_BASELINE_FACTOR: u64 = 6;
 /// Spans one window may hold in memory; beyond it the answer says `truncated`.
 const MAX_WINDOW_SPANS: usize = 2_000_000;
+/// Spans read for a window shorter than a minute (longer ones read
+/// rollups); beyond it the answer says `truncated`.
+const MAX_SUBMINUTE_SPANS: usize = MAX_WINDOW_SPANS;
 const TOP_LIMIT: usize = 10;
 const DEFAULT_EDGE_LIMIT: usize = 100;
 const CORRELATE_MAX_LOGS: usize = 1_000;
@@ -73,6 +81,14 @@ fn digests(
     view.span_digests(window, service, MAX_WINDOW_SPANS)
 }
 
+fn rollups(
+    view: &View,
+    window: (u64, u64),
+    service: Option<&str>,
+) -> Result<WindowRollups, StoreError> {
+    view.window_rollups(window, service, MAX_SUBMINUTE_SPANS)
+}
+
 /// Parses the window parameters, then runs `f` through the query service.
 /// `limit` (default `default_limit`) bounds the lists `f` returns.
 async fn windowed(
@@ -98,7 +114,7 @@ pub async fn summary(
     windowed(queries, raw, TOP_LIMIT, |store, w, limit| {
         let svc = w.service.as_deref();
         let window = w.current();
-        let (spans, truncated) = digests(store, window, svc)?;
+        let spans = rollups(store, window, svc)?;
         let logs = store.log_severity_counts(window, svc)?;
         let (points, names) = store.metric_point_counts(window, svc)?;
         let count = |sevs: &[Severity]| -> u64 {
@@ -107,7 +123,7 @@ pub async fn summary(
         Ok(json!({
             "window_seconds": w.current_secs,
             "service_filter": w.service,
-            "traces": SpanStats::of(&spans),
+            "traces": spans.total().stats(),
             "top_services": analytics::top_services(&spans, limit),
             "top_error_operations": analytics::top_error_operations(&spans, limit),
             "logs": {
@@ -118,7 +134,7 @@ pub async fn summary(
                 "debug": count(&[Severity::Debug, Severity::Trace]),
             },
             "metrics": { "point_count": points, "unique_names": names },
-            "truncated": truncated,
+            "truncated": spans.truncated,
         }))
     })
     .await
@@ -130,21 +146,21 @@ pub async fn anomalies(
 ) -> Result<Response, ApiError> {
     windowed(queries, raw, TOP_LIMIT, |store, w, _| {
         let svc = w.service.as_deref();
-        let (current, t1) = digests(store, w.current(), svc)?;
-        let (baseline, t2) = digests(store, w.baseline(), svc)?;
+        let current = rollups(store, w.current(), svc)?;
+        let baseline = rollups(store, w.baseline(), svc)?;
         Ok(json!({
             "current_seconds": w.current_secs,
             "baseline_seconds": w.baseline_secs,
             "service_filter": w.service,
             "anomalies": analytics::anomalies(&current, &baseline),
-            "truncated": t1 || t2,
+            "truncated": current.truncated || baseline.truncated,
         }))
     })
     .await
 }
 
-fn window_figures(spans: &[SpanDigest], secs: u64) -> Value {
-    let s = SpanStats::of(spans);
+fn window_figures(spans: &WindowRollups, secs: u64) -> Value {
+    let s = spans.total().stats();
     json!({
         "span_count": s.span_count,
         "rate_per_sec": s.span_count as f64 / secs.max(1) as f64,
@@ -162,8 +178,8 @@ pub async fn diff(
 ) -> Result<Response, ApiError> {
     windowed(queries, raw, TOP_LIMIT, |store, w, _| {
         let svc = w.service.as_deref();
-        let (current, t1) = digests(store, w.current(), svc)?;
-        let (baseline, t2) = digests(store, w.baseline(), svc)?;
+        let current = rollups(store, w.current(), svc)?;
+        let baseline = rollups(store, w.baseline(), svc)?;
         let cur = window_figures(&current, w.current_secs);
         let base = window_figures(&baseline, w.baseline_secs);
         let mut delta = serde_json::Map::new();
@@ -178,7 +194,7 @@ pub async fn diff(
             "current": cur,
             "baseline": base,
             "delta": delta,
-            "truncated": t1 || t2,
+            "truncated": current.truncated || baseline.truncated,
         }))
     })
     .await

@@ -39,6 +39,7 @@ pub async fn report(
                 "logs_secs": p.logs_secs,
                 "metrics_secs": p.metrics_secs,
                 "llm_payloads_secs": p.llm_payloads_secs,
+                "rollups_secs": p.rollups_secs,
                 "compaction_interval_secs": lifecycle.compaction_interval_secs,
                 "hot_window_secs": lifecycle.hot_window_secs,
             },

@@ -221,6 +221,7 @@ fn stage(
                 logs = deleted.logs,
                 metric_points = deleted.metric_points,
                 blobs = deleted.blobs,
+                rollups = deleted.rollups,
                 "retention cut applied"
             );
         }

@@ -324,6 +324,7 @@ pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
     batch.commit()?;
     into.backfill_trace_marks()?;
     into.backfill_blob_refs()?;
+    into.backfill_rollups()?;
     into.persist()?;
     Ok(meta)
 }

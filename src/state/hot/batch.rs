@@ -63,6 +63,10 @@ pub struct ApplyBatch<'a> {
     pub(super) spans: HashMap<[u8; 24], fjall::Slice>,
     pub(super) stats: HashMap<String, ServiceStats>,
     pub(super) svc_traces: HashMap<Vec<u8>, u32>,
+    /// Rollups (by key) as changed by this batch (see `rollups.rs`).
+    pub(super) rollups: HashMap<Vec<u8>, crate::rollup::Rollup>,
+    /// A buffer for rollup keys (see `rollups.rs`).
+    pub(super) rollup_key: Vec<u8>,
     /// Traces looked up in `trace_marks` in this batch: true when the trace
     /// may have spans stored before this batch.
     pub(super) trace_stored: HashMap<TraceId, bool>,
@@ -94,6 +98,8 @@ impl<'a> ApplyBatch<'a> {
             spans: HashMap::new(),
             stats: HashMap::new(),
             svc_traces: HashMap::new(),
+            rollups: HashMap::new(),
+            rollup_key: Vec::new(),
             trace_stored: HashMap::new(),
             first_entry: None,
             last_entry: None,
@@ -339,6 +345,7 @@ impl ApplyBatch<'_> {
                     .insert(&ks.svc_traces, k, n.to_le_bytes().to_vec());
             }
         }
+        self.stage_rollups();
         if let Some(keys) = self.key_set.take() {
             self.batch.insert(
                 &ks.meta,

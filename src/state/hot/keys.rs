@@ -105,6 +105,31 @@ pub(super) fn svc_trace_key(service: &str, trace: &TraceId) -> Vec<u8> {
     k
 }
 
+/// `rollups`: minute ++ len16 ++ service ++ operation. Minute first, like
+/// the other time-bucketed indexes: new keys only touch the current minute,
+/// and a window is one range.
+pub(super) fn rollup_key(minute: u64, service: &str, operation: &str) -> Vec<u8> {
+    let mut k = Vec::new();
+    rollup_key_into(&mut k, minute, service, operation);
+    k
+}
+
+/// [`rollup_key`] into `k` (cleared first).
+pub(super) fn rollup_key_into(k: &mut Vec<u8>, minute: u64, service: &str, operation: &str) {
+    k.clear();
+    k.extend_from_slice(&minute.to_be_bytes());
+    k.extend_from_slice(&name_len16(service));
+    k.extend_from_slice(service.as_bytes());
+    k.extend_from_slice(operation.as_bytes());
+}
+
+/// `rollups` keys of one minute.
+pub(super) fn rollup_minute_prefix(minute: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + 2 + 64);
+    k.extend_from_slice(&minute.to_be_bytes());
+    k
+}
+
 /// `tags` key kinds (the first byte): a tag name, a tag value, an operation.
 /// Scopes and value types come as the bytes `tags::TagScope::byte` and
 /// `tags::TagType::byte` give.

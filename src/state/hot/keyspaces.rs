@@ -45,7 +45,7 @@ macro_rules! keyspaces {
     };
 }
 
-keyspaces! { 21;
+keyspaces! { 22;
     /// trace id ++ span id → span.
     spans,
     /// start ++ trace id ++ span id → span digest (window analytics).
@@ -94,7 +94,10 @@ keyspaces! { 21;
     /// len16 ++ tag name ++ type ++ value, o ++ len16 ++ service ++
     /// operation → empty.
     tags,
+    /// sha256 ++ kind ++ referencing record's key → empty.
     blob_refs,
+    /// minute ++ len16 ++ service ++ operation → Rollup (`rollups.rs`).
+    rollups,
 }
 
 impl Keyspaces {
@@ -118,7 +121,7 @@ impl Keyspaces {
 
     /// Keyspaces that are small or large depending on the workload: logs,
     /// metrics, and everything added after them.
-    pub(super) fn workload_sized(&self) -> [&Keyspace; 13] {
+    pub(super) fn workload_sized(&self) -> [&Keyspace; 14] {
         [
             &self.logs,
             &self.log_by_service,
@@ -133,6 +136,7 @@ impl Keyspaces {
             &self.trace_marks,
             &self.tags,
             &self.blob_refs,
+            &self.rollups,
         ]
     }
 }
@@ -185,6 +189,7 @@ mod tests {
                 "batch_keys",
                 "tags",
                 "blob_refs",
+                "rollups",
             ]
         );
     }

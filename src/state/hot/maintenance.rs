@@ -111,6 +111,9 @@ impl HotStore {
     pub(crate) fn forget_trace_marks_complete(&self) -> StoreResult<()> {
         self.keyspaces.meta.remove(META_TRACE_MARKS_COMPLETE)?;
         self.keyspaces.meta.remove(META_BLOB_REFS_COMPLETE)?;
+        self.keyspaces
+            .meta
+            .remove(super::rollups::META_ROLLUPS_COMPLETE)?;
         Ok(())
     }
 

@@ -27,6 +27,7 @@
 //! | `batch_keys`      | batch key (comments only)                      | log index (u64 BE)    |
 //! | `tags`            | tag name, tag value or operation (`tags.rs`)   | empty                 |
 //! | `blob_refs`       | sha256 ++ kind ++ referencing record's key     | empty                 |
+//! | `rollups`         | minute ++ len16 ++ service ++ operation        | [`crate::rollup::Rollup`] |
 //!
 //! Integers in keys are big-endian; values are bincode ([`crate::codec`])
 //! unless said otherwise. `keys.rs` builds every key and says why it is
@@ -43,7 +44,8 @@
 //! records, `tags.rs` the tag index); `reads.rs` and `search.rs` answer queries described in
 //! `query.rs`; `text_queue.rs` hands text to the full-text indexer;
 //! `retention.rs` applies retention cuts; `cold.rs` moves records to the
-//! cold tier; `stats.rs` tells what the tier
+//! cold tier; `rollups.rs` keeps the per-minute span rollups window
+//! analytics read; `stats.rs` tells what the tier
 //! holds; `maintenance.rs` keeps the engine's journals short and backfills data
 //! that older versions did not write.
 
@@ -57,6 +59,7 @@ mod metric_names;
 mod query;
 mod reads;
 mod retention;
+mod rollups;
 mod search;
 mod spans;
 mod spool_marks;
@@ -119,6 +122,7 @@ impl HotStore {
         };
         store.backfill_trace_marks()?;
         store.backfill_blob_refs()?;
+        store.backfill_rollups()?;
         Ok(store)
     }
 

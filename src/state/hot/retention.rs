@@ -169,6 +169,7 @@ impl ApplyBatch<'_> {
         };
         let floors = state.floors;
         self.drop_spans(&mut cutter, floors.traces)?;
+        self.drop_aged_rollups(&mut cutter, floors.rollups)?;
         state.llm_released_until = self.release_llm_payloads(
             &mut cutter,
             floors.llm_payloads,
@@ -210,7 +211,8 @@ impl ApplyBatch<'_> {
                 )));
             };
             let span: SpanRecord = decode(&bytes)?;
-            self.unindex(&span_key, &span)?;
+            // The span ages out; its minute's rollup keeps it.
+            self.unindex_aged(&span_key, &span)?;
             self.batch.remove(&ks.spans, span_key.to_vec());
             for sha in llm_blobs(&span) {
                 c.released
@@ -220,6 +222,14 @@ impl ApplyBatch<'_> {
             c.removed_spans.insert(span_key);
             c.deleted.spans += 1;
         }
+        Ok(())
+    }
+
+    /// Deletes rollups of minutes below `floor` (`rollups.rs`).
+    fn drop_aged_rollups(&mut self, c: &mut Cutter<'_>, floor: u64) -> StoreResult<()> {
+        let dropped = self.drop_rollups(c.view, floor, c.budget)?;
+        c.budget -= dropped;
+        c.deleted.rollups += dropped as u64;
         Ok(())
     }
 
@@ -546,6 +556,7 @@ mod tests {
                 logs_secs: keep_secs,
                 metrics_secs: keep_secs,
                 llm_payloads_secs: keep_secs,
+                rollups_secs: keep_secs,
             },
             stamped_unix_nanos: now,
         }

@@ -142,11 +142,13 @@ impl ApplyBatch<'_> {
         let service_key = service_key(&s.service, s.start_unix_nanos, key);
         // The time index carries a digest, so window analytics never read
         // span bodies.
+        let digest = SpanDigest::of(s);
         self.batch.insert(
             &ks.by_time,
             time_key(s.start_unix_nanos, key).to_vec(),
-            encode(&SpanDigest::of(s)),
+            encode(&digest),
         );
+        self.add_to_rollup(&digest)?;
         self.batch.insert(&ks.by_service, service_key, b"".to_vec());
         if s.status == SpanStatus::Error {
             self.batch.insert(
@@ -173,15 +175,29 @@ impl ApplyBatch<'_> {
         Ok(())
     }
 
-    /// Undoes [`Self::index`] for the span `s` stored under `key`.
-    pub(super) fn unindex(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) -> StoreResult<()> {
+    /// Undoes [`Self::index`] for the span `s` stored under `key`, which
+    /// is being replaced: its minute's rollup forgets it too.
+    fn unindex(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) -> StoreResult<()> {
+        self.remove_from_rollup(&SpanDigest::of(s))?;
+        self.unindex_aged(key, s)
+    }
+
+    /// Undoes [`Self::index`] but for the rollups, for the span `s` stored
+    /// under `key`, which a retention cut deletes: the span goes, the
+    /// minute it was counted in keeps it (rollups have a retention of their
+    /// own).
+    pub(super) fn unindex_aged(
+        &mut self,
+        key: &[u8; SPAN_KEY_LEN],
+        s: &SpanRecord,
+    ) -> StoreResult<()> {
         self.remove_span_time_entries(key, s);
         self.uncount_span(key, s)
     }
 
     /// Removes the span `s` stored under `key` from the time indexes
     /// (`by_time`, `by_service`, `by_error`): what a move to the cold tier
-    /// and a retention cut both do. Its counters stay.
+    /// and a retention cut both do. Its counters and rollup stay.
     pub(super) fn remove_span_time_entries(&mut self, key: &[u8; SPAN_KEY_LEN], s: &SpanRecord) {
         let ks = &self.store.keyspaces;
         self.batch
