@@ -187,6 +187,47 @@ fn routes(trace: &str) -> Vec<(&'static str, String, Vec<u8>, Option<&'static st
         ),
         r(
             "GET",
+            "/prometheus/api/v1/query?query=1%2B1",
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "POST",
+            "/prometheus/api/v1/query_range",
+            b"query=up&start=0&end=60&step=15".to_vec(),
+            Some("reader"),
+        ),
+        r("GET", "/prometheus/api/v1/labels", vec![], Some("reader")),
+        r(
+            "GET",
+            "/prometheus/api/v1/label/job/values",
+            vec![],
+            Some("reader"),
+        ),
+        r(
+            "GET",
+            "/prometheus/api/v1/series?match%5B%5D=up",
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/prometheus/api/v1/metadata", vec![], Some("reader")),
+        r(
+            "GET",
+            "/prometheus/api/v1/status/buildinfo",
+            vec![],
+            Some("reader"),
+        ),
+        r("GET", "/prometheus/api/v1/rules", vec![], Some("reader")),
+        // Remote write: refused after the key check (the body is not snappy).
+        r("POST", "/api/v1/write", b"x".to_vec(), Some("writer")),
+        r(
+            "POST",
+            "/prometheus/api/v1/write",
+            b"x".to_vec(),
+            Some("writer"),
+        ),
+        r(
+            "GET",
             "/jaeger/api/services/checkout/operations",
             vec![],
             Some("reader"),
