@@ -299,9 +299,11 @@ impl ApplyBatch<'_> {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::test_support::{apply_spans, log_id, open_store, test_span};
+    use super::super::test_support::{
+        apply_spans, keyspace_len, log_id, open_store, test_log, test_point, test_span,
+    };
     use super::*;
-    use crate::model::{AnyValue, MetricType, Severity};
+    use crate::model::Severity;
     use crate::state::cold::ColdReader;
 
     const SEC: u64 = 1_000_000_000;
@@ -317,38 +319,6 @@ mod tests {
         let out = b.apply_cold_move(index, &mv).unwrap();
         b.commit(Some(log_id(index)), None).unwrap();
         out
-    }
-
-    fn log_at(t: u64, body: &str) -> LogRecord {
-        LogRecord {
-            timestamp_unix_nanos: t,
-            severity: Severity::Warn,
-            body: Some(AnyValue::String(body.into())),
-            service: "checkout".into(),
-            trace_id: Some([9; 16]),
-            ..Default::default()
-        }
-    }
-
-    fn point_at(t: u64) -> MetricPoint {
-        MetricPoint {
-            timestamp_unix_nanos: t,
-            start_unix_nanos: 0,
-            service: "checkout".into(),
-            name: "requests".into(),
-            metric_type: MetricType::Gauge,
-            value: t as f64,
-            unit: String::new(),
-            attributes: Vec::new(),
-            temporality: None,
-            is_monotonic: None,
-            histogram: None,
-            quantiles: Vec::new(),
-        }
-    }
-
-    fn count(store: &HotStore, ks: &fjall::Keyspace) -> usize {
-        store.read_view().iter(ks).count()
     }
 
     #[test]
@@ -369,8 +339,8 @@ mod tests {
         assert!(store.trace(&[1; 16]).unwrap().is_empty());
         assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
         let ks = &store.keyspaces;
-        assert_eq!(count(&store, &ks.by_time), 1);
-        assert_eq!(count(&store, &ks.by_service), 1);
+        assert_eq!(keyspace_len(&store, &ks.by_time), 1);
+        assert_eq!(keyspace_len(&store, &ks.by_service), 1);
         assert_eq!(
             store.services().unwrap(),
             stats_before,
@@ -448,10 +418,10 @@ mod tests {
         let (_dir, store) = open_store();
         let mut b = store.begin();
         b.begin_entry(1);
-        b.put_log(&log_at(10 * SEC, "old"));
-        b.put_log(&log_at(90 * SEC, "new"));
-        b.put_metric(&point_at(10 * SEC));
-        b.put_metric(&point_at(90 * SEC));
+        b.put_log(&test_log(10 * SEC, "old"));
+        b.put_log(&test_log(90 * SEC, "new"));
+        b.put_metric(&test_point(10 * SEC));
+        b.put_metric(&test_point(90 * SEC));
         b.commit(Some(log_id(1)), None).unwrap();
         let old_key = store
             .read_view()
@@ -472,13 +442,17 @@ mod tests {
             ("metrics", &ks.metrics),
             ("metric_by_name", &ks.metric_by_name),
         ] {
-            assert_eq!(count(&store, space), 1, "{name} keeps the newer record");
+            assert_eq!(
+                keyspace_len(&store, space),
+                1,
+                "{name} keeps the newer record"
+            );
         }
         let store = Arc::new(store);
         let cold = ColdReader::open(&store).unwrap();
         assert_eq!(
             cold.log_by_key(&old_key).unwrap(),
-            Some(log_at(10 * SEC, "old"))
+            Some(test_log(10 * SEC, "old"))
         );
         let logs = cold
             .logs((0, u64::MAX), Some("checkout"), Some(&[9; 16]), 10)
@@ -492,7 +466,7 @@ mod tests {
             .is_empty());
         let points = cold.metrics((0, u64::MAX), Some("requests"), 10).unwrap();
         assert_eq!(points.records.len(), 1);
-        assert_eq!(points.records[0].1, point_at(10 * SEC));
+        assert_eq!(points.records[0].1, test_point(10 * SEC));
     }
 
     #[test]
@@ -501,8 +475,8 @@ mod tests {
         let mut b = store.begin();
         b.begin_entry(1);
         for i in 0..4 {
-            b.put_log(&log_at(10 * SEC + i, &format!("early {i}")));
-            b.put_log(&log_at(30 * SEC + i, &format!("late {i}")));
+            b.put_log(&test_log(10 * SEC + i, &format!("early {i}")));
+            b.put_log(&test_log(30 * SEC + i, &format!("late {i}")));
         }
         b.commit(Some(log_id(1)), None).unwrap();
         apply_move(&store, 2, Signal::Logs, 20 * SEC);
@@ -540,7 +514,7 @@ mod tests {
         let mut b = store.begin();
         b.begin_entry(1);
         for i in 0..(MAX_ROWS_PER_MOVE as u64 + 3) {
-            b.put_metric(&point_at(SEC + i));
+            b.put_metric(&test_point(SEC + i));
         }
         b.commit(Some(log_id(1)), None).unwrap();
         let first = apply_move(&store, 2, Signal::Metrics, 100 * SEC);
@@ -559,7 +533,7 @@ mod tests {
         assert!(m.pending.is_empty());
         assert_eq!(m.files.len(), 2);
         assert_eq!(m.stats().metric_points.rows, MAX_ROWS_PER_MOVE as u64 + 3);
-        assert_eq!(count(&store, &store.keyspaces.metrics), 0);
+        assert_eq!(keyspace_len(&store, &store.keyspaces.metrics), 0);
     }
 
     #[test]

@@ -540,10 +540,11 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{apply_spans, log_id, open_store, test_span};
+    use super::super::test_support::{
+        apply_spans, keyspace_len, log_id, open_store, test_log, test_point, test_span,
+    };
     use super::*;
     use crate::model::llm::LlmInfo;
-    use crate::model::{AnyValue, MetricType, Severity};
     use crate::retention::{RetentionPolicy, RetentionState};
 
     const SEC: u64 = 1_000_000_000;
@@ -580,38 +581,6 @@ mod tests {
         s
     }
 
-    fn log_at(t: u64, body: String) -> LogRecord {
-        LogRecord {
-            timestamp_unix_nanos: t,
-            severity: Severity::Info,
-            body: Some(AnyValue::String(body)),
-            service: "checkout".into(),
-            trace_id: Some([9; 16]),
-            ..Default::default()
-        }
-    }
-
-    fn point_at(t: u64) -> MetricPoint {
-        MetricPoint {
-            timestamp_unix_nanos: t,
-            start_unix_nanos: 0,
-            service: "checkout".into(),
-            name: "requests".into(),
-            metric_type: MetricType::Gauge,
-            value: t as f64,
-            unit: String::new(),
-            attributes: Vec::new(),
-            temporality: None,
-            is_monotonic: None,
-            histogram: None,
-            quantiles: Vec::new(),
-        }
-    }
-
-    fn count(store: &HotStore, ks: &fjall::Keyspace) -> usize {
-        store.read_view().iter(ks).count()
-    }
-
     #[test]
     fn spans_below_the_floor_go_with_their_indexes_counters_and_marks() {
         let (_dir, store) = open_store();
@@ -630,8 +599,8 @@ mod tests {
         assert!(store.trace(&[1; 16]).unwrap().is_empty());
         assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
         let ks = &store.keyspaces;
-        assert_eq!(count(&store, &ks.by_time), 1);
-        assert_eq!(count(&store, &ks.by_service), 1);
+        assert_eq!(keyspace_len(&store, &ks.by_time), 1);
+        assert_eq!(keyspace_len(&store, &ks.by_service), 1);
         let stats = store.services().unwrap();
         assert_eq!(stats.len(), 1);
         assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (1, 1));
@@ -677,7 +646,7 @@ mod tests {
         let deleted = apply_cut(&store, 3, cut_at(200 * SEC, 50));
         assert_eq!((deleted.spans, deleted.blobs), (1, 1));
         assert!(store.blob(&sha).unwrap().is_none());
-        assert_eq!(count(&store, &store.keyspaces.blob_refs), 0);
+        assert_eq!(keyspace_len(&store, &store.keyspaces.blob_refs), 0);
     }
 
     #[test]
@@ -709,11 +678,11 @@ mod tests {
         let big = "x".repeat(super::super::LARGE_LOG_BODY_BYTES + 1);
         let mut b = store.begin();
         b.begin_entry(1);
-        b.put_log(&log_at(10 * SEC, "old".into()));
-        b.put_log(&log_at(20 * SEC, big.clone()));
-        b.put_log(&log_at(90 * SEC, "new".into()));
-        b.put_metric(&point_at(10 * SEC));
-        b.put_metric(&point_at(90 * SEC));
+        b.put_log(&test_log(10 * SEC, "old"));
+        b.put_log(&test_log(20 * SEC, &big));
+        b.put_log(&test_log(90 * SEC, "new"));
+        b.put_metric(&test_point(10 * SEC));
+        b.put_metric(&test_point(90 * SEC));
         b.commit(Some(log_id(1)), None).unwrap();
         let deleted = apply_cut(&store, 2, cut_at(100 * SEC, 50));
         assert_eq!(
@@ -729,10 +698,14 @@ mod tests {
             ("metrics", &ks.metrics),
             ("metric_by_name", &ks.metric_by_name),
         ] {
-            assert_eq!(count(&store, space), 1, "{name} keeps the newer record");
+            assert_eq!(
+                keyspace_len(&store, space),
+                1,
+                "{name} keeps the newer record"
+            );
         }
-        assert_eq!(count(&store, &ks.blobs), 0);
-        assert_eq!(count(&store, &ks.blob_refs), 0);
+        assert_eq!(keyspace_len(&store, &ks.blobs), 0);
+        assert_eq!(keyspace_len(&store, &ks.blob_refs), 0);
     }
 
     #[test]
@@ -741,7 +714,7 @@ mod tests {
         let mut b = store.begin();
         b.begin_entry(1);
         for i in 0..(MAX_RECORDS_PER_CUT as u64 + 5) {
-            b.put_metric(&point_at(SEC + i));
+            b.put_metric(&test_point(SEC + i));
         }
         b.commit(Some(log_id(1)), None).unwrap();
         let cut = cut_at(1000 * SEC, 10);
@@ -789,7 +762,7 @@ mod tests {
         b.remove(&ks.meta, META_BLOB_REFS_COMPLETE.to_vec());
         b.commit().unwrap();
         store.backfill_blob_refs().unwrap();
-        assert_eq!(count(&store, &ks.blob_refs), 2);
+        assert_eq!(keyspace_len(&store, &ks.blob_refs), 2);
         apply_cut(&store, 2, cut_at(100 * SEC, 50));
         assert!(
             store
@@ -844,7 +817,7 @@ mod tests {
             .blob(&crate::llm::sha256(b"cold prompt"))
             .unwrap()
             .is_none());
-        assert_eq!(count(&store, &store.keyspaces.blob_refs), 0);
+        assert_eq!(keyspace_len(&store, &store.keyspaces.blob_refs), 0);
         // A later floor above the second file drops it too.
         apply_cut(&store, 5, cut_at(150 * SEC, 100));
         assert!(store.cold_manifest().unwrap().files.is_empty());

@@ -4,7 +4,10 @@ use tael_consensus::{LeaderId, LogId};
 
 use super::keys::META_TRACE_MARKS_COMPLETE;
 use super::{HotStore, ServiceStats};
-use crate::model::{SpanKind, SpanRecord, SpanStatus, TraceId};
+use crate::model::{
+    AnyValue, LogRecord, MetricPoint, MetricType, Severity, SpanKind, SpanRecord, SpanStatus,
+    TraceId,
+};
 
 /// A store in a fresh temporary directory (kept while the guard lives).
 pub(super) fn open_store() -> (tempfile::TempDir, HotStore) {
@@ -63,4 +66,40 @@ pub(super) fn only_service_stats(store: &HotStore) -> ServiceStats {
     let all = store.services().unwrap();
     assert_eq!(all.len(), 1);
     all.into_iter().next().unwrap().1
+}
+
+/// A warning log record of service `checkout` at `t`, in trace 9.
+pub(super) fn test_log(t: u64, body: &str) -> LogRecord {
+    LogRecord {
+        timestamp_unix_nanos: t,
+        severity: Severity::Warn,
+        body: Some(AnyValue::String(body.into())),
+        service: "checkout".into(),
+        trace_id: Some([9; 16]),
+        ..Default::default()
+    }
+}
+
+/// A gauge point `requests` of service `checkout` at `t` (its value is `t`).
+pub(super) fn test_point(t: u64) -> MetricPoint {
+    MetricPoint {
+        timestamp_unix_nanos: t,
+        start_unix_nanos: 0,
+        service: "checkout".into(),
+        name: "requests".into(),
+        metric_type: MetricType::Gauge,
+        value: t as f64,
+        unit: String::new(),
+        attributes: Vec::new(),
+        temporality: None,
+        is_monotonic: None,
+        histogram: None,
+        quantiles: Vec::new(),
+    }
+}
+
+/// The keys `ks` holds now.
+pub(super) fn keyspace_len(store: &HotStore, ks: &fjall::Keyspace) -> usize {
+    use fjall::Readable;
+    store.read_view().iter(ks).count()
 }
