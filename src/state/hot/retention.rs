@@ -284,37 +284,53 @@ impl ApplyBatch<'_> {
 
     /// Deletes log records stamped before `floor`, with their index entries.
     fn drop_logs(&mut self, c: &mut Cutter<'_>, floor: u64) -> StoreResult<()> {
-        let ks = &self.store.keyspaces;
-        for kv in c.view.range(&ks.logs, ..floor.to_be_bytes().to_vec()) {
-            if !c.take_one() {
-                return Ok(());
-            }
-            let (k, v) = kv.into_inner()?;
-            let key: [u8; RECORD_KEY_LEN] = k[..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("logs key".into()))?;
-            let log: LogRecord = decode(&v)?;
-            self.remove_log_entries(&key, &log);
-            self.release_log_blob(c, &key, &log);
-            c.deleted.logs += 1;
-        }
-        Ok(())
+        let store = self.store;
+        self.drop_records_below(
+            c,
+            &store.keyspaces.logs,
+            floor,
+            |batch, c, key, log: LogRecord| {
+                batch.remove_log_entries(key, &log);
+                batch.release_log_blob(c, key, &log);
+                c.deleted.logs += 1;
+            },
+        )
     }
 
     /// Deletes metric points stamped before `floor`, with their index entry.
     fn drop_metrics(&mut self, c: &mut Cutter<'_>, floor: u64) -> StoreResult<()> {
-        let ks = &self.store.keyspaces;
-        for kv in c.view.range(&ks.metrics, ..floor.to_be_bytes().to_vec()) {
+        let store = self.store;
+        self.drop_records_below(
+            c,
+            &store.keyspaces.metrics,
+            floor,
+            |batch, c, key, point: MetricPoint| {
+                batch.remove_metric_entries(key, &point);
+                c.deleted.metric_points += 1;
+            },
+        )
+    }
+
+    /// Hands each record of `primary` (keys: time ++ content hash) stamped
+    /// before `floor` to `remove`, which stages its removal: oldest first,
+    /// while the cut's budget lasts.
+    fn drop_records_below<T: serde::de::DeserializeOwned>(
+        &mut self,
+        c: &mut Cutter<'_>,
+        primary: &fjall::Keyspace,
+        floor: u64,
+        mut remove: impl FnMut(&mut Self, &mut Cutter<'_>, &[u8; RECORD_KEY_LEN], T),
+    ) -> StoreResult<()> {
+        let view = c.view;
+        for kv in view.range(primary, ..floor.to_be_bytes().to_vec()) {
             if !c.take_one() {
                 return Ok(());
             }
             let (k, v) = kv.into_inner()?;
             let key: [u8; RECORD_KEY_LEN] = k[..]
                 .try_into()
-                .map_err(|_| StoreError::Corrupt("metrics key".into()))?;
-            let point: MetricPoint = decode(&v)?;
-            self.remove_metric_entries(&key, &point);
-            c.deleted.metric_points += 1;
+                .map_err(|_| StoreError::Corrupt("a record key of the wrong length".into()))?;
+            remove(self, c, &key, decode(&v)?);
         }
         Ok(())
     }
@@ -541,7 +557,8 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{
-        apply_spans, keyspace_len, log_id, open_store, test_log, test_point, test_span,
+        apply_spans, assert_log_and_metric_keyspaces_hold, keyspace_len, log_id, open_store,
+        test_log, test_point, test_span,
     };
     use super::*;
     use crate::model::llm::LlmInfo;
@@ -690,20 +707,7 @@ mod tests {
             (2, 1, 1)
         );
         let ks = &store.keyspaces;
-        for (name, space) in [
-            ("logs", &ks.logs),
-            ("log_by_service", &ks.log_by_service),
-            ("log_by_severity", &ks.log_by_severity),
-            ("log_by_trace", &ks.log_by_trace),
-            ("metrics", &ks.metrics),
-            ("metric_by_name", &ks.metric_by_name),
-        ] {
-            assert_eq!(
-                keyspace_len(&store, space),
-                1,
-                "{name} keeps the newer record"
-            );
-        }
+        assert_log_and_metric_keyspaces_hold(&store, 1);
         assert_eq!(keyspace_len(&store, &ks.blobs), 0);
         assert_eq!(keyspace_len(&store, &ks.blob_refs), 0);
     }
