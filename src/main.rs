@@ -228,6 +228,14 @@ fn print_query_latencies(r: &[cmd::bench_query::QueryLatency]) {
     }
 }
 
+/// A benchmark report as pretty JSON on stdout (`--output json`).
+fn print_json(report: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(report).expect("report serializes")
+    );
+}
+
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -404,10 +412,7 @@ fn main() -> ExitCode {
             };
             let r = cmd::bench::run(opts).await?;
             if output == "json" {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&r).expect("report serializes")
-                );
+                print_json(&r);
             } else {
                 let unit = match r.signal {
                     cmd::bench::BenchSignal::Traces => "spans",
@@ -481,10 +486,7 @@ fn main() -> ExitCode {
             };
             cmd::disk_check::run(&opts, &std::sync::atomic::AtomicBool::new(false)).map(|r| {
                 if output == "json" {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&r).expect("report serializes")
-                    );
+                    print_json(&r);
                 } else {
                     cmd::disk_check::print_table(&r);
                 }
@@ -513,10 +515,7 @@ fn main() -> ExitCode {
             };
             let r = cmd::bench_tempo::run(&opts).await?;
             if output == "json" {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&r).expect("report serializes")
-                );
+                print_json(&r);
             } else {
                 println!(
                     "ingested {} spans in {:.1} s ({:.0} spans/s)",
@@ -553,10 +552,7 @@ fn main() -> ExitCode {
             };
             let r = cmd::bench_prom::run(&opts).await?;
             if output == "json" {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&r).expect("report serializes")
-                );
+                print_json(&r);
             } else {
                 println!(
                     "remote-wrote {} samples in {:.1} s ({:.0} samples/s, {} failed requests)",
@@ -578,10 +574,7 @@ fn main() -> ExitCode {
             }
             let r = cmd::bench_query::run(&server, runs, &consistency).await?;
             if output == "json" {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&r).expect("report serializes")
-                );
+                print_json(&r);
             } else {
                 print_query_latencies(&r);
             }
