@@ -534,34 +534,7 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
     let me = c.node_entry(leader, leader).await;
     assert!(me["purged_index"].as_u64().unwrap() > 10, "{me}");
 
-    let new = c.add_node();
-    c.wait_healthy(new).await;
-    let r = http_client::request_with_headers(
-        "POST",
-        &c.node(leader).url("/api/v1/cluster/members"),
-        &[("content-type", "application/json")],
-        serde_json::json!({"node_id": new, "raft_addr": c.node(new).raft})
-            .to_string()
-            .as_bytes(),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    assert!(r.status == 200 || r.status == 201, "{}", r.status);
-    wait_until(
-        Duration::from_secs(30),
-        "the new node catches up",
-        || async {
-            let applied = c.node_entry(leader, leader).await["applied_index"]
-                .as_u64()
-                .unwrap_or(0);
-            c.node_entry(leader, new).await["applied_index"]
-                .as_u64()
-                .unwrap_or(0)
-                >= applied
-        },
-    )
-    .await;
+    let new = c.join_learner(leader, leader).await;
     let m = c.get(new, "/metrics").await;
     let text = String::from_utf8(m.body).unwrap();
     assert!(

@@ -256,31 +256,6 @@ async fn aged_records_disappear_everywhere_and_the_rest_stays() {
     assert_eq!(report["agree"], true, "{report}");
 
     // A node that joins later replays the cuts and holds the same.
-    let new = c.add_node();
-    c.wait_healthy(new).await;
-    let (status, v) = post_json(
-        &c,
-        leader,
-        "/api/v1/cluster/members",
-        serde_json::json!({"node_id": new, "raft_addr": c.node(new).raft})
-            .to_string()
-            .as_bytes(),
-    )
-    .await;
-    assert!(status == 200 || status == 201, "{status} {v}");
-    wait_until(
-        Duration::from_secs(30),
-        "the new node catches up",
-        || async {
-            let applied = c.node_entry(leader, leader).await["applied_index"]
-                .as_u64()
-                .unwrap_or(0);
-            c.node_entry(leader, new).await["applied_index"]
-                .as_u64()
-                .unwrap_or(0)
-                >= applied
-        },
-    )
-    .await;
+    let new = c.join_learner(leader, leader).await;
     assert_eq!(holdings(&c, new, &prompt_sha).await, expected, "node {new}");
 }

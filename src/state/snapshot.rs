@@ -340,6 +340,7 @@ pub fn snapshot_file_name(meta: &SnapshotMeta) -> PathBuf {
 mod tests {
     use super::*;
     use crate::model::{LogRecord, MetricPoint, MetricType, Severity};
+    use crate::state::hot::test_support::log_id;
     use crate::state::hot::{LogQuery, MetricQuery};
 
     fn log(i: u64) -> LogRecord {
@@ -403,15 +404,6 @@ mod tests {
     fn cold_files_travel_in_the_snapshot_and_read_back_on_the_other_side() {
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
-        let log_id = |i| {
-            tael_consensus::LogId::new(
-                tael_consensus::LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                i,
-            )
-        };
         let mut batch = store.begin();
         batch.begin_entry(1);
         for i in 0..10 {
@@ -480,15 +472,6 @@ mod tests {
     fn logs_and_metrics_survive_export_and_import() {
         let dir = tempfile::tempdir().unwrap();
         let store = HotStore::open(&dir.path().join("a"), 1, 1 << 20).unwrap();
-        let log_id = |i| {
-            tael_consensus::LogId::new(
-                tael_consensus::LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                i,
-            )
-        };
         let mut batch = store.begin();
         batch.begin_entry(1);
         for i in 0..10 {

@@ -199,6 +199,45 @@ impl TestCluster {
         id
     }
 
+    /// Starts one more node, adds it as a learner through `via`'s REST API,
+    /// and waits until it applied as far as `leader` had; returns its id.
+    pub async fn join_learner(&mut self, via: u64, leader: u64) -> u64 {
+        let new = self.add_node();
+        self.wait_healthy(new).await;
+        let r = http_client::request_with_headers(
+            "POST",
+            &self.node(via).url("/api/v1/cluster/members"),
+            &[("content-type", "application/json")],
+            serde_json::json!({"node_id": new, "raft_addr": self.node(new).raft})
+                .to_string()
+                .as_bytes(),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("POST /api/v1/cluster/members");
+        assert!(
+            r.status == 200 || r.status == 201,
+            "adding node {new}: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        wait_until(
+            Duration::from_secs(30),
+            "the new node catches up",
+            || async {
+                let applied = self.node_entry(leader, leader).await["applied_index"]
+                    .as_u64()
+                    .unwrap_or(0);
+                self.node_entry(leader, new).await["applied_index"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    >= applied
+            },
+        )
+        .await;
+        new
+    }
+
     /// Requests to every node (and nodes added later) go over `https://`.
     pub fn use_https(&mut self) {
         for n in &mut self.nodes {

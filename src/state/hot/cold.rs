@@ -300,7 +300,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::super::test_support::{
-        apply_spans, keyspace_len, log_id, open_store, test_log, test_point, test_span,
+        apply_spans, assert_log_and_metric_keyspaces_hold, keyspace_len, log_id, open_store,
+        test_log, test_point, test_span,
     };
     use super::*;
     use crate::model::Severity;
@@ -433,21 +434,7 @@ mod tests {
             .to_vec();
         assert_eq!(apply_move(&store, 2, Signal::Logs, 50 * SEC).rows, 1);
         assert_eq!(apply_move(&store, 3, Signal::Metrics, 50 * SEC).rows, 1);
-        let ks = &store.keyspaces;
-        for (name, space) in [
-            ("logs", &ks.logs),
-            ("log_by_service", &ks.log_by_service),
-            ("log_by_severity", &ks.log_by_severity),
-            ("log_by_trace", &ks.log_by_trace),
-            ("metrics", &ks.metrics),
-            ("metric_by_name", &ks.metric_by_name),
-        ] {
-            assert_eq!(
-                keyspace_len(&store, space),
-                1,
-                "{name} keeps the newer record"
-            );
-        }
+        assert_log_and_metric_keyspaces_hold(&store, 1);
         let store = Arc::new(store);
         let cold = ColdReader::open(&store).unwrap();
         assert_eq!(

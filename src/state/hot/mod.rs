@@ -66,7 +66,7 @@ mod spool_marks;
 mod stats;
 mod tags;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod text_queue;
 
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@ pub(super) fn open_store() -> (tempfile::TempDir, HotStore) {
 }
 
 /// The log id of the entry at `index` in term 1.
-pub(super) fn log_id(index: u64) -> LogId {
+pub(crate) fn log_id(index: u64) -> LogId {
     LogId::new(
         LeaderId {
             term: 1,
@@ -102,4 +102,24 @@ pub(super) fn test_point(t: u64) -> MetricPoint {
 pub(super) fn keyspace_len(store: &HotStore, ks: &fjall::Keyspace) -> usize {
     use fjall::Readable;
     store.read_view().iter(ks).count()
+}
+
+/// Asserts that each keyspace of logs and metric points (the primaries and
+/// their indexes) holds exactly `n` keys.
+pub(super) fn assert_log_and_metric_keyspaces_hold(store: &HotStore, n: usize) {
+    let ks = &store.keyspaces;
+    for (name, space) in [
+        ("logs", &ks.logs),
+        ("log_by_service", &ks.log_by_service),
+        ("log_by_severity", &ks.log_by_severity),
+        ("log_by_trace", &ks.log_by_trace),
+        ("metrics", &ks.metrics),
+        ("metric_by_name", &ks.metric_by_name),
+    ] {
+        assert_eq!(
+            keyspace_len(store, space),
+            n,
+            "{name} keeps the newer record"
+        );
+    }
 }
