@@ -24,21 +24,9 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
     if s == "0" {
         return Ok(0);
     }
-    let bad = || format!("{s:?} is not a duration like 90s, 30m, 24h or 7d (or 0)");
-    let unit = s.chars().last().ok_or_else(bad)?;
-    let mult = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return Err(bad()),
-    };
-    let digits = &s[..s.len() - 1];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_mul(mult)
+    let (n, unit_secs) = crate::model::time::split_unit_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration like 90s, 30m, 24h or 7d (or 0)"))?;
+    n.checked_mul(unit_secs)
         .filter(|&secs| secs <= MAX_DURATION_SECS)
         .ok_or_else(|| format!("{s:?} is longer than 100 years"))
 }

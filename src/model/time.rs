@@ -22,6 +22,25 @@ pub fn rfc3339_nanos(unix_nanos: u64) -> String {
     )
 }
 
+/// A whole number and a unit (`90s`, `30m`, `24h`, `7d`) as the number and
+/// the unit's seconds; `None` when it is not one. Callers multiply (and
+/// bound) as their settings require.
+pub fn split_unit_duration(s: &str) -> Option<(u64, u64)> {
+    let unit_secs = match s.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    // The unit is one ASCII byte.
+    let digits = &s[..s.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((digits.parse().ok()?, unit_secs))
+}
+
 /// Parses RFC 3339 (`2026-01-02T03:04:05Z`, optional fraction of up to
 /// nine digits, `Z` or a `+hh:mm`/`-hh:mm` offset) to unix nanoseconds;
 /// `None` when malformed or before 1970.

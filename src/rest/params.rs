@@ -182,22 +182,12 @@ pub fn seconds_param(p: &Params, name: &str) -> Result<Option<u64>, ApiError> {
 
 /// `30s`, `5m`, `2h`, `7d` or bare seconds; positive and at most ten years.
 pub fn parse_duration_secs(s: &str) -> Option<u64> {
-    let (num, unit) = match s.char_indices().last()? {
-        (i, c) if c.is_ascii_alphabetic() => (&s[..i], c),
-        _ => (s, 's'),
+    let (n, unit_secs) = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        (s.parse().ok()?, 1)
+    } else {
+        crate::model::time::split_unit_duration(s)?
     };
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    let secs = n.checked_mul(mult)?;
+    let secs = n.checked_mul(unit_secs)?;
     (1..=MAX_WINDOW_SECS).contains(&secs).then_some(secs)
 }
 
