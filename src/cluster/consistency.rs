@@ -88,11 +88,7 @@ pub fn compare(index: u64, members: &[u64], reported: &BTreeMap<u64, String>) ->
 /// an older version would record a check entry as rejected, and its state
 /// would then differ from the others' in that record.
 pub fn every_member_applies_checks(status: &ClusterStatus) -> bool {
-    status.members.iter().all(|m| {
-        m.status
-            .as_ref()
-            .is_some_and(|s| s.applies_consistency_checks)
-    })
+    status.every_member_reports(|s| s.applies_consistency_checks)
 }
 
 impl Cluster {

@@ -42,10 +42,7 @@ impl Cluster {
 /// node of an older version would reject the move and keep the records in
 /// its hot tier only, while the others' manifests name a file).
 pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
-    status
-        .members
-        .iter()
-        .all(|m| m.status.as_ref().is_some_and(|s| s.applies_cold_moves))
+    status.every_member_reports(|s| s.applies_cold_moves)
 }
 
 /// Whether every member answered and applies retention cuts as this
@@ -53,9 +50,5 @@ pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
 /// version would reject the cut, keep what the others deleted, and differ
 /// from them from then on.
 pub fn every_member_applies_retention(status: &ClusterStatus) -> bool {
-    status.members.iter().all(|m| {
-        m.status
-            .as_ref()
-            .is_some_and(|s| s.applies_retention_cuts && s.applies_rollup_retention)
-    })
+    status.every_member_reports(|s| s.applies_retention_cuts && s.applies_rollup_retention)
 }

@@ -29,6 +29,16 @@ pub struct ClusterStatus {
 }
 
 impl ClusterStatus {
+    /// Whether every member answered and its answer says `applies`: what
+    /// the leader checks before it proposes an entry an older version could
+    /// not apply (a node that rejects an entry the others apply differs
+    /// from them from then on).
+    pub fn every_member_reports(&self, applies: impl Fn(&NodeStatusResponse) -> bool) -> bool {
+        self.members
+            .iter()
+            .all(|m| m.status.as_ref().is_some_and(&applies))
+    }
+
     /// The leader's last log index, when the leader answered.
     pub fn leader_last_log_index(&self) -> Option<u64> {
         self.members
