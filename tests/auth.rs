@@ -32,30 +32,6 @@ async fn call(url: &str, method: &str, key: Option<&str>, body: &[u8]) -> u16 {
         .status
 }
 
-async fn create_key(c: &TestCluster, admin: &str, name: &str, role: &str) -> (String, String) {
-    let body = json!({ "name": name, "role": role }).to_string();
-    let auth = format!("Bearer {admin}");
-    let r = http_client::request_with_headers(
-        "POST",
-        &c.node(2).url("/api/v1/keys"),
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", &auth),
-        ],
-        body.as_bytes(),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    let v = r.json().unwrap();
-    assert_eq!(v["role"], role);
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["key"].as_str().unwrap().to_string(),
-    )
-}
-
 /// (method, path, body, role needed or None for public).
 fn routes(trace: &str) -> Vec<(&'static str, String, Vec<u8>, Option<&'static str>)> {
     let comment = json!({ "body": "looked at it" }).to_string().into_bytes();
@@ -362,9 +338,9 @@ async fn every_route_and_rpc_needs_the_right_key_and_peers_the_secret() {
     let admin = done.admin_key.expect("an admin key");
     c.wait_leader().await;
 
-    let (_, reader) = create_key(&c, &admin, "grafana", "reader").await;
-    let (_, writer) = create_key(&c, &admin, "collector", "writer").await;
-    let (revoked_id, revoked) = create_key(&c, &admin, "old", "reader").await;
+    let (_, reader) = c.create_key(&admin, "grafana", "reader").await;
+    let (_, writer) = c.create_key(&admin, "collector", "writer").await;
+    let (revoked_id, revoked) = c.create_key(&admin, "old", "reader").await;
     let auth = format!("Bearer {admin}");
     let r = http_client::request_with_headers(
         "DELETE",

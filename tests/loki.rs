@@ -262,7 +262,7 @@ async fn grafana_reads_logs_through_the_loki_api_on_every_node() {
     let admin = done.admin_key.expect("an admin key");
     let leader = c.wait_leader().await;
     key_works_everywhere(&c, &admin).await;
-    let reader = create_key(&c, &admin, "grafana", "reader").await;
+    let (_, reader) = c.create_key(&admin, "grafana", "reader").await;
     key_works_everywhere(&c, &reader).await;
 
     let t0 = (now_nanos() - 30 * 60 * SEC) / (60 * SEC) * (60 * SEC);
@@ -315,25 +315,6 @@ async fn key_works_everywhere(c: &TestCluster, key: &str) {
         })
         .await;
     }
-}
-
-async fn create_key(c: &TestCluster, admin: &str, name: &str, role: &str) -> String {
-    let body = json!({ "name": name, "role": role }).to_string();
-    let auth = format!("Bearer {admin}");
-    let r = http_client::request_with_headers(
-        "POST",
-        &c.node(2).url("/api/v1/keys"),
-        &[
-            ("Content-Type", "application/json"),
-            ("Authorization", &auth),
-        ],
-        body.as_bytes(),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    r.json().unwrap()["key"].as_str().unwrap().to_string()
 }
 
 async fn log_queries(loki: &Loki<'_>, node: u64, t0: u64, window: (u64, u64)) {

@@ -199,6 +199,32 @@ impl TestCluster {
         id
     }
 
+    /// Creates an API key `name` with `role` through node 2, with the
+    /// `admin` key; returns its id and its secret.
+    pub async fn create_key(&self, admin: &str, name: &str, role: &str) -> (String, String) {
+        let body = serde_json::json!({ "name": name, "role": role }).to_string();
+        let auth = format!("Bearer {admin}");
+        let r = http_client::request_with_headers(
+            "POST",
+            &self.node(2).url("/api/v1/keys"),
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &auth),
+            ],
+            body.as_bytes(),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json().unwrap();
+        assert_eq!(v["role"], role);
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        )
+    }
+
     /// Starts one more node, adds it as a learner through `via`'s REST API,
     /// and waits until it applied as far as `leader` had; returns its id.
     pub async fn join_learner(&mut self, via: u64, leader: u64) -> u64 {
