@@ -357,6 +357,10 @@ async fn run_async(opts: TestOptions) -> Outcome {
         Err(e) => return harness_failure(&opts, e),
     };
     let mut extra_args = profile.server_args.clone();
+    let retention_traces_s = profile.retention_traces_s(opts.time_limit_s);
+    if let Some(r) = retention_traces_s {
+        extra_args.extend(["--retention-traces".into(), format!("{r}s")]);
+    }
     // On tael-lazyfs the whole node loses power; the log's own simulation
     // would only cut the same data twice.
     if profile.faults.contains(&FaultKind::PowerLoss) && caps.power_loss_sim && !caps.lazyfs {
@@ -491,6 +495,12 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         session_clients: profile.session_clients,
         list_clients: profile.list_clients,
         aged_clients: profile.aged_clients,
+        // Twice the retention: past it however the leader's clock moves.
+        aged_span_age_nanos: profile
+            .retention_traces_s(opts.time_limit_s)
+            .unwrap_or(3_600)
+            * 2
+            * 1_000_000_000,
         retry: opts.retry.unwrap_or(profile.retry),
         op_timeout_ms: 5_000,
         think_ms: 40,

@@ -636,6 +636,28 @@ impl Nemesis {
             .collect()
     }
 
+    /// Restarts the nodes of `exited` (from [`Self::exited`]) once their
+    /// disk is healthy again, as a process supervisor would: a node stops
+    /// on a disk error by design and must come back from its durable
+    /// state. Left down, it would take one of the failures three voters
+    /// can afford for the rest of the run, and with overlapping faults the
+    /// cluster would lose its quorum for good. Returns the restarted ids.
+    fn supervise(&self, exited: &[Value]) -> Vec<u64> {
+        let mut restarted = Vec::new();
+        for id in exited.iter().filter_map(|e| e["node"].as_u64()) {
+            if self.refused.lock().expect("lock").contains(&id) {
+                continue;
+            }
+            match self.cluster.start(id) {
+                Ok(_) => restarted.push(id),
+                Err(e) => self
+                    .rec
+                    .nemesis("restart-error", json!({"node": id, "error": e})),
+            }
+        }
+        restarted
+    }
+
     async fn disk_full(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
         let targets = self.targets(&p.target, p.pick).await;
         let results = self.lazyfs_all(&targets, "full on").await;
@@ -647,12 +669,12 @@ impl Nemesis {
         );
         sleep_or_stop(hold, stop).await;
         let results = self.lazyfs_all(&full, "full off").await;
-        // A node that stopped on ENOSPC stays down: the liveness check
-        // must see it.
+        let exited = self.exited(&full);
+        let restarted = self.supervise(&exited);
         self.rec.nemesis(
             "disk-free",
             json!({"nodes": ok_nodes(&results), "installed": true, "results": results,
-                   "exited": self.exited(&full)}),
+                   "exited": exited, "restarted": restarted}),
         );
     }
 
@@ -670,10 +692,12 @@ impl Nemesis {
         );
         sleep_or_stop(hold, stop).await;
         let results = self.lazyfs_all(&slow, "slow-fsync 0").await;
+        let exited = self.exited(&slow);
+        let restarted = self.supervise(&exited);
         self.rec.nemesis(
             "fast-disk",
             json!({"nodes": ok_nodes(&results), "installed": true, "results": results,
-                   "exited": self.exited(&slow)}),
+                   "exited": exited, "restarted": restarted}),
         );
     }
 

@@ -19,6 +19,9 @@ pub struct Profile {
     /// `serve --mutation NAME` (needs a server built with fault-injection).
     pub mutation: Option<String>,
     pub server_args: Vec<String>,
+    /// Retention cuts of traces older than this run (see
+    /// [`Profile::retention_traces_s`]); `None`: the server's default.
+    pub min_retention_traces_s: Option<u64>,
     /// A run of this profile must be judged invalid (mutation profiles).
     pub expect_invalid: bool,
     pub default_time_limit_s: u64,
@@ -45,6 +48,7 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         retry: false,
         mutation: None,
         server_args: Vec::new(),
+        min_retention_traces_s: None,
         expect_invalid: false,
         default_time_limit_s: 60,
         fault_timing: None,
@@ -108,8 +112,10 @@ pub fn all() -> Vec<Profile> {
         ),
         p(
             "all",
-            "every fault kind, overlapping, every workload",
-            &[Kill, Pause, Partition, Clock, PowerLoss, Membership],
+            "every fault kind, overlapping, every workload, with cold moves and retention cuts running",
+            &[
+                Kill, Pause, Partition, Clock, PowerLoss, Membership, DiskFull, SlowDisk,
+            ],
         ),
     ];
     let mut lin = p(
@@ -123,6 +129,11 @@ pub fn all() -> Vec<Profile> {
     v.push(lin);
     if let Some(all) = v.iter_mut().find(|x| x.name == "all") {
         all.list_clients = 2;
+        all.aged_clients = 1;
+        all.server_args = lifecycle_args();
+        all.min_retention_traces_s = Some(3_600);
+        // Disk faults need it, and power cuts then hit every file.
+        all.lazyfs = true;
     }
     // Frequent short power cuts: a leader that loses its unsynced log
     // tail must not come back as leader of the same term.
@@ -137,13 +148,12 @@ pub fn all() -> Vec<Profile> {
     // aged spans must go, everything younger than the retention must stay.
     let mut retention = p(
         "retention",
-        "retention cuts every second under kills, partitions and power loss; spans written past the retention must be gone after the final cut, the rest must stay",
+        "retention cuts and cold moves every second under kills, partitions and power loss; spans written past the retention must be gone after the final cut, the rest must stay",
         &[Kill, Partition, PowerLoss],
     );
     retention.aged_clients = 1;
-    retention.server_args = ["--retention-traces", "1h", "--compaction-interval", "1s"]
-        .map(String::from)
-        .to_vec();
+    retention.server_args = lifecycle_args();
+    retention.min_retention_traces_s = Some(3_600);
     v.push(retention);
     // Whole-node power loss: with the data directories on tael-lazyfs,
     // every store of a node (log, state machine, index, metadata) loses
@@ -224,9 +234,8 @@ pub fn all() -> Vec<Profile> {
         "the leader reads the retention in the wrong unit and cuts retained spans",
         &[Kill],
     );
-    cut.server_args = ["--retention-traces", "1h", "--compaction-interval", "1s"]
-        .map(String::from)
-        .to_vec();
+    cut.server_args = ["--compaction-interval", "1s"].map(String::from).to_vec();
+    cut.min_retention_traces_s = Some(3_600);
     cut.aged_clients = 1;
     v.push(cut);
     // Frequent short kills keep elections going with freshly restarted
@@ -243,6 +252,43 @@ pub fn all() -> Vec<Profile> {
     v
 }
 
+/// Retention cuts and cold moves every second: everything older than five
+/// seconds moves to the cold tier while the workloads still read it (the
+/// trace retention is set by [`Profile::retention_traces_s`]).
+fn lifecycle_args() -> Vec<String> {
+    ["--hot-window", "5s", "--compaction-interval", "1s"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// How much longer than the run the trace retention is at least.
+const RETENTION_MARGIN_S: u64 = 1_800;
+
+impl Profile {
+    /// The trace retention of a run of `time_limit_s`: the profile's, or
+    /// longer than the run, so that no span the workloads write during the
+    /// run ages past it (a soak of hours would otherwise see its own early
+    /// acknowledged spans legitimately cut and count them as lost). Only
+    /// the aged writer's spans, written twice this old, are past it.
+    pub fn retention_traces_s(&self, time_limit_s: u64) -> Option<u64> {
+        self.min_retention_traces_s
+            .map(|min| min.max(time_limit_s.saturating_add(RETENTION_MARGIN_S)))
+    }
+}
+
 pub fn find(name: &str) -> Option<Profile> {
     all().into_iter().find(|p| p.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_retention_outlasts_the_run() {
+        let all = find("all").expect("all");
+        assert_eq!(all.retention_traces_s(60), Some(3_600));
+        assert_eq!(all.retention_traces_s(7_200), Some(9_000));
+        assert_eq!(find("kill").expect("kill").retention_traces_s(7_200), None);
+    }
 }

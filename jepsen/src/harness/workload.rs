@@ -34,8 +34,6 @@ pub const LIST_APPEND: &str = "append";
 /// node may return them.
 pub const AGED_ADD: &str = "aged-add";
 pub const AGED_READ: &str = "aged-read";
-/// How old aged spans are when written: past any retention a profile sets.
-pub const AGED_SPAN_AGE_NANOS: u64 = 2 * 3600 * 1_000_000_000;
 /// Keys the aged writer spreads its spans over.
 pub const AGED_KEYS: u64 = 4;
 /// A list client moves to the next window of keys after this many of its
@@ -66,6 +64,8 @@ pub struct WorkloadConfig {
     pub list_clients: usize,
     /// Clients writing spans already past the retention.
     pub aged_clients: usize,
+    /// How old aged spans are when written: past the run's retention.
+    pub aged_span_age_nanos: u64,
     /// Re-send an export whose outcome is unknown, with the same span ids.
     pub retry: bool,
     pub op_timeout_ms: u64,
@@ -256,7 +256,7 @@ impl Clients {
             Ok(ch) => {
                 let mut client = TraceServiceClient::new(ch);
                 let age_nanos = if f == AGED_ADD {
-                    AGED_SPAN_AGE_NANOS
+                    self.cfg.aged_span_age_nanos
                 } else {
                     0
                 };
