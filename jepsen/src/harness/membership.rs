@@ -3,9 +3,10 @@
 //! (ids are never reused for a wiped node), or add a new node first (it
 //! catches up, by snapshot when the log was purged) and then remove one.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -29,6 +30,10 @@ pub struct Membership {
     pub next_id: Arc<AtomicU64>,
     /// Keep at least this many voters.
     pub min_voters: usize,
+    /// Nodes whose `member add` or `promote` failed: kept running until
+    /// the leader's membership shows whether they joined (see
+    /// [`Membership::reap_strays`]).
+    pub failed_joins: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 /// Runs `tael-raft member ...` with a deadline; Ok(stdout) on success.
@@ -81,7 +86,63 @@ impl Membership {
         // whatever the command reported (a timeout can hide success), so
         // it keeps running: killing a voter would cost the cluster a vote.
         // The heal waits only for the nodes in the leader's membership.
-        self.join(url, id, &spec.raft).await.map(|()| id)
+        let joined = self.join(url, id, &spec.raft).await;
+        if joined.is_err() {
+            self.failed_joins.lock().expect("lock").insert(id);
+        }
+        joined.map(|()| id)
+    }
+
+    /// Stops the nodes of failed joins that the leader's membership does
+    /// not name. Without this every failed join would leave a process
+    /// running for the rest of the run, and a soak of hours hundreds of
+    /// them. Only when no membership change is in progress: a node of a
+    /// joint configuration may still become a voter. A failed join that
+    /// did make the node a member stays (it is a member like any other).
+    async fn reap_strays(&self, n: &Change<'_>, url: &str) {
+        let listed = member(
+            &self.server_bin,
+            &[
+                "list".into(),
+                "--server".into(),
+                url.into(),
+                "--output".into(),
+                "json".into(),
+            ],
+            Duration::from_secs(10),
+        )
+        .await;
+        let Some(v) = listed
+            .ok()
+            .and_then(|out| serde_json::from_str::<serde_json::Value>(&out).ok())
+        else {
+            return;
+        };
+        if v["joint"] != false {
+            return;
+        }
+        let members: BTreeSet<u64> = v["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["node_id"].as_u64())
+            .collect();
+        let strays: Vec<u64> = {
+            let mut failed = self.failed_joins.lock().expect("lock");
+            let strays = failed
+                .iter()
+                .copied()
+                .filter(|id| !members.contains(id))
+                .collect();
+            // Each failed join is settled now: a member, or a stray.
+            failed.clear();
+            strays
+        };
+        for id in strays {
+            n.cluster.forget(id);
+            n.rec
+                .nemesis("membership-reap", json!({"node": id, "installed": true}));
+        }
     }
 
     async fn join(&self, url: &str, id: u64, raft: &str) -> Result<(), String> {
@@ -165,6 +226,7 @@ impl Membership {
             );
             return;
         };
+        self.reap_strays(n, &url).await;
         let result = if n.target == "add-new" {
             match self.add(n, &url).await {
                 Ok(added) => self

@@ -589,6 +589,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             server_bin: opts.server_bin.clone(),
             next_id: Arc::new(AtomicU64::new(4)),
             min_voters: 3,
+            failed_joins: Default::default(),
         },
     };
     let mut nemesis_tasks = Vec::new();
