@@ -36,6 +36,9 @@ pub struct Membership {
     pub failed_joins: Arc<Mutex<BTreeSet<u64>>>,
 }
 
+/// How long a change waits for a leader before it gives up.
+const LEADER_WAIT: Duration = Duration::from_secs(8);
+
 /// Runs `tael-raft member ...` with a deadline; Ok(stdout) on success.
 async fn member(bin: &PathBuf, args: &[String], timeout: Duration) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new(bin);
@@ -61,12 +64,23 @@ async fn member(bin: &PathBuf, args: &[String], timeout: Duration) -> Result<Str
 }
 
 impl Membership {
+    /// The leader's REST address, waiting up to [`LEADER_WAIT`] for one:
+    /// under overlapping faults a change planned at a leaderless moment
+    /// would otherwise almost never be installed.
     async fn server_url(&self, n: &Change<'_>) -> Option<String> {
-        let leader = n.cluster.current_leader().await?;
-        // The leader may be a node the harness already forgot (removed,
-        // or whose join failed): then there is no address to use.
-        let spec = n.cluster.spec(leader).ok()?;
-        Some(format!("http://{}", spec.rest))
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            // The leader may be a node the harness already forgot
+            // (removed, or whose join failed): no address to use then.
+            let leader = n.cluster.current_leader().await;
+            if let Some(spec) = leader.and_then(|id| n.cluster.spec(id).ok()) {
+                return Some(format!("http://{}", spec.rest));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     async fn add(&self, n: &Change<'_>, url: &str) -> Result<u64, String> {
@@ -93,14 +107,15 @@ impl Membership {
         joined.map(|()| id)
     }
 
-    /// Stops the nodes of failed joins that the leader's membership does
-    /// not name. Without this every failed join would leave a process
-    /// running for the rest of the run, and a soak of hours hundreds of
-    /// them. Only when no membership change is in progress: a node of a
-    /// joint configuration may still become a voter. A failed join that
-    /// did make the node a member stays (it is a member like any other).
-    async fn reap_strays(&self, n: &Change<'_>, url: &str) {
-        let listed = member(
+    /// Reads the leader's membership and settles failed joins: a node the
+    /// membership does not name is stopped (without this every failed join
+    /// would leave a process running for the rest of the run, and a soak
+    /// of hours hundreds of them); one that did join stays, a member like
+    /// any other. Nothing is settled while a change is in progress (a node
+    /// of a joint configuration may still become a voter). Returns the
+    /// voters, or why they are unknown.
+    async fn settle(&self, n: &Change<'_>, url: &str) -> Result<BTreeSet<u64>, String> {
+        let out = member(
             &self.server_bin,
             &[
                 "list".into(),
@@ -111,22 +126,22 @@ impl Membership {
             ],
             Duration::from_secs(10),
         )
-        .await;
-        let Some(v) = listed
-            .ok()
-            .and_then(|out| serde_json::from_str::<serde_json::Value>(&out).ok())
-        else {
-            return;
-        };
+        .await?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| format!("member list: {e}"))?;
         if v["joint"] != false {
-            return;
+            return Err("a membership change is in progress".into());
         }
-        let members: BTreeSet<u64> = v["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["node_id"].as_u64())
-            .collect();
+        let listed = |role: Option<&str>| -> BTreeSet<u64> {
+            v["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| role.is_none_or(|r| m["role"] == r))
+                .filter_map(|m| m["node_id"].as_u64())
+                .collect()
+        };
+        let members = listed(None);
         let strays: Vec<u64> = {
             let mut failed = self.failed_joins.lock().expect("lock");
             let strays = failed
@@ -134,7 +149,6 @@ impl Membership {
                 .copied()
                 .filter(|id| !members.contains(id))
                 .collect();
-            // Each failed join is settled now: a member, or a stray.
             failed.clear();
             strays
         };
@@ -143,6 +157,7 @@ impl Membership {
             n.rec
                 .nemesis("membership-reap", json!({"node": id, "installed": true}));
         }
+        Ok(listed(Some("voter")))
     }
 
     async fn join(&self, url: &str, id: u64, raft: &str) -> Result<(), String> {
@@ -180,20 +195,19 @@ impl Membership {
         &self,
         n: &Change<'_>,
         url: &str,
-        pick: u64,
+        voters: &BTreeSet<u64>,
         keep: Option<u64>,
     ) -> Result<u64, String> {
         let leader = n.cluster.current_leader().await;
-        let candidates: Vec<u64> = n
-            .cluster
-            .ids()
-            .into_iter()
+        let candidates: Vec<u64> = voters
+            .iter()
+            .copied()
             .filter(|i| Some(*i) != leader && Some(*i) != keep)
             .collect();
         if candidates.is_empty() {
             return Err("no non-leader voter to remove".into());
         }
-        let id = candidates[(pick % candidates.len() as u64) as usize];
+        let id = candidates[(n.pick % candidates.len() as u64) as usize];
         member(
             &self.server_bin,
             &[
@@ -226,27 +240,29 @@ impl Membership {
             );
             return;
         };
-        self.reap_strays(n, &url).await;
-        let result = if n.target == "add-new" {
-            match self.add(n, &url).await {
-                Ok(added) => self
-                    .remove(n, &url, n.pick, Some(added))
-                    .await
-                    .map(|removed| json!({"added": added, "removed": removed}))
-                    .map_err(|e| format!("added {added}, then: {e}")),
+        let result = match self.settle(n, &url).await {
+            Err(e) => Err(e),
+            // A removal whose add failed left too few voters: restore.
+            Ok(voters) if voters.len() < self.min_voters => self
+                .add(n, &url)
+                .await
+                .map(|added| json!({"restored": added, "voters_before": voters})),
+            Ok(voters) if n.target == "add-new" => match self.add(n, &url).await {
+                // Either half installed is a membership change; the
+                // second half's failure is recorded with it.
+                Ok(added) => Ok(match self.remove(n, &url, &voters, Some(added)).await {
+                    Ok(removed) => json!({"added": added, "removed": removed}),
+                    Err(e) => json!({"added": added, "remove_error": e}),
+                }),
                 Err(e) => Err(e),
-            }
-        } else if n.cluster.ids().len() <= self.min_voters.saturating_sub(1) {
-            Err("too few voters to remove one".into())
-        } else {
-            match self.remove(n, &url, n.pick, None).await {
-                Ok(removed) => self
-                    .add(n, &url)
-                    .await
-                    .map(|added| json!({"removed": removed, "added": added}))
-                    .map_err(|e| format!("removed {removed}, then: {e}")),
+            },
+            Ok(voters) => match self.remove(n, &url, &voters, None).await {
+                Ok(removed) => Ok(match self.add(n, &url).await {
+                    Ok(added) => json!({"removed": removed, "added": added}),
+                    Err(e) => json!({"removed": removed, "add_error": e}),
+                }),
                 Err(e) => Err(e),
-            }
+            },
         };
         let members = member(
             &self.server_bin,
