@@ -146,6 +146,10 @@ impl Membership {
         };
         let members = listed(None);
         if v["joint"] != false {
+            n.rec.nemesis(
+                "membership-joint",
+                json!({"installed": true, "voters": listed(Some("voter"))}),
+            );
             return Ok(listed(Some("voter")));
         }
         let strays: Vec<u64> = {
