@@ -64,6 +64,9 @@ struct Proc {
     child: Option<Child>,
     paused: bool,
     starts: u32,
+    /// Down because the harness killed it (a kill or power-loss fault
+    /// restarts it itself), not because it exited on its own.
+    killed: bool,
 }
 
 pub struct ClusterConfig {
@@ -396,6 +399,18 @@ impl Cluster {
         p.child.is_some()
     }
 
+    /// Whether node `id` is down because it exited on its own (not killed
+    /// by the harness, never started, or removed).
+    pub fn exited_by_itself(&self, id: u64) -> bool {
+        if self.is_running(id) {
+            return false;
+        }
+        self.lock()
+            .procs
+            .get(&id)
+            .is_some_and(|p| p.starts > 0 && !p.killed)
+    }
+
     pub fn running(&self) -> Vec<u64> {
         self.ids()
             .into_iter()
@@ -463,6 +478,7 @@ impl Cluster {
         let p = inner.procs.entry(id).or_default();
         p.child = Some(child);
         p.paused = false;
+        p.killed = false;
         p.starts += 1;
         Ok(true)
     }
@@ -547,6 +563,7 @@ impl Cluster {
             return false;
         };
         p.paused = false;
+        p.killed = true;
         let killed = child.kill().is_ok();
         let _ = child.wait();
         killed

@@ -620,11 +620,13 @@ impl Nemesis {
         self.lazyfs_all(killed, "power-cut").await
     }
 
-    /// Nodes of `ids` that are no longer running (exited by themselves
-    /// while their disk was faulty), with the end of their logs.
+    /// Nodes of `ids` that exited by themselves (while their disk was
+    /// faulty), with the end of their logs. A node a kill or power-loss
+    /// fault took down is not one: that fault restarts it, after its power
+    /// cut, and a restart before the cut would run it through the cut.
     fn exited(&self, ids: &[u64]) -> Vec<Value> {
         ids.iter()
-            .filter(|id| !self.cluster.is_running(**id) && !self.cluster.is_removed(**id))
+            .filter(|id| self.cluster.exited_by_itself(**id) && !self.cluster.is_removed(**id))
             .map(|&id| {
                 let tail = self
                     .cluster
