@@ -419,15 +419,21 @@ impl ApplyBatch<'_> {
         let remaining =
             doomed.len() > MAX_FILES_DROPPED_PER_CUT || released.len() > MAX_FILES_DROPPED_PER_CUT;
         for file in doomed.into_iter().take(MAX_FILES_DROPPED_PER_CUT) {
-            let path = file.path(&store.cold_dir);
-            for row in read_cold_file(&path)? {
+            for row in self.cold_file_rows(c.view, &file)? {
                 self.forget_cold_row(c, file.signal, &row)?;
             }
             manifest.files.retain(|f| f != &file);
-            self.dropped_cold_files.push(path);
+            match &file.object {
+                // The leader removes the object once no manifest names it
+                // (`cold::objects::orphans_to_remove`): apply stays local.
+                Some(object) => self
+                    .batch
+                    .remove(&store.keyspaces.meta, super::cold::ledger_key(object)),
+                None => self.dropped_cold_files.push(file.path(&store.cold_dir)),
+            }
         }
         for file in released.into_iter().take(MAX_FILES_DROPPED_PER_CUT) {
-            for row in read_cold_file(&file.path(&store.cold_dir))? {
+            for row in self.cold_file_rows(c.view, &file)? {
                 let span: SpanRecord = decode(&row.record)?;
                 for sha in llm_blobs(&span) {
                     let r = blob_ref_key(&sha, REF_KIND_SPAN, &row.key);
@@ -444,6 +450,16 @@ impl ApplyBatch<'_> {
         }
         self.stage_manifest(&manifest);
         Ok(remaining)
+    }
+
+    /// The rows of `file` a cut works on: a local file's rows, or an
+    /// object's ledger (the records its upload took out of the hot tier,
+    /// cut down to what a cut uses); never the object itself.
+    fn cold_file_rows(&self, view: &fjall::Snapshot, file: &ColdFile) -> StoreResult<Vec<ColdRow>> {
+        match &file.object {
+            Some(object) => self.store.cold_ledger_in(view, object),
+            None => read_cold_file(&file.path(&self.store.cold_dir)),
+        }
     }
 
     /// Takes one record of a dropped cold file out of the store's counters
