@@ -190,12 +190,12 @@ impl ColdObjects {
         while let Some(meta) = stream.next().await {
             let meta = meta.map_err(|e| self.error(format!("listing: {e}")))?;
             let full = meta.location.to_string();
-            let name = match self.prefix.is_empty() {
-                true => full,
-                false => full
-                    .strip_prefix(&format!("{}/", self.prefix))
+            let name = if self.prefix.is_empty() {
+                full
+            } else {
+                full.strip_prefix(&format!("{}/", self.prefix))
                     .unwrap_or(&full)
-                    .to_string(),
+                    .to_string()
             };
             out.push(ListedObject {
                 name,

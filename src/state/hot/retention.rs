@@ -846,6 +846,54 @@ mod tests {
     }
 
     #[test]
+    fn an_uploaded_object_below_the_floor_goes_with_its_counters_and_blobs_by_its_ledger() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![
+                llm_span(1, 1, 10 * SEC, "object prompt"),
+                test_span(2, 1, 12 * SEC),
+                test_span(3, 1, 90 * SEC),
+            ],
+        );
+        let mv = crate::state::cold::ColdMove {
+            signal: Signal::Spans,
+            from_unix_nanos: 0,
+            to_unix_nanos: 50 * SEC,
+        };
+        let up = store.prepare_cold_upload(&mv).unwrap().unwrap().upload;
+        // Span (2, 1) is replaced after the upload: it stays hot and
+        // counted once, and the object's copy is never uncounted.
+        apply_spans(&store, 2, vec![test_span(2, 1, 95 * SEC)]);
+        let mut b = store.begin();
+        b.begin_entry(3);
+        b.apply_cold_upload(3, &up).unwrap();
+        b.commit(Some(log_id(3)), None).unwrap();
+        let object = store.cold_manifest().unwrap().files[0].clone();
+        assert_eq!(object.object.as_deref(), Some(up.object.as_str()));
+
+        let mut b = store.begin();
+        b.begin_entry(4);
+        let deleted = b.apply_retention(4, &cut_at(120 * SEC, 100)).unwrap();
+        let dropped = b.take_dropped_cold_files();
+        b.commit(Some(log_id(4)), None).unwrap();
+        assert_eq!((deleted.spans, deleted.blobs), (1, 1));
+        assert!(dropped.is_empty(), "an object is never deleted at apply");
+        assert!(store.cold_manifest().unwrap().files.is_empty());
+        assert!(store
+            .cold_ledger_in(&store.read_view(), &up.object)
+            .is_err());
+        let stats = store.services().unwrap();
+        assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (2, 2));
+        assert!(store
+            .blob(&crate::llm::sha256(b"object prompt"))
+            .unwrap()
+            .is_none());
+        assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
+    }
+
+    #[test]
     fn llm_payloads_of_cold_spans_go_at_their_floor_and_the_spans_stay() {
         let (_dir, store) = open_store();
         apply_spans(&store, 1, vec![llm_span(1, 1, 10 * SEC, "cold prompt")]);
