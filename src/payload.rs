@@ -436,6 +436,38 @@ pub fn retired_tag_message(tag: u8) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cold_upload_every_replica_cannot_apply_is_rejected_at_decode() {
+        use crate::state::cold::{ColdUpload, MovedRecord, Signal};
+        let good = ColdUpload {
+            signal: Signal::Spans,
+            from_unix_nanos: 0,
+            to_unix_nanos: 100,
+            object: "spans/spans-00000000000000000003-0a.parquet".into(),
+            min_time_unix_nanos: 5,
+            max_time_unix_nanos: 5,
+            rows: 1,
+            bytes: 10,
+            pending: false,
+            records: vec![MovedRecord {
+                key: vec![7; 24],
+                digest: 9,
+            }],
+        };
+        let r = cold_upload_record(&good);
+        assert_eq!(r.tag, TAG_COLD_UPLOAD);
+        assert!(matches!(
+            decode_contents(r.tag, &r.payload),
+            Ok(Contents::ColdUpload(u)) if u == good
+        ));
+        assert!(admissible(&r).is_ok());
+        let mut short_key = good.clone();
+        short_key.records[0].key.pop();
+        let r = cold_upload_record(&short_key);
+        assert!(decode_contents(r.tag, &r.payload).is_err());
+        assert!(decode_contents(TAG_COLD_UPLOAD, &[1, 2, 3]).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -132,8 +132,13 @@ impl ColdReader {
                  started without --cold-store s3://..."
             )));
         };
-        read_rows_from(objects.file(object, file.bytes), filter)
-            .map_err(|e| unavailable(format!("object {object}: {e}")))
+        match read_rows_from(objects.file(object, file.bytes), filter) {
+            Ok(read) => Ok(read),
+            // Dropped by a retention cut since this reader took the
+            // manifest (and removed by the leader since): nothing to read.
+            Err(_) if !self.hot.cold_manifest()?.files.contains(file) => Ok(FileRead::default()),
+            Err(e) => Err(unavailable(format!("object {object}: {e}"))),
+        }
     }
 
     /// Rows of `signal` in `window` that `filter` narrows further, from the
