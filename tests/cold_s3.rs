@@ -357,6 +357,10 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
             .await
             .unwrap();
     }
+    let fresh_start = now_nanos();
+    export(&mut client, aged_trace("fresh-svc", 901, 2, 0))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let leader = c.wait_leader().await;
     for node in 1..=3 {
@@ -382,7 +386,7 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
             node,
             &format!(
                 "/api/v1/traces?service=fresh-svc&limit=100&start={}",
-                now_nanos() / SEC - 30
+                fresh_start / SEC - 1
             ),
         )
         .await;
