@@ -267,10 +267,9 @@ pub fn read_rows(path: &Path, filter: &RowFilter<'_>) -> StoreResult<FileRead> {
 /// [`read_rows`] of a file `reader` reads (a local file, or an object
 /// through ranged reads).
 pub fn read_rows_from<R: ChunkReader + 'static>(
-    reader: R,
+    file: R,
     filter: &RowFilter<'_>,
 ) -> StoreResult<FileRead> {
-    let file = reader;
     let options = ReadOptionsBuilder::new()
         .with_reader_properties(
             ReaderProperties::builder()

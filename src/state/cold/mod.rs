@@ -291,7 +291,7 @@ impl ColdUpload {
         }
         let (from, to) = (self.from_unix_nanos, self.to_unix_nanos);
         let (min, max) = (self.min_time_unix_nanos, self.max_time_unix_nanos);
-        if !(from <= min && min <= max && max < to) {
+        if !((from..to).contains(&min) && (min..to).contains(&max)) {
             return Err(format!(
                 "a cold upload's times [{min}, {max}] are not inside its range [{from}, {to})"
             ));
