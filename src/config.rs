@@ -70,6 +70,9 @@ pub struct ServeConfig {
     /// Records older than this move to the cold tier (`state::cold`); 0:
     /// never.
     pub hot_window_secs: u64,
+    /// Where the cold tier lives: under the data directory, or one shared
+    /// bucket for the cluster (`state::cold::objects`).
+    pub cold_store: crate::state::cold::objects::ColdStoreKind,
     /// TLS on the client-facing listeners (REST, OTLP/gRPC, OTLP/HTTP).
     pub tls: Option<TlsFiles>,
     /// Mutual TLS on the node-to-node port, both as server and as client.
@@ -120,6 +123,7 @@ impl Default for ServeConfig {
             retention: RetentionPolicy::default(),
             compaction_interval_secs: 300,
             hot_window_secs: 86_400,
+            cold_store: crate::state::cold::objects::ColdStoreKind::Local,
             tls: None,
             peer_tls: None,
             faults: FaultConfig::default(),
@@ -269,6 +273,13 @@ pub struct ServeArgs {
     /// interval.
     #[arg(long, env = "TAEL_HOT_WINDOW")]
     pub hot_window: Option<String>,
+    /// Where cold files live: `file` (default: under the data directory,
+    /// every node keeps its own copy) or `s3://BUCKET/PREFIX` (one copy for
+    /// the cluster, written by the leader and read by every node; settings
+    /// from the standard AWS_* environment variables). Every node of a
+    /// cluster uses the same.
+    #[arg(long, env = "TAEL_COLD_STORE")]
+    pub cold_store: Option<String>,
     /// PEM certificate (chain, leaf first) served by the REST, OTLP/gRPC and
     /// OTLP/HTTP listeners; with --tls-key. Re-read when the file changes.
     #[arg(long, env = "TAEL_TLS_CERT")]
@@ -396,6 +407,7 @@ struct FileConfig {
     retention_rollups: Option<String>,
     compaction_interval: Option<String>,
     hot_window: Option<String>,
+    cold_store: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     peer_tls_cert: Option<PathBuf>,
@@ -528,6 +540,11 @@ impl ServeArgs {
                 self.hot_window.as_ref().or(file.hot_window.as_ref()),
                 d.hot_window_secs,
             )?,
+            cold_store: match self.cold_store.as_ref().or(file.cold_store.as_ref()) {
+                Some(s) => crate::state::cold::objects::ColdStoreKind::parse(s)
+                    .map_err(|e| format!("--cold-store: {e}"))?,
+                None => d.cold_store.clone(),
+            },
             tls: tls_files(
                 self.tls_cert.clone().or(file.tls_cert.clone()),
                 self.tls_key.clone().or(file.tls_key.clone()),

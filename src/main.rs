@@ -254,6 +254,7 @@ async fn wait_for_stop_signal() {
 }
 
 fn main() -> ExitCode {
+    tael_raft::tls::install_process_default();
     let cli = Cli::parse();
     if let Some(key) = cli.api_key.clone().filter(|k| !k.is_empty()) {
         tael_raft::http_client::set_default_api_key(key);

@@ -55,6 +55,10 @@ pub const TAG_RETENTION: u8 = FIRST_APP_TAG + 14;
 /// ([`crate::state::cold::ColdMove`]), its range chosen from the leader's
 /// clock: every replica moves the same records at the same index.
 pub const TAG_COLD_MOVE: u8 = FIRST_APP_TAG + 15;
+/// A move to the shared cold store ([`crate::state::cold::ColdUpload`]):
+/// the leader uploaded the object before proposing it, and every replica
+/// deletes from its hot tier exactly the records the object holds.
+pub const TAG_COLD_UPLOAD: u8 = FIRST_APP_TAG + 16;
 
 /// What the spool forwarder proposes: the original record plus where it came
 /// from. `(origin, generation, seq)` names one spooled export for ever: the
@@ -228,6 +232,11 @@ pub fn cold_move_record(mv: &crate::state::cold::ColdMove) -> Record {
     record(TAG_COLD_MOVE, mv)
 }
 
+/// A move to the shared cold store (see [`TAG_COLD_UPLOAD`]).
+pub fn cold_upload_record(up: &crate::state::cold::ColdUpload) -> Record {
+    record(TAG_COLD_UPLOAD, up)
+}
+
 pub fn keys_record(cmd: &crate::auth::KeyCommand) -> Record {
     record(TAG_KEYS, cmd)
 }
@@ -245,6 +254,7 @@ pub enum Contents {
     Check,
     Retention(crate::retention::RetentionCut),
     ColdMove(crate::state::cold::ColdMove),
+    ColdUpload(crate::state::cold::ColdUpload),
 }
 
 /// Decodes a plain (not spooled) record of `tag` and checks that the store
@@ -288,6 +298,12 @@ pub fn decode_contents(tag: u8, payload: &[u8]) -> Result<Contents, String> {
                 ));
             }
             Ok(Contents::ColdMove(mv))
+        }
+        TAG_COLD_UPLOAD => {
+            let up: crate::state::cold::ColdUpload =
+                decode(payload).map_err(|e| format!("undecodable cold upload: {e}"))?;
+            up.check(crate::state::hot::moved_key_len(up.signal))?;
+            Ok(Contents::ColdUpload(up))
         }
         TAG_CHECK if payload.is_empty() => Ok(Contents::Check),
         TAG_CHECK => Err(format!(
@@ -336,7 +352,10 @@ pub fn admissible(record: &Record) -> Result<(), String> {
         Contents::Metrics(points) => points.iter().try_for_each(check::admissible_metric),
         // Checked when stamped.
         Contents::Comment(_) | Contents::Keys(_) => Ok(()),
-        Contents::Check | Contents::Retention(_) | Contents::ColdMove(_) => Ok(()),
+        Contents::Check
+        | Contents::Retention(_)
+        | Contents::ColdMove(_)
+        | Contents::ColdUpload(_) => Ok(()),
     }
 }
 
@@ -398,9 +417,8 @@ fn stamp_at(record: Record, now_unix_nanos: u64) -> Result<(Record, Vec<u8>), St
             ))
         }
         // A move's range was chosen from the proposing leader's clock.
-        TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED | TAG_CHECK | TAG_COLD_MOVE => {
-            Ok((record, Vec::new()))
-        }
+        TAG_SPANS | TAG_LOGS | TAG_METRICS | TAG_SPOOLED | TAG_CHECK | TAG_COLD_MOVE
+        | TAG_COLD_UPLOAD => Ok((record, Vec::new())),
         other => Err(format!(
             "unknown record tag {other}; was it written by a newer tael-raft?"
         )),
@@ -418,6 +436,38 @@ pub fn retired_tag_message(tag: u8) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cold_upload_every_replica_cannot_apply_is_rejected_at_decode() {
+        use crate::state::cold::{ColdUpload, MovedRecord, Signal};
+        let good = ColdUpload {
+            signal: Signal::Spans,
+            from_unix_nanos: 0,
+            to_unix_nanos: 100,
+            object: "spans/spans-00000000000000000003-0a.parquet".into(),
+            min_time_unix_nanos: 5,
+            max_time_unix_nanos: 5,
+            rows: 1,
+            bytes: 10,
+            pending: false,
+            records: vec![MovedRecord {
+                key: vec![7; 24],
+                digest: 9,
+            }],
+        };
+        let r = cold_upload_record(&good);
+        assert_eq!(r.tag, TAG_COLD_UPLOAD);
+        assert!(matches!(
+            decode_contents(r.tag, &r.payload),
+            Ok(Contents::ColdUpload(u)) if u == good
+        ));
+        assert!(admissible(&r).is_ok());
+        let mut short_key = good.clone();
+        short_key.records[0].key.pop();
+        let r = cold_upload_record(&short_key);
+        assert!(decode_contents(r.tag, &r.payload).is_err());
+        assert!(decode_contents(TAG_COLD_UPLOAD, &[1, 2, 3]).is_err());
+    }
+
     use super::*;
 
     #[test]

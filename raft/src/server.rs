@@ -65,6 +65,7 @@ where
         applies_retention_cuts: true,
         applies_cold_moves: true,
         applies_rollup_retention: true,
+        applies_cold_uploads: true,
     }
 }
 

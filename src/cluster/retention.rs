@@ -6,7 +6,7 @@ use super::status::ClusterStatus;
 use super::{Cluster, ClusterError, READ_TIMEOUT};
 use crate::payload;
 use crate::retention::RetentionPolicy;
-use crate::state::cold::ColdMove;
+use crate::state::cold::{ColdMove, ColdUpload};
 
 impl Cluster {
     /// Proposes a retention cut under `policy` and waits until this node
@@ -36,6 +36,20 @@ impl Cluster {
             })?;
         Ok(index)
     }
+
+    /// Proposes a move to the shared cold store whose object is already
+    /// written, and waits until this node applied it; returns its index.
+    pub async fn upload_to_cold(&self, up: &ColdUpload) -> Result<u64, ClusterError> {
+        let index = self.propose(payload::cold_upload_record(up)).await?;
+        self.raft
+            .wait(Some(READ_TIMEOUT))
+            .applied_index_at_least(Some(index), "cold upload")
+            .await
+            .map_err(|e| {
+                ClusterError::Unavailable(format!("waiting to apply cold upload {index}: {e}"))
+            })?;
+        Ok(index)
+    }
 }
 
 /// Whether every member answered and applies moves to the cold tier (a
@@ -43,6 +57,13 @@ impl Cluster {
 /// its hot tier only, while the others' manifests name a file).
 pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
     status.every_member_reports(|s| s.applies_cold_moves)
+}
+
+/// Whether every member answered and applies moves to the shared cold
+/// store (a node of an older version would reject them and keep the
+/// records hot while the others remove them).
+pub fn every_member_applies_cold_uploads(status: &ClusterStatus) -> bool {
+    status.every_member_reports(|s| s.applies_cold_moves && s.applies_cold_uploads)
 }
 
 /// Whether every member answered and applies retention cuts as this

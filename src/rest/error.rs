@@ -62,6 +62,11 @@ impl From<QueryError> for ApiError {
         match e {
             QueryError::Cluster(e) => e.into(),
             QueryError::TextIndexBehind(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            // The shared cold store did not answer: worth retrying, and
+            // the message names the range.
+            QueryError::Storage(e @ crate::query::StoreError::ColdRangeUnavailable { .. }) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             QueryError::Storage(e) => ApiError::internal(e),
             QueryError::Overloaded(m) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, m),
         }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::cluster::Cluster;
 use crate::state;
+use crate::state::cold::objects::ColdObjects;
 
 const STORAGE_MAINTENANCE_INTERVAL: Duration = Duration::from_millis(250);
 /// fjall names its flush and compaction threads like this.
@@ -104,7 +105,12 @@ pub async fn lifecycle(
         }
         let status = cluster.status().await;
         if hot_window_secs > 0 {
-            if crate::cluster::retention::every_member_applies_cold_moves(&status) {
+            let capable = if sm.cold_objects().is_some() {
+                crate::cluster::retention::every_member_applies_cold_uploads(&status)
+            } else {
+                crate::cluster::retention::every_member_applies_cold_moves(&status)
+            };
+            if capable {
                 cold_moves(&cluster, &sm, hot_window_secs).await;
             } else {
                 tracing::info!("cold moves skipped: a member is unreachable or cannot apply them");
@@ -123,6 +129,10 @@ pub async fn lifecycle(
 /// limit.
 async fn cold_moves(cluster: &Cluster, sm: &Arc<state::Shared>, hot_window_secs: u64) {
     use crate::state::cold::{ColdMove, Signal};
+    let objects = sm.cold_objects();
+    if let Some(objects) = &objects {
+        remove_orphan_objects(sm, objects).await;
+    }
     for signal in Signal::ALL {
         for _ in 0..MAX_MOVES_PER_ROUND {
             let mv = ColdMove::at(signal, crate::model::now_unix_nanos(), hot_window_secs);
@@ -140,9 +150,22 @@ async fn cold_moves(cluster: &Cluster, sm: &Arc<state::Shared>, hot_window_secs:
                 }
                 Err(_) => return,
             }
-            if let Err(e) = cluster.move_to_cold(mv).await {
-                tracing::warn!(error = %e, signal = signal.name(), "cold move could not run");
-                return;
+            let moved = match &objects {
+                None => cluster
+                    .move_to_cold(mv)
+                    .await
+                    .map(|_| true)
+                    .map_err(|e| e.to_string()),
+                Some(objects) => upload_move(cluster, sm, objects, mv).await,
+            };
+            match moved {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    // The records stay hot; the next round tries again.
+                    tracing::warn!(error = %e, signal = signal.name(), "cold move could not run");
+                    return;
+                }
             }
             let store = sm.store();
             match tokio::task::spawn_blocking(move || store.cold_manifest()).await {
@@ -154,6 +177,75 @@ async fn cold_moves(cluster: &Cluster, sm: &Arc<state::Shared>, hot_window_secs:
                 }
                 Err(_) => return,
             }
+        }
+    }
+}
+
+/// A move to the shared cold store: the records `mv` takes are written to
+/// a new object first, and only then is the move proposed, naming the
+/// object and its records (apply never touches the network). A failure
+/// anywhere leaves the records hot; an object whose move never committed
+/// is an orphan [`remove_orphan_objects`] removes. Whether it moved any.
+async fn upload_move(
+    cluster: &Cluster,
+    sm: &Arc<state::Shared>,
+    objects: &Arc<ColdObjects>,
+    mv: crate::state::cold::ColdMove,
+) -> Result<bool, String> {
+    let store = sm.store();
+    let prepared = tokio::task::spawn_blocking(move || store.prepare_cold_upload(&mv))
+        .await
+        .map_err(|e| format!("preparing a cold upload: {e}"))?
+        .map_err(|e| format!("preparing a cold upload: {e}"))?;
+    let Some(prepared) = prepared else {
+        return Ok(false);
+    };
+    let up = prepared.upload;
+    objects
+        .put(&up.object, prepared.file)
+        .await
+        .map_err(|e| e.to_string())?;
+    let index = cluster
+        .upload_to_cold(&up)
+        .await
+        .map_err(|e| format!("proposing the upload of {}: {e}", up.object))?;
+    tracing::info!(
+        log_index = index,
+        object = %up.object,
+        rows = up.rows,
+        bytes = up.bytes,
+        "cold object written and its move applied"
+    );
+    Ok(true)
+}
+
+/// On the leader: removes objects under the store's prefix that the
+/// manifest does not name and that are older than the grace period
+/// (`cold::objects::orphans_to_remove`): uploads whose move never
+/// committed, objects of files a retention cut dropped.
+async fn remove_orphan_objects(sm: &Arc<state::Shared>, objects: &Arc<ColdObjects>) {
+    let listed = match objects.list().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing cold objects");
+            return;
+        }
+    };
+    let store = sm.store();
+    let manifest = match tokio::task::spawn_blocking(move || store.cold_manifest()).await {
+        Ok(Ok(m)) => m,
+        _ => return,
+    };
+    let named = manifest
+        .files
+        .iter()
+        .filter_map(|f| f.object.clone())
+        .collect();
+    let now_secs = crate::model::now_unix_nanos() / 1_000_000_000;
+    for name in crate::state::cold::objects::orphans_to_remove(&listed, &named, now_secs) {
+        match objects.delete(&name).await {
+            Ok(()) => tracing::info!(object = %name, "removed a cold object no manifest names"),
+            Err(e) => tracing::warn!(error = %e, "removing a cold object"),
         }
     }
 }

@@ -39,6 +39,7 @@ use crate::query::QueryService;
 use crate::rest::{Guard, RestScheme, RestState};
 use crate::self_metrics::SelfMetrics;
 use crate::spool::Spool;
+use crate::state::cold::objects::{ColdObjects, ColdStoreKind};
 use crate::state::{StateMachine, StateMachineOptions};
 use crate::tls::NodeTls;
 use listeners::{bind, spawn_grpc, spawn_http, ListenerTls};
@@ -79,10 +80,22 @@ fn open_stores(config: &ServeConfig, integrity: &RecordIntegrity) -> Result<Stor
     };
     let log = LogStore::open(&data_dir.join("raft-log"), log_opts)
         .map_err(|e| format!("opening the raft log: {e}"))?;
+    let cold_objects = match &config.cold_store {
+        ColdStoreKind::Local => None,
+        ColdStoreKind::S3 { bucket, prefix } => {
+            let objects = ColdObjects::connect(bucket, prefix)?;
+            tracing::info!(
+                store = objects.url(),
+                "cold tier in the shared object store"
+            );
+            Some(Arc::new(objects))
+        }
+    };
     let sm_opts = StateMachineOptions {
         fjall_worker_threads: config.storage_threads,
         fjall_cache_bytes: config.cache_mb * 1024 * 1024,
         duplicate_retries: config.faults.is_active(Mutation::DoubleApplyRetries),
+        cold_objects,
     };
     let sm = StateMachine::open(data_dir, sm_opts).map_err(|e| {
         format!(

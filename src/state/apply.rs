@@ -213,6 +213,17 @@ fn stage(
                 "cold move applied"
             );
         }
+        Contents::ColdUpload(up) => {
+            let done = batch.apply_cold_upload(log_index, &up)?;
+            tracing::info!(
+                log_index,
+                signal = up.signal.name(),
+                object = %up.object,
+                removed = done.removed,
+                kept_hot = done.kept_hot,
+                "cold upload applied"
+            );
+        }
         Contents::Retention(cut) => {
             let deleted = batch.apply_retention(log_index, &cut)?;
             tracing::info!(
@@ -239,11 +250,14 @@ fn is_check(e: &Entry) -> bool {
 }
 
 /// Whether `e` is a retention cut (`payload::TAG_RETENTION`) or a move to
-/// the cold tier (`payload::TAG_COLD_MOVE`): each reads the store as
-/// committed, so it is applied in a batch of its own.
+/// the cold tier (`payload::TAG_COLD_MOVE`, `payload::TAG_COLD_UPLOAD`):
+/// each reads the store as committed, so it is applied in a batch of its
+/// own.
 fn is_own_batch(e: &Entry) -> bool {
     matches!(&e.payload, EntryPayload::Normal(r)
-        if r.tag == payload::TAG_RETENTION || r.tag == payload::TAG_COLD_MOVE)
+        if r.tag == payload::TAG_RETENTION
+            || r.tag == payload::TAG_COLD_MOVE
+            || r.tag == payload::TAG_COLD_UPLOAD)
 }
 
 /// Whether a batch ends before `e`.

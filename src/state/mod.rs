@@ -43,6 +43,8 @@ pub struct StateMachineOptions {
     pub fjall_cache_bytes: u64,
     /// The `double-apply-retries` mutation; false outside fault tests.
     pub duplicate_retries: bool,
+    /// The shared cold store (`--cold-store s3://...`); `None`: local.
+    pub cold_objects: Option<Arc<cold::objects::ColdObjects>>,
 }
 
 impl Default for StateMachineOptions {
@@ -51,6 +53,7 @@ impl Default for StateMachineOptions {
             fjall_worker_threads: 1,
             fjall_cache_bytes: 64 * 1024 * 1024,
             duplicate_retries: false,
+            cold_objects: None,
         }
     }
 }
@@ -125,6 +128,11 @@ impl Shared {
         (store.clone(), self.generation.load(Ordering::SeqCst))
     }
 
+    /// The shared cold store, when the node runs with one.
+    pub fn cold_objects(&self) -> Option<Arc<cold::objects::ColdObjects>> {
+        self.opts.cold_objects.clone()
+    }
+
     pub fn current_snapshot_meta(&self) -> Option<SnapshotMeta> {
         self.current_snapshot
             .lock()
@@ -174,6 +182,7 @@ impl StateMachine {
         )?;
         store.duplicate_retries = opts.duplicate_retries;
         store.cold_dir = cold_dir.clone();
+        store.cold_objects = opts.cold_objects.clone();
         // Files of a move a crash kept from committing, of a cut that
         // committed but had not deleted them yet, of a replaced store.
         store.remove_cold_orphans()?;
@@ -355,6 +364,7 @@ impl Shared {
         .and_then(|mut store| {
             store.duplicate_retries = self.opts.duplicate_retries;
             store.cold_dir = self.cold_dir.clone();
+            store.cold_objects = self.opts.cold_objects.clone();
             snapshot::import(file, &store).map(|m| (store, m))
         })
         .and_then(|(store, file_meta)| {

@@ -133,7 +133,9 @@ pub fn export(
 fn open_cold_files(store: &HotStore, view: &fjall::Snapshot) -> StoreResult<Vec<(String, File)>> {
     let manifest = store.cold_manifest_in(view)?;
     let mut out = Vec::with_capacity(manifest.files.len());
-    for f in &manifest.files {
+    // Objects of the shared store are read by every node from the store:
+    // the snapshot carries only the manifest naming them.
+    for f in manifest.files.iter().filter(|f| f.object.is_none()) {
         let path = f.path(store.cold_dir());
         match File::open(&path) {
             Ok(file) => out.push((format!("{}/{}", f.signal.name(), f.file_name()), file)),

@@ -17,7 +17,7 @@ pub use config::{
     client_listener_config, peer_client_config, peer_server_config, ALPN_H2, ALPN_HTTP1,
 };
 pub use listener::{HandshakeFailures, TlsListener};
-pub use pem::{load_certified_key, load_roots, provider, TlsError};
+pub use pem::{install_process_default, load_certified_key, load_roots, provider, TlsError};
 pub use reload::ReloadingCert;
 
 /// A certificate chain and its private key, both PEM files.

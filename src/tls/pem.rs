@@ -43,6 +43,14 @@ pub fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
+/// Makes ring the process-wide default provider too, for libraries that
+/// build their own TLS clients (the S3 cold store's HTTP client has no
+/// provider of its own). Idempotent.
+pub fn install_process_default() {
+    // An error only says a default is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),

@@ -28,7 +28,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::column::reader::get_typed_column_reader;
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::file::properties::{EnabledStatistics, ReaderProperties, WriterProperties};
-use parquet::file::reader::{FileReader, RowGroupReader};
+use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader};
 use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
@@ -261,7 +261,15 @@ pub struct FileRead {
 
 /// The rows of the file at `path` that `filter` wants, in file order.
 pub fn read_rows(path: &Path, filter: &RowFilter<'_>) -> StoreResult<FileRead> {
-    let file = fs::File::open(path)?;
+    read_rows_from(fs::File::open(path)?, filter)
+}
+
+/// [`read_rows`] of a file `reader` reads (a local file, or an object
+/// through ranged reads).
+pub fn read_rows_from<R: ChunkReader + 'static>(
+    file: R,
+    filter: &RowFilter<'_>,
+) -> StoreResult<FileRead> {
     let options = ReadOptionsBuilder::new()
         .with_reader_properties(
             ReaderProperties::builder()

@@ -11,10 +11,19 @@
 //! the two leaves the records in the hot tier and a file no manifest names:
 //! re-applying the move rewrites it, and start-up removes such orphans.
 //!
+//! With the shared store (`--cold-store s3://...`, `objects.rs`) a move is
+//! an upload instead (`TAG_COLD_UPLOAD`, [`ColdUpload`]): the leader writes
+//! the object before it proposes the move, and the move names the records
+//! the object holds; every replica deletes exactly those of them that it
+//! still holds unchanged (see `state::hot::cold`). Apply never touches the
+//! network. A crash before the commit leaves the records hot and the object
+//! an orphan, which the leader removes after a grace period.
+//!
 //! `file.rs` writes and reads one file (columns, sort order, row groups,
 //! pruning); `reads.rs` answers queries over every file of the manifest.
 
 mod file;
+pub mod objects;
 mod reads;
 
 use std::collections::BTreeSet;
@@ -25,7 +34,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use self::file::{
-    read_rows, write_file, ColdRow, RowFilter, MAX_ROWS_PER_ROW_GROUP, ROWS_PER_ROW_GROUP,
+    read_rows, read_rows_from, write_file, ColdRow, RowFilter, MAX_ROWS_PER_ROW_GROUP,
+    ROWS_PER_ROW_GROUP,
 };
 pub(crate) use self::reads::span_status_code;
 pub use self::reads::{ColdFound, ColdReader};
@@ -89,6 +99,10 @@ pub struct ColdFile {
     /// (the spans stay, with the payloads' hashes).
     #[serde(default)]
     pub llm_released: bool,
+    /// The object holding it, relative to the shared store's prefix; `None`
+    /// for a file every node keeps under its data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 impl ColdFile {
@@ -96,6 +110,7 @@ impl ColdFile {
         file_name(self.signal, self.log_index)
     }
 
+    /// Where a local file lives (meaningless for an object).
     pub fn path(&self, cold_dir: &Path) -> PathBuf {
         cold_dir.join(self.signal.name()).join(self.file_name())
     }
@@ -194,6 +209,97 @@ pub struct ColdMove {
     pub to_unix_nanos: u64,
 }
 
+/// The leader's move of one signal's records to an object it already
+/// uploaded (`TAG_COLD_UPLOAD`): the move as a [`ColdMove`] names it, what
+/// the manifest lists for the object, and the records the object holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdUpload {
+    pub signal: Signal,
+    pub from_unix_nanos: u64,
+    pub to_unix_nanos: u64,
+    /// The object, relative to the store's prefix (`<signal>/<name>`).
+    pub object: String,
+    pub min_time_unix_nanos: u64,
+    pub max_time_unix_nanos: u64,
+    /// Rows and bytes of the object.
+    pub rows: u64,
+    pub bytes: u64,
+    /// The leader's read stopped at the move's limit: records of the range
+    /// remain, and another move follows.
+    pub pending: bool,
+    /// Every record in the object, by hot key, with the digest of the
+    /// bytes the object holds for it. Apply deletes a record from the hot
+    /// tier only while the hot tier holds exactly those bytes: a record
+    /// replaced after the upload stays hot (and wins over the object's copy
+    /// on reads, which prefer the hot tier).
+    pub records: Vec<MovedRecord>,
+}
+
+/// One record of a [`ColdUpload`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedRecord {
+    pub key: Vec<u8>,
+    pub digest: u64,
+}
+
+/// The digest of a stored record's bytes that a [`MovedRecord`] carries:
+/// the first 8 bytes of their SHA-256.
+pub fn record_digest(bytes: &[u8]) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+impl ColdUpload {
+    /// Whether every replica can apply this upload as it stands (run on
+    /// the decoded entry, so deterministic): the object under the signal's
+    /// directory with a plain name, at most [`MAX_ROWS_PER_MOVE`] records,
+    /// each key once and of the signal's length, times inside the range.
+    pub fn check(&self, key_len: usize) -> Result<(), String> {
+        let name_ok = self
+            .object
+            .strip_prefix(self.signal.name())
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|f| {
+                f.ends_with(".parquet")
+                    && !f.contains("..")
+                    && f.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            });
+        if !name_ok {
+            return Err(format!("a cold upload names object {:?}", self.object));
+        }
+        if self.records.is_empty() || self.records.len() > MAX_ROWS_PER_MOVE {
+            return Err(format!(
+                "a cold upload carries {} records (1 to {MAX_ROWS_PER_MOVE})",
+                self.records.len()
+            ));
+        }
+        if self.rows != self.records.len() as u64 {
+            return Err(format!(
+                "a cold upload of {} rows lists {} records",
+                self.rows,
+                self.records.len()
+            ));
+        }
+        if self.records.iter().any(|r| r.key.len() != key_len) {
+            return Err(format!("a cold upload's keys are not all {key_len} bytes"));
+        }
+        let distinct: BTreeSet<&[u8]> = self.records.iter().map(|r| &r.key[..]).collect();
+        if distinct.len() != self.records.len() {
+            return Err("a cold upload lists a record twice".into());
+        }
+        let (from, to) = (self.from_unix_nanos, self.to_unix_nanos);
+        let (min, max) = (self.min_time_unix_nanos, self.max_time_unix_nanos);
+        if !((from..to).contains(&min) && (min..to).contains(&max)) {
+            return Err(format!(
+                "a cold upload's times [{min}, {max}] are not inside its range [{from}, {to})"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Moves align their upper bound down to this: every move of one interval
 /// names a round time, whatever the leader's clock read.
 pub const MOVE_ALIGN_NANOS: u64 = 1_000_000_000;
@@ -268,6 +374,70 @@ mod tests {
         assert_eq!(ColdMove::at(Signal::Logs, 5, 60).to_unix_nanos, 0);
     }
 
+    fn upload() -> ColdUpload {
+        ColdUpload {
+            signal: Signal::Logs,
+            from_unix_nanos: 0,
+            to_unix_nanos: 100,
+            object: "logs/logs-00000000000000000007-00ff.parquet".into(),
+            min_time_unix_nanos: 10,
+            max_time_unix_nanos: 20,
+            rows: 2,
+            bytes: 500,
+            pending: false,
+            records: vec![
+                MovedRecord {
+                    key: vec![1; 24],
+                    digest: 1,
+                },
+                MovedRecord {
+                    key: vec![2; 24],
+                    digest: 2,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn an_upload_every_replica_can_apply_passes_its_check() {
+        assert_eq!(upload().check(24), Ok(()));
+        let bad: Vec<(&str, Box<dyn Fn(&mut ColdUpload)>)> = vec![
+            ("wrong key length", Box::new(|u| u.records[0].key.push(0))),
+            ("a key twice", Box::new(|u| u.records[1].key = vec![1; 24])),
+            ("rows differ", Box::new(|u| u.rows = 3)),
+            (
+                "no records",
+                Box::new(|u| {
+                    u.records.clear();
+                    u.rows = 0;
+                }),
+            ),
+            (
+                "outside the range",
+                Box::new(|u| u.max_time_unix_nanos = 100),
+            ),
+            (
+                "another signal's directory",
+                Box::new(|u| u.object = "spans/logs-1.parquet".into()),
+            ),
+            (
+                "a path out of the prefix",
+                Box::new(|u| u.object = "logs/../../x.parquet".into()),
+            ),
+        ];
+        for (what, change) in bad {
+            let mut u = upload();
+            change(&mut u);
+            assert!(u.check(24).is_err(), "{what} is refused");
+        }
+    }
+
+    #[test]
+    fn a_record_digest_tells_stored_bytes_apart() {
+        assert_eq!(record_digest(b"abc"), record_digest(b"abc"));
+        assert_ne!(record_digest(b"abc"), record_digest(b"abd"));
+    }
+
     #[test]
     fn orphans_go_and_named_files_stay() {
         let dir = tempfile::tempdir().unwrap();
@@ -281,6 +451,7 @@ mod tests {
             rows: 1,
             bytes: 3,
             llm_released: false,
+            object: None,
         };
         write_durably(&kept.path(dir.path()), b"abc").unwrap();
         let orphan = dir.path().join("spans").join(file_name(Signal::Spans, 8));

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::file::{read_rows, ColdRow, FileRead, RowFilter};
+use super::file::{read_rows, read_rows_from, ColdRow, FileRead, RowFilter};
 use super::{ColdFile, ColdManifest, Signal};
 use crate::codec::decode;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, SpanStatus, TraceId};
@@ -93,6 +93,9 @@ impl ColdReader {
     /// error, never a silent gap, unless a retention cut dropped it since
     /// this reader took the manifest.
     fn read(&self, file: &ColdFile, filter: &RowFilter<'_>) -> StoreResult<FileRead> {
+        if let Some(object) = &file.object {
+            return self.read_object(file, object, filter);
+        }
         let path = file.path(&self.dir);
         match read_rows(&path, filter) {
             Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -104,6 +107,37 @@ impl ColdReader {
                 }
             }
             other => other,
+        }
+    }
+
+    /// Reads `file` from the shared store, as ranged reads of `object`
+    /// (its footer, then the row groups the filter cannot skip). Any
+    /// failure names the range the query cannot have: the store is down or
+    /// unreachable, or this node was started without it.
+    fn read_object(
+        &self,
+        file: &ColdFile,
+        object: &str,
+        filter: &RowFilter<'_>,
+    ) -> StoreResult<FileRead> {
+        let unavailable = |reason: String| StoreError::ColdRangeUnavailable {
+            signal: file.signal.name(),
+            from_unix_nanos: file.min_time_unix_nanos,
+            to_unix_nanos: file.max_time_unix_nanos,
+            reason,
+        };
+        let Some(objects) = &self.hot.cold_objects else {
+            return Err(unavailable(format!(
+                "it is in the shared cold store (object {object}), and this node was \
+                 started without --cold-store s3://..."
+            )));
+        };
+        match read_rows_from(objects.file(object, file.bytes), filter) {
+            Ok(read) => Ok(read),
+            // Dropped by a retention cut since this reader took the
+            // manifest (and removed by the leader since): nothing to read.
+            Err(_) if !self.hot.cold_manifest()?.files.contains(file) => Ok(FileRead::default()),
+            Err(e) => Err(unavailable(format!("object {object}: {e}"))),
         }
     }
 

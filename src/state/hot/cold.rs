@@ -24,12 +24,77 @@ use super::{ApplyBatch, HotStore, StoreError, StoreResult};
 use crate::codec::decode;
 use crate::model::{LogRecord, MetricPoint, SpanRecord};
 use crate::state::cold::{
-    self, write_durably, write_file, ColdFile, ColdManifest, ColdMove, ColdRow, Signal,
-    MAX_RECORD_BYTES_PER_MOVE, MAX_ROWS_PER_MOVE,
+    self, record_digest, write_durably, write_file, ColdFile, ColdManifest, ColdMove, ColdRow,
+    ColdUpload, MovedRecord, Signal, MAX_RECORD_BYTES_PER_MOVE, MAX_ROWS_PER_MOVE,
 };
 
 /// `meta`: the [`ColdManifest`], as JSON.
 pub(super) const META_COLD_MANIFEST: &[u8] = b"cold_manifest";
+/// `meta`: per object of the shared store, `cold_ledger/<object>`: what a
+/// retention cut needs of its records to take them out of the counters and
+/// blob references (see [`ledger_record`]), written when the upload is
+/// applied. A cut cannot read the object: apply never touches the network.
+const META_COLD_LEDGER_PREFIX: &str = "cold_ledger/";
+
+/// The `meta` key of `object`'s ledger.
+pub(super) fn ledger_key(object: &str) -> Vec<u8> {
+    format!("{META_COLD_LEDGER_PREFIX}{object}").into_bytes()
+}
+
+/// The hot key length of `signal`'s records: what a [`MovedRecord`] names.
+pub fn moved_key_len(signal: Signal) -> usize {
+    match signal {
+        Signal::Spans => SPAN_KEY_LEN,
+        Signal::Logs | Signal::Metrics => RECORD_KEY_LEN,
+    }
+}
+
+/// What an upload's apply did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadOutcome {
+    /// Records taken out of the hot tier (now served by the object).
+    pub removed: u64,
+    /// Records of the object still hot: replaced since the upload, or
+    /// already gone (a retention cut). Reads remove the duplicates.
+    pub kept_hot: u64,
+}
+
+/// What the leader uploads for a move, and the entry it proposes then.
+#[derive(Debug)]
+pub struct PreparedUpload {
+    pub upload: ColdUpload,
+    /// The Parquet file: the object's bytes.
+    pub file: Vec<u8>,
+}
+
+/// The stored record of a row, cut down to what a retention cut uses when
+/// it drops the row's object: a span's ids, service, status, times and LLM
+/// payload hashes; a log record's body hash; nothing of a metric point.
+fn ledger_record(signal: Signal, record: &[u8]) -> StoreResult<Vec<u8>> {
+    Ok(match signal {
+        Signal::Spans => {
+            let s: SpanRecord = decode(record)?;
+            crate::codec::encode(&SpanRecord {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                service: s.service,
+                status: s.status,
+                start_unix_nanos: s.start_unix_nanos,
+                end_unix_nanos: s.end_unix_nanos,
+                llm: s.llm,
+                ..Default::default()
+            })
+        }
+        Signal::Logs => {
+            let l: LogRecord = decode(record)?;
+            crate::codec::encode(&LogRecord {
+                body_sha256: l.body_sha256,
+                ..Default::default()
+            })
+        }
+        Signal::Metrics => Vec::new(),
+    })
+}
 
 /// What a move did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,9 +164,167 @@ impl HotStore {
             .cold_manifest()?
             .files
             .iter()
+            .filter(|f| f.object.is_none())
             .map(|f| f.path(&self.cold_dir))
             .filter(|p| !p.exists())
             .collect())
+    }
+
+    /// The rows `object`'s ledger holds (see [`META_COLD_LEDGER_PREFIX`]),
+    /// as of `view`: each row's key and cut-down record.
+    pub(super) fn cold_ledger_in(
+        &self,
+        view: &fjall::Snapshot,
+        object: &str,
+    ) -> StoreResult<Vec<ColdRow>> {
+        let Some(v) = view.get(&self.keyspaces.meta, ledger_key(object))? else {
+            return Err(StoreError::Corrupt(format!(
+                "the ledger of cold object {object} is missing"
+            )));
+        };
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = decode(&v)?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, record)| ColdRow {
+                key,
+                trace_id: Vec::new(),
+                name: String::new(),
+                time_unix_nanos: 0,
+                duration_nanos: 0,
+                status: 0,
+                record,
+            })
+            .collect())
+    }
+
+    /// On the leader, before it proposes a move to the shared store: the
+    /// records `mv` would take, oldest first up to the move's limit, as of
+    /// the committed store now; `None` when there are none. Reads only:
+    /// what leaves the hot tier is decided when the upload is applied.
+    pub fn prepare_cold_upload(&self, mv: &ColdMove) -> StoreResult<Option<PreparedUpload>> {
+        let view = self.read_view();
+        let applied = self.applied_state_in(&view)?.0.map_or(0, |l| l.index);
+        let rows = self.collect_rows(&view, mv.signal, (mv.from_unix_nanos, mv.to_unix_nanos))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let pending = move_is_full(rows.len(), rows.iter().map(|r| r.record.len()).sum());
+        let records = rows
+            .iter()
+            .map(|r| MovedRecord {
+                key: r.key.clone(),
+                digest: record_digest(&r.record),
+            })
+            .collect();
+        let min = rows.iter().map(|r| r.time_unix_nanos).min().expect("rows");
+        let max = rows.iter().map(|r| r.time_unix_nanos).max().expect("rows");
+        let count = rows.len() as u64;
+        let file = write_file(mv.signal, rows)?;
+        let upload = ColdUpload {
+            signal: mv.signal,
+            from_unix_nanos: mv.from_unix_nanos,
+            to_unix_nanos: mv.to_unix_nanos,
+            object: cold::objects::new_object_name(mv.signal, applied),
+            min_time_unix_nanos: min,
+            max_time_unix_nanos: max,
+            rows: count,
+            bytes: file.len() as u64,
+            pending,
+            records,
+        };
+        upload
+            .check(moved_key_len(mv.signal))
+            .map_err(StoreError::Corrupt)?;
+        Ok(Some(PreparedUpload { upload, file }))
+    }
+
+    /// The rows a move of `signal` over `[from, to)` takes, as of `view`,
+    /// without staging anything.
+    fn collect_rows(
+        &self,
+        view: &fjall::Snapshot,
+        signal: Signal,
+        (from, to): (u64, u64),
+    ) -> StoreResult<Vec<ColdRow>> {
+        let mut rows = Vec::new();
+        if to == 0 || from >= to {
+            return Ok(rows);
+        }
+        let ks = &self.keyspaces;
+        let mut record_bytes = 0;
+        if signal == Signal::Spans {
+            let (lo, hi) = time_key_bounds(from, to - 1);
+            for kv in view.range(&ks.by_time, lo.to_vec()..=hi.to_vec()) {
+                if move_is_full(rows.len(), record_bytes) {
+                    break;
+                }
+                let (k, _) = kv.into_inner()?;
+                let key = &k[8..];
+                let Some(bytes) = view.get(&ks.spans, key)? else {
+                    return Err(StoreError::Corrupt("by_time entry without its span".into()));
+                };
+                record_bytes += bytes.len();
+                rows.push(span_row(key, &decode(&bytes)?, &bytes));
+            }
+            return Ok(rows);
+        }
+        let space = if signal == Signal::Logs {
+            &ks.logs
+        } else {
+            &ks.metrics
+        };
+        for kv in view.range(
+            space,
+            from.to_be_bytes().to_vec()..to.to_be_bytes().to_vec(),
+        ) {
+            if move_is_full(rows.len(), record_bytes) {
+                break;
+            }
+            let (k, v) = kv.into_inner()?;
+            record_bytes += v.len();
+            rows.push(if signal == Signal::Logs {
+                log_row(&k, &decode(&v)?, &v)
+            } else {
+                metric_row(&k, &decode(&v)?, &v)
+            });
+        }
+        Ok(rows)
+    }
+}
+
+fn span_row(key: &[u8], span: &SpanRecord, bytes: &[u8]) -> ColdRow {
+    ColdRow {
+        key: key.to_vec(),
+        trace_id: span.trace_id.to_vec(),
+        name: span.service.clone(),
+        time_unix_nanos: span.start_unix_nanos,
+        duration_nanos: span.duration_nanos(),
+        status: cold::span_status_code(span.status),
+        record: bytes.to_vec(),
+    }
+}
+
+fn log_row(key: &[u8], log: &LogRecord, bytes: &[u8]) -> ColdRow {
+    ColdRow {
+        key: key.to_vec(),
+        trace_id: log.trace_id.map(|t| t.to_vec()).unwrap_or_default(),
+        name: log.service.clone(),
+        time_unix_nanos: log.timestamp_unix_nanos,
+        duration_nanos: 0,
+        status: i32::from(log.severity.code()),
+        record: bytes.to_vec(),
+    }
+}
+
+fn metric_row(key: &[u8], point: &MetricPoint, bytes: &[u8]) -> ColdRow {
+    ColdRow {
+        key: key.to_vec(),
+        trace_id: Vec::new(),
+        name: point.name.clone(),
+        time_unix_nanos: point.timestamp_unix_nanos,
+        duration_nanos: 0,
+        status: 0,
+        record: bytes.to_vec(),
     }
 }
 
@@ -150,6 +373,7 @@ impl ApplyBatch<'_> {
                 rows: outcome.rows,
                 bytes: bytes.len() as u64,
                 llm_released: false,
+                object: None,
             };
             assert!(
                 !manifest
@@ -166,6 +390,126 @@ impl ApplyBatch<'_> {
         }
         self.stage_manifest(&manifest);
         Ok(outcome)
+    }
+
+    /// Applies the upload carried by the entry at `log_index` (checked by
+    /// [`ColdUpload::check`]): every listed record the hot tier still holds
+    /// with the listed digest leaves it (with its index entries, as a move
+    /// takes it), and no other; the manifest names the object and the
+    /// object's ledger keeps what a retention cut needs of the records
+    /// removed. Reads the committed store only, so every replica removes
+    /// the same records. Touches no file and no network.
+    pub fn apply_cold_upload(
+        &mut self,
+        log_index: u64,
+        up: &ColdUpload,
+    ) -> StoreResult<UploadOutcome> {
+        assert!(
+            self.is_single_entry(log_index),
+            "a cold upload is applied in a batch of its own (entry {log_index})"
+        );
+        let store = self.store;
+        let view = store.read_view();
+        let mut manifest = store.cold_manifest_in(&view)?;
+        // An upload proposed twice names its object again: applied once.
+        if manifest
+            .files
+            .iter()
+            .any(|f| f.object.as_ref() == Some(&up.object))
+        {
+            tracing::warn!(log_index, object = %up.object, "cold upload applied before; skipped");
+            return Ok(UploadOutcome {
+                removed: 0,
+                kept_hot: up.records.len() as u64,
+            });
+        }
+        let mut outcome = UploadOutcome::default();
+        let mut ledger: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for r in &up.records {
+            match self.take_if_unchanged(&view, up.signal, r)? {
+                Some(bytes) => {
+                    ledger.push((r.key.clone(), ledger_record(up.signal, &bytes)?));
+                    outcome.removed += 1;
+                }
+                None => outcome.kept_hot += 1,
+            }
+        }
+        assert_eq!(
+            outcome.removed + outcome.kept_hot,
+            up.records.len() as u64,
+            "every listed record is either taken or kept (entry {log_index})"
+        );
+        let file = ColdFile {
+            signal: up.signal,
+            log_index,
+            from_unix_nanos: up.from_unix_nanos,
+            to_unix_nanos: up.to_unix_nanos,
+            min_time_unix_nanos: up.min_time_unix_nanos,
+            max_time_unix_nanos: up.max_time_unix_nanos,
+            rows: up.rows,
+            bytes: up.bytes,
+            llm_released: false,
+            object: Some(up.object.clone()),
+        };
+        if up.pending {
+            manifest.pending.insert(up.signal);
+        } else {
+            manifest.pending.remove(&up.signal);
+        }
+        manifest.last_move_index = log_index;
+        manifest.files.push(file);
+        self.batch.insert(
+            &store.keyspaces.meta,
+            ledger_key(&up.object),
+            crate::codec::encode(&ledger),
+        );
+        self.stage_manifest(&manifest);
+        Ok(outcome)
+    }
+
+    /// Stages the removal of the record `r` names if the hot tier holds it
+    /// with `r`'s digest (as of `view`); returns its stored bytes then.
+    fn take_if_unchanged(
+        &mut self,
+        view: &fjall::Snapshot,
+        signal: Signal,
+        r: &MovedRecord,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let ks = &self.store.keyspaces;
+        let space = match signal {
+            Signal::Spans => &ks.spans,
+            Signal::Logs => &ks.logs,
+            Signal::Metrics => &ks.metrics,
+        };
+        let Some(bytes) = view.get(space, &r.key)? else {
+            return Ok(None);
+        };
+        if record_digest(&bytes) != r.digest {
+            return Ok(None);
+        }
+        match signal {
+            Signal::Spans => {
+                let key: [u8; SPAN_KEY_LEN] = r.key[..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("span key".into()))?;
+                let span: SpanRecord = decode(&bytes)?;
+                self.remove_span_time_entries(&key, &span);
+                self.batch.remove(&ks.spans, key.to_vec());
+            }
+            Signal::Logs => {
+                let key: [u8; RECORD_KEY_LEN] = r.key[..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("record key".into()))?;
+                self.remove_log_entries(&key, &decode(&bytes)?);
+            }
+            Signal::Metrics => {
+                let key: [u8; RECORD_KEY_LEN] = r.key[..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("record key".into()))?;
+                self.remove_metric_entries(&key, &decode(&bytes)?);
+            }
+        }
+        Ok(Some(bytes.to_vec()))
     }
 
     pub(super) fn stage_manifest(&mut self, manifest: &ColdManifest) {
@@ -205,15 +549,7 @@ impl ApplyBatch<'_> {
             record_bytes += bytes.len();
             self.remove_span_time_entries(&key, &span);
             self.batch.remove(&ks.spans, key.to_vec());
-            rows.push(ColdRow {
-                key: key.to_vec(),
-                trace_id: span.trace_id.to_vec(),
-                name: span.service.clone(),
-                time_unix_nanos: span.start_unix_nanos,
-                duration_nanos: span.duration_nanos(),
-                status: cold::span_status_code(span.status),
-                record: bytes.to_vec(),
-            });
+            rows.push(span_row(&key, &span, &bytes));
         }
         Ok(rows)
     }
@@ -228,15 +564,7 @@ impl ApplyBatch<'_> {
         self.take_records(view, logs, range, |b, key, bytes| {
             let log: LogRecord = decode(bytes)?;
             b.remove_log_entries(key, &log);
-            Ok(ColdRow {
-                key: key.to_vec(),
-                trace_id: log.trace_id.map(|t| t.to_vec()).unwrap_or_default(),
-                name: log.service.clone(),
-                time_unix_nanos: log.timestamp_unix_nanos,
-                duration_nanos: 0,
-                status: i32::from(log.severity.code()),
-                record: bytes.to_vec(),
-            })
+            Ok(log_row(key, &log, bytes))
         })
     }
 
@@ -250,15 +578,7 @@ impl ApplyBatch<'_> {
         self.take_records(view, metrics, range, |b, key, bytes| {
             let point: MetricPoint = decode(bytes)?;
             b.remove_metric_entries(key, &point);
-            Ok(ColdRow {
-                key: key.to_vec(),
-                trace_id: Vec::new(),
-                name: point.name.clone(),
-                time_unix_nanos: point.timestamp_unix_nanos,
-                duration_nanos: 0,
-                status: 0,
-                record: bytes.to_vec(),
-            })
+            Ok(metric_row(key, &point, bytes))
         })
     }
 
@@ -566,6 +886,158 @@ mod tests {
         assert_eq!(apply_move(&store, 2, Signal::Spans, 50 * SEC).rows, 1);
         assert!(store.trace(&[1; 16]).unwrap().is_empty());
         assert_eq!(store.remove_cold_orphans().unwrap(), 0);
+    }
+
+    fn apply_upload(store: &HotStore, index: u64, up: &ColdUpload) -> UploadOutcome {
+        let mut b = store.begin();
+        b.begin_entry(index);
+        let out = b.apply_cold_upload(index, up).unwrap();
+        b.commit(Some(log_id(index)), None).unwrap();
+        out
+    }
+
+    fn prepared(store: &HotStore, signal: Signal, to: u64) -> PreparedUpload {
+        let mv = ColdMove {
+            signal,
+            from_unix_nanos: 0,
+            to_unix_nanos: to,
+        };
+        store
+            .prepare_cold_upload(&mv)
+            .unwrap()
+            .expect("records to move")
+    }
+
+    #[test]
+    fn an_upload_removes_exactly_the_listed_records_still_unchanged() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![
+                test_span(1, 1, 10 * SEC),
+                test_span(2, 1, 20 * SEC),
+                test_span(3, 1, 90 * SEC),
+            ],
+        );
+        let stats_before = store.services().unwrap();
+        let p = prepared(&store, Signal::Spans, 50 * SEC);
+        let up = &p.upload;
+        assert_eq!((up.rows, up.records.len(), up.pending), (2, 2, false));
+        assert_eq!(
+            (up.min_time_unix_nanos, up.max_time_unix_nanos),
+            (10 * SEC, 20 * SEC)
+        );
+        assert_eq!(up.bytes, p.file.len() as u64);
+        // Preparing reads only: everything is still hot.
+        assert_eq!(keyspace_len(&store, &store.keyspaces.spans), 3);
+        // Between the upload and the apply: span (2, 1) is replaced, and an
+        // old span the object does not hold arrives.
+        apply_spans(
+            &store,
+            2,
+            vec![test_span(2, 1, 21 * SEC), test_span(4, 1, 15 * SEC)],
+        );
+        let out = apply_upload(&store, 3, up);
+        assert_eq!(
+            out,
+            UploadOutcome {
+                removed: 1,
+                kept_hot: 1
+            }
+        );
+        assert!(store.trace(&[1; 16]).unwrap().is_empty(), "moved");
+        let kept = store.trace(&[2; 16]).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            kept[0].start_unix_nanos,
+            21 * SEC,
+            "the replaced span stays hot"
+        );
+        assert_eq!(
+            store.trace(&[4; 16]).unwrap().len(),
+            1,
+            "never listed: stays hot"
+        );
+        assert_eq!(keyspace_len(&store, &store.keyspaces.by_time), 3);
+        // Counters cover both tiers: only the new span (4, 1) was added.
+        let stats = store.services().unwrap();
+        let count = |s: &Vec<(String, super::super::ServiceStats)>| {
+            s.iter().map(|(_, v)| v.span_count).sum::<u64>()
+        };
+        assert_eq!(count(&stats), count(&stats_before) + 1);
+        let m = store.cold_manifest().unwrap();
+        assert_eq!(m.files.len(), 1);
+        let f = &m.files[0];
+        assert_eq!(f.object.as_deref(), Some(up.object.as_str()));
+        assert_eq!((f.log_index, f.rows, f.bytes), (3, 2, up.bytes));
+        assert_eq!(m.last_move_index, 3);
+        assert!(
+            !f.path(store.cold_dir()).exists(),
+            "nothing written locally"
+        );
+        let ledger = store
+            .cold_ledger_in(&store.read_view(), &up.object)
+            .unwrap();
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(ledger[0].key, span_key_of(1, 1));
+        // Applied again (the same entry proposed twice): no effect.
+        assert_eq!(
+            apply_upload(&store, 4, up),
+            UploadOutcome {
+                removed: 0,
+                kept_hot: 2
+            }
+        );
+        assert_eq!(store.cold_manifest().unwrap().files.len(), 1);
+    }
+
+    #[test]
+    fn replicas_applying_one_upload_end_equal() {
+        let (_d1, a) = open_store();
+        let (_d2, b) = open_store();
+        for store in [&a, &b] {
+            let mut batch = store.begin();
+            batch.begin_entry(1);
+            for t in 0..20 {
+                batch.put_log(&test_log((t + 1) * SEC, &format!("log {t}")));
+            }
+            batch.commit(Some(log_id(1)), None).unwrap();
+        }
+        // Only the leader (a) prepares; both apply what it proposed.
+        let p = prepared(&a, Signal::Logs, 10 * SEC);
+        assert_eq!(p.upload.rows, 9);
+        for store in [&a, &b] {
+            assert_eq!(
+                apply_upload(store, 2, &p.upload),
+                UploadOutcome {
+                    removed: 9,
+                    kept_hot: 0
+                }
+            );
+            assert_eq!(keyspace_len(store, &store.keyspaces.logs), 11);
+            assert_eq!(keyspace_len(store, &store.keyspaces.log_by_service), 11);
+        }
+        assert_eq!(a.cold_manifest().unwrap(), b.cold_manifest().unwrap());
+        let view = |s: &HotStore| s.cold_ledger_in(&s.read_view(), &p.upload.object).unwrap();
+        assert_eq!(view(&a), view(&b));
+    }
+
+    #[test]
+    fn a_crash_before_an_upload_commits_leaves_every_record_hot() {
+        let (_dir, store) = open_store();
+        apply_spans(&store, 1, vec![test_span(1, 1, 10 * SEC)]);
+        let p = prepared(&store, Signal::Spans, 50 * SEC);
+        {
+            let mut b = store.begin();
+            b.begin_entry(2);
+            b.apply_cold_upload(2, &p.upload).unwrap();
+            // Dropped uncommitted: a crash.
+        }
+        assert_eq!(store.trace(&[1; 16]).unwrap().len(), 1);
+        assert!(store.cold_manifest().unwrap().files.is_empty());
+        assert_eq!(apply_upload(&store, 2, &p.upload).removed, 1);
+        assert!(store.trace(&[1; 16]).unwrap().is_empty());
     }
 
     #[test]

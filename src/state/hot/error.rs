@@ -16,6 +16,16 @@ pub enum StoreError {
     /// deleted by hand): reads of it fail instead of missing its records.
     #[error("cold file {0} is named by the replicated manifest but missing on this node; read from another node, or reinstall this node from a snapshot")]
     ColdFileMissing(String),
+    /// A cold range lives in the shared object store, which did not answer
+    /// (or this node has no store configured): the query needs it and
+    /// fails, naming the range; hot data still answers other queries.
+    #[error("cold {signal} data from {from_unix_nanos} to {to_unix_nanos} (unix ns) is unavailable: {reason}")]
+    ColdRangeUnavailable {
+        signal: &'static str,
+        from_unix_nanos: u64,
+        to_unix_nanos: u64,
+        reason: String,
+    },
     #[error("full-text index: {0}")]
     Index(String),
 }

@@ -74,7 +74,7 @@ use std::path::{Path, PathBuf};
 use fjall::{Database, PersistMode};
 
 pub use self::batch::{ApplyBatch, RejectedEntries, RejectedEntry, LARGE_LOG_BODY_BYTES};
-pub use self::cold::MoveOutcome;
+pub use self::cold::{moved_key_len, MoveOutcome, PreparedUpload, UploadOutcome};
 pub use self::error::{StoreError, StoreResult};
 pub use self::keyspaces::{Keyspaces, KEYSPACES};
 pub use self::query::{
@@ -103,6 +103,9 @@ pub struct HotStore {
     /// Where the cold tier's files live (`crate::state::cold`); the state
     /// machine sets `<data-dir>/cold`.
     pub cold_dir: PathBuf,
+    /// The shared cold store (`--cold-store s3://...`), where files the
+    /// manifest names as objects are read; `None` with the local store.
+    pub cold_objects: Option<std::sync::Arc<crate::state::cold::objects::ColdObjects>>,
 }
 
 impl HotStore {
@@ -119,6 +122,7 @@ impl HotStore {
             duplicate_retries: false,
             stored_tag_keys: Default::default(),
             cold_dir: dir.join("cold"),
+            cold_objects: None,
         };
         store.backfill_trace_marks()?;
         store.backfill_blob_refs()?;

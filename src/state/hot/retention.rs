@@ -419,15 +419,21 @@ impl ApplyBatch<'_> {
         let remaining =
             doomed.len() > MAX_FILES_DROPPED_PER_CUT || released.len() > MAX_FILES_DROPPED_PER_CUT;
         for file in doomed.into_iter().take(MAX_FILES_DROPPED_PER_CUT) {
-            let path = file.path(&store.cold_dir);
-            for row in read_cold_file(&path)? {
+            for row in self.cold_file_rows(c.view, &file)? {
                 self.forget_cold_row(c, file.signal, &row)?;
             }
             manifest.files.retain(|f| f != &file);
-            self.dropped_cold_files.push(path);
+            match &file.object {
+                // The leader removes the object once no manifest names it
+                // (`cold::objects::orphans_to_remove`): apply stays local.
+                Some(object) => self
+                    .batch
+                    .remove(&store.keyspaces.meta, super::cold::ledger_key(object)),
+                None => self.dropped_cold_files.push(file.path(&store.cold_dir)),
+            }
         }
         for file in released.into_iter().take(MAX_FILES_DROPPED_PER_CUT) {
-            for row in read_cold_file(&file.path(&store.cold_dir))? {
+            for row in self.cold_file_rows(c.view, &file)? {
                 let span: SpanRecord = decode(&row.record)?;
                 for sha in llm_blobs(&span) {
                     let r = blob_ref_key(&sha, REF_KIND_SPAN, &row.key);
@@ -444,6 +450,16 @@ impl ApplyBatch<'_> {
         }
         self.stage_manifest(&manifest);
         Ok(remaining)
+    }
+
+    /// The rows of `file` a cut works on: a local file's rows, or an
+    /// object's ledger (the records its upload took out of the hot tier,
+    /// cut down to what a cut uses); never the object itself.
+    fn cold_file_rows(&self, view: &fjall::Snapshot, file: &ColdFile) -> StoreResult<Vec<ColdRow>> {
+        match &file.object {
+            Some(object) => self.store.cold_ledger_in(view, object),
+            None => read_cold_file(&file.path(&self.store.cold_dir)),
+        }
     }
 
     /// Takes one record of a dropped cold file out of the store's counters
@@ -827,6 +843,54 @@ mod tests {
         assert!(store.cold_manifest().unwrap().files.is_empty());
         let stats = store.services().unwrap();
         assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (1, 1));
+    }
+
+    #[test]
+    fn an_uploaded_object_below_the_floor_goes_with_its_counters_and_blobs_by_its_ledger() {
+        let (_dir, store) = open_store();
+        apply_spans(
+            &store,
+            1,
+            vec![
+                llm_span(1, 1, 10 * SEC, "object prompt"),
+                test_span(2, 1, 12 * SEC),
+                test_span(3, 1, 90 * SEC),
+            ],
+        );
+        let mv = crate::state::cold::ColdMove {
+            signal: Signal::Spans,
+            from_unix_nanos: 0,
+            to_unix_nanos: 50 * SEC,
+        };
+        let up = store.prepare_cold_upload(&mv).unwrap().unwrap().upload;
+        // Span (2, 1) is replaced after the upload: it stays hot and
+        // counted once, and the object's copy is never uncounted.
+        apply_spans(&store, 2, vec![test_span(2, 1, 95 * SEC)]);
+        let mut b = store.begin();
+        b.begin_entry(3);
+        b.apply_cold_upload(3, &up).unwrap();
+        b.commit(Some(log_id(3)), None).unwrap();
+        let object = store.cold_manifest().unwrap().files[0].clone();
+        assert_eq!(object.object.as_deref(), Some(up.object.as_str()));
+
+        let mut b = store.begin();
+        b.begin_entry(4);
+        let deleted = b.apply_retention(4, &cut_at(120 * SEC, 100)).unwrap();
+        let dropped = b.take_dropped_cold_files();
+        b.commit(Some(log_id(4)), None).unwrap();
+        assert_eq!((deleted.spans, deleted.blobs), (1, 1));
+        assert!(dropped.is_empty(), "an object is never deleted at apply");
+        assert!(store.cold_manifest().unwrap().files.is_empty());
+        assert!(store
+            .cold_ledger_in(&store.read_view(), &up.object)
+            .is_err());
+        let stats = store.services().unwrap();
+        assert_eq!((stats[0].1.span_count, stats[0].1.trace_count), (2, 2));
+        assert!(store
+            .blob(&crate::llm::sha256(b"object prompt"))
+            .unwrap()
+            .is_none());
+        assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
     }
 
     #[test]
