@@ -381,18 +381,26 @@ impl State {
 
     /// Before `[offset, offset + len)` of `ino` changes: starts its undo
     /// record and keeps the durable bytes of the range.
+    ///
+    /// Only bytes still in the backing file are read. Those between its
+    /// current length and the durable length were kept when the file was
+    /// cut below them: `set_len` is the only thing that shortens a file,
+    /// and it captures what it cuts off. Reading them again would hit the
+    /// end of the file (an error without an OS code, EIO to the writer),
+    /// so a durable file truncated and then written again before an fsync
+    /// would fail every write until a cut.
     fn capture(&mut self, ino: u64, offset: u64, len: u64) -> io::Result<()> {
         let (held, max) = (self.held_bytes, self.max_unsynced_bytes);
         let node = self.node(ino)?;
-        if node.undo.is_none() {
-            let durable_len = node.fd.metadata()?.len();
-            node.undo = Some(Undo {
-                durable_len,
+        let current_len = node.fd.metadata()?.len();
+        let durable_len = node
+            .undo
+            .get_or_insert(Undo {
+                durable_len: current_len,
                 before: Vec::new(),
-            });
-        }
-        let durable_len = node.undo.as_ref().expect("set above").durable_len;
-        let end = offset.saturating_add(len).min(durable_len);
+            })
+            .durable_len;
+        let end = offset.saturating_add(len).min(durable_len).min(current_len);
         if offset >= end {
             return Ok(());
         }
@@ -715,5 +723,31 @@ impl State {
             st.f_bavail = 0;
         }
         Ok(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The model without a mount: a durable file truncated, written again
+    /// before an fsync, then cut.
+    #[test]
+    fn a_truncated_durable_file_can_be_rewritten_and_is_restored_by_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = State::new(dir.path(), 1 << 20).unwrap();
+        let (ino, _, fh) = st
+            .create(ROOT_INO, OsStr::new("f"), 0o644, libc::O_WRONLY)
+            .unwrap();
+        st.write(fh, 0, &[5u8; 57]).unwrap();
+        st.fsync(ino).unwrap();
+        st.fsyncdir(ROOT_INO).unwrap();
+
+        st.set_len(ino, 0).unwrap();
+        st.write(fh, 0, &[6u8; 20]).unwrap();
+        st.write(fh, 10, &[7u8; 100]).unwrap();
+        let report = st.power_cut().unwrap();
+        assert_eq!(report.files_restored, 1);
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), vec![5u8; 57]);
     }
 }

@@ -340,3 +340,137 @@ fn tantivy_recovers_the_last_commit_followed_by_a_directory_fsync() {
         "the commit without a directory fsync after it is lost"
     );
 }
+
+/// The smallest sequence that failed: a file with durable bytes is
+/// truncated and written again before any fsync. The truncation already
+/// kept the durable bytes for a cut; the write must not try to read them
+/// again from the (now shorter) backing file.
+#[test]
+fn a_durable_file_truncated_and_rewritten_before_an_fsync() {
+    let fs = Fs::mounted();
+    fs.durable_file("vote.tmp", &[5u8; 57]);
+    let rewrite = |data: &[u8]| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(fs.p("vote.tmp"))
+            .unwrap();
+        f.write_all(data).unwrap();
+        f
+    };
+    drop(rewrite(&[6u8; 20]));
+    assert_eq!(fs::read(fs.p("vote.tmp")).unwrap(), vec![6u8; 20]);
+    fs.cut();
+    assert_eq!(fs::read(fs.p("vote.tmp")).unwrap(), vec![5u8; 57]);
+    // Twice before an fsync, then the fsync: the second content is durable.
+    drop(rewrite(&[7u8; 100]));
+    rewrite(&[8u8; 57]).sync_all().unwrap();
+    fs.cut();
+    assert_eq!(fs::read(fs.p("vote.tmp")).unwrap(), vec![8u8; 57]);
+}
+
+/// What a writer does to replace a small file (as the Raft log's vote):
+/// open `tmp` O_CREAT|O_TRUNC, write, fsync, close, rename over `dst`.
+/// Raw system calls only, so that it can run in a forked child. Returns 0
+/// or the errno of the step that failed.
+fn replace_file(tmp: &std::ffi::CStr, dst: Option<&std::ffi::CStr>, data: &[u8]) -> i32 {
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+    // SAFETY: the paths are NUL-terminated, `data` is valid for its length,
+    // and the descriptor is ours until closed.
+    unsafe {
+        let fd = libc::open(
+            tmp.as_ptr(),
+            libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd < 0 {
+            return errno();
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        if n != data.len() as isize {
+            return if n < 0 { errno() } else { -2 };
+        }
+        if libc::fsync(fd) != 0 {
+            return errno();
+        }
+        libc::close(fd);
+        if let Some(dst) = dst {
+            if libc::rename(tmp.as_ptr(), dst.as_ptr()) != 0 {
+                return errno();
+            }
+        }
+    }
+    0
+}
+
+/// Runs `replace_file` in a new process and returns its pid.
+fn fork_writer(tmp: &std::ffi::CStr, dst: Option<&std::ffi::CStr>, data: &[u8]) -> libc::pid_t {
+    // SAFETY: the child only makes system calls on memory prepared before
+    // the fork, then leaves with _exit (no destructors, no allocation).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let rc = replace_file(tmp, dst, data);
+        unsafe { libc::_exit(rc) };
+    }
+    pid
+}
+
+/// The exit code of child `pid`, or the signal that ended it (negated).
+fn wait_child(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: waits for a child of ours; status is a valid out pointer.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -libc::WTERMSIG(status)
+    }
+}
+
+/// The fault sequence one node went through before every vote write failed
+/// with EIO: full on/off, a power cut, then a writer killed while its fsync
+/// was held by slow-fsync (its `vote.tmp` left behind, durable), then a new
+/// process replacing the vote the usual way.
+#[test]
+fn a_new_writer_replaces_a_file_left_by_a_writer_killed_in_a_slow_fsync() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let fs = Fs::mounted();
+    fs::create_dir(fs.p("raft-log")).unwrap();
+    fs.sync_dir("");
+    let cpath = |rel: &str| CString::new(fs.p(rel).as_os_str().as_bytes()).unwrap();
+    let (tmp, vote) = (cpath("raft-log/vote.tmp"), cpath("raft-log/vote"));
+    assert_eq!(wait_child(fork_writer(&tmp, Some(&vote), &[1u8; 57])), 0);
+    fs.sync_dir("raft-log");
+    fs.cmd("full on");
+    fs.cmd("full off");
+    fs.cut();
+
+    fs.cmd("slow-fsync 500");
+    let killed = fork_writer(&tmp, Some(&vote), &[2u8; 57]);
+    // Killed once its write is through, while its fsync is held (the
+    // kernel still waits for that fsync's reply before the child dies).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let written =
+        || fs::metadata(fs.backing.join("raft-log/vote.tmp")).is_ok_and(|m| m.len() == 57);
+    while !written() {
+        assert!(Instant::now() < deadline, "the writer never wrote");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(killed, libc::SIGKILL) }, 0);
+    assert_eq!(wait_child(killed), -libc::SIGKILL);
+    fs.cmd("slow-fsync 0");
+    // The killed writer got as far as the held fsync: vote.tmp stays.
+    assert_eq!(fs::read(fs.p("raft-log/vote.tmp")).unwrap(), vec![2u8; 57]);
+
+    let rc = wait_child(fork_writer(&tmp, Some(&vote), &[3u8; 57]));
+    assert_eq!(rc, 0, "{}", std::io::Error::from_raw_os_error(rc));
+    fs.sync_dir("raft-log");
+    fs.cut();
+    assert_eq!(fs::read(fs.p("raft-log/vote")).unwrap(), vec![3u8; 57]);
+    assert!(!fs.p("raft-log/vote.tmp").exists());
+}
