@@ -2,6 +2,7 @@
 //! nemesis, then checks the history offline.
 
 pub mod cluster;
+pub mod corruption;
 pub mod coverage;
 pub mod lazyfs;
 pub mod membership;
@@ -10,6 +11,7 @@ pub mod netns_lock;
 pub mod prereqs;
 pub mod profiles;
 pub mod proxy;
+pub mod wal_damage;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -811,34 +813,11 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     checks.push(coverage::check(&plan, &history));
     let corruption = nem.corruption_log.lock().expect("lock").clone();
     if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
-        let bad: Vec<&Value> = corruption
+        let planned = plan
             .iter()
-            .filter(|c| c["outcome"] == "exited-without-refusal")
-            .collect();
-        checks.push(Check {
-            name: "corruption".into(),
-            valid: if !bad.is_empty() {
-                Some(false)
-            } else if corruption.is_empty() {
-                None
-            } else {
-                Some(true)
-            },
-            summary: format!(
-                "corruptions {} | refused {} recovered-or-running {} crashed-without-refusal {}",
-                corruption.len(),
-                corruption
-                    .iter()
-                    .filter(|c| c["outcome"] == "refused")
-                    .count(),
-                corruption
-                    .iter()
-                    .filter(|c| c["outcome"] == "running")
-                    .count(),
-                bad.len()
-            ),
-            details: json!(corruption),
-        });
+            .filter(|p| matches!(p.kind, FaultKind::Corrupt | FaultKind::CorruptAny))
+            .count();
+        checks.push(corruption::check(&corruption, planned));
     }
     checks.push(Check {
         name: "node-panics".into(),
