@@ -358,6 +358,28 @@ impl Cluster {
         self.lock().specs.values().cloned().collect()
     }
 
+    /// Every node log of the run, by node id: also those of nodes removed
+    /// or rebuilt under a new id since (a panic there counts too).
+    pub fn all_node_logs(&self) -> Vec<(u64, PathBuf)> {
+        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.cfg.run_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        let id = name
+                            .strip_prefix("node")?
+                            .strip_suffix(".log")?
+                            .parse()
+                            .ok()?;
+                        Some((id, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
     pub fn ids(&self) -> Vec<u64> {
         self.lock().specs.keys().copied().collect()
     }

@@ -32,8 +32,27 @@ pub enum Came {
     /// Still running after the wait; the last index its log opened with
     /// (`None` inside: an empty log), or `None` if it printed no such line.
     Running(Option<Option<u64>>),
-    /// Exited some other way.
-    ExitedWithoutRefusal,
+    /// Exited some other way, with the last index its log opened with
+    /// if it got that far (as for `Running`).
+    ExitedWithoutRefusal(Option<Option<u64>>),
+}
+
+impl Came {
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Came::Running(_) => "running",
+            Came::Refused => "refused",
+            Came::ExitedWithoutRefusal(_) => "exited-without-refusal",
+        }
+    }
+
+    /// The last index the log opened with: `None` when no line said.
+    pub fn opened(self) -> Option<Option<u64>> {
+        match self {
+            Came::Running(o) | Came::ExitedWithoutRefusal(o) => o,
+            Came::Refused => None,
+        }
+    }
 }
 
 /// The verdict on one corruption.
@@ -91,13 +110,16 @@ pub fn opened_last_index(log_text: &str) -> Option<Option<u64>> {
 /// `expect` is `None` for damage placed without looking at the log (the
 /// `corrupt-any` modes): then only a crash without refusal is judged.
 pub fn judge(expect: Option<Expect>, durable_last_index: Option<u64>, came: Came) -> Verdict {
+    let shorter = |last: Option<u64>| last < durable_last_index;
     match (came, expect) {
-        (Came::ExitedWithoutRefusal, _) => Verdict::CrashedWithoutRefusal,
+        // Opening a shorter log is the root failure; a crash may follow it.
+        (Came::ExitedWithoutRefusal(Some(last)), Some(_)) if shorter(last) => Verdict::Shortened,
+        (Came::ExitedWithoutRefusal(_), _) => Verdict::CrashedWithoutRefusal,
         (Came::Refused, Some(Expect::TornTail)) => Verdict::RefusedTornTail,
         (Came::Refused, _) | (Came::Running(_), None) => Verdict::Ok,
         (Came::Running(None), Some(_)) => Verdict::Unverified,
         // `None < Some(_)`: an empty log lost every durable entry.
-        (Came::Running(Some(last)), Some(_)) if last < durable_last_index => Verdict::Shortened,
+        (Came::Running(Some(last)), Some(_)) if shorter(last) => Verdict::Shortened,
         (Came::Running(Some(_)), Some(_)) => Verdict::Ok,
     }
 }
@@ -196,8 +218,18 @@ mod tests {
     #[test]
     fn crashes_fail_and_unplaced_damage_is_judged_by_crashes_only() {
         assert_eq!(
-            judge(None, Some(5), Came::ExitedWithoutRefusal),
+            judge(None, Some(5), Came::ExitedWithoutRefusal(None)),
             Verdict::CrashedWithoutRefusal
+        );
+        let before = Some(Expect::DamageBeforeMark);
+        assert_eq!(
+            judge(before, Some(5), Came::ExitedWithoutRefusal(Some(Some(5)))),
+            Verdict::CrashedWithoutRefusal
+        );
+        assert_eq!(
+            judge(before, Some(5), Came::ExitedWithoutRefusal(Some(Some(4)))),
+            Verdict::Shortened,
+            "a crash after opening a shorter log is judged by the log"
         );
         assert_eq!(
             judge(None, Some(5), Came::Running(Some(Some(1)))),

@@ -781,14 +781,14 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     // A full disk is the environment's fault: the run proves nothing.
     let mut panics = Vec::new();
     let mut environment = Vec::new();
-    for s in cluster.specs() {
-        let text = std::fs::read_to_string(&s.log_path).unwrap_or_default();
+    for (id, log_path) in cluster.all_node_logs() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         for line in text.lines() {
             if line.contains("panicked at") {
-                panics.push(json!({"node": s.id, "line": line}));
+                panics.push(json!({"node": id, "line": line}));
             }
             if line.contains("No space left on device") && environment.len() < 5 {
-                environment.push(json!({"node": s.id, "line": line}));
+                environment.push(json!({"node": id, "line": line}));
             }
         }
     }

@@ -736,23 +736,22 @@ impl Nemesis {
         .ok()
         .flatten();
         let log_text = read_from(&spec.log_path, log_from);
+        let opened = corruption::opened_last_index(&log_text);
         let came = match exited {
-            None => Came::Running(corruption::opened_last_index(&log_text)),
+            None => Came::Running(opened),
             Some(code) if code != Some(0) && log_text.contains("refusing to start") => {
                 Came::Refused
             }
-            Some(_) => Came::ExitedWithoutRefusal,
+            Some(_) => Came::ExitedWithoutRefusal(opened),
         };
         let verdict = corruption::judge(damage.expect, damage.durable_last_index, came);
         let mut record = json!({"node": id, "corruption": p.target, "exit": exited,
-            "outcome": match came {
-                Came::Running(_) => "running",
-                Came::Refused => "refused",
-                Came::ExitedWithoutRefusal => "exited-without-refusal",
-            },
-            "verdict": verdict.name(),
-            "durable_last_index": damage.durable_last_index,
-            "opened_last_index": match came { Came::Running(Some(l)) => json!(l), _ => Value::Null }});
+            "outcome": came.outcome(), "verdict": verdict.name(),
+            "durable_last_index": damage.durable_last_index});
+        // Absent: no line said; null: the log opened empty.
+        if let Some(last) = came.opened() {
+            record["opened_last_index"] = json!(last);
+        }
         if exited.is_some() {
             match self.rebuild(id, p).await {
                 Ok(new_id) => record["rebuilt_as"] = json!(new_id),
