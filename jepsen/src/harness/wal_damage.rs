@@ -125,9 +125,10 @@ fn zero_region(seen: &Inspection, amount: u64) -> Result<Value, String> {
         .iter()
         .all(|b| *b == 0)
     {
-        // The length field of a frame is never zero.
+        // The length field of a frame is never zero. The frame lies wholly
+        // before the mark, so there is room for its length field.
         start = f.offset;
-        len = len.max(4).min(seen.synced_bytes - start);
+        len = len.clamp(4, seen.synced_bytes - start);
     }
     write_at(&seen.active_segment, start, &vec![0u8; len as usize])?;
     Ok(json!({"entry": f.index, "offset": start, "zeroed_bytes": len}))

@@ -62,8 +62,7 @@ pub fn inspect(dir: &Path) -> io::Result<Inspection> {
         )));
     }
     let closed_last_index = segments
-        .iter()
-        .filter(|(&f, _)| f < first)
+        .range(..first)
         .next_back()
         .map(|(_, p)| last_index_of(p))
         .transpose()?

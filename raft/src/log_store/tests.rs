@@ -1097,8 +1097,13 @@ async fn the_cut_durable_log_mutation_cuts_what_was_fsynced() {
     let at = frame_at(&bytes, &entry(1, 20));
     bytes[at + 1] ^= 0x01;
     fs::write(&seg, &bytes).unwrap();
-    let mut opts = LogStoreOptions::default();
-    opts.faults.cut_durable_log = true;
+    let opts = LogStoreOptions {
+        faults: LogFaults {
+            cut_durable_log: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let mut s = LogStore::open(dir.path(), opts).unwrap();
     let kept = indexes(&mut s).await;
     assert!(kept.len() <= 20, "entries from 20 on are cut: {kept:?}");
