@@ -64,6 +64,9 @@ struct Proc {
     child: Option<Child>,
     paused: bool,
     starts: u32,
+    /// The exit code of this start's process once it exited by itself,
+    /// whoever reaped it (`is_running` may, before `wait_exit` looks).
+    exited: Option<Option<i32>>,
 }
 
 pub struct ClusterConfig {
@@ -410,9 +413,10 @@ impl Cluster {
         };
         // Reap a process that exited by itself (e.g. refused to start).
         if let Some(child) = p.child.as_mut() {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 p.child = None;
                 p.paused = false;
+                p.exited = Some(status.code());
             }
         }
         p.child.is_some()
@@ -485,6 +489,7 @@ impl Cluster {
         let p = inner.procs.entry(id).or_default();
         p.child = Some(child);
         p.paused = false;
+        p.exited = None;
         p.starts += 1;
         Ok(true)
     }
@@ -614,10 +619,14 @@ impl Cluster {
             {
                 let mut inner = self.lock();
                 let p = inner.procs.get_mut(&id)?;
-                let child = p.child.as_mut()?;
+                let Some(child) = p.child.as_mut() else {
+                    // Reaped already (or killed: then `exited` is None).
+                    return p.exited;
+                };
                 if let Ok(Some(status)) = child.try_wait() {
                     p.child = None;
-                    return Some(status.code());
+                    p.exited = Some(status.code());
+                    return p.exited;
                 }
             }
             if Instant::now() > deadline {
