@@ -25,16 +25,21 @@ pub enum Mutation {
     /// The leader reads each retention in the wrong unit (hours taken as
     /// seconds), so its cuts delete spans that are still retained.
     RetentionWrongUnit,
+    /// Start-up recovery takes damage before the log's durable mark for a
+    /// torn tail and cuts it off: the node comes back with fewer entries
+    /// than it acknowledged instead of refusing to start.
+    CutDurableLog,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::SkipFsync,
         Mutation::AckBeforeCommit,
         Mutation::StaleLocalReads,
         Mutation::DoubleApplyRetries,
         Mutation::VoteInMemory,
         Mutation::RetentionWrongUnit,
+        Mutation::CutDurableLog,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +50,7 @@ impl Mutation {
             Mutation::DoubleApplyRetries => "double-apply-retries",
             Mutation::VoteInMemory => "vote-in-memory",
             Mutation::RetentionWrongUnit => "retention-wrong-unit",
+            Mutation::CutDurableLog => "cut-durable-log",
         }
     }
 
@@ -107,6 +113,7 @@ impl FaultConfig {
             skip_fsync: self.is_active(Mutation::SkipFsync),
             vote_in_memory_only: self.is_active(Mutation::VoteInMemory),
             simulate_power_loss: self.power_loss_sim,
+            cut_durable_log: self.is_active(Mutation::CutDurableLog),
         };
         #[cfg(not(feature = "fault-injection"))]
         {

@@ -128,3 +128,10 @@ fn smoke_retention_cutting_retained_spans_is_caught() {
 fn smoke_kill_only_does_not_flag_skip_fsync() {
     expect_valid("mutation-skip-fsync-kill-only", 7, 40);
 }
+
+/// Damage before the log's durable mark cut off like a torn tail: the
+/// restarted node opens with fewer entries than it had proven durable.
+#[test]
+fn smoke_cutting_durable_log_damage_is_caught() {
+    expect_caught("mutation-cut-durable-log", 5, 30);
+}

@@ -64,9 +64,9 @@ struct Proc {
     child: Option<Child>,
     paused: bool,
     starts: u32,
-    /// Down because the harness killed it (a kill or power-loss fault
-    /// restarts it itself), not because it exited on its own.
-    killed: bool,
+    /// The exit code of this start's process once it exited by itself,
+    /// whoever reaped it (`is_running` may, before `wait_exit` looks).
+    exited: Option<Option<i32>>,
 }
 
 pub struct ClusterConfig {
@@ -361,6 +361,28 @@ impl Cluster {
         self.lock().specs.values().cloned().collect()
     }
 
+    /// Every node log of the run, by node id: also those of nodes removed
+    /// or rebuilt under a new id since (a panic there counts too).
+    pub fn all_node_logs(&self) -> Vec<(u64, PathBuf)> {
+        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.cfg.run_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        let id = name
+                            .strip_prefix("node")?
+                            .strip_suffix(".log")?
+                            .parse()
+                            .ok()?;
+                        Some((id, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
     pub fn ids(&self) -> Vec<u64> {
         self.lock().specs.keys().copied().collect()
     }
@@ -391,9 +413,10 @@ impl Cluster {
         };
         // Reap a process that exited by itself (e.g. refused to start).
         if let Some(child) = p.child.as_mut() {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 p.child = None;
                 p.paused = false;
+                p.exited = Some(status.code());
             }
         }
         p.child.is_some()
@@ -405,10 +428,11 @@ impl Cluster {
         if self.is_running(id) {
             return false;
         }
+        // `kill` reaps its own child, so only an exit by itself is kept.
         self.lock()
             .procs
             .get(&id)
-            .is_some_and(|p| p.starts > 0 && !p.killed)
+            .is_some_and(|p| p.exited.is_some())
     }
 
     pub fn running(&self) -> Vec<u64> {
@@ -478,7 +502,7 @@ impl Cluster {
         let p = inner.procs.entry(id).or_default();
         p.child = Some(child);
         p.paused = false;
-        p.killed = false;
+        p.exited = None;
         p.starts += 1;
         Ok(true)
     }
@@ -563,7 +587,6 @@ impl Cluster {
             return false;
         };
         p.paused = false;
-        p.killed = true;
         let killed = child.kill().is_ok();
         let _ = child.wait();
         killed
@@ -609,10 +632,14 @@ impl Cluster {
             {
                 let mut inner = self.lock();
                 let p = inner.procs.get_mut(&id)?;
-                let child = p.child.as_mut()?;
+                let Some(child) = p.child.as_mut() else {
+                    // Reaped already (or killed: then `exited` is None).
+                    return p.exited;
+                };
                 if let Ok(Some(status)) = child.try_wait() {
                     p.child = None;
-                    return Some(status.code());
+                    p.exited = Some(status.code());
+                    return p.exited;
                 }
             }
             if Instant::now() > deadline {

@@ -234,6 +234,37 @@ impl Membership {
         Ok(id)
     }
 
+    /// The operator's way out for a node that refuses to start after
+    /// damage to its log (docs/operations.md, "Damage and recovery"):
+    /// remove its id from the membership, move its data directory aside,
+    /// and join a fresh node under a new id (learner, then voter). The old
+    /// id is never reused. Ok(new id).
+    pub async fn replace(&self, n: &Change<'_>, old: u64) -> Result<u64, String> {
+        if !n.member_commands {
+            return Err("server has no `member` commands".into());
+        }
+        let url = self.server_url(n).await.ok_or("no leader")?;
+        let spec = n.cluster.spec(old)?;
+        member(
+            &self.server_bin,
+            &[
+                "remove".into(),
+                "--server".into(),
+                url.clone(),
+                "--node-id".into(),
+                old.to_string(),
+            ],
+            Duration::from_secs(30),
+        )
+        .await?;
+        n.cluster.forget(old);
+        // Kept for the report, never used again: the new node gets its own
+        // directory. (A tael-lazyfs mount point cannot be renamed; it then
+        // simply stays where it is.)
+        let _ = std::fs::rename(&spec.data_dir, spec.data_dir.with_extension("refused"));
+        self.add(n, &url).await
+    }
+
     pub async fn change(&self, n: &Change<'_>) {
         if !n.member_commands {
             n.rec.nemesis(

@@ -2,6 +2,7 @@
 //! nemesis, then checks the history offline.
 
 pub mod cluster;
+pub mod corruption;
 pub mod coverage;
 pub mod lazyfs;
 pub mod membership;
@@ -10,6 +11,7 @@ pub mod netns_lock;
 pub mod prereqs;
 pub mod profiles;
 pub mod proxy;
+pub mod wal_damage;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -790,14 +792,14 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     // A full disk is the environment's fault: the run proves nothing.
     let mut panics = Vec::new();
     let mut environment = Vec::new();
-    for s in cluster.specs() {
-        let text = std::fs::read_to_string(&s.log_path).unwrap_or_default();
+    for (id, log_path) in cluster.all_node_logs() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         for line in text.lines() {
             if line.contains("panicked at") {
-                panics.push(json!({"node": s.id, "line": line}));
+                panics.push(json!({"node": id, "line": line}));
             }
             if line.contains("No space left on device") && environment.len() < 5 {
-                environment.push(json!({"node": s.id, "line": line}));
+                environment.push(json!({"node": id, "line": line}));
             }
         }
     }
@@ -822,34 +824,11 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     checks.push(coverage::check(&plan, &history));
     let corruption = nem.corruption_log.lock().expect("lock").clone();
     if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
-        let bad: Vec<&Value> = corruption
+        let planned = plan
             .iter()
-            .filter(|c| c["outcome"] == "exited-without-refusal")
-            .collect();
-        checks.push(Check {
-            name: "corruption".into(),
-            valid: if !bad.is_empty() {
-                Some(false)
-            } else if corruption.is_empty() {
-                None
-            } else {
-                Some(true)
-            },
-            summary: format!(
-                "corruptions {} | refused {} recovered-or-running {} crashed-without-refusal {}",
-                corruption.len(),
-                corruption
-                    .iter()
-                    .filter(|c| c["outcome"] == "refused")
-                    .count(),
-                corruption
-                    .iter()
-                    .filter(|c| c["outcome"] == "running")
-                    .count(),
-                bad.len()
-            ),
-            details: json!(corruption),
-        });
+            .filter(|p| matches!(p.kind, FaultKind::Corrupt | FaultKind::CorruptAny))
+            .count();
+        checks.push(corruption::check(&corruption, planned));
     }
     checks.push(Check {
         name: "node-panics".into(),

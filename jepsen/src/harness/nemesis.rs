@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::cluster::{Cluster, NetMode};
+use super::corruption::{self, Came};
 use super::proxy::Proxies;
+use super::wal_damage::{self, Expect};
 use crate::events::Recorder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -128,7 +130,11 @@ impl FaultKind {
                 "blackhole",
             ],
             FaultKind::Clock => &["bump", "strobe"],
-            FaultKind::Corrupt => &["truncate", "bitflip"],
+            // Placed by the log's durable mark (see `wal_damage`). A blind
+            // truncation is not among them: cutting fsynced bytes together
+            // with every mark that proved them leaves no evidence a store
+            // could refuse on; `corrupt-any` still truncates blindly.
+            FaultKind::Corrupt => wal_damage::MODES,
             FaultKind::CorruptAny => &["bitflip-any", "truncate-any"],
             FaultKind::PowerLoss => &["leader", "majority", "all"],
             FaultKind::Membership => &["remove-add", "add-new"],
@@ -706,8 +712,9 @@ impl Nemesis {
     async fn corrupt(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
         let ids = self.members();
         // A minority: one node of three, and only while every other node is
-        // healthy. A node that stayed down after an earlier corruption
-        // already took the one failure three voters can afford.
+        // healthy. A refused node is rebuilt under a new id; one whose
+        // rebuild failed stays down and has taken the one failure three
+        // voters can afford.
         let down = self.refused.lock().expect("lock").clone();
         if !down.is_empty() {
             self.rec.nemesis(
@@ -730,19 +737,22 @@ impl Nemesis {
             }
         };
         let was_running = self.cluster.kill(id);
-        let result = corrupt_files(&spec.data_dir, &p.target, p.amount as u64);
+        let result = damage_node(&spec.data_dir, &p.target, p.amount as u64);
         self.rec.nemesis(
             "corrupt",
             json!({"target": p.target, "node": id, "killed": was_running,
                    "installed": result.is_ok(),
-                   "detail": match &result { Ok(v) => v.clone(), Err(e) => json!({"error": e}) }}),
+                   "detail": match &result { Ok(d) => d.detail.clone(), Err(e) => json!({"error": e}) }}),
         );
         sleep_or_stop(hold, stop).await;
+        // Only what the node prints from this start on tells how it opened.
+        let log_from = std::fs::metadata(&spec.log_path).map_or(0, |m| m.len());
         if let Err(e) = self.cluster.start(id) {
             self.rec
                 .nemesis("restart-error", json!({"node": id, "error": e}));
             return;
         }
+        let Ok(damage) = result else { return };
         // Either it comes up (and must recover from peers) or it refuses.
         let exited = tokio::task::spawn_blocking({
             let c = self.cluster.clone();
@@ -751,22 +761,34 @@ impl Nemesis {
         .await
         .ok()
         .flatten();
-        let log_tail = read_tail(&spec.log_path, 64 * 1024);
-        let outcome = match exited {
-            None => "running",
-            Some(code) => {
-                // Down for good either way: no further faults, not a
-                // member the heal can wait for.
-                self.refused.lock().expect("lock").insert(id);
-                if code != Some(0) && log_tail.contains("refusing to start") {
-                    "refused"
-                } else {
-                    "exited-without-refusal"
+        let log_text = read_from(&spec.log_path, log_from);
+        let opened = corruption::opened_last_index(&log_text);
+        let came = match exited {
+            None => Came::Running(opened),
+            Some(code) if code != Some(0) && log_text.contains("refusing to start") => {
+                Came::Refused
+            }
+            Some(_) => Came::ExitedWithoutRefusal(opened),
+        };
+        let verdict = corruption::judge(damage.expect, damage.durable_last_index, came);
+        let mut record = json!({"node": id, "corruption": p.target, "exit": exited,
+            "outcome": came.outcome(), "verdict": verdict.name(),
+            "durable_last_index": damage.durable_last_index});
+        // Absent: no line said; null: the log opened empty.
+        if let Some(last) = came.opened() {
+            record["opened_last_index"] = json!(last);
+        }
+        if exited.is_some() {
+            match self.rebuild(id, p).await {
+                Ok(new_id) => record["rebuilt_as"] = json!(new_id),
+                Err(e) => {
+                    // Down for good: no further faults, not a member the
+                    // heal can wait for.
+                    self.refused.lock().expect("lock").insert(id);
+                    record["rebuild_error"] = json!(e);
                 }
             }
-        };
-        let record =
-            json!({"node": id, "corruption": p.target, "outcome": outcome, "exit": exited});
+        }
         self.corruption_log
             .lock()
             .expect("lock")
@@ -775,6 +797,53 @@ impl Nemesis {
         event["installed"] = json!(true); // the node was restarted
         self.rec.nemesis("corrupt-restart", event);
     }
+
+    /// Rejoins a node that would not start under a new id, so later
+    /// corruptions again find every node up.
+    async fn rebuild(&self, old: u64, p: &Planned) -> Result<u64, String> {
+        let change = super::membership::Change {
+            cluster: &self.cluster,
+            rec: &self.rec,
+            member_commands: self.caps.member_commands,
+            target: "rebuild",
+            pick: p.pick,
+        };
+        let result = self.membership.replace(&change, old).await;
+        self.rec.nemesis(
+            "rebuild",
+            json!({"node": old, "installed": result.is_ok(),
+                   "new_node": result.as_ref().ok(), "error": result.as_ref().err()}),
+        );
+        result
+    }
+}
+
+/// What a corruption did and what the node must do next.
+struct NodeDamage {
+    detail: Value,
+    /// `None` for damage placed without reading the log (the `-any` modes).
+    expect: Option<Expect>,
+    durable_last_index: Option<u64>,
+}
+
+/// Damages a stopped node's data: the log-aware modes place it by what the
+/// log proves durable (see `wal_damage`); the others blindly.
+fn damage_node(data_dir: &Path, mode: &str, amount: u64) -> Result<NodeDamage, String> {
+    if !wal_damage::MODES.contains(&mode) {
+        return corrupt_files(data_dir, mode, amount).map(|detail| NodeDamage {
+            detail,
+            expect: None,
+            durable_last_index: None,
+        });
+    }
+    let seen = tael_consensus::log_store::inspect(&data_dir.join("raft-log"))
+        .map_err(|e| format!("inspecting the log: {e}"))?;
+    let d = wal_damage::damage(&seen, mode, amount)?;
+    Ok(NodeDamage {
+        detail: d.detail,
+        expect: Some(d.expect),
+        durable_last_index: seen.durable_last_index,
+    })
 }
 
 /// The nodes whose file system answered `ok` in `lazyfs_all` results.
@@ -855,11 +924,16 @@ pub fn partition_links(
 }
 
 fn read_tail(path: &Path, max_bytes: u64) -> String {
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    read_from(path, len.saturating_sub(max_bytes))
+}
+
+/// What `path` holds from byte `from` on.
+fn read_from(path: &Path, from: u64) -> String {
     let Ok(mut f) = std::fs::File::open(path) else {
         return String::new();
     };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
+    let _ = f.seek(SeekFrom::Start(from));
     let mut buf = Vec::new();
     let _ = f.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()

@@ -92,7 +92,7 @@ pub fn all() -> Vec<Profile> {
         ),
         p(
             "corrupt",
-            "truncate or flip bits in a stopped minority node's WAL",
+            "damage a stopped minority node's active WAL segment: flipped bits, a wrong length field or zeros before its durable mark (must refuse; refused nodes rejoin under a new id), or a cut of unsynced bytes only (must start, keeping every durable entry)",
             &[Corrupt],
         ),
         p(
@@ -238,6 +238,14 @@ pub fn all() -> Vec<Profile> {
     cut.min_retention_traces_s = Some(3_600);
     cut.aged_clients = 1;
     v.push(cut);
+    // Recovery that cuts damage before the durable mark like a torn tail:
+    // the node starts with fewer entries than it had proven durable.
+    v.push(m(
+        "mutation-cut-durable-log",
+        "cut-durable-log",
+        "damage before the log's durable mark cut off like a torn tail: the node starts with a shorter log",
+        &[Corrupt],
+    ));
     // Frequent short kills keep elections going with freshly restarted
     // voters, and fast polling sees short-lived leaders.
     let mut vote = m(

@@ -18,6 +18,7 @@
 mod batch;
 mod committed;
 mod index;
+mod inspect;
 mod meta_file;
 mod power_loss;
 mod prealloc;
@@ -41,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::committed::{CommittedFile, CommittedPersister};
 use self::index::{Loc, LogIndex, Slot};
+pub use self::inspect::{inspect, FrameAt, Inspection};
 pub use self::meta_file::{
     read as read_meta_file, sync_dir, write_atomic as write_meta_file_atomic,
 };
@@ -95,6 +97,11 @@ pub struct LogFaults {
     /// and on open cut every segment back to that, as a power cut would.
     #[cfg(feature = "fault-injection")]
     pub simulate_power_loss: bool,
+    /// The old recovery defect: damage before the durable mark is taken for
+    /// a torn tail and cut off, so the node starts with a shorter log than
+    /// it acknowledged instead of refusing.
+    #[cfg(feature = "fault-injection")]
+    pub cut_durable_log: bool,
 }
 
 impl LogFaults {
@@ -110,6 +117,14 @@ impl LogFaults {
     pub fn vote_in_memory_only(&self) -> bool {
         #[cfg(feature = "fault-injection")]
         return self.vote_in_memory_only;
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    #[inline]
+    pub fn cut_durable_log(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.cut_durable_log;
         #[cfg(not(feature = "fault-injection"))]
         false
     }
@@ -177,7 +192,16 @@ impl LogStore {
         let vote: Option<Vote> = meta_file::read(dir, VOTE_FILE)?;
         let (committed_file, saved_committed) = CommittedFile::open(dir)?;
         let purged: Option<LogId> = meta_file::read::<Option<LogId>>(dir, PURGED_FILE)?.flatten();
-        let recovered = recovery::recover(dir, purged, &opts.integrity)?;
+        let recovered = recovery::recover(dir, purged, &opts.integrity, &opts.faults)?;
+        // Plain text in the message: tools compare this with what the log
+        // held before the node stopped (a shorter log than it proved
+        // durable is a lost acknowledged entry).
+        let last_index = recovered.index.last_log_id().map(|l| l.index);
+        tracing::info!(
+            "raft log opened: last index {}, torn tail bytes cut {}",
+            last_index.map_or("none".to_string(), |i| i.to_string()),
+            recovered.torn_tail_bytes
+        );
 
         let mut files = BTreeMap::new();
         let mut legacy = std::collections::BTreeSet::new();

@@ -182,6 +182,7 @@ pub fn recover(
     dir: &Path,
     purged: Option<LogId>,
     integrity: &RecordIntegrity,
+    faults: &super::LogFaults,
 ) -> io::Result<Recovered> {
     let paths = list_segments(dir)?;
     let mut index = LogIndex::new(purged);
@@ -197,6 +198,7 @@ pub fn recover(
             buf: &buf,
             is_last: Some(first) == last_segment,
             integrity,
+            cut_durable: faults.cut_durable_log(),
         };
         let scanned = if is_legacy(path) {
             seg.walk_legacy(&mut index)?
@@ -225,6 +227,8 @@ struct Segment<'a> {
     buf: &'a [u8],
     is_last: bool,
     integrity: &'a RecordIntegrity,
+    /// The `cut-durable-log` mutation: ignore the mark, cut like a torn tail.
+    cut_durable: bool,
 }
 
 struct Scanned {
@@ -363,7 +367,10 @@ impl Segment<'_> {
         in_batch: Option<OpenBatch>,
     ) -> io::Result<Scanned> {
         let written = written_len(self.buf);
-        let synced = mark_before.max(highest_mark_in(self.buf, at + 1, written, self.first));
+        let mut synced = mark_before.max(highest_mark_in(self.buf, at + 1, written, self.first));
+        if self.cut_durable && self.is_last {
+            synced = 0; // the defect: no mark protects anything
+        }
         if (at as u64) < synced {
             return Err(self.damage(index, at, cause, NotTorn::SyncedThrough(synced)));
         }

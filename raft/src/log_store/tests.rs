@@ -1042,3 +1042,69 @@ async fn purge_returns_without_waiting_for_the_writer() {
     let mut s = LogStore::open(dir.path(), small_segments()).unwrap();
     assert_eq!(indexes(&mut s).await, (10..21).collect::<Vec<_>>());
 }
+
+/// `inspect` reads a stopped log without changing it: the idle mark proves
+/// every batch durable; an unsynced batch after it adds entries that are
+/// not.
+#[tokio::test]
+async fn inspect_tells_durable_entries_from_an_unsynced_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+        append_in_batches(&mut s, 30).await;
+    }
+    let (first, seg) = last_segment_with_first(dir.path());
+    let clean = fs::read(&seg).unwrap();
+    let mark = idle_mark_at(&clean, first);
+    let seen = inspect(dir.path()).unwrap();
+    assert_eq!(seen.active_segment, seg);
+    assert_eq!(seen.synced_bytes, mark as u64);
+    assert_eq!(seen.frames.len(), 30);
+    assert_eq!(
+        seen.frames[10].offset,
+        frame_at(&clean, &entry(1, 10)) as u64
+    );
+    assert_eq!(seen.last_index, Some(29));
+    assert_eq!(seen.durable_last_index, Some(29));
+
+    let (batch, _) = unsynced_batch(first, mark, &[entry(1, 30), entry(1, 31)]);
+    let mut bytes = clean[..mark].to_vec();
+    bytes.extend_from_slice(&batch);
+    fs::write(&seg, &bytes).unwrap();
+    let seen = inspect(dir.path()).unwrap();
+    assert_eq!(seen.last_index, Some(31));
+    assert_eq!(
+        seen.durable_last_index,
+        Some(29),
+        "the new batch is unproven"
+    );
+    assert_eq!(seen.written_bytes, bytes.len() as u64);
+    assert_eq!(fs::read(&seg).unwrap(), bytes, "inspect writes nothing");
+}
+
+/// The `cut-durable-log` mutation brings back the old defect: damage before
+/// the mark is cut off like a torn tail, and the log comes back shorter.
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn the_cut_durable_log_mutation_cuts_what_was_fsynced() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = LogStore::open(dir.path(), LogStoreOptions::default()).unwrap();
+        append_in_batches(&mut s, 40).await;
+    }
+    let (_, seg) = last_segment_with_first(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    let at = frame_at(&bytes, &entry(1, 20));
+    bytes[at + 1] ^= 0x01;
+    fs::write(&seg, &bytes).unwrap();
+    let opts = LogStoreOptions {
+        faults: LogFaults {
+            cut_durable_log: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut s = LogStore::open(dir.path(), opts).unwrap();
+    let kept = indexes(&mut s).await;
+    assert!(kept.len() <= 20, "entries from 20 on are cut: {kept:?}");
+}
