@@ -49,7 +49,12 @@ fn point(base: u64, i: u64, route: &str, v: f64) -> NumberDataPoint {
     }
 }
 
-fn metrics(base: u64) -> Vec<Metric> {
+/// Gauge points a retention of ten minutes keeps for the test's length:
+/// stamped five minutes ago and after, every ten seconds.
+const RECENT_POINTS: u64 = 6;
+const RECENT_VALUE: f64 = 100.0;
+
+fn metrics(base: u64, recent: u64) -> Vec<Metric> {
     let counter = (0..POINTS)
         .flat_map(|i| {
             [
@@ -73,6 +78,7 @@ fn metrics(base: u64) -> Vec<Metric> {
             data: Some(Data::Gauge(Gauge {
                 data_points: (0..POINTS)
                     .map(|i| point(base, i, "/a", gauge(i)))
+                    .chain((0..RECENT_POINTS).map(|i| point(recent, i, "/a", RECENT_VALUE)))
                     .collect(),
             })),
             ..Default::default()
@@ -142,7 +148,8 @@ async fn rollups_answer_rest_and_promql_after_the_raw_points_are_gone() {
     let leader = c.wait_leader().await;
     // An hour that ended two to three hours ago, on the hour.
     let base = (now_nanos() - 3 * HOUR) / HOUR * HOUR;
-    let req = metrics_request("rollup-svc", metrics(base));
+    let recent = now_nanos() - 300 * SEC;
+    let req = metrics_request("rollup-svc", metrics(base, recent));
     let r = post(
         &c,
         leader,
@@ -164,7 +171,14 @@ async fn rollups_answer_rest_and_promql_after_the_raw_points_are_gone() {
     .await;
     for name in ["temp", "requests"] {
         let v = json(&c, leader, &format!("/api/v1/metrics?name={name}")).await;
-        assert_eq!(v["count"], 0, "raw points of {name} are gone: {v}");
+        let recent = if name == "temp" { RECENT_POINTS } else { 0 };
+        assert_eq!(v["count"], recent, "old raw points of {name} are gone: {v}");
+        // The answer says from when raw points remain: after the hour.
+        let from = v["raw_points_from"].as_str().unwrap();
+        assert!(
+            from > tael_raft::model::rfc3339_nanos(base + HOUR).as_str(),
+            "{v}"
+        );
     }
 
     let (start_s, end_s) = (base / SEC, base / SEC + 3_599);
@@ -245,6 +259,14 @@ async fn rollups_answer_rest_and_promql_after_the_raw_points_are_gone() {
     assert!(close(sum, lasts.iter().sum()), "sum {sum}");
     let count = promql(&c, leader, "count_over_time(temp[1h])", t_s).await;
     assert_eq!(count, 60.0);
+    // A range across the raw floor: minute samples below it, every raw
+    // point above.
+    let now_s = now_nanos() / SEC;
+    let span = format!("{}s", now_s - base / SEC);
+    let count = promql(&c, leader, &format!("count_over_time(temp[{span}])"), now_s).await;
+    assert_eq!(count, (60 + RECENT_POINTS) as f64);
+    let max = promql(&c, leader, &format!("max_over_time(temp[{span}])"), now_s).await;
+    assert_eq!(max, RECENT_VALUE);
 
     // Every replica built the same rollups.
     let r = http_client::request_with_headers(

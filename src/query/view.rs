@@ -440,12 +440,18 @@ impl View {
         self.hot.metric_rollup_names(res, buckets, max_names)
     }
 
+    /// Below this time (unix nanoseconds) retention deleted the raw metric
+    /// points of both tiers; their rollups remain.
+    pub fn metrics_retention_floor(&self) -> StoreResult<u64> {
+        Ok(self.hot.retention_state()?.floors.metrics)
+    }
+
     /// Below this time (unix nanoseconds) raw metric points may be gone
     /// from the hot tier, which series selection reads: the metrics
     /// retention floor, or the end of the newest move of points to the
     /// cold tier, whichever is later. Rollups answer below it.
     pub fn raw_metrics_floor(&self) -> StoreResult<u64> {
-        let retained = self.hot.retention_state()?.floors.metrics;
+        let retained = self.metrics_retention_floor()?;
         let moved = self
             .hot
             .cold_manifest()?

@@ -55,7 +55,7 @@ pub(super) async fn answer(
                 res.bucket_of(q.until_unix_nanos),
             );
             let (found, truncated) = v.metric_rollups(&q.name, res, buckets, MAX_ROLLUPS_READ)?;
-            let raw_floor = v.raw_metrics_floor()?;
+            let raw_floor = v.metrics_retention_floor()?;
             let series: Vec<serde_json::Value> = found
                 .into_values()
                 .filter(|b| b.first().is_some_and(|(_, r)| matches(&q, r)))

@@ -120,11 +120,17 @@ pub async fn metrics(
     };
     let read = queries
         .read(consistency, Text::NotUsed, move |v| {
-            v.search_metrics(&query)
+            Ok((v.search_metrics(&query)?, v.metrics_retention_floor()?))
         })
         .await?;
-    Ok(answer_read(read, |found| {
+    Ok(answer_read(read, |(found, raw_floor)| {
         let metrics: Vec<serde_json::Value> = found.records.iter().map(|m| m.to_json()).collect();
-        json!({ "metrics": metrics, "count": metrics.len(), "truncated": found.truncated })
+        // Older windows are answered by rollups only (with `step`).
+        json!({
+            "metrics": metrics,
+            "count": metrics.len(),
+            "truncated": found.truncated,
+            "raw_points_from": crate::model::rfc3339_nanos(raw_floor),
+        })
     }))
 }
