@@ -120,17 +120,11 @@ pub async fn metrics(
     };
     let read = queries
         .read(consistency, Text::NotUsed, move |v| {
-            Ok((v.search_metrics(&query)?, v.metrics_retention_floor()?))
+            v.search_metrics(&query)
         })
         .await?;
-    Ok(answer_read(read, |(found, raw_floor)| {
+    Ok(answer_read(read, |found| {
         let metrics: Vec<serde_json::Value> = found.records.iter().map(|m| m.to_json()).collect();
-        // Older windows are answered by rollups only (with `step`).
-        json!({
-            "metrics": metrics,
-            "count": metrics.len(),
-            "truncated": found.truncated,
-            "raw_points_from": crate::model::rfc3339_nanos(raw_floor),
-        })
+        json!({ "metrics": metrics, "count": metrics.len(), "truncated": found.truncated })
     }))
 }
