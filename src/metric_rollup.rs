@@ -28,8 +28,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::codec::encode;
-use crate::model::{HistogramData, MetricPoint, MetricType, Temporality};
+use crate::model::{HistogramData, MetricPoint, Temporality};
 
 /// Distinct histogram bound sets one rollup keeps buckets for. A series
 /// whose bounds change every point would otherwise grow its rollups without
@@ -86,7 +85,7 @@ impl Resolution {
         Resolution::ALL
             .into_iter()
             .rev()
-            .find(|r| step_nanos >= r.width_nanos() && step_nanos % r.width_nanos() == 0)
+            .find(|r| step_nanos >= r.width_nanos() && step_nanos.is_multiple_of(r.width_nanos()))
     }
 }
 
@@ -95,31 +94,31 @@ impl Resolution {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SeriesId(pub [u8; 16]);
 
-/// What [`SeriesId`] hashes, in a fixed encoding (`codec`): changing it
-/// would give stored series new ids.
-#[derive(Serialize)]
-struct SeriesFields<'a> {
-    name: &'a str,
-    service: &'a str,
-    metric_type: MetricType,
-    unit: &'a str,
-    attributes: &'a [(String, String)],
-    temporality: Option<Temporality>,
-    is_monotonic: Option<bool>,
-}
-
 impl SeriesId {
+    /// The hash of the series fields, each string length-prefixed so no
+    /// two different label sets hash the same bytes. This byte layout is a
+    /// storage format: changing it would give stored series new ids.
     pub fn of(p: &MetricPoint) -> SeriesId {
-        let fields = SeriesFields {
-            name: &p.name,
-            service: &p.service,
-            metric_type: p.metric_type,
-            unit: &p.unit,
-            attributes: &p.attributes,
-            temporality: p.temporality,
-            is_monotonic: p.is_monotonic,
+        let mut h = Sha256::new();
+        let mut text = |s: &str| {
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
         };
-        let digest = Sha256::digest(encode(&fields));
+        text(&p.name);
+        text(&p.service);
+        text(p.metric_type.as_str());
+        text(&p.unit);
+        text(p.temporality.map_or("", Temporality::as_str));
+        text(match p.is_monotonic {
+            None => "",
+            Some(true) => "monotonic",
+            Some(false) => "not monotonic",
+        });
+        for (k, v) in &p.attributes {
+            text(k);
+            text(v);
+        }
+        let digest = h.finalize();
         SeriesId(digest[..16].try_into().expect("a sha256 has 16 bytes"))
     }
 }
@@ -216,9 +215,25 @@ impl MetricRollup {
         r
     }
 
-    /// Folds in the point `p` of the same series.
+    /// Folds in the point `p` of the same series. Apply calls this for
+    /// every point twice (minute and hour), so it copies only what differs
+    /// between points of a series: a later point's labels are this one's.
     pub fn add(&mut self, p: &MetricPoint) {
-        self.merge(&MetricRollup::of(p));
+        self.count += 1;
+        self.sum += p.value;
+        self.min = self.min.min(p.value);
+        self.max = self.max.max(p.value);
+        if p.timestamp_unix_nanos > self.last.timestamp_unix_nanos {
+            let last = &mut self.last;
+            last.timestamp_unix_nanos = p.timestamp_unix_nanos;
+            last.start_unix_nanos = p.start_unix_nanos;
+            last.value = p.value;
+            last.histogram.clone_from(&p.histogram);
+            last.quantiles.clone_from(&p.quantiles);
+        }
+        if let Some(h) = p.histogram.as_ref().filter(|h| well_formed(h)) {
+            self.merge_buckets(&MergedBuckets::of(h));
+        }
     }
 
     /// Folds in `other`, of the same series (a later point, or the rollup
@@ -264,7 +279,7 @@ pub fn into_steps(
     step_nanos: u64,
 ) -> Vec<(u64, MetricRollup)> {
     assert!(
-        step_nanos >= res.width_nanos() && step_nanos % res.width_nanos() == 0,
+        step_nanos >= res.width_nanos() && step_nanos.is_multiple_of(res.width_nanos()),
         "a step is a whole number of {} buckets",
         res.name()
     );
@@ -325,6 +340,7 @@ fn well_formed(h: &HistogramData) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MetricType;
 
     fn point(t_secs: u64, value: f64) -> MetricPoint {
         MetricPoint {

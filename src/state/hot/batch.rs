@@ -300,9 +300,7 @@ impl ApplyBatch<'_> {
         let ks = &store.keyspaces;
         let value = encode(point);
         let key = record_key(point.timestamp_unix_nanos, &value);
-        if self.metric_point_is_new(&key)? {
-            self.add_to_metric_rollups(point)?;
-        }
+        self.add_to_metric_rollups(point, &key)?;
         self.batch.insert(
             &ks.metric_by_name,
             bucketed(&service_prefix(&point.name), &key),

@@ -5,7 +5,9 @@
 //! Apply keeps it in step with the points, in the same batch: a point new
 //! to the store is folded into its minute's and its hour's rollup. A point
 //! already stored (the same content, so the same record key) is not folded
-//! again: a retried or re-sent export changes no rollup. Retention and moves
+//! again: a retried or re-sent export changes no rollup (see
+//! `ApplyBatch::add_to_metric_rollups` for how that is known without a
+//! read per point). Retention and moves
 //! to the cold tier remove points but not their rollups, which go when the
 //! rollups floor passes their day.
 //!
@@ -39,45 +41,68 @@ const METRIC_ROLLUP_BACKFILL_BATCH: usize = 10_000;
 pub type NameRollups = BTreeMap<SeriesId, Vec<(u64, MetricRollup)>>;
 
 impl ApplyBatch<'_> {
-    /// Whether the point stored under `key` is new: neither staged earlier
-    /// in this batch nor in the store. Only new points are folded into
-    /// rollups, so applying the same point twice counts it once.
-    pub(super) fn metric_point_is_new(&mut self, key: &[u8; RECORD_KEY_LEN]) -> StoreResult<bool> {
+    /// Folds the point `p`, stored under `key`, into its minute's and its
+    /// hour's rollup, unless it was folded before: staged earlier in this
+    /// batch, or stored already (the same content re-sent). Asking the
+    /// store costs a read per point, so it is asked only when the rollups
+    /// cannot tell: a point later than its minute's last, or the first of
+    /// its series in an hour that has rollups, cannot have been folded
+    /// (minute and hour rollups are kept and deleted together, by day).
+    pub(super) fn add_to_metric_rollups(
+        &mut self,
+        p: &MetricPoint,
+        key: &[u8; RECORD_KEY_LEN],
+    ) -> StoreResult<()> {
         if !self.metric_keys.insert(*key) {
-            return Ok(false);
+            return Ok(());
         }
-        Ok(!self.store.keyspaces.metrics.contains_key(key)?)
-    }
-
-    /// Folds the point `p` into its minute's and its hour's rollup.
-    pub(super) fn add_to_metric_rollups(&mut self, p: &MetricPoint) -> StoreResult<()> {
         let series = SeriesId::of(p);
-        for res in Resolution::ALL {
-            let mut key = std::mem::take(&mut self.rollup_key);
-            metric_rollup_key_into(
-                &mut key,
-                res,
-                &p.name,
-                &series,
-                res.bucket_of(p.timestamp_unix_nanos),
-            );
-            match self.metric_rollups.get_mut(&key[..]) {
-                Some(r) => r.add(p),
-                None => {
-                    let r = match self.store.keyspaces.metric_rollups.get(&key)? {
-                        Some(v) => {
-                            let mut r: MetricRollup = decode(&v)?;
-                            r.add(p);
-                            r
-                        }
-                        None => MetricRollup::of(p),
-                    };
-                    self.metric_rollups.insert(key.clone(), r);
+        let mut k = std::mem::take(&mut self.rollup_key);
+        let bucket = |res: Resolution| res.bucket_of(p.timestamp_unix_nanos);
+        metric_rollup_key_into(
+            &mut k,
+            Resolution::Hour,
+            &p.name,
+            &series,
+            bucket(Resolution::Hour),
+        );
+        let hour_known = self.metric_rollup_mut(&k)?.is_some();
+        metric_rollup_key_into(
+            &mut k,
+            Resolution::Minute,
+            &p.name,
+            &series,
+            bucket(Resolution::Minute),
+        );
+        let may_be_stored = match self.metric_rollup_mut(&k)? {
+            Some(minute) => p.timestamp_unix_nanos <= minute.last.timestamp_unix_nanos,
+            None => !hour_known,
+        };
+        if !(may_be_stored && self.store.keyspaces.metrics.contains_key(key)?) {
+            for res in Resolution::ALL {
+                metric_rollup_key_into(&mut k, res, &p.name, &series, bucket(res));
+                match self.metric_rollup_mut(&k)? {
+                    Some(r) => r.add(p),
+                    None => {
+                        self.metric_rollups.insert(k.clone(), MetricRollup::of(p));
+                    }
                 }
             }
-            self.rollup_key = key;
         }
+        self.rollup_key = k;
         Ok(())
+    }
+
+    /// The rollup under `key` as of this batch (loaded from the store on
+    /// first use); None when there is none yet.
+    fn metric_rollup_mut(&mut self, key: &[u8]) -> StoreResult<Option<&mut MetricRollup>> {
+        if !self.metric_rollups.contains_key(key) {
+            let Some(v) = self.store.keyspaces.metric_rollups.get(key)? else {
+                return Ok(None);
+            };
+            self.metric_rollups.insert(key.to_vec(), decode(&v)?);
+        }
+        Ok(self.metric_rollups.get_mut(key))
     }
 
     /// Stages every metric rollup this batch changed.
@@ -394,6 +419,31 @@ mod tests {
         // A point differing in its value is another point.
         apply(&store, 3, &[point("/a", 6 * SEC, 4.0)]);
         assert_eq!(figures(&store, Resolution::Minute)["/a"][0][1], 3.0);
+    }
+
+    #[test]
+    fn a_stored_point_without_rollups_is_not_folded_again() {
+        let (_dir, store) = open_store();
+        apply(&store, 1, &[point("/a", 5 * SEC, 1.0)]);
+        // Its rollups gone (a rollups retention shorter than the points'),
+        // the point itself kept: sent again, the store says it is known.
+        let mut b = store.db.batch();
+        for kv in store.read_view().iter(&store.keyspaces.metric_rollups) {
+            b.remove(&store.keyspaces.metric_rollups, kv.key().unwrap().to_vec());
+        }
+        b.commit().unwrap();
+        apply(&store, 2, &[point("/a", 5 * SEC, 1.0)]);
+        assert_eq!(keyspace_len(&store, &store.keyspaces.metric_rollups), 0);
+        // A point earlier than its minute's last but new is folded.
+        apply(
+            &store,
+            3,
+            &[point("/a", 7 * SEC, 2.0), point("/a", 6 * SEC, 3.0)],
+        );
+        assert_eq!(
+            figures(&store, Resolution::Minute)["/a"],
+            [[0.0, 2.0, 5.0, 2.0, 3.0, 2.0]]
+        );
     }
 
     #[test]
