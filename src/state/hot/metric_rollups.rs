@@ -81,7 +81,9 @@ impl ApplyBatch<'_> {
         if !(may_be_stored && self.store.keyspaces.metrics.contains_key(key)?) {
             for res in Resolution::ALL {
                 metric_rollup_key_into(&mut k, res, &p.name, &series, bucket(res));
-                match self.metric_rollup_mut(&k)? {
+                // Both were looked up above: one not in the batch's map
+                // is in neither the batch nor the store.
+                match self.metric_rollups.get_mut(&k[..]) {
                     Some(r) => r.add(p),
                     None => {
                         self.metric_rollups.insert(k.clone(), MetricRollup::of(p));
