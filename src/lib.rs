@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod live_tail;
 pub mod llm;
 pub mod logql;
+pub mod metric_rollup;
 pub mod model;
 pub mod otlp;
 pub mod payload;

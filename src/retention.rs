@@ -44,8 +44,10 @@ pub struct RetentionPolicy {
     /// shorter than the spans that point at them, which stay with the
     /// payload's hash.
     pub llm_payloads_secs: u64,
-    /// Per-minute span rollups (`crate::rollup`): kept longer than the
-    /// spans they count, so windows older than the spans still answer.
+    /// Per-minute span rollups (`crate::rollup`) and per-minute and
+    /// per-hour metric rollups (`crate::metric_rollup`): kept longer than
+    /// the spans and points they count, so windows older than those still
+    /// answer.
     pub rollups_secs: u64,
 }
 
@@ -195,6 +197,9 @@ pub struct DeletedCounts {
     /// Rollups (minute, service, operation) deleted.
     #[serde(default)]
     pub rollups: u64,
+    /// Metric rollups (resolution, series, bucket) deleted.
+    #[serde(default)]
+    pub metric_rollups: u64,
 }
 
 impl DeletedCounts {
@@ -204,10 +209,16 @@ impl DeletedCounts {
         self.metric_points += other.metric_points;
         self.blobs += other.blobs;
         self.rollups += other.rollups;
+        self.metric_rollups += other.metric_rollups;
     }
 
     pub fn total(&self) -> u64 {
-        self.spans + self.logs + self.metric_points + self.blobs + self.rollups
+        self.spans
+            + self.logs
+            + self.metric_points
+            + self.blobs
+            + self.rollups
+            + self.metric_rollups
     }
 }
 

@@ -50,7 +50,9 @@ fn attr_map(attrs: &[KeyValue]) -> serde_json::Map<String, serde_json::Value> {
 }
 
 /// Metric attributes, still stored as text pairs.
-fn text_attr_map(attrs: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn text_attr_map(
+    attrs: &[(String, String)],
+) -> serde_json::Map<String, serde_json::Value> {
     attrs
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
@@ -85,7 +87,7 @@ impl From<&SpanRecord> for SpanJson {
     }
 }
 
-fn json_f64(v: f64) -> serde_json::Value {
+pub(crate) fn json_f64(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 

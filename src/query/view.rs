@@ -20,12 +20,13 @@ use crate::analytics::SpanDigest;
 use crate::comments::Comment;
 use crate::fulltext::{DocKind, FullText, MAX_HITS};
 use crate::llm::Sha256Digest;
+use crate::metric_rollup::Resolution;
 use crate::model::{LogRecord, MetricPoint, Severity, SpanRecord, TraceId};
 use crate::rollup::{minute_of, minutes_starting_in, WindowRollups};
 use crate::state::cold::{ColdReader, ColdStats};
 use crate::state::hot::{
-    Found, HotStore, LogQuery, LogWalk, MetricQuery, Order, ServiceStats, SpanQuery, SpanScan,
-    SpanWalk, StoreError, StoreResult, TagScope, TagType,
+    Found, HotStore, LogQuery, LogWalk, MetricQuery, NameRollups, Order, ServiceStats, SpanQuery,
+    SpanScan, SpanWalk, StoreError, StoreResult, TagScope, TagType,
 };
 
 pub struct View {
@@ -413,6 +414,52 @@ impl View {
         max_names: usize,
     ) -> StoreResult<std::collections::BTreeSet<String>> {
         self.hot.metric_names(window, max_names)
+    }
+
+    /// The rollups at `res` of metric `name` for buckets `[first, last]`,
+    /// per series, at most `max_rollups` (and whether there were more).
+    /// Rollups live in the hot tier only: moves leave them there.
+    pub fn metric_rollups(
+        &self,
+        name: &str,
+        res: Resolution,
+        buckets: (u64, u64),
+        max_rollups: usize,
+    ) -> StoreResult<(NameRollups, bool)> {
+        self.hot.metric_rollups(name, res, buckets, max_rollups)
+    }
+
+    /// Metric names with rollups at `res` on the days of buckets
+    /// `[first, last]`, at most `max_names`.
+    pub fn metric_rollup_names(
+        &self,
+        res: Resolution,
+        buckets: (u64, u64),
+        max_names: usize,
+    ) -> StoreResult<std::collections::BTreeSet<String>> {
+        self.hot.metric_rollup_names(res, buckets, max_names)
+    }
+
+    /// Below this time (unix nanoseconds) retention deleted the raw metric
+    /// points of both tiers; their rollups remain.
+    pub fn metrics_retention_floor(&self) -> StoreResult<u64> {
+        Ok(self.hot.retention_state()?.floors.metrics)
+    }
+
+    /// Below this time (unix nanoseconds) raw metric points may be gone
+    /// from the hot tier, which series selection reads: the metrics
+    /// retention floor, or the end of the newest move of points to the
+    /// cold tier, whichever is later. Rollups answer below it.
+    pub fn raw_metrics_floor(&self) -> StoreResult<u64> {
+        let retained = self.metrics_retention_floor()?;
+        let moved = self
+            .hot
+            .cold_manifest()?
+            .files_of(crate::state::cold::Signal::Metrics)
+            .map(|f| f.to_unix_nanos)
+            .max()
+            .unwrap_or(0);
+        Ok(retained.max(moved))
     }
 
     /// Digests of the spans that started in `[since, until]`, at most `max`

@@ -22,6 +22,7 @@ mod loki;
 mod loki_json;
 mod loki_params;
 mod members;
+mod metric_steps;
 mod otlp_export;
 mod params;
 mod prometheus;

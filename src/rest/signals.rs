@@ -89,6 +89,25 @@ pub async fn metrics(
             ))
         })?),
     };
+    if let Some(step_secs) = p.window_secs("step")? {
+        let Some(name) = p.one("name")? else {
+            return Err(ApiError::bad_request(
+                "a query with step reads one metric's rollups: give name".to_string(),
+            ));
+        };
+        let (since, until) =
+            super::params::time_window(&p, Some(super::metric_steps::DEFAULT_STEP_WINDOW_SECS))?;
+        let until = until.unwrap_or_else(crate::model::now_unix_nanos);
+        let q = super::metric_steps::StepQuery {
+            name: name.to_string(),
+            service: p.one("service")?.map(str::to_string),
+            metric_type,
+            since_unix_nanos: since.unwrap_or(0).min(until),
+            until_unix_nanos: until,
+            step_nanos: step_secs.saturating_mul(1_000_000_000),
+        };
+        return super::metric_steps::answer(queries, consistency, q).await;
+    }
     let (since, until) = super::params::time_window(&p, None)?;
     let query = MetricQuery {
         service: p.one("service")?.map(str::to_string),

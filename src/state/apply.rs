@@ -196,7 +196,7 @@ fn stage(
         Contents::Metrics(points) => {
             counts.metric_points = points.len() as u64;
             for p in points {
-                batch.put_metric(&p);
+                batch.put_metric(&p)?;
             }
         }
         // Digested before it is applied (`Shared::apply_entries`).
@@ -233,6 +233,7 @@ fn stage(
                 metric_points = deleted.metric_points,
                 blobs = deleted.blobs,
                 rollups = deleted.rollups,
+                metric_rollups = deleted.metric_rollups,
                 "retention cut applied"
             );
         }

@@ -327,6 +327,7 @@ pub fn import(path: &Path, into: &HotStore) -> StoreResult<SnapshotMeta> {
     into.backfill_trace_marks()?;
     into.backfill_blob_refs()?;
     into.backfill_rollups()?;
+    into.backfill_metric_rollups()?;
     into.persist()?;
     Ok(meta)
 }
@@ -478,12 +479,12 @@ mod tests {
         batch.begin_entry(1);
         for i in 0..10 {
             batch.put_log(&log(i));
-            batch.put_metric(&point(i));
+            batch.put_metric(&point(i)).unwrap();
         }
         // Re-applying the same records changes nothing.
         for i in 0..10 {
             batch.put_log(&log(i));
-            batch.put_metric(&point(i));
+            batch.put_metric(&point(i)).unwrap();
         }
         batch.commit(Some(log_id(1)), None).unwrap();
         let mut batch = store.begin();

@@ -65,8 +65,13 @@ pub struct ApplyBatch<'a> {
     pub(super) svc_traces: HashMap<Vec<u8>, u32>,
     /// Rollups (by key) as changed by this batch (see `rollups.rs`).
     pub(super) rollups: HashMap<Vec<u8>, crate::rollup::Rollup>,
-    /// A buffer for rollup keys (see `rollups.rs`).
+    /// A buffer for rollup keys (see `rollups.rs`, `metric_rollups.rs`).
     pub(super) rollup_key: Vec<u8>,
+    /// Metric rollups (by key) as changed by this batch.
+    pub(super) metric_rollups: HashMap<Vec<u8>, crate::metric_rollup::MetricRollup>,
+    /// Keys of the metric points staged in this batch: a point already
+    /// among them is not folded into rollups again.
+    pub(super) metric_keys: HashSet<[u8; super::keys::RECORD_KEY_LEN]>,
     /// Traces looked up in `trace_marks` in this batch: true when the trace
     /// may have spans stored before this batch.
     pub(super) trace_stored: HashMap<TraceId, bool>,
@@ -100,6 +105,8 @@ impl<'a> ApplyBatch<'a> {
             svc_traces: HashMap::new(),
             rollups: HashMap::new(),
             rollup_key: Vec::new(),
+            metric_rollups: HashMap::new(),
+            metric_keys: HashSet::new(),
             trace_stored: HashMap::new(),
             first_entry: None,
             last_entry: None,
@@ -286,18 +293,21 @@ impl ApplyBatch<'_> {
         self.batch.insert(&ks.logs, key.to_vec(), value);
     }
 
-    /// Stages a metric point and its index entry (idempotent like [`Self::put_log`]).
-    pub fn put_metric(&mut self, point: &MetricPoint) {
+    /// Stages a metric point, its index entry and, for a point new to the
+    /// store, its rollups (idempotent like [`Self::put_log`]).
+    pub fn put_metric(&mut self, point: &MetricPoint) -> StoreResult<()> {
         let store = self.store;
         let ks = &store.keyspaces;
         let value = encode(point);
         let key = record_key(point.timestamp_unix_nanos, &value);
+        self.add_to_metric_rollups(point, &key)?;
         self.batch.insert(
             &ks.metric_by_name,
             bucketed(&service_prefix(&point.name), &key),
             b"".to_vec(),
         );
         self.batch.insert(&ks.metrics, key.to_vec(), value);
+        Ok(())
     }
 
     /// Writes everything staged, with the new applied position, atomically.
@@ -346,6 +356,7 @@ impl ApplyBatch<'_> {
             }
         }
         self.stage_rollups();
+        self.stage_metric_rollups();
         if let Some(keys) = self.key_set.take() {
             self.batch.insert(
                 &ks.meta,

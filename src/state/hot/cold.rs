@@ -741,8 +741,8 @@ mod tests {
         b.begin_entry(1);
         b.put_log(&test_log(10 * SEC, "old"));
         b.put_log(&test_log(90 * SEC, "new"));
-        b.put_metric(&test_point(10 * SEC));
-        b.put_metric(&test_point(90 * SEC));
+        b.put_metric(&test_point(10 * SEC)).unwrap();
+        b.put_metric(&test_point(90 * SEC)).unwrap();
         b.commit(Some(log_id(1)), None).unwrap();
         let old_key = store
             .read_view()
@@ -821,7 +821,7 @@ mod tests {
         let mut b = store.begin();
         b.begin_entry(1);
         for i in 0..(MAX_ROWS_PER_MOVE as u64 + 3) {
-            b.put_metric(&test_point(SEC + i));
+            b.put_metric(&test_point(SEC + i)).unwrap();
         }
         b.commit(Some(log_id(1)), None).unwrap();
         let first = apply_move(&store, 2, Signal::Metrics, 100 * SEC);

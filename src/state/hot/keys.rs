@@ -13,6 +13,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::metric_rollup::{Resolution, SeriesId};
 use crate::model::TraceId;
 
 /// Span key: trace id ++ span id.
@@ -128,6 +129,51 @@ pub(super) fn rollup_minute_prefix(minute: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + 2 + 64);
     k.extend_from_slice(&minute.to_be_bytes());
     k
+}
+
+/// `metric_rollups` keys of one resolution and day: resolution ++ day.
+/// The day (of the bucket's start) leads, as in the other day-bucketed
+/// indexes, so new rollups only overlap the current day's tables.
+pub(super) fn metric_rollup_day_key(res: Resolution, day: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 8 + 2 + 64 + 16 + 8);
+    k.push(res.key_byte());
+    k.extend_from_slice(&day.to_be_bytes());
+    k
+}
+
+/// `metric_rollups` keys of one resolution, day and metric name:
+/// resolution ++ day ++ len16 ++ name.
+pub(super) fn metric_rollup_name_prefix(res: Resolution, day: u64, name: &str) -> Vec<u8> {
+    let mut k = metric_rollup_day_key(res, day);
+    k.extend_from_slice(&service_prefix(name));
+    k
+}
+
+/// `metric_rollups`: resolution ++ day ++ len16 ++ name ++ series id ++
+/// bucket, into `k` (cleared first). A series' buckets of one day are one
+/// prefix, in time order.
+pub(super) fn metric_rollup_key_into(
+    k: &mut Vec<u8>,
+    res: Resolution,
+    name: &str,
+    series: &SeriesId,
+    bucket: u64,
+) {
+    k.clear();
+    k.push(res.key_byte());
+    k.extend_from_slice(&(res.bucket_start(bucket) / DAY_NANOS).to_be_bytes());
+    k.extend_from_slice(&name_len16(name));
+    k.extend_from_slice(name.as_bytes());
+    k.extend_from_slice(&series.0);
+    k.extend_from_slice(&bucket.to_be_bytes());
+}
+
+/// The series id and bucket that end a `metric_rollups` key.
+pub(super) fn split_metric_rollup_key(k: &[u8]) -> Option<(SeriesId, u64)> {
+    let tail = k.len().checked_sub(16 + 8)?;
+    let series = SeriesId(k[tail..tail + 16].try_into().ok()?);
+    let bucket = u64::from_be_bytes(k[tail + 16..].try_into().ok()?);
+    Some((series, bucket))
 }
 
 /// `tags` key kinds (the first byte): a tag name, a tag value, an operation.

@@ -45,7 +45,7 @@ macro_rules! keyspaces {
     };
 }
 
-keyspaces! { 22;
+keyspaces! { 23;
     /// trace id ++ span id → span.
     spans,
     /// start ++ trace id ++ span id → span digest (window analytics).
@@ -98,6 +98,9 @@ keyspaces! { 22;
     blob_refs,
     /// minute ++ len16 ++ service ++ operation → Rollup (`rollups.rs`).
     rollups,
+    /// resolution ++ day ++ len16 ++ name ++ series id ++ bucket →
+    /// MetricRollup (`metric_rollups.rs`).
+    metric_rollups,
 }
 
 impl Keyspaces {
@@ -121,7 +124,7 @@ impl Keyspaces {
 
     /// Keyspaces that are small or large depending on the workload: logs,
     /// metrics, and everything added after them.
-    pub(super) fn workload_sized(&self) -> [&Keyspace; 14] {
+    pub(super) fn workload_sized(&self) -> [&Keyspace; 15] {
         [
             &self.logs,
             &self.log_by_service,
@@ -137,6 +140,7 @@ impl Keyspaces {
             &self.tags,
             &self.blob_refs,
             &self.rollups,
+            &self.metric_rollups,
         ]
     }
 }
@@ -190,6 +194,7 @@ mod tests {
                 "tags",
                 "blob_refs",
                 "rollups",
+                "metric_rollups",
             ]
         );
     }

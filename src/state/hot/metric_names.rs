@@ -113,7 +113,7 @@ mod tests {
             ("z", day + 3 * DAY_NANOS),
         ] {
             for v in 0..3 {
-                b.put_metric(&point(name, t, v as f64));
+                b.put_metric(&point(name, t, v as f64)).unwrap();
             }
         }
         b.commit(Some(log_id(1)), None).unwrap();

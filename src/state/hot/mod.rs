@@ -28,6 +28,7 @@
 //! | `tags`            | tag name, tag value or operation (`tags.rs`)   | empty                 |
 //! | `blob_refs`       | sha256 ++ kind ++ referencing record's key     | empty                 |
 //! | `rollups`         | minute ++ len16 ++ service ++ operation        | [`crate::rollup::Rollup`] |
+//! | `metric_rollups`  | resolution ++ day ++ len16 ++ name ++ series id ++ bucket | [`crate::metric_rollup::MetricRollup`] |
 //!
 //! Integers in keys are big-endian; values are bincode ([`crate::codec`])
 //! unless said otherwise. `keys.rs` builds every key and says why it is
@@ -45,7 +46,8 @@
 //! `query.rs`; `text_queue.rs` hands text to the full-text indexer;
 //! `retention.rs` applies retention cuts; `cold.rs` moves records to the
 //! cold tier; `rollups.rs` keeps the per-minute span rollups window
-//! analytics read; `stats.rs` tells what the tier
+//! analytics read; `metric_rollups.rs` the per-minute and per-hour metric
+//! rollups long-range metric queries read; `stats.rs` tells what the tier
 //! holds; `maintenance.rs` keeps the engine's journals short and backfills data
 //! that older versions did not write.
 
@@ -56,6 +58,7 @@ mod keys;
 mod keyspaces;
 mod maintenance;
 mod metric_names;
+mod metric_rollups;
 mod query;
 mod reads;
 mod retention;
@@ -77,6 +80,7 @@ pub use self::batch::{ApplyBatch, RejectedEntries, RejectedEntry, LARGE_LOG_BODY
 pub use self::cold::{moved_key_len, MoveOutcome, PreparedUpload, UploadOutcome};
 pub use self::error::{StoreError, StoreResult};
 pub use self::keyspaces::{Keyspaces, KEYSPACES};
+pub use self::metric_rollups::NameRollups;
 pub use self::query::{
     AttributeFilter, Found, LogQuery, MetricQuery, SearchResult, ServiceStats, SpanQuery,
 };
@@ -127,6 +131,7 @@ impl HotStore {
         store.backfill_trace_marks()?;
         store.backfill_blob_refs()?;
         store.backfill_rollups()?;
+        store.backfill_metric_rollups()?;
         Ok(store)
     }
 

@@ -225,11 +225,15 @@ impl ApplyBatch<'_> {
         Ok(())
     }
 
-    /// Deletes rollups of minutes below `floor` (`rollups.rs`).
+    /// Deletes span rollups of minutes below `floor` (`rollups.rs`) and
+    /// metric rollups of days below it (`metric_rollups.rs`).
     fn drop_aged_rollups(&mut self, c: &mut Cutter<'_>, floor: u64) -> StoreResult<()> {
         let dropped = self.drop_rollups(c.view, floor, c.budget)?;
         c.budget -= dropped;
         c.deleted.rollups += dropped as u64;
+        let dropped = self.drop_metric_rollups(c.view, floor, c.budget)?;
+        c.budget -= dropped;
+        c.deleted.metric_rollups += dropped as u64;
         Ok(())
     }
 
@@ -714,8 +718,8 @@ mod tests {
         b.put_log(&test_log(10 * SEC, "old"));
         b.put_log(&test_log(20 * SEC, &big));
         b.put_log(&test_log(90 * SEC, "new"));
-        b.put_metric(&test_point(10 * SEC));
-        b.put_metric(&test_point(90 * SEC));
+        b.put_metric(&test_point(10 * SEC)).unwrap();
+        b.put_metric(&test_point(90 * SEC)).unwrap();
         b.commit(Some(log_id(1)), None).unwrap();
         let deleted = apply_cut(&store, 2, cut_at(100 * SEC, 50));
         assert_eq!(
@@ -734,7 +738,7 @@ mod tests {
         let mut b = store.begin();
         b.begin_entry(1);
         for i in 0..(MAX_RECORDS_PER_CUT as u64 + 5) {
-            b.put_metric(&test_point(SEC + i));
+            b.put_metric(&test_point(SEC + i)).unwrap();
         }
         b.commit(Some(log_id(1)), None).unwrap();
         let cut = cut_at(1000 * SEC, 10);
