@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub mod poison;
+
 /// A known bug, chosen at start with `serve --mutation NAME`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutation {
@@ -25,16 +27,21 @@ pub enum Mutation {
     /// The leader reads each retention in the wrong unit (hours taken as
     /// seconds), so its cuts delete spans that are still retained.
     RetentionWrongUnit,
+    /// Apply is no longer total: the state machine panics on an entry it
+    /// cannot apply instead of recording it as rejected, so one poison
+    /// entry stops every replica (and stops them again after a restart).
+    PoisonIsFatal,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::SkipFsync,
         Mutation::AckBeforeCommit,
         Mutation::StaleLocalReads,
         Mutation::DoubleApplyRetries,
         Mutation::VoteInMemory,
         Mutation::RetentionWrongUnit,
+        Mutation::PoisonIsFatal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +52,7 @@ impl Mutation {
             Mutation::DoubleApplyRetries => "double-apply-retries",
             Mutation::VoteInMemory => "vote-in-memory",
             Mutation::RetentionWrongUnit => "retention-wrong-unit",
+            Mutation::PoisonIsFatal => "poison-is-fatal",
         }
     }
 

@@ -83,6 +83,7 @@ fn open_stores(config: &ServeConfig, integrity: &RecordIntegrity) -> Result<Stor
         fjall_worker_threads: config.storage_threads,
         fjall_cache_bytes: config.cache_mb * 1024 * 1024,
         duplicate_retries: config.faults.is_active(Mutation::DoubleApplyRetries),
+        poison_is_fatal: config.faults.is_active(Mutation::PoisonIsFatal),
     };
     let sm = StateMachine::open(data_dir, sm_opts).map_err(|e| {
         format!(

@@ -43,6 +43,9 @@ pub struct StateMachineOptions {
     pub fjall_cache_bytes: u64,
     /// The `double-apply-retries` mutation; false outside fault tests.
     pub duplicate_retries: bool,
+    /// The `poison-is-fatal` mutation: an entry that cannot be applied
+    /// panics the apply instead of being rejected; false outside fault tests.
+    pub poison_is_fatal: bool,
 }
 
 impl Default for StateMachineOptions {
@@ -51,6 +54,7 @@ impl Default for StateMachineOptions {
             fjall_worker_threads: 1,
             fjall_cache_bytes: 64 * 1024 * 1024,
             duplicate_retries: false,
+            poison_is_fatal: false,
         }
     }
 }

@@ -88,6 +88,21 @@ struct Inner {
     removed: BTreeSet<u64>,
     /// The data directories' file systems, when the run uses them.
     mounts: BTreeMap<u64, super::lazyfs::Mount>,
+    /// Processes found gone that no harness action stopped (see
+    /// [`Cluster::unexpected_exits`]).
+    exits: Vec<UnexpectedExit>,
+}
+
+/// A node process that exited by itself: not killed by the harness, nor
+/// awaited as an expected exit ([`Cluster::wait_exit`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnexpectedExit {
+    pub node: u64,
+    /// The exit code, `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// When the harness noticed, ms since the cluster was created.
+    pub noticed_ms: u64,
 }
 
 impl Inner {
@@ -125,6 +140,8 @@ impl Drop for Inner {
 pub struct Cluster {
     cfg: Arc<ClusterConfig>,
     inner: Arc<Mutex<Inner>>,
+    /// For the times of [`UnexpectedExit`]s.
+    created: Instant,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -254,7 +271,9 @@ impl Cluster {
                 dial_overrides: BTreeMap::new(),
                 removed: BTreeSet::new(),
                 mounts: BTreeMap::new(),
+                exits: Vec::new(),
             })),
+            created: Instant::now(),
         };
         // Nodes run the way production runs them: every client call with a
         // key, every peer call with a proof of the cluster secret.
@@ -387,13 +406,26 @@ impl Cluster {
             return false;
         };
         // Reap a process that exited by itself (e.g. refused to start).
+        let mut exited = None;
         if let Some(child) = p.child.as_mut() {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 p.child = None;
                 p.paused = false;
+                exited = Some(status);
             }
         }
-        p.child.is_some()
+        let running = p.child.is_some();
+        if let Some(status) = exited {
+            use std::os::unix::process::ExitStatusExt;
+            let noticed_ms = self.created.elapsed().as_millis() as u64;
+            inner.exits.push(UnexpectedExit {
+                node: id,
+                code: status.code(),
+                signal: status.signal(),
+                noticed_ms,
+            });
+        }
+        running
     }
 
     pub fn running(&self) -> Vec<u64> {
@@ -603,6 +635,14 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Every node process found exited that the harness neither killed
+    /// nor waited for as an expected exit, in the order noticed. Exits are
+    /// noticed when anything asks whether the node runs (the leader
+    /// observer does, every poll).
+    pub fn unexpected_exits(&self) -> Vec<UnexpectedExit> {
+        self.lock().exits.clone()
     }
 
     pub fn starts(&self, id: u64) -> u32 {

@@ -205,6 +205,17 @@ async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
         .as_array()
         .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(id)).cloned());
     if let Some(own) = own {
+        if own["state"] == "shutdown" {
+            rec.record(
+                OBSERVER,
+                OpKind::Info,
+                checkers::exits::CORE_STOPPED,
+                None,
+                json!({"node": id, "incarnation": incarnation}),
+                Some(id),
+                None,
+            );
+        }
         if own["state"] == "leader" {
             rec.record(
                 OBSERVER,
@@ -373,6 +384,12 @@ async fn run_async(opts: TestOptions) -> Outcome {
         }
         extra_args.push("--mutation".into());
         extra_args.push(m.clone());
+    }
+    if profile.faults.contains(&FaultKind::Poison) && !caps.mutation {
+        return harness_failure(
+            &opts,
+            "the poison nemesis needs the fault route of a server built with --features fault-injection".into(),
+        );
     }
     // Faults the machine cannot install would leave the run unknown after
     // minutes of work: say what to install now instead.
@@ -729,6 +746,14 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         json!({"installed": false, "error": "no converged cluster"})
     };
     rec.nemesis(DIGEST_CHECK_EVENT, digests.clone());
+    if kinds.contains(&FaultKind::Poison) {
+        // After the digests: every member applied up to the check entry,
+        // and nothing proposes poison any more.
+        rec.nemesis(
+            checkers::poison::REJECTED_EVENT,
+            rejected_counts(&cluster, &members).await,
+        );
+    }
     // Comment lists: a final linearizable read of every key through every
     // node, and (after convergence) each node's local list, which must be
     // identical, order included.
@@ -809,6 +834,17 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     checks.push(convergence_check(&convergence, liveness_ok(&checks)));
     checks.push(digest_check(&digests, &members));
     checks.push(coverage::check(&plan, &history));
+    if kinds.contains(&FaultKind::Poison) {
+        use workload::{AGED_ADD, LIST_APPEND, SESSION_ADD, SET_ADD};
+        checks.push(checkers::poison::check(
+            &history,
+            &[SET_ADD, SESSION_ADD, LIST_APPEND, AGED_ADD],
+        ));
+    }
+    let exits = cluster.unexpected_exits();
+    if profile.exits_are_bugs {
+        checks.push(checkers::exits::check(&exits, &history));
+    }
     let corruption = nem.corruption_log.lock().expect("lock").clone();
     if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
         let bad: Vec<&Value> = corruption
@@ -882,6 +918,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         "profile": profile.name, "seed": opts.seed,
         "checks": checks,
         "nemesis": nemesis_summary,
+        "unexpected_exits": exits,
         "ops": history.iter().filter(|e| e.process >= 0 && e.kind == OpKind::Invoke).count(),
         "duration_s": start.elapsed().as_secs_f64(),
     });
@@ -1006,6 +1043,28 @@ async fn wait_final_cut(cluster: &Cluster, members: &[u64], deadline: Duration) 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     json!({"installed": false, "error": "no retention cut covered the writes in time", "state": last})
+}
+
+/// Every member's count of entries its state machine rejected, read from
+/// its `/metrics`; the event's value for
+/// [`checkers::poison::REJECTED_EVENT`].
+async fn rejected_counts(cluster: &Cluster, members: &[u64]) -> Value {
+    let mut counts = serde_json::Map::new();
+    let mut errors = serde_json::Map::new();
+    for &id in members {
+        let metric = checkers::poison::REJECTED_METRIC;
+        match cluster
+            .get_text(id, "/metrics", Duration::from_secs(5))
+            .await
+            .and_then(|text| {
+                checkers::poison::metric_value(&text, metric)
+                    .ok_or_else(|| format!("no {metric} in /metrics"))
+            }) {
+            Ok(n) => counts.insert(id.to_string(), json!(n)),
+            Err(e) => errors.insert(id.to_string(), json!(e)),
+        };
+    }
+    json!({"counts": counts, "errors": errors, "installed": true})
 }
 
 /// Below these a run is not evidence of anything.

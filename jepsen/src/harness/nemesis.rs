@@ -37,6 +37,11 @@ pub enum FaultKind {
     /// Every fsync of one node (the leader or a follower) held 200..800 ms
     /// for a while (tael-lazyfs `slow-fsync`).
     SlowDisk,
+    /// The leader proposes an entry no replica can apply (an unknown tag,
+    /// undecodable spans, a service name too long to store), past its own
+    /// check, through the fault route of a fault-injection build. Every
+    /// replica must reject it the same way and keep serving.
+    Poison,
 }
 
 impl FaultKind {
@@ -52,6 +57,7 @@ impl FaultKind {
             "membership" => FaultKind::Membership,
             "disk-full" => FaultKind::DiskFull,
             "slow-disk" => FaultKind::SlowDisk,
+            "poison" => FaultKind::Poison,
             _ => return None,
         })
     }
@@ -68,6 +74,7 @@ impl FaultKind {
             FaultKind::Membership => "membership",
             FaultKind::DiskFull => "disk-full",
             FaultKind::SlowDisk => "slow-disk",
+            FaultKind::Poison => "poison",
         }
     }
 
@@ -84,6 +91,8 @@ impl FaultKind {
             FaultKind::Membership => (6_000, 12_000, 0, 0),
             FaultKind::DiskFull => (4_000, 10_000, 2_000, 6_000),
             FaultKind::SlowDisk => (3_000, 8_000, 3_000, 8_000),
+            // A proposal, nothing to heal.
+            FaultKind::Poison => (2_000, 6_000, 0, 0),
         }
     }
 
@@ -100,6 +109,7 @@ impl FaultKind {
             FaultKind::Membership => &["membership"],
             FaultKind::DiskFull => &["disk-full"],
             FaultKind::SlowDisk => &["slow-disk"],
+            FaultKind::Poison => &["poison"],
         }
     }
 
@@ -134,6 +144,8 @@ impl FaultKind {
             FaultKind::Membership => &["remove-add", "add-new"],
             FaultKind::DiskFull => &["one", "leader", "all"],
             FaultKind::SlowDisk => &["leader", "follower"],
+            // `faults::poison::PoisonKind` names.
+            FaultKind::Poison => &["unknown-tag", "undecodable", "long-service-name"],
         }
     }
 }
@@ -424,6 +436,7 @@ impl Nemesis {
             }
             FaultKind::Clock => self.clock(p, hold, stop).await,
             FaultKind::Corrupt | FaultKind::CorruptAny => self.corrupt(p, hold, stop).await,
+            FaultKind::Poison => self.poison(p).await,
             FaultKind::Membership => {
                 let change = super::membership::Change {
                     cluster: &self.cluster,
@@ -435,6 +448,29 @@ impl Nemesis {
                 self.membership.change(&change).await
             }
         }
+    }
+
+    /// Has the leader propose one poison entry of kind `p.target`
+    /// (`POST /api/v1/fault/poison`). Installed when the leader answered
+    /// with the entry's log index (it reached the ack level); an unanswered
+    /// request may still have put it in the log.
+    async fn poison(&self, p: &Planned) {
+        let Some(leader) = self.cluster.current_leader().await else {
+            self.rec.nemesis(
+                "poison",
+                json!({"target": p.target, "installed": false, "error": "no leader"}),
+            );
+            return;
+        };
+        let result = match self.cluster.spec(leader) {
+            Ok(spec) => post_poison(&spec.url(POISON_PATH), &p.target).await,
+            Err(e) => Err(e),
+        };
+        self.rec.nemesis(
+            "poison",
+            json!({"target": p.target, "node": leader, "installed": result.is_ok(),
+                   "log_index": result.as_ref().ok(), "error": result.err()}),
+        );
     }
 
     /// Delays every link to and from one node (proxy mode only: netns
@@ -760,6 +796,33 @@ fn ok_nodes(results: &[Value]) -> Vec<u64> {
         .collect()
 }
 
+/// The fault route of a fault-injection build (`rest::fault`).
+const POISON_PATH: &str = "/api/v1/fault/poison";
+
+/// Asks the node at `url` to propose a poison entry of `kind`; its log index.
+async fn post_poison(url: &str, kind: &str) -> Result<u64, String> {
+    let body = json!({ "kind": kind }).to_string();
+    let r = tael_raft::http_client::request(
+        "POST",
+        url,
+        Some("application/json"),
+        body.as_bytes(),
+        Duration::from_secs(12),
+    )
+    .await?;
+    if r.status == 404 {
+        return Err(
+            "the server has no fault route: build it with --features fault-injection".into(),
+        );
+    }
+    if r.status != 200 {
+        return Err(format!("{} {}", r.status, String::from_utf8_lossy(&r.body)));
+    }
+    r.json()?["log_index"]
+        .as_u64()
+        .ok_or_else(|| "answer without a log_index".to_string())
+}
+
 /// Directed links to block for a partition target, and its description.
 pub fn partition_links(
     target: &str,
@@ -1011,6 +1074,18 @@ mod tests {
             netns_targets.len(),
             FaultKind::Partition.targets().len() - 1
         );
+    }
+
+    /// The poison targets are the server's names for its poison kinds.
+    #[test]
+    fn poison_targets_are_kinds_the_server_knows() {
+        for t in FaultKind::Poison.targets() {
+            assert!(
+                tael_raft::faults::poison::PoisonKind::parse(t).is_ok(),
+                "{t}"
+            );
+        }
+        assert_eq!(FaultKind::parse("poison"), Some(FaultKind::Poison));
     }
 
     #[test]

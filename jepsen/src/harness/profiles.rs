@@ -31,6 +31,10 @@ pub struct Profile {
     /// (power cuts then hit every file, not only the Raft log). Disk
     /// faults always need it.
     pub lazyfs: bool,
+    /// No fault of this profile stops a node on purpose, so a node process
+    /// that exits, or a Raft core that stops, by itself makes the run
+    /// invalid (`checkers::exits`).
+    pub exits_are_bugs: bool,
 }
 
 fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
@@ -50,6 +54,7 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         fault_timing: None,
         observe_interval_ms: 250,
         lazyfs: false,
+        exits_are_bugs: false,
     }
 }
 
@@ -109,7 +114,7 @@ pub fn all() -> Vec<Profile> {
         p(
             "all",
             "every fault kind, overlapping, every workload",
-            &[Kill, Pause, Partition, Clock, PowerLoss, Membership],
+            &[Kill, Pause, Partition, Clock, PowerLoss, Membership, Poison],
         ),
     ];
     let mut lin = p(
@@ -123,7 +128,17 @@ pub fn all() -> Vec<Profile> {
     v.push(lin);
     if let Some(all) = v.iter_mut().find(|x| x.name == "all") {
         all.list_clients = 2;
+        all.exits_are_bugs = true;
     }
+    // Entries no replica can apply, proposed by the leader past its own
+    // check: rejected the same way everywhere, the cluster keeps going.
+    let mut poison = p(
+        "poison",
+        "the leader proposes entries no replica can apply (unknown tag, undecodable spans, a service name too long to store) past its check; every replica rejects them alike and keeps serving, under kills",
+        &[Poison, Kill],
+    );
+    poison.exits_are_bugs = true;
+    v.push(poison);
     // Frequent short power cuts: a leader that loses its unsynced log
     // tail must not come back as leader of the same term.
     let mut cuts = p(
@@ -240,6 +255,15 @@ pub fn all() -> Vec<Profile> {
     vote.fault_timing = Some((300, 1_200, 200, 900));
     vote.observe_interval_ms = 50;
     v.push(vote);
+    // Apply made non-total again: the first poison entry stops every replica.
+    let mut fatal = m(
+        "mutation-poison-fatal",
+        "poison-is-fatal",
+        "apply panics on an entry it cannot apply: one poison entry stops the cluster",
+        &[Poison],
+    );
+    fatal.exits_are_bugs = true;
+    v.push(fatal);
     v
 }
 
