@@ -6,6 +6,7 @@
 
 pub mod election;
 pub mod exits;
+pub mod flood;
 pub mod list;
 pub mod list_order;
 pub mod poison;

@@ -511,6 +511,8 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         retry: opts.retry.unwrap_or(profile.retry),
         op_timeout_ms: 5_000,
         think_ms: 40,
+        flood_clients: profile.flood_clients,
+        flood_in_flight: profile.flood_in_flight,
     };
     let clients = Clients::new(cluster.clone(), rec.clone(), wcfg.clone());
     caps.comments = clients.comments_supported(1).await;
@@ -560,6 +562,11 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             opts.seed,
             stop.clone(),
         )));
+    }
+    for c in 0..wcfg.flood_clients {
+        tasks.push(tokio::spawn(
+            clients.clone().flood_client(c as u64, stop.clone()),
+        ));
     }
     for c in 0..wcfg.aged_clients {
         tasks.push(tokio::spawn(clients.clone().aged_client(
@@ -840,6 +847,9 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             &history,
             &[SET_ADD, SESSION_ADD, LIST_APPEND, AGED_ADD],
         ));
+    }
+    if wcfg.flood_clients > 0 {
+        checks.push(checkers::flood::check(&history));
     }
     let exits = cluster.unexpected_exits();
     if profile.exits_are_bugs {

@@ -15,6 +15,10 @@ pub struct Profile {
     /// Clients writing spans already past the retention (see
     /// `checkers::retention`).
     pub aged_clients: usize,
+    /// Bulk writers, and the exports each keeps in flight
+    /// (`workload::Clients::flood_client`).
+    pub flood_clients: usize,
+    pub flood_in_flight: usize,
     pub retry: bool,
     /// `serve --mutation NAME` (needs a server built with fault-injection).
     pub mutation: Option<String>,
@@ -46,6 +50,8 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         session_clients: 2,
         list_clients: 0,
         aged_clients: 0,
+        flood_clients: 0,
+        flood_in_flight: 0,
         retry: false,
         mutation: None,
         server_args: Vec::new(),
@@ -139,6 +145,29 @@ pub fn all() -> Vec<Profile> {
     );
     poison.exits_are_bugs = true;
     v.push(poison);
+    // openraft's purge-versus-apply race (upstream issue 2116, seen under
+    // sustained writes on two cores): a snapshot every 64 entries and no
+    // log kept behind it, so purges chase the apply; bulk writers keep the
+    // log moving, kills restart nodes into it.
+    let mut purge = p(
+        "purge-race",
+        "a snapshot every 64 entries, no log kept behind it, bulk writers as fast as they can, kills; no node may exit or stop by itself",
+        &[Kill],
+    );
+    purge.server_args = [
+        "--snapshot-every-entries",
+        "64",
+        "--log-entries-kept-after-snapshot",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    purge.flood_clients = 2;
+    purge.flood_in_flight = 32;
+    purge.set_clients = 2;
+    purge.session_clients = 1;
+    purge.exits_are_bugs = true;
+    v.push(purge);
     // Frequent short power cuts: a leader that loses its unsynced log
     // tail must not come back as leader of the same term.
     let mut cuts = p(
