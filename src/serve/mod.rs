@@ -188,6 +188,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
     let otlp_limits = OtlpLimits::new(OtlpLimitsConfig {
         max_inflight_exports: config.otlp_max_inflight_exports,
         body_budget_bytes: config.otlp_body_budget_mb.saturating_mul(1024 * 1024),
+        max_export_bytes: config.max_export_bytes,
         body_read_timeout: Duration::from_millis(config.otlp_body_read_timeout_ms),
     });
     let auth = Arc::new(Authenticator::new(
