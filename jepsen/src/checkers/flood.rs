@@ -1,6 +1,8 @@
 //! The bulk writers' achieved rate (`workload::Clients::flood_client`):
 //! load, not evidence, so this only reports it; a run where no bulk write
-//! was acknowledged did not test what its profile is about.
+//! was acknowledged did not test what its profile is about. Also reports
+//! how often the leaders were seen with a new snapshot and purge position
+//! (from the leader claims), the other half of the load `purge-race` needs.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +57,7 @@ pub fn check(history: &[Event]) -> Check {
         .values()
         .map(|v| v.windows(2).map(|w| w[1].1 - w[0].1).max().unwrap_or(0))
         .sum();
+    let (snapshots, purged) = snapshots_seen(history);
     let mean_per_s = if span_s > 0.0 {
         acked as f64 / span_s
     } else {
@@ -64,12 +67,29 @@ pub fn check(history: &[Event]) -> Check {
         name: "write-rate".into(),
         valid: (acked > 0).then_some(true),
         summary: format!(
-            "bulk writes: {acked} acknowledged, {failed} failed in {span_s:.0}s: {mean_per_s:.0}/s mean, {peak_per_s}/s best second"
+            "bulk writes: {acked} acknowledged, {failed} failed in {span_s:.0}s: {mean_per_s:.0}/s mean, {peak_per_s}/s best second | leaders seen at {snapshots} snapshot positions, purged up to {purged}"
         ),
         details: json!({"acked": acked, "failed": failed, "seconds": span_s,
                         "mean_per_s": mean_per_s, "peak_per_s": peak_per_s,
-                        "clients": per_client.len()}),
+                        "clients": per_client.len(), "leader_snapshot_positions": snapshots,
+                        "max_purged_index": purged}),
     }
+}
+
+/// Distinct snapshot indexes leaders reported, and the highest purged index.
+fn snapshots_seen(history: &[Event]) -> (usize, u64) {
+    let claims = history
+        .iter()
+        .filter(|e| e.process == OBSERVER && e.f == crate::checkers::election::CLAIM_F);
+    let mut positions = std::collections::BTreeSet::new();
+    let mut purged = 0;
+    for c in claims {
+        if let Some(s) = c.value["snapshot_index"].as_u64().filter(|s| *s > 0) {
+            positions.insert(s);
+        }
+        purged = purged.max(c.value["purged_index"].as_u64().unwrap_or(0));
+    }
+    (positions.len(), purged)
 }
 
 #[cfg(test)]
@@ -105,5 +125,12 @@ mod tests {
         assert_eq!(c.details["peak_per_s"], 310);
         assert_eq!(c.details["failed"], 2);
         assert_eq!(check(&[rate(1, 0, 0), rate(2, 0, 0)]).valid, None);
+        let claim = |snapshot: u64, purged: u64| Event {
+            f: crate::checkers::election::CLAIM_F.into(),
+            value: json!({"snapshot_index": snapshot, "purged_index": purged}),
+            ..rate(3, 0, 0)
+        };
+        let h = [claim(0, 0), claim(64, 60), claim(64, 60), claim(128, 120)];
+        assert_eq!(snapshots_seen(&h), (2, 120));
     }
 }

@@ -39,6 +39,8 @@ pub struct Capabilities {
     pub comments: bool,
     /// libfaketime is preloaded into the nodes.
     pub faketime: bool,
+    /// ... and fakes their monotonic clock too (the slow-clock fault).
+    pub fake_monotonic: bool,
     /// Every node's data directory is on its own tael-lazyfs mount.
     pub lazyfs: bool,
 }
@@ -64,6 +66,7 @@ pub fn detect_capabilities(server_bin: &Path) -> Result<Capabilities, String> {
         member_commands: top.lines().any(|l| l.trim_start().starts_with("member")),
         comments: false,
         faketime: false,
+        fake_monotonic: false,
         lazyfs: false,
     })
 }
@@ -224,7 +227,9 @@ async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
                 None,
                 json!({"node": id, "term": own["term"], "incarnation": incarnation,
                        "committed_index": own["committed_index"],
-                       "last_log_index": own["last_log_index"]}),
+                       "last_log_index": own["last_log_index"],
+                       "snapshot_index": own["snapshot_index"],
+                       "purged_index": own["purged_index"]}),
                 Some(id),
                 None,
             );
@@ -397,10 +402,12 @@ async fn run_async(opts: TestOptions) -> Outcome {
     if !missing.is_empty() {
         return harness_failure(&opts, prereqs::explain(&missing, opts.net));
     }
+    let slow_clock = profile.faults.contains(&FaultKind::SlowClock);
     let faketime_lib = machine
         .faketime_lib
-        .filter(|_| profile.faults.contains(&FaultKind::Clock));
+        .filter(|_| profile.faults.contains(&FaultKind::Clock) || slow_clock);
     caps.faketime = faketime_lib.is_some();
+    caps.fake_monotonic = caps.faketime && slow_clock;
     let run_dir = opts.out_dir.clone();
     let cluster = match Cluster::new(
         ClusterConfig {
@@ -409,6 +416,7 @@ async fn run_async(opts: TestOptions) -> Outcome {
             net: opts.net,
             extra_args,
             faketime_lib,
+            fake_monotonic: caps.fake_monotonic,
             lazyfs_bin: caps.lazyfs.then(|| opts.lazyfs_bin.clone()),
         },
         3,
@@ -511,6 +519,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         retry: opts.retry.unwrap_or(profile.retry),
         op_timeout_ms: 5_000,
         think_ms: 40,
+        lease_read_share: profile.lease_read_share,
         flood_clients: profile.flood_clients,
         flood_in_flight: profile.flood_in_flight,
     };
@@ -630,7 +639,10 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     let mut healed = Vec::new();
     for id in cluster.ids() {
         cluster.resume(id);
-        if caps.faketime {
+        if caps.fake_monotonic {
+            // A rate, once set, stays until another is named.
+            let _ = cluster.set_clock_spec(id, "+0s x1\n");
+        } else if caps.faketime {
             let _ = cluster.set_clock_offset(id, 0);
         }
         if !refused.contains(&id) && matches!(cluster.start(id), Ok(true)) {

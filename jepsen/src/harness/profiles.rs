@@ -19,6 +19,8 @@ pub struct Profile {
     /// (`workload::Clients::flood_client`).
     pub flood_clients: usize,
     pub flood_in_flight: usize,
+    /// The share of span-set reads made at `lease`.
+    pub lease_read_share: f64,
     pub retry: bool,
     /// `serve --mutation NAME` (needs a server built with fault-injection).
     pub mutation: Option<String>,
@@ -52,6 +54,7 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         aged_clients: 0,
         flood_clients: 0,
         flood_in_flight: 0,
+        lease_read_share: super::workload::LEASE_READ_SHARE,
         retry: false,
         mutation: None,
         server_args: Vec::new(),
@@ -293,6 +296,21 @@ pub fn all() -> Vec<Profile> {
     );
     fatal.exits_are_bugs = true;
     v.push(fatal);
+    // Lease reads beyond their assumption (a bounded clock rate,
+    // docs/consistency.md): the leader's clocks run at a tenth of real
+    // speed while it is cut off, so it keeps its lease long after the others
+    // elected a new leader. Every span-set read is a lease read, and more
+    // clients keep reads flowing while those sent to the cut-off leader's
+    // writes wait out their timeouts.
+    let mut lease = p(
+        "mutation-slow-leader-clock",
+        "the leader's clocks (monotonic too) run at a tenth of real speed while it is cut off from the other nodes but not from clients; all span-set reads at lease: stale lease reads",
+        &[SlowClock],
+    );
+    lease.expect_invalid = true;
+    lease.set_clients = 8;
+    lease.lease_read_share = 1.0;
+    v.push(lease);
     v
 }
 

@@ -52,7 +52,8 @@ pub const LIST_READ_LOCAL: &str = "read-list-local";
 /// Processes of one client are `client + k * PROCESS_STRIDE` (a fresh id
 /// after every unknown outcome).
 pub const PROCESS_STRIDE: i64 = 1000;
-/// The share of the span-set workload's reads made at `lease`.
+/// The share of the span-set workload's reads made at `lease`, unless a
+/// profile sets its own.
 pub const LEASE_READ_SHARE: f64 = 0.3;
 
 /// Process ids of the final reads after the heal.
@@ -71,6 +72,8 @@ pub struct WorkloadConfig {
     pub op_timeout_ms: u64,
     /// Pause between one client's operations.
     pub think_ms: u64,
+    /// The share of the span-set workload's reads made at `lease`.
+    pub lease_read_share: f64,
     /// Bulk writers (see [`Clients::flood_client`]).
     pub flood_clients: usize,
     /// Exports each bulk writer keeps in flight at most.
@@ -508,7 +511,7 @@ impl Clients {
                     break;
                 }
             } else {
-                let level = if level_rng.random_bool(LEASE_READ_SHARE) {
+                let level = if level_rng.random_bool(self.cfg.lease_read_share) {
                     "lease"
                 } else {
                     "linearizable"
