@@ -48,6 +48,9 @@ pub struct ServeConfig {
     /// An OTLP request body must arrive whole within this (HTTP 408, gRPC
     /// DEADLINE_EXCEEDED otherwise).
     pub otlp_body_read_timeout_ms: u64,
+    /// Largest OTLP export accepted (gRPC and HTTP), after decompression;
+    /// larger ones get 413 / RESOURCE_EXHAUSTED.
+    pub max_export_bytes: usize,
     /// REST queries scanning storage at once, on the blocking pool beside
     /// the state machine's apply; more wait up to a second, then get 429.
     pub query_max_concurrent_scans: usize,
@@ -111,6 +114,7 @@ impl Default for ServeConfig {
             otlp_max_inflight_exports: 64,
             otlp_body_budget_mb: 256,
             otlp_body_read_timeout_ms: 30_000,
+            max_export_bytes: crate::otlp::DEFAULT_MAX_EXPORT_BYTES,
             // Two cores per node on the benchmark hosts: more concurrent
             // scans only queue for CPU that apply also needs.
             query_max_concurrent_scans: 4,
@@ -214,6 +218,11 @@ pub struct ServeArgs {
     /// Milliseconds an OTLP request body may take to arrive (default 30000).
     #[arg(long, env = "TAEL_OTLP_BODY_READ_TIMEOUT_MS")]
     pub otlp_body_read_timeout_ms: Option<u64>,
+    /// Largest OTLP export accepted (gRPC and HTTP), in bytes after
+    /// decompression (default 20 MiB); larger ones get 413 /
+    /// RESOURCE_EXHAUSTED. At most 64 MiB and at most the body budget.
+    #[arg(long, env = "TAEL_MAX_EXPORT_BYTES")]
+    pub max_export_bytes: Option<usize>,
     /// REST queries scanning storage at once (default 4); more wait up to a
     /// second, then get 429 with Retry-After.
     #[arg(long, env = "TAEL_QUERY_MAX_CONCURRENT_SCANS")]
@@ -394,6 +403,7 @@ struct FileConfig {
     otlp_max_inflight_exports: Option<usize>,
     otlp_body_budget_mb: Option<u64>,
     otlp_body_read_timeout_ms: Option<u64>,
+    max_export_bytes: Option<usize>,
     query_max_concurrent_scans: Option<usize>,
     dial_overrides: Option<Vec<String>>,
     auth: Option<String>,
@@ -470,6 +480,7 @@ impl ServeArgs {
             otlp_max_inflight_exports: pick!(otlp_max_inflight_exports),
             otlp_body_budget_mb: pick!(otlp_body_budget_mb),
             otlp_body_read_timeout_ms: pick!(otlp_body_read_timeout_ms),
+            max_export_bytes: pick!(max_export_bytes),
             query_max_concurrent_scans: pick!(query_max_concurrent_scans),
             dial_overrides: {
                 let raw = if self.dial_overrides.is_empty() {
@@ -593,6 +604,30 @@ impl ServeConfig {
         .map(String::as_str)
     }
 
+    /// An export must fit one Raft message and the body budget (a body
+    /// larger than the budget could never be received).
+    fn check_max_export_bytes(&self) -> Result<(), String> {
+        let max = self.max_export_bytes;
+        let limit = crate::otlp::MAX_EXPORT_BYTES_LIMIT;
+        let budget_bytes = self.otlp_body_budget_mb.saturating_mul(1024 * 1024);
+        if max == 0 {
+            return Err("max_export_bytes must be at least 1".into());
+        }
+        if max > limit {
+            return Err(format!(
+                "max_export_bytes {max} exceeds {limit}: an export's records must fit the \
+                 node-to-node messages"
+            ));
+        }
+        if max as u64 > budget_bytes {
+            return Err(format!(
+                "max_export_bytes {max} exceeds otlp_body_budget_mb ({budget_bytes} bytes): \
+                 an export that large could never be received"
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_auth(&self) -> Result<(), String> {
         match (self.auth, self.non_loopback_listener()) {
             (AuthMode::Off, Some(addr)) => Err(format!(
@@ -660,6 +695,7 @@ impl ServeConfig {
                 return Err(format!("{name} must be at least 1"));
             }
         }
+        self.check_max_export_bytes()?;
         if self.ingest_spooled {
             if self.spool_max_pending_mb == 0 {
                 return Err(
@@ -712,6 +748,40 @@ mod tests {
             ServeConfig::default().raft_addr,
             "default fills the rest"
         );
+    }
+
+    #[test]
+    fn max_export_bytes_from_flag_or_file_within_its_bounds() {
+        let default = ServeArgs::default().resolve().unwrap();
+        assert_eq!(default.max_export_bytes, 20 * 1024 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "max_export_bytes = 1048576\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert_eq!(from_file.resolve().unwrap().max_export_bytes, 1 << 20);
+        let flag_wins = ServeArgs {
+            config: Some(path),
+            max_export_bytes: Some(4096),
+            ..Default::default()
+        };
+        assert_eq!(flag_wins.resolve().unwrap().max_export_bytes, 4096);
+        for (bytes, budget_mb, complaint) in [
+            (0, None, "at least 1"),
+            (65 << 20, Some(1024), "node-to-node"),
+            (2 << 20, Some(1), "otlp_body_budget_mb"),
+        ] {
+            let err = ServeArgs {
+                max_export_bytes: Some(bytes),
+                otlp_body_budget_mb: budget_mb,
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(err.contains(complaint), "{bytes}: {err}");
+        }
     }
 
     #[test]

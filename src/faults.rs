@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub mod poison;
+
 /// A known bug, chosen at start with `serve --mutation NAME`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutation {
@@ -29,6 +31,10 @@ pub enum Mutation {
     /// torn tail and cuts it off: the node comes back with fewer entries
     /// than it acknowledged instead of refusing to start.
     CutDurableLog,
+    /// Apply is no longer total: the state machine panics on an entry it
+    /// cannot apply instead of recording it as rejected, so one poison
+    /// entry stops every replica (and stops them again after a restart).
+    PoisonIsFatal,
 }
 
 impl Mutation {
@@ -40,6 +46,7 @@ impl Mutation {
         Mutation::VoteInMemory,
         Mutation::RetentionWrongUnit,
         Mutation::CutDurableLog,
+        Mutation::PoisonIsFatal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +58,7 @@ impl Mutation {
             Mutation::VoteInMemory => "vote-in-memory",
             Mutation::RetentionWrongUnit => "retention-wrong-unit",
             Mutation::CutDurableLog => "cut-durable-log",
+            Mutation::PoisonIsFatal => "poison-is-fatal",
         }
     }
 

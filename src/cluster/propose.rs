@@ -59,3 +59,27 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(feature = "fault-injection")]
+impl Cluster {
+    /// Fault harness only: proposes `record` as it is, skipping the leader's
+    /// check and stamp (`payload::leader_stamp`), to put an entry no replica
+    /// can apply into the log (`faults::poison`). Leader only: a forward
+    /// would be checked by the leader it reaches. Returns the log index once
+    /// the entry reaches the ack level.
+    pub async fn propose_unchecked(&self, record: Record) -> Result<u64, ClusterError> {
+        self.peers.cluster_id()?;
+        if self.metrics().current_leader != Some(self.settings.node_id) {
+            return Err(ClusterError::NotLeader { leader_rest: None });
+        }
+        tael_consensus::write::propose(
+            &self.raft,
+            &self.log,
+            record,
+            self.settings.ack,
+            WRITE_TIMEOUT,
+        )
+        .await
+        .map_err(|s| ClusterError::Unavailable(s.message().to_string()))
+    }
+}

@@ -29,7 +29,7 @@ use crate::ingest::Transport;
 use crate::otlp::limits::{declared_len, OtlpLimits, Refusal, RETRY_AFTER_SECS};
 use crate::otlp::{
     commit_prepared, gunzip_bounded, prepare, GunzipError, Logs, Metrics, OtlpSignal, Prepared,
-    Traces, INLINE_DECODE_BYTES, MAX_EXPORT_BYTES,
+    Traces, INLINE_DECODE_BYTES,
 };
 
 /// A gRPC message's prefix: a compressed flag and a big-endian length.
@@ -125,7 +125,8 @@ where
             .map_frame(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining())))
             .map_err(Into::<BoxError>::into),
     );
-    let max_bytes = FRAME_HEADER_BYTES + MAX_EXPORT_BYTES;
+    let max_export_bytes = limits.max_export_bytes();
+    let max_bytes = FRAME_HEADER_BYTES + max_export_bytes;
     let shed = |r: Refusal| {
         if let Some(reason) = r.shed_reason() {
             ingest.metrics.record_shed(Transport::Grpc, reason);
@@ -138,7 +139,7 @@ where
         .map_err(shed)?;
     // Only now, with the whole message in, an export slot.
     let _slot = limits.admit_export().await.map_err(shed)?;
-    let prepared = decode_and_prepare::<S>(gzip, raw.bytes).await?;
+    let prepared = decode_and_prepare::<S>(gzip, raw.bytes, max_export_bytes).await?;
     commit_prepared::<S>(ingest, Transport::Grpc, prepared)
         .await
         .map_err(status_from)
@@ -182,13 +183,17 @@ fn unframe(raw: &[u8]) -> Result<(bool, &[u8]), Status> {
     Ok((compressed, &raw[FRAME_HEADER_BYTES..]))
 }
 
-fn decode_message<S: OtlpSignal>(gzip: bool, raw: &[u8]) -> Result<Prepared<S>, Status> {
+fn decode_message<S: OtlpSignal>(
+    gzip: bool,
+    raw: &[u8],
+    max_export_bytes: usize,
+) -> Result<Prepared<S>, Status> {
     let (compressed, message) = unframe(raw)?;
     let inflated;
     let message = match (compressed, gzip) {
         (false, _) => message,
         (true, true) => {
-            inflated = gunzip_bounded(message, MAX_EXPORT_BYTES).map_err(|e| match e {
+            inflated = gunzip_bounded(message, max_export_bytes).map_err(|e| match e {
                 GunzipError::TooLarge(why) => Status::resource_exhausted(why),
                 GunzipError::Invalid(why) => Status::invalid_argument(why),
             })?;
@@ -206,11 +211,15 @@ fn decode_message<S: OtlpSignal>(gzip: bool, raw: &[u8]) -> Result<Prepared<S>, 
 }
 
 /// Decodes and validates off the async workers unless the message is small.
-async fn decode_and_prepare<S: OtlpSignal>(gzip: bool, raw: Bytes) -> Result<Prepared<S>, Status> {
+async fn decode_and_prepare<S: OtlpSignal>(
+    gzip: bool,
+    raw: Bytes,
+    max_export_bytes: usize,
+) -> Result<Prepared<S>, Status> {
     if raw.len() <= INLINE_DECODE_BYTES && raw.first() != Some(&1) {
-        return decode_message::<S>(gzip, &raw);
+        return decode_message::<S>(gzip, &raw, max_export_bytes);
     }
-    tokio::task::spawn_blocking(move || decode_message::<S>(gzip, &raw))
+    tokio::task::spawn_blocking(move || decode_message::<S>(gzip, &raw, max_export_bytes))
         .await
         .map_err(|e| Status::internal(format!("decoding task: {e}")))?
 }

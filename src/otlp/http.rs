@@ -20,7 +20,6 @@ use crate::otlp::limits::{declared_len, OtlpLimits, Refusal, RETRY_AFTER_SECS};
 use crate::otlp::GunzipError;
 use crate::otlp::{
     commit_prepared, prepare, Logs, Metrics, OtlpSignal, Prepared, Traces, INLINE_DECODE_BYTES,
-    MAX_EXPORT_BYTES,
 };
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -133,8 +132,9 @@ fn request_format(headers: &HeaderMap) -> Result<Format, String> {
 }
 
 /// Bytes of an oversized body read and dropped before answering 413, so the
-/// client (still sending) gets the answer instead of a reset connection.
-const MAX_DRAIN_BYTES: usize = 4 * MAX_EXPORT_BYTES;
+/// client (still sending) gets the answer instead of a reset connection: this
+/// many times the largest export.
+const DRAIN_FACTOR: usize = 4;
 
 /// The HTTP answer to a refused body or admission (shedding is counted).
 fn refused(ingest: &Ingest, format: Format, r: Refusal) -> Response {
@@ -156,10 +156,11 @@ fn decode_body<S: OtlpSignal>(
     format: Format,
     gzip: bool,
     raw: &[u8],
+    max_export_bytes: usize,
 ) -> Result<S::Req, (StatusCode, String)> {
     let inflated;
     let body = if gzip {
-        inflated = super::gunzip_bounded(raw, MAX_EXPORT_BYTES).map_err(|e| match e {
+        inflated = super::gunzip_bounded(raw, max_export_bytes).map_err(|e| match e {
             GunzipError::TooLarge(why) => (StatusCode::PAYLOAD_TOO_LARGE, why),
             GunzipError::Invalid(why) => (StatusCode::BAD_REQUEST, why),
         })?;
@@ -210,13 +211,14 @@ async fn handle<S: OtlpSignal>(
     };
     // The body first, within its budget and read timeout, holding no
     // export slot: a slow sender must not keep fast ones from committing.
+    let max_export_bytes = state.limits.max_export_bytes();
     let raw = match state
         .limits
         .receive(
             body,
             declared_len(&headers),
-            MAX_EXPORT_BYTES,
-            MAX_DRAIN_BYTES,
+            max_export_bytes,
+            max_export_bytes.saturating_mul(DRAIN_FACTOR),
         )
         .await
     {
@@ -227,7 +229,7 @@ async fn handle<S: OtlpSignal>(
         Ok(permit) => permit,
         Err(r) => return refused(&state.ingest, format, r),
     };
-    let prepared = match decode_and_prepare::<S>(format, gzip, raw.bytes).await {
+    let prepared = match decode_and_prepare::<S>(format, gzip, raw.bytes, max_export_bytes).await {
         Ok(p) => p,
         Err((status, why)) => return error(format, status, why),
     };
@@ -260,9 +262,10 @@ async fn decode_and_prepare<S: OtlpSignal>(
     format: Format,
     gzip: bool,
     raw: bytes::Bytes,
+    max_export_bytes: usize,
 ) -> Result<Prepared<S>, (StatusCode, String)> {
     let small = raw_len_is_small(gzip, &raw);
-    let work = move || decode_body::<S>(format, gzip, &raw).map(prepare::<S>);
+    let work = move || decode_body::<S>(format, gzip, &raw, max_export_bytes).map(prepare::<S>);
     if small {
         return work();
     }

@@ -57,6 +57,9 @@ pub struct OtlpLimitsConfig {
     pub max_inflight_exports: usize,
     pub body_budget_bytes: u64,
     pub body_read_timeout: Duration,
+    /// Largest export accepted, after decompression: larger bodies get 413
+    /// (HTTP) or RESOURCE_EXHAUSTED (gRPC).
+    pub max_export_bytes: usize,
 }
 
 /// Why a request was not taken.
@@ -151,6 +154,11 @@ impl OtlpLimits {
 
     pub fn config(&self) -> &OtlpLimitsConfig {
         &self.config
+    }
+
+    /// Largest export accepted, after decompression.
+    pub fn max_export_bytes(&self) -> usize {
+        self.config.max_export_bytes
     }
 
     /// Waits (at most [`EXPORT_ADMISSION_WAIT`]) for an export slot.
@@ -254,6 +262,7 @@ mod tests {
             max_inflight_exports: 2,
             body_budget_bytes: budget_bytes,
             body_read_timeout: Duration::from_millis(timeout_ms),
+            max_export_bytes: 20 << 20,
         })
     }
 

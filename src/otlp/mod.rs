@@ -28,8 +28,12 @@ use crate::model::{LogRecord, MetricPoint, SpanRecord};
 use crate::payload;
 use convert::Converted;
 
-/// Largest accepted export, after decompression (gRPC and HTTP).
-pub const MAX_EXPORT_BYTES: usize = 20 * 1024 * 1024;
+/// Largest accepted export, after decompression (gRPC and HTTP), unless
+/// `max_export_bytes` says otherwise.
+pub const DEFAULT_MAX_EXPORT_BYTES: usize = 20 * 1024 * 1024;
+/// The most `max_export_bytes` may be: an export's records travel in Raft
+/// messages, which peers refuse above this size.
+pub const MAX_EXPORT_BYTES_LIMIT: usize = tael_consensus::network::MAX_MESSAGE_BYTES / 4;
 
 /// One OTLP signal: its request and response messages and how its records
 /// are validated and carried in the log.

@@ -23,6 +23,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         p if p == "/api/v1/keys" || p.starts_with("/api/v1/keys/") => Some(Role::Admin),
         p if p.starts_with("/api/v1/cluster/members") && !read => Some(Role::Admin),
         "/api/v1/cluster/check" if !read => Some(Role::Admin),
+        // Fault-injection builds only (`rest::fault`).
+        p if p.starts_with("/api/v1/fault/") => Some(Role::Admin),
         p if p.starts_with("/api/v1/traces/") && p.ends_with("/comments") && !read => {
             Some(Role::Writer)
         }
@@ -92,6 +94,7 @@ mod tests {
             (&post, INIT_PATH, Some(Role::Admin)),
             (&get, "/api/v1/cluster/check", Some(Role::Reader)),
             (&post, "/api/v1/cluster/check", Some(Role::Admin)),
+            (&post, "/api/v1/fault/poison", Some(Role::Admin)),
             (&get, "/api/v1/keys", Some(Role::Admin)),
             (&post, "/api/v1/keys", Some(Role::Admin)),
             (&delete, "/api/v1/keys/0123456789abcdef", Some(Role::Admin)),

@@ -13,6 +13,8 @@ mod blobs;
 mod cluster;
 mod comments;
 mod error;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod guard;
 mod jaeger;
 mod jaeger_model;
@@ -130,6 +132,23 @@ const MAX_REST_BODY_BYTES: usize = 1024 * 1024;
 
 /// The REST API; every route but the health checks behind `guard`.
 pub fn router(state: RestState, guard: Guard) -> Router {
+    api_routes()
+        .merge(fault_routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_REST_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .with_state(state)
+}
+
+/// The fault harness's routes: only in `fault-injection` builds.
+fn fault_routes() -> Router<RestState> {
+    let routes = Router::new();
+    #[cfg(feature = "fault-injection")]
+    let routes = routes.route("/api/v1/fault/poison", post(fault::poison));
+    routes
+}
+
+fn api_routes() -> Router<RestState> {
     Router::new()
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/live", get(live::traces))
@@ -178,10 +197,6 @@ pub fn router(state: RestState, guard: Guard) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(cluster::ready))
         .route("/metrics", get(cluster::prometheus))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .layer(DefaultBodyLimit::max(MAX_REST_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
-        .with_state(state)
 }
 
 /// A query answer, marked with the node that served it and the applied

@@ -96,6 +96,7 @@ fn open_stores(config: &ServeConfig, integrity: &RecordIntegrity) -> Result<Stor
         fjall_cache_bytes: config.cache_mb * 1024 * 1024,
         duplicate_retries: config.faults.is_active(Mutation::DoubleApplyRetries),
         cold_objects,
+        poison_is_fatal: config.faults.is_active(Mutation::PoisonIsFatal),
     };
     let sm = StateMachine::open(data_dir, sm_opts).map_err(|e| {
         format!(
@@ -200,6 +201,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
     let otlp_limits = OtlpLimits::new(OtlpLimitsConfig {
         max_inflight_exports: config.otlp_max_inflight_exports,
         body_budget_bytes: config.otlp_body_budget_mb.saturating_mul(1024 * 1024),
+        max_export_bytes: config.max_export_bytes,
         body_read_timeout: Duration::from_millis(config.otlp_body_read_timeout_ms),
     });
     let auth = Arc::new(Authenticator::new(

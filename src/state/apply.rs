@@ -325,6 +325,13 @@ impl Shared {
                     match apply_tapped(&mut batch, e.log_id.index, record, tap.as_mut())? {
                         Ok(applied) => counts.add(applied),
                         Err(reason) => {
+                            // The mutation restores the bug apply being total
+                            // fixed: every replica stops on the same entry.
+                            assert!(
+                                !self.opts.poison_is_fatal,
+                                "poison-is-fatal: cannot apply log entry {}: {reason}",
+                                e.log_id.index
+                            );
                             // Deterministic: every replica rejects the same
                             // entry for the same reason, so they stay equal.
                             tracing::error!(
@@ -552,6 +559,21 @@ mod tests {
             sm.shared.store().rejected_entries().unwrap(),
             sm2.shared.store().rejected_entries().unwrap()
         );
+    }
+
+    /// The `poison-is-fatal` mutation brings back the stop on an entry that
+    /// cannot apply (what the fault harness must catch).
+    #[test]
+    #[should_panic(expected = "poison-is-fatal")]
+    fn the_poison_mutation_stops_apply_on_the_first_bad_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StateMachineOptions {
+            poison_is_fatal: true,
+            ..StateMachineOptions::default()
+        };
+        let sm = StateMachine::open(dir.path(), opts).unwrap();
+        let (record, _) = poison().remove(0);
+        let _ = sm.shared.apply_entries(&[normal(1, record)]);
     }
 
     fn stamped_comment(body: &str, batch_key: [u8; 16]) -> Record {

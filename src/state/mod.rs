@@ -45,6 +45,9 @@ pub struct StateMachineOptions {
     pub duplicate_retries: bool,
     /// The shared cold store (`--cold-store s3://...`); `None`: local.
     pub cold_objects: Option<Arc<cold::objects::ColdObjects>>,
+    /// The `poison-is-fatal` mutation: an entry that cannot be applied
+    /// panics the apply instead of being rejected; false outside fault tests.
+    pub poison_is_fatal: bool,
 }
 
 impl Default for StateMachineOptions {
@@ -54,6 +57,7 @@ impl Default for StateMachineOptions {
             fjall_cache_bytes: 64 * 1024 * 1024,
             duplicate_retries: false,
             cold_objects: None,
+            poison_is_fatal: false,
         }
     }
 }

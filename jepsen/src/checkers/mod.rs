@@ -5,8 +5,11 @@
 //! `results.json`.
 
 pub mod election;
+pub mod exits;
+pub mod flood;
 pub mod list;
 pub mod list_order;
+pub mod poison;
 pub mod retention;
 pub mod session;
 pub mod set;

@@ -67,6 +67,8 @@ struct Proc {
     /// The exit code of this start's process once it exited by itself,
     /// whoever reaped it (`is_running` may, before `wait_exit` looks).
     exited: Option<Option<i32>>,
+    /// When the running process was spawned.
+    started_at: Option<Instant>,
 }
 
 pub struct ClusterConfig {
@@ -77,6 +79,9 @@ pub struct ClusterConfig {
     pub extra_args: Vec<String>,
     /// libfaketime to preload into every node (clock faults), if any.
     pub faketime_lib: Option<PathBuf>,
+    /// Let libfaketime fake the monotonic clock too (the slow-clock fault:
+    /// Raft's lease and timers run on it). Otherwise only wall clocks move.
+    pub fake_monotonic: bool,
     /// `tael-lazyfs`: each node's data directory on a mount of its own.
     pub lazyfs_bin: Option<PathBuf>,
 }
@@ -91,6 +96,21 @@ struct Inner {
     removed: BTreeSet<u64>,
     /// The data directories' file systems, when the run uses them.
     mounts: BTreeMap<u64, super::lazyfs::Mount>,
+    /// Processes found gone that no harness action stopped (see
+    /// [`Cluster::unexpected_exits`]).
+    exits: Vec<UnexpectedExit>,
+}
+
+/// A node process that exited by itself: not killed by the harness, nor
+/// awaited as an expected exit ([`Cluster::wait_exit`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnexpectedExit {
+    pub node: u64,
+    /// The exit code, `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// When the harness noticed, ms since the cluster was created.
+    pub noticed_ms: u64,
 }
 
 impl Inner {
@@ -128,6 +148,8 @@ impl Drop for Inner {
 pub struct Cluster {
     cfg: Arc<ClusterConfig>,
     inner: Arc<Mutex<Inner>>,
+    /// For the times of [`UnexpectedExit`]s.
+    created: Instant,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -257,7 +279,9 @@ impl Cluster {
                 dial_overrides: BTreeMap::new(),
                 removed: BTreeSet::new(),
                 mounts: BTreeMap::new(),
+                exits: Vec::new(),
             })),
+            created: Instant::now(),
         };
         // Nodes run the way production runs them: every client call with a
         // key, every peer call with a proof of the cluster secret.
@@ -412,14 +436,27 @@ impl Cluster {
             return false;
         };
         // Reap a process that exited by itself (e.g. refused to start).
+        let mut exited = None;
         if let Some(child) = p.child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
                 p.child = None;
                 p.paused = false;
                 p.exited = Some(status.code());
+                exited = Some(status);
             }
         }
-        p.child.is_some()
+        let running = p.child.is_some();
+        if let Some(status) = exited {
+            use std::os::unix::process::ExitStatusExt;
+            let noticed_ms = self.created.elapsed().as_millis() as u64;
+            inner.exits.push(UnexpectedExit {
+                node: id,
+                code: status.code(),
+                signal: status.signal(),
+                noticed_ms,
+            });
+        }
+        running
     }
 
     /// Whether node `id` is down because it exited on its own (not killed
@@ -504,6 +541,7 @@ impl Cluster {
         p.paused = false;
         p.exited = None;
         p.starts += 1;
+        p.started_at = Some(Instant::now());
         Ok(true)
     }
 
@@ -515,7 +553,9 @@ impl Cluster {
         args.push("TAEL_LOG=info,openraft=warn".into());
         if let (Some(clock), Some(lib)) = (&spec.clock_file, &self.cfg.faketime_lib) {
             args.push(format!("LD_PRELOAD={}", lib.display()));
-            args.push("DONT_FAKE_MONOTONIC=1".into());
+            if !self.cfg.fake_monotonic {
+                args.push("DONT_FAKE_MONOTONIC=1".into());
+            }
             args.push("FAKETIME_NO_CACHE=1".into());
             args.push(format!("FAKETIME_TIMESTAMP_FILE={}", clock.display()));
         }
@@ -649,6 +689,22 @@ impl Cluster {
         }
     }
 
+    /// Every node process found exited that the harness neither killed
+    /// nor waited for as an expected exit, in the order noticed. Exits are
+    /// noticed when anything asks whether the node runs (the leader
+    /// observer does, every poll).
+    pub fn unexpected_exits(&self) -> Vec<UnexpectedExit> {
+        self.lock().exits.clone()
+    }
+
+    /// How long node `id`'s running process has run (from its spawn).
+    pub fn uptime(&self, id: u64) -> Option<Duration> {
+        let inner = self.lock();
+        let p = inner.procs.get(&id)?;
+        p.child.as_ref()?;
+        p.started_at.map(|t| t.elapsed())
+    }
+
     pub fn starts(&self, id: u64) -> u32 {
         self.lock().procs.get(&id).map_or(0, |p| p.starts)
     }
@@ -731,14 +787,20 @@ impl Cluster {
     // ---- clock (libfaketime) ----
 
     pub fn set_clock_offset(&self, id: u64, offset_s: i64) -> Result<(), String> {
-        let spec = self.spec(id)?;
-        let path = spec.clock_file.ok_or("clock faults are not enabled")?;
         let text = if offset_s >= 0 {
             format!("+{offset_s}s\n")
         } else {
             format!("{offset_s}s\n")
         };
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+        self.set_clock_spec(id, &text)
+    }
+
+    /// Writes a libfaketime time specification (offset and rate, e.g.
+    /// `+0 x0.1`) for node `id`, read at its next clock call.
+    pub fn set_clock_spec(&self, id: u64, spec_text: &str) -> Result<(), String> {
+        let spec = self.spec(id)?;
+        let path = spec.clock_file.ok_or("clock faults are not enabled")?;
+        std::fs::write(&path, spec_text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     // ---- REST helpers ----
@@ -853,6 +915,7 @@ mod tests {
             net: NetMode::Proxy,
             extra_args: Vec::new(),
             faketime_lib: None,
+            fake_monotonic: false,
             lazyfs_bin: None,
         };
         (dir, Cluster::new(config, 3).unwrap())
@@ -908,6 +971,43 @@ mod tests {
         }
         assert_eq!(seen.len(), 12);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The slow-clock fault needs libfaketime to fake the monotonic clock
+    /// (Raft's lease is timed by it); the clock fault must leave it alone.
+    #[test]
+    fn only_the_slow_clock_fault_fakes_the_monotonic_clock() {
+        for fake_monotonic in [false, true] {
+            let dir = std::env::temp_dir().join(format!(
+                "tj-faketime-{fake_monotonic}-{}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let c = Cluster::new(
+                ClusterConfig {
+                    server_bin: PathBuf::from("/bin/false"),
+                    run_dir: dir.clone(),
+                    net: NetMode::Proxy,
+                    extra_args: Vec::new(),
+                    faketime_lib: Some(PathBuf::from("/lib/libfaketime.so.1")),
+                    fake_monotonic,
+                    lazyfs_bin: None,
+                },
+                1,
+            )
+            .unwrap();
+            let spec = c.spec(1).unwrap();
+            let args = c.command_line(1, &spec, &[]);
+            assert!(args.iter().any(|a| a.starts_with("LD_PRELOAD=")));
+            assert_eq!(
+                args.iter().any(|a| a == "DONT_FAKE_MONOTONIC=1"),
+                !fake_monotonic
+            );
+            c.set_clock_spec(1, "+0 x0.1\n").unwrap();
+            let clock = std::fs::read_to_string(spec.clock_file.unwrap()).unwrap();
+            assert_eq!(clock, "+0 x0.1\n");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]

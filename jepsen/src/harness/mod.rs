@@ -41,6 +41,8 @@ pub struct Capabilities {
     pub comments: bool,
     /// libfaketime is preloaded into the nodes.
     pub faketime: bool,
+    /// ... and fakes their monotonic clock too (the slow-clock fault).
+    pub fake_monotonic: bool,
     /// Every node's data directory is on its own tael-lazyfs mount.
     pub lazyfs: bool,
 }
@@ -66,6 +68,7 @@ pub fn detect_capabilities(server_bin: &Path) -> Result<Capabilities, String> {
         member_commands: top.lines().any(|l| l.trim_start().starts_with("member")),
         comments: false,
         faketime: false,
+        fake_monotonic: false,
         lazyfs: false,
     })
 }
@@ -207,6 +210,17 @@ async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
         .as_array()
         .and_then(|a| a.iter().find(|n| n["id"].as_u64() == Some(id)).cloned());
     if let Some(own) = own {
+        if own["state"] == "shutdown" {
+            rec.record(
+                OBSERVER,
+                OpKind::Info,
+                checkers::exits::CORE_STOPPED,
+                None,
+                json!({"node": id, "incarnation": incarnation}),
+                Some(id),
+                None,
+            );
+        }
         if own["state"] == "leader" {
             rec.record(
                 OBSERVER,
@@ -215,7 +229,9 @@ async fn observe_node(cluster: &Cluster, rec: &Recorder, id: u64) {
                 None,
                 json!({"node": id, "term": own["term"], "incarnation": incarnation,
                        "committed_index": own["committed_index"],
-                       "last_log_index": own["last_log_index"]}),
+                       "last_log_index": own["last_log_index"],
+                       "snapshot_index": own["snapshot_index"],
+                       "purged_index": own["purged_index"]}),
                 Some(id),
                 None,
             );
@@ -380,16 +396,24 @@ async fn run_async(opts: TestOptions) -> Outcome {
         extra_args.push("--mutation".into());
         extra_args.push(m.clone());
     }
+    if profile.faults.contains(&FaultKind::Poison) && !caps.mutation {
+        return harness_failure(
+            &opts,
+            "the poison nemesis needs the fault route of a server built with --features fault-injection".into(),
+        );
+    }
     // Faults the machine cannot install would leave the run unknown after
     // minutes of work: say what to install now instead.
     let missing = prereqs::missing(&profile.faults, opts.net, &machine);
     if !missing.is_empty() {
         return harness_failure(&opts, prereqs::explain(&missing, opts.net));
     }
+    let slow_clock = profile.faults.contains(&FaultKind::SlowClock);
     let faketime_lib = machine
         .faketime_lib
-        .filter(|_| profile.faults.contains(&FaultKind::Clock));
+        .filter(|_| profile.faults.contains(&FaultKind::Clock) || slow_clock);
     caps.faketime = faketime_lib.is_some();
+    caps.fake_monotonic = caps.faketime && slow_clock;
     let run_dir = opts.out_dir.clone();
     let cluster = match Cluster::new(
         ClusterConfig {
@@ -398,6 +422,7 @@ async fn run_async(opts: TestOptions) -> Outcome {
             net: opts.net,
             extra_args,
             faketime_lib,
+            fake_monotonic: caps.fake_monotonic,
             lazyfs_bin: caps.lazyfs.then(|| opts.lazyfs_bin.clone()),
         },
         3,
@@ -506,6 +531,9 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         retry: opts.retry.unwrap_or(profile.retry),
         op_timeout_ms: 5_000,
         think_ms: 40,
+        lease_read_share: profile.lease_read_share,
+        flood_clients: profile.flood_clients,
+        flood_in_flight: profile.flood_in_flight,
     };
     let clients = Clients::new(cluster.clone(), rec.clone(), wcfg.clone());
     caps.comments = clients.comments_supported(1).await;
@@ -555,6 +583,11 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
             opts.seed,
             stop.clone(),
         )));
+    }
+    for c in 0..wcfg.flood_clients {
+        tasks.push(tokio::spawn(
+            clients.clone().flood_client(c as u64, stop.clone()),
+        ));
     }
     for c in 0..wcfg.aged_clients {
         tasks.push(tokio::spawn(clients.clone().aged_client(
@@ -619,7 +652,10 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     let mut healed = Vec::new();
     for id in cluster.ids() {
         cluster.resume(id);
-        if caps.faketime {
+        if caps.fake_monotonic {
+            // A rate, once set, stays until another is named.
+            let _ = cluster.set_clock_spec(id, "+0s x1\n");
+        } else if caps.faketime {
             let _ = cluster.set_clock_offset(id, 0);
         }
         if !refused.contains(&id) && matches!(cluster.start(id), Ok(true)) {
@@ -742,6 +778,14 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         json!({"installed": false, "error": "no converged cluster"})
     };
     rec.nemesis(DIGEST_CHECK_EVENT, digests.clone());
+    if kinds.contains(&FaultKind::Poison) {
+        // After the digests: every member applied up to the check entry,
+        // and nothing proposes poison any more.
+        rec.nemesis(
+            checkers::poison::REJECTED_EVENT,
+            rejected_counts(&cluster, &members).await,
+        );
+    }
     // Comment lists: a final linearizable read of every key through every
     // node, and (after convergence) each node's local list, which must be
     // identical, order included.
@@ -822,6 +866,20 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
     checks.push(convergence_check(&convergence, liveness_ok(&checks)));
     checks.push(digest_check(&digests, &members));
     checks.push(coverage::check(&plan, &history));
+    if kinds.contains(&FaultKind::Poison) {
+        use workload::{AGED_ADD, LIST_APPEND, SESSION_ADD, SET_ADD};
+        checks.push(checkers::poison::check(
+            &history,
+            &[SET_ADD, SESSION_ADD, LIST_APPEND, AGED_ADD],
+        ));
+    }
+    if wcfg.flood_clients > 0 {
+        checks.push(checkers::flood::check(&history));
+    }
+    let exits = cluster.unexpected_exits();
+    if profile.exits_are_bugs {
+        checks.push(checkers::exits::check(&exits, &history));
+    }
     let corruption = nem.corruption_log.lock().expect("lock").clone();
     if kinds.contains(&FaultKind::Corrupt) || kinds.contains(&FaultKind::CorruptAny) {
         let planned = plan
@@ -872,6 +930,7 @@ async fn run_with_cluster(opts: &TestOptions, cluster: Cluster, mut caps: Capabi
         "profile": profile.name, "seed": opts.seed,
         "checks": checks,
         "nemesis": nemesis_summary,
+        "unexpected_exits": exits,
         "ops": history.iter().filter(|e| e.process >= 0 && e.kind == OpKind::Invoke).count(),
         "duration_s": start.elapsed().as_secs_f64(),
     });
@@ -996,6 +1055,28 @@ async fn wait_final_cut(cluster: &Cluster, members: &[u64], deadline: Duration) 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     json!({"installed": false, "error": "no retention cut covered the writes in time", "state": last})
+}
+
+/// Every member's count of entries its state machine rejected, read from
+/// its `/metrics`; the event's value for
+/// [`checkers::poison::REJECTED_EVENT`].
+async fn rejected_counts(cluster: &Cluster, members: &[u64]) -> Value {
+    let mut counts = serde_json::Map::new();
+    let mut errors = serde_json::Map::new();
+    for &id in members {
+        let metric = checkers::poison::REJECTED_METRIC;
+        match cluster
+            .get_text(id, "/metrics", Duration::from_secs(5))
+            .await
+            .and_then(|text| {
+                checkers::poison::metric_value(&text, metric)
+                    .ok_or_else(|| format!("no {metric} in /metrics"))
+            }) {
+            Ok(n) => counts.insert(id.to_string(), json!(n)),
+            Err(e) => errors.insert(id.to_string(), json!(e)),
+        };
+    }
+    json!({"counts": counts, "errors": errors, "installed": true})
 }
 
 /// Below these a run is not evidence of anything.

@@ -39,6 +39,17 @@ pub enum FaultKind {
     /// Every fsync of one node (the leader or a follower) held 200..800 ms
     /// for a while (tael-lazyfs `slow-fsync`).
     SlowDisk,
+    /// The leader proposes an entry no replica can apply (an unknown tag,
+    /// undecodable spans, a service name too long to store), past its own
+    /// check, through the fault route of a fault-injection build. Every
+    /// replica must reject it the same way and keep serving.
+    Poison,
+    /// Breaks the assumption lease reads rest on (docs/consistency.md): the
+    /// leader's clocks, monotonic included, run at a tenth of real time
+    /// while it is cut off from every other node (clients still reach it).
+    /// A leader that keeps serving lease reads then answers from state the
+    /// new leader has moved past. Only for profiles that must be invalid.
+    SlowClock,
 }
 
 impl FaultKind {
@@ -54,6 +65,8 @@ impl FaultKind {
             "membership" => FaultKind::Membership,
             "disk-full" => FaultKind::DiskFull,
             "slow-disk" => FaultKind::SlowDisk,
+            "poison" => FaultKind::Poison,
+            "slow-clock" => FaultKind::SlowClock,
             _ => return None,
         })
     }
@@ -70,6 +83,8 @@ impl FaultKind {
             FaultKind::Membership => "membership",
             FaultKind::DiskFull => "disk-full",
             FaultKind::SlowDisk => "slow-disk",
+            FaultKind::Poison => "poison",
+            FaultKind::SlowClock => "slow-clock",
         }
     }
 
@@ -86,6 +101,11 @@ impl FaultKind {
             FaultKind::Membership => (6_000, 12_000, 0, 0),
             FaultKind::DiskFull => (4_000, 10_000, 2_000, 6_000),
             FaultKind::SlowDisk => (3_000, 8_000, 3_000, 8_000),
+            // A proposal, nothing to heal.
+            FaultKind::Poison => (2_000, 6_000, 0, 0),
+            // Long enough for the others to elect a leader (vote lease and
+            // election: about 3 s) and acknowledge writes behind it.
+            FaultKind::SlowClock => (2_000, 4_000, 8_000, 12_000),
         }
     }
 
@@ -102,6 +122,8 @@ impl FaultKind {
             FaultKind::Membership => &["membership"],
             FaultKind::DiskFull => &["disk-full"],
             FaultKind::SlowDisk => &["slow-disk"],
+            FaultKind::Poison => &["poison"],
+            FaultKind::SlowClock => &["slow-clock"],
         }
     }
 
@@ -140,6 +162,9 @@ impl FaultKind {
             FaultKind::Membership => &["remove-add", "add-new"],
             FaultKind::DiskFull => &["one", "leader", "all"],
             FaultKind::SlowDisk => &["leader", "follower"],
+            // `faults::poison::PoisonKind` names.
+            FaultKind::Poison => &["unknown-tag", "undecodable", "long-service-name"],
+            FaultKind::SlowClock => &["isolate-leader"],
         }
     }
 }
@@ -430,6 +455,8 @@ impl Nemesis {
             }
             FaultKind::Clock => self.clock(p, hold, stop).await,
             FaultKind::Corrupt | FaultKind::CorruptAny => self.corrupt(p, hold, stop).await,
+            FaultKind::Poison => self.poison(p).await,
+            FaultKind::SlowClock => self.slow_clock(p, hold, stop).await,
             FaultKind::Membership => {
                 let change = super::membership::Change {
                     cluster: &self.cluster,
@@ -440,6 +467,106 @@ impl Nemesis {
                 };
                 self.membership.change(&change).await
             }
+        }
+    }
+
+    /// Has the leader propose one poison entry of kind `p.target`
+    /// (`POST /api/v1/fault/poison`). Installed when the leader answered
+    /// with the entry's log index (it reached the ack level); an unanswered
+    /// request may still have put it in the log.
+    async fn poison(&self, p: &Planned) {
+        let Some(leader) = self.cluster.current_leader().await else {
+            self.rec.nemesis(
+                "poison",
+                json!({"target": p.target, "installed": false, "error": "no leader"}),
+            );
+            return;
+        };
+        let result = match self.cluster.spec(leader) {
+            Ok(spec) => post_poison(&spec.url(POISON_PATH), &p.target).await,
+            Err(e) => Err(e),
+        };
+        self.rec.nemesis(
+            "poison",
+            json!({"target": p.target, "node": leader, "installed": result.is_ok(),
+                   "log_index": result.as_ref().ok(), "error": result.err()}),
+        );
+    }
+
+    /// Slows the leader's clocks to [`SLOW_CLOCK_RATE`] and cuts it off
+    /// from the other nodes for `hold`; then its clock runs at real speed
+    /// again and the network heals. Installed when the clock file was
+    /// written, libfaketime with a faked monotonic clock runs in the leader,
+    /// and a cut link was proven cut.
+    async fn slow_clock(&self, p: &Planned, hold: Duration, stop: &AtomicBool) {
+        let Some(leader) = self.cluster.current_leader().await else {
+            self.rec.nemesis(
+                "slow-clock",
+                json!({"target": p.target, "installed": false, "error": "no leader"}),
+            );
+            return;
+        };
+        if !self.caps.fake_monotonic {
+            self.rec.nemesis(
+                "slow-clock",
+                json!({"target": p.target, "node": leader, "installed": false,
+                       "error": "the nodes do not run under libfaketime with a faked monotonic clock"}),
+            );
+            return;
+        }
+        let spec = match self.cluster.uptime(leader) {
+            Some(up) => Ok(slow_clock_spec(up, SLOW_CLOCK_RATE)),
+            None => Err("the leader is not running".to_string()),
+        };
+        let slowed = spec
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|s| self.cluster.set_clock_spec(leader, s));
+        let ids = self.members();
+        let (links, desc) = partition_links("isolate-leader", &ids, p.pick, Some(leader));
+        let cut = self.block(&links);
+        let verified = match (links.first(), &cut) {
+            (Some(&(from, to)), Ok(())) if self.cluster.net() == NetMode::Netns => {
+                let c = self.cluster.clone();
+                tokio::task::spawn_blocking(move || c.netns_link_cut(from, to))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+            }
+            (Some(_), Ok(())) => Ok(self.proxies.is_some() && self.caps.dial_override),
+            _ => Ok(false),
+        };
+        let preloaded = self.faketime_mapped(leader);
+        let installed = slowed.is_ok()
+            && cut.is_ok()
+            && verified.as_ref().is_ok_and(|v| *v)
+            && preloaded.is_ok();
+        self.rec.nemesis(
+            "slow-clock",
+            json!({"target": p.target, "node": leader, "clock": spec.ok().map(|s| s.trim().to_string()),
+                   "grudge": desc, "links": links, "installed": installed,
+                   "verified_cut": verified.ok(), "faketime": preloaded,
+                   "error": slowed.err().or(cut.err())}),
+        );
+        sleep_or_stop(hold, stop).await;
+        let reset = self.cluster.set_clock_spec(leader, REAL_CLOCK_SPEC);
+        let healed = self.block(&[]);
+        self.rec.nemesis(
+            "heal-slow-clock",
+            json!({"node": leader, "installed": reset.is_ok() && healed.is_ok(),
+                   "error": reset.err().or(healed.err())}),
+        );
+    }
+
+    /// Proof that libfaketime runs in node `id`'s server process.
+    fn faketime_mapped(&self, id: u64) -> Result<String, String> {
+        let pid = self.cluster.pid(id).ok_or("node not running")?;
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .map_err(|e| format!("/proc/{pid}/maps: {e}"))?;
+        if maps.contains("libfaketime") {
+            Ok(format!("libfaketime mapped into pid {pid}"))
+        } else {
+            Err("libfaketime is not mapped into the server".into())
         }
     }
 
@@ -855,6 +982,54 @@ fn ok_nodes(results: &[Value]) -> Vec<u64> {
         .collect()
 }
 
+/// The slowed clock's speed: a tenth of real time.
+const SLOW_CLOCK_RATE: f64 = 0.1;
+/// libfaketime's specification that ends a slow clock: no offset, real
+/// speed. The rate must be named: a specification without one keeps the
+/// last rate set. The clocks jump forward to real time.
+const REAL_CLOCK_SPEC: &str = "+0s x1\n";
+
+/// libfaketime's specification that slows a process's clocks to `rate`
+/// from now on, `uptime` after the process started, without moving them
+/// back. libfaketime scales the whole time since the process started
+/// (fake = start + offset + rate × (real − start)), so the offset makes up
+/// what scaling takes away; rounded up to whole seconds, the clocks jump
+/// forward by under a second instead. Monotonic time must never go back:
+/// that would break more than the clock-rate bound lease reads assume
+/// (with openraft's read index, a quorum's acknowledgements stamped before
+/// a backward jump look newer than every later read).
+pub fn slow_clock_spec(uptime: Duration, rate: f64) -> String {
+    let offset_s = (uptime.as_secs_f64() * (1.0 - rate)).ceil() as u64;
+    format!("+{offset_s}s x{rate}\n")
+}
+
+/// The fault route of a fault-injection build (`rest::fault`).
+const POISON_PATH: &str = "/api/v1/fault/poison";
+
+/// Asks the node at `url` to propose a poison entry of `kind`; its log index.
+async fn post_poison(url: &str, kind: &str) -> Result<u64, String> {
+    let body = json!({ "kind": kind }).to_string();
+    let r = tael_raft::http_client::request(
+        "POST",
+        url,
+        Some("application/json"),
+        body.as_bytes(),
+        Duration::from_secs(12),
+    )
+    .await?;
+    if r.status == 404 {
+        return Err(
+            "the server has no fault route: build it with --features fault-injection".into(),
+        );
+    }
+    if r.status != 200 {
+        return Err(format!("{} {}", r.status, String::from_utf8_lossy(&r.body)));
+    }
+    r.json()?["log_index"]
+        .as_u64()
+        .ok_or_else(|| "answer without a log_index".to_string())
+}
+
 /// Directed links to block for a partition target, and its description.
 pub fn partition_links(
     target: &str,
@@ -1111,6 +1286,42 @@ mod tests {
             netns_targets.len(),
             FaultKind::Partition.targets().len() - 1
         );
+    }
+
+    #[test]
+    fn a_slowed_clock_never_moves_back() {
+        // fake = offset + rate × uptime must not fall below the uptime
+        // (monotonic time so far) at the moment the rate is set.
+        for (uptime_ms, rate) in [(0u64, 0.1), (1, 0.1), (2_500, 0.1), (47_300, 0.5)] {
+            let up = Duration::from_millis(uptime_ms);
+            let spec = slow_clock_spec(up, rate);
+            let offset_s: f64 = spec
+                .trim()
+                .strip_prefix('+')
+                .and_then(|s| s.split('s').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let fake_s = offset_s + rate * up.as_secs_f64();
+            assert!(fake_s >= up.as_secs_f64(), "{spec}");
+            assert!(
+                fake_s < up.as_secs_f64() + 1.0,
+                "jumps under a second: {spec}"
+            );
+            assert!(spec.trim().ends_with(&format!("x{rate}")), "{spec}");
+        }
+    }
+
+    /// The poison targets are the server's names for its poison kinds.
+    #[test]
+    fn poison_targets_are_kinds_the_server_knows() {
+        for t in FaultKind::Poison.targets() {
+            assert!(
+                tael_raft::faults::poison::PoisonKind::parse(t).is_ok(),
+                "{t}"
+            );
+        }
+        assert_eq!(FaultKind::parse("poison"), Some(FaultKind::Poison));
     }
 
     #[test]

@@ -78,14 +78,17 @@ pub fn missing(faults: &[FaultKind], net: NetMode, machine: &Machine) -> Vec<Mis
             needed_for: "network namespaces (netns mode)",
         });
     }
-    if net == NetMode::Netns && faults.contains(&FaultKind::Partition) && !machine.nft {
+    let cuts_links =
+        faults.contains(&FaultKind::Partition) || faults.contains(&FaultKind::SlowClock);
+    if net == NetMode::Netns && cuts_links && !machine.nft {
         out.push(Missing {
             what: "nft",
             package: "nftables",
             needed_for: "partitions in netns mode",
         });
     }
-    if faults.contains(&FaultKind::Clock) && machine.faketime_lib.is_none() {
+    let clocks = faults.contains(&FaultKind::Clock) || faults.contains(&FaultKind::SlowClock);
+    if clocks && machine.faketime_lib.is_none() {
         out.push(Missing {
             what: "libfaketime.so.1",
             package: "faketime",

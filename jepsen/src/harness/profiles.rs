@@ -15,6 +15,12 @@ pub struct Profile {
     /// Clients writing spans already past the retention (see
     /// `checkers::retention`).
     pub aged_clients: usize,
+    /// Bulk writers, and the exports each keeps in flight
+    /// (`workload::Clients::flood_client`).
+    pub flood_clients: usize,
+    pub flood_in_flight: usize,
+    /// The share of span-set reads made at `lease`.
+    pub lease_read_share: f64,
     pub retry: bool,
     /// `serve --mutation NAME` (needs a server built with fault-injection).
     pub mutation: Option<String>,
@@ -34,6 +40,10 @@ pub struct Profile {
     /// (power cuts then hit every file, not only the Raft log). Disk
     /// faults always need it.
     pub lazyfs: bool,
+    /// No fault of this profile stops a node on purpose, so a node process
+    /// that exits, or a Raft core that stops, by itself makes the run
+    /// invalid (`checkers::exits`).
+    pub exits_are_bugs: bool,
 }
 
 fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
@@ -45,6 +55,9 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         session_clients: 2,
         list_clients: 0,
         aged_clients: 0,
+        flood_clients: 0,
+        flood_in_flight: 0,
+        lease_read_share: super::workload::LEASE_READ_SHARE,
         retry: false,
         mutation: None,
         server_args: Vec::new(),
@@ -54,6 +67,7 @@ fn p(name: &str, description: &str, faults: &[FaultKind]) -> Profile {
         fault_timing: None,
         observe_interval_ms: 250,
         lazyfs: false,
+        exits_are_bugs: false,
     }
 }
 
@@ -114,7 +128,7 @@ pub fn all() -> Vec<Profile> {
             "all",
             "every fault kind, overlapping, every workload, with cold moves and retention cuts running",
             &[
-                Kill, Pause, Partition, Clock, PowerLoss, Membership, DiskFull, SlowDisk,
+                Kill, Pause, Partition, Clock, PowerLoss, Membership, DiskFull, SlowDisk, Poison,
             ],
         ),
     ];
@@ -134,7 +148,42 @@ pub fn all() -> Vec<Profile> {
         all.min_retention_traces_s = Some(3_600);
         // Disk faults need it, and power cuts then hit every file.
         all.lazyfs = true;
+        // Not `exits_are_bugs`: a node stops by design on a full disk (and
+        // is restarted once it heals). Poison entries that stopped nodes
+        // would still show in the poison check and the panic scan.
     }
+    // Entries no replica can apply, proposed by the leader past its own
+    // check: rejected the same way everywhere, the cluster keeps going.
+    let mut poison = p(
+        "poison",
+        "the leader proposes entries no replica can apply (unknown tag, undecodable spans, a service name too long to store) past its check; every replica rejects them alike and keeps serving, under kills",
+        &[Poison, Kill],
+    );
+    poison.exits_are_bugs = true;
+    v.push(poison);
+    // openraft's purge-versus-apply race (upstream issue 2116, seen under
+    // sustained writes on two cores): a snapshot every 64 entries and no
+    // log kept behind it, so purges chase the apply; bulk writers keep the
+    // log moving, kills restart nodes into it.
+    let mut purge = p(
+        "purge-race",
+        "a snapshot every 64 entries, no log kept behind it, bulk writers as fast as they can, kills; no node may exit or stop by itself",
+        &[Kill],
+    );
+    purge.server_args = [
+        "--snapshot-every-entries",
+        "64",
+        "--log-entries-kept-after-snapshot",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    purge.flood_clients = 2;
+    purge.flood_in_flight = 32;
+    purge.set_clients = 2;
+    purge.session_clients = 1;
+    purge.exits_are_bugs = true;
+    v.push(purge);
     // Frequent short power cuts: a leader that loses its unsynced log
     // tail must not come back as leader of the same term.
     let mut cuts = p(
@@ -257,6 +306,30 @@ pub fn all() -> Vec<Profile> {
     vote.fault_timing = Some((300, 1_200, 200, 900));
     vote.observe_interval_ms = 50;
     v.push(vote);
+    // Apply made non-total again: the first poison entry stops every replica.
+    let mut fatal = m(
+        "mutation-poison-fatal",
+        "poison-is-fatal",
+        "apply panics on an entry it cannot apply: one poison entry stops the cluster",
+        &[Poison],
+    );
+    fatal.exits_are_bugs = true;
+    v.push(fatal);
+    // Lease reads beyond their assumption (a bounded clock rate,
+    // docs/consistency.md): the leader's clocks run at a tenth of real
+    // speed while it is cut off, so it keeps its lease long after the others
+    // elected a new leader. Every span-set read is a lease read, and more
+    // clients keep reads flowing while those sent to the cut-off leader's
+    // writes wait out their timeouts.
+    let mut lease = p(
+        "mutation-slow-leader-clock",
+        "the leader's clocks (monotonic too) run at a tenth of real speed while it is cut off from the other nodes but not from clients; all span-set reads at lease: stale lease reads",
+        &[SlowClock],
+    );
+    lease.expect_invalid = true;
+    lease.set_clients = 8;
+    lease.lease_read_share = 1.0;
+    v.push(lease);
     v
 }
 

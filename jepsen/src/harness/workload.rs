@@ -5,9 +5,9 @@
 //! nodes by position); only timing and outcomes differ between runs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -21,7 +21,7 @@ use tael_raft::http_client;
 use tonic::transport::{Channel, Endpoint};
 
 use super::cluster::Cluster;
-use crate::events::{OpKind, Recorder};
+use crate::events::{OpKind, Recorder, OBSERVER};
 
 pub const SET_ADD: &str = "add";
 pub const SET_READ: &str = "read";
@@ -50,7 +50,8 @@ pub const LIST_READ_LOCAL: &str = "read-list-local";
 /// Processes of one client are `client + k * PROCESS_STRIDE` (a fresh id
 /// after every unknown outcome).
 pub const PROCESS_STRIDE: i64 = 1000;
-/// The share of the span-set workload's reads made at `lease`.
+/// The share of the span-set workload's reads made at `lease`, unless a
+/// profile sets its own.
 pub const LEASE_READ_SHARE: f64 = 0.3;
 
 /// Process ids of the final reads after the heal.
@@ -71,7 +72,21 @@ pub struct WorkloadConfig {
     pub op_timeout_ms: u64,
     /// Pause between one client's operations.
     pub think_ms: u64,
+    /// The share of the span-set workload's reads made at `lease`.
+    pub lease_read_share: f64,
+    /// Bulk writers (see [`Clients::flood_client`]).
+    pub flood_clients: usize,
+    /// Exports each bulk writer keeps in flight at most.
+    pub flood_in_flight: usize,
 }
+
+/// The observer event a bulk writer records every second (and once at the
+/// end): `{"client", "acked", "failed"}`, running totals.
+pub const FLOOD_RATE: &str = "flood-rate";
+/// A bulk writer that failed holds its slot this long before the next
+/// export: a node that is down refuses at once, and a tight loop of
+/// refusals would take the CPU from the nodes.
+const FLOOD_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Shared client state: a channel per node, the run's recorder.
 #[derive(Clone)]
@@ -106,6 +121,17 @@ pub fn session_trace_id(client: u64) -> [u8; 16] {
     t
 }
 
+/// Bulk writes spread over many traces (256 spans each), so no trace grows
+/// without bound.
+pub fn flood_trace_id(client: u64, n: u64) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    t[0] = 0xf1;
+    t[1] = 0x00;
+    t[2..8].copy_from_slice(&client.to_be_bytes()[2..]);
+    t[8..].copy_from_slice(&(n / 256).to_be_bytes());
+    t
+}
+
 pub fn list_trace_id(key: u64) -> [u8; 16] {
     let mut t = [0u8; 16];
     t[0] = 0xc0;
@@ -117,6 +143,9 @@ pub fn list_trace_id(key: u64) -> [u8; 16] {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Bulk writers' client numbers in element ids, clear of the other clients.
+const FLOOD_CLIENT_BASE: u64 = 0x7000;
 
 /// Element ids are unique per run: client number in the high bits.
 fn element_id(client: u64, n: u64) -> u64 {
@@ -251,15 +280,34 @@ impl Clients {
             Some(node),
             None,
         );
-        let outcome = match self.channel(node) {
+        let age_nanos = if f == AGED_ADD {
+            self.cfg.aged_span_age_nanos
+        } else {
+            0
+        };
+        let outcome = self.send_spans(trace, ids, age_nanos, node).await;
+        let (kind, error) = match &outcome {
+            WriteOutcome::Ok => (OpKind::Ok, None),
+            WriteOutcome::Fail(e) => (OpKind::Fail, Some(e.clone())),
+            WriteOutcome::Info(e) => (OpKind::Info, Some(e.clone())),
+        };
+        self.rec
+            .record(process, kind, f, Some(key), value, Some(node), error);
+        outcome
+    }
+
+    /// One OTLP export of spans `ids` of `trace` to `node`, unrecorded.
+    async fn send_spans(
+        &self,
+        trace: [u8; 16],
+        ids: &[u64],
+        age_nanos: u64,
+        node: u64,
+    ) -> WriteOutcome {
+        match self.channel(node) {
             Err(e) => WriteOutcome::Fail(e),
             Ok(ch) => {
                 let mut client = TraceServiceClient::new(ch);
-                let age_nanos = if f == AGED_ADD {
-                    self.cfg.aged_span_age_nanos
-                } else {
-                    0
-                };
                 let mut req = tonic::Request::new(spans_request(trace, ids, age_nanos));
                 req.set_timeout(self.timeout());
                 if let Some(key) = http_client::default_api_key() {
@@ -278,15 +326,58 @@ impl Clients {
                     Err(_) => WriteOutcome::Info("client timeout".into()),
                 }
             }
+        }
+    }
+
+    /// Bulk writer (the `purge-race` profile): one-span exports, as many as
+    /// `flood_in_flight` concurrent requests allow, spread over the nodes.
+    /// They are load, not evidence: none is recorded as an operation (there
+    /// are thousands a second); the running totals are, every second, as a
+    /// [`FLOOD_RATE`] event.
+    pub async fn flood_client(self, client: u64, stop: Arc<AtomicBool>) {
+        let acked = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let report = |acked: &AtomicU64, failed: &AtomicU64| {
+            self.rec.record(
+                OBSERVER,
+                OpKind::Info,
+                FLOOD_RATE,
+                None,
+                json!({"client": client, "acked": acked.load(Ordering::Relaxed),
+                       "failed": failed.load(Ordering::Relaxed)}),
+                None,
+                None,
+            );
         };
-        let (kind, error) = match &outcome {
-            WriteOutcome::Ok => (OpKind::Ok, None),
-            WriteOutcome::Fail(e) => (OpKind::Fail, Some(e.clone())),
-            WriteOutcome::Info(e) => (OpKind::Info, Some(e.clone())),
-        };
-        self.rec
-            .record(process, kind, f, Some(key), value, Some(node), error);
-        outcome
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut next_report = Instant::now() + Duration::from_secs(1);
+        let in_flight = self.cfg.flood_in_flight.max(1);
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            while tasks.len() >= in_flight {
+                tasks.join_next().await;
+            }
+            if Instant::now() >= next_report {
+                report(&acked, &failed);
+                next_report += Duration::from_secs(1);
+            }
+            let ids = self.cluster.ids();
+            let node = ids[(n % ids.len() as u64) as usize];
+            let span = element_id(FLOOD_CLIENT_BASE + client, n);
+            let trace = flood_trace_id(client, n);
+            let (me, acked, failed) = (self.clone(), acked.clone(), failed.clone());
+            tasks.spawn(async move {
+                if me.send_spans(trace, &[span], 0, node).await == WriteOutcome::Ok {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(FLOOD_BACKOFF).await;
+                }
+            });
+            n += 1;
+        }
+        while tasks.join_next().await.is_some() {}
+        report(&acked, &failed);
     }
 
     /// Reads one trace's span ids (as element ids), recorded.
@@ -420,7 +511,7 @@ impl Clients {
                     break;
                 }
             } else {
-                let level = if level_rng.random_bool(LEASE_READ_SHARE) {
+                let level = if level_rng.random_bool(self.cfg.lease_read_share) {
                     "lease"
                 } else {
                     "linearizable"
