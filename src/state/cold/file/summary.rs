@@ -21,8 +21,9 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use super::{format_of, pq, Columns};
 use crate::state::hot::StoreResult;
 
-/// Bytes of summaries kept at most: about 40 KiB a file of
-/// `MAX_ROWS_PER_MOVE` spans, so some 1,600 files (80 million spans).
+/// Bytes of summaries kept at most: a file of `MAX_ROWS_PER_MOVE` spans
+/// takes some tens of KiB (footer and bloom filters), so over a thousand
+/// files.
 const MAX_CACHED_SUMMARY_BYTES: usize = 64 << 20;
 
 /// Which file a summary was read from.
