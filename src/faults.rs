@@ -38,7 +38,7 @@ pub enum Mutation {
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 7] = [
+    pub const ALL: [Mutation; 8] = [
         Mutation::SkipFsync,
         Mutation::AckBeforeCommit,
         Mutation::StaleLocalReads,

@@ -190,6 +190,29 @@ enum Command {
         #[arg(long, value_parser = ["table", "json"], default_value = "table")]
         output: String,
     },
+    /// Cold tier benchmark without a cluster: applies --spans spans to a
+    /// store in --dir and moves them to cold files (the real apply path),
+    /// then times trace by id through the query service's cold reader for
+    /// existing and missing ids; reports bytes per span. Removes --dir.
+    BenchCold {
+        /// An empty or missing directory for the store and its files.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        spans: u64,
+        /// Trace-by-id queries of each kind (existing, missing ids).
+        #[arg(long, default_value_t = 1_000)]
+        runs: usize,
+        /// Also probe the disk under this directory while the queries run
+        /// and show its slowest fdatasync next to the slowest queries.
+        #[arg(long)]
+        disk_witness_dir: Option<PathBuf>,
+        /// Leave the store and its cold files in --dir.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
     /// Start a local 3-node cluster on loopback; Ctrl-C stops it.
     DevCluster {
         #[arg(long, default_value = "./tael-data")]
@@ -581,6 +604,29 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::BenchCold {
+            dir,
+            spans,
+            runs,
+            disk_witness_dir,
+            keep,
+            output,
+        } => {
+            let opts = cmd::bench_cold::ColdBenchOptions {
+                dir,
+                spans,
+                runs,
+                disk_witness_dir,
+                keep,
+            };
+            cmd::bench_cold::run(&opts).map(|r| {
+                if output == "json" {
+                    print_json(&r);
+                } else {
+                    cmd::bench_cold::print_table(&r);
+                }
+            })
+        }
         Command::DevCluster { dir, nodes } => {
             runtime(2).block_on(cmd::dev_cluster::run(dir, nodes))
         }

@@ -1,6 +1,7 @@
 //! The `tael-raft` subcommands other than `serve`.
 
 pub mod bench;
+pub mod bench_cold;
 pub mod bench_prom;
 pub mod bench_query;
 pub mod bench_tempo;

@@ -1062,51 +1062,29 @@ mod sizing {
     //! `--nocapture` to see the numbers.
     use super::super::test_support::{log_id, open_store};
     use super::*;
-    use crate::model::{KeyValue, SpanKind, SpanStatus};
+    use crate::cmd::bench_cold::http_service_span;
 
     const SPANS: u64 = 20_000;
+    /// What format 2 reaches on these spans, with a byte to spare.
+    const MAX_COLD_BYTES_PER_SPAN: u64 = 50;
 
-    /// A span like an instrumented HTTP service's: ids that look random,
-    /// a handful of services and routes, six attributes.
-    fn realistic_span(i: u64) -> SpanRecord {
-        // splitmix64 of (field, value): unrelated random-looking values.
-        let h = |field: u64, x: u64| {
-            let mut z = x
-                .wrapping_add(field.wrapping_mul(0xD1B5_4A32_D192_ED03))
-                .wrapping_add(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        let trace = i / 8;
-        let mut trace_id = [0u8; 16];
-        trace_id[..8].copy_from_slice(&h(1, trace).to_be_bytes());
-        trace_id[8..].copy_from_slice(&h(2, trace).to_be_bytes());
-        let start = 1_700_000_000_000_000_000 + i * 1_000_003;
-        let route = format!("/api/v1/orders/{}", i % 20);
-        SpanRecord {
-            trace_id,
-            span_id: h(3, i).to_be_bytes(),
-            parent_span_id: (!i.is_multiple_of(8)).then(|| h(3, i - i % 8).to_be_bytes()),
-            service: format!("service-{}", trace % 5),
-            operation: format!("GET {route}"),
-            start_unix_nanos: start,
-            end_unix_nanos: start + 1_000 + h(4, i) % 50_000_000,
-            status: if i.is_multiple_of(50) {
-                SpanStatus::Error
-            } else {
-                SpanStatus::Ok
-            },
-            kind: SpanKind::Server,
-            attributes: vec![
-                KeyValue::string("http.method", "GET"),
-                KeyValue::string("http.route", route.clone()),
-                KeyValue::string("http.status_code", "200"),
-                KeyValue::string("net.peer.name", format!("10.0.{}.{}", i % 7, i % 251)),
-                KeyValue::string("user_agent.original", "okhttp/4.12.0"),
-                KeyValue::string("request.id", format!("{:016x}", h(5, i))),
-            ],
-            ..Default::default()
+    /// Bytes per span of each column of the file at `path`, compressed.
+    fn print_column_bytes(path: &std::path::Path, spans: u64) {
+        use parquet::file::reader::FileReader;
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+            std::fs::File::open(path).unwrap(),
+        )
+        .unwrap();
+        let meta = reader.metadata();
+        let mut columns = std::collections::BTreeMap::new();
+        for rg in meta.row_groups() {
+            for c in rg.columns() {
+                let bytes = c.compressed_size() + i64::from(c.bloom_filter_length().unwrap_or(0));
+                *columns.entry(c.column_path().string()).or_insert(0) += bytes;
+            }
+        }
+        for (name, bytes) in columns {
+            println!("  {name}: {:.1} B/span", bytes as f64 / spans as f64);
         }
     }
 
@@ -1117,7 +1095,7 @@ mod sizing {
             let mut b = store.begin();
             b.begin_entry(batch + 1);
             for i in batch * 1_000..(batch + 1) * 1_000 {
-                b.put_span(realistic_span(i)).unwrap();
+                b.put_span(http_service_span(i)).unwrap();
             }
             b.commit(Some(log_id(batch + 1)), None).unwrap();
         }
@@ -1148,10 +1126,17 @@ mod sizing {
         assert_eq!(out.rows, SPANS);
         let (hot_per_span, cold_per_span) = (hot_bytes / SPANS, out.bytes / SPANS);
         println!("bytes per span: hot {hot_per_span}, cold {cold_per_span}");
+        let file = &store.cold_manifest().unwrap().files[0];
+        print_column_bytes(&file.path(store.cold_dir()), SPANS);
         assert!(hot_per_span > 0);
         assert!(
             cold_per_span < hot_per_span,
             "cold {cold_per_span} B/span, hot {hot_per_span} B/span"
+        );
+        // Format 1 took 71 B/span: the span id twice, times in plain.
+        assert!(
+            cold_per_span <= MAX_COLD_BYTES_PER_SPAN,
+            "cold {cold_per_span} B/span"
         );
     }
 }
