@@ -38,6 +38,16 @@ pub struct Members {
     pub joint: bool,
 }
 
+/// Whether this node, as leader, is on its way out: the newest voter set of
+/// its membership (`configs`, two of them while a change is joint) leaves
+/// it out. Such a leader steps down once that set commits; a further change
+/// proposed by it meanwhile reaches a state openraft does not expect (a
+/// debug build panics: only a leader may append a membership, and the
+/// leaving one no longer counts as leader), so it takes none.
+fn leader_is_leaving(configs: &[BTreeSet<u64>], me: u64) -> bool {
+    configs.last().is_some_and(|newest| !newest.contains(&me))
+}
+
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ClusterError {
     ClusterError::unavailable(what, e)
 }
@@ -251,10 +261,36 @@ impl Cluster {
 
     async fn change(&self, change: ChangeMembers<u64, RaftNodeAddr>) -> Result<(), ClusterError> {
         let what = change.to_string();
+        let m = self.metrics();
+        let configs = m.membership_config.membership().get_joint_config();
+        if leader_is_leaving(configs, self.node_id()) {
+            return Err(unavailable(
+                &format!("membership change {what}"),
+                "this leader is not a voter of the configuration the cluster is moving to and \
+                 steps down once that commits; retry, and the next leader takes the change",
+            ));
+        }
         tokio::time::timeout(CHANGE_TIMEOUT, self.raft.change_membership(change, false))
             .await
             .map_err(|_| unavailable(&format!("membership change {what}"), "timed out"))?
             .map_err(|e| unavailable(&format!("membership change {what}"), e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod leaving_tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_outside_the_newest_voter_set_is_leaving() {
+        let set = |ids: &[u64]| ids.iter().copied().collect::<BTreeSet<u64>>();
+        assert!(!leader_is_leaving(&[set(&[1, 2, 3])], 1));
+        // Joint: old {3,4,5}, new {3,4}; leader 5 is leaving, 3 is not.
+        assert!(leader_is_leaving(&[set(&[3, 4, 5]), set(&[3, 4])], 5));
+        assert!(!leader_is_leaving(&[set(&[3, 4, 5]), set(&[3, 4])], 3));
+        // Uniform but without the leader (removed, not yet stepped down).
+        assert!(leader_is_leaving(&[set(&[3, 4])], 5));
+        assert!(!leader_is_leaving(&[], 5));
     }
 }
