@@ -480,7 +480,21 @@ impl ServeArgs {
             otlp_max_inflight_exports: pick!(otlp_max_inflight_exports),
             otlp_body_budget_mb: pick!(otlp_body_budget_mb),
             otlp_body_read_timeout_ms: pick!(otlp_body_read_timeout_ms),
-            max_export_bytes: pick!(max_export_bytes),
+            max_export_bytes: match self.max_export_bytes.or(file.max_export_bytes) {
+                Some(bytes) => bytes,
+                // Unset: the default, but never above the body budget (a
+                // node given a small budget before this setting existed
+                // must still start).
+                None => {
+                    let budget_mb = self
+                        .otlp_body_budget_mb
+                        .or(file.otlp_body_budget_mb)
+                        .unwrap_or(d.otlp_body_budget_mb);
+                    let budget_bytes = budget_mb.saturating_mul(1024 * 1024);
+                    d.max_export_bytes
+                        .min(usize::try_from(budget_bytes).unwrap_or(usize::MAX))
+                }
+            },
             query_max_concurrent_scans: pick!(query_max_concurrent_scans),
             dial_overrides: {
                 let raw = if self.dial_overrides.is_empty() {
@@ -747,6 +761,24 @@ mod tests {
             c.raft_addr,
             ServeConfig::default().raft_addr,
             "default fills the rest"
+        );
+    }
+
+    #[test]
+    fn the_default_export_limit_follows_a_smaller_body_budget() {
+        let args = ServeArgs {
+            otlp_body_budget_mb: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(args.resolve().unwrap().max_export_bytes, 4 * 1024 * 1024);
+        let explicit = ServeArgs {
+            otlp_body_budget_mb: Some(4),
+            max_export_bytes: Some(8 * 1024 * 1024),
+            ..Default::default()
+        };
+        assert!(
+            explicit.resolve().is_err(),
+            "an explicit limit above the budget"
         );
     }
 
