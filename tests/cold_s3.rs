@@ -195,6 +195,17 @@ async fn answers(c: &TestCluster, node: u64, paths: &[String]) -> BTreeMap<Strin
     .await
 }
 
+/// Asserts node `node` answers `paths` exactly as it did in `before`.
+async fn assert_answers_unchanged(
+    c: &TestCluster,
+    node: u64,
+    paths: &[String],
+    before: &BTreeMap<String, String>,
+) {
+    let after = answers(c, node, paths).await;
+    assert_eq!(&after, before, "node {node}: answers changed");
+}
+
 fn window_paths((from, to): (u64, u64)) -> Vec<String> {
     let w = format!("start={}&end={}", from / SEC, to / SEC + 1);
     vec![
@@ -222,28 +233,15 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_ALLOW_HTTP", "true");
     let store = format!("s3://{BUCKET}/{PREFIX}");
-    let args = [
-        "--hot-window",
-        "1m",
-        "--compaction-interval",
-        "1s",
-        "--retention-traces",
-        "10m",
-        "--retention-logs",
-        "10m",
-        "--retention-metrics",
-        "10m",
-        "--retention-llm-payloads",
-        "10m",
-        "--consistency-check-interval-secs",
-        "0",
+    let mut args = ONE_MINUTE_HOT_WINDOW_ARGS.to_vec();
+    args.extend([
         "--snapshot-every-entries",
         "20",
         "--log-entries-kept-after-snapshot",
         "5",
         "--cold-store",
         &store,
-    ];
+    ]);
     let mut c = TestCluster::start(3, &args);
     c.init().await;
     let leader = c.wait_leader().await;
@@ -301,12 +299,7 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
         "{objects:?}"
     );
     for node in 1..=3 {
-        let after = answers(&c, node, &paths).await;
-        assert_eq!(
-            after,
-            before[node as usize - 1],
-            "node {node}: answers changed"
-        );
+        assert_answers_unchanged(&c, node, &paths, &before[node as usize - 1]).await;
         let storage = c.get_json(node, "/api/v1/storage").await;
         assert_eq!(
             storage["tiers"]["cold"]["missing_files"],
@@ -394,12 +387,7 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
         "{objects:?}"
     );
     for node in 1..=3 {
-        let after = answers(&c, node, &paths).await;
-        assert_eq!(
-            after,
-            before[node as usize - 1],
-            "node {node}: answers changed"
-        );
+        assert_answers_unchanged(&c, node, &paths, &before[node as usize - 1]).await;
         let v = c
             .get_json(node, &format!("/api/v1/traces/{}", trace_hex(502)))
             .await;

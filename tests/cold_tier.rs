@@ -13,25 +13,6 @@ use opentelemetry_proto::tonic::metrics::v1::Metric;
 const SEC: u64 = 1_000_000_000;
 const MINUTE: u64 = 60 * SEC;
 
-/// A one-minute hot window, moves and cuts every second, everything kept
-/// ten minutes.
-const ARGS: [&str; 14] = [
-    "--hot-window",
-    "1m",
-    "--compaction-interval",
-    "1s",
-    "--retention-traces",
-    "10m",
-    "--retention-logs",
-    "10m",
-    "--retention-metrics",
-    "10m",
-    "--retention-llm-payloads",
-    "10m",
-    "--consistency-check-interval-secs",
-    "0",
-];
-
 /// Young records are this old when sent: hot for the first ~20 s of the
 /// test, cold after.
 const YOUNG_AGE: u64 = 40 * SEC;
@@ -157,7 +138,7 @@ fn stable_body(path: &str, body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
-    let mut c = TestCluster::start(3, &ARGS);
+    let mut c = TestCluster::start(3, &ONE_MINUTE_HOT_WINDOW_ARGS);
     c.init().await;
     let leader = c.wait_leader().await;
     let mut client = c.otlp_client(leader).await;
@@ -414,7 +395,7 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
 /// from them as the others do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
-    let mut args = ARGS.to_vec();
+    let mut args = ONE_MINUTE_HOT_WINDOW_ARGS.to_vec();
     args.extend([
         "--snapshot-every-entries",
         "20",

@@ -29,6 +29,26 @@ use tael_raft::http_client::{self, HttpResponse};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tael-raft");
 
+/// Node flags for cold-tier tests: a one-minute hot window, moves and
+/// retention cuts every second, everything kept ten minutes, and no
+/// background consistency checks (the tests ask for them when they want).
+pub const ONE_MINUTE_HOT_WINDOW_ARGS: [&str; 14] = [
+    "--hot-window",
+    "1m",
+    "--compaction-interval",
+    "1s",
+    "--retention-traces",
+    "10m",
+    "--retention-logs",
+    "10m",
+    "--retention-metrics",
+    "10m",
+    "--retention-llm-payloads",
+    "10m",
+    "--consistency-check-interval-secs",
+    "0",
+];
+
 /// Test ports come from below Linux's ephemeral range (32768 and up). A port
 /// picked by binding port 0 is an ephemeral one, and an outgoing connection
 /// (a node dialing its peers) could take it before the node that should
