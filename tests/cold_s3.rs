@@ -397,10 +397,8 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
     // A node that joins now (by snapshot: the log is purged) reads the
     // same objects.
     let new = c.join_learner(leader, leader).await;
-    let m = c.get(new, "/metrics").await;
-    let text = String::from_utf8(m.body).unwrap();
     assert!(
-        metric(&text, "tael_snapshots_installed_total") >= 1,
+        c.metric_of(new, "tael_snapshots_installed_total").await >= 1,
         "the new node caught up by snapshot"
     );
     assert_eq!(cold(&c, new).await, cold(&c, leader).await);

@@ -433,10 +433,8 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
     assert!(me["purged_index"].as_u64().unwrap() > 10, "{me}");
 
     let new = c.join_learner(leader, leader).await;
-    let m = c.get(new, "/metrics").await;
-    let text = String::from_utf8(m.body).unwrap();
     assert!(
-        metric(&text, "tael_snapshots_installed_total") >= 1,
+        c.metric_of(new, "tael_snapshots_installed_total").await >= 1,
         "the new node installed a snapshot"
     );
     assert_eq!(cold_rows(&c, new).await, cold_rows(&c, leader).await);

@@ -451,6 +451,13 @@ impl TestCluster {
             .expect("GET")
     }
 
+    /// The value of node `id`'s unlabelled Prometheus sample `name`, read
+    /// from its `/metrics` now.
+    pub async fn metric_of(&self, id: u64, name: &str) -> u64 {
+        let text = String::from_utf8(self.get(id, "/metrics").await.body).unwrap();
+        metric(&text, name)
+    }
+
     /// GETs `path` from node `id`, asserts it answered 200 (showing the
     /// body when not) and parses the answer as JSON.
     pub async fn get_json(&self, id: u64, path: &str) -> serde_json::Value {
