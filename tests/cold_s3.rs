@@ -76,32 +76,36 @@ impl Moto {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn create_bucket(&self) {
+    /// Sends `method` `path` to moto, asserts a 200 and returns the body.
+    async fn request_ok(&self, method: &str, path: &str, what: &str) -> Vec<u8> {
         let r = http_client::request_with_headers(
-            "PUT",
-            &self.url(&format!("/{BUCKET}")),
+            method,
+            &self.url(path),
             &[],
             b"",
             Duration::from_secs(10),
         )
         .await
-        .expect("creating the bucket");
+        .expect(what);
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.body
+    }
+
+    async fn create_bucket(&self) {
+        self.request_ok("PUT", &format!("/{BUCKET}"), "creating the bucket")
+            .await;
     }
 
     /// The keys of the bucket's objects under the cluster's prefix.
     async fn objects(&self) -> Vec<String> {
-        let r = http_client::request_with_headers(
-            "GET",
-            &self.url(&format!("/{BUCKET}?list-type=2&prefix={PREFIX}/")),
-            &[],
-            b"",
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("listing the bucket");
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let xml = String::from_utf8_lossy(&r.body).into_owned();
+        let body = self
+            .request_ok(
+                "GET",
+                &format!("/{BUCKET}?list-type=2&prefix={PREFIX}/"),
+                "listing the bucket",
+            )
+            .await;
+        let xml = String::from_utf8_lossy(&body).into_owned();
         xml.split("<Key>")
             .skip(1)
             .filter_map(|s| s.split("</Key>").next())
@@ -159,71 +163,47 @@ impl Gate {
     }
 }
 
+/// A trace of `spans` spans of `service` that started `age` ago, the spans
+/// a millisecond apart and half a millisecond long.
 fn aged_trace(
     service: &str,
     trace_no: u64,
     spans: u64,
     age: u64,
 ) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-    let mut req = trace_request(service, trace_no, spans);
-    let start = now_nanos() - age;
-    for (i, span) in req.resource_spans[0].scope_spans[0]
-        .spans
-        .iter_mut()
-        .enumerate()
-    {
-        span.start_time_unix_nano = start + i as u64 * 1_000_000;
-        span.end_time_unix_nano = span.start_time_unix_nano + 500_000;
-    }
-    req
+    aged_trace_request(service, trace_no, spans, age, |_| 500_000)
 }
 
 fn log_at(body: &str, time: u64) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
-    opentelemetry_proto::tonic::logs::v1::LogRecord {
-        time_unix_nano: time,
-        severity_number: 9,
-        body: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-            value: Some(
-                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(body.into()),
-            ),
-        }),
-        ..Default::default()
-    }
-}
-
-async fn json(c: &TestCluster, node: u64, path: &str) -> serde_json::Value {
-    let r = c.get(node, path).await;
-    assert_eq!(
-        r.status,
-        200,
-        "node {node} {path}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    r.json().unwrap()
+    string_log(body, time, 9)
 }
 
 /// Cold rows (spans, logs) and cold files, as node `node`'s manifest says.
 async fn cold(c: &TestCluster, node: u64) -> (u64, u64, u64) {
-    let v = json(c, node, "/api/v1/storage").await;
+    let v = c.get_json(node, "/api/v1/storage").await;
     let cold = &v["tiers"]["cold"];
     let n = |s: &str, f: &str| cold[s][f].as_u64().unwrap_or(0);
     let files = n("spans", "files") + n("logs", "files") + n("metric_points", "files");
     (n("spans", "rows"), n("logs", "rows"), files)
 }
 
+/// Node `node`'s answers to `paths`, as they came.
 async fn answers(c: &TestCluster, node: u64, paths: &[String]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for p in paths {
-        let r = c.get(node, p).await;
-        assert_eq!(
-            r.status,
-            200,
-            "node {node} {p}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        out.insert(p.clone(), String::from_utf8_lossy(&r.body).into_owned());
-    }
-    out
+    c.answers_by_path(node, paths, |_, body| {
+        String::from_utf8_lossy(body).into_owned()
+    })
+    .await
+}
+
+/// Asserts node `node` answers `paths` exactly as it did in `before`.
+async fn assert_answers_unchanged(
+    c: &TestCluster,
+    node: u64,
+    paths: &[String],
+    before: &BTreeMap<String, String>,
+) {
+    let after = answers(c, node, paths).await;
+    assert_eq!(&after, before, "node {node}: answers changed");
 }
 
 fn window_paths((from, to): (u64, u64)) -> Vec<String> {
@@ -253,28 +233,15 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_ALLOW_HTTP", "true");
     let store = format!("s3://{BUCKET}/{PREFIX}");
-    let args = [
-        "--hot-window",
-        "1m",
-        "--compaction-interval",
-        "1s",
-        "--retention-traces",
-        "10m",
-        "--retention-logs",
-        "10m",
-        "--retention-metrics",
-        "10m",
-        "--retention-llm-payloads",
-        "10m",
-        "--consistency-check-interval-secs",
-        "0",
+    let mut args = ONE_MINUTE_HOT_WINDOW_ARGS.to_vec();
+    args.extend([
         "--snapshot-every-entries",
         "20",
         "--log-entries-kept-after-snapshot",
         "5",
         "--cold-store",
         &store,
-    ];
+    ]);
     let mut c = TestCluster::start(3, &args);
     c.init().await;
     let leader = c.wait_leader().await;
@@ -292,7 +259,7 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
     let logs = (0..YOUNG_LOGS)
         .map(|i| log_at(&format!("young{i}"), young_start + i * 1_000))
         .collect();
-    post_logs(&c, leader, logs).await;
+    post_protobuf_ok(&c, leader, "/v1/logs", &logs_request(Some("log-svc"), logs)).await;
     export(&mut client, aged_trace("fresh-svc", 900, 2, 0))
         .await
         .unwrap();
@@ -332,13 +299,8 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
         "{objects:?}"
     );
     for node in 1..=3 {
-        let after = answers(&c, node, &paths).await;
-        assert_eq!(
-            after,
-            before[node as usize - 1],
-            "node {node}: answers changed"
-        );
-        let storage = json(&c, node, "/api/v1/storage").await;
+        assert_answers_unchanged(&c, node, &paths, &before[node as usize - 1]).await;
+        let storage = c.get_json(node, "/api/v1/storage").await;
         assert_eq!(
             storage["tiers"]["cold"]["missing_files"],
             serde_json::json!([])
@@ -366,30 +328,30 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
     for node in 1..=3 {
         // Nothing moved, nothing lost: the late records answer from hot.
         assert_eq!(cold(&c, node).await.0, spans, "node {node}");
-        let late = json(
-            &c,
-            node,
-            &format!(
-                "/api/v1/traces?service=late-svc&limit=100&start={}&end={}",
-                late_start / SEC - 1,
-                late_start / SEC + 2
-            ),
-        )
-        .await;
+        let late = c
+            .get_json(
+                node,
+                &format!(
+                    "/api/v1/traces?service=late-svc&limit=100&start={}&end={}",
+                    late_start / SEC - 1,
+                    late_start / SEC + 2
+                ),
+            )
+            .await;
         assert_eq!(
             late["spans"].as_array().unwrap().len(),
             15,
             "node {node}: {late}"
         );
-        let fresh = json(
-            &c,
-            node,
-            &format!(
-                "/api/v1/traces?service=fresh-svc&limit=100&start={}",
-                fresh_start / SEC - 1
-            ),
-        )
-        .await;
+        let fresh = c
+            .get_json(
+                node,
+                &format!(
+                    "/api/v1/traces?service=fresh-svc&limit=100&start={}",
+                    fresh_start / SEC - 1
+                ),
+            )
+            .await;
         assert_eq!(
             fresh["spans"].as_array().unwrap().len(),
             2,
@@ -425,45 +387,23 @@ async fn one_object_per_move_every_node_reads_it_and_an_outage_loses_nothing() {
         "{objects:?}"
     );
     for node in 1..=3 {
-        let after = answers(&c, node, &paths).await;
-        assert_eq!(
-            after,
-            before[node as usize - 1],
-            "node {node}: answers changed"
-        );
-        let v = json(&c, node, &format!("/api/v1/traces/{}", trace_hex(502))).await;
+        assert_answers_unchanged(&c, node, &paths, &before[node as usize - 1]).await;
+        let v = c
+            .get_json(node, &format!("/api/v1/traces/{}", trace_hex(502)))
+            .await;
         assert_eq!(v["span_count"], 3, "node {node}: {v}");
     }
 
     // A node that joins now (by snapshot: the log is purged) reads the
     // same objects.
     let new = c.join_learner(leader, leader).await;
-    let m = c.get(new, "/metrics").await;
-    let text = String::from_utf8(m.body).unwrap();
     assert!(
-        metric(&text, "tael_snapshots_installed_total") >= 1,
+        c.metric_of(new, "tael_snapshots_installed_total").await >= 1,
         "the new node caught up by snapshot"
     );
     assert_eq!(cold(&c, new).await, cold(&c, leader).await);
     assert_eq!(answers(&c, new, &paths).await, before[0]);
     assert!(walk_files(&c.node(new).data_dir.join("cold")).is_empty());
-}
-
-async fn post_logs(
-    c: &TestCluster,
-    node: u64,
-    records: Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>,
-) {
-    let req = logs_request(Some("log-svc"), records);
-    let r = post(
-        c,
-        node,
-        "/v1/logs",
-        &[("content-type", "application/x-protobuf")],
-        &prost::Message::encode_to_vec(&req),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
 
 /// Every file under `dir` (none when it does not exist).

@@ -5,36 +5,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, Gauge, Metric, NumberDataPoint,
-};
-use tael_raft::http_client;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 
 const SEC: u64 = 1_000_000_000;
 const MINUTE: u64 = 60 * SEC;
-
-/// A one-minute hot window, moves and cuts every second, everything kept
-/// ten minutes.
-const ARGS: [&str; 14] = [
-    "--hot-window",
-    "1m",
-    "--compaction-interval",
-    "1s",
-    "--retention-traces",
-    "10m",
-    "--retention-logs",
-    "10m",
-    "--retention-metrics",
-    "10m",
-    "--retention-llm-payloads",
-    "10m",
-    "--consistency-check-interval-secs",
-    "0",
-];
 
 /// Young records are this old when sent: hot for the first ~20 s of the
 /// test, cold after.
@@ -45,7 +22,8 @@ const YOUNG_LOGS: u64 = 30;
 const YOUNG_POINTS: u64 = 10;
 
 /// A trace of `spans` spans of `service` that started `age` ago (the
-/// spans a millisecond apart); span 0 carries `prompt` when given.
+/// spans a millisecond apart, span `i` lasting `i + 1` half milliseconds);
+/// span 0 carries `prompt` when given.
 fn aged_trace(
     service: &str,
     trace_no: u64,
@@ -53,21 +31,9 @@ fn aged_trace(
     age: u64,
     prompt: Option<&str>,
 ) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-    let mut req = trace_request(service, trace_no, spans);
-    let start = now_nanos() - age;
-    for (i, span) in req.resource_spans[0].scope_spans[0]
-        .spans
-        .iter_mut()
-        .enumerate()
-    {
-        span.start_time_unix_nano = start + i as u64 * 1_000_000;
-        span.end_time_unix_nano = span.start_time_unix_nano + 500_000 * (i as u64 + 1);
-        if i == 0 {
-            if let Some(p) = prompt {
-                span.attributes
-                    .extend([kv("gen_ai.operation.name", "chat"), kv("gen_ai.prompt", p)]);
-            }
-        }
+    let mut req = aged_trace_request(service, trace_no, spans, age, |i| 500_000 * (i + 1));
+    if let Some(p) = prompt {
+        add_llm_prompt(&mut req, p);
     }
     req
 }
@@ -78,80 +44,23 @@ fn log_at(
     trace: Option<u64>,
 ) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
     opentelemetry_proto::tonic::logs::v1::LogRecord {
-        time_unix_nano: time,
-        severity_number: 13,
-        body: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-            value: Some(
-                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(body.into()),
-            ),
-        }),
         trace_id: trace.map(|t| trace_id(t).to_vec()).unwrap_or_default(),
-        ..Default::default()
+        ..string_log(body, time, 13)
     }
 }
 
+/// A gauge whose `i`-th point, at `times[i]`, has the value `i`.
 fn gauge(name: &str, times: &[u64]) -> Metric {
-    Metric {
-        name: name.into(),
-        data: Some(Data::Gauge(Gauge {
-            data_points: times
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| NumberDataPoint {
-                    time_unix_nano: t,
-                    value: Some(number_data_point::Value::AsDouble(i as f64)),
-                    ..Default::default()
-                })
-                .collect(),
-        })),
-        ..Default::default()
-    }
-}
-
-async fn send_logs(
-    c: &TestCluster,
-    node: u64,
-    service: &str,
-    records: Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>,
-) {
-    let req = logs_request(Some(service), records);
-    let r = post(
-        c,
-        node,
-        "/v1/logs",
-        &[("content-type", "application/x-protobuf")],
-        &prost::Message::encode_to_vec(&req),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-}
-
-async fn send_metrics(c: &TestCluster, node: u64, metrics: Vec<Metric>) {
-    let req = metrics_request("metric-svc", metrics);
-    let r = post(
-        c,
-        node,
-        "/v1/metrics",
-        &[("content-type", "application/x-protobuf")],
-        &prost::Message::encode_to_vec(&req),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-}
-
-async fn json(c: &TestCluster, node: u64, path: &str) -> serde_json::Value {
-    let r = c.get(node, path).await;
-    assert_eq!(
-        r.status,
-        200,
-        "node {node} {path}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    r.json().unwrap()
+    let points: Vec<(u64, f64)> = times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t, i as f64))
+        .collect();
+    gauge_metric(name, &points)
 }
 
 async fn cold_rows(c: &TestCluster, node: u64) -> (u64, u64, u64) {
-    let v = json(c, node, "/api/v1/storage").await;
+    let v = c.get_json(node, "/api/v1/storage").await;
     let cold = &v["tiers"]["cold"];
     let rows = |s: &str| cold[s]["rows"].as_u64().unwrap_or(0);
     (rows("spans"), rows("logs"), rows("metric_points"))
@@ -227,39 +136,9 @@ fn stable_body(path: &str, body: &[u8]) -> String {
     v.to_string()
 }
 
-async fn answers(c: &TestCluster, node: u64, paths: &[String]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for p in paths {
-        let r = c.get(node, p).await;
-        assert_eq!(
-            r.status,
-            200,
-            "node {node} {p}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        out.insert(p.clone(), stable_body(p, &r.body));
-    }
-    out
-}
-
-async fn check_agrees(c: &TestCluster, node: u64) {
-    let r = http_client::request_with_headers(
-        "POST",
-        &c.node(node).url("/api/v1/cluster/check"),
-        &[("content-type", "application/json")],
-        b"",
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    let v: serde_json::Value = r.json().unwrap_or_default();
-    assert_eq!(r.status, 200, "{v}");
-    assert_eq!(v["agree"], true, "{v}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
-    let mut c = TestCluster::start(3, &ARGS);
+    let mut c = TestCluster::start(3, &ONE_MINUTE_HOT_WINDOW_ARGS);
     c.init().await;
     let leader = c.wait_leader().await;
     let mut client = c.otlp_client(leader).await;
@@ -272,14 +151,23 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
     .await
     .unwrap();
     let ancient = now_nanos() - 20 * MINUTE;
-    send_logs(
+    post_protobuf_ok(
         &c,
         leader,
-        "log-svc",
-        vec![log_at("ancientmarker", ancient, None)],
+        "/v1/logs",
+        &logs_request(
+            Some("log-svc"),
+            vec![log_at("ancientmarker", ancient, None)],
+        ),
     )
     .await;
-    send_metrics(&c, leader, vec![gauge("ancient_gauge", &[ancient])]).await;
+    post_protobuf_ok(
+        &c,
+        leader,
+        "/v1/metrics",
+        &metrics_request("metric-svc", vec![gauge("ancient_gauge", &[ancient])]),
+    )
+    .await;
 
     // Young: hot now, cold in about twenty seconds.
     let young_start = now_nanos() - YOUNG_AGE;
@@ -301,16 +189,24 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
             )
         })
         .collect();
-    send_logs(&c, leader, "log-svc", logs).await;
+    post_protobuf_ok(&c, leader, "/v1/logs", &logs_request(Some("log-svc"), logs)).await;
     let times: Vec<u64> = (0..YOUNG_POINTS).map(|i| young_start + i * 1_000).collect();
-    send_metrics(&c, leader, vec![gauge("young_gauge", &times)]).await;
+    post_protobuf_ok(
+        &c,
+        leader,
+        "/v1/metrics",
+        &metrics_request("metric-svc", vec![gauge("young_gauge", &times)]),
+    )
+    .await;
     // Fresh: stays hot.
     export(&mut client, aged_trace("fresh-svc", 50, 2, 0, None))
         .await
         .unwrap();
     let window = (young_start - SEC, now_nanos() + 5 * SEC);
 
-    let llm = json(&c, leader, &format!("/api/v1/traces/{}", trace_hex(1))).await;
+    let llm = c
+        .get_json(leader, &format!("/api/v1/traces/{}", trace_hex(1)))
+        .await;
     let prompt_sha = llm["spans"][0]["llm"]["prompt_sha256"]
         .as_str()
         .expect("the prompt went to a blob")
@@ -325,7 +221,7 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
                 let r = c
                     .get(node, &format!("/api/v1/traces/{}", trace_hex(100)))
                     .await;
-                let services = json(&c, node, "/api/v1/services").await.to_string();
+                let services = c.get_json(node, "/api/v1/services").await.to_string();
                 r.status == 404 && !services.contains("ancient-svc")
             },
         )
@@ -334,8 +230,8 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
     // Full text is indexed behind apply: wait for it before taking answers.
     for node in 1..=3 {
         wait_until(Duration::from_secs(15), "full-text indexed", || async {
-            let logs = json(&c, node, "/api/v1/logs?text=youngmarker17").await;
-            let spans = json(&c, node, "/api/v1/traces?text=youngprompt").await;
+            let logs = c.get_json(node, "/api/v1/logs?text=youngmarker17").await;
+            let spans = c.get_json(node, "/api/v1/traces?text=youngprompt").await;
             !logs["logs"].as_array().unwrap().is_empty()
                 && !spans["spans"].as_array().unwrap().is_empty()
         })
@@ -343,7 +239,7 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
     }
     let mut before = Vec::new();
     for node in 1..=3 {
-        before.push(answers(&c, node, &paths).await);
+        before.push(c.answers_by_path(node, &paths, stable_body).await);
     }
     // The young records were still hot when those answers were taken.
     let young = YOUNG_TRACES * SPANS_PER_TRACE;
@@ -367,14 +263,14 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
         .await;
     }
     for node in 1..=3 {
-        let after = answers(&c, node, &paths).await;
+        let after = c.answers_by_path(node, &paths, stable_body).await;
         for (path, answer) in &before[node as usize - 1] {
             assert_eq!(
                 &after[path], answer,
                 "node {node}: {path} changed with the move"
             );
         }
-        let storage = json(&c, node, "/api/v1/storage").await;
+        let storage = c.get_json(node, "/api/v1/storage").await;
         let cold = &storage["tiers"]["cold"];
         assert!(cold["spans"]["files"].as_u64().unwrap() >= 1, "{storage}");
         assert!(cold["spans"]["bytes"].as_u64().unwrap() > 0, "{storage}");
@@ -390,24 +286,25 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
             .get(node, &format!("/api/v1/traces/{}", trace_hex(100)))
             .await;
         assert_eq!(r.status, 404, "node {node}: the ancient trace is gone");
-        let v = json(&c, node, "/api/v1/logs?text=ancientmarker").await;
+        let v = c.get_json(node, "/api/v1/logs?text=ancientmarker").await;
         assert!(v["logs"].as_array().unwrap().is_empty(), "{v}");
-        let v = json(&c, node, "/api/v1/metrics?name=ancient_gauge").await;
+        let v = c.get_json(node, "/api/v1/metrics?name=ancient_gauge").await;
         assert!(v["metrics"].as_array().unwrap().is_empty(), "{v}");
-        let services = json(&c, node, "/api/v1/services").await.to_string();
+        let services = c.get_json(node, "/api/v1/services").await.to_string();
         assert!(!services.contains("ancient-svc"), "{services}");
     }
     // Cold files are the same bytes on every node.
     let manifests: Vec<serde_json::Value> = {
         let mut v = Vec::new();
         for node in 1..=3 {
-            v.push(json(&c, node, "/api/v1/storage").await["tiers"]["cold"].clone());
+            v.push(c.get_json(node, "/api/v1/storage").await["tiers"]["cold"].clone());
         }
         v
     };
     assert_eq!(manifests[0], manifests[1]);
     assert_eq!(manifests[0], manifests[2]);
-    check_agrees(&c, leader).await;
+    c.assert_replicas_agree(leader, Duration::from_secs(60))
+        .await;
 
     // kill -9 in the middle of moves: a follower dies while bulk data
     // older than the window streams in and moves out.
@@ -446,7 +343,7 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
         .await;
     }
     for node in 1..=3 {
-        let services = json(&c, node, "/api/v1/services").await;
+        let services = c.get_json(node, "/api/v1/services").await;
         let bulk = services["services"]
             .as_array()
             .unwrap()
@@ -458,26 +355,26 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
         for e in [0, bulk_exports / 2, bulk_exports - 1] {
             for t in [0, bulk_traces_per_export - 1] {
                 let id = trace_hex(1_000 + e * 1_000 + t);
-                let v = json(&c, node, &format!("/api/v1/traces/{id}")).await;
+                let v = c.get_json(node, &format!("/api/v1/traces/{id}")).await;
                 assert_eq!(v["span_count"], bulk_spans, "node {node}: trace {id} once");
             }
         }
-        let v = json(
-            &c,
-            node,
-            &format!(
-                "/api/v1/traces?service=bulk-svc&limit=10000&start=0&end={}",
-                now_nanos() / SEC + 1
-            ),
-        )
-        .await;
+        let v = c
+            .get_json(
+                node,
+                &format!(
+                    "/api/v1/traces?service=bulk-svc&limit=10000&start=0&end={}",
+                    now_nanos() / SEC + 1
+                ),
+            )
+            .await;
         assert_eq!(
             v["spans"].as_array().unwrap().len() as u64,
             bulk_total,
             "node {node}: no duplicates"
         );
         // The young records still answer as before the move.
-        let after = answers(&c, node, &paths[..3]).await;
+        let after = c.answers_by_path(node, &paths[..3], stable_body).await;
         for (path, answer) in &after {
             assert_eq!(
                 &before[node as usize - 1][path],
@@ -485,11 +382,12 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
                 "node {node}: {path}"
             );
         }
-        let cold = json(&c, node, "/api/v1/storage").await["tiers"]["cold"].clone();
+        let cold = c.get_json(node, "/api/v1/storage").await["tiers"]["cold"].clone();
         assert_eq!(cold["missing_files"], serde_json::json!([]), "node {node}");
     }
     let leader = c.wait_leader().await;
-    check_agrees(&c, leader).await;
+    c.assert_replicas_agree(leader, Duration::from_secs(60))
+        .await;
 }
 
 /// A node that joins after moves, when the log before them is purged,
@@ -497,7 +395,7 @@ async fn aged_records_move_to_cold_files_and_every_answer_stays_the_same() {
 /// from them as the others do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
-    let mut args = ARGS.to_vec();
+    let mut args = ONE_MINUTE_HOT_WINDOW_ARGS.to_vec();
     args.extend([
         "--snapshot-every-entries",
         "20",
@@ -517,7 +415,7 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
     let logs = (0..8)
         .map(|i| log_at(&format!("oldlog{i}"), old + i, None))
         .collect();
-    send_logs(&c, leader, "log-svc", logs).await;
+    post_protobuf_ok(&c, leader, "/v1/logs", &logs_request(Some("log-svc"), logs)).await;
     for node in 1..=3 {
         wait_until(Duration::from_secs(30), "moved", || async {
             let (spans, logs, _) = cold_rows(&c, node).await;
@@ -535,14 +433,12 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
     assert!(me["purged_index"].as_u64().unwrap() > 10, "{me}");
 
     let new = c.join_learner(leader, leader).await;
-    let m = c.get(new, "/metrics").await;
-    let text = String::from_utf8(m.body).unwrap();
     assert!(
-        metric(&text, "tael_snapshots_installed_total") >= 1,
+        c.metric_of(new, "tael_snapshots_installed_total").await >= 1,
         "the new node installed a snapshot"
     );
     assert_eq!(cold_rows(&c, new).await, cold_rows(&c, leader).await);
-    let storage = json(&c, new, "/api/v1/storage").await;
+    let storage = c.get_json(new, "/api/v1/storage").await;
     assert_eq!(
         storage["tiers"]["cold"]["missing_files"],
         serde_json::json!([])
@@ -552,9 +448,13 @@ async fn a_node_that_installs_a_snapshot_receives_the_cold_files() {
         "/api/v1/traces?service=old-svc&limit=100&start=0".to_string(),
         "/api/v1/logs?service=log-svc&limit=100&start=0".to_string(),
     ] {
-        let (a, b) = (json(&c, leader, &path).await, json(&c, new, &path).await);
+        let (a, b) = (
+            c.get_json(leader, &path).await,
+            c.get_json(new, &path).await,
+        );
         assert_eq!(a, b, "{path}");
         assert!(a.to_string().contains("old"), "{path}: {a}");
     }
-    check_agrees(&c, leader).await;
+    c.assert_replicas_agree(leader, Duration::from_secs(60))
+        .await;
 }

@@ -12,7 +12,6 @@ use common::*;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, Sum,
 };
-use tael_raft::http_client;
 
 const SEC: u64 = 1_000_000_000;
 const HOUR: u64 = 3_600 * SEC;
@@ -116,26 +115,15 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-async fn json(c: &TestCluster, node: u64, path: &str) -> serde_json::Value {
-    let r = c.get(node, path).await;
-    assert_eq!(
-        r.status,
-        200,
-        "node {node} {path}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    r.json().unwrap()
-}
-
 /// The single value of an instant PromQL query at `t_s`.
 async fn promql(c: &TestCluster, node: u64, query: &str, t_s: u64) -> f64 {
     let enc: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
-    let v = json(
-        c,
-        node,
-        &format!("/prometheus/api/v1/query?query={enc}&time={t_s}"),
-    )
-    .await;
+    let v = c
+        .get_json(
+            node,
+            &format!("/prometheus/api/v1/query?query={enc}&time={t_s}"),
+        )
+        .await;
     let result = v["data"]["result"].as_array().unwrap();
     assert_eq!(result.len(), 1, "{query}: {v}");
     result[0]["value"][1].as_str().unwrap().parse().unwrap()
@@ -150,39 +138,33 @@ async fn rollups_answer_rest_and_promql_after_the_raw_points_are_gone() {
     let base = (now_nanos() - 3 * HOUR) / HOUR * HOUR;
     let recent = now_nanos() - 300 * SEC;
     let req = metrics_request("rollup-svc", metrics(base, recent));
-    let r = post(
-        &c,
-        leader,
-        "/v1/metrics",
-        &[("content-type", "application/x-protobuf")],
-        &prost::Message::encode_to_vec(&req),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    post_protobuf_ok(&c, leader, "/v1/metrics", &req).await;
 
     wait_until(
         Duration::from_secs(60),
         "the points' retention cut",
         || async {
-            let v = json(&c, leader, "/api/v1/storage").await;
+            let v = c.get_json(leader, "/api/v1/storage").await;
             v["last_cut"]["deleted_total"]["metric_points"] == 3 * POINTS
         },
     )
     .await;
     for name in ["temp", "requests"] {
-        let v = json(&c, leader, &format!("/api/v1/metrics?name={name}")).await;
+        let v = c
+            .get_json(leader, &format!("/api/v1/metrics?name={name}"))
+            .await;
         let recent = if name == "temp" { RECENT_POINTS } else { 0 };
         assert_eq!(v["count"], recent, "old raw points of {name} are gone: {v}");
     }
 
     let (start_s, end_s) = (base / SEC, base / SEC + 3_599);
     // REST, one step of an hour: the hour rollup of the gauge.
-    let v = json(
-        &c,
-        leader,
-        &format!("/api/v1/metrics?name=temp&step=1h&start={start_s}&end={end_s}"),
-    )
-    .await;
+    let v = c
+        .get_json(
+            leader,
+            &format!("/api/v1/metrics?name=temp&step=1h&start={start_s}&end={end_s}"),
+        )
+        .await;
     assert_eq!(v["resolution"], "1h", "{v}");
     // The answer says from when raw points remain: after the hour.
     let from = v["raw_points_from"].as_str().unwrap();
@@ -204,14 +186,14 @@ async fn rollups_answer_rest_and_promql_after_the_raw_points_are_gone() {
 
     // REST, steps of five minutes from minute rollups: the counters, two
     // series never mixed, the reset seen as the minimum of its step.
-    let v = json(
-        &c,
-        leader,
-        &format!(
+    let v = c
+        .get_json(
+            leader,
+            &format!(
             "/api/v1/metrics?name=requests&step=5m&service=rollup-svc&start={start_s}&end={end_s}"
         ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(v["resolution"], "1m", "{v}");
     let series = v["series"].as_array().unwrap();
     assert_eq!(series.len(), 2, "{v}");
@@ -269,16 +251,6 @@ async fn rollups_answer_rest_and_promql_after_the_raw_points_are_gone() {
     assert_eq!(max, RECENT_VALUE);
 
     // Every replica built the same rollups.
-    let r = http_client::request_with_headers(
-        "POST",
-        &c.node(leader).url("/api/v1/cluster/check"),
-        &[("content-type", "application/json")],
-        b"",
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
-    let report: serde_json::Value = r.json().unwrap();
-    assert_eq!(r.status, 200, "{report}");
-    assert_eq!(report["agree"], true, "{report}");
+    c.assert_replicas_agree(leader, Duration::from_secs(20))
+        .await;
 }

@@ -8,10 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, Gauge, Metric, NumberDataPoint,
-};
-use tael_raft::http_client;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 
 const MINUTE: u64 = 60 * 1_000_000_000;
 
@@ -37,71 +34,19 @@ fn aged_trace(
     age_nanos: u64,
     prompt: Option<&str>,
 ) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-    let mut req = trace_request(service, trace_no, 1);
-    let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
-    span.start_time_unix_nano = now_nanos() - age_nanos;
-    span.end_time_unix_nano = span.start_time_unix_nano + 1_000;
+    let mut req = aged_trace_request(service, trace_no, 1, age_nanos, |_| 1_000);
     if let Some(p) = prompt {
-        span.attributes
-            .extend([kv("gen_ai.operation.name", "chat"), kv("gen_ai.prompt", p)]);
+        add_llm_prompt(&mut req, p);
     }
     req
 }
 
 fn aged_log(body: &str, age_nanos: u64) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
-    opentelemetry_proto::tonic::logs::v1::LogRecord {
-        time_unix_nano: now_nanos() - age_nanos,
-        severity_number: 9,
-        body: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-            value: Some(
-                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(body.into()),
-            ),
-        }),
-        ..Default::default()
-    }
+    string_log(body, now_nanos() - age_nanos, 9)
 }
 
 fn aged_gauge(name: &str, age_nanos: u64) -> Metric {
-    Metric {
-        name: name.into(),
-        data: Some(Data::Gauge(Gauge {
-            data_points: vec![NumberDataPoint {
-                time_unix_nano: now_nanos() - age_nanos,
-                value: Some(number_data_point::Value::AsDouble(1.0)),
-                ..Default::default()
-            }],
-        })),
-        ..Default::default()
-    }
-}
-
-async fn json(c: &TestCluster, node: u64, path: &str) -> serde_json::Value {
-    let r = c.get(node, path).await;
-    assert_eq!(
-        r.status,
-        200,
-        "node {node} {path}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    r.json().unwrap()
-}
-
-async fn post_json(
-    c: &TestCluster,
-    node: u64,
-    path: &str,
-    body: &[u8],
-) -> (u16, serde_json::Value) {
-    let r = http_client::request_with_headers(
-        "POST",
-        &c.node(node).url(path),
-        &[("content-type", "application/json")],
-        body,
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
-    (r.status, r.json().unwrap_or_default())
+    gauge_metric(name, &[(now_nanos() - age_nanos, 1.0)])
 }
 
 /// What node `node` holds of the test's data, by linearizable reads.
@@ -117,7 +62,7 @@ async fn holdings(c: &TestCluster, node: u64, prompt_sha: &str) -> Vec<String> {
             s => panic!("node {node}: trace {trace_no}: status {s}"),
         }
     }
-    let services = json(c, node, "/api/v1/services").await;
+    let services = c.get_json(node, "/api/v1/services").await;
     for s in services["services"].as_array().unwrap() {
         out.push(format!("service {}", s["name"].as_str().unwrap()));
     }
@@ -126,19 +71,21 @@ async fn holdings(c: &TestCluster, node: u64, prompt_sha: &str) -> Vec<String> {
         out.push("prompt".into());
     }
     for body in ["ancient-marker", "recent-marker"] {
-        let v = json(c, node, &format!("/api/v1/logs?text={body}")).await;
+        let v = c.get_json(node, &format!("/api/v1/logs?text={body}")).await;
         if !v["logs"].as_array().unwrap().is_empty() {
             out.push(format!("log {body}"));
         }
     }
     // The LLM span stays, but its prompt's full-text document went with
     // the payload.
-    let v = json(c, node, "/api/v1/traces?text=aged").await;
+    let v = c.get_json(node, "/api/v1/traces?text=aged").await;
     if !v["spans"].as_array().unwrap().is_empty() {
         out.push("span text".into());
     }
     for name in ["ancient_gauge", "recent_gauge"] {
-        let v = json(c, node, &format!("/api/v1/metrics?name={name}")).await;
+        let v = c
+            .get_json(node, &format!("/api/v1/metrics?name={name}"))
+            .await;
         if !v["metrics"].as_array().unwrap().is_empty() {
             out.push(format!("metric {name}"));
         }
@@ -172,15 +119,7 @@ async fn aged_records_disappear_everywhere_and_the_rest_stays() {
             aged_log("recent-marker", MINUTE),
         ],
     );
-    let r = post(
-        &c,
-        leader,
-        "/v1/logs",
-        &[("content-type", "application/x-protobuf")],
-        &prost::Message::encode_to_vec(&logs),
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    post_protobuf_ok(&c, leader, "/v1/logs", &logs).await;
     let metrics = metrics_request(
         "metric-svc",
         vec![
@@ -188,17 +127,11 @@ async fn aged_records_disappear_everywhere_and_the_rest_stays() {
             aged_gauge("recent_gauge", MINUTE),
         ],
     );
-    let r = post(
-        &c,
-        leader,
-        "/v1/metrics",
-        &[("content-type", "application/x-protobuf")],
-        &prost::Message::encode_to_vec(&metrics),
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    post_protobuf_ok(&c, leader, "/v1/metrics", &metrics).await;
 
-    let llm = json(&c, leader, &format!("/api/v1/traces/{}", trace_hex(2))).await;
+    let llm = c
+        .get_json(leader, &format!("/api/v1/traces/{}", trace_hex(2)))
+        .await;
     let prompt_sha = llm["spans"][0]["llm"]["prompt_sha256"]
         .as_str()
         .unwrap()
@@ -206,7 +139,7 @@ async fn aged_records_disappear_everywhere_and_the_rest_stays() {
 
     // Wait for a cut that saw everything: the old records' deletion shows.
     wait_until(Duration::from_secs(30), "a retention cut", || async {
-        let v = json(&c, leader, "/api/v1/storage").await;
+        let v = c.get_json(leader, "/api/v1/storage").await;
         let d = &v["last_cut"]["deleted_total"];
         d["spans"] == 1 && d["logs"] == 1 && d["metric_points"] == 1 && d["blobs"] == 1
     })
@@ -228,10 +161,12 @@ async fn aged_records_disappear_everywhere_and_the_rest_stays() {
         );
     }
     // The LLM span outlives its payload and keeps the payload's hash.
-    let llm = json(&c, 1, &format!("/api/v1/traces/{}", trace_hex(2))).await;
+    let llm = c
+        .get_json(1, &format!("/api/v1/traces/{}", trace_hex(2)))
+        .await;
     assert_eq!(llm["spans"][0]["llm"]["prompt_sha256"], prompt_sha.as_str());
 
-    let storage = json(&c, leader, "/api/v1/storage").await;
+    let storage = c.get_json(leader, "/api/v1/storage").await;
     assert_eq!(storage["retention"]["traces_secs"], 600, "{storage}");
     assert_eq!(storage["retention"]["llm_payloads_secs"], 300);
     assert_eq!(storage["last_cut"]["pending"], false);
@@ -251,9 +186,8 @@ async fn aged_records_disappear_everywhere_and_the_rest_stays() {
     }
 
     // Every replica deleted exactly the same records.
-    let (status, report) = post_json(&c, leader, "/api/v1/cluster/check", b"").await;
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["agree"], true, "{report}");
+    c.assert_replicas_agree(leader, Duration::from_secs(20))
+        .await;
 
     // A node that joins later replays the cuts and holds the same.
     let new = c.join_learner(leader, leader).await;

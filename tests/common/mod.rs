@@ -5,6 +5,7 @@
 
 pub mod pki;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -19,12 +20,34 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tael_raft::http_client::{self, HttpResponse};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tael-raft");
+
+/// Node flags for cold-tier tests: a one-minute hot window, moves and
+/// retention cuts every second, everything kept ten minutes, and no
+/// background consistency checks (the tests ask for them when they want).
+pub const ONE_MINUTE_HOT_WINDOW_ARGS: [&str; 14] = [
+    "--hot-window",
+    "1m",
+    "--compaction-interval",
+    "1s",
+    "--retention-traces",
+    "10m",
+    "--retention-logs",
+    "10m",
+    "--retention-metrics",
+    "10m",
+    "--retention-llm-payloads",
+    "10m",
+    "--consistency-check-interval-secs",
+    "0",
+];
 
 /// Test ports come from below Linux's ephemeral range (32768 and up). A port
 /// picked by binding port 0 is an ephemeral one, and an outgoing connection
@@ -428,6 +451,66 @@ impl TestCluster {
             .expect("GET")
     }
 
+    /// The value of node `id`'s unlabelled Prometheus sample `name`, read
+    /// from its `/metrics` now.
+    pub async fn metric_of(&self, id: u64, name: &str) -> u64 {
+        let text = String::from_utf8(self.get(id, "/metrics").await.body).unwrap();
+        metric(&text, name)
+    }
+
+    /// GETs `path` from node `id`, asserts it answered 200 (showing the
+    /// body when not) and parses the answer as JSON.
+    pub async fn get_json(&self, id: u64, path: &str) -> serde_json::Value {
+        let r = self.get(id, path).await;
+        assert_eq!(
+            r.status,
+            200,
+            "node {id} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json().unwrap()
+    }
+
+    /// The answers node `id` gives to `paths`, each asserted 200 and kept
+    /// as `body_text(path, body)` makes it (to compare answers across nodes
+    /// or across time, without what legitimately varies).
+    pub async fn answers_by_path(
+        &self,
+        id: u64,
+        paths: &[String],
+        body_text: impl Fn(&str, &[u8]) -> String,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for p in paths {
+            let r = self.get(id, p).await;
+            assert_eq!(
+                r.status,
+                200,
+                "node {id} {p}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            out.insert(p.clone(), body_text(p, &r.body));
+        }
+        out
+    }
+
+    /// Asks node `via` to compare every replica's state and asserts they
+    /// agree; `timeout` bounds the whole request.
+    pub async fn assert_replicas_agree(&self, via: u64, timeout: Duration) {
+        let r = http_client::request_with_headers(
+            "POST",
+            &self.node(via).url("/api/v1/cluster/check"),
+            &[("content-type", "application/json")],
+            b"",
+            timeout,
+        )
+        .await
+        .unwrap();
+        let report: serde_json::Value = r.json().unwrap_or_default();
+        assert_eq!(r.status, 200, "{report}");
+        assert_eq!(report["agree"], true, "{report}");
+    }
+
     pub async fn otlp_client(&self, id: u64) -> TraceServiceClient<tonic::transport::Channel> {
         TraceServiceClient::connect(format!("http://{}", self.node(id).otlp))
             .await
@@ -653,6 +736,86 @@ pub async fn post(
     )
     .await
     .expect("POST")
+}
+
+/// POSTs the OTLP protobuf message `msg` to node `id`'s OTLP HTTP `path`
+/// (`/v1/logs`, `/v1/metrics`, ...) and asserts it was accepted, showing
+/// the answer's body when not.
+pub async fn post_protobuf_ok(c: &TestCluster, id: u64, path: &str, msg: &impl prost::Message) {
+    let r = post(
+        c,
+        id,
+        path,
+        &[("content-type", "application/x-protobuf")],
+        &msg.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// Trace `trace_no` of `spans` spans of `service`: span 0 starts
+/// `age_nanos` ago, the others a millisecond apart after it, and span `i`
+/// lasts `duration_nanos(i)`. For tests that place records before or
+/// inside a retention or hot window.
+pub fn aged_trace_request(
+    service: &str,
+    trace_no: u64,
+    spans: u64,
+    age_nanos: u64,
+    duration_nanos: impl Fn(u64) -> u64,
+) -> ExportTraceServiceRequest {
+    let mut req = trace_request(service, trace_no, spans);
+    let start = now_nanos() - age_nanos;
+    for (i, span) in req.resource_spans[0].scope_spans[0]
+        .spans
+        .iter_mut()
+        .enumerate()
+    {
+        span.start_time_unix_nano = start + i as u64 * 1_000_000;
+        span.end_time_unix_nano = span.start_time_unix_nano + duration_nanos(i as u64);
+    }
+    req
+}
+
+/// Makes span 0 of `req` an LLM chat call whose prompt is `prompt` (the
+/// server keeps the prompt as a payload blob, indexed for full text).
+pub fn add_llm_prompt(req: &mut ExportTraceServiceRequest, prompt: &str) {
+    req.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .extend([
+            kv("gen_ai.operation.name", "chat"),
+            kv("gen_ai.prompt", prompt),
+        ]);
+}
+
+/// A log record at `time_unix_nano` whose body is the string `body`.
+pub fn string_log(body: &str, time_unix_nano: u64, severity_number: i32) -> LogRecord {
+    LogRecord {
+        time_unix_nano,
+        severity_number,
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A gauge `name` of one data point per `(time_unix_nano, value)`.
+pub fn gauge_metric(name: &str, points: &[(u64, f64)]) -> Metric {
+    Metric {
+        name: name.into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: points
+                .iter()
+                .map(|&(time_unix_nano, value)| NumberDataPoint {
+                    time_unix_nano,
+                    value: Some(number_data_point::Value::AsDouble(value)),
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+        ..Default::default()
+    }
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
