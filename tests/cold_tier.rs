@@ -89,6 +89,10 @@ fn stable_paths(window: (u64, u64), prompt_sha: &str) -> Vec<String> {
         format!("/api/v1/metrics?name=young_gauge&limit=1000&{w}"),
         format!("/api/v1/metrics?limit=1000&{w}"),
         format!("/api/v1/summary?{w}"),
+        // Three seconds around the first young spans: unless it happens to
+        // hold a minute start, a window this short is read from the spans
+        // themselves (in both tiers), not from minute rollups.
+        format!("/api/v1/summary?start={}&end={}", from_s, from_s + 3),
         format!("/api/v1/topology?{w}"),
         format!("/jaeger/api/traces?service=young-svc&limit=50&start={from_us}&end={to_us}"),
         format!("/jaeger/api/traces/{}", trace_hex(3)),

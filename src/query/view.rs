@@ -515,7 +515,8 @@ impl View {
             let minutes = (minute_of(since), minute_of(until));
             self.hot.merge_rollups(minutes, service, &mut w)?;
         } else {
-            let (digests, truncated) = self.hot.span_digests(since, until, service, max_spans)?;
+            // Both tiers: a short window of moved spans is still theirs.
+            let (digests, truncated) = self.span_digests((since, until), service, max_spans)?;
             w.truncated = truncated;
             digests.iter().for_each(|d| w.add_digest(d));
         }
