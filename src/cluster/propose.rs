@@ -32,15 +32,7 @@ impl Cluster {
         let m = self.metrics();
         if m.current_leader == Some(self.settings.node_id) {
             let (record, response) = payload::stamp_local(record).map_err(ClusterError::Invalid)?;
-            let index = tael_consensus::write::propose(
-                &self.raft,
-                &self.log,
-                record,
-                self.settings.ack,
-                WRITE_TIMEOUT,
-            )
-            .await
-            .map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
+            let index = self.propose_here(record).await?;
             return Ok((index, response));
         }
         let (leader, addr) = self.leader_addr(&m)?;
@@ -58,6 +50,19 @@ impl Cluster {
             ))),
         }
     }
+
+    /// Proposes `record` on this node, the leader, and waits for its ack.
+    async fn propose_here(&self, record: Record) -> Result<u64, ClusterError> {
+        tael_consensus::write::propose(
+            &self.raft,
+            &self.log,
+            record,
+            self.settings.ack,
+            WRITE_TIMEOUT,
+        )
+        .await
+        .map_err(|s| ClusterError::Unavailable(s.message().to_string()))
+    }
 }
 
 #[cfg(feature = "fault-injection")]
@@ -72,14 +77,6 @@ impl Cluster {
         if self.metrics().current_leader != Some(self.settings.node_id) {
             return Err(ClusterError::NotLeader { leader_rest: None });
         }
-        tael_consensus::write::propose(
-            &self.raft,
-            &self.log,
-            record,
-            self.settings.ack,
-            WRITE_TIMEOUT,
-        )
-        .await
-        .map_err(|s| ClusterError::Unavailable(s.message().to_string()))
+        self.propose_here(record).await
     }
 }

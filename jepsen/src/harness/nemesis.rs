@@ -355,22 +355,7 @@ impl Nemesis {
                            "installed": installed, "cuts": cuts, "note": note}),
                 );
                 sleep_or_stop(hold, stop).await;
-                let mut restarted = Vec::new();
-                for id in killed {
-                    // Left down after corruption, or removed from the
-                    // membership while it was down: never restarted.
-                    if self.refused.lock().expect("lock").contains(&id)
-                        || self.cluster.is_removed(id)
-                    {
-                        continue;
-                    }
-                    match self.cluster.start(id) {
-                        Ok(_) => restarted.push(id),
-                        Err(e) => self
-                            .rec
-                            .nemesis("restart-error", json!({"node": id, "error": e})),
-                    }
-                }
+                let restarted = self.restart(killed);
                 self.rec
                     .nemesis("restart", json!({"nodes": restarted, "installed": true}));
             }
@@ -778,9 +763,16 @@ impl Nemesis {
     /// can afford for the rest of the run, and with overlapping faults the
     /// cluster would lose its quorum for good. Returns the restarted ids.
     fn supervise(&self, exited: &[Value]) -> Vec<u64> {
+        self.restart(exited.iter().filter_map(|e| e["node"].as_u64()))
+    }
+
+    /// Starts each node of `ids` again, except one left down after
+    /// corruption or removed from the membership while it was down (never
+    /// restarted); a failed start is recorded. Returns the restarted ids.
+    fn restart(&self, ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
         let mut restarted = Vec::new();
-        for id in exited.iter().filter_map(|e| e["node"].as_u64()) {
-            if self.refused.lock().expect("lock").contains(&id) {
+        for id in ids {
+            if self.refused.lock().expect("lock").contains(&id) || self.cluster.is_removed(id) {
                 continue;
             }
             match self.cluster.start(id) {
