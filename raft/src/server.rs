@@ -34,6 +34,7 @@ pub fn node_status<SM>(
     log: &LogStore,
     rest_addr: &str,
     state_digest: Option<(u64, String)>,
+    cold_file_writer: u32,
 ) -> pb::NodeStatusResponse
 where
     SM: RaftStateMachine<TypeConfig>,
@@ -66,6 +67,7 @@ where
         applies_cold_moves: true,
         applies_rollup_retention: true,
         applies_cold_uploads: true,
+        cold_file_writer,
     }
 }
 
@@ -97,6 +99,8 @@ where
     pub ack: crate::AckLevel,
     pub leader_stamp: LeaderStamp,
     pub state_digest: StateDigestSource,
+    /// The application's cold file writer version, reported by `NodeStatus`.
+    pub cold_file_writer: u32,
     /// Touched whenever the leader reaches this node; read by the failover
     /// watcher (`failover::spawn_watcher`).
     pub leader_contact: Arc<LeaderContact>,
@@ -410,6 +414,7 @@ where
             &self.log,
             &self.rest_addr,
             (self.state_digest)(),
+            self.cold_file_writer,
         )))
     }
 

@@ -55,8 +55,15 @@ impl Cluster {
 /// Whether every member answered and applies moves to the cold tier (a
 /// node of an older version would reject the move and keep the records in
 /// its hot tier only, while the others' manifests name a file).
+///
+/// Each member writes its own copy of every file (the local cold store), so
+/// they must also write the same bytes: a member whose file writer differs
+/// (a rolling upgrade across a change of it) postpones moves too, as its
+/// manifest would differ from the others' in each file's size.
 pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
-    status.every_member_reports(|s| s.applies_cold_moves)
+    status.every_member_reports(|s| {
+        s.applies_cold_moves && s.cold_file_writer == crate::state::cold::FILE_WRITER_VERSION
+    })
 }
 
 /// Whether every member answered and applies moves to the shared cold
@@ -72,4 +79,49 @@ pub fn every_member_applies_cold_uploads(status: &ClusterStatus) -> bool {
 /// from them from then on.
 pub fn every_member_applies_retention(status: &ClusterStatus) -> bool {
     status.every_member_reports(|s| s.applies_retention_cuts && s.applies_rollup_retention)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::status::MemberStatus;
+    use crate::state::cold::FILE_WRITER_VERSION;
+
+    fn status_of(writers: &[u32]) -> ClusterStatus {
+        ClusterStatus {
+            cluster_id: Some("c".into()),
+            node_id: 1,
+            leader: Some(1),
+            term: 1,
+            voters: (1..=writers.len() as u64).collect(),
+            learners: vec![],
+            members: writers
+                .iter()
+                .enumerate()
+                .map(|(i, &writer)| MemberStatus {
+                    id: i as u64 + 1,
+                    raft_addr: String::new(),
+                    voter: true,
+                    status: Some(tael_consensus::pb::NodeStatusResponse {
+                        applies_cold_moves: true,
+                        applies_cold_uploads: true,
+                        cold_file_writer: writer,
+                        ..Default::default()
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn local_moves_wait_for_every_member_to_write_the_same_files() {
+        let v = FILE_WRITER_VERSION;
+        assert!(every_member_applies_cold_moves(&status_of(&[v, v, v])));
+        // A node of the version before (the field absent reads as 0), or
+        // of a later writer: its copies would differ in their bytes.
+        assert!(!every_member_applies_cold_moves(&status_of(&[v, 0, v])));
+        assert!(!every_member_applies_cold_moves(&status_of(&[v, v, v + 1])));
+        // The shared store's files are written once, by the leader.
+        assert!(every_member_applies_cold_uploads(&status_of(&[v, 0, v])));
+    }
 }

@@ -90,6 +90,7 @@ impl Cluster {
             &self.log,
             &self.settings.rest_addr,
             self.local_digest(),
+            crate::state::cold::FILE_WRITER_VERSION,
         )
     }
 

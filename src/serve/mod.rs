@@ -269,6 +269,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningNode, String> {
             let cluster = cluster.clone();
             Arc::new(move || cluster.local_digest())
         },
+        cold_file_writer: crate::state::cold::FILE_WRITER_VERSION,
         leader_contact: leader_contact.clone(),
         leader_probe: leader_probe.clone(),
     };

@@ -54,11 +54,28 @@ use parquet::schema::types::ColumnPath;
 use super::Signal;
 use crate::state::hot::{StoreError, StoreResult};
 
-/// A row group holds at least this many rows (but for the last), ending at
-/// the next trace boundary for spans.
+/// A row group of logs or metric points holds this many rows (but for the
+/// last). Their reads are searches by name and time, which take many rows.
 pub const ROWS_PER_ROW_GROUP: usize = 8_192;
-/// ... and at most this many: a trace larger than that spans row groups.
-pub const MAX_ROWS_PER_ROW_GROUP: usize = 4 * ROWS_PER_ROW_GROUP;
+/// A row group of spans holds at least this many rows (but for the last),
+/// ending at the next trace boundary. Small, because a trace by id
+/// decompresses the row group holding the trace (its pages, without a page
+/// index): 2,048 spans are about 0.5 MB of records for the 8 or so wanted.
+pub const SPAN_ROWS_PER_ROW_GROUP: usize = 2_048;
+
+/// At least this many rows per row group (but for the last) for `signal`.
+pub fn rows_per_row_group(signal: Signal) -> usize {
+    match signal {
+        Signal::Spans => SPAN_ROWS_PER_ROW_GROUP,
+        Signal::Logs | Signal::Metrics => ROWS_PER_ROW_GROUP,
+    }
+}
+
+/// At most this many rows per row group for `signal`: a trace larger than
+/// that spans row groups.
+pub fn max_rows_per_row_group(signal: Signal) -> usize {
+    4 * rows_per_row_group(signal)
+}
 /// False-positive rate of the trace-id bloom filters.
 const BLOOM_FPP: f64 = 0.01;
 /// ZSTD level: the default of the zstd tool, a good ratio at low CPU. Level
@@ -202,7 +219,7 @@ impl RowFilter<'_> {
     }
 }
 
-fn writer_properties() -> WriterProperties {
+fn writer_properties(signal: Signal) -> WriterProperties {
     let col = |name: &str| ColumnPath::from(name);
     let mut props = WriterProperties::builder()
         .set_created_by(CREATED_BY.into())
@@ -222,7 +239,7 @@ fn writer_properties() -> WriterProperties {
         .set_bloom_filter_enabled(false)
         .set_column_bloom_filter_enabled(col("trace_id"), true)
         .set_column_bloom_filter_fpp(col("trace_id"), BLOOM_FPP)
-        .set_column_bloom_filter_max_ndv(col("trace_id"), MAX_ROWS_PER_ROW_GROUP as u64);
+        .set_column_bloom_filter_max_ndv(col("trace_id"), max_rows_per_row_group(signal) as u64);
     for pruned in [
         "trace_id",
         "name",
@@ -274,8 +291,8 @@ fn row_group_ends(signal: Signal, rows: &[ColdRow]) -> Vec<usize> {
     for i in 1..=rows.len() {
         let len = i - start;
         let boundary = i == rows.len()
-            || len >= MAX_ROWS_PER_ROW_GROUP
-            || (len >= ROWS_PER_ROW_GROUP
+            || len >= max_rows_per_row_group(signal)
+            || (len >= rows_per_row_group(signal)
                 && (signal != Signal::Spans || rows[i].trace_id != rows[i - 1].trace_id));
         if boundary {
             ends.push(i);
@@ -298,7 +315,8 @@ pub fn write_file(signal: Signal, mut rows: Vec<ColdRow>) -> StoreResult<Vec<u8>
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(pq)?);
     let mut out = Vec::new();
     let mut writer =
-        SerializedFileWriter::new(&mut out, schema, Arc::new(writer_properties())).map_err(pq)?;
+        SerializedFileWriter::new(&mut out, schema, Arc::new(writer_properties(signal)))
+            .map_err(pq)?;
     let mut start = 0;
     for end in row_group_ends(signal, &rows) {
         write_row_group(&mut writer, &rows[start..end])?;
@@ -510,6 +528,20 @@ fn may_hold(
     true
 }
 
+/// Which rows of a row group whose trace-id column is `traces` a read takes,
+/// as (rows skipped, rows taken); `None` when it takes none. A read of one
+/// trace takes the rows from the trace's first to its last (both formats
+/// sort by trace id first, so that is the trace), so the other columns
+/// decode those rows alone; a bloom filter's false positive takes none.
+fn rows_to_read(traces: &[ByteArray], trace_id: Option<&[u8]>) -> Option<(usize, usize)> {
+    let Some(trace) = trace_id else {
+        return (!traces.is_empty()).then_some((0, traces.len()));
+    };
+    let first = traces.iter().position(|t| t.data() == trace)?;
+    let last = traces.iter().rposition(|t| t.data() == trace)?;
+    Some((first, last + 1 - first))
+}
+
 fn read_row_group(
     rg: &dyn RowGroupReader,
     columns: &Columns,
@@ -517,15 +549,24 @@ fn read_row_group(
     out: &mut FileRead,
 ) -> StoreResult<()> {
     let n = usize::try_from(rg.metadata().num_rows()).unwrap_or(0);
-    let times = read_i64(rg, columns.time, n)?;
-    let keys = read_bytes(rg, columns.key, n)?;
-    let traces = read_bytes(rg, columns.trace_id, n)?;
-    let names = read_bytes(rg, columns.name, n)?;
-    let durations = read_i64(rg, columns.duration, n)?;
-    let statuses = read_i32(rg, columns.status, n)?;
-    let records = read_bytes(rg, columns.record, n)?;
+    let traces = read_bytes(rg, columns.trace_id, 0, n)?;
+    if traces.len() != n {
+        return Err(StoreError::Corrupt(
+            "cold file: a row group's trace ids are fewer than its rows".into(),
+        ));
+    }
+    let Some((skip, take)) = rows_to_read(&traces, filter.trace_id) else {
+        return Ok(());
+    };
+    let traces = &traces[skip..skip + take];
+    let times = read_i64(rg, columns.time, skip, take)?;
+    let keys = read_bytes(rg, columns.key, skip, take)?;
+    let names = read_bytes(rg, columns.name, skip, take)?;
+    let durations = read_i64(rg, columns.duration, skip, take)?;
+    let statuses = read_i32(rg, columns.status, skip, take)?;
+    let records = read_bytes(rg, columns.record, skip, take)?;
     let elided = match columns.elided {
-        Some(c) => read_i32(rg, c, n)?,
+        Some(c) => read_i32(rg, c, skip, take)?,
         None => vec![0; times.len()],
     };
     let lengths = [
@@ -587,9 +628,20 @@ fn join(prefix: &[u8], rest: &[u8], elided: i32) -> Vec<u8> {
 
 macro_rules! column_reader {
     ($name:ident, $ty:ty, $value:ty) => {
-        fn $name(rg: &dyn RowGroupReader, column: usize, rows: usize) -> StoreResult<Vec<$value>> {
+        /// `rows` values of `column`, after its first `skip`.
+        fn $name(
+            rg: &dyn RowGroupReader,
+            column: usize,
+            skip: usize,
+            rows: usize,
+        ) -> StoreResult<Vec<$value>> {
             let mut reader =
                 get_typed_column_reader::<$ty>(rg.get_column_reader(column).map_err(pq)?);
+            if skip > 0 && reader.skip_records(skip).map_err(pq)? != skip {
+                return Err(StoreError::Corrupt(
+                    "cold file: a column of a row group ends early".into(),
+                ));
+            }
             let mut values: Vec<$value> = Vec::with_capacity(rows);
             while values.len() < rows {
                 let (records, _, _) = reader
@@ -854,7 +906,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Traces of 7 spans each, so row group boundaries fall mid-count
         // and must be moved to trace boundaries.
-        let traces = 3 * ROWS_PER_ROW_GROUP / 7 + 2;
+        let traces = 3 * SPAN_ROWS_PER_ROW_GROUP / 7 + 2;
+        // The first row group's minimum is reached inside this trace.
+        let straddling = (SPAN_ROWS_PER_ROW_GROUP / 7) as u64;
         let rows: Vec<ColdRow> = (0..traces)
             .flat_map(|t| {
                 (0..7u8).map(move |s| {
@@ -868,7 +922,7 @@ mod tests {
             })
             .collect();
         let path = write_to(dir.path(), Signal::Spans, rows);
-        for t in [0u64, 1170, 1171, traces as u64 - 1] {
+        for t in [0u64, straddling, straddling + 1, traces as u64 - 1] {
             let mut id = [0u8; 16];
             id[..8].copy_from_slice(&t.to_be_bytes());
             let filter = RowFilter {
@@ -878,11 +932,42 @@ mod tests {
             let read = read_rows(&path, &filter).unwrap();
             assert_eq!(read.rows.len(), 7, "trace {t}");
             assert_eq!(read.row_groups_read, 1, "trace {t}: one row group");
+            assert_eq!(read.examined, 7, "trace {t}: only its rows decoded");
             assert!(
                 read.row_groups_skipped >= 2,
                 "trace {t}: bloom filters skip"
             );
         }
+    }
+
+    #[test]
+    fn a_trace_read_takes_the_rows_from_its_first_to_its_last() {
+        let ids: Vec<ByteArray> = [1u8, 1, 2, 2, 2, 3]
+            .iter()
+            .map(|&b| ByteArray::from(vec![b; 16]))
+            .collect();
+        assert_eq!(rows_to_read(&ids, Some(&[2; 16])), Some((2, 3)));
+        assert_eq!(rows_to_read(&ids, Some(&[3; 16])), Some((5, 1)));
+        assert_eq!(rows_to_read(&ids, Some(&[9; 16])), None, "a false positive");
+        assert_eq!(rows_to_read(&ids, None), Some((0, 6)));
+        assert_eq!(rows_to_read(&[], None), None);
+    }
+
+    #[test]
+    fn span_row_groups_are_smaller_than_other_signals() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<ColdRow> = (0..2 * SPAN_ROWS_PER_ROW_GROUP)
+            .map(|i| {
+                let mut r = span_row(0, 0, i as u64);
+                r.trace_id = (i as u128).to_be_bytes().to_vec();
+                r.key = [&r.trace_id[..], &[0; 8]].concat();
+                r
+            })
+            .collect();
+        let path = write_to(dir.path(), Signal::Spans, rows);
+        let read = read_rows(&path, &RowFilter::window((0, u64::MAX))).unwrap();
+        assert_eq!(read.row_groups_read, 2);
+        assert_eq!(read.examined, 2 * SPAN_ROWS_PER_ROW_GROUP);
     }
 
     #[test]
