@@ -61,7 +61,12 @@ impl Cluster {
 /// (a rolling upgrade across a change of it) postpones moves too, as its
 /// manifest would differ from the others' in each file's size.
 pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
-    status.every_member_reports(|s| {
+    cold_move_holdouts(status).is_empty()
+}
+
+/// The members [`every_member_applies_cold_moves`] waits for.
+pub fn cold_move_holdouts(status: &ClusterStatus) -> Vec<u64> {
+    status.members_lacking(|s| {
         s.applies_cold_moves && s.cold_file_writer == crate::state::cold::FILE_WRITER_VERSION
     })
 }
@@ -70,7 +75,12 @@ pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
 /// store (a node of an older version would reject them and keep the
 /// records hot while the others remove them).
 pub fn every_member_applies_cold_uploads(status: &ClusterStatus) -> bool {
-    status.every_member_reports(|s| s.applies_cold_moves && s.applies_cold_uploads)
+    cold_upload_holdouts(status).is_empty()
+}
+
+/// The members [`every_member_applies_cold_uploads`] waits for.
+pub fn cold_upload_holdouts(status: &ClusterStatus) -> Vec<u64> {
+    status.members_lacking(|s| s.applies_cold_moves && s.applies_cold_uploads)
 }
 
 /// Whether every member answered and applies retention cuts as this
@@ -78,7 +88,12 @@ pub fn every_member_applies_cold_uploads(status: &ClusterStatus) -> bool {
 /// version would reject the cut, keep what the others deleted, and differ
 /// from them from then on.
 pub fn every_member_applies_retention(status: &ClusterStatus) -> bool {
-    status.every_member_reports(|s| s.applies_retention_cuts && s.applies_rollup_retention)
+    retention_holdouts(status).is_empty()
+}
+
+/// The members [`every_member_applies_retention`] waits for.
+pub fn retention_holdouts(status: &ClusterStatus) -> Vec<u64> {
+    status.members_lacking(|s| s.applies_retention_cuts && s.applies_rollup_retention)
 }
 
 #[cfg(test)]
@@ -105,6 +120,8 @@ mod tests {
                     status: Some(tael_consensus::pb::NodeStatusResponse {
                         applies_cold_moves: true,
                         applies_cold_uploads: true,
+                        applies_retention_cuts: true,
+                        applies_rollup_retention: true,
                         cold_file_writer: writer,
                         ..Default::default()
                     }),
@@ -123,5 +140,11 @@ mod tests {
         assert!(!every_member_applies_cold_moves(&status_of(&[v, v, v + 1])));
         // The shared store's files are written once, by the leader.
         assert!(every_member_applies_cold_uploads(&status_of(&[v, 0, v])));
+        // The leader's log names whom it waits for.
+        assert_eq!(cold_move_holdouts(&status_of(&[v, 0, v, 7])), vec![2, 4]);
+        let mut silent = status_of(&[v, v, v]);
+        silent.members[2].status = None;
+        assert_eq!(cold_move_holdouts(&silent), vec![3]);
+        assert_eq!(retention_holdouts(&silent), vec![3]);
     }
 }

@@ -34,9 +34,17 @@ impl ClusterStatus {
     /// not apply (a node that rejects an entry the others apply differs
     /// from them from then on).
     pub fn every_member_reports(&self, applies: impl Fn(&NodeStatusResponse) -> bool) -> bool {
+        self.members_lacking(applies).is_empty()
+    }
+
+    /// The members that did not answer, or whose answer does not say
+    /// `applies`: whom the leader waits for (named in its logs).
+    pub fn members_lacking(&self, applies: impl Fn(&NodeStatusResponse) -> bool) -> Vec<u64> {
         self.members
             .iter()
-            .all(|m| m.status.as_ref().is_some_and(&applies))
+            .filter(|m| !m.status.as_ref().is_some_and(&applies))
+            .map(|m| m.id)
+            .collect()
     }
 
     /// The leader's last log index, when the leader answered.

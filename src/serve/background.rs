@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::cluster::Cluster;
+use crate::cluster::{retention, Cluster};
 use crate::state;
 use crate::state::cold::objects::ColdObjects;
 
@@ -105,21 +105,29 @@ pub async fn lifecycle(
         }
         let status = cluster.status().await;
         if hot_window_secs > 0 {
-            let capable = if sm.cold_objects().is_some() {
-                crate::cluster::retention::every_member_applies_cold_uploads(&status)
+            let holdouts = if sm.cold_objects().is_some() {
+                retention::cold_upload_holdouts(&status)
             } else {
-                crate::cluster::retention::every_member_applies_cold_moves(&status)
+                retention::cold_move_holdouts(&status)
             };
-            if capable {
+            if holdouts.is_empty() {
                 cold_moves(&cluster, &sm, hot_window_secs).await;
             } else {
-                tracing::info!("cold moves skipped: a member is unreachable or cannot apply them");
+                tracing::info!(
+                    waiting_for = ?holdouts,
+                    "cold moves skipped: these members are unreachable, or run a version that \
+                     cannot apply moves or writes other cold files"
+                );
             }
         }
-        if crate::cluster::retention::every_member_applies_retention(&status) {
+        let holdouts = retention::retention_holdouts(&status);
+        if holdouts.is_empty() {
             retention_cuts(&cluster, &sm, policy).await;
         } else {
-            tracing::info!("retention skipped: a member is unreachable or cannot apply cuts");
+            tracing::info!(
+                waiting_for = ?holdouts,
+                "retention skipped: these members are unreachable or cannot apply cuts"
+            );
         }
     }
 }
