@@ -363,9 +363,16 @@ impl Shared {
         let keys_changed = batch.changes_keys();
         let dropped_cold_files = batch.take_dropped_cold_files();
         batch.commit(last, membership.as_ref())?;
-        // Only once the manifest without them is committed: a crash before
-        // leaves them named and readable, after it they are orphans that
-        // the next start removes.
+        // Only once the manifest without them is committed *and durable*:
+        // a crash before leaves them named and readable, after it they are
+        // orphans that the next start removes. A commit alone is not
+        // durable (the log is; apply is replayed from it), and an unlink
+        // becomes durable with the next fsync of its directory (the next
+        // move's), so without this a power cut could leave a state that
+        // names a file that is gone, and replaying the cut then fails.
+        if !dropped_cold_files.is_empty() {
+            store.persist()?;
+        }
         for path in dropped_cold_files {
             if let Err(e) = std::fs::remove_file(&path) {
                 tracing::warn!(path = %path.display(), error = %e, "removing a dropped cold file");
