@@ -52,46 +52,32 @@ impl Cluster {
     }
 }
 
-/// Whether every member answered and applies moves to the cold tier (a
-/// node of an older version would reject the move and keep the records in
-/// its hot tier only, while the others' manifests name a file).
+/// The members that hold back moves to the local cold tier: those that did
+/// not answer, or do not apply moves (a node of an older version would
+/// reject the move and keep the records in its hot tier only, while the
+/// others' manifests name a file).
 ///
 /// Each member writes its own copy of every file (the local cold store), so
 /// they must also write the same bytes: a member whose file writer differs
 /// (a rolling upgrade across a change of it) postpones moves too, as its
 /// manifest would differ from the others' in each file's size.
-pub fn every_member_applies_cold_moves(status: &ClusterStatus) -> bool {
-    cold_move_holdouts(status).is_empty()
-}
-
-/// The members [`every_member_applies_cold_moves`] waits for.
 pub fn cold_move_holdouts(status: &ClusterStatus) -> Vec<u64> {
     status.members_lacking(|s| {
         s.applies_cold_moves && s.cold_file_writer == crate::state::cold::FILE_WRITER_VERSION
     })
 }
 
-/// Whether every member answered and applies moves to the shared cold
-/// store (a node of an older version would reject them and keep the
-/// records hot while the others remove them).
-pub fn every_member_applies_cold_uploads(status: &ClusterStatus) -> bool {
-    cold_upload_holdouts(status).is_empty()
-}
-
-/// The members [`every_member_applies_cold_uploads`] waits for.
+/// The members that hold back moves to the shared cold store: those that
+/// did not answer, or do not apply them (a node of an older version would
+/// reject them and keep the records hot while the others remove them).
 pub fn cold_upload_holdouts(status: &ClusterStatus) -> Vec<u64> {
     status.members_lacking(|s| s.applies_cold_moves && s.applies_cold_uploads)
 }
 
-/// Whether every member answered and applies retention cuts as this
-/// version encodes them (with a rollups retention): a node of an older
-/// version would reject the cut, keep what the others deleted, and differ
-/// from them from then on.
-pub fn every_member_applies_retention(status: &ClusterStatus) -> bool {
-    retention_holdouts(status).is_empty()
-}
-
-/// The members [`every_member_applies_retention`] waits for.
+/// The members that hold back retention cuts: those that did not answer,
+/// or do not apply cuts as this version encodes them (with a rollups
+/// retention): a node of an older version would reject the cut, keep what
+/// the others deleted, and differ from them from then on.
 pub fn retention_holdouts(status: &ClusterStatus) -> Vec<u64> {
     status.members_lacking(|s| s.applies_retention_cuts && s.applies_rollup_retention)
 }
@@ -133,13 +119,13 @@ mod tests {
     #[test]
     fn local_moves_wait_for_every_member_to_write_the_same_files() {
         let v = FILE_WRITER_VERSION;
-        assert!(every_member_applies_cold_moves(&status_of(&[v, v, v])));
+        assert!(cold_move_holdouts(&status_of(&[v, v, v])).is_empty());
         // A node of the version before (the field absent reads as 0), or
         // of a later writer: its copies would differ in their bytes.
-        assert!(!every_member_applies_cold_moves(&status_of(&[v, 0, v])));
-        assert!(!every_member_applies_cold_moves(&status_of(&[v, v, v + 1])));
+        assert!(!cold_move_holdouts(&status_of(&[v, 0, v])).is_empty());
+        assert!(!cold_move_holdouts(&status_of(&[v, v, v + 1])).is_empty());
         // The shared store's files are written once, by the leader.
-        assert!(every_member_applies_cold_uploads(&status_of(&[v, 0, v])));
+        assert!(cold_upload_holdouts(&status_of(&[v, 0, v])).is_empty());
         // The leader's log names whom it waits for.
         assert_eq!(cold_move_holdouts(&status_of(&[v, 0, v, 7])), vec![2, 4]);
         let mut silent = status_of(&[v, v, v]);
